@@ -1,0 +1,1 @@
+"""stackc: compile one stack spec into LLM inference deployments."""
