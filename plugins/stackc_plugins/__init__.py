@@ -1,0 +1,1 @@
+"""The built-in stackc plugins: ordinary plugins, registered exactly as third-party ones are."""

@@ -1,0 +1,5 @@
+import sys
+
+from stackc.cli import main
+
+sys.exit(main())

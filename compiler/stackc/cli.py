@@ -1,0 +1,261 @@
+"""The ``stackc`` command. Exit codes and stdout are API:
+
+0 ok · 1 differences found (``diff``) · 2 invalid input or usage · 3 internal error (a bug).
+Data goes to stdout, messages to stderr; ``--format json`` wraps data in a versioned envelope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stackc import __version__
+
+JSON_ENVELOPE_VERSION = 1
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    DIFFERENCES = 1
+    INVALID = 2
+    INTERNAL = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.INVALID, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stackc", description="Compile an LLM inference stack spec into Kubernetes deployments.")
+    parser.add_argument("--version", action="version", version=f"stackc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def spec_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("specs", nargs="+", metavar="SPEC", help="spec files; later ones override earlier ones")
+        sub.add_argument("--set", dest="settings", action="append", default=[], metavar="PATH=VALUE",
+                         help="override one value, e.g. models.llama.replicas=3 (repeatable)")
+        sub.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME",
+                         help="do not load this plugin entry point (repeatable)")
+        sub.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+        return sub
+
+    def output_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-o", "--out", default="out", metavar="DIR", help="output root (default: out)")
+        sub.add_argument("--target", dest="targets", action="append", metavar="NAME",
+                         help="build only this target, overriding the spec's list (repeatable)")
+
+    output_options(spec_command("build", "compile and write OUT/STACK/TARGET/…"))
+    output_options(spec_command("check", "compile and validate; write nothing"))
+    output_options(spec_command("diff", "show how OUT/STACK differs from a fresh build (exit 1 if it does)"))
+    spec_command("explain", "print the resolved spec after overlays, --set and [defaults]")
+    init = commands.add_parser("init", help="write a commented starter spec", description="write a commented starter spec")
+    init.add_argument("path", nargs="?", help="file to create (default: print to stdout)")
+    schema = commands.add_parser("schema", help="print the spec's JSON Schema", description="print the spec's JSON Schema")
+    schema.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME")
+    plugins = commands.add_parser("plugins", help="list engines and targets with their providers",
+                                  description="list engines and targets with their providers")
+    plugins.add_argument("--format", choices=("text", "json"), default="text")
+    plugins.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(_run(args))
+    except KeyboardInterrupt:
+        print("stackc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return ExitCode.OK
+    except Exception as error:  # the last line of defence: a bug, never a user mistake
+        return _internal_error(error)
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    from stackc.diagnostics import DiagnosticsError
+    from stackc.output import OutputError
+    from stackc.pipeline import PluginCrash
+    from stackc.plugins import PluginError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except DiagnosticsError as error:
+        _report(error.diagnostics, getattr(args, "format", "text"))
+        return ExitCode.INVALID
+    except OutputError as error:
+        print(f"stackc: error: {error}", file=sys.stderr)
+        return ExitCode.INVALID
+    except (PluginCrash, PluginError) as error:
+        print(f"stackc: error: {error}", file=sys.stderr)
+        cause = error.__cause__
+        if cause is not None:
+            print("".join(traceback.format_exception(cause)[-6:]), file=sys.stderr, end="")
+        print("This is a bug in the plugin, not in your spec: please report it to its authors.", file=sys.stderr)
+        return ExitCode.INTERNAL
+
+
+def _internal_error(error: BaseException) -> ExitCode:
+    print("".join(traceback.format_exception(error)), file=sys.stderr, end="")
+    print(f"stackc {__version__}: internal error: {type(error).__name__}: {error}\n"
+          "This is a bug in stackc: please report it with the spec that triggered it.", file=sys.stderr)
+    return ExitCode.INTERNAL
+
+
+def _report(diagnostics: Sequence[Any], output_format: str) -> None:
+    if output_format == "json":
+        _print_json({"command": "error", "diagnostics": [d.as_json() for d in diagnostics]})
+    for diagnostic in diagnostics:
+        print(diagnostic.render(), file=sys.stderr)
+    count = sum(1 for d in diagnostics if d.severity.value == "error")
+    print(f"stackc: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({"stackc": JSON_ENVELOPE_VERSION, **payload}, indent=2, sort_keys=True) + "\n")
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from stackc.plugins import load_registry
+
+    return load_registry(args.blocked)
+
+
+def _compile(args: argparse.Namespace) -> Any:
+    from stackc import pipeline
+
+    return pipeline.compile_stack(args.specs, _registry(args), args.settings, args.targets)
+
+
+def _stack_root(args: argparse.Namespace, compilation: Any) -> Path:
+    return Path(args.out) / compilation.spec.stack.name
+
+
+def _build(args: argparse.Namespace) -> ExitCode:
+    from stackc.output import write_tree
+
+    compilation = _compile(args)
+    root = _stack_root(args, compilation)
+    keep = () if args.targets is None else _other_targets(root, compilation.targets)
+    write_tree(root, compilation.files, keep_prefixes=keep)
+    if args.format == "json":
+        _print_json({"command": "build", "stack": compilation.spec.stack.name, "out": root.as_posix(),
+                     "targets": list(compilation.targets), "files": sorted(compilation.files)})
+    else:
+        print(f"stackc: wrote {root.as_posix()}/ ({len(compilation.files)} files: "
+              f"{', '.join(compilation.targets)})", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _other_targets(root: Path, selected: Sequence[str]) -> list[str]:
+    """With --target, the folders of the other targets are carried over as they were."""
+    from stackc.output import read_tree
+
+    return sorted({name.split("/", 1)[0] for name in read_tree(root)} - set(selected))
+
+
+def _check(args: argparse.Namespace) -> ExitCode:
+    compilation = _compile(args)
+    if args.format == "json":
+        _print_json({"command": "check", "stack": compilation.spec.stack.name, "diagnostics": [],
+                     "targets": list(compilation.targets)})
+    else:
+        print(f"stackc: {', '.join(args.specs)}: ok ({len(compilation.workloads)} models, "
+              f"{len(compilation.files)} files)", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _diff(args: argparse.Namespace) -> ExitCode:
+    from stackc.output import diff_trees, read_tree
+
+    compilation = _compile(args)
+    root = _stack_root(args, compilation)
+    prefixes = tuple(f"{t}/" for t in compilation.targets)
+    current = {k: v for k, v in read_tree(root).items() if k.startswith(prefixes)}
+    text = diff_trees(current, compilation.files, root.as_posix(), root.as_posix())
+    changed = sorted(k for k in set(current) | set(compilation.files) if current.get(k) != compilation.files.get(k))
+    if args.format == "json":
+        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": changed, "diff": text})
+    else:
+        sys.stdout.write(text)
+        if changed:
+            print(f"stackc: {root.as_posix()}/ is stale: {len(changed)} file(s) differ; run `stackc build "
+                  f"{' '.join(args.specs)}`", file=sys.stderr)
+    return ExitCode.DIFFERENCES if changed else ExitCode.OK
+
+
+def _explain(args: argparse.Namespace) -> ExitCode:
+    import tomlkit
+
+    from stackc import convert, pipeline
+
+    spec, _ = pipeline.check(args.specs, _registry(args), args.settings)
+    data = _drop_none(convert.unstructure(spec))
+    if args.format == "json":
+        _print_json({"command": "explain", "spec": data})
+    else:
+        sys.stdout.write(tomlkit.dumps(data))
+    return ExitCode.OK
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _init(args: argparse.Namespace) -> ExitCode:
+    from stackc.starter import STARTER_SPEC
+
+    if args.path is None:
+        sys.stdout.write(STARTER_SPEC)
+        return ExitCode.OK
+    path = Path(args.path)
+    if path.exists():
+        print(f"stackc: error: {path} exists; not overwriting it", file=sys.stderr)
+        return ExitCode.INVALID
+    path.write_text(STARTER_SPEC, "utf-8")
+    print(f"stackc: wrote {path}; next: stackc build {path}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _schema(args: argparse.Namespace) -> ExitCode:
+    from stackc.schema import spec_schema
+
+    sys.stdout.write(json.dumps(spec_schema(_registry(args)), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return ExitCode.OK
+
+
+def _plugins(args: argparse.Namespace) -> ExitCode:
+    registry = _registry(args)
+    rows = [(kind, name, entry.provider, entry.obj.description)
+            for kind, table in (("engine", registry.engines), ("target", registry.targets))
+            for name, entry in sorted(table.items())]
+    if args.format == "json":
+        _print_json({"command": "plugins", "plugins": [
+            {"kind": kind, "name": name, "distribution": p.distribution, "version": p.version,
+             "entry_point": p.plugin, "description": description}
+            for kind, name, p, description in rows]})
+        return ExitCode.OK
+    width = max((len(name) for _, name, _, _ in rows), default=4)
+    for kind, name, provider, description in rows:
+        print(f"{kind:<7} {name:<{width}}  {provider.distribution} {provider.version:<8} {description}")
+    return ExitCode.OK
+
+
+_COMMANDS = {
+    "build": _build, "check": _check, "diff": _diff, "explain": _explain,
+    "init": _init, "schema": _schema, "plugins": _plugins,
+}
+

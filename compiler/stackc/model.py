@@ -1,0 +1,234 @@
+"""The IR: what a stack spec says, as frozen attrs classes (no I/O, no logic).
+
+The same classes describe spec format v1: ``stackc schema`` and ``docs/spec.md`` are generated
+from them, each field's ``doc`` metadata being its reference text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+SPEC_VERSION = 1
+
+
+def field(doc: str, **kwargs: Any) -> Any:
+    """An attrs field carrying its reference documentation."""
+    return attrs.field(metadata={"doc": doc}, **kwargs)
+
+
+@attrs.frozen
+class SecretRef:
+    """A key in a Kubernetes Secret; stackc never reads or inlines secret values."""
+
+    name: str = field("Name of the Secret, in the stack's namespace.")
+    key: str = field("Key inside the Secret.")
+
+
+@attrs.frozen
+class Accelerators:
+    count: int = field("Devices per replica (per pod). 0 serves on CPU.", default=0)
+    resource: str = field(
+        "Extended resource name: `nvidia.com/gpu`, a MIG profile such as "
+        "`nvidia.com/mig-1g.10gb`, `amd.com/gpu`, `aws.amazon.com/neuron`, `aws.amazon.com/neuroncore`…",
+        default="nvidia.com/gpu",
+    )
+
+
+@attrs.frozen
+class Resources:
+    requests: Mapping[str, str] = field(
+        "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities.", factory=dict
+    )
+    limits: Mapping[str, str] = field("Container limits as Kubernetes quantities.", factory=dict)
+
+
+@attrs.frozen
+class LoraAdapter:
+    name: str = field("Name clients use in the `model` field to select the adapter.")
+    source: str = field("Where the adapter weights are (same forms as `model`).")
+
+
+@attrs.frozen
+class Serving:
+    """Engine-neutral serving parameters; each engine maps them to its own flags."""
+
+    max_context: int | None = field("Maximum context length in tokens.", default=None)
+    tensor_parallel: int = field("Tensor-parallel degree (devices one replica shards over).", default=1)
+    pipeline_parallel: int = field("Pipeline-parallel degree.", default=1)
+    gpu_memory_fraction: float | None = field(
+        "Fraction of accelerator memory the engine may use (0 < f ≤ 1).", default=None
+    )
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float32"] | None = field(
+        "Weight and activation dtype.", default=None
+    )
+    quantization: str | None = field("Quantization method, e.g. `awq`, `gptq`, `fp8`.", default=None)
+    max_concurrent_sequences: int | None = field("Upper bound on sequences batched at once.", default=None)
+    prefix_caching: bool | None = field("Turn automatic prefix caching on or off (engine default when unset).", default=None)
+    chat_template: str | None = field(
+        "A Jinja chat template (the text itself); mounted from a ConfigMap.", default=None
+    )
+    lora_adapters: tuple[LoraAdapter, ...] = field("LoRA adapters served next to the base model.", default=())
+    max_lora_rank: int | None = field("Largest LoRA rank to reserve memory for.", default=None)
+
+
+@attrs.frozen
+class Cache:
+    """The model cache volume: a PersistentVolumeClaim stackc creates, or one that exists."""
+
+    size: str | None = field("Size of the claim stackc creates, e.g. `200Gi`.", default=None)
+    storage_class: str | None = field("StorageClass of the claim stackc creates.", default=None)
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = field(
+        "Access mode of the claim; use `ReadWriteMany` to share one cache across replicas.",
+        default="ReadWriteOnce",
+    )
+    existing_claim: str | None = field("Use this existing claim instead of creating one.", default=None)
+
+
+@attrs.frozen
+class Toleration:
+    key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None)
+    operator: Literal["Exists", "Equal"] = field("`Equal` or `Exists`.", default="Equal")
+    value: str | None = field("Taint value for `Equal`.", default=None)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = field("Taint effect.", default=None)
+    toleration_seconds: int | None = field("How long a `NoExecute` taint is tolerated.", default=None)
+
+
+@attrs.frozen
+class Scheduling:
+    node_selector: Mapping[str, str] = field("Node labels a pod must match.", factory=dict)
+    tolerations: tuple[Toleration, ...] = field("Taints the pods tolerate.", default=())
+    tolerations_mode: Literal["append", "replace"] = field(
+        "How a model's tolerations combine with those in `[defaults]`.", default="append"
+    )
+    affinity: Mapping[str, Any] | None = field("A Kubernetes `affinity` object, as is.", default=None)
+    topology_spread: tuple[Mapping[str, Any], ...] = field(
+        "Kubernetes `topologySpreadConstraints`; the pods' selector is filled in when `labelSelector` is absent.",
+        default=(),
+    )
+    priority_class: str | None = field("PriorityClass name.", default=None)
+    runtime_class: str | None = field("RuntimeClass name (e.g. `nvidia`).", default=None)
+    scheduler_name: str | None = field("A scheduler other than the default.", default=None)
+
+
+@attrs.frozen
+class ProbeOverride:
+    """Replaces parts of an engine's probe; unset fields keep the engine's values."""
+
+    path: str | None = field("HTTP path to probe.", default=None)
+    initial_delay_seconds: int | None = field("Seconds before the first probe.", default=None)
+    period_seconds: int | None = field("Seconds between probes.", default=None)
+    timeout_seconds: int | None = field("Seconds before a probe times out.", default=None)
+    failure_threshold: int | None = field("Failures before the probe gives up.", default=None)
+
+
+@attrs.frozen
+class Probes:
+    startup: ProbeOverride | None = field("Startup probe (covers download and load).", default=None)
+    readiness: ProbeOverride | None = field("Readiness probe.", default=None)
+    liveness: ProbeOverride | None = field("Liveness probe.", default=None)
+
+
+@attrs.frozen
+class Rollout:
+    strategy: Literal["RollingUpdate", "Recreate"] = field(
+        "Deployment strategy; `Recreate` frees accelerators before new pods start.", default="RollingUpdate"
+    )
+    max_surge: int | str | None = field("Pods above `replicas` during a rolling update.", default=None)
+    max_unavailable: int | str | None = field("Pods that may be unavailable during a rolling update.", default=None)
+
+
+@attrs.frozen
+class DisruptionBudget:
+    enabled: bool | None = field("Emit a PodDisruptionBudget (default: when replicas > 1).", default=None)
+    max_unavailable: int | str = field("Pods a voluntary disruption may take down.", default=1)
+
+
+@attrs.frozen
+class ServiceAccount:
+    create: bool = field("Create the ServiceAccount (else it must exist).", default=True)
+    name: str | None = field("Name (default: the model's workload name).", default=None)
+    annotations: Mapping[str, str] = field("Annotations, e.g. an IAM role for IRSA.", factory=dict)
+
+
+@attrs.frozen
+class Security:
+    hf_token: SecretRef | None = field("Hugging Face token for gated models, from a Secret.", default=None)
+    api_key: SecretRef | None = field("API key the engine requires from clients, from a Secret.", default=None)
+    image_pull_secrets: tuple[str, ...] = field("Secrets for pulling private images.", default=())
+    service_account: ServiceAccount = field("The pods' ServiceAccount.", factory=ServiceAccount)
+    pod_security_context: Mapping[str, Any] | None = field(
+        "Replaces stackc's restricted pod `securityContext`.", default=None
+    )
+    container_security_context: Mapping[str, Any] | None = field(
+        "Replaces stackc's restricted container `securityContext`.", default=None
+    )
+
+
+@attrs.frozen
+class Model:
+    """One served model: what to serve, with which engine, on what."""
+
+    engine: str = field("Engine plugin name (`stackc plugins` lists them), e.g. `vllm`.")
+    model: str = field(
+        "Model source: a Hugging Face id (`org/name` or `hf://org/name`), `s3://`, `gs://`, "
+        "`pvc://CLAIM/PATH`, `oci://IMAGE` or an absolute path in the container."
+    )
+    revision: str | None = field("Model revision (branch, tag or commit).", default=None)
+    served_name: str | None = field("Name the engine serves the model as (default: the model id).", default=None)
+    aliases: tuple[str, ...] = field("More names clients may use for this model.", default=())
+    replicas: int = field("Number of replicas (pods).", default=1)
+    enabled: bool = field("Set false to keep a model in the spec without deploying it.", default=True)
+    accelerators: Accelerators = field("Accelerators per replica.", factory=Accelerators)
+    resources: Resources = field("CPU, memory and other container resources.", factory=Resources)
+    serving: Serving = field("Engine-neutral serving parameters.", factory=Serving)
+    engine_args: tuple[str, ...] = field("Arguments appended verbatim to the engine's command line.", default=())
+    engine_options: Mapping[str, Any] = field(
+        "Options only one engine understands; their keys are listed per engine.", factory=dict
+    )
+    env: Mapping[str, str] = field("Extra environment variables.", factory=dict)
+    secret_env: Mapping[str, SecretRef] = field("Environment variables read from Secrets.", factory=dict)
+    image: str | None = field("Container image override (`repository:tag` or `@sha256:` digest).", default=None)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
+    cache: Cache | None = field("Model cache volume; without it the cache is an emptyDir.", default=None)
+    shm_size: str | None = field(
+        "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None
+    )
+    scheduling: Scheduling = field("Where pods may run.", factory=Scheduling)
+    probes: Probes = field("Overrides of the engine's probes.", factory=Probes)
+    rollout: Rollout = field("How updates roll out.", factory=Rollout)
+    termination_grace_seconds: int | None = field("Seconds to drain in-flight requests on shutdown.", default=None)
+    disruption_budget: DisruptionBudget = field("PodDisruptionBudget settings.", factory=DisruptionBudget)
+    security: Security = field("Secrets, identities and security contexts.", factory=Security)
+    labels: Mapping[str, str] = field("Extra labels on the model's pods and objects.", factory=dict)
+    annotations: Mapping[str, str] = field("Extra annotations on the model's pods.", factory=dict)
+    extra_volumes: tuple[Mapping[str, Any], ...] = field("Kubernetes volumes added to the pod, as is.", default=())
+    extra_volume_mounts: tuple[Mapping[str, Any], ...] = field(
+        "Kubernetes volumeMounts added to the engine container, as is.", default=()
+    )
+    init_containers: tuple[Mapping[str, Any], ...] = field(
+        "Kubernetes init containers run before the engine, as is.", default=()
+    )
+
+
+@attrs.frozen
+class Stack:
+    name: str = field("Stack name: prefixes object names and names the output folder.")
+    namespace: str = field("Namespace every object goes to.", default="default")
+    labels: Mapping[str, str] = field("Labels added to every object.", factory=dict)
+    annotations: Mapping[str, str] = field("Annotations added to every object.", factory=dict)
+    targets: tuple[str, ...] = field("Target plugins to build (`stackc plugins` lists them).", default=("manifests",))
+
+
+@attrs.frozen
+class Spec:
+    """A whole stack spec after overlays, `--set` and `[defaults]` have been applied."""
+
+    version: Literal[1] = field("Spec format version; must be 1.")
+    stack: Stack = field("The stack as a whole.")
+    models: Mapping[str, Model] = field("Models keyed by name (lowercase letters, digits and '-').")
+    targets: Mapping[str, Mapping[str, Any]] = field(
+        "Per-target options, e.g. `[targets.manifests]`; keys are listed per target.", factory=dict
+    )

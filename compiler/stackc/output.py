@@ -1,0 +1,146 @@
+"""stackc owns ``OUT/STACK/``: it is replaced whole and atomically, or left untouched.
+
+A build is written to a temporary sibling, then swapped in with one ``renameat2
+(RENAME_EXCHANGE)`` on Linux (two renames elsewhere, repaired on the next run). A manifest of
+the files stackc wrote lets it prune stale files and refuse to delete anything it didn't write.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import difflib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+MANIFEST = ".stackc-manifest"
+_MANIFEST_HEADER = "# Files written by stackc; do not edit. stackc replaces this folder on every build.\n"
+
+
+class OutputError(Exception):
+    """The output folder holds something stackc must not overwrite."""
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """The files stackc wrote under ``root`` (per its manifest), relative POSIX path -> bytes."""
+    return {name: (root / name).read_bytes() for name in _manifest(root) if (root / name).is_file()}
+
+
+def _manifest(root: Path) -> list[str]:
+    path = root / MANIFEST
+    if not path.exists():
+        return []
+    return [line for line in path.read_text("utf-8").splitlines() if line and not line.startswith("#")]
+
+
+def _foreign_files(root: Path) -> list[str]:
+    if not root.exists():
+        return []
+    owned = set(_manifest(root)) | {MANIFEST}
+    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
+    return [name for name in found if name not in owned]
+
+
+def write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[str] = ()) -> None:
+    """Replace ``root`` with exactly ``files`` (plus the kept old files under ``keep_prefixes``).
+
+    Refuses, writing nothing, when ``root`` holds files stackc did not write.
+    """
+    _recover(root)
+    if root.exists() and not (root / MANIFEST).exists() and any(root.iterdir()):
+        raise OutputError(f"{root} exists and was not written by stackc (no {MANIFEST}); "
+                          "move it away or choose another --out")
+    foreign = _foreign_files(root)
+    if foreign:
+        raise OutputError(f"{root} holds files stackc did not write: {', '.join(foreign[:5])}"
+                          + (" …" if len(foreign) > 5 else "") + "; move them away first")
+    merged = dict(files)
+    prefixes = tuple(p.rstrip("/") + "/" for p in keep_prefixes)
+    if prefixes:
+        for name, content in read_tree(root).items():
+            if name.startswith(prefixes) and name not in merged:
+                merged[name] = content
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.new-", dir=root.parent))
+    try:
+        for name, content in sorted(merged.items()):
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        (staging / MANIFEST).write_text(_MANIFEST_HEADER + "".join(f"{n}\n" for n in sorted(merged)), "utf-8")
+        _fsync_tree(staging)
+        _swap_in(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def _swap_in(staging: Path, root: Path) -> None:
+    if not root.exists():
+        os.rename(staging, root)
+        return
+    if _exchange(staging, root):
+        shutil.rmtree(staging)  # now holds the old tree
+        return
+    old = root.with_name(f".{root.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(root, old)
+    os.rename(staging, root)
+    shutil.rmtree(old)
+
+
+def _recover(root: Path) -> None:
+    """Finish a two-rename swap that was interrupted, and clear leftover staging folders."""
+    old = root.with_name(f".{root.name}.old")
+    if old.exists():
+        if root.exists():
+            shutil.rmtree(old)
+        else:
+            os.rename(old, root)
+    if root.parent.exists():
+        for leftover in root.parent.glob(f".{root.name}.new-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def diff_trees(old: Mapping[str, bytes], new: Mapping[str, bytes], old_label: str, new_label: str) -> str:
+    """A unified diff of two file trees; empty when they are identical."""
+    chunks = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        a = before.decode("utf-8", "replace").splitlines(keepends=True) if before is not None else []
+        b = after.decode("utf-8", "replace").splitlines(keepends=True) if after is not None else []
+        chunks.extend(difflib.unified_diff(
+            a, b,
+            fromfile=f"{old_label}/{name}" if before is not None else "/dev/null",
+            tofile=f"{new_label}/{name}" if after is not None else "/dev/null",
+        ))
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in chunks)

@@ -1,0 +1,90 @@
+"""Plugin discovery through entry points (group ``stackc``), in an order that never shows.
+
+pluggy's own ``load_setuptools_entrypoints`` skips a second plugin with a taken name silently
+and loads in installation order; stackc sorts, rejects duplicates naming both distributions,
+and lets users block plugins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+
+import attrs
+import pluggy
+
+from stackc import hookspecs
+from stackc.registry import DuplicateNameError, Provider, Registry
+
+ENTRY_POINT_GROUP = "stackc"
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or crashed while registering."""
+
+    def __init__(self, provider: Provider | None, message: str):
+        self.provider = provider
+        super().__init__(message)
+
+
+@attrs.frozen
+class LoadedPlugin:
+    module: object
+    provider: Provider
+
+
+def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
+    """Load every ``stackc`` entry point, sorted by name; two with one name are an error."""
+    blocked = set(blocked)
+    found: dict[str, list[importlib.metadata.EntryPoint]] = {}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry_point.name, []).append(entry_point)
+    loaded = []
+    for name in sorted(found):
+        if name in blocked:
+            continue
+        entries = found[name]
+        providers = [_provider(e) for e in entries]
+        if len({(p.distribution, e.value) for p, e in zip(providers, entries, strict=True)}) > 1:
+            raise PluginError(None, f"plugin '{name}' is provided twice: by "
+                              + " and by ".join(sorted(map(str, providers))))
+        try:
+            module = entries[0].load()
+        except Exception as error:
+            raise PluginError(providers[0], f"plugin {providers[0]} failed to load: {error!r}") from error
+        loaded.append(LoadedPlugin(module, providers[0]))
+    return loaded
+
+
+def _provider(entry_point: importlib.metadata.EntryPoint) -> Provider:
+    dist = entry_point.dist
+    return Provider(entry_point.name, dist.name if dist else "<unknown>", dist.version if dist else "0")
+
+
+def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
+    """Register plugins with pluggy, then ask each one, in order, for its engines and targets."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for plugin in plugins:
+        manager.register(plugin.module, name=plugin.provider.plugin)
+    manager.check_pending()
+    registry = Registry()
+    for hook_name in ("stackc_add_engines", "stackc_add_targets"):
+        for plugin in plugins:
+            others = [p.module for p in plugins if p is not plugin]
+            call = manager.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                call(registry=registry.providing(plugin.provider))
+            except DuplicateNameError as error:
+                raise PluginError(plugin.provider, str(error)) from error
+            except Exception as error:
+                raise PluginError(plugin.provider, f"plugin {plugin.provider} crashed in {hook_name}: {error!r}") from error
+    return registry
+
+
+def load_registry(blocked: Iterable[str] = (), extra: Sequence[ModuleType] = ()) -> Registry:
+    """The registry of installed plugins (plus ``extra`` modules, which tests use)."""
+    plugins = discover(blocked)
+    plugins += [LoadedPlugin(m, Provider(m.__name__, "<test>", "0")) for m in extra]
+    return build_registry(plugins)

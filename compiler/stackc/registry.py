@@ -1,0 +1,114 @@
+"""Engines and targets: the protocols plugins implement and the registry they add them to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from stackc.diagnostics import Diagnostic
+from stackc.model import Model, Spec
+from stackc.workload import Capability, EngineRequest, EngineResult, Workload
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """How one inference engine runs a model. Methods return data; they never print or write."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+    #: attrs class for ``[models.NAME.engine_options]``, or None when the engine has no options.
+    options_type: ClassVar[type | None]
+
+    def check(self, key: str, model: Model, options: Any) -> Iterable[Diagnostic]:
+        """Engine-specific rules beyond capabilities; paths are relative to ``models.KEY``."""
+
+    def lower(self, request: EngineRequest) -> EngineResult:
+        """The container (and its needs) that serves ``request.model``."""
+
+
+@attrs.frozen
+class Artifact:
+    """One output file. ``objects`` become a YAML stream; ``data`` canonical JSON; ``text`` as is."""
+
+    path: str
+    objects: tuple[Mapping[str, Any], ...] = ()
+    data: Any = None
+    text: str | None = None
+
+
+@attrs.frozen
+class Build:
+    """Everything a target needs: the checked spec and its lowered workloads, sorted by key."""
+
+    spec: Spec
+    workloads: tuple[Workload, ...]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A deployment format. ``emit`` returns artifacts; the core renders and writes them."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: attrs class for ``[targets.NAME]``, or None when the target has no options.
+    options_type: ClassVar[type | None]
+
+    def emit(self, build: Build, options: Any) -> Iterable[Artifact]:
+        """Artifacts with paths relative to ``OUT/STACK/NAME/``."""
+
+
+@attrs.frozen
+class Provider:
+    """Who provides a plugin: the entry point and its distribution."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version} ({self.plugin})"
+
+
+@attrs.frozen
+class Registered:
+    obj: Any
+    provider: Provider
+
+
+class DuplicateNameError(Exception):
+    """Two plugins add the same engine or target name."""
+
+
+class Registry:
+    """Collects engines and targets, remembering who provided each."""
+
+    def __init__(self) -> None:
+        self.engines: dict[str, Registered] = {}
+        self.targets: dict[str, Registered] = {}
+        self._provider: Provider | None = None
+
+    def providing(self, provider: Provider) -> Registry:
+        self._provider = provider
+        return self
+
+    def add_engine(self, engine: Engine) -> None:
+        self._add(self.engines, "engine", engine)
+
+    def add_target(self, target: Target) -> None:
+        self._add(self.targets, "target", target)
+
+    def _add(self, table: dict[str, Registered], kind: str, obj: Any) -> None:
+        provider = self._provider or Provider("<direct>", "<unknown>", "0")
+        if obj.name in table:
+            first = table[obj.name].provider
+            raise DuplicateNameError(f"{kind} '{obj.name}' is provided twice: by {first} and by {provider}")
+        table[obj.name] = Registered(obj, provider)
+
+    def engine(self, name: str) -> Engine:
+        return self.engines[name].obj
+
+    def target(self, name: str) -> Target:
+        return self.targets[name].obj

@@ -1,0 +1,107 @@
+"""JSON Schema for spec format v1, generated from the IR classes (and plugins' option classes).
+
+Editors use it for completion and checks (taplo / Even Better TOML: `#:schema ./stackc.schema.json`).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from types import NoneType, UnionType
+from typing import Any, Literal
+
+import attrs
+
+from stackc.model import Spec
+from stackc.registry import Registry
+
+_SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}}
+
+
+def spec_schema(registry: Registry) -> dict[str, Any]:
+    definitions: dict[str, Any] = {}
+    root = _object_schema(Spec, definitions)
+    root["properties"]["defaults"] = {
+        "description": "Values every model inherits (a model's own values win; tables merge).",
+        "$ref": "#/$defs/ModelDefaults",
+    }
+    model_defaults = dict(definitions["Model"])
+    model_defaults.pop("required", None)
+    definitions["ModelDefaults"] = model_defaults
+    engines = sorted(registry.engines)
+    definitions["Model"]["properties"]["engine"]["enum"] = engines
+    definitions["ModelDefaults"]["properties"]["engine"] = {**definitions["Model"]["properties"]["engine"]}
+    engine_options = []
+    for name in engines:
+        options_type = registry.engine(name).options_type
+        if options_type is not None:
+            engine_options.append({
+                "if": {"properties": {"engine": {"const": name}}, "required": ["engine"]},
+                "then": {"properties": {"engine_options": _object_schema(options_type, definitions)}},
+            })
+    if engine_options:
+        definitions["Model"]["allOf"] = engine_options
+    target_properties = {}
+    for name in sorted(registry.targets):
+        options_type = registry.target(name).options_type
+        target_properties[name] = _object_schema(options_type, definitions) if options_type else {
+            "type": "object", "additionalProperties": False}
+    root["properties"]["targets"] = {"type": "object", "description": root["properties"]["targets"].get("description", ""),
+                                     "properties": target_properties, "additionalProperties": False}
+    root["properties"]["stack"] = {"$ref": "#/$defs/Stack"}
+    definitions["Stack"]["properties"]["targets"]["items"]["enum"] = sorted(registry.targets)
+    root["required"] = ["version", "stack", "models"]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://stackc.dev/schema/v1.json",
+            "title": "stackc stack spec, format v1", **root, "$defs": dict(sorted(definitions.items()))}
+
+
+def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
+    properties = {}
+    required = []
+    hints = typing.get_type_hints(cls)
+    for field in attrs.fields(cls):
+        schema = dict(_type_schema(hints[field.name], definitions))
+        doc = field.metadata.get("doc")
+        if doc:
+            schema["description"] = doc
+        if field.default is attrs.NOTHING:
+            required.append(field.name)
+        elif not isinstance(field.default, attrs.Factory) and field.default is not None and not attrs.has(type(field.default)):
+            schema["default"] = list(field.default) if isinstance(field.default, tuple) else field.default
+        properties[field.name] = schema
+    result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if cls.__doc__ and cls.__doc__.strip():
+        result["description"] = cls.__doc__.strip().split("\n\n")[0].replace("\n", " ")
+    if required:
+        result["required"] = required
+    return result
+
+
+def _type_schema(tp: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    if tp is Any:
+        return {}
+    if attrs.has(tp):
+        name = tp.__name__
+        if name not in definitions:
+            definitions[name] = {}
+            definitions[name] = _object_schema(tp, definitions)
+        return {"$ref": f"#/$defs/{name}"}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, UnionType):
+        members = [a for a in args if a is not NoneType]
+        if len(members) == 1:
+            return _type_schema(members[0], definitions)
+        return {"anyOf": [_type_schema(m, definitions) for m in members]}
+    if origin in (tuple, list):
+        return {"type": "array", "items": _type_schema(args[0], definitions)}
+    if origin in (dict, Mapping, typing.Mapping):
+        return {"type": "object", "additionalProperties": _type_schema(args[1], definitions) if args else {}}
+    raise TypeError(f"no JSON Schema for {tp!r}")
+
+
+

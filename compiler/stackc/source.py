@@ -1,0 +1,331 @@
+"""Reading spec files: tomlkit for the values, a small scanner of our own for positions.
+
+tomlkit keeps no line/column for values, yet every diagnostic must point at
+``file:line:col``. Only valid TOML (already accepted by tomlkit) is scanned, so the scanner
+can stay small: it just records where each key and value starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import tomlkit
+import tomlkit.exceptions
+
+from stackc.diagnostics import Diagnostic, Location
+
+Path = tuple[str | int, ...]
+
+
+@attrs.frozen
+class SourceMap:
+    """Spec path -> where its key and its value were written (the last writer wins)."""
+
+    keys: Mapping[Path, Location] = attrs.field(factory=dict)
+    values: Mapping[Path, Location] = attrs.field(factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> Location | None:
+        """The nearest known location of ``path``: itself, else its closest ancestor."""
+        first, second = (self.keys, self.values) if key else (self.values, self.keys)
+        for end in range(len(path), -1, -1):
+            prefix = tuple(path[:end])
+            for table in (first, second):
+                if prefix in table:
+                    return table[prefix]
+        return None
+
+
+@attrs.frozen
+class Document:
+    """The merged spec as plain Python data, with its source map."""
+
+    data: dict[str, Any]
+    source_map: SourceMap
+
+
+def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] = ()) -> tuple[Document, list[Diagnostic]]:
+    """Parse each file, overlay them in order, then apply ``--set PATH=VALUE`` settings."""
+    data: dict[str, Any] = {}
+    keys: dict[Path, Location] = {}
+    values: dict[Path, Location] = {}
+    diagnostics: list[Diagnostic] = []
+    for name, text in named_texts:
+        try:
+            parsed = tomlkit.parse(text).unwrap()
+        except tomlkit.exceptions.ParseError as error:
+            diagnostics.append(_syntax_error(name, error))
+            continue
+        file_keys, file_values = scan_positions(name, text)
+        _overlay(data, parsed, (), values, keys)
+        keys.update(file_keys)
+        values.update(file_values)
+    for index, setting in enumerate(settings, start=1):
+        diagnostics.extend(_apply_setting(data, keys, values, index, setting))
+    return Document(data, SourceMap(keys, values)), diagnostics
+
+
+def _syntax_error(name: str, error: tomlkit.exceptions.ParseError) -> Diagnostic:
+    message = str(error)
+    # tomlkit appends " at line L col C"; the location already says it.
+    message = re.sub(r"\s+at line \d+ col \d+$", "", message)
+    return Diagnostic(
+        code="E001",
+        message=f"invalid TOML: {message[:1].lower()}{message[1:]}",
+        location=Location(name, error.line, max(error.col, 1)),
+        hint="see https://toml.io/en/v1.0.0 for the syntax",
+    )
+
+
+def _overlay(base: dict, top: Mapping, prefix: Path, values: dict, keys: dict) -> None:
+    """Later files override earlier ones: tables merge key by key, anything else replaces."""
+    for key, value in top.items():
+        path = prefix + (key,)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _overlay(base[key], value, path, values, keys)
+            continue
+        _forget_below(path, values, keys)
+        base[key] = copy.deepcopy(value)
+
+
+def _forget_below(path: Path, *tables: dict) -> None:
+    for table in tables:
+        for stale in [p for p in table if len(p) > len(path) and p[: len(path)] == path]:
+            del table[stale]
+
+
+_SETTING = re.compile(r"^(?P<path>[^=]+?)\s*=(?P<value>.*)$", re.DOTALL)
+
+
+def _apply_setting(data: dict, keys: dict, values: dict, index: int, setting: str) -> list[Diagnostic]:
+    where = Location("--set", index, 1)
+    match = _SETTING.match(setting)
+    path = _split_dotted(match.group("path").strip()) if match else None
+    if not match or not path:
+        return [Diagnostic("E002", f"--set expects PATH=VALUE, got {setting!r}", location=where,
+                           hint="for example --set models.llama.replicas=3")]
+    raw = match.group("value").strip()
+    try:
+        value = tomlkit.parse(f"v = {raw}").unwrap()["v"] if raw else ""
+    except tomlkit.exceptions.ParseError:
+        value = raw  # a bare word is a string, as with helm --set
+    node = data
+    for depth, key in enumerate(path[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            return [Diagnostic("E002", f"--set cannot set below a {type(child).__name__} value",
+                               path=path[: depth + 1], location=where)]
+        node = child
+    _forget_below(path, values, keys)
+    node[path[-1]] = value
+    value_column = setting.index("=") + 2
+    keys[path] = where
+    values[path] = Location("--set", index, value_column)
+    return []
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _split_dotted(text: str) -> tuple[str, ...] | None:
+    scanner = _Scanner("--set", text)
+    try:
+        path = tuple(part for part, _ in scanner.key_path())
+    except _ScanError:
+        return None
+    scanner.skip_blanks()
+    return path if scanner.at_end() else None
+
+
+def scan_positions(name: str, text: str) -> tuple[dict[Path, Location], dict[Path, Location]]:
+    """Positions of every key and value in a valid TOML text (best effort, never raises)."""
+    scanner = _Scanner(name, text)
+    try:
+        scanner.document()
+    except (_ScanError, IndexError):
+        pass  # positions found so far stay; lookups fall back to the nearest ancestor
+    return scanner.keys, scanner.values
+
+
+class _ScanError(Exception):
+    pass
+
+
+class _Scanner:
+    def __init__(self, name: str, text: str):
+        self.name = name
+        self.text = text
+        self.pos = 0
+        self.keys: dict[Path, Location] = {}
+        self.values: dict[Path, Location] = {}
+        self._array_lengths: dict[Path, int] = {}
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    # -- positions -------------------------------------------------------------------------
+    def location(self, offset: int) -> Location:
+        lo, hi = 0, len(self._line_starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._line_starts[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return Location(self.name, lo + 1, offset - self._line_starts[lo] + 1)
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def peek(self, count: int = 1) -> str:
+        return self.text[self.pos : self.pos + count]
+
+    def skip_blanks(self) -> None:
+        while self.peek() in (" ", "\t"):
+            self.pos += 1
+
+    def skip_trivia(self) -> None:
+        """Blanks, newlines and comments."""
+        while not self.at_end():
+            char = self.peek()
+            if char in " \t\r\n":
+                self.pos += 1
+            elif char == "#":
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end < 0 else end
+            else:
+                return
+
+    # -- grammar ---------------------------------------------------------------------------
+    def document(self) -> None:
+        table: Path = ()
+        while True:
+            self.skip_trivia()
+            if self.at_end():
+                return
+            start = self.pos
+            if self.peek(2) == "[[":
+                self.pos += 2
+                table = self._resolve([p for p, _ in self.key_path()], new_element=True)
+                self.keys[table] = self.location(start)
+                self.keys.setdefault(table[:-1], self.location(start))
+                self.pos = self.text.index("]]", self.pos) + 2
+            elif self.peek() == "[":
+                self.pos += 1
+                table = self._resolve([p for p, _ in self.key_path()], new_element=False)
+                self.keys[table] = self.location(start)
+                self.pos = self.text.index("]", self.pos) + 1
+            else:
+                self.key_value(table)
+
+    def _resolve(self, parts: list[str], *, new_element: bool) -> Path:
+        """Map header segments to a path; segments naming arrays of tables get their index."""
+        path: Path = ()
+        for number, part in enumerate(parts):
+            path += (part,)
+            is_last = number == len(parts) - 1
+            if is_last and new_element:
+                index = self._array_lengths.get(path, 0)
+                self._array_lengths[path] = index + 1
+                path += (index,)
+            elif path in self._array_lengths:
+                path += (self._array_lengths[path] - 1,)
+        return path
+
+    def key_value(self, table: Path) -> None:
+        parts = self.key_path()
+        path = table + tuple(p for p, _ in parts)
+        for end, (_, offset) in enumerate(parts, start=1):
+            self.keys.setdefault(table + tuple(p for p, _ in parts[:end]), self.location(offset))
+        self.keys[path] = self.location(parts[-1][1])
+        self.skip_blanks()
+        if self.peek() != "=":
+            raise _ScanError("expected '='")
+        self.pos += 1
+        self.skip_blanks()
+        self.value(path)
+
+    def key_path(self) -> list[tuple[str, int]]:
+        parts: list[tuple[str, int]] = []
+        while True:
+            self.skip_blanks()
+            offset = self.pos
+            char = self.peek()
+            if char in ('"', "'"):
+                parts.append((self._quoted_key(char), offset))
+            else:
+                match = _BARE_KEY.match(self.text, self.pos)
+                if not match:
+                    raise _ScanError("expected a key")
+                parts.append((match.group(), offset))
+                self.pos = match.end()
+            self.skip_blanks()
+            if self.peek() != ".":
+                return parts
+            self.pos += 1
+
+    def _quoted_key(self, quote: str) -> str:
+        start = self.pos
+        self.string()
+        raw = self.text[start : self.pos]
+        return tomlkit.parse(f"k = {raw}").unwrap()["k"] if quote == '"' else raw[1:-1]
+
+    def value(self, path: Path) -> None:
+        self.values[path] = self.location(self.pos)
+        char = self.peek()
+        if char in ('"', "'"):
+            self.string()
+        elif char == "[":
+            self.array(path)
+        elif char == "{":
+            self.inline_table(path)
+        else:
+            match = re.compile(r"[^,\]}\s#]+(?: [0-9:.+\-Z]+)?").match(self.text, self.pos)
+            if not match:
+                raise _ScanError("expected a value")
+            self.pos = match.end()
+
+    def string(self) -> None:
+        quote = self.peek()
+        if self.peek(3) == quote * 3:
+            end = self.text.index(quote * 3, self.pos + 3)
+            while self.text[end + 3 : end + 4] == quote:  # up to two quotes may close the content
+                end += 1
+            self.pos = end + 3
+            return
+        self.pos += 1
+        while True:
+            char = self.text[self.pos]
+            if char == "\\" and quote == '"':
+                self.pos += 2
+                continue
+            self.pos += 1
+            if char == quote:
+                return
+
+    def array(self, path: Path) -> None:
+        self.pos += 1
+        index = 0
+        while True:
+            self.skip_trivia()
+            if self.peek() == "]":
+                self.pos += 1
+                return
+            self.value(path + (index,))
+            index += 1
+            self.skip_trivia()
+            if self.peek() == ",":
+                self.pos += 1
+
+    def inline_table(self, path: Path) -> None:
+        self.pos += 1
+        while True:
+            self.skip_trivia()
+            if self.peek() == "}":
+                self.pos += 1
+                return
+            self.key_value(path)
+            self.skip_trivia()
+            if self.peek() == ",":
+                self.pos += 1

@@ -1,0 +1,27 @@
+"""Model sources: the forms the ``model`` field accepts, parsed once for every engine."""
+
+from __future__ import annotations
+
+import re
+
+from stackc.workload import ModelSource
+
+SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
+_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")
+
+
+def parse(text: str) -> ModelSource | None:
+    """``None`` when ``text`` is none of the accepted forms (validation says which are)."""
+    if text.startswith("/"):
+        return ModelSource("path", text)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return ModelSource("hf", text) if _HF_ID.match(text) else None
+    if scheme not in SCHEMES or not rest:
+        return None
+    if scheme == "hf":
+        return ModelSource("hf", rest) if _HF_ID.match(rest) else None
+    if scheme == "pvc":
+        claim, _, path = rest.partition("/")
+        return ModelSource("pvc", "/" + path if path else "/", claim=claim) if claim else None
+    return ModelSource(scheme, text if scheme in ("s3", "gs") else rest)

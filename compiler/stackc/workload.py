@@ -1,0 +1,184 @@
+"""What engines hand to targets: a model lowered to containers, volumes and metrics.
+
+Plain frozen data, Kubernetes-shaped but target-neutral: the manifests, Helm and KServe targets
+all turn the same Workload into their own objects (see ``stackc.kube``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from stackc.model import Model, SecretRef
+
+
+class Capability(str, Enum):
+    """Spec features an engine may or may not be able to serve."""
+
+    MULTIPLE_SERVED_NAMES = "multiple_served_names"
+    TENSOR_PARALLEL = "tensor_parallel"
+    PIPELINE_PARALLEL = "pipeline_parallel"
+    GPU_MEMORY_FRACTION = "gpu_memory_fraction"
+    DTYPE = "dtype"
+    QUANTIZATION = "quantization"
+    MAX_CONCURRENT_SEQUENCES = "max_concurrent_sequences"
+    PREFIX_CACHING_TOGGLE = "prefix_caching"
+    CHAT_TEMPLATE = "chat_template"
+    LORA = "lora_adapters"
+    API_KEY = "api_key"
+    MAX_CONTEXT = "max_context"
+    ACCELERATORS = "accelerators"
+    CPU_ONLY = "cpu_only"
+
+
+@attrs.frozen
+class EnvVar:
+    name: str
+    value: str | None = None
+    secret: SecretRef | None = None
+
+
+@attrs.frozen
+class Port:
+    name: str
+    number: int
+    app_protocol: str | None = None
+
+
+@attrs.frozen
+class Probe:
+    """An HTTP GET probe on a named port, or an exec probe when ``command`` is set."""
+
+    path: str | None = None
+    port: str = "http"
+    command: tuple[str, ...] = ()
+    initial_delay_seconds: int = 0
+    period_seconds: int = 10
+    timeout_seconds: int = 1
+    failure_threshold: int = 3
+
+
+@attrs.frozen
+class Mount:
+    volume: str
+    path: str
+    sub_path: str | None = None
+    read_only: bool = False
+
+
+@attrs.frozen
+class Container:
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    ports: tuple[Port, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    startup_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    resources: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    image_pull_policy: str | None = None
+    working_dir: str | None = None
+
+
+@attrs.frozen
+class Volume:
+    """One pod volume; exactly one source is set."""
+
+    name: str
+    empty_dir: Mapping[str, str] | None = None
+    claim: str | None = None
+    config_map: str | None = None
+    image: str | None = None
+    raw: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class MetricNames:
+    """An engine's Prometheus series names, so routers and autoscalers need no engine knowledge."""
+
+    running: str | None = None
+    waiting: str | None = None
+    kv_cache_usage: str | None = None
+    prefix_cache_hits: str | None = None
+    prefix_cache_queries: str | None = None
+    time_to_first_token: str | None = None
+
+
+@attrs.frozen
+class Metrics:
+    port: str
+    path: str
+    names: MetricNames = attrs.field(factory=MetricNames)
+
+
+@attrs.frozen
+class ModelSource:
+    """A parsed ``model`` field: where weights come from."""
+
+    scheme: str  # "hf", "s3", "gs", "pvc", "oci", "path"
+    location: str  # the id, bucket/key, image reference or absolute path
+    claim: str | None = None  # for pvc://CLAIM/PATH
+
+
+@attrs.frozen
+class EngineRequest:
+    """What the core gives an engine to lower one model."""
+
+    model_key: str
+    model: Model
+    options: Any
+    source: ModelSource
+    workload_name: str
+    cache_volume: str  # name of the volume for downloaded weights and caches
+    chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
+
+
+@attrs.frozen
+class EngineResult:
+    """What an engine returns for one model."""
+
+    container: Container
+    served_names: tuple[str, ...]
+    port: Port
+    metrics: Metrics | None = None
+    init_containers: tuple[Container, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    needs_shm: bool = False
+
+
+@attrs.frozen
+class ConfigMapData:
+    name: str
+    data: Mapping[str, str]
+
+
+@attrs.frozen
+class ClaimRequest:
+    name: str
+    size: str
+    access_mode: str
+    storage_class: str | None = None
+
+
+@attrs.frozen
+class Workload:
+    """A model ready for targets: the engine's result plus the pod-level parts the core adds."""
+
+    key: str
+    name: str
+    engine: str
+    model: Model
+    source: ModelSource
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    result: EngineResult
+    volumes: tuple[Volume, ...]
+    config_maps: tuple[ConfigMapData, ...] = ()
+    claims: tuple[ClaimRequest, ...] = ()
+    service_account: str | None = None

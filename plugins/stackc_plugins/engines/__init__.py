@@ -1,0 +1,1 @@
+"""Engine plugins that ship with stackc; each is registered through the `stackc` entry points."""

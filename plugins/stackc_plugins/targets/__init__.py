@@ -1,0 +1,1 @@
+"""Target plugins that ship with stackc; each is registered through the `stackc` entry points."""
