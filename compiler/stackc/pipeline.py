@@ -25,6 +25,7 @@ from stackc.workload import (
     ClaimRequest,
     ConfigMapData,
     EngineRequest,
+    Mount,
     Volume,
     Workload,
 )
@@ -255,6 +256,8 @@ def _lower_model(spec: Spec, key: str, model: Model, registry: Registry) -> Work
     if model.shm_size or (result.needs_shm and parallel > 1):
         size = model.shm_size or f"{2 * parallel}Gi"
         volumes.append(Volume(SHM_VOLUME, empty_dir={"medium": "Memory", "sizeLimit": size}))
+        shm_mount = Mount(SHM_VOLUME, "/dev/shm")
+        result = attrs.evolve(result, container=attrs.evolve(result.container, mounts=(*result.container.mounts, shm_mount)))
     volumes.extend(result.volumes)
     volumes.extend(Volume(str(raw.get("name", "")), raw=raw) for raw in model.extra_volumes)
     account = model.security.service_account
