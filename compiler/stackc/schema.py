@@ -25,9 +25,9 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
         "description": "Values every model inherits (a model's own values win; tables merge).",
         "$ref": "#/$defs/ModelDefaults",
     }
-    model_defaults = dict(definitions["Model"])
-    model_defaults.pop("required", None)
-    definitions["ModelDefaults"] = model_defaults
+    # a model may take any key, `engine` and `model` included, from [defaults]
+    definitions["Model"].pop("required", None)
+    definitions["ModelDefaults"] = dict(definitions["Model"])
     engines = sorted(registry.engines)
     definitions["Model"]["properties"]["engine"]["enum"] = engines
     definitions["ModelDefaults"]["properties"]["engine"] = {**definitions["Model"]["properties"]["engine"]}
@@ -79,7 +79,7 @@ def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
 
 def _type_schema(tp: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if tp in _SCALARS:
-        return _SCALARS[tp]
+        return dict(_SCALARS[tp])
     if tp is Any:
         return {}
     if attrs.has(tp):
