@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     from stackc.diagnostics import DiagnosticsError
     from stackc.output import OutputError
     from stackc.pipeline import PluginCrash
-    from stackc.plugins import PluginError
+    from stackc.plugins import PluginConflict, PluginError
 
     try:
         return _COMMANDS[args.command](args)
@@ -94,6 +94,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return ExitCode.INVALID
     except OutputError as error:
         print(f"stackc: error: {error}", file=sys.stderr)
+        return ExitCode.INVALID
+    except PluginConflict as error:
+        print(f"stackc: error: {error}\n(hint: uninstall one of them, or skip one with --disable-plugin NAME)",
+              file=sys.stderr)
         return ExitCode.INVALID
     except (PluginCrash, PluginError) as error:
         print(f"stackc: error: {error}", file=sys.stderr)

@@ -21,11 +21,15 @@ ENTRY_POINT_GROUP = "stackc"
 
 
 class PluginError(Exception):
-    """A plugin could not be loaded or crashed while registering."""
+    """A plugin could not be loaded or crashed while registering: a bug in the plugin."""
 
     def __init__(self, provider: Provider | None, message: str):
         self.provider = provider
         super().__init__(message)
+
+
+class PluginConflict(PluginError):
+    """Two installed plugins claim one name: the installation must change, not the code."""
 
 
 @attrs.frozen
@@ -47,7 +51,7 @@ def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
         entries = found[name]
         providers = [_provider(e) for e in entries]
         if len({(p.distribution, e.value) for p, e in zip(providers, entries, strict=True)}) > 1:
-            raise PluginError(None, f"plugin '{name}' is provided twice: by "
+            raise PluginConflict(None, f"plugin '{name}' is provided twice: by "
                               + " and by ".join(sorted(map(str, providers))))
         try:
             module = entries[0].load()
@@ -77,7 +81,7 @@ def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
             try:
                 call(registry=registry.providing(plugin.provider))
             except DuplicateNameError as error:
-                raise PluginError(plugin.provider, str(error)) from error
+                raise PluginConflict(plugin.provider, str(error)) from error
             except Exception as error:
                 raise PluginError(plugin.provider, f"plugin {plugin.provider} crashed in {hook_name}: {error!r}") from error
     return registry

@@ -59,7 +59,11 @@ def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] =
         except tomlkit.exceptions.ParseError as error:
             diagnostics.append(_syntax_error(name, error))
             continue
+        except tomlkit.exceptions.TOMLKitError as error:  # e.g. a key defined twice: no position given
+            diagnostics.append(_semantic_error(name, text, error))
+            continue
         file_keys, file_values = scan_positions(name, text)
+        keys.setdefault((), Location(name, 1, 1))  # what no key explains is reported at the top
         _overlay(data, parsed, (), values, keys)
         keys.update(file_keys)
         values.update(file_values)
@@ -78,6 +82,17 @@ def _syntax_error(name: str, error: tomlkit.exceptions.ParseError) -> Diagnostic
         location=Location(name, error.line, max(error.col, 1)),
         hint="see https://toml.io/en/v1.0.0 for the syntax",
     )
+
+
+def _semantic_error(name: str, text: str, error: tomlkit.exceptions.TOMLKitError) -> Diagnostic:
+    scanner = _Scanner(name, text)
+    try:
+        scanner.document()
+    except (_ScanError, IndexError, ValueError):
+        pass
+    location = scanner.redefined[0] if scanner.redefined else Location(name, 1, 1)
+    return Diagnostic("E001", f"invalid TOML: {str(error)[:1].lower()}{str(error)[1:]}", location=location,
+                      hint="each key and table may be defined only once")
 
 
 def _overlay(base: dict, top: Mapping, prefix: Path, values: dict, keys: dict) -> None:
@@ -145,7 +160,7 @@ def scan_positions(name: str, text: str) -> tuple[dict[Path, Location], dict[Pat
     scanner = _Scanner(name, text)
     try:
         scanner.document()
-    except (_ScanError, IndexError):
+    except (_ScanError, IndexError, ValueError):
         pass  # positions found so far stay; lookups fall back to the nearest ancestor
     return scanner.keys, scanner.values
 
@@ -162,6 +177,7 @@ class _Scanner:
         self.keys: dict[Path, Location] = {}
         self.values: dict[Path, Location] = {}
         self._array_lengths: dict[Path, int] = {}
+        self.redefined: list[Location] = []  # keys or tables defined a second time
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     # -- positions -------------------------------------------------------------------------
@@ -214,6 +230,8 @@ class _Scanner:
             elif self.peek() == "[":
                 self.pos += 1
                 table = self._resolve([p for p, _ in self.key_path()], new_element=False)
+                if table in self.keys and table not in self.values:
+                    self.redefined.append(self.location(start))
                 self.keys[table] = self.location(start)
                 self.pos = self.text.index("]", self.pos) + 1
             else:
@@ -238,6 +256,8 @@ class _Scanner:
         path = table + tuple(p for p, _ in parts)
         for end, (_, offset) in enumerate(parts, start=1):
             self.keys.setdefault(table + tuple(p for p, _ in parts[:end]), self.location(offset))
+        if path in self.values:
+            self.redefined.append(self.location(parts[-1][1]))
         self.keys[path] = self.location(parts[-1][1])
         self.skip_blanks()
         if self.peek() != "=":

@@ -1,0 +1,37 @@
+"""The committed out/ is the compiled form of specs/: a change to either shows up as a diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stackc import pipeline
+from stackc.output import read_tree
+from stackc.plugins import load_registry
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = sorted(p for p in (REPO / "specs").rglob("*.toml") if "invalid" not in p.parts)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_out_matches_a_fresh_build(spec: Path) -> None:
+    compilation = pipeline.compile_stack([spec], load_registry())
+    committed = read_tree(REPO / "out" / compilation.spec.stack.name)
+    assert committed, f"no golden output for {spec.name}: run `stackc build {spec.relative_to(REPO)}`"
+    stale = sorted(k for k in set(committed) | set(compilation.files) if committed.get(k) != compilation.files.get(k))
+    assert not stale, f"out/ is stale for {spec.name}: run `stackc build {spec.relative_to(REPO)}`; differs: {stale}"
+
+
+@pytest.mark.parametrize("spec", sorted((REPO / "specs" / "invalid").glob("*.toml")), ids=lambda p: p.name)
+def test_invalid_specs_fail_with_located_errors(spec: Path, run_stackc) -> None:
+    result = run_stackc("check", str(spec.relative_to(REPO)))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"specs/invalid/{spec.name}:" in result.stderr
+
+
+def test_stack_names_are_unique_across_specs() -> None:
+    registry = load_registry()
+    names = [pipeline.check([spec], registry)[0].stack.name for spec in SPECS]
+    assert len(names) == len(set(names)), names
