@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     spec_command("explain", "print the resolved spec after overlays, --set and [defaults]")
     init = commands.add_parser("init", help="write a commented starter spec", description="write a commented starter spec")
     init.add_argument("path", nargs="?", help="file to create (default: print to stdout)")
-    schema = commands.add_parser("schema", help="print the spec's JSON Schema", description="print the spec's JSON Schema")
+    schema = commands.add_parser("schema", help="print the spec's JSON Schema (or its Markdown reference)",
+                                 description="print the spec's JSON Schema (or its Markdown reference)")
+    schema.add_argument("--format", choices=("json", "markdown"), default="json")
     schema.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME")
     plugins = commands.add_parser("plugins", help="list engines and targets with their providers",
                                   description="list engines and targets with their providers")
@@ -235,8 +237,11 @@ def _init(args: argparse.Namespace) -> ExitCode:
 
 
 def _schema(args: argparse.Namespace) -> ExitCode:
-    from stackc.schema import spec_schema
+    from stackc.schema import spec_reference, spec_schema
 
+    if args.format == "markdown":
+        sys.stdout.write(spec_reference(_registry(args)))
+        return ExitCode.OK
     sys.stdout.write(json.dumps(spec_schema(_registry(args)), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return ExitCode.OK
 

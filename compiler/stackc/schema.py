@@ -37,14 +37,14 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
         if options_type is not None:
             engine_options.append({
                 "if": {"properties": {"engine": {"const": name}}, "required": ["engine"]},
-                "then": {"properties": {"engine_options": _object_schema(options_type, definitions)}},
+                "then": {"properties": {"engine_options": _type_schema(options_type, definitions)}},
             })
     if engine_options:
         definitions["Model"]["allOf"] = engine_options
     target_properties = {}
     for name in sorted(registry.targets):
         options_type = registry.target(name).options_type
-        target_properties[name] = _object_schema(options_type, definitions) if options_type else {
+        target_properties[name] = _type_schema(options_type, definitions) if options_type else {
             "type": "object", "additionalProperties": False}
     root["properties"]["targets"] = {"type": "object", "description": root["properties"]["targets"].get("description", ""),
                                      "properties": target_properties, "additionalProperties": False}
@@ -105,3 +105,56 @@ def _type_schema(tp: Any, definitions: dict[str, Any]) -> dict[str, Any]:
 
 
 
+
+
+def spec_reference(registry: Registry) -> str:
+    """The field reference of ``docs/spec.md``, as Markdown, from the same schema."""
+    schema = spec_schema(registry)
+    definitions = schema["$defs"]
+    lines: list[str] = []
+
+    def describe_type(node: dict[str, Any]) -> str:
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[1]
+            return f"table ([{name}](#{name.lower()}))"
+        if "enum" in node:
+            return " \\| ".join(f"`{_toml(v)}`" for v in node["enum"])
+        if "anyOf" in node:
+            return " or ".join(describe_type(n) for n in node["anyOf"])
+        kind = node.get("type")
+        if kind == "array":
+            return f"array of {describe_type(node.get('items', {}))}"
+        if kind == "object":
+            inner = node.get("additionalProperties")
+            return f"table of {describe_type(inner)}" if isinstance(inner, dict) and inner else "table"
+        return {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}.get(kind, "any")
+
+    def table(title: str, node: dict[str, Any], level: str = "###") -> None:
+        lines.extend([f"{level} {title}", ""])
+        if node.get("description"):
+            lines.extend([node["description"], ""])
+        lines.extend(["| key | type | default | meaning |", "| --- | --- | --- | --- |"])
+        required = set(node.get("required", ()))
+        for key, prop in node.get("properties", {}).items():
+            default = "required" if key in required else (f"`{_toml(prop['default'])}`" if "default" in prop else "")
+            meaning = prop.get("description", "").replace("|", "\\|")
+            lines.append(f"| `{key}` | {describe_type(prop)} | {default} | {meaning} |")
+        lines.append("")
+
+    table("Top level", {k: v for k, v in schema.items() if k in ("properties", "required")})
+    for name in ("Stack", "Model"):
+        table(name, definitions[name])
+    for name, node in definitions.items():
+        if name not in ("Stack", "Model", "ModelDefaults") and "properties" in node:
+            table(name, node)
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
