@@ -88,13 +88,14 @@ def resolve(paths: Sequence[str | FsPath], settings: Sequence[str] = (),
     if defaults is not None and not isinstance(defaults, dict):
         return document, [Diagnostic("E006", "expected a table", ("defaults",))]
     if defaults and isinstance(data.get("models"), dict):
+        inherited = [(table, [(path[1:], loc) for path, loc in table.items() if path[:1] == ("defaults",)])
+                     for table in (keys, values)]
         for name, model in data["models"].items():
             if isinstance(model, dict):
                 data["models"][name] = _inherit(defaults, model)
-                for table in (keys, values):
-                    for path, location in list(table.items()):
-                        if path[:1] == ("defaults",):
-                            table.setdefault(("models", name) + path[1:], location)
+                for table, entries in inherited:
+                    for rest, location in entries:
+                        table.setdefault(("models", name) + rest, location)
     return Document(data, SourceMap(keys, values)), []
 
 
