@@ -35,3 +35,13 @@ def test_stack_names_are_unique_across_specs() -> None:
     registry = load_registry()
     names = [pipeline.check([spec], registry)[0].stack.name for spec in SPECS]
     assert len(names) == len(set(names)), names
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_every_built_in_kind_in_out_validates_strictly(spec: Path) -> None:
+    from stackc.testing import is_core_kind, objects, validate_kubernetes
+
+    compilation = pipeline.compile_stack([spec], load_registry())
+    found = [o for o in objects(compilation.files) if is_core_kind(o)]
+    assert found
+    assert [problem for o in found for problem in validate_kubernetes(o)] == []
