@@ -168,6 +168,18 @@ class Security:
 
 
 @attrs.frozen
+class Routing:
+    """How a router in front of the model's replicas picks one (the `router` target)."""
+
+    strategy: Literal["prefix", "least_loaded", "session", "round_robin"] = field(
+        "`prefix`: cache-aware, prefix hashing with bounded load; `least_loaded`: in-flight and engine "
+        "queue metrics; `session`: consistent hashing on a header; `round_robin`.",
+        default="prefix",
+    )
+    session_header: str = field("Header whose value keys `session` routing.", default="x-session-id")
+
+
+@attrs.frozen
 class Model:
     """One served model: what to serve, with which engine, on what."""
 
@@ -201,6 +213,7 @@ class Model:
     rollout: Rollout = field("How updates roll out.", factory=Rollout)
     termination_grace_seconds: int | None = field("Seconds to drain in-flight requests on shutdown.", default=None)
     disruption_budget: DisruptionBudget = field("PodDisruptionBudget settings.", factory=DisruptionBudget)
+    routing: Routing = field("How routers pick a replica.", factory=Routing)
     security: Security = field("Secrets, identities and security contexts.", factory=Security)
     labels: Mapping[str, str] = field("Extra labels on the model's pods and objects.", factory=dict)
     annotations: Mapping[str, str] = field("Extra annotations on the model's pods.", factory=dict)

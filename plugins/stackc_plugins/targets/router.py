@@ -1,0 +1,238 @@
+"""The reference router (``stackc-router``) in front of every model, and a NetworkPolicy so
+engines take traffic only from it.
+
+The router's config is data built here from the Workloads (served names, aliases, discovery by
+the model's Service, the engine's metric names), rendered as YAML into a ConfigMap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from stackc import hookimpl, kube
+from stackc.model import SecretRef
+from stackc.registry import Artifact, Build, Registry
+from stackc.render import to_yaml
+from stackc.workload import Workload
+
+IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
+PORT = 8080
+CONFIG_PATH = "/etc/stackc-router"
+KEYS_PATH = "/etc/stackc-router/keys"
+
+
+@attrs.frozen
+class Ingress:
+    host: str = attrs.field(metadata={"doc": "Host name clients use."})
+    class_name: str | None = attrs.field(default=None, metadata={"doc": "IngressClass name."})
+    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Secret with the TLS certificate."})
+
+
+@attrs.frozen
+class HttpRoute:
+    gateway: str = attrs.field(metadata={"doc": "Name of the Gateway to attach to."})
+    gateway_namespace: str | None = attrs.field(default=None, metadata={"doc": "Its namespace (default: the stack's)."})
+    hostnames: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Host names to match."})
+
+
+@attrs.frozen
+class RouterOptions:
+    """``[targets.router]``."""
+
+    image: str = attrs.field(default=IMAGE, metadata={"doc": "Router image (built from the repository's Dockerfile)."})
+    replicas: int = attrs.field(default=2, metadata={"doc": "Router replicas, spread across nodes."})
+    resources: Mapping[str, Mapping[str, str]] = attrs.field(
+        factory=lambda: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        metadata={"doc": "Router container resources (`requests`, `limits`)."})
+    api_keys: SecretRef | None = attrs.field(
+        default=None, metadata={"doc": "Secret key holding accepted API keys, one per line."})
+    max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted."})
+    max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s."})
+    ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
+    http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
+    network_policy: bool = attrs.field(
+        default=True, metadata={"doc": "Let engine pods accept traffic only from the router and metrics scrapers."})
+    metrics_namespace: str = attrs.field(
+        default="monitoring", metadata={"doc": "Namespace whose pods may scrape engine metrics."})
+    allow_from: tuple[Mapping[str, Any], ...] = attrs.field(
+        default=(), metadata={"doc": "More NetworkPolicy peers allowed to reach engines (e.g. a gateway's pods)."})
+
+
+class RouterTarget:
+    name = "router"
+    description = "The stackc reference router (OpenAI-compatible, cache-aware) in front of every model"
+    options_type = RouterOptions
+
+    def emit(self, build: Build, options: RouterOptions) -> Iterator[Artifact]:
+        spec = build.spec
+        name = f"{spec.stack.name}-router"
+        selector = {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": spec.stack.name}
+        labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "router",
+                  "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+        config = router_config(build, options)
+        config_text = to_yaml(config)
+        yield Artifact("configmap.yaml", ({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(spec, name, labels),
+            "data": {"router.yaml": config_text},
+        },))
+        yield Artifact("serviceaccount.yaml", ({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": kube.metadata(spec, name, labels),
+        },))
+        yield Artifact("role.yaml", ({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(spec, name, labels),
+            "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}],
+        },))
+        yield Artifact("rolebinding.yaml", ({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(spec, name, labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.stack.namespace}],
+        },))
+        yield Artifact("deployment.yaml", (deployment(build, options, name, labels, selector, config_text),))
+        yield Artifact("service.yaml", ({
+            "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(spec, name, labels),
+            "spec": {"selector": dict(selector),
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+        },))
+        if options.replicas > 1:
+            yield Artifact("poddisruptionbudget.yaml", ({
+                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(spec, name, labels),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
+            },))
+        if options.ingress is not None:
+            yield Artifact("ingress.yaml", (ingress(build, options.ingress, name, labels),))
+        if options.http_route is not None:
+            yield Artifact("httproute.yaml", (http_route(build, options.http_route, name, labels),))
+        if options.network_policy:
+            for workload in build.workloads:
+                yield Artifact(f"networkpolicy-{workload.key}.yaml", (network_policy(build, options, workload, selector),))
+
+
+def router_config(build: Build, options: RouterOptions) -> dict[str, Any]:
+    """The ``stackc-router`` config file: one entry per model, discovered through its Service."""
+    models = {}
+    for workload in build.workloads:
+        result = workload.result
+        primary, *other_names = result.served_names
+        aliases = sorted(set(other_names) | set(workload.model.aliases) - {primary})
+        entry: dict[str, Any] = {
+            "served_name": primary,
+            "aliases": aliases,
+            "strategy": workload.model.routing.strategy,
+            "discovery": {"kubernetes": {"namespace": build.spec.stack.namespace, "service": workload.name,
+                                         "port": result.port.number}},
+        }
+        if workload.model.routing.strategy == "session":
+            entry["session"] = {"header": workload.model.routing.session_header}
+        probe = result.container.readiness_probe
+        if probe is not None and probe.path:
+            entry["health"] = {"path": probe.path}
+        if result.metrics is not None:
+            names = attrs.asdict(result.metrics.names)
+            entry["metrics"] = {"path": result.metrics.path,
+                                **{key: names[field] for key, field in (("running", "running"), ("waiting", "waiting"),
+                                                                         ("kv_usage", "kv_cache_usage")) if names[field]}}
+        models[workload.key] = entry
+    config: dict[str, Any] = {
+        "version": 1,
+        "listen": {"host": "0.0.0.0", "port": PORT},
+        "limits": {"max_body_bytes": options.max_body_bytes, "max_in_flight": options.max_in_flight},
+        "models": models,
+    }
+    if options.api_keys is not None:
+        config["auth"] = {"api_keys_file": f"{KEYS_PATH}/{options.api_keys.key}"}
+    return config
+
+
+def deployment(build: Build, options: RouterOptions, name: str, labels: dict, selector: dict, config_text: str) -> dict:
+    mounts = [{"name": "config", "mountPath": CONFIG_PATH, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
+    if options.api_keys is not None:
+        mounts.append({"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True})
+        volumes.append({"name": "api-keys", "secret": {"secretName": options.api_keys.name}})
+    container = {
+        "name": "router",
+        "image": options.image,
+        "args": ["--config", f"{CONFIG_PATH}/router.yaml"],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {k: dict(v) for k, v in options.resources.items()},
+        "volumeMounts": mounts,
+        "securityContext": {**kube.RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                            "runAsUser": 10001, "runAsGroup": 10001},
+    }
+    digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(build.spec, name, labels),
+        "spec": {
+            "replicas": options.replicas,
+            "selector": {"matchLabels": dict(selector)},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": {"stackc.dev/config-hash": digest}},
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": True,  # the EndpointSlice watch needs the token
+                    "enableServiceLinks": False,
+                    "securityContext": {**kube.RESTRICTED_POD, "runAsNonRoot": True},
+                    "containers": [container],
+                    "volumes": volumes,
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": dict(selector)},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def ingress(build: Build, options: Ingress, name: str, labels: dict) -> dict:
+    spec: dict[str, Any] = {"rules": [{"host": options.host, "http": {"paths": [{
+        "path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": name, "port": {"name": "http"}}}}]}}]}
+    if options.class_name:
+        spec["ingressClassName"] = options.class_name
+    if options.tls_secret:
+        spec["tls"] = [{"hosts": [options.host], "secretName": options.tls_secret}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": kube.metadata(build.spec, name, labels),
+            "spec": spec}
+
+
+def http_route(build: Build, options: HttpRoute, name: str, labels: dict) -> dict:
+    parent: dict[str, Any] = {"name": options.gateway}
+    if options.gateway_namespace:
+        parent["namespace"] = options.gateway_namespace
+    spec: dict[str, Any] = {"parentRefs": [parent], "rules": [{
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"name": name, "port": 80}]}]}
+    if options.hostnames:
+        spec["hostnames"] = list(options.hostnames)
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": kube.metadata(build.spec, name, labels), "spec": spec}
+
+
+def network_policy(build: Build, options: RouterOptions, workload: Workload, router_selector: dict) -> dict:
+    """Engine pods accept their serving port from the router (and listed peers), metrics from scrapers."""
+    port = {"port": workload.result.port.name, "protocol": "TCP"}
+    rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": dict(router_selector)}},
+                                             *[dict(peer) for peer in options.allow_from]],
+                                    "ports": [port]}]
+    metrics = workload.result.metrics
+    if metrics is not None:
+        rules.append({"from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": options.metrics_namespace}}}],
+            "ports": [{"port": metrics.port, "protocol": "TCP"}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": kube.metadata(build.spec, workload.name, workload.labels),
+        "spec": {"podSelector": {"matchLabels": dict(workload.selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
+
+
+@hookimpl
+def stackc_add_targets(registry: Registry) -> None:
+    registry.add_target(RouterTarget())

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import yaml
+
+from stackc.testing import compile_text, is_core_kind, objects, validate_kubernetes
+
+SPEC = """
+version = 1
+[stack]
+name = "r"
+namespace = "ns"
+targets = ["router"]
+[models.a]
+engine = "vllm"
+model = "org/a"
+served_name = "a-served"
+aliases = ["a1", "a2"]
+accelerators = { count = 1 }
+routing = { strategy = "session", session_header = "x-user" }
+[models.b]
+engine = "vllm"
+model = "org/b"
+accelerators = { count = 1 }
+[targets.router]
+api_keys = { name = "keys", key = "list" }
+ingress = { host = "llm.example.com", tls_secret = "tls" }
+http_route = { gateway = "public", gateway_namespace = "gw", hostnames = ["llm.example.com"] }
+allow_from = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "gw" } } }]
+"""
+
+
+def router_objects() -> dict[str, dict]:
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(compile_text(SPEC).files)}
+
+
+def test_router_objects_validate_strictly() -> None:
+    found = list(router_objects().values())
+    assert [p for o in found if is_core_kind(o) for p in validate_kubernetes(o)] == []
+    assert sorted(router_objects()) == [
+        "ConfigMap/r-router", "Deployment/r-router", "HTTPRoute/r-router", "Ingress/r-router", "NetworkPolicy/r-a",
+        "NetworkPolicy/r-b", "PodDisruptionBudget/r-router", "Role/r-router", "RoleBinding/r-router",
+        "Service/r-router", "ServiceAccount/r-router"]
+
+
+def test_config_maps_every_name_to_its_service_with_engine_metrics() -> None:
+    config = yaml.safe_load(router_objects()["ConfigMap/r-router"]["data"]["router.yaml"])
+    assert config["auth"] == {"api_keys_file": "/etc/stackc-router/keys/list"}
+    a = config["models"]["a"]
+    assert a["served_name"] == "a-served" and a["aliases"] == ["a1", "a2"]
+    assert a["strategy"] == "session" and a["session"] == {"header": "x-user"}
+    assert a["discovery"] == {"kubernetes": {"namespace": "ns", "service": "r-a", "port": 8000}}
+    assert a["metrics"]["waiting"] == "vllm:num_requests_waiting" and a["health"] == {"path": "/health"}
+    assert config["models"]["b"]["served_name"] == "org/b" and config["models"]["b"]["strategy"] == "prefix"
+
+
+def test_router_may_only_watch_endpointslices_and_runs_restricted() -> None:
+    found = router_objects()
+    assert found["Role/r-router"]["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]
+    pod = found["Deployment/r-router"]["spec"]["template"]["spec"]
+    context = pod["containers"][0]["securityContext"]
+    assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"] and context["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "api-keys", "secret": {"secretName": "keys"}} in pod["volumes"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_engines_accept_traffic_only_from_the_router_listed_peers_and_scrapers() -> None:
+    policy = router_objects()["NetworkPolicy/r-a"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "a", "app.kubernetes.io/instance": "r"}}
+    serving, metrics = policy["ingress"]
+    assert serving["from"][0] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "router",
+                                                                  "app.kubernetes.io/instance": "r"}}}
+    assert serving["from"][1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "gw"}
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_a_config_change_rolls_the_router() -> None:
+    before = router_objects()["Deployment/r-router"]["spec"]["template"]["metadata"]["annotations"]
+    changed = objects(compile_text(SPEC.replace('"a2"', '"a3"')).files)
+    after = next(o for o in changed if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert before != after
