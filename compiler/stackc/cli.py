@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     output_options(spec_command("check", "compile and validate; write nothing"))
     output_options(spec_command("diff", "show how OUT/STACK differs from a fresh build (exit 1 if it does)"))
     spec_command("explain", "print the resolved spec after overlays, --set and [defaults]")
+    up = spec_command("up", "run the stack on this machine: engines as processes, the router in front")
+    up.add_argument("--port", type=int, default=None, help="the router's port (default: a free one)")
+    up.add_argument("--skip", action="append", default=[], metavar="MODEL",
+                    help="do not run this model (e.g. a GPU model on a laptop; repeatable)")
+    up.add_argument("--state-dir", default=None, metavar="DIR", help="where caches and logs go (default: a temp dir)")
     init = commands.add_parser("init", help="write a commented starter spec", description="write a commented starter spec")
     init.add_argument("path", nargs="?", help="file to create (default: print to stdout)")
     schema = commands.add_parser("schema", help="print the spec's JSON Schema (or its Markdown reference)",
@@ -221,6 +226,43 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def _up(args: argparse.Namespace) -> ExitCode:
+    import signal
+    import threading
+
+    from stackc import up
+    from stackc.supervisor import Supervisor
+
+    supervisor = Supervisor()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        base_url, names = up.run(supervisor, stop, args.specs, _registry(args), args.settings, args.port,
+                                 args.skip, args.state_dir)
+        if args.format == "json":
+            _print_json({"command": "up", "base_url": base_url, "models": names})
+        else:
+            print(f"OpenAI base URL: {base_url}")
+            print("models: " + ", ".join(names))
+        sys.stdout.flush()
+        print("stackc up: ready; Ctrl-C stops everything", file=sys.stderr)
+        while not stop.wait(0.5):
+            for item in supervisor.failed():
+                if item.state != "failed":
+                    item.state = "failed"
+                    print(f"stackc up: {item.spec.name} exited ({item.popen.returncode}); log: {item.spec.log}",
+                          file=sys.stderr)
+        return ExitCode.OK
+    except up.StartupFailed as error:
+        print(f"stackc up: {error}", file=sys.stderr)
+        return ExitCode.INVALID
+    finally:
+        if supervisor.running:
+            print("stackc up: stopping", file=sys.stderr)
+        supervisor.stop()
+
+
 def _init(args: argparse.Namespace) -> ExitCode:
     from stackc.starter import STARTER_SPEC
 
@@ -265,6 +307,6 @@ def _plugins(args: argparse.Namespace) -> ExitCode:
 
 _COMMANDS = {
     "build": _build, "check": _check, "diff": _diff, "explain": _explain,
-    "init": _init, "schema": _schema, "plugins": _plugins,
+    "init": _init, "schema": _schema, "plugins": _plugins, "up": _up,
 }
 

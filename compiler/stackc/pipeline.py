@@ -331,6 +331,11 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     return spec, document.source_map
 
 
+def locate(diagnostics: Iterable[Diagnostic], source_map: SourceMap) -> list[Diagnostic]:
+    """Give each diagnostic the file:line:col of its spec path."""
+    return sorted_unique(_located(d, source_map) for d in diagnostics)
+
+
 def _located(diagnostic: Diagnostic, source_map: SourceMap) -> Diagnostic:
     if diagnostic.location is not None:
         return diagnostic

@@ -9,7 +9,7 @@ import attrs
 
 from stackc.diagnostics import Diagnostic
 from stackc.model import Model, Spec
-from stackc.workload import Capability, EngineRequest, EngineResult, Workload
+from stackc.workload import Capability, EngineRequest, EngineResult, LocalRun, Workload
 
 
 @runtime_checkable
@@ -21,6 +21,8 @@ class Engine(Protocol):
     capabilities: ClassVar[frozenset[Capability]]
     #: attrs class for ``[models.NAME.engine_options]``, or None when the engine has no options.
     options_type: ClassVar[type | None]
+    #: how ``stackc up`` runs the engine here; engines without it cannot run locally (optional).
+    local_run: ClassVar[LocalRun | None]
 
     def check(self, key: str, model: Model, options: Any) -> Iterable[Diagnostic]:
         """Engine-specific rules beyond capabilities; paths are relative to ``models.KEY``."""

@@ -118,6 +118,16 @@ class Metrics:
 
 
 @attrs.frozen
+class LocalRun:
+    """How ``stackc up`` runs an engine's compiled command on this machine."""
+
+    #: container command name -> host executables to try, in order
+    binaries: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: what to install when none is found
+    install_hint: str = ""
+
+
+@attrs.frozen
 class ModelSource:
     """A parsed ``model`` field: where weights come from."""
 

@@ -17,6 +17,7 @@ from stackc.workload import (
     EngineRequest,
     EngineResult,
     EnvVar,
+    LocalRun,
     Metrics,
     MetricNames,
     Mount,
@@ -57,6 +58,7 @@ class VllmEngine:
     description = "vLLM OpenAI-compatible server (CUDA/ROCm; CPU image without accelerators)"
     capabilities = frozenset(Capability)
     options_type = VllmOptions
+    local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
