@@ -1,0 +1,114 @@
+"""Observability: a PodMonitor per model and a Grafana dashboard, from the engines' metric names.
+
+Engines declare their Prometheus series as data (``MetricNames``); this target never names an
+engine, so a new engine gets monitoring for free.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from stackc import hookimpl, kube
+from stackc.registry import Artifact, Build, Registry
+from stackc.workload import Workload
+
+
+@attrs.frozen
+class MonitoringOptions:
+    """``[targets.monitoring]``."""
+
+    interval: str = attrs.field(default="15s", metadata={"doc": "Scrape interval."})
+    monitor_labels: Mapping[str, str] = attrs.field(
+        factory=dict, metadata={"doc": "Labels your Prometheus selects monitors by (e.g. `release = \"prometheus\"`)."})
+    dashboard: bool = attrs.field(default=True, metadata={"doc": "Emit a Grafana dashboard ConfigMap."})
+    dashboard_labels: Mapping[str, str] = attrs.field(
+        factory=lambda: {"grafana_dashboard": "1"},
+        metadata={"doc": "Labels the Grafana dashboard sidecar looks for."})
+
+
+_PANELS = (
+    ("running", "Requests running", "sum by (pod) ({metric}{{{selector}}})"),
+    ("waiting", "Requests waiting", "sum by (pod) ({metric}{{{selector}}})"),
+    ("kv_cache_usage", "KV-cache usage", "avg by (pod) ({metric}{{{selector}}})"),
+    ("time_to_first_token", "Time to first token p95 (s)",
+     "histogram_quantile(0.95, sum by (le) (rate({metric}_bucket{{{selector}}}[5m])))"),
+    ("prefix_cache_hits", "Prefix-cache hit rate", "sum(rate({metric}{{{selector}}}[5m])) / sum(rate({queries}{{{selector}}}[5m]))"),
+)
+
+
+class MonitoringTarget:
+    name = "monitoring"
+    description = "PodMonitors (prometheus-operator) and a Grafana dashboard for every model"
+    options_type = MonitoringOptions
+
+    def emit(self, build: Build, options: MonitoringOptions) -> Iterator[Artifact]:
+        for workload in build.workloads:
+            metrics = workload.result.metrics
+            if metrics is None:
+                continue  # the engine exports no metrics
+            yield Artifact(f"podmonitor-{workload.key}.yaml", ({
+                "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+                "metadata": kube.metadata(build.spec, workload.name, {**workload.labels, **options.monitor_labels}),
+                "spec": {
+                    "selector": {"matchLabels": dict(workload.selector)},
+                    # copied onto every series, so dashboards select a model without guessing pod names
+                    "podTargetLabels": sorted(workload.selector),
+                    "podMetricsEndpoints": [{"port": metrics.port, "path": metrics.path, "interval": options.interval}],
+                },
+            },))
+        if options.dashboard:
+            name = f"{build.spec.stack.name}-dashboard"
+            labels = {**build.spec.stack.labels, "app.kubernetes.io/instance": build.spec.stack.name,
+                      "app.kubernetes.io/part-of": build.spec.stack.name,
+                      "app.kubernetes.io/managed-by": "stackc", **options.dashboard_labels}
+            yield Artifact("dashboard.yaml", ({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(build.spec, name, labels),
+                "data": {f"{build.spec.stack.name}.json": json.dumps(dashboard(build), indent=1, sort_keys=True)},
+            },))
+
+
+def dashboard(build: Build) -> dict[str, Any]:
+    """A Grafana dashboard: one row per model, a panel per signal its engine exports."""
+    panels: list[dict[str, Any]] = []
+    for row, workload in enumerate(build.workloads):
+        panels.append({"type": "row", "title": f"{workload.key} ({workload.engine})", "id": len(panels) + 1,
+                       "gridPos": {"x": 0, "y": row * 9, "w": 24, "h": 1}})
+        for column, (signal, title, expr) in enumerate(p for p in _PANELS if _metric(workload, p[0])):
+            panels.append({
+                "type": "timeseries", "title": title, "id": len(panels) + 1, "datasource": {"uid": "${datasource}"},
+                "gridPos": {"x": column * 5, "y": row * 9 + 1, "w": 5, "h": 8},
+                "targets": [{"refId": "A", "expr": expr.format(
+                    metric=_metric(workload, signal), queries=_metric(workload, "prefix_cache_queries") or "",
+                    selector=_series_selector(build, workload))}],
+            })
+    return {
+        "title": f"stackc: {build.spec.stack.name}", "uid": f"stackc-{build.spec.stack.name}"[:40],
+        "schemaVersion": 39, "tags": ["stackc", "llm"], "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+        "panels": panels,
+    }
+
+
+def _series_selector(build: Build, workload: Workload) -> str:
+    """PromQL matchers for one model's series (labels from ``podTargetLabels``, sanitised)."""
+    matchers = [f'namespace="{build.spec.stack.namespace}"']
+    matchers += [f'{key.replace(".", "_").replace("/", "_")}="{value}"' for key, value in sorted(workload.selector.items())]
+    return ", ".join(matchers)
+
+
+def _metric(workload: Workload, signal: str) -> str | None:
+    metrics = workload.result.metrics
+    if metrics is None:
+        return None
+    if signal == "prefix_cache_hits" and not metrics.names.prefix_cache_queries:
+        return None
+    return getattr(metrics.names, signal)
+
+
+@hookimpl
+def stackc_add_targets(registry: Registry) -> None:
+    registry.add_target(MonitoringTarget())
