@@ -144,7 +144,10 @@ def _registry(args: argparse.Namespace) -> Any:
 def _compile(args: argparse.Namespace) -> Any:
     from stackc import pipeline
 
-    return pipeline.compile_stack(args.specs, _registry(args), args.settings, args.targets)
+    compilation = pipeline.compile_stack(args.specs, _registry(args), args.settings, args.targets)
+    for warning in compilation.warnings:
+        print(warning.render(), file=sys.stderr)
+    return compilation
 
 
 def _stack_root(args: argparse.Namespace, compilation: Any) -> Path:
@@ -209,7 +212,7 @@ def _explain(args: argparse.Namespace) -> ExitCode:
 
     from stackc import convert, pipeline
 
-    spec, _ = pipeline.check(args.specs, _registry(args), args.settings)
+    spec = pipeline.check(args.specs, _registry(args), args.settings).spec
     data = _drop_none(convert.unstructure(spec))
     if args.format == "json":
         _print_json({"command": "explain", "spec": data})

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import attrs
 
 from stackc import convert
-from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean, sorted_unique
+from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, Severity, did_you_mean, sorted_unique
 from stackc.model import SPEC_VERSION, Model, Spec
 from stackc.registry import Artifact, Build, Provider, Registry
 from stackc.render import render
 from stackc.source import Document, Path, SourceMap, load_files
-from stackc.validate import validate_spec
+from stackc.validate import served_name_conflicts, validate_spec
 from stackc.workload import (
     ClaimRequest,
     ConfigMapData,
@@ -304,17 +304,28 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
                   targets: Sequence[str] | None = None,
                   texts: Sequence[tuple[str, str]] | None = None) -> Compilation:
     """Compile spec files to rendered files; raises DiagnosticsError listing every problem."""
-    spec, source_map = check(paths, registry, settings, targets, texts)
+    checked = check(paths, registry, settings, targets, texts)
+    spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     workloads = lower(spec, registry)
+    conflicts = served_name_conflicts(workloads)
+    if conflicts:
+        raise DiagnosticsError(locate(conflicts, checked.source_map))
     files = emit(Build(spec, workloads), registry, selected)
-    return Compilation(spec, workloads, selected, files)
+    return Compilation(spec, workloads, selected, files, checked.warnings)
+
+
+@attrs.frozen
+class Checked:
+    spec: Spec
+    source_map: SourceMap
+    warnings: tuple[Diagnostic, ...] = ()
 
 
 def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
           targets: Sequence[str] | None = None,
-          texts: Sequence[tuple[str, str]] | None = None) -> tuple[Spec, SourceMap]:
-    """The checked spec, or DiagnosticsError with every located problem."""
+          texts: Sequence[tuple[str, str]] | None = None) -> Checked:
+    """The checked spec and its warnings, or DiagnosticsError with every located error."""
     document, diagnostics = resolve(paths, settings, texts)
     spec = None
     if not diagnostics:
@@ -325,10 +336,11 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
         if name not in registry.targets:
             diagnostics.append(Diagnostic("E011", f"unknown target '{name}' (from --target)", (),
                                           did_you_mean(name, registry.targets), location=Location("--target", 1, 1)))
-    errors = [_located(d, document.source_map) for d in diagnostics]
+    located = locate(diagnostics, document.source_map)
+    errors = [d for d in located if d.severity is Severity.ERROR]
     if errors or spec is None:
-        raise DiagnosticsError(sorted_unique(errors))
-    return spec, document.source_map
+        raise DiagnosticsError(located)
+    return Checked(spec, document.source_map, tuple(located))
 
 
 def locate(diagnostics: Iterable[Diagnostic], source_map: SourceMap) -> list[Diagnostic]:

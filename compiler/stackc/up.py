@@ -15,6 +15,7 @@ from stackc.local import LocalProcess, free_port, plan
 from stackc.registry import Registry
 from stackc.render import to_yaml
 from stackc.supervisor import Supervisor
+from stackc.validate import served_name_conflicts
 from stackc.workload import Workload
 
 ENGINE_TIMEOUT_SECONDS = 600.0
@@ -57,8 +58,12 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
 
     The caller stops the supervisor, whatever happens here.
     """
-    spec, source_map = pipeline.check(specs, registry, settings)
+    checked = pipeline.check(specs, registry, settings)
+    spec, source_map = checked.spec, checked.source_map
     workloads = pipeline.lower(spec, registry)
+    conflicts = served_name_conflicts(workloads)
+    if conflicts:
+        raise DiagnosticsError(pipeline.locate(conflicts, source_map))
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix=f"stackc-up-{spec.stack.name}-"))
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
     processes, problems = plan(workloads, local_runs, state, skip)

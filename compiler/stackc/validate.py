@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from stackc import sources
 from stackc.diagnostics import Diagnostic, did_you_mean
 from stackc.model import Model, Spec
 from stackc.registry import Registry
-from stackc.workload import Capability
+from stackc.workload import Capability, Workload
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$")
@@ -53,17 +53,22 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
             yield Diagnostic("E011", f"unknown target '{name}'", ("targets", name), did_you_mean(name, registry.targets))
     if not spec.models:
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
-    served: dict[str, str] = {}
     for key in sorted(spec.models):
-        model = spec.models[key]
-        yield from _validate_model(spec, key, model, registry, plugin_call)
-        for alias in (model.served_name, *model.aliases):
-            if alias is None:
-                continue
-            if alias in served and served[alias] != key:
-                yield Diagnostic("E012", f"'{alias}' is already a name of model '{served[alias]}'", ("models", key, "aliases"),
-                                 "every served name and alias must be unique in a stack")
-            served.setdefault(alias, key)
+        yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
+
+
+def served_name_conflicts(workloads: Iterable[Workload]) -> list[Diagnostic]:
+    """Every name a client may send must lead to one model (engines decide the primary names)."""
+    owners: dict[str, str] = {}
+    problems = []
+    for workload in workloads:
+        for name in dict.fromkeys((*workload.result.served_names, *workload.model.aliases)):
+            if name in owners and owners[name] != workload.key:
+                problems.append(Diagnostic("E012", f"'{name}' is already a name of model '{owners[name]}'",
+                                           ("models", workload.key, "aliases"),
+                                           "every served name and alias must be unique in a stack"))
+            owners.setdefault(name, workload.key)
+    return problems
 
 
 def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:

@@ -33,7 +33,7 @@ def test_invalid_specs_fail_with_located_errors(spec: Path, run_stackc) -> None:
 
 def test_stack_names_are_unique_across_specs() -> None:
     registry = load_registry()
-    names = [pipeline.check([spec], registry)[0].stack.name for spec in SPECS]
+    names = [pipeline.check([spec], registry).spec.stack.name for spec in SPECS]
     assert len(names) == len(set(names)), names
 
 

@@ -38,7 +38,7 @@ def test_plugin_registration_order_does_not_show() -> None:
 
 def test_output_has_no_absolute_paths_or_timestamps() -> None:
     for spec in SPECS:
-        name = pipeline.check([spec], build_registry(discover()))[0].stack.name
+        name = pipeline.check([spec], build_registry(discover())).spec.stack.name
         for path, content in read_tree(REPO / "out" / name).items():
             text = content.decode()
             assert str(REPO) not in text and "/home/" not in text, path

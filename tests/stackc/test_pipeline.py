@@ -1,0 +1,94 @@
+"""Pipeline behaviour plugin authors rely on: warnings, crashes attributed, defaults inheritance."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from stackc import hookimpl
+from stackc.diagnostics import Diagnostic, DiagnosticsError, Severity
+from stackc.pipeline import PluginCrash
+from stackc.testing import compile_text, objects
+from stackc_plugins.engines.vllm import VllmEngine
+
+
+def engine_plugin(name: str, engine: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def stackc_add_engines(registry):
+        registry.add_engine(engine)
+
+    module.stackc_add_engines = stackc_add_engines
+    return module
+
+
+class WarningEngine(VllmEngine):
+    name = "warns"
+
+    def check(self, key, model, options):
+        yield Diagnostic("W001", "this engine is experimental", ("engine",), severity=Severity.WARNING)
+
+
+class CrashingEngine(VllmEngine):
+    name = "crashes"
+
+    def lower(self, request):
+        raise KeyError("oops")
+
+
+SPEC = 'version = 1\n[stack]\nname = "p"\n[models.m]\nengine = "{engine}"\nmodel = "org/m"\naccelerators = {{ count = 1 }}\n'
+
+
+def test_warnings_are_located_and_do_not_stop_the_build() -> None:
+    compilation = compile_text(SPEC.format(engine="warns"), plugins=[engine_plugin("warns_plugin", WarningEngine())])
+    (warning,) = compilation.warnings
+    assert warning.render() == "spec.toml:5:10: warning[W001] models.m.engine: this engine is experimental"
+    assert compilation.files
+
+
+def test_a_plugin_crash_names_the_plugin() -> None:
+    with pytest.raises(PluginCrash, match=r"plugin <test> 0 \(crashes_plugin\) crashed in engine 'crashes' lower\(\): KeyError"):
+        compile_text(SPEC.format(engine="crashes"), plugins=[engine_plugin("crashes_plugin", CrashingEngine())])
+
+
+def test_defaults_are_inherited_and_tolerations_appended_or_replaced() -> None:
+    spec = """
+version = 1
+[stack]
+name = "d"
+[defaults]
+engine = "vllm"
+replicas = 3
+accelerators = { count = 1 }
+scheduling.tolerations = [{ key = "gpu", operator = "Exists" }]
+scheduling.node_selector = { pool = "gpu" }
+[models.a]
+model = "org/a"
+scheduling.tolerations = [{ key = "a", operator = "Exists" }]
+[models.b]
+model = "org/b"
+replicas = 1
+scheduling = { tolerations_mode = "replace", tolerations = [{ key = "b", operator = "Exists" }] }
+"""
+    deployments = {o["metadata"]["name"]: o["spec"] for o in objects(compile_text(spec).files) if o["kind"] == "Deployment"}
+    a, b = deployments["d-a"], deployments["d-b"]
+    assert a["replicas"] == 3 and b["replicas"] == 1
+    assert [t["key"] for t in a["template"]["spec"]["tolerations"]] == ["gpu", "a"]
+    assert [t["key"] for t in b["template"]["spec"]["tolerations"]] == ["b"]
+    assert a["template"]["spec"]["nodeSelector"] == b["template"]["spec"]["nodeSelector"] == {"pool": "gpu"}
+
+
+def test_errors_inherited_from_defaults_point_at_the_defaults() -> None:
+    spec = 'version = 1\n[stack]\nname = "d"\n[defaults]\nreplicas = -1\n[models.a]\nengine = "vllm"\nmodel = "org/a"\naccelerators = { count = 1 }\n'
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(spec)
+    (diagnostic,) = error.value.diagnostics
+    assert diagnostic.render().startswith("spec.toml:5:12: error[E014] models.a.replicas: must be at least 0")
+
+
+def test_aliases_must_be_unique_across_models() -> None:
+    spec = SPEC.format(engine="vllm") + '[models.n]\nengine = "vllm"\nmodel = "org/n"\naliases = ["org/m"]\naccelerators = { count = 1 }\n'
+    with pytest.raises(DiagnosticsError, match="'org/m' is already a name of model 'm'"):
+        compile_text(spec)
