@@ -31,6 +31,7 @@ class Capability(str, Enum):
     API_KEY = "api_key"
     MAX_CONTEXT = "max_context"
     ACCELERATORS = "accelerators"
+    #: serves without accelerators (on CPUs)
     CPU_ONLY = "cpu_only"
 
 

@@ -1,0 +1,85 @@
+"""A tiny OpenAI-compatible engine for tests (stdlib only): python fake_engine.py --port P --served-model-name A [B…]
+
+Answers /health, /v1/models, /v1/chat/completions and /v1/completions (JSON or SSE), and
+/metrics in vLLM's names. Each reply says which process served it (``system_fingerprint``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--served-model-name", nargs="+", default=["fake"])
+    parser.add_argument("--startup-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    names = args.served_model_name
+    started = time.monotonic()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def reply(self, status: int, body: dict | str, content_type: str = "application/json") -> None:
+            data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                loading = time.monotonic() - started < args.startup_delay
+                self.reply(503 if loading else 200, {"status": "loading" if loading else "ok"})
+            elif self.path == "/v1/models":
+                self.reply(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "fake"} for n in names]})
+            elif self.path == "/metrics":
+                self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n", "text/plain")
+            else:
+                self.reply(404, {"error": {"message": "not found"}})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if body.get("model") not in names:
+                self.reply(404, {"error": {"message": f"model {body.get('model')!r} not served", "type": "NotFound"}})
+                return
+            chat = self.path.endswith("/chat/completions")
+            base = {"id": "fake-1", "model": body["model"], "created": 0, "system_fingerprint": f"pid-{os.getpid()}"}
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for word in ("hello", " world"):
+                    delta = {"delta": {"content": word}} if chat else {"text": word}
+                    chunk = {**base, "object": "chat.completion.chunk" if chat else "text_completion",
+                             "choices": [{"index": 0, **delta, "finish_reason": None}]}
+                    self._chunk(f"data: {json.dumps(chunk)}\n\n")
+                self._chunk("data: [DONE]\n\n")
+                self._chunk("")
+                return
+            choice = {"index": 0, "finish_reason": "stop",
+                      **({"message": {"role": "assistant", "content": "hello world"}} if chat else {"text": "hello world"})}
+            self.reply(200, {**base, "object": "chat.completion" if chat else "text_completion", "choices": [choice],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+
+        def _chunk(self, text: str) -> None:
+            data = text.encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
