@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import threading
@@ -68,6 +69,8 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
     processes, problems = plan(workloads, local_runs, state, skip)
     if problems:
+        if not state_dir:
+            shutil.rmtree(state, ignore_errors=True)
         raise DiagnosticsError(pipeline.locate(problems, source_map))
     if not processes:
         raise StartupFailed("no model left to run (all skipped)")
