@@ -222,8 +222,10 @@ def _explain(args: argparse.Namespace) -> ExitCode:
 
 
 def _drop_none(value: Any) -> Any:
+    """TOML has no null; empty tables and arrays only add noise to an explanation."""
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        kept = {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in kept.items() if v != {} and v != []}
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
     return value
