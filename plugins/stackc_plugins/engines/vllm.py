@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import attrs
 
@@ -22,15 +21,21 @@ from stackc.workload import (
     MetricNames,
     Mount,
     Port,
-    Probe,
+)
+from stackc_plugins.engines._common import (
+    CACHE_PATH,
+    TEMPLATE_FILE,
+    TEMPLATE_PATH,
+    flags,
+    hf_env,
+    http_probes,
+    model_location,
+    served_names,
 )
 
 IMAGE = "vllm/vllm-openai:v0.33.0"
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
-CACHE_PATH = "/cache"
-MODEL_PATH = "/models"
-TEMPLATE_PATH = "/etc/stackc/chat-template"
 
 
 @attrs.frozen
@@ -77,49 +82,7 @@ class VllmEngine:
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
-        options: VllmOptions = request.options or VllmOptions()
-        served = served_names(request)
-        mounts = [Mount(request.cache_volume, CACHE_PATH)]
-        args = [*model_argument(request, mounts)]
-        args += ["--host", "0.0.0.0", "--port", str(PORT), "--served-model-name", *served]
-        serving = model.serving
-        flags: list[tuple[str, Any]] = [
-            ("--revision", model.revision),
-            ("--tensor-parallel-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
-            ("--pipeline-parallel-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
-            ("--max-model-len", serving.max_context),
-            ("--gpu-memory-utilization", serving.gpu_memory_fraction),
-            ("--dtype", serving.dtype),
-            ("--quantization", serving.quantization),
-            ("--max-num-seqs", serving.max_concurrent_sequences),
-            ("--load-format", options.load_format or ("runai_streamer" if request.source.scheme in ("s3", "gs") else None)),
-            ("--kv-cache-dtype", options.kv_cache_dtype),
-            ("--max-num-batched-tokens", options.max_num_batched_tokens),
-        ]
-        args += [part for flag, value in flags if value is not None for part in (flag, str(value))]
-        if serving.prefix_caching is not None:
-            args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
-        if options.enforce_eager:
-            args.append("--enforce-eager")
-        if request.chat_template_volume:
-            mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
-            args += ["--chat-template", f"{TEMPLATE_PATH}/chat-template.jinja"]
-        if serving.lora_adapters:
-            args += ["--enable-lora", "--lora-modules"]
-            args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
-            if serving.max_lora_rank:
-                args += ["--max-lora-rank", str(serving.max_lora_rank)]
-        args += model.engine_args
-        env = [
-            EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface"),
-            EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"),
-        ]
-        if model.security.hf_token:
-            env.append(EnvVar("HF_TOKEN", secret=model.security.hf_token))
-        if model.security.api_key:
-            env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
-        if serving.lora_adapters:
-            env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "False"))
+        args, mounts, env = vllm_command_line(request, request.options or VllmOptions())
         port = Port("http", PORT)
         container = Container(
             name="engine",
@@ -129,33 +92,50 @@ class VllmEngine:
             env=tuple(env),
             ports=(port,),
             mounts=tuple(mounts),
-            # The server listens only once weights are loaded: allow 30 minutes for download + load.
-            startup_probe=Probe("/health", period_seconds=10, timeout_seconds=5, failure_threshold=180),
-            readiness_probe=Probe("/health", period_seconds=5, timeout_seconds=5, failure_threshold=3),
-            liveness_probe=Probe("/health", period_seconds=10, timeout_seconds=5, failure_threshold=3),
+            # the server listens only once weights are loaded: 30 minutes for download and load
+            **http_probes("/health"),
         )
-        return EngineResult(container=container, served_names=served, port=port,
+        return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
 
 
-def served_names(request: EngineRequest) -> tuple[str, ...]:
-    """The primary served name (explicit, else the Hugging Face id, else the model key) and aliases."""
+def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
+    """``vllm serve`` arguments, mounts and environment (shared with the Neuron engine)."""
     model = request.model
-    primary = model.served_name or (request.source.location if request.source.scheme == "hf" else request.model_key)
-    return (primary, *[alias for alias in model.aliases if alias != primary])
-
-
-def model_argument(request: EngineRequest, mounts: list[Mount]) -> tuple[str]:
-    """What ``vllm serve`` loads: an id, a URI (streamed), or a path on a mounted volume."""
-    source = request.source
-    if source.scheme == "hf":
-        return (source.location,)
-    if source.scheme in ("s3", "gs", "path"):
-        return (source.location,)
-    mounts.append(Mount("model-source", MODEL_PATH, read_only=True))
-    if source.scheme == "pvc":
-        return (MODEL_PATH + source.location.rstrip("/"),)
-    return (MODEL_PATH,)
+    serving = model.serving
+    mounts = [Mount(request.cache_volume, CACHE_PATH)]
+    args = [model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+            "--served-model-name", *served_names(request)]
+    streamed = request.source.scheme in ("s3", "gs")
+    args += flags([
+        ("--revision", model.revision),
+        ("--tensor-parallel-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
+        ("--pipeline-parallel-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
+        ("--max-model-len", serving.max_context),
+        ("--gpu-memory-utilization", serving.gpu_memory_fraction),
+        ("--dtype", serving.dtype),
+        ("--quantization", serving.quantization),
+        ("--max-num-seqs", serving.max_concurrent_sequences),
+        ("--load-format", options.load_format or ("runai_streamer" if streamed else None)),
+        ("--kv-cache-dtype", options.kv_cache_dtype),
+        ("--max-num-batched-tokens", options.max_num_batched_tokens),
+    ])
+    if serving.prefix_caching is not None:
+        args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
+    if options.enforce_eager:
+        args.append("--enforce-eager")
+    if request.chat_template_volume:
+        mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
+        args += ["--chat-template", TEMPLATE_FILE]
+    if serving.lora_adapters:
+        args += ["--enable-lora", "--lora-modules"]
+        args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
+        args += flags([("--max-lora-rank", serving.max_lora_rank)])
+    args += model.engine_args
+    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
+    if model.security.api_key:
+        env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
+    return args, mounts, env
 
 
 @hookimpl

@@ -1,0 +1,49 @@
+"""Pieces several engines share: served names, model paths, probes, Hugging Face cache env."""
+
+from __future__ import annotations
+
+from stackc.workload import EngineRequest, EnvVar, Mount, Probe
+
+CACHE_PATH = "/cache"
+MODEL_PATH = "/models"
+TEMPLATE_PATH = "/etc/stackc/chat-template"
+TEMPLATE_FILE = f"{TEMPLATE_PATH}/chat-template.jinja"
+
+
+def served_names(request: EngineRequest) -> tuple[str, ...]:
+    """The primary served name (explicit, else the Hugging Face id, else the model key) and aliases."""
+    model = request.model
+    primary = model.served_name or (request.source.location if request.source.scheme == "hf" else request.model_key)
+    return (primary, *[alias for alias in model.aliases if alias != primary])
+
+
+def model_location(request: EngineRequest, mounts: list[Mount]) -> str:
+    """Where the engine finds the weights: an id, a URI, or a path on a mounted volume."""
+    source = request.source
+    if source.scheme in ("hf", "s3", "gs", "path"):
+        return source.location
+    mounts.append(Mount("model-source", MODEL_PATH, read_only=True))
+    if source.scheme == "pvc":
+        return MODEL_PATH + source.location.rstrip("/")
+    return MODEL_PATH
+
+
+def hf_env(request: EngineRequest) -> list[EnvVar]:
+    env = [EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface")]
+    if request.model.security.hf_token:
+        env.append(EnvVar("HF_TOKEN", secret=request.model.security.hf_token))
+    return env
+
+
+def http_probes(path: str, *, startup_minutes: int = 30, timeout: int = 5) -> dict[str, Probe]:
+    """Startup long enough for download and load, then cheap readiness and liveness on one path."""
+    return {
+        "startup_probe": Probe(path, period_seconds=10, timeout_seconds=timeout, failure_threshold=startup_minutes * 6),
+        "readiness_probe": Probe(path, period_seconds=5, timeout_seconds=timeout, failure_threshold=3),
+        "liveness_probe": Probe(path, period_seconds=10, timeout_seconds=timeout, failure_threshold=3),
+    }
+
+
+def flags(pairs: list[tuple[str, object]]) -> list[str]:
+    """``--flag value`` for every pair whose value is set."""
+    return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
