@@ -8,6 +8,7 @@ port, ``0.0.0.0`` becomes ``127.0.0.1``, and Secret references come from the use
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -147,6 +148,8 @@ def _replica(workload: Workload, container: Container, executable: str, replica:
         env[var.name] = substitute(var.value or "")
     env.update({k: substitute(v) for k, v in workload.model.env.items()})
     env.update({k: environ[k] for k in workload.model.secret_env if k in environ})
+    # Kubernetes expands $(NAME) in args from the container's environment; so do we
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg) for arg in args]
     probe = container.readiness_probe
     ready_path = probe.path if probe is not None and probe.path else "/"
     name = f"{workload.key}-{replica}"

@@ -186,7 +186,7 @@ class Model:
     engine: str = field("Engine plugin name (`stackc plugins` lists them), e.g. `vllm`.")
     model: str = field(
         "Model source: a Hugging Face id (`org/name` or `hf://org/name`), `s3://`, `gs://`, "
-        "`pvc://CLAIM/PATH`, `oci://IMAGE` or an absolute path in the container."
+        "`pvc://CLAIM/PATH`, `oci://IMAGE`, `ollama://NAME:TAG` or an absolute path in the container."
     )
     revision: str | None = field("Model revision (branch, tag or commit).", default=None)
     served_name: str | None = field("Name the engine serves the model as (default: the model id).", default=None)

@@ -6,7 +6,7 @@ import re
 
 from stackc.workload import ModelSource
 
-SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
+SCHEMES = ("hf", "s3", "gs", "pvc", "oci", "ollama")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")
 
 
@@ -24,4 +24,6 @@ def parse(text: str) -> ModelSource | None:
     if scheme == "pvc":
         claim, _, path = rest.partition("/")
         return ModelSource("pvc", "/" + path if path else "/", claim=claim) if claim else None
+    if scheme == "ollama":
+        return ModelSource("ollama", rest if ":" in rest else f"{rest}:latest")
     return ModelSource(scheme, text if scheme in ("s3", "gs") else rest)

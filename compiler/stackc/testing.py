@@ -10,6 +10,7 @@ Fixtures:
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -79,3 +80,82 @@ def kubernetes_validator() -> Callable[[Iterable[Mapping[str, Any]]], list[str]]
         return [problem for item in items for problem in validate_kubernetes(item)]
 
     return validate_all
+
+
+TINY_MODEL_WORDS = ("hello", "world", "llama", "model", "stack", "config", "deploy", "the", "a", "is", "to", "and",
+                    "of", "one", "for", "you", "be", "at", "then", "serve", "route", "cache", "token", "fast")
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_tiny_gguf(path: str | os.PathLike) -> None:
+    """Write a tiny llama-architecture GGUF model (0.6 MB, seeded, byte-identical every time).
+
+    It loads in llama.cpp and generates readable words from a small vocabulary, so tests and
+    ``stackc up`` demos need no model download. Needs the ``gguf`` and ``numpy`` packages.
+    """
+    import gguf
+    import numpy as np
+
+    tokens: list[str] = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL,
+             gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [gguf.TokenType.BYTE] * 256
+    pieces = dict.fromkeys(["▁", *(chr(c) for c in range(33, 127))])
+    for word in TINY_MODEL_WORDS:
+        for end in range(2, len(word) + 2):
+            pieces["▁" + word[: end - 1]] = None
+    tokens += list(pieces)
+    types += [gguf.TokenType.NORMAL] * len(pieces)
+    scores = [0.0] * 261 + [float(len(p)) for p in pieces]
+    words = {i for i, t in enumerate(tokens) if t.startswith("▁") and t[1:] in TINY_MODEL_WORDS}
+
+    vocab, embd, heads, ff, layers = len(tokens), 64, 4, 128, 2
+    rng = np.random.default_rng(20261122)
+
+    def weights(*shape: int, scale: float = 0.02) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(os.fspath(path), "llama")
+    writer.add_name("stackc-tiny")
+    writer.add_context_length(2048)
+    writer.add_embedding_length(embd)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(heads)
+    writer.add_rope_dimension_count(embd // heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_chat_template(CHATML)
+    embedding = weights(vocab, embd)
+    embedding[:, 0] = 1.0  # a constant residual direction the output layer reads
+    output = weights(vocab, embd)
+    output[:, 0] = [4.0 if i in words else -4.0 for i in range(vocab)]  # whole words win, EOS never does
+    writer.add_tensor("token_embd.weight", embedding)
+    for layer in range(layers):
+        prefix = f"blk.{layer}"
+        writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(embd, dtype=np.float32))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            writer.add_tensor(f"{prefix}.{name}.weight", weights(embd, embd))
+        writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(embd, dtype=np.float32))
+        writer.add_tensor(f"{prefix}.ffn_gate.weight", weights(ff, embd))
+        writer.add_tensor(f"{prefix}.ffn_up.weight", weights(ff, embd))
+        writer.add_tensor(f"{prefix}.ffn_down.weight", weights(embd, ff))
+    writer.add_tensor("output_norm.weight", np.ones(embd, dtype=np.float32))
+    writer.add_tensor("output.weight", output)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()

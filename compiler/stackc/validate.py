@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from stackc import sources
-from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.model import Model, Spec
 from stackc.registry import Registry
 from stackc.workload import Capability, Workload
@@ -81,7 +81,8 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                          base, f"keep stack name + model name under {63 - _LONGEST_SUFFIX - 1} characters")
     if sources.parse(model.model) is None:
         yield Diagnostic("E013", f"cannot tell where '{model.model}' comes from", base + ("model",),
-                         "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH, oci://IMAGE or an absolute path")
+                         "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH, oci://IMAGE, "
+                         "ollama://NAME:TAG or an absolute path")
     for path, value, low in _bounds(model):
         if value is not None and value < low:
             yield Diagnostic("E014", f"must be at least {low}, got {value}", base + path)
@@ -105,10 +106,20 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E010", f"unknown engine '{model.engine}'", base + ("engine",), did_you_mean(model.engine, registry.engines))
         return
     engine = registered.obj
+    alias_servers = sorted(t for t in spec.stack.targets
+                           if t in registry.targets and getattr(registry.target(t), "serves_aliases", False))
     for capability, (path, what, used) in _CAPABILITY_FIELDS.items():
+        if capability is Capability.MULTIPLE_SERVED_NAMES and used(model) and alias_servers \
+                and capability not in engine.capabilities:
+            yield Diagnostic("W020", f"engine '{engine.name}' answers to one name; the aliases are served by "
+                             f"target '{alias_servers[0]}'", base + path, severity=Severity.WARNING)
+            continue
         if used(model) and capability not in engine.capabilities:
             able = sorted(n for n, r in registry.engines.items() if capability in r.obj.capabilities)
             hint = f"engines that can: {', '.join(able)}" if able else None
+            if capability is Capability.MULTIPLE_SERVED_NAMES:
+                servers = sorted(n for n, r in registry.targets.items() if getattr(r.obj, "serves_aliases", False))
+                hint = f"add a target that serves aliases ({', '.join(servers)}) to stack.targets, or drop the aliases"
             yield Diagnostic("E020", f"engine '{engine.name}' does not support {what}", base + path, hint)
     if model.accelerators.count == 0 and Capability.CPU_ONLY not in engine.capabilities and model.enabled:
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),

@@ -116,6 +116,8 @@ class Metrics:
     port: str
     path: str
     names: MetricNames = attrs.field(factory=MetricNames)
+    #: the endpoint demands the model's API key (``security.api_key``) when one is set
+    needs_api_key: bool = False
 
 
 @attrs.frozen

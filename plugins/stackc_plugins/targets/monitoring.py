@@ -50,6 +50,10 @@ class MonitoringTarget:
             metrics = workload.result.metrics
             if metrics is None:
                 continue  # the engine exports no metrics
+            endpoint: dict[str, Any] = {"port": metrics.port, "path": metrics.path, "interval": options.interval}
+            api_key = workload.model.security.api_key
+            if metrics.needs_api_key and api_key is not None:
+                endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
             yield Artifact(f"podmonitor-{workload.key}.yaml", ({
                 "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
                 "metadata": kube.metadata(build.spec, workload.name, {**workload.labels, **options.monitor_labels}),
@@ -57,7 +61,7 @@ class MonitoringTarget:
                     "selector": {"matchLabels": dict(workload.selector)},
                     # copied onto every series, so dashboards select a model without guessing pod names
                     "podTargetLabels": sorted(workload.selector),
-                    "podMetricsEndpoints": [{"port": metrics.port, "path": metrics.path, "interval": options.interval}],
+                    "podMetricsEndpoints": [endpoint],
                 },
             },))
         if options.dashboard:

@@ -66,6 +66,8 @@ class RouterTarget:
     name = "router"
     description = "The stackc reference router (OpenAI-compatible, cache-aware) in front of every model"
     options_type = RouterOptions
+    #: clients may use any alias: the router rewrites it to the engine's served name
+    serves_aliases = True
 
     def emit(self, build: Build, options: RouterOptions) -> Iterator[Artifact]:
         spec = build.spec

@@ -1,0 +1,102 @@
+"""The escape hatch: any OpenAI-compatible server, described by image, command, port and paths.
+
+A new engine never blocks a user: until it has a plugin, ``engine = "command"`` runs it with
+probes and metrics the spec names. Arguments may use ``{model}``, ``{served_name}``,
+``{aliases}`` (comma-separated) and ``{port}``; an API key from ``security.api_key`` is in the
+environment as ``STACKC_API_KEY`` (write ``$(STACKC_API_KEY)`` in an argument to pass it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+from stackc import hookimpl
+from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.model import Model
+from stackc.registry import Registry
+from stackc.workload import (
+    Capability,
+    Container,
+    EngineRequest,
+    EngineResult,
+    EnvVar,
+    MetricNames,
+    Metrics,
+    Mount,
+    Port,
+)
+from stackc_plugins.engines._common import CACHE_PATH, http_probes, model_location, served_names
+
+PLACEHOLDERS = ("model", "served_name", "aliases", "port")
+
+
+@attrs.frozen
+class CommandOptions:
+    """``[models.NAME.engine_options]`` for the command engine."""
+
+    port: int = attrs.field(metadata={"doc": "Port the server listens on."})
+    command: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Container command (default: the image's)."})
+    args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {port}."})
+    ready_path: str = attrs.field(default="/health", metadata={"doc": "HTTP path answering 200 once the model is loaded."})
+    alive_path: str | None = attrs.field(default=None, metadata={"doc": "Liveness path (default: ready_path)."})
+    metrics_path: str | None = attrs.field(default=None, metadata={"doc": "Prometheus metrics path, if any."})
+    metric_names: Mapping[str, str] = attrs.field(
+        factory=dict, metadata={"doc": "Series names: running, waiting, kv_cache_usage, time_to_first_token, …"})
+    startup_minutes: int = attrs.field(default=30, metadata={"doc": "How long loading may take."})
+    shared_memory: bool = attrs.field(default=False, metadata={"doc": "Mount an in-memory /dev/shm when parallel."})
+
+
+class CommandEngine:
+    name = "command"
+    description = "any server: image, command, port and probe paths from the spec"
+    capabilities = frozenset({Capability.ACCELERATORS, Capability.CPU_ONLY, Capability.API_KEY,
+                              Capability.MULTIPLE_SERVED_NAMES})
+    options_type = CommandOptions
+
+    def check(self, key: str, model: Model, options: CommandOptions) -> Iterator[Diagnostic]:
+        if model.image is None:
+            yield Diagnostic("E036", "the command engine needs an image", ("image",), 'image = "REPOSITORY:TAG"')
+        known = set(attrs.fields_dict(MetricNames))
+        for name in options.metric_names:
+            if name not in known:
+                yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),
+                                 did_you_mean(name, known))
+        for index, arg in enumerate(options.args):
+            try:
+                arg.format(**{p: "" for p in PLACEHOLDERS})
+            except (KeyError, IndexError, ValueError) as error:
+                yield Diagnostic("E037", f"unknown placeholder in {arg!r}: {error}", ("engine_options", "args", index),
+                                 "placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS) + "; write {{ for {")
+
+    def lower(self, request: EngineRequest) -> EngineResult:
+        model = request.model
+        options: CommandOptions = request.options
+        mounts = [Mount(request.cache_volume, CACHE_PATH)]
+        names = served_names(request)
+        values = {"model": model_location(request, mounts), "served_name": names[0], "aliases": ",".join(names),
+                  "port": str(options.port)}
+        env = [EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface")]
+        if model.security.hf_token:
+            env.append(EnvVar("HF_TOKEN", secret=model.security.hf_token))
+        if model.security.api_key:
+            env.append(EnvVar("STACKC_API_KEY", secret=model.security.api_key))
+        port = Port("http", options.port)
+        probes = http_probes(options.ready_path, startup_minutes=options.startup_minutes)
+        if options.alive_path:
+            probes["liveness_probe"] = attrs.evolve(probes["liveness_probe"], path=options.alive_path)
+        container = Container(
+            name="engine", image=model.image or "", command=options.command,
+            args=(*[arg.format(**values) for arg in options.args], *model.engine_args),
+            env=tuple(env), ports=(port,), mounts=tuple(mounts), **probes,
+        )
+        metrics = (Metrics("http", options.metrics_path, MetricNames(**options.metric_names))
+                   if options.metrics_path else None)
+        return EngineResult(container=container, served_names=names, port=port, metrics=metrics,
+                            needs_shm=options.shared_memory)
+
+
+@hookimpl
+def stackc_add_engines(registry: Registry) -> None:
+    registry.add_engine(CommandEngine())

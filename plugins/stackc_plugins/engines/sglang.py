@@ -1,0 +1,103 @@
+"""SGLang: ``python3 -m sglang.launch_server`` (RadixAttention prefix caching on by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stackc import hookimpl
+from stackc.diagnostics import Diagnostic
+from stackc.model import Model
+from stackc.registry import Registry
+from stackc.workload import (
+    Capability,
+    Container,
+    EngineRequest,
+    EngineResult,
+    EnvVar,
+    MetricNames,
+    Metrics,
+    Mount,
+    Port,
+    Probe,
+)
+from stackc_plugins.engines._common import (
+    CACHE_PATH,
+    TEMPLATE_FILE,
+    TEMPLATE_PATH,
+    flags,
+    hf_env,
+    model_location,
+    served_names,
+)
+
+IMAGE = "lmsysorg/sglang:v0.5.19"
+PORT = 30000
+METRICS = MetricNames(
+    running="sglang:num_running_reqs",
+    waiting="sglang:num_queue_reqs",
+    kv_cache_usage="sglang:token_usage",
+    time_to_first_token="sglang:time_to_first_token_seconds",
+)
+
+
+class SglangEngine:
+    name = "sglang"
+    description = "SGLang server (one served name; aliases are served by the router or gateway)"
+    capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY}
+    options_type = None
+
+    def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
+        parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
+        if model.accelerators.count and model.accelerators.count < parallel:
+            yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
+                             f"per replica, accelerators.count is {model.accelerators.count}",
+                             ("serving", "tensor_parallel"), f"set accelerators.count = {parallel}")
+
+    def lower(self, request: EngineRequest) -> EngineResult:
+        model = request.model
+        serving = model.serving
+        mounts = [Mount(request.cache_volume, CACHE_PATH)]
+        primary = served_names(request)[0]
+        args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+                "--served-model-name", primary, "--enable-metrics"]
+        args += flags([
+            ("--revision", model.revision),
+            ("--tp-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
+            ("--pp-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
+            ("--context-length", serving.max_context),
+            ("--mem-fraction-static", serving.gpu_memory_fraction),
+            ("--dtype", serving.dtype),
+            ("--quantization", serving.quantization),
+            ("--max-running-requests", serving.max_concurrent_sequences),
+        ])
+        if serving.prefix_caching is False:
+            args.append("--disable-radix-cache")
+        if request.chat_template_volume:
+            mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
+            args += ["--chat-template", TEMPLATE_FILE]
+        if serving.lora_adapters:
+            args += ["--enable-lora", "--lora-paths"]
+            args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
+            args += flags([("--max-lora-rank", serving.max_lora_rank)])
+        env = hf_env(request)
+        if model.security.api_key:
+            # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
+            env.append(EnvVar("SGLANG_API_KEY", secret=model.security.api_key))
+            args += ["--api-key", "$(SGLANG_API_KEY)"]
+        args += model.engine_args
+        port = Port("http", PORT)
+        # /health runs a one-token generation with a 20 s budget: probe timeouts must exceed it
+        container = Container(
+            name="engine", image=model.image or IMAGE, command=("python3", "-m", "sglang.launch_server"),
+            args=tuple(args), env=tuple(env), ports=(port,), mounts=tuple(mounts),
+            startup_probe=Probe("/health", period_seconds=10, timeout_seconds=25, failure_threshold=180),
+            readiness_probe=Probe("/health", period_seconds=10, timeout_seconds=25, failure_threshold=3),
+            liveness_probe=Probe("/health", period_seconds=30, timeout_seconds=25, failure_threshold=5),
+        )
+        return EngineResult(container=container, served_names=(primary,), port=port,
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+
+
+@hookimpl
+def stackc_add_engines(registry: Registry) -> None:
+    registry.add_engine(SglangEngine())
