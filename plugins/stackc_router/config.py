@@ -1,0 +1,161 @@
+"""The router's YAML config, validated at start: every problem reported with its path, exit 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STRATEGIES = ("prefix", "least_loaded", "session", "round_robin")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class KubernetesDiscovery:
+    namespace: str
+    service: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    name: str
+    served_name: str
+    aliases: tuple[str, ...] = ()
+    strategy: str = "prefix"
+    session_header: str = "x-session-id"
+    backends: tuple[str, ...] = ()
+    kubernetes: KubernetesDiscovery | None = None
+    health_path: str = "/health"
+    health_interval_s: float = 5.0
+    metrics_path: str | None = None
+    running_metric: str | None = None
+    waiting_metric: str | None = None
+    kv_usage_metric: str | None = None
+    upstream_api_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[ModelRoute, ...]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_in_flight: int = 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 600.0
+    api_keys_file: str | None = None
+    retries: int = 2
+    eject_after_failures: int = 3
+    eject_seconds: float = 10.0
+    prefix_block_chars: int = 1024
+    load_factor: float = 1.25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check(problems: list[str], table: Any, path: str, allowed: set[str]) -> dict:
+    if not isinstance(table, dict):
+        problems.append(f"{path or 'config'}: expected a mapping, got {type(table).__name__}")
+        return {}
+    for key in sorted(set(table) - allowed):
+        problems.append(f"{path + '.' if path else ''}{key}: unknown key (expected one of: {', '.join(sorted(allowed))})")
+    return table
+
+
+def _typed(problems: list[str], table: dict, key: str, path: str, kind: type | tuple, default: Any) -> Any:
+    value = table.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        problems.append(f"{path}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}".lstrip("."))
+        return default
+    return value
+
+
+def parse(data: Any) -> Config:
+    """A Config from loaded YAML, or ConfigError listing every problem."""
+    problems: list[str] = []
+    root = _check(problems, data, "", {"version", "listen", "limits", "auth", "models"})
+    if root.get("version", 1) != 1:
+        problems.append(f"version: unsupported config version {root.get('version')!r} (expected 1)")
+    listen = _check(problems, root.get("listen", {}), "listen", {"host", "port"})
+    limits = _check(problems, root.get("limits", {}), "limits", {
+        "max_body_bytes", "max_in_flight", "connect_timeout_s", "read_timeout_s", "retries"})
+    auth = _check(problems, root.get("auth", {}), "auth", {"api_keys_file"})
+    models_table = root.get("models")
+    if not isinstance(models_table, dict) or not models_table:
+        problems.append("models: expected a mapping with at least one model")
+        models_table = {}
+    routes = []
+    for name, raw in sorted(models_table.items()):
+        path = f"models.{name}"
+        table = _check(problems, raw, path, {"served_name", "aliases", "strategy", "session", "backends",
+                                             "discovery", "health", "metrics", "upstream_auth"})
+        strategy = _typed(problems, table, "strategy", path, str, "prefix")
+        if strategy not in STRATEGIES:
+            problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        backends = _typed(problems, table, "backends", path, list, [])
+        for index, url in enumerate(backends):
+            if not isinstance(url, str) or not url.startswith("http://"):
+                problems.append(f"{path}.backends[{index}]: expected an http:// URL, got {url!r}")
+        discovery = _check(problems, table.get("discovery", {}), f"{path}.discovery", {"kubernetes"})
+        kubernetes = None
+        if "kubernetes" in discovery:
+            k8s = _check(problems, discovery["kubernetes"], f"{path}.discovery.kubernetes", {"namespace", "service", "port"})
+            try:
+                kubernetes = KubernetesDiscovery(str(k8s["namespace"]), str(k8s["service"]), int(k8s["port"]))
+            except (KeyError, TypeError, ValueError):
+                problems.append(f"{path}.discovery.kubernetes: needs namespace, service and port")
+        if not backends and kubernetes is None:
+            problems.append(f"{path}: needs backends or discovery.kubernetes")
+        session = _check(problems, table.get("session", {}), f"{path}.session", {"header"})
+        health = _check(problems, table.get("health", {}), f"{path}.health", {"path", "interval_s"})
+        metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "running", "waiting", "kv_usage"})
+        upstream = _check(problems, table.get("upstream_auth", {}), f"{path}.upstream_auth", {"api_key_file"})
+        aliases = _typed(problems, table, "aliases", path, list, [])
+        routes.append(ModelRoute(
+            name=name, served_name=str(table.get("served_name", name)), aliases=tuple(map(str, aliases)),
+            strategy=strategy, session_header=str(session.get("header", "x-session-id")).lower(),
+            backends=tuple(u.rstrip("/") for u in backends if isinstance(u, str)), kubernetes=kubernetes,
+            health_path=str(health.get("path", "/health")),
+            health_interval_s=float(_typed(problems, health, "interval_s", f"{path}.health", (int, float), 5.0)),
+            metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
+            waiting_metric=metrics.get("waiting"), kv_usage_metric=metrics.get("kv_usage"),
+            upstream_api_key_file=upstream.get("api_key_file"),
+        ))
+    names: dict[str, str] = {}
+    for route in routes:
+        for alias in (route.served_name, *route.aliases):
+            if alias in names and names[alias] != route.name:
+                problems.append(f"models.{route.name}: name {alias!r} is also used by models.{names[alias]}")
+            names.setdefault(alias, route.name)
+    config = Config(
+        models=tuple(routes),
+        host=str(_typed(problems, listen, "host", "listen", str, "127.0.0.1")),
+        port=_typed(problems, listen, "port", "listen", int, 8080),
+        max_body_bytes=_typed(problems, limits, "max_body_bytes", "limits", int, 10 * 1024 * 1024),
+        max_in_flight=_typed(problems, limits, "max_in_flight", "limits", int, 1024),
+        connect_timeout_s=float(_typed(problems, limits, "connect_timeout_s", "limits", (int, float), 5.0)),
+        read_timeout_s=float(_typed(problems, limits, "read_timeout_s", "limits", (int, float), 600.0)),
+        retries=_typed(problems, limits, "retries", "limits", int, 2),
+        api_keys_file=auth.get("api_keys_file"),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def from_backends(specs: list[str], strategy: str, host: str, port: int) -> Config:
+    """Quick use without a file: ``--backend MODEL=URL`` (repeatable)."""
+    grouped: dict[str, list[str]] = {}
+    for spec in specs:
+        model, sep, url = spec.partition("=")
+        if not sep:
+            raise ConfigError([f"--backend {spec!r}: expected MODEL=URL"])
+        grouped.setdefault(model, []).append(url)
+    return parse({"listen": {"host": host, "port": port},
+                  "models": {m: {"served_name": m, "strategy": strategy, "backends": urls} for m, urls in grouped.items()}})
