@@ -23,6 +23,7 @@ IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"
+UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
 
 
 @attrs.frozen
@@ -129,6 +130,9 @@ def router_config(build: Build, options: RouterOptions) -> dict[str, Any]:
         }
         if workload.model.routing.strategy == "session":
             entry["session"] = {"header": workload.model.routing.session_header}
+        engine_key = workload.model.security.api_key
+        if engine_key is not None:  # the engine demands its key: the router presents it
+            entry["upstream_auth"] = {"api_key_file": f"{UPSTREAM_KEYS_PATH}/{workload.key}/{engine_key.key}"}
         probe = result.container.readiness_probe
         if probe is not None and probe.path:
             entry["health"] = {"path": probe.path}
@@ -155,6 +159,13 @@ def deployment(build: Build, options: RouterOptions, name: str, labels: dict, se
     if options.api_keys is not None:
         mounts.append({"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True})
         volumes.append({"name": "api-keys", "secret": {"secretName": options.api_keys.name}})
+    for workload in build.workloads:
+        engine_key = workload.model.security.api_key
+        if engine_key is not None:
+            volume = f"upstream-{workload.key}"
+            mounts.append({"name": volume, "mountPath": f"{UPSTREAM_KEYS_PATH}/{workload.key}", "readOnly": True})
+            volumes.append({"name": volume, "secret": {"secretName": engine_key.name,
+                                                       "items": [{"key": engine_key.key, "path": engine_key.key}]}})
     container = {
         "name": "router",
         "image": options.image,

@@ -79,3 +79,15 @@ def test_a_config_change_rolls_the_router() -> None:
     changed = objects(compile_text(SPEC.replace('"a2"', '"a3"')).files)
     after = next(o for o in changed if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert before != after
+
+
+def test_engines_behind_an_api_key_get_it_from_the_router() -> None:
+    spec = SPEC.replace('routing = { strategy = "session", session_header = "x-user" }',
+                        'routing = { strategy = "session", session_header = "x-user" }\n'
+                        'security.api_key = { name = "engine-keys", key = "a" }')
+    found = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(compile_text(spec).files)}
+    config = yaml.safe_load(found["ConfigMap/r-router"]["data"]["router.yaml"])
+    assert config["models"]["a"]["upstream_auth"] == {"api_key_file": "/etc/stackc-router/upstream/a/a"}
+    assert "upstream_auth" not in config["models"]["b"]
+    pod = found["Deployment/r-router"]["spec"]["template"]["spec"]
+    assert {"name": "upstream-a", "secret": {"secretName": "engine-keys", "items": [{"key": "a", "path": "a"}]}} in pod["volumes"]
