@@ -1,0 +1,103 @@
+"""stackc up with the real llama-server: two replicas behind the router, the openai client, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stackc.local import accelerator_present
+from stackc.testing import write_tiny_gguf
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = shutil.which("llama-server") or shutil.which("llama-server-vulkan")
+
+
+def children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (engines run in their own sessions but stay our children)."""
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for path in Path("/proc").glob(f"{parent}/task/*/children"):
+            for child in map(int, path.read_text().split()):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(BINARY is None, reason="llama-server is not installed (pip install 'stackc[local]')")
+def test_up_serves_through_the_router_and_stops_everything(tmp_path: Path) -> None:
+    from openai import OpenAI
+
+    model = tmp_path / "tiny.gguf"
+    write_tiny_gguf(model)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stackc", "up", "specs/local.toml", "--set", f"models.tiny.model={model}",
+         "--state-dir", str(tmp_path / "state")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base_url = None
+        deadline = time.monotonic() + 60
+        while base_url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, process.stderr.read()
+            if match := re.match(r"OpenAI base URL: (\S+)", line):
+                base_url = match.group(1)
+        assert base_url, "stackc up printed no base URL"
+        assert process.stdout.readline().strip() == "models: tiny, tiny-chat"
+        client = OpenAI(base_url=base_url, api_key="unused")
+        reply = client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hello"}],
+                                               max_tokens=6, temperature=0)
+        assert reply.choices[0].message.content.strip()
+        stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}],
+                                                max_tokens=6, temperature=0, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+        for tenant in range(16):  # different prefixes spread over both replicas
+            client.completions.create(model="tiny", prompt=f"tenant {tenant} says hello", max_tokens=2)
+        metrics = httpx.get(base_url.removesuffix("/v1") + "/metrics").text
+        served = [int(v) for v in re.findall(r'stackc_router_requests_total\{model="tiny",backend="[^"]+"\} (\d+)', metrics)]
+        assert len(served) == 2 and all(count > 0 for count in served), metrics
+        descendants = children(process.pid)
+        assert len(descendants) >= 3  # two engines and the router
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        time.sleep(0.2)
+        assert [pid for pid in descendants if alive(pid)] == []
+        assert (tmp_path / "state" / "logs" / "tiny-0.log").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_missing_engine_binary_is_exit_2_with_the_install_hint(tmp_path: Path) -> None:
+    environment = {**os.environ, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "stackc", "up", "specs/local.toml", "--set", "models.tiny.model=/x.gguf"],
+                            cwd=REPO, capture_output=True, text=True, env=environment, timeout=60)
+    assert result.returncode == 2
+    assert "error[E042] models.tiny.engine: '/app/llama-server' for engine 'llamacpp' is not installed" in result.stderr
+    assert "pip install 'stackc[local]'" in result.stderr
+
+
+@pytest.mark.skipif(accelerator_present("nvidia.com/gpu"), reason="this machine has a GPU")
+def test_a_gpu_model_on_a_machine_without_one_names_the_model(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "stackc", "up", "specs/prod.toml"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "model 'llama-8b' needs 1 × nvidia.com/gpu and this machine has none" in result.stderr
+    assert "--skip llama-8b" in result.stderr
