@@ -1,8 +1,8 @@
 """How a replica is picked. Each strategy sees the candidates (healthy backends) and the request.
 
-``prefix`` hashes the start of the prompt (system prompt and earlier turns are shared by the
-requests that can reuse a replica's KV cache) onto a consistent-hash ring, and walks on past
-replicas loaded above ``load_factor`` × the mean: cache affinity without hot spots.
+``prefix`` hashes what identifies a reusable prompt prefix (the system prompt and the first turn
+of a conversation) onto a consistent-hash ring, and walks on past replicas loaded above
+``load_factor`` × the mean: cache affinity without hot spots.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -46,22 +47,27 @@ class HashRing:
 
 
 def prompt_prefix(body: dict[str, Any], block_chars: int) -> str:
-    """The first block of the prompt, as the engine will see it (chat messages or a completion prompt)."""
+    """What identifies a reusable KV-cache prefix: the first ``block_chars`` of the system prompt
+    and the conversation's first turn.
+
+    Later turns are left out, so every turn of a conversation maps to one key (and replica). A
+    long shared system prompt fills the block by itself, so its users share replicas (and its
+    cached blocks); with a short one, conversations spread out.
+    """
     if isinstance(body.get("messages"), list):
         parts = []
         for message in body["messages"]:
-            if isinstance(message, dict):
-                content = message.get("content")
-                if isinstance(content, list):  # multi-part content: keep the text parts
-                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-                parts.append(f"{message.get('role')}:{content}\n")
-            if sum(map(len, parts)) >= block_chars:
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):  # multi-part content: keep the text parts
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.append(f"{message.get('role')}:{content}\n")
+            if message.get("role") not in ("system", "developer") or sum(map(len, parts)) >= block_chars:
                 break
-        text = "".join(parts)
-    else:
-        prompt = body.get("prompt", body.get("input", ""))
-        text = prompt if isinstance(prompt, str) else str(prompt)
-    return text[:block_chars]
+        return "".join(parts)[:block_chars]
+    prompt = body.get("prompt", body.get("input", ""))
+    return (prompt if isinstance(prompt, str) else str(prompt))[:block_chars]
 
 
 class Strategy:
@@ -129,7 +135,7 @@ class Prefix(Strategy):
         by_url = {b.url: b for b in backends}
         walk = [by_url[u] for u in self.ring(backends).walk(stable_hash(prompt_prefix(body, self.block_chars)))]
         total = sum(b.in_flight for b in backends) + 1
-        bound = max(1.0, self.load_factor * total / len(backends))
+        bound = math.ceil(self.load_factor * total / len(backends))  # consistent hashing with bounded loads
         within = [b for b in walk if b.in_flight + 1 <= bound]
         return within + [b for b in walk if b not in within]
 

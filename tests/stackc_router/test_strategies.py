@@ -39,8 +39,9 @@ def test_prefix_is_sticky_and_bounded() -> None:
 
 
 def test_chat_prefix_includes_the_system_prompt_and_earlier_turns() -> None:
-    body = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "T"}]}]}
-    assert prompt_prefix(body, 1024) == "system:S\nuser:T\n"
+    body = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "T"}]},
+                         {"role": "assistant", "content": "A"}, {"role": "user", "content": "T2"}]}
+    assert prompt_prefix(body, 1024) == "system:S\nuser:T\n"  # later turns keep the conversation's key
     assert prompt_prefix({"prompt": "x" * 5000}, 1024) == "x" * 1024
 
 

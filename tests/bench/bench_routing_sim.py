@@ -1,0 +1,129 @@
+"""Routing simulator: cache hit rate and load balance of each strategy on a synthetic trace.
+
+Run: python tests/bench/bench_routing_sim.py [REQUESTS] [REPLICAS] [PREFIX_CHARS] [LOAD_FACTOR]
+
+The trace is multi-tenant: each tenant has a long system prompt (Zipf popularity) and users
+hold multi-turn chats, so prompts share prefixes at two levels. Each replica keeps an LRU cache
+of prompt blocks (a block is cached with its whole prefix, as in vLLM's prefix cache). The
+router's real strategy classes pick replicas; requests stay in flight for a time that grows with
+their uncached blocks, which is what the bounded-load rule sees. The reference, in the same run,
+is an oracle: one cache as large as all replicas' together, with no load limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from stackc_router.strategies import STRATEGIES
+
+BLOCK_CHARS = 64  # characters per simulated KV block
+CAPACITY_BLOCKS = 600  # per replica
+SYSTEM_PROMPT_BLOCKS = 24
+PREFIX_CHARS = int(sys.argv[3]) if len(sys.argv) > 3 else 1024  # what the prefix strategy hashes
+LOAD_FACTOR = float(sys.argv[4]) if len(sys.argv) > 4 else 1.25  # the bound of the bounded loads
+
+
+@dataclass(eq=False)
+class Replica:
+    url: str
+    in_flight: int = 0
+    waiting: float = 0.0
+    served: int = 0
+
+
+class LruBlocks:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.blocks: OrderedDict[int, None] = OrderedDict()
+
+    def serve(self, chain: list[int]) -> int:
+        """Cached leading blocks of ``chain``; afterwards the whole chain is cached."""
+        hits = 0
+        for block in chain:
+            if block in self.blocks:
+                hits += 1
+            else:
+                break
+        for block in chain:
+            self.blocks[block] = None
+            self.blocks.move_to_end(block)
+        while len(self.blocks) > self.capacity:
+            self.blocks.popitem(last=False)
+        return hits
+
+
+def trace(requests: int, seed: int = 7) -> list[tuple[list[dict], list[int]]]:
+    """(chat messages, block hash chain) per request."""
+    rng = random.Random(seed)
+    tenants = 48
+    weights = [1 / (rank + 1) ** 1.1 for rank in range(tenants)]
+    conversations: list[tuple[int, list[str]]] = []
+    out = []
+    for _ in range(requests):
+        if conversations and rng.random() < 0.6:
+            index = rng.randrange(len(conversations))
+            tenant, turns = conversations[index]
+            turns.append(f"turn {len(turns)} of conversation {index}: " + "x" * rng.randint(64, 256))
+            if len(turns) > 8:
+                conversations.pop(index)
+        else:
+            tenant = rng.choices(range(tenants), weights)[0]
+            turns = [f"opening question {rng.random():.6f} " + "y" * rng.randint(64, 256)]
+            conversations.append((tenant, turns))
+        system = f"You are the assistant of tenant {tenant}. " * (SYSTEM_PROMPT_BLOCKS * BLOCK_CHARS // 40)
+        messages = [{"role": "system", "content": system}] + [{"role": "user", "content": t} for t in turns]
+        text = "".join(f"{m['role']}:{m['content']}\n" for m in messages)
+        chain, running = [], 0
+        for start in range(0, len(text), BLOCK_CHARS):
+            digest = hashlib.blake2b(f"{running}|{text[start:start + BLOCK_CHARS]}".encode(), digest_size=8)
+            running = int.from_bytes(digest.digest(), "big")
+            chain.append(running)
+        out.append((messages, chain))
+    return out
+
+
+def simulate(strategy_name: str, requests: list, replicas: int) -> tuple[float, float]:
+    pool = [Replica(f"http://replica-{i}") for i in range(replicas)]
+    caches = {r.url: LruBlocks(CAPACITY_BLOCKS) for r in pool}
+    strategy = STRATEGIES[strategy_name](load_factor=LOAD_FACTOR, block_chars=PREFIX_CHARS)
+    finishing: list[tuple[int, Replica]] = []
+    hits = total = 0
+    for step, (messages, chain) in enumerate(requests):
+        while finishing and finishing[0][0] <= step:
+            finishing.pop(0)[1].in_flight -= 1
+        replica = strategy.order(pool, {"messages": messages}, {"x-session-id": messages[0]["content"][:40]})[0]
+        hit = caches[replica.url].serve(chain)
+        hits += hit
+        total += len(chain)
+        replica.in_flight += 1
+        duration = 24 + (len(chain) - hit) // 2  # decode, plus prefill of the uncached blocks
+        replica.served += duration
+        finishing.append((step + duration, replica))
+        finishing.sort(key=lambda item: item[0])
+    served = [r.served for r in pool]  # work done: sum of request durations
+    return hits / total, max(served) / (sum(served) / len(served))
+
+
+def oracle(requests: list, replicas: int) -> float:
+    cache = LruBlocks(CAPACITY_BLOCKS * replicas)
+    hits = sum(cache.serve(chain) for _, chain in requests)
+    return hits / sum(len(chain) for _, chain in requests)
+
+
+def main(count: int, replicas: int) -> None:
+    requests = trace(count)
+    best = oracle(requests, replicas)
+    print(f"{count} requests, {replicas} replicas, {CAPACITY_BLOCKS} blocks of cache each")
+    print(f"oracle (one cache of {CAPACITY_BLOCKS * replicas} blocks, no load limit): hit rate {best:.3f}")
+    print(f"{'strategy':<14} {'hit rate':>9} {'of oracle':>10} {'peak/mean load':>15}")
+    for name in ("prefix", "session", "least_loaded", "round_robin"):
+        rate, balance = simulate(name, requests, replicas)
+        print(f"{name:<14} {rate:>9.3f} {rate / best:>9.1%} {balance:>15.2f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000, int(sys.argv[2]) if len(sys.argv) > 2 else 8)
