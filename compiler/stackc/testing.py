@@ -37,10 +37,10 @@ def _registry(plugins: tuple[ModuleType, ...]) -> Any:
 
 
 def objects(files: Mapping[str, bytes], suffix: str = ".yaml") -> list[dict]:
-    """Every Kubernetes object in the rendered YAML files (kustomization files excluded)."""
+    """Every Kubernetes object in the rendered YAML files (kustomizations and Helm templates excluded)."""
     found = []
     for name in sorted(files):
-        if not name.endswith(suffix) or name.endswith("kustomization.yaml"):
+        if not name.endswith(suffix) or name.endswith("kustomization.yaml") or "/templates/" in name:
             continue
         for document in yaml.safe_load_all(files[name]):
             if isinstance(document, dict) and "kind" in document and "apiVersion" in document:

@@ -1,0 +1,105 @@
+"""The chart is the manifests: for every spec, `helm template` renders exactly the same objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stackc import pipeline
+from stackc.output import write_tree
+from stackc.plugins import load_registry
+from stackc.testing import compile_text
+from stackc_plugins.targets.helm import template
+
+REPO = Path(__file__).resolve().parents[3]
+HELM = os.environ.get("STACKC_HELM") or shutil.which("helm")
+SPECS = sorted(p for p in (REPO / "specs").rglob("*.toml") if "invalid" not in p.parts)
+needs_helm = pytest.mark.skipif(HELM is None, reason="helm is not installed (bash .ci/install-helm.sh)")
+CHART_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+
+
+def build(spec: Path, out: Path) -> tuple[pipeline.Compilation, Path]:
+    compilation = pipeline.compile_stack([spec], load_registry(), targets=["manifests", "helm"])
+    root = out / compilation.spec.stack.name
+    write_tree(root, compilation.files)
+    return compilation, root / "helm" / compilation.spec.stack.name
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([HELM, *args], capture_output=True, text=True)
+
+
+def comparable(objects: list[dict]) -> list[dict]:
+    found = []
+    for obj in objects:
+        obj = json.loads(json.dumps(obj))
+        for meta in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata", {})):
+            for label in CHART_ONLY_LABELS:
+                meta.get("labels", {}).pop(label, None)
+        found.append(obj)
+    return sorted(found, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+def manifests_objects(compilation: pipeline.Compilation) -> list[dict]:
+    return [d for name, content in sorted(compilation.files.items())
+            if name.startswith("manifests/") and not name.endswith("kustomization.yaml")
+            for d in yaml.safe_load_all(content) if d]
+
+
+def rendered(chart: Path, release: str, namespace: str, *extra: str) -> list[dict]:
+    result = helm("template", release, str(chart), "-n", namespace, *extra)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@needs_helm
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_lint_is_clean_and_template_equals_the_manifests(spec: Path, tmp_path: Path) -> None:
+    compilation, chart = build(spec, tmp_path)
+    lint = helm("lint", "--strict", str(chart))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    stack = compilation.spec.stack
+    assert comparable(rendered(chart, stack.name, stack.namespace)) == comparable(manifests_objects(compilation))
+
+
+@needs_helm
+def test_set_replicas_changes_that_deployment_only_and_the_schema_guards_types(tmp_path: Path) -> None:
+    compilation, chart = build(REPO / "specs" / "prod.toml", tmp_path)
+    before = comparable(rendered(chart, "prod", "llm-prod"))
+    after = comparable(rendered(chart, "prod", "llm-prod", "--set", "models.llama-8b.replicas=5"))
+    changed = [(a["kind"], a["metadata"]["name"]) for a, b in zip(after, before, strict=True) if a != b]
+    assert changed == [("Deployment", "prod-llama-8b")]
+    deployment = next(o for o in after if o["metadata"]["name"] == "prod-llama-8b" and o["kind"] == "Deployment")
+    reverted = json.loads(json.dumps(deployment))
+    reverted["spec"]["replicas"] = 2
+    assert reverted == next(o for o in before if o["metadata"]["name"] == "prod-llama-8b" and o["kind"] == "Deployment")
+    bad = helm("template", "prod", str(chart), "-n", "llm-prod", "--set-string", "models.llama-8b.replicas=two")
+    assert bad.returncode != 0 and "replicas" in bad.stderr
+
+
+@needs_helm
+def test_values_tune_images_args_and_global_labels(tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "prod.toml", tmp_path)
+    objects = rendered(chart, "prod", "llm-prod", "--set", "models.llama-8b.image.tag=v9", "--set",
+                       "models.llama-8b.extraArgs={--enforce-eager}", "--set", "global.labels.env=staging")
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "prod-llama-8b")
+    engine = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert engine["image"] == "vllm/vllm-openai:v9" and engine["args"][-1] == "--enforce-eager"
+    assert all(o["metadata"]["labels"]["env"] == "staging" for o in objects)
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm" for o in objects)
+
+
+def test_custom_resources_are_guarded_by_their_api() -> None:
+    compilation = compile_text('version = 1\n[stack]\nname = "g"\n[models.m]\nengine = "vllm"\nmodel = "org/m"\n'
+                               'accelerators = { count = 1 }\n')
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+               "metadata": {"name": "x", "namespace": "g", "labels": {"a": "b"}}, "spec": {}}
+    text = template("g", compilation.workloads[0], monitor)
+    assert text.startswith('{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor" }}')
+    assert text.rstrip().endswith("{{- end }}")
