@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -159,3 +160,66 @@ def write_tiny_gguf(path: str | os.PathLike) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def crds_dir() -> Path | None:
+    """The upstream CRDs: $STACKC_CRDS_DIR, else ``shared/crds`` beside the checkout (None if absent)."""
+    configured = os.environ.get("STACKC_CRDS_DIR")
+    candidates = [Path(configured)] if configured else [Path.cwd().parent / "shared" / "crds",
+                                                         Path(__file__).resolve().parents[3] / "shared" / "crds"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+@functools.cache
+def _crd_schemas(directory: str) -> dict[tuple[str, str, str], dict]:
+    """(group, version, kind) -> the served version's openAPIV3Schema, closed against unknown fields."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schemas = {}
+    for path in sorted(Path(directory).rglob("*.yaml")):
+        for crd in yaml.load_all(path.read_text(), Loader=loader):
+            if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                schema = version.get("schema", {}).get("openAPIV3Schema")
+                if version.get("served") and schema:
+                    schemas[(spec["group"], version["name"], spec["names"]["kind"])] = _closed(schema)
+    return schemas
+
+
+def _closed(node: Any) -> Any:
+    """additionalProperties: false wherever the API server would prune unknown fields."""
+    if isinstance(node, list):
+        return [_closed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    closed = {key: _closed(value) for key, value in node.items()}
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") \
+            and "additionalProperties" not in node:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = None) -> list[str]:
+    """Problems with a custom resource under its upstream CRD's schema (unknown fields fail)."""
+    import jsonschema
+
+    directory = directory or crds_dir()
+    if directory is None:
+        raise FileNotFoundError("no CRD directory: set STACKC_CRDS_DIR")
+    group, _, version = obj["apiVersion"].rpartition("/")
+    schema = _crd_schemas(str(directory)).get((group, version, obj["kind"]))
+    name = f"{obj['kind']}/{obj.get('metadata', {}).get('name')}"
+    if schema is None:
+        return [f"{name}: no served CRD for {obj['apiVersion']} {obj['kind']}"]
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{name}: {error.message} at {list(error.absolute_path)}"
+            for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+@pytest.fixture
+def crd_validator() -> Callable[[Mapping[str, Any]], list[str]]:
+    directory = crds_dir()
+    if directory is None:
+        pytest.skip("the upstream CRDs are not here: set STACKC_CRDS_DIR or put shared/crds beside the checkout")
+    return lambda obj: validate_custom_resource(obj, directory)

@@ -45,3 +45,21 @@ def test_every_built_in_kind_in_out_validates_strictly(spec: Path) -> None:
     found = [o for o in objects(compilation.files) if is_core_kind(o)]
     assert found
     assert [problem for o in found for problem in validate_kubernetes(o)] == []
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_every_custom_resource_in_out_validates_against_its_crd(spec: Path, crd_validator) -> None:
+    from stackc.testing import is_core_kind, objects
+
+    compilation = pipeline.compile_stack([spec], load_registry())
+    custom = [o for o in objects(compilation.files) if not is_core_kind(o)]
+    assert [problem for o in custom for problem in crd_validator(o)] == []
+
+
+def test_a_planted_mistake_in_a_custom_resource_is_caught(crd_validator) -> None:
+    pool = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": "p"},
+            "spec": {"selector": {"matchLabels": {"app": "m"}}, "targetPorts": [{"number": 8000}],
+                     "endpointPickerRef": {"name": "epp", "port": {"number": 9002}}}}
+    assert crd_validator(pool) == []
+    pool["spec"]["targetPortNumber"] = 8000  # the v1alpha2 field, gone in v1
+    assert any("'targetPortNumber' was unexpected" in problem for problem in crd_validator(pool))
