@@ -168,6 +168,17 @@ class Security:
 
 
 @attrs.frozen
+class Autoscaling:
+    """Replica bounds and the signal to scale on, for targets whose platform autoscales (KServe)."""
+
+    min_replicas: int | None = field("Fewest replicas (0 allows scale to zero where supported).", default=None)
+    max_replicas: int | None = field("Most replicas.", default=None)
+    metric: Literal["concurrency", "rps", "cpu", "memory"] | None = field(
+        "What to scale on (`concurrency` and `rps` need KServe's Knative mode).", default=None)
+    target: int | None = field("Target value of the metric per replica.", default=None)
+
+
+@attrs.frozen
 class Routing:
     """How a router in front of the model's replicas picks one (the `router` target)."""
 
@@ -214,6 +225,7 @@ class Model:
     termination_grace_seconds: int | None = field("Seconds to drain in-flight requests on shutdown.", default=None)
     disruption_budget: DisruptionBudget = field("PodDisruptionBudget settings.", factory=DisruptionBudget)
     routing: Routing = field("How routers pick a replica.", factory=Routing)
+    autoscaling: Autoscaling = field("Autoscaling bounds and signal (default: fixed `replicas`).", factory=Autoscaling)
     security: Security = field("Secrets, identities and security contexts.", factory=Security)
     labels: Mapping[str, str] = field("Extra labels on the model's pods and objects.", factory=dict)
     annotations: Mapping[str, str] = field("Extra annotations on the model's pods.", factory=dict)

@@ -86,6 +86,10 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     for path, value, low in _bounds(model):
         if value is not None and value < low:
             yield Diagnostic("E014", f"must be at least {low}, got {value}", base + path)
+    scaling = model.autoscaling
+    if scaling.min_replicas is not None and scaling.max_replicas is not None and scaling.min_replicas > scaling.max_replicas:
+        yield Diagnostic("E014", f"min_replicas ({scaling.min_replicas}) is above max_replicas ({scaling.max_replicas})",
+                         base + ("autoscaling", "min_replicas"))
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
@@ -141,6 +145,9 @@ def _bounds(model: Model) -> Iterator[tuple[tuple[str, ...], int | None, int]]:
     yield ("serving", "max_concurrent_sequences"), model.serving.max_concurrent_sequences, 1
     yield ("serving", "max_lora_rank"), model.serving.max_lora_rank, 1
     yield ("termination_grace_seconds",), model.termination_grace_seconds, 0
+    yield ("autoscaling", "min_replicas"), model.autoscaling.min_replicas, 0
+    yield ("autoscaling", "max_replicas"), model.autoscaling.max_replicas, 1
+    yield ("autoscaling", "target"), model.autoscaling.target, 1
 
 
 def _quantities(model: Model) -> Iterator[tuple[tuple[str, ...], str]]:

@@ -1,0 +1,231 @@
+"""Gateway API Inference Extension: per model an InferencePool with its own endpoint picker (EPP),
+an HTTPRoute matching the model's names, and one Gateway for the stack (created or referenced).
+
+Several pools in one stack: each model gets its own pool, picker, config and route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from stackc import hookimpl, kube
+from stackc.registry import Artifact, Build, Registry
+from stackc.render import to_yaml
+from stackc.workload import Workload
+
+EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
+POOL_GROUP = "inference.networking.k8s.io"
+CONFIG_FILE = "default-plugins.yaml"
+
+
+@attrs.frozen
+class Listener:
+    name: str = attrs.field(metadata={"doc": "Listener name."})
+    port: int = attrs.field(metadata={"doc": "Port."})
+    protocol: Literal["HTTP", "HTTPS"] = attrs.field(default="HTTP", metadata={"doc": "`HTTP` or `HTTPS`."})
+    hostname: str | None = attrs.field(default=None, metadata={"doc": "Host name to match."})
+    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Certificate Secret for HTTPS."})
+
+
+@attrs.frozen
+class Scorers:
+    """Weights of the endpoint picker's scorers (llm-d's defaults: prefix 3, queue 2, KV 2)."""
+
+    prefix_cache: int = attrs.field(default=3, metadata={"doc": "Prefer replicas holding the prompt's prefix."})
+    kv_cache_utilization: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with free KV cache."})
+    queue: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with short queues."})
+
+
+@attrs.frozen
+class GatewayOptions:
+    """``[targets.gateway]``."""
+
+    gateway_name: str | None = attrs.field(default=None, metadata={"doc": "Gateway name (default: STACK-gateway)."})
+    create_gateway: bool = attrs.field(default=True, metadata={"doc": "Create the Gateway (else reference it)."})
+    gateway_namespace: str | None = attrs.field(
+        default=None, metadata={"doc": "Namespace of a referenced Gateway (default: the stack's)."})
+    gateway_class: str = attrs.field(default="istio", metadata={"doc": "GatewayClass of a created Gateway."})
+    listeners: tuple[Listener, ...] = attrs.field(
+        factory=lambda: (Listener("http", 80),), metadata={"doc": "Listeners of a created Gateway."})
+    epp_image: str = attrs.field(default=EPP_IMAGE, metadata={"doc": "Endpoint-picker image."})
+    failure_mode: Literal["FailClose", "FailOpen"] = attrs.field(
+        default="FailClose", metadata={"doc": "What the gateway does when the picker is down."})
+    scorers: Scorers = attrs.field(factory=Scorers, metadata={"doc": "Scorer weights."})
+    priorities: Mapping[str, int] = attrs.field(
+        factory=dict, metadata={"doc": "Model name -> InferenceObjective priority (higher is served first)."})
+    envoy_extension_policy: bool = attrs.field(
+        default=False, metadata={"doc": "Also attach the picker with an Envoy Gateway EnvoyExtensionPolicy."})
+    request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout."})
+
+
+class GatewayTarget:
+    name = "gateway"
+    description = "Gateway API Inference Extension: an InferencePool and endpoint picker per model, HTTPRoutes, a Gateway"
+    options_type = GatewayOptions
+    #: routes match every alias to the model's pool; an InferenceModelRewrite renames it for the engine
+    serves_aliases = True
+
+    def emit(self, build: Build, options: GatewayOptions) -> Iterator[Artifact]:
+        gateway = options.gateway_name or f"{build.spec.stack.name}-gateway"
+        if options.create_gateway:
+            yield Artifact("gateway.yaml", (gateway_object(build, gateway, options),))
+        for workload in build.workloads:
+            for kind, obj in model_objects(build, workload, gateway, options):
+                yield Artifact(f"{workload.key}/{kind}.yaml", (obj,))
+
+
+def gateway_object(build: Build, name: str, options: GatewayOptions) -> dict:
+    listeners = []
+    for listener in options.listeners:
+        item: dict[str, Any] = {"name": listener.name, "port": listener.port, "protocol": listener.protocol}
+        if listener.hostname:
+            item["hostname"] = listener.hostname
+        if listener.tls_secret:
+            item["tls"] = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": listener.tls_secret}]}
+        listeners.append(item)
+    labels = {**build.spec.stack.labels, "app.kubernetes.io/part-of": build.spec.stack.name,
+              "app.kubernetes.io/managed-by": "stackc"}
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": kube.metadata(build.spec, name, labels),
+            "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
+
+
+def picker_config(workload: Workload, options: GatewayOptions) -> dict:
+    scorers = options.scorers
+    return {
+        "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
+        "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
+                    {"type": "prefix-cache-scorer"}, {"type": "max-score-picker"},
+                    {"type": "single-profile-handler"}],
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "queue-scorer", "weight": scorers.queue},
+            {"pluginRef": "kv-cache-utilization-scorer", "weight": scorers.kv_cache_utilization},
+            {"pluginRef": "prefix-cache-scorer", "weight": scorers.prefix_cache},
+            {"pluginRef": "max-score-picker"}]}],
+    }
+
+
+def model_objects(build: Build, workload: Workload, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
+    spec = build.spec
+    pool = workload.name
+    epp = f"{workload.name}-epp"
+    selector = {"app.kubernetes.io/name": f"{workload.key}-epp", "app.kubernetes.io/instance": spec.stack.name}
+    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "endpoint-picker",
+              "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    yield "inferencepool", {
+        "apiVersion": f"{POOL_GROUP}/v1", "kind": "InferencePool",
+        "metadata": kube.metadata(spec, pool, workload.labels),
+        "spec": {
+            "selector": {"matchLabels": dict(workload.selector)},
+            "targetPorts": [{"number": workload.result.port.number}],
+            "endpointPickerRef": {"name": epp, "port": {"number": 9002}, "failureMode": options.failure_mode},
+        },
+    }
+    yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(spec, epp, labels),
+                            "data": {CONFIG_FILE: to_yaml(picker_config(workload, options))}}
+    yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
+                                 "metadata": kube.metadata(spec, epp, labels)}
+    yield "epp-role", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(spec, epp, labels),
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["llm-d.ai", "inference.networking.x-k8s.io"],
+             "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": ["get", "list", "watch"]},
+        ],
+    }
+    yield "epp-rolebinding", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(spec, epp, labels),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
+        "subjects": [{"kind": "ServiceAccount", "name": epp, "namespace": spec.stack.namespace}],
+    }
+    yield "epp-deployment", epp_deployment(build, workload, epp, labels, selector, options)
+    yield "epp-service", {
+        "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(spec, epp, labels),
+        "spec": {"selector": dict(selector), "ports": [
+            {"name": "grpc-ext-proc", "port": 9002, "targetPort": 9002, "protocol": "TCP",
+             "appProtocol": "kubernetes.io/h2c"},
+            {"name": "http-metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]},
+    }
+    names = dict.fromkeys((*workload.result.served_names, *workload.model.aliases))
+    yield "httproute", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": kube.metadata(spec, pool, workload.labels),
+        "spec": {
+            "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
+                                                if options.gateway_namespace else {})}],
+            "rules": [{
+                # the gateway (body-based routing) sets this header from the request's model
+                "matches": [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
+                             "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names][:8],
+                "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool}],
+                "timeouts": {"request": options.request_timeout},
+            }],
+        },
+    }
+    unserved = [name for name in workload.model.aliases if name not in workload.result.served_names]
+    if unserved:  # the engine answers to one name: the picker rewrites the aliases to it
+        yield "inferencemodelrewrite", {
+            "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceModelRewrite",
+            "metadata": kube.metadata(spec, pool, workload.labels),
+            "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool},
+                     "rules": [{"matches": [{"model": {"type": "Exact", "value": name}} for name in unserved],
+                                "targets": [{"modelRewrite": workload.result.served_names[0], "weight": 1}]}]},
+        }
+    for name, priority in sorted(options.priorities.items()):
+        if name == workload.key:
+            yield "inferenceobjective", {
+                "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceObjective",
+                "metadata": kube.metadata(spec, pool, workload.labels),
+                "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}, "priority": priority},
+            }
+    if options.envoy_extension_policy:
+        yield "envoyextensionpolicy", {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
+            "metadata": kube.metadata(spec, pool, workload.labels),
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": pool}],
+                     "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
+                                  "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
+        }
+
+
+def epp_deployment(build: Build, workload: Workload, name: str, labels: dict, selector: dict,
+                   options: GatewayOptions) -> dict:
+    grpc_probe = {"grpc": {"port": 9003, "service": "inference-extension"}, "periodSeconds": 10}
+    container = {
+        "name": "epp", "image": options.epp_image,
+        "args": ["--pool-name", workload.name, "--pool-namespace", build.spec.stack.namespace,
+                 "--pool-group", POOL_GROUP, "--config-file", f"/config/{CONFIG_FILE}", "--zap-encoder", "json",
+                 "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090"],
+        "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [{"name": "grpc", "containerPort": 9002, "protocol": "TCP"},
+                  {"name": "grpc-health", "containerPort": 9003, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+        "readinessProbe": grpc_probe, "livenessProbe": {**grpc_probe, "initialDelaySeconds": 5},
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True}],
+        "securityContext": {**kube.RESTRICTED_CONTAINER, "runAsNonRoot": True, "readOnlyRootFilesystem": True},
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(build.spec, name, labels),
+        "spec": {
+            "replicas": 1,  # prefix-cache state lives in the picker's memory
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(selector)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": {
+                "serviceAccountName": name, "terminationGracePeriodSeconds": 130,
+                "securityContext": {**kube.RESTRICTED_POD, "runAsNonRoot": True},
+                "containers": [container],
+                "volumes": [{"name": "config", "configMap": {"name": name}}],
+            }},
+        },
+    }
+
+
+@hookimpl
+def stackc_add_targets(registry: Registry) -> None:
+    registry.add_target(GatewayTarget())
