@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from stackc.diagnostics import Diagnostic
+from stackc.model import Model
 from stackc.workload import EngineRequest, EnvVar, Mount, Probe
 
 CACHE_PATH = "/cache"
@@ -47,3 +51,12 @@ def http_probes(path: str, *, startup_minutes: int = 30, timeout: int = 5) -> di
 def flags(pairs: list[tuple[str, object]]) -> list[str]:
     """``--flag value`` for every pair whose value is set."""
     return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
+
+
+def check_parallelism(model: Model) -> Iterator[Diagnostic]:
+    """A replica needs one device per tensor × pipeline shard (engines that count GPUs)."""
+    parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
+    if model.accelerators.count < parallel and (model.accelerators.count or parallel > 1):
+        yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
+                         f"per replica, accelerators.count is {model.accelerators.count}",
+                         ("serving", "tensor_parallel"), f"set accelerators.count = {parallel}")

@@ -21,6 +21,7 @@ from stackc.workload import (
     Probe,
 )
 from stackc_plugins.engines._common import (
+    check_parallelism,
     CACHE_PATH,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
@@ -47,11 +48,7 @@ class SglangEngine:
     options_type = None
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
-        parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
-        if model.accelerators.count and model.accelerators.count < parallel:
-            yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
-                             f"per replica, accelerators.count is {model.accelerators.count}",
-                             ("serving", "tensor_parallel"), f"set accelerators.count = {parallel}")
+        yield from check_parallelism(model)
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model

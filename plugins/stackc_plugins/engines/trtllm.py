@@ -24,7 +24,15 @@ from stackc.workload import (
     Port,
     Probe,
 )
-from stackc_plugins.engines._common import CACHE_PATH, TEMPLATE_FILE, TEMPLATE_PATH, flags, hf_env, model_location
+from stackc_plugins.engines._common import (
+    CACHE_PATH,
+    TEMPLATE_FILE,
+    TEMPLATE_PATH,
+    check_parallelism,
+    flags,
+    hf_env,
+    model_location,
+)
 
 SERVE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
@@ -71,11 +79,7 @@ class TrtllmEngine:
         if options.mode == "serve" and model.served_name and model.served_name != model.model.removeprefix("hf://"):
             yield Diagnostic("E039", "trtllm-serve answers to its model argument only; it cannot rename the model",
                              ("served_name",), "drop served_name; use aliases with the router target")
-        parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
-        if model.accelerators.count < parallel:
-            yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
-                             f"per replica, accelerators.count is {model.accelerators.count}",
-                             ("serving", "tensor_parallel"), f"set accelerators.count = {parallel}")
+        yield from check_parallelism(model)
 
     def lower(self, request: EngineRequest) -> EngineResult:
         options: TrtllmOptions = request.options or TrtllmOptions()

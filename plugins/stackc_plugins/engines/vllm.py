@@ -23,6 +23,7 @@ from stackc.workload import (
     Port,
 )
 from stackc_plugins.engines._common import (
+    check_parallelism,
     CACHE_PATH,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
@@ -66,15 +67,7 @@ class VllmEngine:
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
-        parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
-        if model.accelerators.count and model.accelerators.count < parallel:
-            yield Diagnostic(
-                "E030",
-                f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators per replica, "
-                f"accelerators.count is {model.accelerators.count}",
-                ("serving", "tensor_parallel"),
-                f"set accelerators.count = {parallel}",
-            )
+        yield from check_parallelism(model)
         for index, adapter in enumerate(model.serving.lora_adapters):
             if "://" in adapter.source and not adapter.source.startswith("hf://"):
                 yield Diagnostic("E031", "vLLM loads LoRA adapters from a Hugging Face id or a path",
