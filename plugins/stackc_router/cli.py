@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.api_keys_file:
             with open(config.api_keys_file, encoding="utf-8") as handle:
                 keys = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        router = Router(config, keys)  # reads the upstream key files: a missing one is a config error
     except ConfigError as error:
         for problem in error.problems:
             print(f"stackc-router: config error: {problem}", file=sys.stderr)
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(Router(config, keys), args.host, args.port))
+    asyncio.run(_serve(router, args.host, args.port))
     return 0
 
 

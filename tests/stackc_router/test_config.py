@@ -29,3 +29,10 @@ def test_the_cli_exits_2_with_readable_errors(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "stackc_router", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "config error: models.a.strategy: 'nope' is not one of" in result.stderr
+
+
+def test_a_missing_key_file_is_a_clear_error_not_a_traceback(tmp_path) -> None:
+    path = tmp_path / "router.yaml"
+    path.write_text("models:\n  a:\n    backends: [http://127.0.0.1:1]\n    upstream_auth: {api_key_file: /nope/key}\n")
+    result = subprocess.run([sys.executable, "-m", "stackc_router", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "/nope/key" in result.stderr
