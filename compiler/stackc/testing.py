@@ -5,6 +5,9 @@ Fixtures:
 * ``stackc_compile`` — compile a spec given as TOML text (plus optional extra plugin modules),
   returning a ``Compilation`` or raising ``DiagnosticsError``.
 * ``kubernetes_validator`` — validate an object against the Kubernetes OpenAPI schema (strict).
+
+Helpers: ``compile_text``, ``objects``, ``write_tiny_gguf`` (a 0.6 MB GGUF model) and
+``local_llama_server`` (the llama-server command ``stackc up`` runs on this machine).
 """
 
 from __future__ import annotations
@@ -89,6 +92,21 @@ CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def local_llama_server() -> str:
+    """The llama-server command ``stackc up`` would run here; fails the test when none is installed.
+
+    Real-engine tests never skip: the ``local`` extra installs a runner on every supported CPU.
+    """
+    import shutil
+
+    local_run = _registry(()).engine("llamacpp").local_run
+    for candidates in local_run.binaries.values():
+        for candidate in candidates:
+            if found := shutil.which(candidate):
+                return found
+    pytest.fail(f"no llama-server here: {local_run.install_hint}")
 
 
 def write_tiny_gguf(path: str | os.PathLike) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from stackc.testing import write_tiny_gguf
+from stackc.testing import local_llama_server, write_tiny_gguf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def time_up(model: Path, state: Path) -> float:
 
 
 def time_direct(model: Path) -> float:
-    binary = shutil.which("llama-server") or shutil.which("llama-server-vulkan")
+    binary = local_llama_server()
     port = free_port()
     started = time.monotonic()
     process = subprocess.Popen([binary, "-m", str(model), "--port", str(port), "--alias", "tiny", "-t", "1"],

@@ -51,8 +51,10 @@ class LlamacppEngine:
         Capability.CPU_ONLY,
     })
     options_type = LlamacppOptions
-    local_run = LocalRun({BINARY: ("llama-server", "llama-server-vulkan")},
-                         "pip install 'stackc[local]' (ships llama.cpp's llama-server)")
+    #: a llama-server on the PATH wins; else llama.cpp's server through the portable xllamacpp wheel
+    local_run = LocalRun({BINARY: ("llama-server", "stackc-llama-server")},
+                         "install stackc's `local` extra (pip install -e '.[local]' in a checkout), "
+                         "or put llama.cpp's llama-server on the PATH")
 
     def check(self, key: str, model: Model, options: LlamacppOptions) -> Iterator[Diagnostic]:
         if model.model.startswith(("s3://", "gs://", "oci://")):

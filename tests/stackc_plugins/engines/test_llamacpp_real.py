@@ -1,10 +1,13 @@
-"""The real llama-server runs exactly the command, args and env the llamacpp engine compiled."""
+"""llama.cpp's real server runs exactly the command, args and env the llamacpp engine compiled.
+
+The runner is `llama-server` when on the PATH, else `stackc-llama-server` (the same flags, served by
+llama.cpp's C++ server through the portable xllamacpp wheel).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -13,10 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackc.testing import compile_text, objects, write_tiny_gguf
+from stackc.testing import compile_text, local_llama_server, objects, write_tiny_gguf
 
-BINARY = shutil.which("llama-server") or shutil.which("llama-server-vulkan")
-pytestmark = pytest.mark.skipif(BINARY is None, reason="llama-server is not installed (pip install 'stackc[local]')")
 
 SPEC = """
 version = 1
@@ -68,7 +69,7 @@ def server(tiny_model: Path, tmp_path_factory):
         else:
             env[var["name"]] = host(var["value"])
     assert container["command"] == ["/app/llama-server"]
-    argv = [BINARY, *map(str, args)]
+    argv = [local_llama_server(), *map(str, args)]
     process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
