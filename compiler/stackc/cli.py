@@ -100,7 +100,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
         _report(error.diagnostics, getattr(args, "format", "text"))
         return ExitCode.INVALID
     except OutputError as error:
-        print(f"stackc: error: {error}", file=sys.stderr)
+        from stackc.diagnostics import Diagnostic
+
+        _report([Diagnostic("E050", str(error), hint=error.hint)], getattr(args, "format", "text"))
         return ExitCode.INVALID
     except PluginConflict as error:
         print(f"stackc: error: {error}\n(hint: uninstall one of them, or skip one with --disable-plugin NAME)",
@@ -233,6 +235,7 @@ def _drop_none(value: Any) -> Any:
 
 def _up(args: argparse.Namespace) -> ExitCode:
     import signal
+    import tempfile
     import threading
 
     from stackc import up
@@ -242,30 +245,37 @@ def _up(args: argparse.Namespace) -> ExitCode:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    try:
-        base_url, names = up.run(supervisor, stop, args.specs, _registry(args), args.settings, args.port,
-                                 args.skip, args.state_dir)
-        if args.format == "json":
-            _print_json({"command": "up", "base_url": base_url, "models": names})
-        else:
-            print(f"OpenAI base URL: {base_url}")
-            print("models: " + ", ".join(names))
-        sys.stdout.flush()
-        print("stackc up: ready; Ctrl-C stops everything", file=sys.stderr)
-        while not stop.wait(0.5):
-            for item in supervisor.failed():
-                if item.state != "failed":
-                    item.state = "failed"
-                    print(f"stackc up: {item.spec.name} exited ({item.popen.returncode}); log: {item.spec.log}",
-                          file=sys.stderr)
-        return ExitCode.OK
-    except up.StartupFailed as error:
-        print(f"stackc up: {error}", file=sys.stderr)
-        return ExitCode.INVALID
-    finally:
-        if supervisor.running:
-            print("stackc up: stopping", file=sys.stderr)
-        supervisor.stop()
+    with tempfile.TemporaryDirectory(prefix="stackc-up-") as scratch:  # kept only with --state-dir
+        state = Path(args.state_dir) if args.state_dir else Path(scratch)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            kept = "" if args.state_dir else " (removed on exit; --state-dir DIR keeps them)"
+            print(f"stackc up: logs in {state / 'logs'}{kept}", file=sys.stderr)
+            base_url, names = up.run(supervisor, stop, args.specs, _registry(args), args.settings, args.port,
+                                     args.skip, state)
+            supervisor.settle()
+            if args.format == "json":
+                _print_json({"command": "up", "base_url": base_url, "models": names})
+            else:
+                print(f"OpenAI base URL: {base_url}")
+                print("models: " + ", ".join(names))
+            sys.stdout.flush()
+            print("stackc up: ready; Ctrl-C stops everything", file=sys.stderr)
+            while not stop.wait(0.5):
+                for item in supervisor.newly_exited():
+                    print(f"stackc up: {item.spec.name} ended: {supervisor.cause(item)}", file=sys.stderr)
+            return ExitCode.OK
+        except up.StartupFailed as error:
+            supervisor.settle()
+            print(f"stackc up: {error}", file=sys.stderr)
+            return ExitCode.INVALID
+        except OSError as error:
+            print(f"stackc up: error: {error.strerror or error}: {error.filename or state}", file=sys.stderr)
+            return ExitCode.INVALID
+        finally:
+            if any(item.popen.poll() is None for item in supervisor.running):
+                print("stackc up: stopping", file=sys.stderr)
+            supervisor.stop()
 
 
 def _init(args: argparse.Namespace) -> ExitCode:

@@ -53,19 +53,44 @@ def probe(port: int, path: str, timeout: float = 0.5) -> str:
     return READY if status == 200 else LOADING
 
 
-def last_line(path: os.PathLike) -> str:
+_SIGNAL_CAUSES = {
+    signal.SIGILL: "this binary needs CPU instructions this machine lacks (it was built for another CPU)",
+    signal.SIGKILL: "killed from outside, often by the kernel when memory ran out",
+    signal.SIGSEGV: "the program crashed",
+    signal.SIGBUS: "the program crashed",
+    signal.SIGABRT: "the program aborted",
+}
+
+
+def describe_exit(returncode: int) -> str:
+    """Why a process ended, in words: the signal by name and what it usually means, or the exit code."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
     try:
-        lines = [line for line in open(path, encoding="utf-8", errors="replace").read().splitlines() if line.strip()]
+        signum = signal.Signals(-returncode)
+    except ValueError:
+        return f"killed by signal {-returncode}"
+    cause = _SIGNAL_CAUSES.get(signum)
+    return f"killed by {signum.name}" + (f": {cause}" if cause else "")
+
+
+def last_lines(path: os.PathLike, count: int = 1) -> list[str]:
+    """The last non-blank lines of a log, each cut to 200 characters."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            lines = [line for line in log.read().splitlines() if line.strip()]
     except OSError:
-        return ""
-    return lines[-1][-200:] if lines else ""
+        return []
+    return [line[-200:] for line in lines[-count:]]
 
 
 class Supervisor:
-    def __init__(self, stream: TextIO = sys.stderr):
+    """Starts processes and shows their state: one live block on a terminal, else one line per change."""
+
+    def __init__(self, stream: TextIO = sys.stderr, live: bool | None = None):
         self.running: list[Running] = []
         self.stream = stream
-        self.live = stream.isatty()
+        self.live = _is_terminal(stream) and _is_terminal(sys.stdout) if live is None else live
         self._drawn = 0
 
     def start(self, processes: Sequence[LocalProcess]) -> None:
@@ -93,7 +118,7 @@ class Supervisor:
                 state = probe(item.spec.port, item.spec.ready_path)
                 if state != item.state:
                     self._set(item, state)
-            self._draw(watched)
+            self._draw()
             if any(item.state == FAILED for item in watched):
                 return False
             if all(item.state == READY for item in watched):
@@ -115,21 +140,39 @@ class Supervisor:
         elapsed = (item.since_ready or time.monotonic()) - item.started
         text = f"  {item.spec.name:<24} {item.state:<9} {elapsed:6.1f}s"
         if item.state == FAILED:
-            text += f"  exit {item.popen.returncode}: {last_line(item.spec.log)}  (log: {item.spec.log})"
+            text += f"  {self.cause(item)}"
         return text
 
-    def _draw(self, items: Sequence[Running]) -> None:
+    @staticmethod
+    def cause(item: Running) -> str:
+        """The exit, the log's last line and where the log is."""
+        returncode = item.popen.poll()
+        ended = describe_exit(returncode) if returncode is not None else "stopped answering"
+        last = "".join(last_lines(item.spec.log))
+        return f"{ended}{f' — {last}' if last else ''} (log: {item.spec.log})"
+
+    def _draw(self) -> None:
+        """Redraw the status block in place (cursor up, clear each line): nothing else writes inside it."""
         if not self.live:
             return
         if self._drawn:
             self.stream.write(f"\x1b[{self._drawn}F")
-        for item in items:
+        for item in self.running:
             self.stream.write("\x1b[2K" + self._line(item) + "\n")
-        self._drawn = len(items)
+        self._drawn = len(self.running)
         self.stream.flush()
 
-    def failed(self) -> list[Running]:
-        return [r for r in self.running if r.state == FAILED or r.popen.poll() is not None]
+    def settle(self) -> None:
+        """End the live block: what is printed next goes below it, and later changes are plain lines."""
+        self._draw()
+        self.live = False
+
+    def newly_exited(self) -> list[Running]:
+        """Processes that ended since the last call (each reported once)."""
+        ended = [r for r in self.running if r.state != FAILED and r.popen.poll() is not None]
+        for item in ended:
+            item.state = FAILED
+        return ended
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every process group, then SIGKILL what is left after ``grace`` seconds."""
@@ -149,5 +192,12 @@ class Supervisor:
 def _signal_group(popen: subprocess.Popen, signum: int) -> None:
     try:
         os.killpg(popen.pid, signum)
-    except (ProcessLookupError, PermissionError):
+    except OSError:  # already gone (ESRCH), or reaped and its id reused (EPERM)
         pass
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+    except (AttributeError, ValueError):
+        return False

@@ -1,33 +1,76 @@
-"""``stackc up``: the stack's engines as local processes, the reference router in front."""
+"""``stackc up``: the stack's engines as local processes, the reference router in front.
+
+API keys are enforced as in the cluster: what the router's and the engines' pods read from
+Secrets comes from environment variables here, and a missing one is an error, not an open door.
+"""
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
-import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from stackc import pipeline
-from stackc.diagnostics import DiagnosticsError
+from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
 from stackc.local import LocalProcess, free_port, plan
+from stackc.model import Spec
 from stackc.registry import Registry
 from stackc.render import to_yaml
-from stackc.supervisor import Supervisor
+from stackc.supervisor import Supervisor, last_lines
 from stackc.validate import served_name_conflicts
 from stackc.workload import Workload
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0
+#: the keys clients must send when ``[targets.router] api_keys`` is set (comma- or newline-separated)
+ROUTER_KEYS_ENV = "STACKC_ROUTER_API_KEYS"
 
 
 class StartupFailed(Exception):
     """An engine or the router did not become ready."""
 
 
-def router_process(workloads: Sequence[Workload], replicas: Sequence[LocalProcess], state: Path, port: int) -> LocalProcess:
+def _write_secret(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return str(path)
+
+
+def api_key_problems(spec: Spec, workloads: Sequence[Workload], environ: Mapping[str, str]) -> list[Diagnostic]:
+    """Every API key the cluster would enforce must be given here too."""
+    problems = []
+    router_keys = getattr(spec.targets.get("router"), "api_keys", None)
+    if router_keys is not None and not environ.get(ROUTER_KEYS_ENV, "").strip():
+        problems.append(Diagnostic(
+            "E044", f"the router requires API keys (Secret '{router_keys.name}', key '{router_keys.key}' in the "
+            f"cluster); set {ROUTER_KEYS_ENV} to the keys clients may send", ("targets", "router", "api_keys"),
+            f"export {ROUTER_KEYS_ENV}=my-key (comma-separated for several)"))
+    for workload in workloads:
+        variable = _engine_key_variable(workload)
+        if variable is not None and not environ.get(variable):
+            secret = workload.model.security.api_key
+            problems.append(Diagnostic(
+                "E044", f"model '{workload.key}' requires an API key (Secret '{secret.name}', key '{secret.key}' in "
+                f"the cluster); set {variable}", ("models", workload.key, "security", "api_key"),
+                f"export {variable}=the-engine-key"))
+    return problems
+
+
+def _engine_key_variable(workload: Workload) -> str | None:
+    """The environment variable the engine reads its API key from, when it demands one."""
+    secret = workload.model.security.api_key
+    if secret is None:
+        return None
+    return next((var.name for var in workload.result.container.env if var.secret == secret), None)
+
+
+def router_process(workloads: Sequence[Workload], replicas: Sequence[LocalProcess], state: Path, port: int,
+                   spec: Spec, environ: Mapping[str, str]) -> LocalProcess:
     models: dict[str, Any] = {}
     for workload in workloads:
         backends = [f"http://127.0.0.1:{p.port}" for p in replicas if p.model == workload.key]
@@ -45,8 +88,14 @@ def router_process(workloads: Sequence[Workload], replicas: Sequence[LocalProces
         probe = workload.result.container.readiness_probe
         if probe is not None and probe.path:
             entry["health"] = {"path": probe.path}
+        variable = _engine_key_variable(workload)
+        if variable is not None:
+            entry["upstream_auth"] = {"api_key_file": _write_secret(state / "keys" / workload.key, environ[variable])}
         models[workload.key] = entry
-    config = {"version": 1, "listen": {"host": "127.0.0.1", "port": port}, "models": models}
+    config: dict[str, Any] = {"version": 1, "listen": {"host": "127.0.0.1", "port": port}, "models": models}
+    if getattr(spec.targets.get("router"), "api_keys", None) is not None:
+        keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
+        config["auth"] = {"api_keys_file": _write_secret(state / "keys" / "router", "\n".join(keys) + "\n")}
     path = state / "router.yaml"
     path.write_text(to_yaml(config))
     return LocalProcess("router", "", (sys.executable, "-m", "stackc_router", "--config", str(path)), {}, port,
@@ -54,34 +103,46 @@ def router_process(workloads: Sequence[Workload], replicas: Sequence[LocalProces
 
 
 def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], registry: Registry,
-        settings: Sequence[str], port: int | None, skip: Sequence[str], state_dir: str | None) -> tuple[str, list[str]]:
+        settings: Sequence[str], port: int | None, skip: Sequence[str], state: Path,
+        environ: Mapping[str, str] = os.environ) -> tuple[str, list[str]]:
     """Start everything under ``supervisor``; returns the base URL and the served names.
 
-    The caller stops the supervisor, whatever happens here.
+    The caller owns ``state`` and stops the supervisor, whatever happens here.
     """
     checked = pipeline.check(specs, registry, settings)
     spec, source_map = checked.spec, checked.source_map
     workloads = pipeline.lower(spec, registry)
-    conflicts = served_name_conflicts(workloads)
-    if conflicts:
-        raise DiagnosticsError(pipeline.locate(conflicts, source_map))
-    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix=f"stackc-up-{spec.stack.name}-"))
+    problems = served_name_conflicts(workloads)
+    problems += [Diagnostic("E045", f"unknown model '{name}' in --skip", (), did_you_mean(name, spec.models),
+                            location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
-    processes, problems = plan(workloads, local_runs, state, skip)
+    running = [w for w in workloads if w.key not in skip]
+    processes, unrunnable = plan(running, local_runs, state, environ=environ)
+    problems += unrunnable + api_key_problems(spec, running, environ)
     if problems:
-        if not state_dir:
-            shutil.rmtree(state, ignore_errors=True)
         raise DiagnosticsError(pipeline.locate(problems, source_map))
     if not processes:
         raise StartupFailed("no model left to run (all skipped)")
-    print(f"stackc up: logs in {state / 'logs'}", file=sys.stderr)
     supervisor.start(processes)
     if not supervisor.wait_ready(ENGINE_TIMEOUT_SECONDS, interrupted=stop.is_set):
-        raise StartupFailed("engines did not become ready" if not stop.is_set() else "interrupted")
-    router = router_process(workloads, processes, state, port or free_port())
+        raise StartupFailed(_not_ready(supervisor, "engines", stop))
+    router = router_process(workloads, processes, state, port or free_port(), spec, environ)
     supervisor.start([router])
     if not supervisor.wait_ready(ROUTER_TIMEOUT_SECONDS, names=["router"], interrupted=stop.is_set):
-        raise StartupFailed("the router did not become ready" if not stop.is_set() else "interrupted")
+        raise StartupFailed(_not_ready(supervisor, "the router", stop))
     names = sorted({name for w in workloads if any(p.model == w.key for p in processes)
                     for name in (*w.result.served_names, *w.model.aliases)})
     return f"http://127.0.0.1:{router.port}/v1", names
+
+
+def _not_ready(supervisor: Supervisor, what: str, stop: threading.Event) -> str:
+    """Why start-up ended, with the failed processes' causes and log tails (the logs may be removed)."""
+    if stop.is_set():
+        return "interrupted"
+    lines = [f"{what} did not become ready"]
+    for item in supervisor.running:
+        tail = last_lines(item.spec.log, 8) if item.state != "ready" else []
+        if tail:
+            lines.append(f"the log of {item.spec.name} ends with:")
+            lines += [f"  | {line}" for line in tail]
+    return "\n".join(lines)

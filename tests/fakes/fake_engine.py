@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,7 +20,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--served-model-name", nargs="+", default=["fake"])
     parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--die-with", metavar="SIGNAL", help="log a line, then kill itself with this signal (e.g. SIGILL)")
     args = parser.parse_args()
+    if args.die_with:
+        print("loading model", flush=True)
+        os.kill(os.getpid(), signal.Signals[args.die_with])
     names = args.served_model_name
     started = time.monotonic()
 

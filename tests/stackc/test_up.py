@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +14,9 @@ import httpx
 import pytest
 
 from stackc.local import accelerator_present
-from stackc.testing import write_tiny_gguf
+from stackc.testing import local_llama_server, write_tiny_gguf
 
 REPO = Path(__file__).resolve().parents[2]
-BINARY = shutil.which("llama-server") or shutil.which("llama-server-vulkan")
 
 
 def children(pid: int) -> set[int]:
@@ -41,8 +39,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(BINARY is None, reason="llama-server is not installed (pip install 'stackc[local]')")
 def test_up_serves_through_the_router_and_stops_everything(tmp_path: Path) -> None:
+    local_llama_server()  # installed by the test extra on every supported CPU: never skipped
     from openai import OpenAI
 
     model = tmp_path / "tiny.gguf"
@@ -91,7 +89,7 @@ def test_a_missing_engine_binary_is_exit_2_with_the_install_hint(tmp_path: Path)
                             cwd=REPO, capture_output=True, text=True, env=environment, timeout=60)
     assert result.returncode == 2
     assert "error[E042] models.tiny.engine: '/app/llama-server' for engine 'llamacpp' is not installed" in result.stderr
-    assert "pip install 'stackc[local]'" in result.stderr
+    assert "install stackc's `local` extra" in result.stderr
 
 
 @pytest.mark.skipif(accelerator_present("nvidia.com/gpu"), reason="this machine has a GPU")
@@ -101,3 +99,69 @@ def test_a_gpu_model_on_a_machine_without_one_names_the_model(tmp_path: Path) ->
     assert result.returncode == 2
     assert "model 'llama-8b' needs 1 × nvidia.com/gpu and this machine has none" in result.stderr
     assert "--skip llama-8b" in result.stderr
+
+
+FAKE_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "fake_engine.py"
+FAKE_SPEC = f"""
+version = 1
+[stack]
+name = "fake"
+targets = ["manifests", "router"]
+[models.echo]
+engine = "command"
+model = "/models/echo"
+image = "example.com/fake-engine:1"
+[models.echo.engine_options]
+port = 9000
+command = ["{sys.executable}", "{FAKE_ENGINE}"]
+args = ["--host", "0.0.0.0", "--port", "{{port}}", "--served-model-name", "{{served_name}}"]
+"""
+
+
+def run_up(tmp_path: Path, *args: str, spec: str = FAKE_SPEC, env: dict | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess:
+    """``stackc up`` in a subprocess whose temporary folder is ``tmp_path/tmp`` (to see what it leaves)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    (tmp_path / "fake.toml").write_text(spec)
+    return subprocess.run([sys.executable, "-m", "stackc", "up", str(tmp_path / "fake.toml"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TMPDIR": str(tmp_path / "tmp"), **(env or {})})
+
+
+def test_an_engine_killed_by_sigill_is_named_with_its_log_and_nothing_is_left_behind(tmp_path: Path) -> None:
+    result = run_up(tmp_path, spec=FAKE_SPEC.replace('"{served_name}"]', '"{served_name}", "--die-with", "SIGILL"]'))
+    assert result.returncode == 2, result.stderr
+    assert "killed by SIGILL: this binary needs CPU instructions this machine lacks" in result.stderr
+    assert "| loading model" in result.stderr  # the log's tail is shown: the log itself is removed
+    assert "Traceback" not in result.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_unknown_skip_names_are_an_error_with_a_hint(tmp_path: Path) -> None:
+    result = run_up(tmp_path, "--skip", "ecko")
+    assert result.returncode == 2
+    assert "--skip:1:1: error[E045] unknown model 'ecko' in --skip (hint: did you mean 'echo'?)" in result.stderr
+
+
+def test_api_keys_are_required_and_enforced_as_in_the_cluster(tmp_path: Path) -> None:
+    spec = FAKE_SPEC + '[targets.router]\napi_keys = { name = "router-keys", key = "keys" }\n'
+    missing = run_up(tmp_path, spec=spec, env={"STACKC_ROUTER_API_KEYS": ""})
+    assert missing.returncode == 2
+    assert "error[E044] targets.router.api_keys: the router requires API keys" in missing.stderr
+    assert "STACKC_ROUTER_API_KEYS" in missing.stderr
+    (tmp_path / "fake.toml").write_text(spec)
+    process = subprocess.Popen([sys.executable, "-m", "stackc", "up", str(tmp_path / "fake.toml")], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "STACKC_ROUTER_API_KEYS": "first-key, second-key"})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("OpenAI base URL: "), process.stderr.read() if process.poll() is not None else line
+        base_url = line.split(": ", 1)[1].strip()
+        request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{base_url}/chat/completions", json=request).status_code == 401
+        for key in ("first-key", "second-key"):
+            answer = httpx.post(f"{base_url}/chat/completions", json=request, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, answer.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0

@@ -22,6 +22,7 @@ from stackc.workload import (
     EngineRequest,
     EngineResult,
     EnvVar,
+    LocalRun,
     MetricNames,
     Metrics,
     Mount,
@@ -54,6 +55,8 @@ class CommandEngine:
     capabilities = frozenset({Capability.ACCELERATORS, Capability.CPU_ONLY, Capability.API_KEY,
                               Capability.MULTIPLE_SERVED_NAMES})
     options_type = CommandOptions
+    #: ``stackc up`` runs the command itself when it is on the PATH (the image's entrypoint can't be guessed)
+    local_run = LocalRun({}, "install the server so its command is on the PATH, and set engine_options.command")
 
     def check(self, key: str, model: Model, options: CommandOptions) -> Iterator[Diagnostic]:
         if model.image is None:
