@@ -123,11 +123,14 @@ def _converter() -> cattrs.Converter:
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)
     _guard_containers(converter)
+    def unstructure_options(value: Any) -> Any:
+        if value is None:  # a plugin without an options class (options_type = None)
+            return {}
+        return converter.unstructure(value, unstructure_as=type(value)) if attrs.has(type(value)) else dict(value)
+
     # engine and target options are typed by plugins after structuring; unstructure by value
     converter.register_unstructure_hook_func(
-        lambda tp: tp == typing.Mapping[str, Any] or tp == collections.abc.Mapping[str, Any],
-        lambda value: converter.unstructure(value, unstructure_as=type(value)) if attrs.has(type(value)) else dict(value),
-    )
+        lambda tp: tp == typing.Mapping[str, Any] or tp == collections.abc.Mapping[str, Any], unstructure_options)
     return converter
 
 

@@ -7,7 +7,11 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from stackc.cli import ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -154,3 +158,16 @@ def test_import_stackc_stays_lean(run_stackc):
             "if m in sys.modules]; print(heavy)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+@pytest.mark.parametrize("spec", sorted(str(p.relative_to(REPO)) for p in (REPO / "specs").rglob("*.toml")
+                                        if "invalid" not in p.parts))
+def test_explain_works_on_every_example_spec_as_toml_and_json(spec: str, capsys) -> None:
+    import tomllib
+
+    from stackc.cli import main
+
+    assert main(["explain", str(REPO / spec)]) == ExitCode.OK
+    explained = tomllib.loads(capsys.readouterr().out)
+    assert main(["explain", "--format", "json", str(REPO / spec)]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["spec"] == explained
