@@ -11,8 +11,8 @@ import ctypes
 import ctypes.util
 import difflib
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -21,7 +21,11 @@ _MANIFEST_HEADER = "# Files written by stackc; do not edit. stackc replaces this
 
 
 class OutputError(Exception):
-    """The output folder holds something stackc must not overwrite."""
+    """The output folder can't be written: it holds files stackc must not overwrite, or the file system refused."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
@@ -47,8 +51,20 @@ def _foreign_files(root: Path) -> list[str]:
 def write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[str] = ()) -> None:
     """Replace ``root`` with exactly ``files`` (plus the kept old files under ``keep_prefixes``).
 
-    Refuses, writing nothing, when ``root`` holds files stackc did not write.
+    Refuses, writing nothing, when ``root`` holds files stackc did not write; a file-system
+    failure leaves ``root`` as it was and is an ``OutputError`` naming the path.
     """
+    try:
+        _write_tree(root, files, keep_prefixes)
+    except OSError as error:
+        where = os.fsdecode(error.filename or root)
+        problem = ("a file is in the way: a folder is needed there"
+                   if isinstance(error, (FileExistsError, NotADirectoryError)) else error.strerror or str(error))
+        raise OutputError(f"cannot write {where}: {problem}",
+                          "choose another --out, or check that folder's permissions") from error
+
+
+def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[str]) -> None:
     _recover(root)
     if root.exists() and not (root / MANIFEST).exists() and any(root.iterdir()):
         raise OutputError(f"{root} exists and was not written by stackc (no {MANIFEST}); "
@@ -64,7 +80,8 @@ def write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[s
             if name.startswith(prefixes) and name not in merged:
                 merged[name] = content
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.new-", dir=root.parent))
+    staging = root.parent / f".{root.name}.new-{secrets.token_hex(6)}"
+    staging.mkdir()  # not tempfile.mkdtemp: the folder swapped in gets the user's umask, not 0700
     try:
         for name, content in sorted(merged.items()):
             target = staging / name

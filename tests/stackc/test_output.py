@@ -90,3 +90,22 @@ def test_killing_a_build_leaves_the_old_or_the_new_tree_never_a_mix(tmp_path: Pa
         write_tree(out / "bench", old)
     assert "old" in outcomes
     assert sorted(os.listdir(out)) == ["bench"]
+
+
+@pytest.mark.parametrize("out", ["a-file", "a-file/below", "/proc/stackc-cannot-write-here"])
+def test_an_output_path_the_file_system_refuses_is_exit_2_naming_it(tmp_path: Path, run_stackc, out: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_stackc("build", str(REPO / "specs" / "local.toml"), "-o", out, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "error[E050] cannot write" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_output_folders_and_files_get_the_users_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        write_tree(tmp_path / "out" / "s", {"a/x.yaml": b"1\n"})
+    finally:
+        os.umask(previous)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in (tmp_path / "out").rglob("*")}
+    assert modes == {"out/s": 0o750, "out/s/a": 0o750, "out/s/a/x.yaml": 0o640, f"out/s/{MANIFEST}": 0o640}
