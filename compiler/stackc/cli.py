@@ -185,7 +185,7 @@ def _check(args: argparse.Namespace) -> ExitCode:
         _print_json({"command": "check", "stack": compilation.spec.stack.name, "diagnostics": [],
                      "targets": list(compilation.targets)})
     else:
-        print(f"stackc: {', '.join(args.specs)}: ok ({len(compilation.workloads)} models, "
+        print(f"stackc: {', '.join(args.specs)}: ok ({len(compilation.plan.components)} models, "
               f"{len(compilation.files)} files)", file=sys.stderr)
     return ExitCode.OK
 

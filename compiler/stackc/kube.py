@@ -1,16 +1,21 @@
-"""Kubernetes objects from Workloads: the pod template and friends every target shares.
+"""Kubernetes objects from the plan: one builder per kind, shared by every target.
 
-Targets call these so a Deployment (manifests), a Helm template and a KServe predictor are the
-same pod. Secure defaults follow the "restricted" Pod Security Standard where engines allow it.
+The manifests and Helm targets emit these objects as they are, KServe reuses the pod parts;
+third-party targets get the same builders. Builders only translate: every decision was made
+when the plan was lowered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from stackc.model import Model, ProbeOverride, Spec
-from stackc.workload import Container, EnvVar, Probe, Volume, Workload
+import attrs
+
+from stackc.plan import Component, Pod, Stack
+from stackc.workload import ClaimRequest, ConfigMapData, Container, EnvVar, Mount, Probe, Volume
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -18,11 +23,13 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+# Startup probes allow long model loads; a rollout must not be declared failed before they end.
+_PROGRESS_MARGIN_SECONDS = 600
 
 
-def metadata(spec: Spec, name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> dict:
-    meta: dict[str, Any] = {"name": name, "namespace": spec.stack.namespace, "labels": dict(labels)}
-    merged = {**spec.stack.annotations, **(annotations or {})}
+def metadata(stack: Stack, name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> dict:
+    meta: dict[str, Any] = {"name": name, "namespace": stack.namespace, "labels": dict(labels)}
+    merged = {**stack.annotations, **(annotations or {})}
     if merged:
         meta["annotations"] = merged
     return meta
@@ -34,81 +41,48 @@ def env_var(var: EnvVar) -> dict:
     return {"name": var.name, "value": var.value or ""}
 
 
-def probe(spec: Probe, override: ProbeOverride | None = None) -> dict:
-    path = override.path if override and override.path else spec.path
+def probe(spec: Probe) -> dict:
     result: dict[str, Any] = (
-        {"exec": {"command": list(spec.command)}} if spec.command else {"httpGet": {"path": path, "port": spec.port}}
+        {"exec": {"command": list(spec.command)}} if spec.command else {"httpGet": {"path": spec.path, "port": spec.port}}
     )
-    for field in ("initial_delay_seconds", "period_seconds", "timeout_seconds", "failure_threshold"):
-        value = getattr(override, field) if override and getattr(override, field) is not None else getattr(spec, field)
-        camel = "".join(part.capitalize() if i else part for i, part in enumerate(field.split("_")))
-        result[camel] = value
+    result.update(initialDelaySeconds=spec.initial_delay_seconds, periodSeconds=spec.period_seconds,
+                  timeoutSeconds=spec.timeout_seconds, failureThreshold=spec.failure_threshold)
     return result
 
 
-def resources(model: Model, extra: Mapping[str, Mapping[str, str]] | None = None) -> dict:
-    """Requests and limits; accelerators go into both, as extended resources must."""
-    requests = dict(model.resources.requests)
-    limits = dict(model.resources.limits)
-    if model.accelerators.count > 0:
-        count = str(model.accelerators.count)
-        requests[model.accelerators.resource] = count
-        limits[model.accelerators.resource] = count
-    for kind, table in (extra or {}).items():
-        (requests if kind == "requests" else limits).update(table)
-    out = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
-
-
-def container(item: Container, model: Model, *, main: bool) -> dict:
+def container(item: Container) -> dict:
     result: dict[str, Any] = {"name": item.name, "image": item.image}
     if item.command:
         result["command"] = list(item.command)
     if item.args:
         result["args"] = list(item.args)
-    env = [env_var(v) for v in item.env]
-    if main:
-        env += [{"name": k, "value": v} for k, v in sorted(model.env.items())]
-        env += [env_var(EnvVar(k, secret=ref)) for k, ref in sorted(model.secret_env.items())]
-    if env:
-        result["env"] = env
+    if item.env:
+        result["env"] = [env_var(v) for v in item.env]
     if item.ports:
-        result["ports"] = [
-            {"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in item.ports
-        ]
-    mounts = [_mount(m) for m in item.mounts]
-    if main:
-        mounts += [dict(m) for m in model.extra_volume_mounts]
+        result["ports"] = [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in item.ports]
+    mounts = [mount(m) for m in item.mounts] + [dict(m) for m in item.raw_mounts]
     if mounts:
         result["volumeMounts"] = mounts
-    overrides = model.probes
-    if main and item.startup_probe:
-        result["startupProbe"] = probe(item.startup_probe, overrides.startup)
-    if main and item.readiness_probe:
-        result["readinessProbe"] = probe(item.readiness_probe, overrides.readiness)
-    if main and item.liveness_probe:
-        result["livenessProbe"] = probe(item.liveness_probe, overrides.liveness)
-    container_resources = resources(model, item.resources) if main else {k: dict(v) for k, v in item.resources.items()}
-    if container_resources:
-        result["resources"] = container_resources
-    pull_policy = model.image_pull_policy or item.image_pull_policy
-    if pull_policy:
-        result["imagePullPolicy"] = pull_policy
+    for key, item_probe in (("startupProbe", item.startup_probe), ("readinessProbe", item.readiness_probe),
+                            ("livenessProbe", item.liveness_probe)):
+        if item_probe is not None:
+            result[key] = probe(item_probe)
+    if item.resources:
+        result["resources"] = {kind: dict(table) for kind, table in item.resources.items()}
+    if item.image_pull_policy:
+        result["imagePullPolicy"] = item.image_pull_policy
     if item.working_dir:
         result["workingDir"] = item.working_dir
-    result["securityContext"] = dict(model.security.container_security_context or RESTRICTED_CONTAINER)
+    if item.security_context is not None:
+        result["securityContext"] = dict(item.security_context)
     return result
 
 
-def _mount(mount: Any) -> dict:
-    result: dict[str, Any] = {"name": mount.volume, "mountPath": mount.path}
-    if mount.sub_path:
-        result["subPath"] = mount.sub_path
-    if mount.read_only:
+def mount(item: Mount) -> dict:
+    result: dict[str, Any] = {"name": item.volume, "mountPath": item.path}
+    if item.sub_path:
+        result["subPath"] = item.sub_path
+    if item.read_only:
         result["readOnly"] = True
     return result
 
@@ -125,54 +99,137 @@ def volume(item: Volume) -> dict:
     return {"name": item.name, "emptyDir": dict(item.empty_dir or {})}
 
 
-def pod_spec(workload: Workload) -> dict:
-    model = workload.model
-    result = workload.result
-    init = [container(c, model, main=False) for c in result.init_containers]
-    init += [dict(c) for c in model.init_containers]
-    pod: dict[str, Any] = {}
+def pod_spec(pod: Pod) -> dict:
+    result: dict[str, Any] = {}
+    init = [container(c) for c in pod.init_containers] + [dict(c) for c in pod.raw_init_containers]
     if init:
-        pod["initContainers"] = init
-    pod["containers"] = [container(result.container, model, main=True)]
-    pod["volumes"] = [volume(v) for v in workload.volumes]
-    pod["automountServiceAccountToken"] = False
-    pod["enableServiceLinks"] = False
-    pod["securityContext"] = dict(model.security.pod_security_context or RESTRICTED_POD)
-    if workload.service_account:
-        pod["serviceAccountName"] = workload.service_account
-    if model.security.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s} for s in model.security.image_pull_secrets]
-    scheduling = model.scheduling
-    if scheduling.node_selector:
-        pod["nodeSelector"] = dict(scheduling.node_selector)
-    if scheduling.affinity:
-        pod["affinity"] = dict(scheduling.affinity)
-    if scheduling.tolerations:
-        pod["tolerations"] = [_toleration(t) for t in scheduling.tolerations]
-    if scheduling.topology_spread:
-        pod["topologySpreadConstraints"] = [
-            {"labelSelector": {"matchLabels": dict(workload.selector)}, **c} for c in scheduling.topology_spread
-        ]
-    for key, value in (("priorityClassName", scheduling.priority_class), ("runtimeClassName", scheduling.runtime_class),
-                       ("schedulerName", scheduling.scheduler_name)):
+        result["initContainers"] = init
+    result["containers"] = [container(c) for c in pod.containers]
+    result["volumes"] = [volume(v) for v in pod.volumes]
+    result["automountServiceAccountToken"] = False
+    result["enableServiceLinks"] = False
+    result["securityContext"] = dict(pod.security_context)
+    if pod.service_account:
+        result["serviceAccountName"] = pod.service_account
+    if pod.image_pull_secrets:
+        result["imagePullSecrets"] = [{"name": s} for s in pod.image_pull_secrets]
+    if pod.node_selector:
+        result["nodeSelector"] = dict(pod.node_selector)
+    if pod.affinity:
+        result["affinity"] = dict(pod.affinity)
+    if pod.tolerations:
+        result["tolerations"] = [dict(t) for t in pod.tolerations]
+    if pod.topology_spread:
+        result["topologySpreadConstraints"] = [dict(c) for c in pod.topology_spread]
+    for key, value in (("priorityClassName", pod.priority_class), ("runtimeClassName", pod.runtime_class),
+                       ("schedulerName", pod.scheduler_name)):
         if value:
-            pod[key] = value
-    if model.termination_grace_seconds is not None:
-        pod["terminationGracePeriodSeconds"] = model.termination_grace_seconds
-    return pod
-
-
-def _toleration(toleration: Any) -> dict:
-    result: dict[str, Any] = {"operator": toleration.operator}
-    for field, key in (("key", "key"), ("value", "value"), ("effect", "effect"), ("toleration_seconds", "tolerationSeconds")):
-        value = getattr(toleration, field)
-        if value is not None:
             result[key] = value
+    if pod.termination_grace_seconds is not None:
+        result["terminationGracePeriodSeconds"] = pod.termination_grace_seconds
     return result
 
 
-def pod_template(workload: Workload) -> dict:
-    meta: dict[str, Any] = {"labels": dict(workload.labels)}
-    if workload.model.annotations:
-        meta["annotations"] = dict(workload.model.annotations)
-    return {"metadata": meta, "spec": pod_spec(workload)}
+def pod_template(pod: Pod, annotations: Mapping[str, str] | None = None) -> dict:
+    meta: dict[str, Any] = {"labels": dict(pod.labels)}
+    merged = {**pod.annotations, **(annotations or {})}
+    if merged:
+        meta["annotations"] = merged
+    return {"metadata": meta, "spec": pod_spec(pod)}
+
+
+def config_hash(component: Component) -> dict[str, str]:
+    """A pod annotation that changes with the component's ConfigMaps, so pods roll when they change."""
+    if not component.config_maps:
+        return {}
+    digest = hashlib.sha256(json.dumps([attrs.asdict(c) for c in component.config_maps], sort_keys=True).encode())
+    return {"stackc.dev/config-hash": digest.hexdigest()[:16]}
+
+
+def deployment(stack: Stack, component: Component) -> dict:
+    template = pod_template(component.pod, config_hash(component))
+    rollout = component.rollout
+    strategy: dict[str, Any] = {"type": rollout.strategy}
+    if rollout.strategy == "RollingUpdate":
+        rolling = {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
+                   if v is not None}
+        if rolling:
+            strategy["rollingUpdate"] = rolling
+    startup = component.pod.containers[0].startup_probe
+    startup_budget = (startup.initial_delay_seconds + startup.period_seconds * startup.failure_threshold
+                      if startup is not None else 30)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(stack, component.name, component.labels),
+        "spec": {
+            "replicas": component.scale.replicas,
+            "selector": {"matchLabels": dict(component.selector)},
+            "strategy": strategy,
+            "progressDeadlineSeconds": startup_budget + _PROGRESS_MARGIN_SECONDS,
+            "template": template,
+        },
+    }
+
+
+def service(stack: Stack, component: Component, service_type: str = "ClusterIP") -> dict:
+    port = component.endpoint.port
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(stack, component.name, component.labels),
+        "spec": {
+            "type": service_type,
+            "selector": dict(component.selector),
+            "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP",
+                       **({"appProtocol": port.app_protocol} if port.app_protocol else {})}],
+        },
+    }
+
+
+def service_account(stack: Stack, component: Component) -> dict:
+    assert component.service_account is not None
+    account = component.service_account
+    return {
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": metadata(stack, account.name, component.labels, account.annotations),
+        "automountServiceAccountToken": False,
+    }
+
+
+def persistent_volume_claim(stack: Stack, component: Component, claim: ClaimRequest) -> dict:
+    spec: dict[str, Any] = {"accessModes": [claim.access_mode], "resources": {"requests": {"storage": claim.size}}}
+    if claim.storage_class:
+        spec["storageClassName"] = claim.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": metadata(stack, claim.name, component.labels), "spec": spec}
+
+
+def config_map(stack: Stack, component: Component, data: ConfigMapData) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(stack, data.name, component.labels),
+            "data": dict(data.data)}
+
+
+def pod_disruption_budget(stack: Stack, component: Component) -> dict:
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": metadata(stack, component.name, component.labels),
+        "spec": {"maxUnavailable": component.disruption_budget, "selector": {"matchLabels": dict(component.selector)}},
+    }
+
+
+def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str, dict]]:
+    """(file stem, object) for what a component's pods need besides their workload and Service."""
+    if component.service_account is not None:
+        yield "serviceaccount", service_account(stack, component)
+    for claim in component.claims:
+        yield "persistentvolumeclaim", persistent_volume_claim(stack, component, claim)
+    for data in component.config_maps:
+        yield "configmap", config_map(stack, component, data)
+
+
+def component_objects(stack: Stack, component: Component, service_type: str = "ClusterIP") -> Iterator[tuple[str, dict]]:
+    """(file stem, object) for every object one component needs as plain Kubernetes, in a fixed order."""
+    yield from supporting_objects(stack, component)
+    yield "deployment", deployment(stack, component)
+    yield "service", service(stack, component, service_type)
+    if component.disruption_budget is not None:
+        yield "poddisruptionbudget", pod_disruption_budget(stack, component)

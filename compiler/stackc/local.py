@@ -1,4 +1,4 @@
-"""From compiled workloads to processes on this machine (``stackc up``).
+"""From the plan's components to processes on this machine (``stackc up``).
 
 The engines' compiled containers are run as they are, with only what a host needs changed:
 container paths become folders under a state directory, the serving port becomes a free local
@@ -17,7 +17,8 @@ from pathlib import Path
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.workload import Container, LocalRun, Workload
+from stackc.plan import Component
+from stackc.workload import Container, LocalRun
 
 _PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}
 _HOST_PATHS = {"/dev/shm"}
@@ -53,38 +54,38 @@ def accelerator_present(resource: str) -> bool:
     return False
 
 
-def plan(workloads: Sequence[Workload], local_runs: Mapping[str, LocalRun | None], state: Path,
+def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | None], state: Path,
          skip: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> tuple[list[LocalProcess], list[Diagnostic]]:
     """The processes for every replica, or diagnostics saying why a model can't run here."""
     environ = os.environ if environ is None else environ
     skipped = set(skip)
     processes: list[LocalProcess] = []
     problems: list[Diagnostic] = []
-    for workload in workloads:
-        if workload.key in skipped:
+    for component in components:
+        if component.key in skipped:
             continue
-        path = ("models", workload.key)
-        run = local_runs.get(workload.engine)
+        path = ("models", component.key)
+        run = local_runs.get(component.engine)
         if run is None:
-            problems.append(Diagnostic("E040", f"engine '{workload.engine}' cannot run on this machine with stackc up",
-                                       path + ("engine",), f"skip it with --skip {workload.key}"))
+            problems.append(Diagnostic("E040", f"engine '{component.engine}' cannot run on this machine with stackc up",
+                                       path + ("engine",), f"skip it with --skip {component.key}"))
             continue
-        model = workload.model
-        if model.accelerators.count and not accelerator_present(model.accelerators.resource):
+        accelerators = component.accelerators
+        if accelerators.count and not accelerator_present(accelerators.resource):
             problems.append(Diagnostic(
-                "E041", f"model '{workload.key}' needs {model.accelerators.count} × {model.accelerators.resource} "
+                "E041", f"model '{component.key}' needs {accelerators.count} × {accelerators.resource} "
                 "and this machine has none", path + ("accelerators",),
-                f"skip it with --skip {workload.key}, or set accelerators.count = 0 if the engine can use the CPU"))
+                f"skip it with --skip {component.key}, or set accelerators.count = 0 if the engine can use the CPU"))
             continue
-        container = workload.result.container
+        container = component.pod.containers[0]
         executable = _find_executable(container, run)
         if executable is None:
             problems.append(Diagnostic("E042", f"'{container.command[0] if container.command else container.image}' "
-                                       f"for engine '{workload.engine}' is not installed", path + ("engine",),
+                                       f"for engine '{component.engine}' is not installed", path + ("engine",),
                                        run.install_hint))
             continue
-        for replica in range(max(model.replicas, 1)):
-            planned = _replica(workload, container, executable, replica, state, environ)
+        for replica in range(max(component.scale.replicas, 1)):
+            planned = _replica(component, container, executable, replica, state, environ)
             if isinstance(planned, Diagnostic):
                 problems.append(planned)
                 break
@@ -101,28 +102,30 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
     return None
 
 
-def _replica(workload: Workload, container: Container, executable: str, replica: int, state: Path,
+def _replica(component: Component, container: Container, executable: str, replica: int, state: Path,
              environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
-    home = state / workload.key
+    home = state / component.key
     paths: dict[str, str] = {}
     for mount in container.mounts:
         if mount.path in _HOST_PATHS:
             continue
-        volume = next((v for v in workload.volumes if v.name == mount.volume), None)
+        volume = next((v for v in component.pod.volumes if v.name == mount.volume), None)
         host = home / mount.volume
         if volume is not None and volume.config_map is not None:
-            config_map = next(c for c in workload.config_maps if c.name == volume.config_map)
+            config_map = next(c for c in component.config_maps if c.name == volume.config_map)
             host.mkdir(parents=True, exist_ok=True)
             for name, content in config_map.data.items():
                 (host / name).write_text(content)
         elif volume is not None and (volume.claim is not None and mount.volume != "model-cache" or volume.image):
+            source = component.weights.source
+            where = f"pvc://{source.claim}{source.location}" if source.scheme == "pvc" else f"{source.scheme}://{source.location}"
             return Diagnostic(
-                "E043", f"model '{workload.key}' loads from {workload.model.model}, which this machine cannot mount",
-                ("models", workload.key, "model"), f"--set models.{workload.key}.model=/path/to/local/model")
+                "E043", f"model '{component.key}' loads from {where}, which this machine cannot mount",
+                ("models", component.key, "model"), f"--set models.{component.key}.model=/path/to/local/model")
         host.mkdir(parents=True, exist_ok=True)
         paths[mount.path] = str(host)
     port = free_port()
-    container_port = workload.result.port.number
+    container_port = component.endpoint.port.number
 
     def substitute(text: str) -> str:
         for inside in sorted(paths, key=len, reverse=True):
@@ -146,12 +149,10 @@ def _replica(workload: Workload, container: Container, executable: str, replica:
                 env[var.name] = environ[var.name]
             continue
         env[var.name] = substitute(var.value or "")
-    env.update({k: substitute(v) for k, v in workload.model.env.items()})
-    env.update({k: environ[k] for k in workload.model.secret_env if k in environ})
     # Kubernetes expands $(NAME) in args from the container's environment; so do we
     args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg) for arg in args]
     probe = container.readiness_probe
     ready_path = probe.path if probe is not None and probe.path else "/"
-    name = f"{workload.key}-{replica}"
+    name = f"{component.key}-{replica}"
     log = state / "logs" / f"{name}.log"
-    return LocalProcess(name, workload.key, (executable, *container.command[1:], *args), env, port, ready_path, log)
+    return LocalProcess(name, component.key, (executable, *container.command[1:], *args), env, port, ready_path, log)

@@ -14,28 +14,16 @@ from typing import Any, TypeVar
 
 import attrs
 
-from stackc import convert
+from stackc import convert, lower as lowering
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, Severity, did_you_mean, sorted_unique
 from stackc.model import SPEC_VERSION, Model, Spec
-from stackc.registry import Artifact, Build, Provider, Registry
+from stackc.plan import Plan
+from stackc.registry import Artifact, Provider, Registry
 from stackc.render import render
 from stackc.source import Document, Path, SourceMap, load_files
 from stackc.validate import served_name_conflicts, validate_spec
-from stackc.workload import (
-    ClaimRequest,
-    ConfigMapData,
-    EngineRequest,
-    Mount,
-    Volume,
-    Workload,
-)
-from stackc import sources
 
 T = TypeVar("T")
-
-CACHE_VOLUME = "model-cache"
-CHAT_TEMPLATE_VOLUME = "chat-template"
-SHM_VOLUME = "dshm"
 
 
 class PluginCrash(Exception):
@@ -49,10 +37,10 @@ class PluginCrash(Exception):
 
 @attrs.frozen
 class Compilation:
-    """The result of compiling a spec: the checked spec, its workloads and the rendered files."""
+    """The result of compiling a spec: the checked spec, its plan and the rendered files."""
 
     spec: Spec
-    workloads: tuple[Workload, ...]
+    plan: Plan
     targets: tuple[str, ...]
     files: Mapping[str, bytes]  # "TARGET/relative/path" -> bytes
     warnings: tuple[Diagnostic, ...] = ()
@@ -202,81 +190,20 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
     return options_type() if options_type is not None else None
 
 
-def lower(spec: Spec, registry: Registry) -> tuple[Workload, ...]:
-    """Every enabled model, in key order, as a Workload its engine has filled in."""
-    workloads = []
-    for key in sorted(spec.models):
-        model = spec.models[key]
-        if model.enabled:
-            workloads.append(_lower_model(spec, key, model, registry))
-    return tuple(workloads)
+def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None) -> Plan:
+    """The plan of a checked spec (see ``stackc.lower``); engine crashes name the plugin."""
+    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights)
 
 
-def workload_name(spec: Spec, key: str) -> str:
-    return f"{spec.stack.name}-{key}"
-
-
-def _lower_model(spec: Spec, key: str, model: Model, registry: Registry) -> Workload:
-    name = workload_name(spec, key)
-    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
-    labels = {
-        **spec.stack.labels,
-        **model.labels,
-        **selector,
-        "app.kubernetes.io/component": "model-server",
-        "app.kubernetes.io/part-of": spec.stack.name,
-        "app.kubernetes.io/managed-by": "stackc",
-        "stackc.dev/engine": model.engine,
-    }
-    volumes: list[Volume] = []
-    claims: list[ClaimRequest] = []
-    config_maps: list[ConfigMapData] = []
-    cache = model.cache
-    if cache is not None and cache.existing_claim:
-        volumes.append(Volume(CACHE_VOLUME, claim=cache.existing_claim))
-    elif cache is not None and cache.size:
-        claims.append(ClaimRequest(f"{name}-cache", cache.size, cache.access_mode, cache.storage_class))
-        volumes.append(Volume(CACHE_VOLUME, claim=f"{name}-cache"))
-    else:
-        volumes.append(Volume(CACHE_VOLUME, empty_dir={}))
-    template_volume = None
-    if model.serving.chat_template is not None:
-        config_maps.append(ConfigMapData(f"{name}-chat-template", {"chat-template.jinja": model.serving.chat_template}))
-        volumes.append(Volume(CHAT_TEMPLATE_VOLUME, config_map=f"{name}-chat-template"))
-        template_volume = CHAT_TEMPLATE_VOLUME
-    source = sources.parse(model.model)
-    assert source is not None  # validation rejected unparsable sources
-    if source.scheme == "pvc":
-        volumes.append(Volume("model-source", claim=source.claim))
-    elif source.scheme == "oci":
-        volumes.append(Volume("model-source", image=source.location))
-    registered = registry.engines[model.engine]
-    request = EngineRequest(key, model, model.engine_options, source, name, CACHE_VOLUME, template_volume)
-    result = _plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
-    parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
-    if model.shm_size or (result.needs_shm and parallel > 1):
-        size = model.shm_size or f"{2 * parallel}Gi"
-        volumes.append(Volume(SHM_VOLUME, empty_dir={"medium": "Memory", "sizeLimit": size}))
-        shm_mount = Mount(SHM_VOLUME, "/dev/shm")
-        result = attrs.evolve(result, container=attrs.evolve(result.container, mounts=(*result.container.mounts, shm_mount)))
-    volumes.extend(result.volumes)
-    volumes.extend(Volume(str(raw.get("name", "")), raw=raw) for raw in model.extra_volumes)
-    account = model.security.service_account
-    return Workload(
-        key=key, name=name, engine=model.engine, model=model, source=source,
-        labels=labels, selector=selector, result=result, volumes=tuple(volumes),
-        config_maps=tuple(config_maps), claims=tuple(claims),
-        service_account=account.name or (name if account.create else None),
-    )
-
-
-def emit(build: Build, registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
+def emit(spec: Spec, plans: Mapping[str | None, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
+    """Each target translates the plan lowered for where its platform puts weights."""
     files: dict[str, bytes] = {}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
-        options = target_options(build.spec, registry, name)
+        options = target_options(spec, registry, name)
+        plan = plans[getattr(registered.obj, "weights_path", None)]
         artifacts = _plugin_call(registered.provider, f"target '{name}' emit()",
-                                 lambda: list(registered.obj.emit(build, options)))
+                                 lambda: list(registered.obj.emit(plan, options)))
         for artifact in artifacts:
             path = _safe_relative(artifact, registered.provider)
             full = f"{name}/{path}"
@@ -284,6 +211,20 @@ def emit(build: Build, registry: Registry, targets: Iterable[str]) -> dict[str, 
                 raise PluginCrash(registered.provider, "emit()", ValueError(f"two artifacts named {path}"))
             files[full] = render(artifact)
     return files
+
+
+def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterable[str]) -> list[Diagnostic]:
+    """What the targets' own ``check`` says about their options, located under ``targets.NAME``."""
+    problems = []
+    for name in sorted(set(targets)):
+        registered = registry.targets[name]
+        check = getattr(registered.obj, "check", None)
+        if check is None:
+            continue
+        found = _plugin_call(registered.provider, f"target '{name}' check()",
+                             lambda: list(check(plan, target_options(spec, registry, name))))
+        problems += [attrs.evolve(d, path=("targets", name, *d.path)) for d in found]
+    return problems
 
 
 def _safe_relative(artifact: Artifact, provider: Provider) -> str:
@@ -307,12 +248,14 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     checked = check(paths, registry, settings, targets, texts)
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
-    workloads = lower(spec, registry)
-    conflicts = served_name_conflicts(workloads)
-    if conflicts:
-        raise DiagnosticsError(locate(conflicts, checked.source_map))
-    files = emit(Build(spec, workloads), registry, selected)
-    return Compilation(spec, workloads, selected, files, checked.warnings)
+    weights_paths = {getattr(registry.target(name), "weights_path", None) for name in selected} | {None}
+    plans = {path: lower(spec, registry, selected, path) for path in sorted(weights_paths, key=str)}
+    problems = served_name_conflicts(plans[None]) + target_problems(spec, plans[None], registry, selected)
+    located = locate(problems, checked.source_map)
+    if any(d.severity is Severity.ERROR for d in located):
+        raise DiagnosticsError(located)
+    files = emit(spec, plans, registry, selected)
+    return Compilation(spec, plans[None], selected, files, (*checked.warnings, *located))
 
 
 @attrs.frozen

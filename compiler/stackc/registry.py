@@ -8,8 +8,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.model import Model, Spec
-from stackc.workload import Capability, EngineRequest, EngineResult, LocalRun, Workload
+from stackc.model import Model
+from stackc.plan import Plan
+from stackc.workload import Capability, EngineRequest, EngineResult, LocalRun
 
 
 @runtime_checkable
@@ -23,6 +24,9 @@ class Engine(Protocol):
     options_type: ClassVar[type | None]
     #: how ``stackc up`` runs the engine here; engines without it cannot run locally (optional).
     local_run: ClassVar[LocalRun | None]
+
+    # Optional: ``platform_weights = False`` when the engine loads one file and cannot use a folder
+    # of weights that a target's platform downloads (KServe's storage initializer).
 
     def check(self, key: str, model: Model, options: Any) -> Iterable[Diagnostic]:
         """Engine-specific rules beyond capabilities; paths are relative to ``models.KEY``."""
@@ -41,24 +45,22 @@ class Artifact:
     text: str | None = None
 
 
-@attrs.frozen
-class Build:
-    """Everything a target needs: the checked spec and its lowered workloads, sorted by key."""
-
-    spec: Spec
-    workloads: tuple[Workload, ...]
-
-
 @runtime_checkable
 class Target(Protocol):
-    """A deployment format. ``emit`` returns artifacts; the core renders and writes them."""
+    """A deployment format: it translates the plan. ``emit`` returns artifacts; the core renders and writes them.
+
+    Optional members: ``check(plan, options)`` yields diagnostics about the target's options
+    (paths relative to ``targets.NAME``); ``weights_path`` names where the target's platform
+    puts the weights it downloads itself (KServe: ``/mnt/models``), so engines load from there;
+    ``serves_models`` says the target deploys the model servers (and their Services).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     #: attrs class for ``[targets.NAME]``, or None when the target has no options.
     options_type: ClassVar[type | None]
 
-    def emit(self, build: Build, options: Any) -> Iterable[Artifact]:
+    def emit(self, plan: Plan, options: Any) -> Iterable[Artifact]:
         """Artifacts with paths relative to ``OUT/STACK/NAME/``."""
 
 

@@ -17,11 +17,11 @@ from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
 from stackc.local import LocalProcess, free_port, plan
 from stackc.model import Spec
+from stackc.plan import Component
 from stackc.registry import Registry
 from stackc.render import to_yaml
 from stackc.supervisor import Supervisor, last_lines
 from stackc.validate import served_name_conflicts
-from stackc.workload import Workload
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0
@@ -41,7 +41,7 @@ def _write_secret(path: Path, text: str) -> str:
     return str(path)
 
 
-def api_key_problems(spec: Spec, workloads: Sequence[Workload], environ: Mapping[str, str]) -> list[Diagnostic]:
+def api_key_problems(spec: Spec, components: Sequence[Component], environ: Mapping[str, str]) -> list[Diagnostic]:
     """Every API key the cluster would enforce must be given here too."""
     problems = []
     router_keys = getattr(spec.targets.get("router"), "api_keys", None)
@@ -50,48 +50,48 @@ def api_key_problems(spec: Spec, workloads: Sequence[Workload], environ: Mapping
             "E044", f"the router requires API keys (Secret '{router_keys.name}', key '{router_keys.key}' in the "
             f"cluster); set {ROUTER_KEYS_ENV} to the keys clients may send", ("targets", "router", "api_keys"),
             f"export {ROUTER_KEYS_ENV}=my-key (comma-separated for several)"))
-    for workload in workloads:
-        variable = _engine_key_variable(workload)
-        if variable is not None and not environ.get(variable):
-            secret = workload.model.security.api_key
+    for component in components:
+        variable = _engine_key_variable(component)
+        secret = component.endpoint.api_key
+        if variable is not None and secret is not None and not environ.get(variable):
             problems.append(Diagnostic(
-                "E044", f"model '{workload.key}' requires an API key (Secret '{secret.name}', key '{secret.key}' in "
-                f"the cluster); set {variable}", ("models", workload.key, "security", "api_key"),
+                "E044", f"model '{component.key}' requires an API key (Secret '{secret.name}', key '{secret.key}' in "
+                f"the cluster); set {variable}", ("models", component.key, "security", "api_key"),
                 f"export {variable}=the-engine-key"))
     return problems
 
 
-def _engine_key_variable(workload: Workload) -> str | None:
+def _engine_key_variable(component: Component) -> str | None:
     """The environment variable the engine reads its API key from, when it demands one."""
-    secret = workload.model.security.api_key
+    secret = component.endpoint.api_key
     if secret is None:
         return None
-    return next((var.name for var in workload.result.container.env if var.secret == secret), None)
+    return next((var.name for var in component.pod.containers[0].env if var.secret == secret), None)
 
 
-def router_process(workloads: Sequence[Workload], replicas: Sequence[LocalProcess], state: Path, port: int,
+def router_process(components: Sequence[Component], replicas: Sequence[LocalProcess], state: Path, port: int,
                    spec: Spec, environ: Mapping[str, str]) -> LocalProcess:
     models: dict[str, Any] = {}
-    for workload in workloads:
-        backends = [f"http://127.0.0.1:{p.port}" for p in replicas if p.model == workload.key]
+    for component in components:
+        backends = [f"http://127.0.0.1:{p.port}" for p in replicas if p.model == component.key]
         if not backends:
             continue
-        primary, *others = workload.result.served_names
+        endpoint = component.endpoint
+        primary, *others = endpoint.served_names
         entry: dict[str, Any] = {
             "served_name": primary,
-            "aliases": sorted(set(others) | set(workload.model.aliases) - {primary}),
-            "strategy": workload.model.routing.strategy,
+            "aliases": sorted(set(others) | set(endpoint.aliases) - {primary}),
+            "strategy": component.routing.strategy,
             "backends": backends,
         }
-        if workload.model.routing.strategy == "session":
-            entry["session"] = {"header": workload.model.routing.session_header}
-        probe = workload.result.container.readiness_probe
-        if probe is not None and probe.path:
-            entry["health"] = {"path": probe.path}
-        variable = _engine_key_variable(workload)
+        if component.routing.strategy == "session":
+            entry["session"] = {"header": component.routing.session_header}
+        if endpoint.health_path:
+            entry["health"] = {"path": endpoint.health_path}
+        variable = _engine_key_variable(component)
         if variable is not None:
-            entry["upstream_auth"] = {"api_key_file": _write_secret(state / "keys" / workload.key, environ[variable])}
-        models[workload.key] = entry
+            entry["upstream_auth"] = {"api_key_file": _write_secret(state / "keys" / component.key, environ[variable])}
+        models[component.key] = entry
     config: dict[str, Any] = {"version": 1, "listen": {"host": "127.0.0.1", "port": port}, "models": models}
     if getattr(spec.targets.get("router"), "api_keys", None) is not None:
         keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
@@ -111,12 +111,13 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     """
     checked = pipeline.check(specs, registry, settings)
     spec, source_map = checked.spec, checked.source_map
-    workloads = pipeline.lower(spec, registry)
-    problems = served_name_conflicts(workloads)
+    lowered = pipeline.lower(spec, registry)
+    components = lowered.components
+    problems = served_name_conflicts(lowered)
     problems += [Diagnostic("E045", f"unknown model '{name}' in --skip", (), did_you_mean(name, spec.models),
                             location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
-    running = [w for w in workloads if w.key not in skip]
+    running = [c for c in components if c.key not in skip]
     processes, unrunnable = plan(running, local_runs, state, environ=environ)
     problems += unrunnable + api_key_problems(spec, running, environ)
     if problems:
@@ -126,12 +127,12 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     supervisor.start(processes)
     if not supervisor.wait_ready(ENGINE_TIMEOUT_SECONDS, interrupted=stop.is_set):
         raise StartupFailed(_not_ready(supervisor, "engines", stop))
-    router = router_process(workloads, processes, state, port or free_port(), spec, environ)
+    router = router_process(components, processes, state, port or free_port(), spec, environ)
     supervisor.start([router])
     if not supervisor.wait_ready(ROUTER_TIMEOUT_SECONDS, names=["router"], interrupted=stop.is_set):
         raise StartupFailed(_not_ready(supervisor, "the router", stop))
-    names = sorted({name for w in workloads if any(p.model == w.key for p in processes)
-                    for name in (*w.result.served_names, *w.model.aliases)})
+    names = sorted({name for c in components if any(p.model == c.key for p in processes)
+                    for name in (*c.endpoint.served_names, *c.endpoint.aliases)})
     return f"http://127.0.0.1:{router.port}/v1", names
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from stackc import sources
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.model import Model, Spec
 from stackc.registry import Registry
-from stackc.workload import Capability, Workload
+from stackc.plan import Plan
+from stackc.workload import Capability
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$")
@@ -57,17 +58,17 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
 
 
-def served_name_conflicts(workloads: Iterable[Workload]) -> list[Diagnostic]:
+def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
     """Every name a client may send must lead to one model (engines decide the primary names)."""
     owners: dict[str, str] = {}
     problems = []
-    for workload in workloads:
-        for name in dict.fromkeys((*workload.result.served_names, *workload.model.aliases)):
-            if name in owners and owners[name] != workload.key:
+    for component in plan.components:
+        for name in dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)):
+            if name in owners and owners[name] != component.key:
                 problems.append(Diagnostic("E012", f"'{name}' is already a name of model '{owners[name]}'",
-                                           ("models", workload.key, "aliases"),
+                                           ("models", component.key, "aliases"),
                                            "every served name and alias must be unique in a stack"))
-            owners.setdefault(name, workload.key)
+            owners.setdefault(name, component.key)
     return problems
 
 

@@ -1,7 +1,6 @@
-"""What engines hand to targets: a model lowered to containers, volumes and metrics.
+"""What the core and engines exchange while lowering: the request, the engine's container, its needs.
 
-Plain frozen data, Kubernetes-shaped but target-neutral: the manifests, Helm and KServe targets
-all turn the same Workload into their own objects (see ``stackc.kube``).
+Plain frozen data, Kubernetes-shaped but target-neutral; ``stackc.plan`` assembles it into components.
 """
 
 from __future__ import annotations
@@ -85,6 +84,9 @@ class Container:
     resources: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
     image_pull_policy: str | None = None
     working_dir: str | None = None
+    #: set by lowering from the spec (engines leave these alone)
+    security_context: Mapping[str, Any] | None = None
+    raw_mounts: tuple[Mapping[str, Any], ...] = ()
 
 
 @attrs.frozen
@@ -140,6 +142,19 @@ class ModelSource:
 
 
 @attrs.frozen
+class Weights:
+    """Where the engine loads the model from: decided before the engine builds its command line."""
+
+    source: ModelSource
+    #: what the engine is told: an id or URI it fetches itself, or a path inside its container
+    location: str
+    #: the read-only mount that puts the weights at ``location``, when a stackc-made volume holds them
+    mount: Mount | None = None
+    #: what the target's platform downloads to ``location`` before the engine starts (KServe's storageUri)
+    platform_uri: str | None = None
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -148,6 +163,7 @@ class EngineRequest:
     options: Any
     source: ModelSource
     workload_name: str
+    weights: Weights
     cache_volume: str  # name of the volume for downloaded weights and caches
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
 
@@ -177,21 +193,3 @@ class ClaimRequest:
     size: str
     access_mode: str
     storage_class: str | None = None
-
-
-@attrs.frozen
-class Workload:
-    """A model ready for targets: the engine's result plus the pod-level parts the core adds."""
-
-    key: str
-    name: str
-    engine: str
-    model: Model
-    source: ModelSource
-    labels: Mapping[str, str]
-    selector: Mapping[str, str]
-    result: EngineResult
-    volumes: tuple[Volume, ...]
-    config_maps: tuple[ConfigMapData, ...] = ()
-    claims: tuple[ClaimRequest, ...] = ()
-    service_account: str | None = None

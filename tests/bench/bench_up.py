@@ -10,7 +10,6 @@ on top (compiling the spec, two replicas, the router in front).
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys

@@ -73,4 +73,4 @@ def test_plugin_authors_test_it_in_process_with_stackc_testing() -> None:
     finally:
         sys.path.remove(str(HERE / "stackc_tgi"))
     compilation = compile_text(SPEC, plugins=[stackc_tgi])
-    assert [w.engine for w in compilation.workloads] == ["tgi"]
+    assert [c.engine for c in compilation.plan.components] == ["tgi"]

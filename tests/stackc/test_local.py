@@ -58,7 +58,7 @@ SPEC = 'version = 1\n[stack]\nname = "l"\n[models.tiny]\nengine = "fake"\nmodel 
 
 def test_plan_substitutes_host_port_and_paths(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
-    processes, problems = plan(compilation.workloads, {"fake": FakeEngine.local_run}, tmp_path)
+    processes, problems = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path)
     assert problems == []
     first, second = processes
     assert first.argv[:2] == (sys.executable, str(FAKE_ENGINE))
@@ -70,10 +70,10 @@ def test_plan_substitutes_host_port_and_paths(tmp_path: Path) -> None:
 def test_missing_binary_and_missing_accelerator_are_explained(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
     missing = LocalRun({"python": ("no-such-python-binary",)}, "pip install 'stackc[local]'")
-    _, problems = plan(compilation.workloads, {"fake": missing}, tmp_path)
+    _, problems = plan(compilation.plan.components, {"fake": missing}, tmp_path)
     assert [(p.code, p.hint) for p in problems] == [("E042", "pip install 'stackc[local]'")]
-    gpu = attrs.evolve(compilation.workloads[0], model=attrs.evolve(
-        compilation.workloads[0].model, accelerators=attrs.evolve(compilation.workloads[0].model.accelerators, count=1)))
+    component = compilation.plan.components[0]
+    gpu = attrs.evolve(component, accelerators=attrs.evolve(component.accelerators, count=1))
     _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path)
     assert [p.code for p in problems] == ["E041"] and "--skip tiny" in problems[0].hint
     _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path, skip=["tiny"])
@@ -82,7 +82,7 @@ def test_missing_binary_and_missing_accelerator_are_explained(tmp_path: Path) ->
 
 def test_supervisor_starts_until_ready_and_leaves_no_process_behind(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
-    processes, _ = plan(compilation.workloads, {"fake": FakeEngine.local_run}, tmp_path)
+    processes, _ = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path)
     supervisor = Supervisor(open(os.devnull, "w"))
     try:
         supervisor.start(processes)

@@ -9,7 +9,6 @@ from stackc.model import Model
 from stackc.workload import EngineRequest, EnvVar, Mount, Probe
 
 CACHE_PATH = "/cache"
-MODEL_PATH = "/models"
 TEMPLATE_PATH = "/etc/stackc/chat-template"
 TEMPLATE_FILE = f"{TEMPLATE_PATH}/chat-template.jinja"
 
@@ -22,14 +21,10 @@ def served_names(request: EngineRequest) -> tuple[str, ...]:
 
 
 def model_location(request: EngineRequest, mounts: list[Mount]) -> str:
-    """Where the engine finds the weights: an id, a URI, or a path on a mounted volume."""
-    source = request.source
-    if source.scheme in ("hf", "s3", "gs", "path"):
-        return source.location
-    mounts.append(Mount("model-source", MODEL_PATH, read_only=True))
-    if source.scheme == "pvc":
-        return MODEL_PATH + source.location.rstrip("/")
-    return MODEL_PATH
+    """Where the engine finds the weights (the core decided): an id, a URI, or a path on a mounted volume."""
+    if request.weights.mount is not None:
+        mounts.append(request.weights.mount)
+    return request.weights.location
 
 
 def hf_env(request: EngineRequest) -> list[EnvVar]:

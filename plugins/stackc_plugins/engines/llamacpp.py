@@ -51,6 +51,8 @@ class LlamacppEngine:
         Capability.CPU_ONLY,
     })
     options_type = LlamacppOptions
+    #: it loads one GGUF file, not a folder a platform (KServe's storage initializer) downloads
+    platform_weights = False
     #: a llama-server on the PATH wins; else llama.cpp's server through the portable xllamacpp wheel
     local_run = LocalRun({BINARY: ("llama-server", "stackc-llama-server")},
                          "install stackc's `local` extra (pip install -e '.[local]' in a checkout), "
@@ -100,7 +102,7 @@ class LlamacppEngine:
 
 def _model_flags(request: EngineRequest, mounts: list[Mount]) -> list[str]:
     """``-m FILE`` for a file on a volume or path; ``--hf-repo`` (and ``--hf-file``) for Hugging Face."""
-    if request.source.scheme == "hf":
+    if request.source.scheme == "hf" and request.weights.location == request.source.location:
         org, repo, *rest = request.source.location.split("/", 2)
         return ["--hf-repo", f"{org}/{repo}", *(["--hf-file", rest[0]] if rest else [])]
     return ["-m", model_location(request, mounts)]

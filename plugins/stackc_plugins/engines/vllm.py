@@ -99,7 +99,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     mounts = [Mount(request.cache_volume, CACHE_PATH)]
     args = [model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
             "--served-model-name", *served_names(request)]
-    streamed = request.source.scheme in ("s3", "gs")
+    streamed = request.weights.location.startswith(("s3://", "gs://"))  # the engine streams them itself
     args += flags([
         ("--revision", model.revision),
         ("--tensor-parallel-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),

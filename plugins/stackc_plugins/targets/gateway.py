@@ -12,9 +12,9 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.registry import Artifact, Build, Registry
+from stackc.plan import Component, Plan
+from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
-from stackc.workload import Workload
 
 EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
 POOL_GROUP = "inference.networking.k8s.io"
@@ -68,16 +68,16 @@ class GatewayTarget:
     #: routes match every alias to the model's pool; an InferenceModelRewrite renames it for the engine
     serves_aliases = True
 
-    def emit(self, build: Build, options: GatewayOptions) -> Iterator[Artifact]:
-        gateway = options.gateway_name or f"{build.spec.stack.name}-gateway"
+    def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
+        gateway = options.gateway_name or f"{plan.stack.name}-gateway"
         if options.create_gateway:
-            yield Artifact("gateway.yaml", (gateway_object(build, gateway, options),))
-        for workload in build.workloads:
-            for kind, obj in model_objects(build, workload, gateway, options):
-                yield Artifact(f"{workload.key}/{kind}.yaml", (obj,))
+            yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
+        for component in plan.components:
+            for kind, obj in model_objects(plan, component, gateway, options):
+                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
 
 
-def gateway_object(build: Build, name: str, options: GatewayOptions) -> dict:
+def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
     listeners = []
     for listener in options.listeners:
         item: dict[str, Any] = {"name": listener.name, "port": listener.port, "protocol": listener.protocol}
@@ -86,14 +86,14 @@ def gateway_object(build: Build, name: str, options: GatewayOptions) -> dict:
         if listener.tls_secret:
             item["tls"] = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": listener.tls_secret}]}
         listeners.append(item)
-    labels = {**build.spec.stack.labels, "app.kubernetes.io/part-of": build.spec.stack.name,
+    labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc"}
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-            "metadata": kube.metadata(build.spec, name, labels),
+            "metadata": kube.metadata(plan.stack, name, labels),
             "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
 
 
-def picker_config(workload: Workload, options: GatewayOptions) -> dict:
+def picker_config(options: GatewayOptions) -> dict:
     scorers = options.scorers
     return {
         "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
@@ -108,28 +108,28 @@ def picker_config(workload: Workload, options: GatewayOptions) -> dict:
     }
 
 
-def model_objects(build: Build, workload: Workload, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
-    spec = build.spec
-    pool = workload.name
-    epp = f"{workload.name}-epp"
-    selector = {"app.kubernetes.io/name": f"{workload.key}-epp", "app.kubernetes.io/instance": spec.stack.name}
-    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "endpoint-picker",
-              "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+def model_objects(plan: Plan, component: Component, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
+    stack = plan.stack
+    pool = component.name
+    epp = f"{component.name}-epp"
+    selector = {"app.kubernetes.io/name": f"{component.key}-epp", "app.kubernetes.io/instance": stack.name}
+    labels = {**stack.labels, **selector, "app.kubernetes.io/component": "endpoint-picker",
+              "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
     yield "inferencepool", {
         "apiVersion": f"{POOL_GROUP}/v1", "kind": "InferencePool",
-        "metadata": kube.metadata(spec, pool, workload.labels),
+        "metadata": kube.metadata(stack, pool, component.labels),
         "spec": {
-            "selector": {"matchLabels": dict(workload.selector)},
-            "targetPorts": [{"number": workload.result.port.number}],
+            "selector": {"matchLabels": dict(component.selector)},
+            "targetPorts": [{"number": component.endpoint.port.number}],
             "endpointPickerRef": {"name": epp, "port": {"number": 9002}, "failureMode": options.failure_mode},
         },
     }
-    yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(spec, epp, labels),
-                            "data": {CONFIG_FILE: to_yaml(picker_config(workload, options))}}
+    yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, epp, labels),
+                            "data": {CONFIG_FILE: to_yaml(picker_config(options))}}
     yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
-                                 "metadata": kube.metadata(spec, epp, labels)}
+                                 "metadata": kube.metadata(stack, epp, labels)}
     yield "epp-role", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(spec, epp, labels),
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(stack, epp, labels),
         "rules": [
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
@@ -138,22 +138,22 @@ def model_objects(build: Build, workload: Workload, gateway: str, options: Gatew
         ],
     }
     yield "epp-rolebinding", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(spec, epp, labels),
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(stack, epp, labels),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
-        "subjects": [{"kind": "ServiceAccount", "name": epp, "namespace": spec.stack.namespace}],
+        "subjects": [{"kind": "ServiceAccount", "name": epp, "namespace": stack.namespace}],
     }
-    yield "epp-deployment", epp_deployment(build, workload, epp, labels, selector, options)
+    yield "epp-deployment", epp_deployment(plan, component, epp, labels, selector, options)
     yield "epp-service", {
-        "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(spec, epp, labels),
+        "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, epp, labels),
         "spec": {"selector": dict(selector), "ports": [
             {"name": "grpc-ext-proc", "port": 9002, "targetPort": 9002, "protocol": "TCP",
              "appProtocol": "kubernetes.io/h2c"},
             {"name": "http-metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]},
     }
-    names = dict.fromkeys((*workload.result.served_names, *workload.model.aliases))
+    names = dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases))
     yield "httproute", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": kube.metadata(spec, pool, workload.labels),
+        "metadata": kube.metadata(stack, pool, component.labels),
         "spec": {
             "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
                                                 if options.gateway_namespace else {})}],
@@ -166,38 +166,38 @@ def model_objects(build: Build, workload: Workload, gateway: str, options: Gatew
             }],
         },
     }
-    unserved = [name for name in workload.model.aliases if name not in workload.result.served_names]
+    unserved = [name for name in component.endpoint.aliases if name not in component.endpoint.served_names]
     if unserved:  # the engine answers to one name: the picker rewrites the aliases to it
         yield "inferencemodelrewrite", {
             "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceModelRewrite",
-            "metadata": kube.metadata(spec, pool, workload.labels),
+            "metadata": kube.metadata(stack, pool, component.labels),
             "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool},
                      "rules": [{"matches": [{"model": {"type": "Exact", "value": name}} for name in unserved],
-                                "targets": [{"modelRewrite": workload.result.served_names[0], "weight": 1}]}]},
+                                "targets": [{"modelRewrite": component.endpoint.served_names[0], "weight": 1}]}]},
         }
     for name, priority in sorted(options.priorities.items()):
-        if name == workload.key:
+        if name == component.key:
             yield "inferenceobjective", {
                 "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceObjective",
-                "metadata": kube.metadata(spec, pool, workload.labels),
+                "metadata": kube.metadata(stack, pool, component.labels),
                 "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}, "priority": priority},
             }
     if options.envoy_extension_policy:
         yield "envoyextensionpolicy", {
             "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
-            "metadata": kube.metadata(spec, pool, workload.labels),
+            "metadata": kube.metadata(stack, pool, component.labels),
             "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": pool}],
                      "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
                                   "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
         }
 
 
-def epp_deployment(build: Build, workload: Workload, name: str, labels: dict, selector: dict,
+def epp_deployment(plan: Plan, component: Component, name: str, labels: dict, selector: dict,
                    options: GatewayOptions) -> dict:
     grpc_probe = {"grpc": {"port": 9003, "service": "inference-extension"}, "periodSeconds": 10}
     container = {
         "name": "epp", "image": options.epp_image,
-        "args": ["--pool-name", workload.name, "--pool-namespace", build.spec.stack.namespace,
+        "args": ["--pool-name", component.name, "--pool-namespace", plan.stack.namespace,
                  "--pool-group", POOL_GROUP, "--config-file", f"/config/{CONFIG_FILE}", "--zap-encoder", "json",
                  "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090"],
         "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -211,7 +211,7 @@ def epp_deployment(build: Build, workload: Workload, name: str, labels: dict, se
         "securityContext": {**kube.RESTRICTED_CONTAINER, "runAsNonRoot": True, "readOnlyRootFilesystem": True},
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(build.spec, name, labels),
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
             "replicas": 1,  # prefix-cache state lives in the picker's memory
             "strategy": {"type": "Recreate"},

@@ -13,9 +13,8 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.registry import Artifact, Build, Registry
-from stackc.workload import Workload
-from stackc_plugins.targets.manifests import workload_objects
+from stackc.plan import Component, Plan
+from stackc.registry import Artifact, Registry
 
 MODEL_DIR = "/mnt/models"
 STORAGE_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
@@ -36,37 +35,36 @@ class KserveTarget:
     description = "KServe ServingRuntimes (one per engine) and InferenceServices (one per model)"
     options_type = KserveOptions
 
-    def emit(self, build: Build, options: KserveOptions) -> Iterator[Artifact]:
-        runtimes: dict[str, Workload] = {}
-        for workload in build.workloads:
-            runtimes.setdefault(workload.engine, workload)
-            for kind, obj in workload_objects(build, workload):
-                if kind in ("serviceaccount", "persistentvolumeclaim", "configmap"):
-                    yield Artifact(f"{workload.key}/{kind}.yaml", (obj,))
-            yield Artifact(f"{workload.key}/inferenceservice.yaml",
-                           (inference_service(build, workload, options),))
+    def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
+        runtimes: dict[str, Component] = {}
+        for component in plan.components:
+            runtimes.setdefault(component.engine, component)
+            for kind, obj in kube.supporting_objects(plan.stack, component):
+                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+            yield Artifact(f"{component.key}/inferenceservice.yaml",
+                           (inference_service(plan, component, options),))
         for engine, first in sorted(runtimes.items()):
-            yield Artifact(f"runtimes/{engine}.yaml", (serving_runtime(build, engine, first, options),))
+            yield Artifact(f"runtimes/{engine}.yaml", (serving_runtime(plan, engine, first, options),))
 
 
-def runtime_name(build: Build, engine: str) -> str:
-    return f"{build.spec.stack.name}-{engine}"
+def runtime_name(plan: Plan, engine: str) -> str:
+    return f"{plan.stack.name}-{engine}"
 
 
-def serving_runtime(build: Build, engine: str, workload: Workload, options: KserveOptions) -> dict:
-    container = kube.container(workload.result.container, workload.model, main=True)
+def serving_runtime(plan: Plan, engine: str, component: Component, options: KserveOptions) -> dict:
+    container = kube.container(component.pod.containers[0])
     shared = {key: container[key] for key in ("image", "command", "ports", "startupProbe", "readinessProbe",
                                                "livenessProbe", "securityContext") if key in container}
-    labels = {**build.spec.stack.labels, "app.kubernetes.io/part-of": build.spec.stack.name,
+    labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": engine}
-    metadata = kube.metadata(build.spec, runtime_name(build, engine), labels)
+    metadata = kube.metadata(plan.stack, runtime_name(plan, engine), labels)
     spec: dict[str, Any] = {
         "supportedModelFormats": [{"name": engine, "autoSelect": False}],
         "containers": [{"name": "kserve-container", **shared}],
     }
-    metrics = workload.result.metrics
+    metrics = component.endpoint.metrics
     if metrics is not None:
-        port = next(p.number for p in workload.result.container.ports if p.name == metrics.port)
+        port = next(p.number for p in component.pod.containers[0].ports if p.name == metrics.port)
         spec["annotations"] = {"prometheus.kserve.io/port": str(port), "prometheus.kserve.io/path": metrics.path}
     if options.cluster_runtimes:
         metadata.pop("namespace")
@@ -75,8 +73,8 @@ def serving_runtime(build: Build, engine: str, workload: Workload, options: Kser
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": metadata, "spec": spec}
 
 
-def storage_uri(workload: Workload) -> str | None:
-    source = workload.source
+def storage_uri(component: Component) -> str | None:
+    source = component.weights.source
     if source.scheme not in STORAGE_SCHEMES:
         return None
     if source.scheme == "pvc":
@@ -84,30 +82,28 @@ def storage_uri(workload: Workload) -> str | None:
     return source.location if source.scheme in ("s3", "gs") else f"{source.scheme}://{source.location}"
 
 
-def inference_service(build: Build, workload: Workload, options: KserveOptions) -> dict:
-    model = workload.model
-    container = kube.container(workload.result.container, model, main=True)
-    uri = storage_uri(workload)
+def inference_service(plan: Plan, component: Component, options: KserveOptions) -> dict:
+    container = kube.container(component.pod.containers[0])
+    uri = storage_uri(component)
     # KServe's storage initializer puts the weights at /mnt/models: the engine loads them there
     source_volumes = {"model-source"}
-    args = [MODEL_DIR if uri and arg == workload.source.location else arg for arg in container.get("args", [])]
+    args = [MODEL_DIR if uri and arg == component.weights.source.location else arg for arg in container.get("args", [])]
     mounts = [m for m in container.get("volumeMounts", []) if not (uri and m["name"] in source_volumes)]
-    pod = kube.pod_spec(workload)
+    pod = kube.pod_spec(component.pod)
     volumes = [v for v in pod["volumes"] if not (uri and v["name"] in source_volumes)]
-    model_spec: dict[str, Any] = {"modelFormat": {"name": workload.engine},
-                                  "runtime": runtime_name(build, workload.engine)}
+    model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine},
+                                  "runtime": runtime_name(plan, component.engine)}
     if uri:
         model_spec["storageUri"] = uri
-    if model.image:
-        model_spec["image"] = container["image"]
     for key, value in (("args", args), ("env", container.get("env")), ("resources", container.get("resources")),
                        ("volumeMounts", mounts)):
         if value:
             model_spec[key] = value
-    scaling = model.autoscaling
+    scaling = component.scale.autoscaling
+    replicas = component.scale.replicas
     predictor: dict[str, Any] = {
-        "minReplicas": scaling.min_replicas if scaling.min_replicas is not None else model.replicas,
-        "maxReplicas": scaling.max_replicas if scaling.max_replicas is not None else max(model.replicas, 1),
+        "minReplicas": scaling.min_replicas if scaling.min_replicas is not None else replicas,
+        "maxReplicas": scaling.max_replicas if scaling.max_replicas is not None else max(replicas, 1),
         "model": model_spec,
     }
     if scaling.metric:
@@ -121,11 +117,12 @@ def inference_service(build: Build, workload: Workload, options: KserveOptions) 
     if volumes:
         predictor["volumes"] = volumes
     annotations = {"serving.kserve.io/deploymentMode": options.deployment_mode}
-    if model.accelerators.count and not model.accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
-        annotations["serving.kserve.io/gpu-resource-types"] = f'["{model.accelerators.resource}"]'
+    accelerators = component.accelerators
+    if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
+        annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": kube.metadata(build.spec, workload.name, workload.labels, annotations),
+        "metadata": kube.metadata(plan.stack, component.name, component.labels, annotations),
         "spec": {"predictor": predictor},
     }
 

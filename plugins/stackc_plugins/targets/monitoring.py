@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.registry import Artifact, Build, Registry
-from stackc.workload import Workload
+from stackc.plan import Component, Plan
+from stackc.registry import Artifact, Registry
 
 
 @attrs.frozen
@@ -45,67 +45,67 @@ class MonitoringTarget:
     description = "PodMonitors (prometheus-operator) and a Grafana dashboard for every model"
     options_type = MonitoringOptions
 
-    def emit(self, build: Build, options: MonitoringOptions) -> Iterator[Artifact]:
-        for workload in build.workloads:
-            metrics = workload.result.metrics
+    def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
+        for component in plan.components:
+            metrics = component.endpoint.metrics
             if metrics is None:
                 continue  # the engine exports no metrics
             endpoint: dict[str, Any] = {"port": metrics.port, "path": metrics.path, "interval": options.interval}
-            api_key = workload.model.security.api_key
+            api_key = component.endpoint.api_key
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
-            yield Artifact(f"podmonitor-{workload.key}.yaml", ({
+            yield Artifact(f"podmonitor-{component.key}.yaml", ({
                 "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
-                "metadata": kube.metadata(build.spec, workload.name, {**workload.labels, **options.monitor_labels}),
+                "metadata": kube.metadata(plan.stack, component.name, {**component.labels, **options.monitor_labels}),
                 "spec": {
-                    "selector": {"matchLabels": dict(workload.selector)},
+                    "selector": {"matchLabels": dict(component.selector)},
                     # copied onto every series, so dashboards select a model without guessing pod names
-                    "podTargetLabels": sorted(workload.selector),
+                    "podTargetLabels": sorted(component.selector),
                     "podMetricsEndpoints": [endpoint],
                 },
             },))
         if options.dashboard:
-            name = f"{build.spec.stack.name}-dashboard"
-            labels = {**build.spec.stack.labels, "app.kubernetes.io/instance": build.spec.stack.name,
-                      "app.kubernetes.io/part-of": build.spec.stack.name,
+            name = f"{plan.stack.name}-dashboard"
+            labels = {**plan.stack.labels, "app.kubernetes.io/instance": plan.stack.name,
+                      "app.kubernetes.io/part-of": plan.stack.name,
                       "app.kubernetes.io/managed-by": "stackc", **options.dashboard_labels}
             yield Artifact("dashboard.yaml", ({
-                "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(build.spec, name, labels),
-                "data": {f"{build.spec.stack.name}.json": json.dumps(dashboard(build), indent=1, sort_keys=True)},
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(plan.stack, name, labels),
+                "data": {f"{plan.stack.name}.json": json.dumps(dashboard(plan), indent=1, sort_keys=True)},
             },))
 
 
-def dashboard(build: Build) -> dict[str, Any]:
+def dashboard(plan: Plan) -> dict[str, Any]:
     """A Grafana dashboard: one row per model, a panel per signal its engine exports."""
     panels: list[dict[str, Any]] = []
-    for row, workload in enumerate(build.workloads):
-        panels.append({"type": "row", "title": f"{workload.key} ({workload.engine})", "id": len(panels) + 1,
+    for row, component in enumerate(plan.components):
+        panels.append({"type": "row", "title": f"{component.key} ({component.engine})", "id": len(panels) + 1,
                        "gridPos": {"x": 0, "y": row * 9, "w": 24, "h": 1}})
-        for column, (signal, title, expr) in enumerate(p for p in _PANELS if _metric(workload, p[0])):
+        for column, (signal, title, expr) in enumerate(p for p in _PANELS if _metric(component, p[0])):
             panels.append({
                 "type": "timeseries", "title": title, "id": len(panels) + 1, "datasource": {"uid": "${datasource}"},
                 "gridPos": {"x": column * 5, "y": row * 9 + 1, "w": 5, "h": 8},
                 "targets": [{"refId": "A", "expr": expr.format(
-                    metric=_metric(workload, signal), queries=_metric(workload, "prefix_cache_queries") or "",
-                    selector=_series_selector(build, workload))}],
+                    metric=_metric(component, signal), queries=_metric(component, "prefix_cache_queries") or "",
+                    selector=_series_selector(plan, component))}],
             })
     return {
-        "title": f"stackc: {build.spec.stack.name}", "uid": f"stackc-{build.spec.stack.name}"[:40],
+        "title": f"stackc: {plan.stack.name}", "uid": f"stackc-{plan.stack.name}"[:40],
         "schemaVersion": 39, "tags": ["stackc", "llm"], "time": {"from": "now-6h", "to": "now"},
         "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
         "panels": panels,
     }
 
 
-def _series_selector(build: Build, workload: Workload) -> str:
+def _series_selector(plan: Plan, component: Component) -> str:
     """PromQL matchers for one model's series (labels from ``podTargetLabels``, sanitised)."""
-    matchers = [f'namespace="{build.spec.stack.namespace}"']
-    matchers += [f'{key.replace(".", "_").replace("/", "_")}="{value}"' for key, value in sorted(workload.selector.items())]
+    matchers = [f'namespace="{plan.stack.namespace}"']
+    matchers += [f'{key.replace(".", "_").replace("/", "_")}="{value}"' for key, value in sorted(component.selector.items())]
     return ", ".join(matchers)
 
 
-def _metric(workload: Workload, signal: str) -> str | None:
-    metrics = workload.result.metrics
+def _metric(component: Component, signal: str) -> str | None:
+    metrics = component.endpoint.metrics
     if metrics is None:
         return None
     if signal == "prefix_cache_hits" and not metrics.names.prefix_cache_queries:

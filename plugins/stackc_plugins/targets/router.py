@@ -15,9 +15,9 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.model import SecretRef
-from stackc.registry import Artifact, Build, Registry
+from stackc.plan import Component, Plan
+from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
-from stackc.workload import Workload
 
 IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080
@@ -70,78 +70,77 @@ class RouterTarget:
     #: clients may use any alias: the router rewrites it to the engine's served name
     serves_aliases = True
 
-    def emit(self, build: Build, options: RouterOptions) -> Iterator[Artifact]:
-        spec = build.spec
-        name = f"{spec.stack.name}-router"
-        selector = {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": spec.stack.name}
-        labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "router",
-                  "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
-        config = router_config(build, options)
+    def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
+        stack = plan.stack
+        name = f"{stack.name}-router"
+        selector = {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": stack.name}
+        labels = {**stack.labels, **selector, "app.kubernetes.io/component": "router",
+                  "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+        config = router_config(plan, options)
         config_text = to_yaml(config)
         yield Artifact("configmap.yaml", ({
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(spec, name, labels),
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, name, labels),
             "data": {"router.yaml": config_text},
         },))
         yield Artifact("serviceaccount.yaml", ({
-            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": kube.metadata(spec, name, labels),
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": kube.metadata(stack, name, labels),
         },))
         yield Artifact("role.yaml", ({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(spec, name, labels),
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(stack, name, labels),
             "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}],
         },))
         yield Artifact("rolebinding.yaml", ({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(spec, name, labels),
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(stack, name, labels),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.stack.namespace}],
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": stack.namespace}],
         },))
-        yield Artifact("deployment.yaml", (deployment(build, options, name, labels, selector, config_text),))
+        yield Artifact("deployment.yaml", (deployment(plan, options, name, labels, selector, config_text),))
         yield Artifact("service.yaml", ({
-            "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(spec, name, labels),
+            "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, name, labels),
             "spec": {"selector": dict(selector),
                      "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
         },))
         if options.replicas > 1:
             yield Artifact("poddisruptionbudget.yaml", ({
-                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(spec, name, labels),
+                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(stack, name, labels),
                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
             },))
         if options.ingress is not None:
-            yield Artifact("ingress.yaml", (ingress(build, options.ingress, name, labels),))
+            yield Artifact("ingress.yaml", (ingress(plan, options.ingress, name, labels),))
         if options.http_route is not None:
-            yield Artifact("httproute.yaml", (http_route(build, options.http_route, name, labels),))
+            yield Artifact("httproute.yaml", (http_route(plan, options.http_route, name, labels),))
         if options.network_policy:
-            for workload in build.workloads:
-                yield Artifact(f"networkpolicy-{workload.key}.yaml", (network_policy(build, options, workload, selector),))
+            for component in plan.components:
+                yield Artifact(f"networkpolicy-{component.key}.yaml", (network_policy(plan, options, component, selector),))
 
 
-def router_config(build: Build, options: RouterOptions) -> dict[str, Any]:
+def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
     """The ``stackc-router`` config file: one entry per model, discovered through its Service."""
     models = {}
-    for workload in build.workloads:
-        result = workload.result
-        primary, *other_names = result.served_names
-        aliases = sorted(set(other_names) | set(workload.model.aliases) - {primary})
+    for component in plan.components:
+        endpoint = component.endpoint
+        primary, *other_names = endpoint.served_names
+        aliases = sorted(set(other_names) | set(endpoint.aliases) - {primary})
         entry: dict[str, Any] = {
             "served_name": primary,
             "aliases": aliases,
-            "strategy": workload.model.routing.strategy,
-            "discovery": {"kubernetes": {"namespace": build.spec.stack.namespace, "service": workload.name,
-                                         "port": result.port.number}},
+            "strategy": component.routing.strategy,
+            "discovery": {"kubernetes": {"namespace": plan.stack.namespace, "service": endpoint.service,
+                                         "port": endpoint.service_port}},
         }
-        if workload.model.routing.strategy == "session":
-            entry["session"] = {"header": workload.model.routing.session_header}
-        engine_key = workload.model.security.api_key
+        if component.routing.strategy == "session":
+            entry["session"] = {"header": component.routing.session_header}
+        engine_key = endpoint.api_key
         if engine_key is not None:  # the engine demands its key: the router presents it
-            entry["upstream_auth"] = {"api_key_file": f"{UPSTREAM_KEYS_PATH}/{workload.key}/{engine_key.key}"}
-        probe = result.container.readiness_probe
-        if probe is not None and probe.path:
-            entry["health"] = {"path": probe.path}
-        if result.metrics is not None:
-            names = attrs.asdict(result.metrics.names)
-            entry["metrics"] = {"path": result.metrics.path,
+            entry["upstream_auth"] = {"api_key_file": f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}"}
+        if endpoint.health_path:
+            entry["health"] = {"path": endpoint.health_path}
+        if endpoint.metrics is not None:
+            names = attrs.asdict(endpoint.metrics.names)
+            entry["metrics"] = {"path": endpoint.metrics.path,
                                 **{key: names[field] for key, field in (("running", "running"), ("waiting", "waiting"),
                                                                          ("kv_usage", "kv_cache_usage")) if names[field]}}
-        models[workload.key] = entry
+        models[component.key] = entry
     config: dict[str, Any] = {
         "version": 1,
         "listen": {"host": "0.0.0.0", "port": PORT},
@@ -153,17 +152,17 @@ def router_config(build: Build, options: RouterOptions) -> dict[str, Any]:
     return config
 
 
-def deployment(build: Build, options: RouterOptions, name: str, labels: dict, selector: dict, config_text: str) -> dict:
+def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, selector: dict, config_text: str) -> dict:
     mounts = [{"name": "config", "mountPath": CONFIG_PATH, "readOnly": True}]
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
     if options.api_keys is not None:
         mounts.append({"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True})
         volumes.append({"name": "api-keys", "secret": {"secretName": options.api_keys.name}})
-    for workload in build.workloads:
-        engine_key = workload.model.security.api_key
+    for component in plan.components:
+        engine_key = component.endpoint.api_key
         if engine_key is not None:
-            volume = f"upstream-{workload.key}"
-            mounts.append({"name": volume, "mountPath": f"{UPSTREAM_KEYS_PATH}/{workload.key}", "readOnly": True})
+            volume = f"upstream-{component.key}"
+            mounts.append({"name": volume, "mountPath": f"{UPSTREAM_KEYS_PATH}/{component.key}", "readOnly": True})
             volumes.append({"name": volume, "secret": {"secretName": engine_key.name,
                                                        "items": [{"key": engine_key.key, "path": engine_key.key}]}})
     container = {
@@ -180,7 +179,7 @@ def deployment(build: Build, options: RouterOptions, name: str, labels: dict, se
     }
     digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(build.spec, name, labels),
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
             "replicas": options.replicas,
             "selector": {"matchLabels": dict(selector)},
@@ -203,7 +202,7 @@ def deployment(build: Build, options: RouterOptions, name: str, labels: dict, se
     }
 
 
-def ingress(build: Build, options: Ingress, name: str, labels: dict) -> dict:
+def ingress(plan: Plan, options: Ingress, name: str, labels: dict) -> dict:
     spec: dict[str, Any] = {"rules": [{"host": options.host, "http": {"paths": [{
         "path": "/", "pathType": "Prefix",
         "backend": {"service": {"name": name, "port": {"name": "http"}}}}]}}]}
@@ -211,11 +210,11 @@ def ingress(build: Build, options: Ingress, name: str, labels: dict) -> dict:
         spec["ingressClassName"] = options.class_name
     if options.tls_secret:
         spec["tls"] = [{"hosts": [options.host], "secretName": options.tls_secret}]
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": kube.metadata(build.spec, name, labels),
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": kube.metadata(plan.stack, name, labels),
             "spec": spec}
 
 
-def http_route(build: Build, options: HttpRoute, name: str, labels: dict) -> dict:
+def http_route(plan: Plan, options: HttpRoute, name: str, labels: dict) -> dict:
     parent: dict[str, Any] = {"name": options.gateway}
     if options.gateway_namespace:
         parent["namespace"] = options.gateway_namespace
@@ -225,24 +224,24 @@ def http_route(build: Build, options: HttpRoute, name: str, labels: dict) -> dic
     if options.hostnames:
         spec["hostnames"] = list(options.hostnames)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": kube.metadata(build.spec, name, labels), "spec": spec}
+            "metadata": kube.metadata(plan.stack, name, labels), "spec": spec}
 
 
-def network_policy(build: Build, options: RouterOptions, workload: Workload, router_selector: dict) -> dict:
+def network_policy(plan: Plan, options: RouterOptions, component: Component, router_selector: dict) -> dict:
     """Engine pods accept their serving port from the router (and listed peers), metrics from scrapers."""
-    port = {"port": workload.result.port.name, "protocol": "TCP"}
+    port = {"port": component.endpoint.port.name, "protocol": "TCP"}
     rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": dict(router_selector)}},
                                              *[dict(peer) for peer in options.allow_from]],
                                     "ports": [port]}]
-    metrics = workload.result.metrics
+    metrics = component.endpoint.metrics
     if metrics is not None:
         rules.append({"from": [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": options.metrics_namespace}}}],
             "ports": [{"port": metrics.port, "protocol": "TCP"}]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": kube.metadata(build.spec, workload.name, workload.labels),
-        "spec": {"podSelector": {"matchLabels": dict(workload.selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+        "metadata": kube.metadata(plan.stack, component.name, component.labels),
+        "spec": {"podSelector": {"matchLabels": dict(component.selector)}, "policyTypes": ["Ingress"], "ingress": rules},
     }
 
 

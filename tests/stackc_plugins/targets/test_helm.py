@@ -100,6 +100,6 @@ def test_custom_resources_are_guarded_by_their_api() -> None:
                                'accelerators = { count = 1 }\n')
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
                "metadata": {"name": "x", "namespace": "g", "labels": {"a": "b"}}, "spec": {}}
-    text = template("g", compilation.workloads[0], monitor)
+    text = template("g", compilation.plan.components[0], monitor)
     assert text.startswith('{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor" }}')
     assert text.rstrip().endswith("{{- end }}")

@@ -15,11 +15,10 @@ from typing import Any
 
 import attrs
 
-from stackc import hookimpl
-from stackc.registry import Artifact, Build, Registry
+from stackc import hookimpl, kube
+from stackc.plan import Component, Plan
+from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
-from stackc.workload import Workload
-from stackc_plugins.targets.manifests import workload_objects
 
 CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
@@ -40,24 +39,25 @@ class HelmTarget:
     name = "helm"
     description = "A Helm chart rendering the same objects as the manifests target, tunable through values"
     options_type = HelmOptions
+    serves_models = True
 
-    def emit(self, build: Build, options: HelmOptions) -> Iterator[Artifact]:
-        chart = options.chart or build.spec.stack.name
+    def emit(self, plan: Plan, options: HelmOptions) -> Iterator[Artifact]:
+        chart = options.chart or plan.stack.name
         root = chart
         yield Artifact(f"{root}/Chart.yaml", data={
             "apiVersion": "v2", "name": chart, "version": options.version, "appVersion": options.app_version,
             "type": "application",
-            "description": options.description or f"LLM inference stack '{build.spec.stack.name}', compiled by stackc",
+            "description": options.description or f"LLM inference stack '{plan.stack.name}', compiled by stackc",
         })
         values: dict[str, Any] = {"global": {"imagePullSecrets": [], "labels": {}}, "models": {}}
-        for workload in build.workloads:
-            values["models"][workload.key] = model_values(workload)
-            for kind, obj in workload_objects(build, workload):
-                yield Artifact(f"{root}/templates/{workload.key}-{kind}.yaml", text=template(chart, workload, obj))
+        for component in plan.components:
+            values["models"][component.key] = model_values(component)
+            for kind, obj in kube.component_objects(plan.stack, component):
+                yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
         yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
-        yield Artifact(f"{root}/templates/NOTES.txt", text=notes(build))
+        yield Artifact(f"{root}/templates/NOTES.txt", text=notes(plan))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
 
 
@@ -80,37 +80,31 @@ def _split_image(image: str) -> tuple[str, str]:
     return repository, tag
 
 
-def model_values(workload: Workload) -> dict[str, Any]:
-    model = workload.model
-    container = workload.result.container
-    repository, tag = _split_image(container.image)
-    resources = {}
-    from stackc import kube
-
-    resources = kube.resources(model, container.resources)
+def model_values(component: Component) -> dict[str, Any]:
+    pod = component.pod
+    serving = pod.containers[0]
+    repository, tag = _split_image(serving.image)
     image: dict[str, Any] = {"repository": repository, "tag": tag}
-    pull_policy = model.image_pull_policy or container.image_pull_policy
-    if pull_policy:
-        image["pullPolicy"] = pull_policy
-    pod = kube.pod_spec(workload)
+    if serving.image_pull_policy:
+        image["pullPolicy"] = serving.image_pull_policy
     return {
-        "replicas": model.replicas,
+        "replicas": component.scale.replicas,
         "image": image,
-        "resources": resources,
-        "nodeSelector": pod.get("nodeSelector", {}),
-        "tolerations": pod.get("tolerations", []),
-        "affinity": pod.get("affinity", {}),
+        "resources": {kind: dict(table) for kind, table in serving.resources.items()},
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": [dict(t) for t in pod.tolerations],
+        "affinity": dict(pod.affinity or {}),
         "extraArgs": [],
         "extraEnv": [],
-        "podAnnotations": dict(model.annotations),
-        "imagePullSecrets": list(model.security.image_pull_secrets),
+        "podAnnotations": dict(pod.annotations),
+        "imagePullSecrets": list(pod.image_pull_secrets),
     }
 
 
-def template(chart: str, workload: Workload, obj: Mapping[str, Any]) -> str:
+def template(chart: str, component: Component, obj: Mapping[str, Any]) -> str:
     """The object as a template: lifted fields become ``.Values`` expressions."""
     obj = copy.deepcopy(dict(obj))
-    model = f'{{{{- $model := index .Values.models "{workload.key}" }}}}'
+    model = f'{{{{- $model := index .Values.models "{component.key}" }}}}'
     blocks: list[tuple[str, str]] = []
 
     def sentinel(kind: str, body: str) -> str:
@@ -126,14 +120,15 @@ def template(chart: str, workload: Workload, obj: Mapping[str, Any]) -> str:
         template_meta = spec["template"]["metadata"]
         _labels(template_meta, chart, sentinel)
         annotations = template_meta.pop("annotations", {})
-        annotations = {k: v for k, v in annotations.items() if k not in workload.model.annotations}
+        annotations = {k: v for k, v in annotations.items() if k not in component.pod.annotations}
         if annotations:
             annotations[sentinel("MERGE", "$model.podAnnotations")] = ""
             template_meta["annotations"] = annotations
         else:
             template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
         pod = spec["template"]["spec"]
-        engine = pod["containers"][0]
+        serving_name = component.pod.containers[0].name
+        engine = next(c for c in pod["containers"] if c["name"] == serving_name)
         engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
         engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
         engine["resources"] = sentinel("BLOCK", "$model.resources")
@@ -193,18 +188,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 """
 
 
-def notes(build: Build) -> str:
-    lines = [f"stackc stack '{build.spec.stack.name}' is deploying in namespace {{{{ .Release.Namespace }}}}.", "",
+def notes(plan: Plan) -> str:
+    lines = [f"stackc stack '{plan.stack.name}' is deploying in namespace {{{{ .Release.Namespace }}}}.", "",
              "Models (OpenAI-compatible API on each Service):"]
-    for workload in build.workloads:
-        names = ", ".join(workload.result.served_names)
-        lines.append(f"  {workload.key}: service {workload.name}:{workload.result.port.number}  (model names: {names})")
-    if build.workloads:
-        first = build.workloads[0]
+    for component in plan.components:
+        names = ", ".join(component.endpoint.served_names)
+        lines.append(f"  {component.key}: service {component.name}:{component.endpoint.port.number}  (model names: {names})")
+    if plan.components:
+        first = plan.components[0]
         lines += ["", "Try one:",
-                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} 8000:{first.result.port.number}",
+                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} 8000:{first.endpoint.port.number}",
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
-                  f"    -d '{{\"model\": {json.dumps(first.result.served_names[0])}, "
+                  f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,156 @@
+"""The deployment plan: what the lowering stage decided, and the only thing targets read.
+
+After validation, ``stackc.lower`` turns the spec into a Plan once: every component with its
+fully merged pod (the engine's container with the spec's env, mounts, probes, resources and
+security applied), its topology, scale, endpoint and where its weights come from. Targets and
+``stackc up`` translate the plan; none of them reads the spec's models or re-derives a pod.
+Plain frozen data, Kubernetes-shaped but target-neutral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from stackc.model import SecretRef
+from stackc.workload import ClaimRequest, ConfigMapData, Container, Metrics, Port, Volume, Weights
+
+
+
+@attrs.frozen
+class Pod:
+    """A pod template, merged: the serving container is first in ``containers``."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    containers: tuple[Container, ...]
+    volumes: tuple[Volume, ...]
+    init_containers: tuple[Container, ...] = ()
+    #: Kubernetes init containers from the spec, as written
+    raw_init_containers: tuple[Mapping[str, Any], ...] = ()
+    service_account: str | None = None
+    security_context: Mapping[str, Any] = attrs.field(factory=dict)
+    image_pull_secrets: tuple[str, ...] = ()
+    node_selector: Mapping[str, str] = attrs.field(factory=dict)
+    affinity: Mapping[str, Any] | None = None
+    #: Kubernetes tolerations and topology spread constraints, ready to emit
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    topology_spread: tuple[Mapping[str, Any], ...] = ()
+    priority_class: str | None = None
+    runtime_class: str | None = None
+    scheduler_name: str | None = None
+    termination_grace_seconds: int | None = None
+
+
+@attrs.frozen
+class Topology:
+    """How many pods make one replica: one today; a leader/worker group lands here."""
+
+    kind: Literal["single"] = "single"
+    size: int = 1
+
+
+@attrs.frozen
+class Autoscaling:
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    metric: str | None = None
+    target: int | None = None
+
+
+@attrs.frozen
+class Scale:
+    """Replicas, or bounds and a signal for whatever autoscaler owns the count."""
+
+    replicas: int
+    autoscaling: Autoscaling = attrs.field(factory=Autoscaling)
+
+
+@attrs.frozen
+class Endpoint:
+    """How clients and routers reach a component."""
+
+    port: Port
+    #: names the engine itself answers to, primary first
+    served_names: tuple[str, ...]
+    #: more names clients may send; routers and gateways rewrite those the engine doesn't serve
+    aliases: tuple[str, ...] = ()
+    health_path: str | None = None
+    metrics: Metrics | None = None
+    #: the engine demands this key from callers (and on its metrics when ``metrics.needs_api_key``)
+    api_key: SecretRef | None = None
+    #: the Service in front of the pods, and its port
+    service: str = ""
+    service_port: int = 0
+
+
+@attrs.frozen
+class Routing:
+    strategy: str = "prefix"
+    session_header: str = "x-session-id"
+
+
+@attrs.frozen
+class Rollout:
+    strategy: str = "RollingUpdate"
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+
+
+@attrs.frozen
+class ServiceAccount:
+    """A ServiceAccount stackc creates."""
+
+    name: str
+    annotations: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Accelerators:
+    count: int = 0
+    resource: str = ""
+
+
+@attrs.frozen
+class Component:
+    """One deployable unit: today a model server (one model key)."""
+
+    key: str
+    name: str
+    engine: str
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    pod: Pod
+    endpoint: Endpoint
+    weights: Weights
+    scale: Scale
+    topology: Topology = attrs.field(factory=Topology)
+    accelerators: Accelerators = attrs.field(factory=Accelerators)
+    routing: Routing = attrs.field(factory=Routing)
+    rollout: Rollout = attrs.field(factory=Rollout)
+    #: maxUnavailable of its PodDisruptionBudget, or None for no budget
+    disruption_budget: int | str | None = None
+    service_account: ServiceAccount | None = None
+    claims: tuple[ClaimRequest, ...] = ()
+    config_maps: tuple[ConfigMapData, ...] = ()
+    role: str = "model-server"
+
+
+@attrs.frozen
+class Stack:
+    name: str
+    namespace: str
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    annotations: Mapping[str, str] = attrs.field(factory=dict)
+    #: the targets being built, so one target can make room for another (a NetworkPolicy admitting the router)
+    targets: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Plan:
+    """Everything targets get: the stack and its components, sorted by key."""
+
+    stack: Stack
+    components: tuple[Component, ...]
