@@ -12,6 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic, did_you_mean
 from stackc.plan import Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
@@ -19,6 +20,9 @@ from stackc.render import to_yaml
 EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
 POOL_GROUP = "inference.networking.k8s.io"
 CONFIG_FILE = "default-plugins.yaml"
+#: Gateway API limits: 64 matches in one rule, 128 in one route
+MATCHES_PER_RULE = 64
+MATCHES_PER_ROUTE = 128
 
 
 @attrs.frozen
@@ -68,6 +72,18 @@ class GatewayTarget:
     #: routes match every alias to the model's pool; an InferenceModelRewrite renames it for the engine
     serves_aliases = True
 
+    def check(self, plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
+        keys = [component.key for component in plan.components]
+        for name in sorted(options.priorities):
+            if name not in keys:
+                yield Diagnostic("E060", f"unknown model '{name}' in priorities", ("targets", "gateway", "priorities", name),
+                                 did_you_mean(name, keys) or "keys are model names from [models]")
+        for component in plan.components:
+            count = len(model_names(component))
+            if count > MATCHES_PER_ROUTE:
+                yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
+                                 ("models", component.key, "aliases"), "drop aliases, or use the router target")
+
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         gateway = options.gateway_name or f"{plan.stack.name}-gateway"
         if options.create_gateway:
@@ -75,6 +91,11 @@ class GatewayTarget:
         for component in plan.components:
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+
+
+def model_names(component: Component) -> tuple[str, ...]:
+    """Every name a client may send for a model: what its engine serves, then the aliases."""
+    return tuple(dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)))
 
 
 def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
@@ -150,7 +171,10 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
              "appProtocol": "kubernetes.io/h2c"},
             {"name": "http-metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]},
     }
-    names = dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases))
+    names = list(model_names(component))
+    # the gateway (body-based routing) sets this header from the request's model
+    matches = [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
+                "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names]
     yield "httproute", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": kube.metadata(stack, pool, component.labels),
@@ -158,12 +182,10 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
             "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
                                                 if options.gateway_namespace else {})}],
             "rules": [{
-                # the gateway (body-based routing) sets this header from the request's model
-                "matches": [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
-                             "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names][:8],
+                "matches": matches[start:start + MATCHES_PER_RULE],
                 "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool}],
                 "timeouts": {"request": options.request_timeout},
-            }],
+            } for start in range(0, len(matches), MATCHES_PER_RULE)],
         },
     }
     unserved = [name for name in component.endpoint.aliases if name not in component.endpoint.served_names]
