@@ -60,7 +60,7 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     return plan.Plan(stack, components)
 
 
-def weights(source: ModelSource, platform_weights: str | None) -> Weights:
+def weights(source: ModelSource, platform_weights: str | None, revision: str | None = None) -> Weights:
     """Who fetches the weights and where the engine finds them.
 
     ``platform_weights`` is None for engines that load one file rather than a folder (the
@@ -69,12 +69,13 @@ def weights(source: ModelSource, platform_weights: str | None) -> Weights:
     """
     hf_file = source.scheme == "hf" and source.location.count("/") >= 2
     if platform_weights and source.scheme in PLATFORM_SCHEMES and not hf_file:
-        return Weights(source, platform_weights, platform_uri=_platform_uri(source))
+        uri = _platform_uri(source)
+        return Weights(source, platform_weights, platform_uri=f"{uri}:{revision}" if revision and source.scheme == "hf" else uri)
     if source.scheme == "pvc":
         return Weights(source, WEIGHTS_PATH + source.location.rstrip("/"), Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
     if source.scheme == "oci":
         return Weights(source, WEIGHTS_PATH, Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
-    return Weights(source, source.location)
+    return Weights(source, source.location, revision=revision)
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -116,7 +117,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     assert source is not None  # validation rejected unparsable sources
     registered = registry.engines[model.engine]
     loads_folders = getattr(registered.obj, "platform_weights", True)
-    model_weights = weights(source, platform_weights if loads_folders else None)
+    model_weights = weights(source, platform_weights if loads_folders else None, model.revision)
     if model_weights.mount is not None:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)

@@ -213,8 +213,28 @@ def emit(spec: Spec, plans: Mapping[str | None, Plan], registry: Registry, targe
     return files
 
 
+def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence[str]) -> Plan:
+    """Routers and gateways reach each model through the Service of the target that deploys it.
+
+    A target with ``serves_models`` creates the Service the plan names by default; otherwise a
+    target with ``model_service(component)`` (KServe's predictor Service) names it.
+    """
+    targets = [registry.target(name) for name in selected]
+    if any(getattr(target, "serves_models", False) for target in targets):
+        return plan
+    provider = next((target for target in targets if hasattr(target, "model_service")), None)
+    if provider is None:
+        return plan
+    components = []
+    for component in plan.components:
+        service, port = provider.model_service(component)
+        components.append(attrs.evolve(component, endpoint=attrs.evolve(component.endpoint, service=service,
+                                                                         service_port=port)))
+    return attrs.evolve(plan, components=tuple(components))
+
+
 def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterable[str]) -> list[Diagnostic]:
-    """What the targets' own ``check`` says about their options, located under ``targets.NAME``."""
+    """What the targets' own ``check`` says (spec paths, so each is located where the spec says it)."""
     problems = []
     for name in sorted(set(targets)):
         registered = registry.targets[name]
@@ -223,7 +243,7 @@ def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterabl
             continue
         found = _plugin_call(registered.provider, f"target '{name}' check()",
                              lambda: list(check(plan, target_options(spec, registry, name))))
-        problems += [attrs.evolve(d, path=("targets", name, *d.path)) for d in found]
+        problems += found
     return problems
 
 
@@ -249,7 +269,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     weights_paths = {getattr(registry.target(name), "weights_path", None) for name in selected} | {None}
-    plans = {path: lower(spec, registry, selected, path) for path in sorted(weights_paths, key=str)}
+    plans = {path: _reached_through_services(lower(spec, registry, selected, path), registry, selected)
+             for path in sorted(weights_paths, key=str)}
     problems = served_name_conflicts(plans[None]) + target_problems(spec, plans[None], registry, selected)
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):

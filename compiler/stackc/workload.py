@@ -152,6 +152,8 @@ class Weights:
     mount: Mount | None = None
     #: what the target's platform downloads to ``location`` before the engine starts (KServe's storageUri)
     platform_uri: str | None = None
+    #: the revision the engine fetches itself (None when a volume or the platform provides the weights)
+    revision: str | None = None
 
 
 @attrs.frozen

@@ -58,7 +58,7 @@ class SglangEngine:
         args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
                 "--served-model-name", primary, "--enable-metrics"]
         args += flags([
-            ("--revision", model.revision),
+            ("--revision", request.weights.revision),
             ("--tp-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
             ("--pp-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
             ("--context-length", serving.max_context),

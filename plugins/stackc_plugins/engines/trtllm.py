@@ -71,6 +71,8 @@ class TrtllmEngine:
         Capability.CHAT_TEMPLATE, Capability.ACCELERATORS,
     })
     options_type = TrtllmOptions
+    #: trtllm-serve answers to the model argument it loaded: a platform's /mnt/models would become the name
+    platform_weights = False
 
     def check(self, key: str, model: Model, options: TrtllmOptions) -> Iterator[Diagnostic]:
         if options.mode == "triton" and options.checkpoint_dir is None:
@@ -93,7 +95,7 @@ def _serve(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     location = model_location(request, mounts)
     args = [location, "--host", "0.0.0.0", "--port", str(PORT)]
     args += flags([
-        ("--revision", model.revision),
+        ("--revision", request.weights.revision),
         ("--tp_size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
         ("--pp_size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
         ("--max_seq_len", serving.max_context),

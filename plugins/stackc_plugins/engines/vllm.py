@@ -101,7 +101,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
             "--served-model-name", *served_names(request)]
     streamed = request.weights.location.startswith(("s3://", "gs://"))  # the engine streams them itself
     args += flags([
-        ("--revision", model.revision),
+        ("--revision", request.weights.revision),
         ("--tensor-parallel-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
         ("--pipeline-parallel-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
         ("--max-model-len", serving.max_context),

@@ -1,8 +1,12 @@
 """KServe: a ServingRuntime per engine in use and an InferenceService per model.
 
-The runtime holds what models of one engine share (image, command, ports, probes); each
-InferenceService names its runtime explicitly and carries the model's own arguments, env,
-resources and storage. KServe owns the autoscaler of its workloads: none is emitted here.
+The plan for this target is lowered with KServe's storage initializer in mind: a model it can
+download (Hugging Face repositories, S3, GCS, PVCs, OCI images) becomes the InferenceService's
+``storageUri`` and the engine loads from ``/mnt/models``; anything else the engine fetches
+itself, exactly once. Each InferenceService states its model's whole container (image, command,
+args, env, ports, probes, resources, mounts), so two models of one engine get what each asked;
+the runtime names the engine and carries the first model's container as the default. KServe
+owns the autoscaler of its workloads: none is emitted here.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import Component, Plan
 from stackc.registry import Artifact, Registry
 
 MODEL_DIR = "/mnt/models"
-STORAGE_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
 
 
 @attrs.frozen
@@ -34,6 +38,23 @@ class KserveTarget:
     name = "kserve"
     description = "KServe ServingRuntimes (one per engine) and InferenceServices (one per model)"
     options_type = KserveOptions
+    #: KServe's storage initializer downloads weights here before the engine starts
+    weights_path = MODEL_DIR
+
+    def model_service(self, component: Component) -> tuple[str, int]:
+        """The Service KServe (Standard mode) puts in front of a model's pods, and the pods' port."""
+        return f"{component.name}-predictor", component.endpoint.port.number
+
+    def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
+        if options.deployment_mode == "Knative" and "router" in plan.stack.targets:
+            yield Diagnostic("W071", "the router finds replicas through the predictor's EndpointSlices, which Knative "
+                             "mode points at its activator", ("targets", "kserve", "deployment_mode"),
+                             "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
+        for component in plan.components:
+            if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
+                yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
+                                 "not applied", ("models", component.key, "rollout"),
+                                 "use deployment_mode = \"Standard\" to keep them", Severity.WARNING)
 
     def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
         runtimes: dict[str, Component] = {}
@@ -41,8 +62,10 @@ class KserveTarget:
             runtimes.setdefault(component.engine, component)
             for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
-            yield Artifact(f"{component.key}/inferenceservice.yaml",
-                           (inference_service(plan, component, options),))
+            yield Artifact(f"{component.key}/inferenceservice.yaml", (inference_service(plan, component, options),))
+            if component.disruption_budget is not None:
+                yield Artifact(f"{component.key}/poddisruptionbudget.yaml",
+                               (kube.pod_disruption_budget(plan.stack, component),))
         for engine, first in sorted(runtimes.items()):
             yield Artifact(f"runtimes/{engine}.yaml", (serving_runtime(plan, engine, first, options),))
 
@@ -53,19 +76,14 @@ def runtime_name(plan: Plan, engine: str) -> str:
 
 def serving_runtime(plan: Plan, engine: str, component: Component, options: KserveOptions) -> dict:
     container = kube.container(component.pod.containers[0])
-    shared = {key: container[key] for key in ("image", "command", "ports", "startupProbe", "readinessProbe",
-                                               "livenessProbe", "securityContext") if key in container}
+    defaults = {key: container[key] for key in ("image", "command", "ports") if key in container}
     labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": engine}
     metadata = kube.metadata(plan.stack, runtime_name(plan, engine), labels)
     spec: dict[str, Any] = {
         "supportedModelFormats": [{"name": engine, "autoSelect": False}],
-        "containers": [{"name": "kserve-container", **shared}],
+        "containers": [{"name": "kserve-container", **defaults}],
     }
-    metrics = component.endpoint.metrics
-    if metrics is not None:
-        port = next(p.number for p in component.pod.containers[0].ports if p.name == metrics.port)
-        spec["annotations"] = {"prometheus.kserve.io/port": str(port), "prometheus.kserve.io/path": metrics.path}
     if options.cluster_runtimes:
         metadata.pop("namespace")
         return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime", "metadata": metadata,
@@ -73,56 +91,51 @@ def serving_runtime(plan: Plan, engine: str, component: Component, options: Kser
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": metadata, "spec": spec}
 
 
-def storage_uri(component: Component) -> str | None:
-    source = component.weights.source
-    if source.scheme not in STORAGE_SCHEMES:
-        return None
-    if source.scheme == "pvc":
-        return f"pvc://{source.claim}{source.location}"
-    return source.location if source.scheme in ("s3", "gs") else f"{source.scheme}://{source.location}"
-
-
 def inference_service(plan: Plan, component: Component, options: KserveOptions) -> dict:
     container = kube.container(component.pod.containers[0])
-    uri = storage_uri(component)
-    # KServe's storage initializer puts the weights at /mnt/models: the engine loads them there
-    source_volumes = {"model-source"}
-    args = [MODEL_DIR if uri and arg == component.weights.source.location else arg for arg in container.get("args", [])]
-    mounts = [m for m in container.get("volumeMounts", []) if not (uri and m["name"] in source_volumes)]
-    pod = kube.pod_spec(component.pod)
-    volumes = [v for v in pod["volumes"] if not (uri and v["name"] in source_volumes)]
+    container.pop("name")
     model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine},
-                                  "runtime": runtime_name(plan, component.engine)}
-    if uri:
-        model_spec["storageUri"] = uri
-    for key, value in (("args", args), ("env", container.get("env")), ("resources", container.get("resources")),
-                       ("volumeMounts", mounts)):
-        if value:
-            model_spec[key] = value
+                                  "runtime": runtime_name(plan, component.engine), **container}
+    if component.weights.platform_uri:
+        model_spec["storageUri"] = component.weights.platform_uri
     scaling = component.scale.autoscaling
     replicas = component.scale.replicas
     predictor: dict[str, Any] = {
         "minReplicas": scaling.min_replicas if scaling.min_replicas is not None else replicas,
         "maxReplicas": scaling.max_replicas if scaling.max_replicas is not None else max(replicas, 1),
         "model": model_spec,
+        # the pods carry the model's labels, so the gateway's pools, budgets and policies select them
+        "labels": dict(component.pod.labels),
     }
     if scaling.metric:
         predictor["scaleMetric"] = scaling.metric
     if scaling.target:
         predictor["scaleTarget"] = scaling.target
-    for key in ("serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets",
-                "priorityClassName", "schedulerName", "securityContext", "initContainers"):
-        if key in pod:
-            predictor[key] = pod[key]
-    if volumes:
-        predictor["volumes"] = volumes
-    annotations = {"serving.kserve.io/deploymentMode": options.deployment_mode}
+    pod = kube.pod_spec(component.pod)
+    pod.pop("containers")
+    predictor.update(pod)
+    annotations = {**component.pod.annotations, **kube.config_hash(component)}
+    metrics = component.endpoint.metrics
+    if metrics is not None:
+        port = next(p.number for p in component.pod.containers[0].ports if p.name == metrics.port)
+        annotations.update({"prometheus.kserve.io/port": str(port), "prometheus.kserve.io/path": metrics.path})
+    if annotations:
+        predictor["annotations"] = annotations
+    rollout = component.rollout
+    if options.deployment_mode == "Standard" and rollout != type(rollout)():
+        strategy: dict[str, Any] = {"type": rollout.strategy}
+        rolling = {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
+                   if v is not None}
+        if rolling and rollout.strategy == "RollingUpdate":
+            strategy["rollingUpdate"] = rolling
+        predictor["deploymentStrategy"] = strategy
+    service_annotations = {"serving.kserve.io/deploymentMode": options.deployment_mode}
     accelerators = component.accelerators
     if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
-        annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
+        service_annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": kube.metadata(plan.stack, component.name, component.labels, annotations),
+        "metadata": kube.metadata(plan.stack, component.name, component.labels, service_annotations),
         "spec": {"predictor": predictor},
     }
 
