@@ -216,6 +216,39 @@ def pod_disruption_budget(stack: Stack, component: Component) -> dict:
     }
 
 
+def network_policy(stack: Stack, component: Component) -> dict:
+    """The component's pods accept their serving port from the stack's callers, metrics from scrapers.
+
+    With no caller of the serving port (no router or gateway, no ``allow_from``) it stays open:
+    clients then call the model's Service directly.
+    """
+    assert stack.network_policy is not None
+    callers = [c for c in stack.callers if c.component in (None, component.key)]
+    serving = [_peer(stack, c.pods, c.namespace) for c in callers if c.port == "serving"]
+    serving += [dict(peer) for peer in stack.network_policy.allow_from]
+    port = component.endpoint.port
+    rule: dict[str, Any] = {"ports": [{"port": port.name, "protocol": "TCP"}]}
+    rules = [{"from": serving, **rule} if serving else rule]
+    metrics = component.endpoint.metrics
+    if metrics is not None:
+        scrapers = [_peer(stack, c.pods, c.namespace) for c in callers if c.port == "metrics"]
+        scrapers.append({"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}})
+        rules.append({"from": scrapers, "ports": [{"port": metrics.port, "protocol": "TCP"}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": metadata(stack, component.name, component.labels),
+        "spec": {"podSelector": {"matchLabels": dict(component.selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
+
+
+def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods)}}
+    if namespace and namespace != stack.namespace:
+        peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return peer
+
+
 def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str, dict]]:
     """(file stem, object) for what a component's pods need besides their workload and Service."""
     if component.service_account is not None:
@@ -233,3 +266,5 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
     yield "service", service(stack, component, service_type)
     if component.disruption_budget is not None:
         yield "poddisruptionbudget", pod_disruption_budget(stack, component)
+    if stack.network_policy is not None:
+        yield "networkpolicy", network_policy(stack, component)

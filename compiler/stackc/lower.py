@@ -55,8 +55,11 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     """
     components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights)
                        for key in sorted(spec.models) if spec.models[key].enabled)
+    policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
-                       tuple(sorted(set(targets))))
+                       tuple(sorted(set(targets))),
+                       plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
+                       if policy.enabled else None)
     return plan.Plan(stack, components)
 
 

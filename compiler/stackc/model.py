@@ -239,12 +239,24 @@ class Model:
 
 
 @attrs.frozen
+class NetworkPolicy:
+    """A NetworkPolicy per model: its pods accept only the stack's own callers and metric scrapers."""
+
+    enabled: bool = field("Emit the policies (with the targets that deploy models).", default=True)
+    metrics_namespace: str = field("Namespace whose pods may scrape the models' metrics.", default="monitoring")
+    allow_from: tuple[Mapping[str, Any], ...] = field(
+        "More NetworkPolicy peers allowed to call the models (with a router or gateway in the stack, only these "
+        "and them; without either, the serving port stays open).", default=())
+
+
+@attrs.frozen
 class Stack:
     name: str = field("Stack name: prefixes object names and names the output folder.")
     namespace: str = field("Namespace every object goes to.", default="default")
     labels: Mapping[str, str] = field("Labels added to every object.", factory=dict)
     annotations: Mapping[str, str] = field("Annotations added to every object.", factory=dict)
     targets: tuple[str, ...] = field("Target plugins to build (`stackc plugins` lists them).", default=("manifests",))
+    network_policy: NetworkPolicy = field("Who may reach the model servers.", factory=NetworkPolicy)
 
 
 @attrs.frozen

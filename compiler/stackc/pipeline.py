@@ -233,6 +233,19 @@ def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence
     return attrs.evolve(plan, components=tuple(components))
 
 
+def _with_callers(plan: Plan, spec: Spec, registry: Registry, selected: Sequence[str]) -> Plan:
+    """Every selected target's pods that call the model servers, so their NetworkPolicies admit them."""
+    callers = []
+    for name in sorted(selected):
+        registered = registry.targets[name]
+        contribute = getattr(registered.obj, "callers", None)
+        if contribute is not None:
+            options = target_options(spec, registry, name)
+            callers += _plugin_call(registered.provider, f"target '{name}' callers()",
+                                    lambda: list(contribute(plan, options)))
+    return attrs.evolve(plan, stack=attrs.evolve(plan.stack, callers=tuple(callers)))
+
+
 def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterable[str]) -> list[Diagnostic]:
     """What the targets' own ``check`` says (spec paths, so each is located where the spec says it)."""
     problems = []
@@ -269,7 +282,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     weights_paths = {getattr(registry.target(name), "weights_path", None) for name in selected} | {None}
-    plans = {path: _reached_through_services(lower(spec, registry, selected, path), registry, selected)
+    plans = {path: _with_callers(_reached_through_services(lower(spec, registry, selected, path), registry, selected),
+                                 spec, registry, selected)
              for path in sorted(weights_paths, key=str)}
     problems = served_name_conflicts(plans[None]) + target_problems(spec, plans[None], registry, selected)
     located = locate(problems, checked.source_map)

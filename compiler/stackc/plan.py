@@ -139,13 +139,36 @@ class Component:
 
 
 @attrs.frozen
+class Caller:
+    """Pods that call model servers, which their NetworkPolicies admit (a target says who its pods are)."""
+
+    pods: Mapping[str, str]
+    #: their namespace, when not the stack's
+    namespace: str | None = None
+    #: what they reach: the serving port, or the metrics port
+    port: Literal["serving", "metrics"] = "serving"
+    #: one model's key, or None for every model
+    component: str | None = None
+
+
+@attrs.frozen
+class NetworkPolicy:
+    metrics_namespace: str
+    allow_from: tuple[Mapping[str, Any], ...] = ()
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
     labels: Mapping[str, str] = attrs.field(factory=dict)
     annotations: Mapping[str, str] = attrs.field(factory=dict)
-    #: the targets being built, so one target can make room for another (a NetworkPolicy admitting the router)
+    #: the targets being built, so one target can make room for another
     targets: tuple[str, ...] = ()
+    #: policies for the model servers' pods, or None when the spec turns them off
+    network_policy: NetworkPolicy | None = None
+    #: every target's pods that call the model servers
+    callers: tuple[Caller, ...] = ()
 
 
 @attrs.frozen

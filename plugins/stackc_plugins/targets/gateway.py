@@ -13,7 +13,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.plan import Component, Plan
+from stackc.plan import Caller, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
 
@@ -84,13 +84,28 @@ class GatewayTarget:
                 yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
                                  ("models", component.key, "aliases"), "drop aliases, or use the router target")
 
+    def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
+        # the gateway's proxies (GEP-1762 labels them with the Gateway's name) send requests; pickers scrape metrics
+        yield Caller({"gateway.networking.k8s.io/gateway-name": gateway_name(plan, options)},
+                     options.gateway_namespace or plan.stack.namespace)
+        for component in plan.components:
+            yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
+
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
-        gateway = options.gateway_name or f"{plan.stack.name}-gateway"
+        gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
         for component in plan.components:
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+
+
+def gateway_name(plan: Plan, options: GatewayOptions) -> str:
+    return options.gateway_name or f"{plan.stack.name}-gateway"
+
+
+def picker_selector(plan: Plan, component: Component) -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"{component.key}-epp", "app.kubernetes.io/instance": plan.stack.name}
 
 
 def model_names(component: Component) -> tuple[str, ...]:
@@ -133,7 +148,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     stack = plan.stack
     pool = component.name
     epp = f"{component.name}-epp"
-    selector = {"app.kubernetes.io/name": f"{component.key}-epp", "app.kubernetes.io/instance": stack.name}
+    selector = picker_selector(plan, component)
     labels = {**stack.labels, **selector, "app.kubernetes.io/component": "endpoint-picker",
               "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
     yield "inferencepool", {

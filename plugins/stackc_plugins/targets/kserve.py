@@ -66,6 +66,9 @@ class KserveTarget:
             if component.disruption_budget is not None:
                 yield Artifact(f"{component.key}/poddisruptionbudget.yaml",
                                (kube.pod_disruption_budget(plan.stack, component),))
+            if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
+                # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
+                yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
         for engine, first in sorted(runtimes.items()):
             yield Artifact(f"runtimes/{engine}.yaml", (serving_runtime(plan, engine, first, options),))
 

@@ -1,5 +1,5 @@
-"""The reference router (``stackc-router``) in front of every model, and a NetworkPolicy so
-engines take traffic only from it.
+"""The reference router (``stackc-router``) in front of every model; the models' NetworkPolicies
+admit it (it says so as a caller).
 
 The router's config is data built here from the Workloads (served names, aliases, discovery by
 the model's Service, the engine's metric names), rendered as YAML into a ConfigMap.
@@ -15,7 +15,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.model import SecretRef
-from stackc.plan import Component, Plan
+from stackc.plan import Caller, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
 
@@ -55,12 +55,6 @@ class RouterOptions:
     max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s."})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
-    network_policy: bool = attrs.field(
-        default=True, metadata={"doc": "Let engine pods accept traffic only from the router and metrics scrapers."})
-    metrics_namespace: str = attrs.field(
-        default="monitoring", metadata={"doc": "Namespace whose pods may scrape engine metrics."})
-    allow_from: tuple[Mapping[str, Any], ...] = attrs.field(
-        default=(), metadata={"doc": "More NetworkPolicy peers allowed to reach engines (e.g. a gateway's pods)."})
 
 
 class RouterTarget:
@@ -70,10 +64,13 @@ class RouterTarget:
     #: clients may use any alias: the router rewrites it to the engine's served name
     serves_aliases = True
 
+    def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
+        yield Caller(router_selector(plan))
+
     def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
         stack = plan.stack
         name = f"{stack.name}-router"
-        selector = {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": stack.name}
+        selector = router_selector(plan)
         labels = {**stack.labels, **selector, "app.kubernetes.io/component": "router",
                   "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
         config = router_config(plan, options)
@@ -109,9 +106,10 @@ class RouterTarget:
             yield Artifact("ingress.yaml", (ingress(plan, options.ingress, name, labels),))
         if options.http_route is not None:
             yield Artifact("httproute.yaml", (http_route(plan, options.http_route, name, labels),))
-        if options.network_policy:
-            for component in plan.components:
-                yield Artifact(f"networkpolicy-{component.key}.yaml", (network_policy(plan, options, component, selector),))
+
+
+def router_selector(plan: Plan) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": plan.stack.name}
 
 
 def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
@@ -225,24 +223,6 @@ def http_route(plan: Plan, options: HttpRoute, name: str, labels: dict) -> dict:
         spec["hostnames"] = list(options.hostnames)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": kube.metadata(plan.stack, name, labels), "spec": spec}
-
-
-def network_policy(plan: Plan, options: RouterOptions, component: Component, router_selector: dict) -> dict:
-    """Engine pods accept their serving port from the router (and listed peers), metrics from scrapers."""
-    port = {"port": component.endpoint.port.name, "protocol": "TCP"}
-    rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": dict(router_selector)}},
-                                             *[dict(peer) for peer in options.allow_from]],
-                                    "ports": [port]}]
-    metrics = component.endpoint.metrics
-    if metrics is not None:
-        rules.append({"from": [{"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": options.metrics_namespace}}}],
-            "ports": [{"port": metrics.port, "protocol": "TCP"}]})
-    return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": kube.metadata(plan.stack, component.name, component.labels),
-        "spec": {"podSelector": {"matchLabels": dict(component.selector)}, "policyTypes": ["Ingress"], "ingress": rules},
-    }
 
 
 @hookimpl

@@ -35,17 +35,19 @@ def test_every_object_validates_strictly_against_kubernetes_1_35() -> None:
     compilation = compile_text(SPEC, settings=["targets.manifests.create_namespace=true"])
     found = objects(compilation.files)
     assert {o["kind"] for o in found} == {
-        "Namespace", "ServiceAccount", "PersistentVolumeClaim", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
+        "Namespace", "ServiceAccount", "PersistentVolumeClaim", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+        "NetworkPolicy"}
     assert [p for o in found for p in validate_kubernetes(o)] == []
 
 
 def test_a_model_gets_its_objects_and_a_disabled_model_none() -> None:
     files = compile_text(SPEC).files
     assert sorted(files) == [
-        "manifests/chat/configmap.yaml", "manifests/chat/deployment.yaml", "manifests/chat/persistentvolumeclaim.yaml",
-        "manifests/chat/poddisruptionbudget.yaml", "manifests/chat/service.yaml", "manifests/chat/serviceaccount.yaml",
-        "manifests/kustomization.yaml",
-        "manifests/small/deployment.yaml", "manifests/small/service.yaml", "manifests/small/serviceaccount.yaml",
+        "manifests/chat/configmap.yaml", "manifests/chat/deployment.yaml", "manifests/chat/networkpolicy.yaml",
+        "manifests/chat/persistentvolumeclaim.yaml", "manifests/chat/poddisruptionbudget.yaml",
+        "manifests/chat/service.yaml", "manifests/chat/serviceaccount.yaml", "manifests/kustomization.yaml",
+        "manifests/small/deployment.yaml", "manifests/small/networkpolicy.yaml", "manifests/small/service.yaml",
+        "manifests/small/serviceaccount.yaml",
     ]
     kustomization = yaml.safe_load(files["manifests/kustomization.yaml"])
     assert kustomization["resources"] == sorted(p.removeprefix("manifests/") for p in files if p != "manifests/kustomization.yaml")

@@ -25,7 +25,6 @@ accelerators = { count = 1 }
 api_keys = { name = "keys", key = "list" }
 ingress = { host = "llm.example.com", tls_secret = "tls" }
 http_route = { gateway = "public", gateway_namespace = "gw", hostnames = ["llm.example.com"] }
-allow_from = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "gw" } } }]
 """
 
 
@@ -37,8 +36,8 @@ def test_router_objects_validate_strictly() -> None:
     found = list(router_objects().values())
     assert [p for o in found if is_core_kind(o) for p in validate_kubernetes(o)] == []
     assert sorted(router_objects()) == [
-        "ConfigMap/r-router", "Deployment/r-router", "HTTPRoute/r-router", "Ingress/r-router", "NetworkPolicy/r-a",
-        "NetworkPolicy/r-b", "PodDisruptionBudget/r-router", "Role/r-router", "RoleBinding/r-router",
+        "ConfigMap/r-router", "Deployment/r-router", "HTTPRoute/r-router", "Ingress/r-router",
+        "PodDisruptionBudget/r-router", "Role/r-router", "RoleBinding/r-router",
         "Service/r-router", "ServiceAccount/r-router"]
 
 
@@ -62,16 +61,6 @@ def test_router_may_only_watch_endpointslices_and_runs_restricted() -> None:
     assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"] and context["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "api-keys", "secret": {"secretName": "keys"}} in pod["volumes"]
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
-
-
-def test_engines_accept_traffic_only_from_the_router_listed_peers_and_scrapers() -> None:
-    policy = router_objects()["NetworkPolicy/r-a"]["spec"]
-    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "a", "app.kubernetes.io/instance": "r"}}
-    serving, metrics = policy["ingress"]
-    assert serving["from"][0] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "router",
-                                                                  "app.kubernetes.io/instance": "r"}}}
-    assert serving["from"][1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "gw"}
-    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
 def test_a_config_change_rolls_the_router() -> None:
