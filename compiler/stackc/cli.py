@@ -174,9 +174,9 @@ def _build(args: argparse.Namespace) -> ExitCode:
 
 def _other_targets(root: Path, selected: Sequence[str]) -> list[str]:
     """With --target, the folders of the other targets are carried over as they were."""
-    from stackc.output import read_tree
+    from stackc.output import owned_files
 
-    return sorted({name.split("/", 1)[0] for name in read_tree(root)} - set(selected))
+    return sorted({name.split("/", 1)[0] for name in owned_files(root)} - set(selected))
 
 
 def _check(args: argparse.Namespace) -> ExitCode:

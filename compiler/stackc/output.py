@@ -10,13 +10,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
+import functools
 import os
 import secrets
 import shutil
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MANIFEST = ".stackc-manifest"
+#: threads creating files (a 200-model build writes ~2,000 on a busy disk in half the time with 4)
+_WRITERS = 4
 _MANIFEST_HEADER = "# Files written by stackc; do not edit. stackc replaces this folder on every build.\n"
 
 
@@ -28,12 +32,14 @@ class OutputError(Exception):
         self.hint = hint
 
 
-def read_tree(root: Path) -> dict[str, bytes]:
-    """The files stackc wrote under ``root`` (per its manifest), relative POSIX path -> bytes."""
-    return {name: (root / name).read_bytes() for name in _manifest(root) if (root / name).is_file()}
+def read_tree(root: Path, prefixes: tuple[str, ...] = ("",)) -> dict[str, bytes]:
+    """The files stackc wrote under ``root`` (per its manifest) whose paths start with one of ``prefixes``."""
+    return {name: (root / name).read_bytes() for name in owned_files(root)
+            if name.startswith(prefixes) and (root / name).is_file()}
 
 
-def _manifest(root: Path) -> list[str]:
+def owned_files(root: Path) -> list[str]:
+    """The relative paths stackc wrote under ``root``, from its manifest (the files are not read)."""
     path = root / MANIFEST
     if not path.exists():
         return []
@@ -43,7 +49,7 @@ def _manifest(root: Path) -> list[str]:
 def _foreign_files(root: Path) -> list[str]:
     if not root.exists():
         return []
-    owned = set(_manifest(root)) | {MANIFEST}
+    owned = set(owned_files(root)) | {MANIFEST}
     found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
     return [name for name in found if name not in owned]
 
@@ -76,26 +82,50 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
     merged = dict(files)
     prefixes = tuple(p.rstrip("/") + "/" for p in keep_prefixes)
     if prefixes:
-        for name, content in read_tree(root).items():
-            if name.startswith(prefixes) and name not in merged:
-                merged[name] = content
+        for name, content in read_tree(root, prefixes).items():
+            merged.setdefault(name, content)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.parent / f".{root.name}.new-{secrets.token_hex(6)}"
     staging.mkdir()  # not tempfile.mkdtemp: the folder swapped in gets the user's umask, not 0700
     try:
-        for name, content in sorted(merged.items()):
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        (staging / MANIFEST).write_text(_MANIFEST_HEADER + "".join(f"{n}\n" for n in sorted(merged)), "utf-8")
-        _fsync_tree(staging)
+        for folder in sorted({(staging / name).parent for name in merged}):
+            folder.mkdir(parents=True, exist_ok=True)
+        merged[MANIFEST] = (_MANIFEST_HEADER + "".join(f"{n}\n" for n in sorted(merged))).encode()
+        # creating files waits on the file system, not the CPU: a few threads overlap the waits
+        with ThreadPoolExecutor(max_workers=_WRITERS) as writers:
+            list(writers.map(lambda item: _write(staging / item[0], item[1]), merged.items()))  # raises the first error
+        _flush_to_disk(staging)
         _swap_in(staging, root)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fsync_tree(root: Path) -> None:
+def _write(path: Path, content: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
+def _flush_to_disk(root: Path) -> None:
+    """Make the new tree durable before it is swapped in: one syncfs(2) on Linux, not an fsync per file."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        if syncfs is not None and syncfs(descriptor) == 0:
+            return
+    finally:
+        os.close(descriptor)
     for path in sorted(root.rglob("*"), reverse=True):
         if path.is_file():
             with open(path, "rb") as handle:
@@ -108,11 +138,7 @@ _AT_FDCWD = -100
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2); False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    renameat2 = getattr(_libc(), "renameat2", None)
     if renameat2 is None:
         return False
     result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)

@@ -24,25 +24,56 @@ def _key_order(key: Any) -> tuple[int, str]:
     return (_LEADING_KEYS.get(key, len(_LEADING_KEYS)), str(key))
 
 
+_MAP, _SEQ, _STR = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str"
+_SCALAR_TAGS = {bool: "tag:yaml.org,2002:bool", int: "tag:yaml.org,2002:int", type(None): "tag:yaml.org,2002:null"}
+#: plain-scalar tag resolution depends only on the text: key names and label values repeat thousands of times
+_RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+
 class _CanonicalDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """PyYAML's emitter, with a representer made for the data stackc emits (the generic one was half
+    of a large build's time): dicts with sorted keys, lists and tuples, str, int, float, bool, None."""
+
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
+    def represent_data(self, data: Any) -> yaml.Node:
+        kind = type(data)
+        if kind is dict:
+            items = sorted(data.items(), key=_key_order_of_item)
+            return yaml.MappingNode(_MAP, [(self.represent_data(k), self.represent_data(v)) for k, v in items],
+                                    flow_style=False)
+        if kind is str:
+            return yaml.ScalarNode(_STR, data, style=_string_style(data))
+        if kind is list or kind is tuple:
+            return yaml.SequenceNode(_SEQ, [self.represent_data(item) for item in data], flow_style=False)
+        if kind is bool:
+            return yaml.ScalarNode(_SCALAR_TAGS[bool], "true" if data else "false")
+        if kind is int:
+            return yaml.ScalarNode(_SCALAR_TAGS[int], str(data))
+        if data is None:
+            return yaml.ScalarNode(_SCALAR_TAGS[type(None)], "null")
+        return super().represent_data(dict(data) if isinstance(data, Mapping) else data)
 
-def _represent_mapping(dumper: yaml.SafeDumper, data: Mapping) -> yaml.Node:
-    items = sorted(data.items(), key=lambda item: _key_order(item[0]))
-    return dumper.represent_mapping("tag:yaml.org,2002:map", items)
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = _RESOLVED[key] = super().resolve(kind, value, implicit)
+        return tag
 
 
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data and not data.startswith(" ") and all(
-        line == line.rstrip() for line in data.splitlines()) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+def _key_order_of_item(item: tuple[Any, Any]) -> tuple[int, str]:
+    return _key_order(item[0])
 
 
-_CanonicalDumper.add_representer(dict, _represent_mapping)
-_CanonicalDumper.add_representer(str, _represent_str)
-_CanonicalDumper.add_representer(tuple, yaml.SafeDumper.represent_list)
+def _string_style(data: str) -> str | None:
+    """Multi-line text as a literal block, when it round-trips (no leading or trailing blanks)."""
+    if "\n" in data and not data.startswith(" ") and all(line == line.rstrip() for line in data.splitlines()):
+        return "|"
+    return None
 
 
 def to_yaml(obj: Any) -> str:

@@ -7,7 +7,6 @@ chart therefore cannot drift from the manifests.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -101,9 +100,8 @@ def model_values(component: Component) -> dict[str, Any]:
     }
 
 
-def template(chart: str, component: Component, obj: Mapping[str, Any]) -> str:
-    """The object as a template: lifted fields become ``.Values`` expressions."""
-    obj = copy.deepcopy(dict(obj))
+def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
+    """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place)."""
     model = f'{{{{- $model := index .Values.models "{component.key}" }}}}'
     blocks: list[tuple[str, str]] = []
 
