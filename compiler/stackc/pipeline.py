@@ -20,7 +20,7 @@ from stackc.model import SPEC_VERSION, Model, Spec
 from stackc.registry import Artifact, Build, Provider, Registry
 from stackc.render import render
 from stackc.source import Document, Path, SourceMap, load_files
-from stackc.validate import served_name_conflicts, validate_spec
+from stackc.validate import lowered_problems, validate_spec
 from stackc.workload import (
     ClaimRequest,
     ConfigMapData,
@@ -165,13 +165,13 @@ def _structure_repairing(data: dict[str, Any]) -> tuple[Spec | None, list[Diagno
     while spec is None and attempts < 5:
         attempts += 1
         for diagnostic in diagnostics:
-            _prune(repaired, diagnostic)
+            prune(repaired, diagnostic)
         spec, more = convert.structure(repaired, Spec)
         diagnostics = sorted_unique(diagnostics + more)
     return (spec if attempts < 5 else None), diagnostics
 
 
-def _prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
+def prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
     """Remove what a diagnostic complains about; a missing required key drops its model."""
     path = list(diagnostic.path)
     if diagnostic.code == "E004":
@@ -308,9 +308,9 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     workloads = lower(spec, registry)
-    conflicts = served_name_conflicts(workloads)
-    if conflicts:
-        raise DiagnosticsError(locate(conflicts, checked.source_map))
+    problems = lowered_problems(workloads)
+    if problems:
+        raise DiagnosticsError(locate(problems, checked.source_map))
     files = emit(Build(spec, workloads), registry, selected)
     return Compilation(spec, workloads, selected, files, checked.warnings)
 

@@ -223,3 +223,11 @@ def crd_validator() -> Callable[[Mapping[str, Any]], list[str]]:
     if directory is None:
         pytest.skip("the upstream CRDs are not here: set STACKC_CRDS_DIR or put shared/crds beside the checkout")
     return lambda obj: validate_custom_resource(obj, directory)
+
+
+def rejected_objects(files: Mapping[str, bytes]) -> tuple[int, list[str]]:
+    """How many objects the files hold, and what the API server (OpenAPI) or a CRD would reject."""
+    found = objects(files)
+    problems = [problem for obj in found
+                for problem in (validate_kubernetes(obj) if is_core_kind(obj) else validate_custom_resource(obj))]
+    return len(found), problems

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import attrs
+
 from stackc import sources
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.model import Model, Spec
@@ -15,6 +17,7 @@ from stackc.workload import Capability, Workload
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$")
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_DNS_LABEL_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63)"
 # the longest suffix stackc adds to a workload name ("-chat-template")
 _LONGEST_SUFFIX = len("-chat-template")
 
@@ -44,7 +47,7 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
     for field, value in (("name", stack.name), ("namespace", stack.namespace)):
         if not DNS_LABEL.match(value) or len(value) > 63:
             yield Diagnostic("E008", f"'{value}' is not a valid name", ("stack", field),
-                             "use lowercase letters, digits and '-', starting with a letter (at most 63)")
+                             _DNS_LABEL_HINT)
     for index, name in enumerate(stack.targets):
         if name not in registry.targets:
             yield Diagnostic("E011", f"unknown target '{name}'", ("stack", "targets", index), did_you_mean(name, registry.targets))
@@ -69,6 +72,60 @@ def served_name_conflicts(workloads: Iterable[Workload]) -> list[Diagnostic]:
                                            "every served name and alias must be unique in a stack"))
             owners.setdefault(name, workload.key)
     return problems
+
+
+def lowered_problems(workloads: Iterable[Workload]) -> list[Diagnostic]:
+    """Problems only visible once engines have lowered the models: names and volumes of the pods."""
+    workloads = tuple(workloads)
+    return served_name_conflicts(workloads) + [problem for w in workloads for problem in _pod_volume_problems(w)]
+
+
+def _pod_volume_problems(workload: Workload) -> Iterator[Diagnostic]:
+    base = ("models", workload.key)
+    model = workload.model
+    extra_start = len(workload.volumes) - len(model.extra_volumes)
+    declared: set[str] = set()
+    for index, volume in enumerate(workload.volumes):
+        if volume.name in declared and index >= extra_start:
+            yield Diagnostic("E018", f"a volume named '{volume.name}' is already in the pod",
+                             base + ("extra_volumes", index - extra_start, "name"),
+                             f"stackc's own volumes: {', '.join(v.name for v in workload.volumes[:extra_start])}")
+        declared.add(volume.name)
+    for index, mount in enumerate(model.extra_volume_mounts):
+        name = mount.get("name")
+        if isinstance(name, str) and name not in declared:
+            yield Diagnostic("E018", f"mounts the volume '{name}', which the pod does not have",
+                             base + ("extra_volume_mounts", index, "name"),
+                             "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
+    paths = [m.path for m in workload.result.container.mounts]
+    for index, mount in enumerate(model.extra_volume_mounts):
+        path = mount.get("mountPath")
+        if path in paths:
+            yield Diagnostic("E018", f"'{path}' is already a mount path of the engine container",
+                             base + ("extra_volume_mounts", index, "mountPath"))
+        paths.append(path)
+    containers = {workload.result.container.name, *(c.name for c in workload.result.init_containers)}
+    for index, raw in enumerate(model.init_containers):
+        if raw.get("name") in containers:
+            yield Diagnostic("E018", f"a container named '{raw['name']}' is already in the pod",
+                             base + ("init_containers", index, "name"))
+        containers.add(raw.get("name"))
+
+
+def _raw_table_problems(model: Model) -> Iterator[Diagnostic]:
+    """The keys Kubernetes requires in the tables passed on as is; paths relative to the model."""
+    required = (("extra_volumes", ("name",)), ("extra_volume_mounts", ("name", "mountPath")),
+                ("init_containers", ("name", "image")))
+    for field, keys in required:
+        for index, raw in enumerate(getattr(model, field)):
+            for key in keys:
+                value = raw.get(key)
+                if value is None:
+                    yield Diagnostic("E018", f"needs '{key}'", (field, index))
+                elif not isinstance(value, str) or not value:
+                    yield Diagnostic("E018", f"'{key}' must be a non-empty string", (field, index, key))
+                elif key == "name" and field != "extra_volume_mounts" and not (DNS_LABEL.match(value) and len(value) <= 63):
+                    yield Diagnostic("E008", f"'{value}' is not a valid name", (field, index, key), _DNS_LABEL_HINT)
 
 
 def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
@@ -99,6 +156,8 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     for name in model.env:
         if not ENV_NAME.match(name):
             yield Diagnostic("E016", f"'{name}' is not a valid environment variable name", base + ("env", name))
+    for problem in _raw_table_problems(model):
+        yield attrs.evolve(problem, path=base + problem.path)
     cache = model.cache
     if cache is not None and not cache.size and not cache.existing_claim:
         yield Diagnostic("E017", "a cache needs a size or an existing claim", base + ("cache",),

@@ -8,6 +8,7 @@ environment as ``STACKC_API_KEY`` (write ``$(STACKC_API_KEY)`` in an argument to
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterator, Mapping
 
 import attrs
@@ -64,10 +65,9 @@ class CommandEngine:
                 yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),
                                  did_you_mean(name, known))
         for index, arg in enumerate(options.args):
-            try:
-                arg.format(**{p: "" for p in PLACEHOLDERS})
-            except (KeyError, IndexError, ValueError) as error:
-                yield Diagnostic("E037", f"unknown placeholder in {arg!r}: {error}", ("engine_options", "args", index),
+            problem = _placeholder_problem(arg)
+            if problem:
+                yield Diagnostic("E037", f"{problem} in {arg!r}", ("engine_options", "args", index),
                                  "placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS) + "; write {{ for {")
 
     def lower(self, request: EngineRequest) -> EngineResult:
@@ -95,6 +95,19 @@ class CommandEngine:
                    if options.metrics_path else None)
         return EngineResult(container=container, served_names=names, port=port, metrics=metrics,
                             needs_shm=options.shared_memory)
+
+
+def _placeholder_problem(arg: str) -> str | None:
+    """Only bare ``{name}`` placeholders: ``{model.upper}`` would put a Python object's repr in the output."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(arg)
+                  if name is not None]
+    except ValueError as error:
+        return f"a malformed placeholder ({error})"
+    for name, spec, conversion in fields:
+        if name not in PLACEHOLDERS or spec or conversion:
+            return f"unknown placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+    return None
 
 
 @hookimpl
