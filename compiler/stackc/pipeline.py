@@ -331,7 +331,7 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     if not diagnostics:
         spec, diagnostics = structure(document, registry)
         if spec is not None:
-            diagnostics += validate_spec(spec, registry, _plugin_call)
+            diagnostics += validate_spec(spec, registry, _plugin_call, targets)
     for name in targets or ():
         if name not in registry.targets:
             diagnostics.append(Diagnostic("E011", f"unknown target '{name}' (from --target)", (),

@@ -15,7 +15,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.model import Model
+from stackc.model import INT32_MAX, Model
 from stackc.registry import Registry
 from stackc.workload import (
     Capability,
@@ -37,7 +37,7 @@ PLACEHOLDERS = ("model", "served_name", "aliases", "port")
 class CommandOptions:
     """``[models.NAME.engine_options]`` for the command engine."""
 
-    port: int = attrs.field(metadata={"doc": "Port the server listens on."})
+    port: int = attrs.field(metadata={"doc": "Port the server listens on.", "minimum": 1, "maximum": 65535})
     command: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Container command (default: the image's)."})
     args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {port}."})
     ready_path: str = attrs.field(default="/health", metadata={"doc": "HTTP path answering 200 once the model is loaded."})
@@ -45,7 +45,8 @@ class CommandOptions:
     metrics_path: str | None = attrs.field(default=None, metadata={"doc": "Prometheus metrics path, if any."})
     metric_names: Mapping[str, str] = attrs.field(
         factory=dict, metadata={"doc": "Series names: running, waiting, kv_cache_usage, time_to_first_token, …"})
-    startup_minutes: int = attrs.field(default=30, metadata={"doc": "How long loading may take."})
+    startup_minutes: int = attrs.field(default=30, metadata={"doc": "How long loading may take.", "minimum": 1,
+                                                             "maximum": INT32_MAX // 6})
     shared_memory: bool = attrs.field(default=False, metadata={"doc": "Mount an in-memory /dev/shm when parallel."})
 
 

@@ -13,12 +13,17 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
+from stackc.model import Spec
+from stackc.pipeline import workload_name
 from stackc.registry import Artifact, Build, Registry
 from stackc.workload import Workload
 from stackc_plugins.targets.manifests import workload_objects
 
 MODEL_DIR = "/mnt/models"
 STORAGE_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
+PREDICTOR_SUFFIX = "-predictor"  # KServe's Deployment and Service
+KNATIVE_REVISION_SUFFIX = "-predictor-00001"  # Knative's first revision (up to 99999 keep the length)
 
 
 @attrs.frozen
@@ -35,6 +40,16 @@ class KserveTarget:
     name = "kserve"
     description = "KServe ServingRuntimes (one per engine) and InferenceServices (one per model)"
     options_type = KserveOptions
+
+    def check(self, spec: Spec, options: KserveOptions) -> Iterator[Diagnostic]:
+        """KServe and Knative derive names from the InferenceService's; each must stay a DNS label."""
+        knative = options.deployment_mode == "Knative"
+        suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
+        for key in sorted(spec.models):
+            name = workload_name(spec, key)
+            if len(name) + len(suffix) > 63:
+                yield Diagnostic("E008", f"'{name}{suffix}', a name {platform} derives, is longer than 63 characters",
+                                 ("models", key), f"keep stack name + model name within {62 - len(suffix)} characters")
 
     def emit(self, build: Build, options: KserveOptions) -> Iterator[Artifact]:
         runtimes: dict[str, Workload] = {}

@@ -16,11 +16,16 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl
+from stackc.model import Form
 from stackc.registry import Artifact, Build, Registry
 from stackc.render import to_yaml
 from stackc.workload import Workload
 from stackc_plugins.targets.manifests import workload_objects
 
+# Helm: chart names are lowercase letters, digits and dashes; versions are SemVer 2
+CHART_NAME = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a chart name: lowercase letters, digits and '-'", "E008", 63)
+SEMVER = Form(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$",
+              "a SemVer 2 version such as '1.2.3'")
 CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
@@ -30,8 +35,9 @@ _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 class HelmOptions:
     """``[targets.helm]``."""
 
-    chart: str | None = attrs.field(default=None, metadata={"doc": "Chart name (default: the stack name)."})
-    version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart version (SemVer)."})
+    chart: str | None = attrs.field(default=None, metadata={"doc": "Chart name (default: the stack name).",
+                                                            "form": CHART_NAME})
+    version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart version (SemVer).", "form": SEMVER})
     app_version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart appVersion."})
     description: str | None = attrs.field(default=None, metadata={"doc": "Chart description."})
 
