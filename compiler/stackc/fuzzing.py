@@ -152,7 +152,7 @@ class SpecGenerator:
         for _ in range(attempts):
             text = tomlkit.dumps(data)
             try:
-                pipeline.check(["spec.toml"], self.registry, texts=[("spec.toml", text)])
+                pipeline.compile_stack(["spec.toml"], self.registry, texts=[("spec.toml", text)])
                 return text
             except DiagnosticsError as error:
                 for diagnostic in error.diagnostics:

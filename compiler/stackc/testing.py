@@ -53,6 +53,7 @@ def validate_kubernetes(obj: Mapping[str, Any], version: str = KUBERNETES_VERSIO
     """Problems with ``obj`` under the Kubernetes OpenAPI schema, strict (unknown fields fail)."""
     import kubernetes_validate
 
+    _cache_kubernetes_schemas()
     try:
         kubernetes_validate.validate(dict(obj), version, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -60,6 +61,14 @@ def validate_kubernetes(obj: Mapping[str, Any], version: str = KUBERNETES_VERSIO
     except kubernetes_validate.SchemaNotFoundError as error:
         return [f"{obj.get('kind')}: no schema ({error})"]
     return []
+
+
+@functools.cache
+def _cache_kubernetes_schemas() -> None:
+    """kubernetes-validate reads its 1 MB definitions file again for every object: read each file once."""
+    import kubernetes_validate.utils
+
+    kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
 
 
 def is_core_kind(obj: Mapping[str, Any]) -> bool:
