@@ -7,6 +7,7 @@ one either. Every error cattrs collects becomes a Diagnostic with its spec path.
 from __future__ import annotations
 
 import collections.abc
+import datetime
 import functools
 import typing
 from collections.abc import Iterator
@@ -43,6 +44,27 @@ class _NotAChoice(ValueError):
         self.value = value
         self.choices = choices
         super().__init__(f"{describe(value)} is not one of " + ", ".join(repr(c) for c in choices))
+
+
+class _NotKubernetesData(TypeError):
+    """A TOML date or time inside a table passed to Kubernetes as is: JSON and YAML have no such type."""
+
+    def __init__(self, inner_path: Path, value: Any):
+        self.inner_path = inner_path
+        self.value = value
+        super().__init__(f"a TOML {type(value).__name__} cannot go into a Kubernetes object")
+
+
+def _plain_data(value: Any, inner_path: Path = ()) -> Any:
+    if isinstance(value, (datetime.date, datetime.time)):
+        raise _NotKubernetesData(inner_path, value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _plain_data(item, inner_path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_data(item, inner_path + (index,))
+    return value
 
 
 def describe(value: Any) -> str:
@@ -119,7 +141,7 @@ def _converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, float, bool):
         converter.register_structure_hook(kind, _strict_scalar(kind))
-    converter.register_structure_hook(Any, lambda value, _: value)
+    converter.register_structure_hook(Any, lambda value, _: _plain_data(value))
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)
     _guard_containers(converter)
@@ -229,6 +251,8 @@ def _diagnostics(error: BaseException, path: Path, cls: Any) -> Iterator[Diagnos
         hint = did_you_mean(error.value, map(str, error.choices)) if isinstance(error.value, str) else (
             "expected one of: " + ", ".join(repr(c) for c in error.choices))
         yield Diagnostic("E005", f"{describe(error.value)} is not allowed", path, hint)
+    elif isinstance(error, _NotKubernetesData):
+        yield Diagnostic("E018", str(error), path + error.inner_path, f'quote it: "{error.value.isoformat()}"')
     elif isinstance(error, _WrongType):
         hint = None
         if error.expected == "a string" and isinstance(error.value, (int, float, bool)):

@@ -12,37 +12,79 @@ from typing import Any, Literal
 import attrs
 
 SPEC_VERSION = 1
+INT32_MAX = 2**31 - 1
 
 
-def field(doc: str, **kwargs: Any) -> Any:
-    """An attrs field carrying its reference documentation."""
-    return attrs.field(metadata={"doc": doc}, **kwargs)
+@attrs.frozen
+class Form:
+    """A form of string Kubernetes insists on: one pattern both the validator and the JSON Schema use."""
+
+    pattern: str
+    what: str  # completes "'x' is not …"
+    code: str = "E023"
+    max_length: int | None = None
+
+
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+# stackc derives object names from these, so they start with a letter
+NAME = Form(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "a valid name: lowercase letters, digits and '-', starting with a letter",
+            "E008", 63)
+DNS_LABEL = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a DNS label: lowercase letters, digits and '-'", "E008", 63)
+DNS_SUBDOMAIN = Form(f"^{_SUBDOMAIN}$", "a DNS subdomain: lowercase letters, digits, '-' and '.'", "E008", 253)
+HOSTNAME = Form(rf"^(\*\.)?{_SUBDOMAIN}$", "a host name (lowercase, an optional leading '*.')", "E008", 253)
+LABEL_KEY = Form(rf"^((?=[^/]{{1,253}}/){_SUBDOMAIN}/)?(?=[^/]{{1,63}}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+                 "a label or annotation key: an optional DNS-subdomain prefix and '/', then up to 63 letters, "
+                 "digits, '-', '_' or '.', starting and ending with a letter or digit", "E019", 317)
+LABEL_VALUE = Form(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+                   "a label value: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+                   "E019", 63)
+QUANTITY = Form(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$",
+                "a Kubernetes quantity (for example '500m', '16Gi' or '2')", "E015")
+RESOURCE_NAME = Form(r"^(cpu|memory|ephemeral-storage|hugepages-[0-9A-Za-z]+|[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$",
+                     "a resource name: cpu, memory, ephemeral-storage, hugepages-SIZE or DOMAIN/NAME", "E015", 317)
+ENV_NAME = Form(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", "a valid environment variable name", "E016")
+SECRET_KEY = Form(r"^[-._a-zA-Z0-9]+$", "a Secret key: letters, digits, '-', '_' or '.'", "E023", 253)
+HTTP_HEADER = Form(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name", "E023", 256)
+PERCENT = Form(r"^[0-9]+%$", "a whole number or a percentage such as '25%'", "E023")
+
+
+def field(doc: str, *, minimum: int | None = None, maximum: int | None = None, form: Form | None = None,
+          keys: Form | None = None, min_items: int | None = None, **kwargs: Any) -> Any:
+    """An attrs field carrying its reference documentation and the bounds Kubernetes puts on it.
+
+    ``form`` applies to a string, to a mapping's values or to an array's items; ``keys`` to a
+    mapping's keys. The validator and the JSON Schema both read them from here.
+    """
+    bounds = {"minimum": minimum, "maximum": maximum, "form": form, "keys": keys, "min_items": min_items}
+    return attrs.field(metadata={"doc": doc, **{k: v for k, v in bounds.items() if v is not None}}, **kwargs)
 
 
 @attrs.frozen
 class SecretRef:
     """A key in a Kubernetes Secret; stackc never reads or inlines secret values."""
 
-    name: str = field("Name of the Secret, in the stack's namespace.")
-    key: str = field("Key inside the Secret.")
+    name: str = field("Name of the Secret, in the stack's namespace.", form=DNS_SUBDOMAIN)
+    key: str = field("Key inside the Secret.", form=SECRET_KEY)
 
 
 @attrs.frozen
 class Accelerators:
-    count: int = field("Devices per replica (per pod). 0 serves on CPU.", default=0)
+    count: int = field("Devices per replica (per pod). 0 serves on CPU.", default=0, minimum=0, maximum=INT32_MAX)
     resource: str = field(
         "Extended resource name: `nvidia.com/gpu`, a MIG profile such as "
         "`nvidia.com/mig-1g.10gb`, `amd.com/gpu`, `aws.amazon.com/neuron`, `aws.amazon.com/neuroncore`…",
-        default="nvidia.com/gpu",
+        default="nvidia.com/gpu", form=RESOURCE_NAME,
     )
 
 
 @attrs.frozen
 class Resources:
     requests: Mapping[str, str] = field(
-        "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities.", factory=dict
+        "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities.", factory=dict,
+        keys=RESOURCE_NAME, form=QUANTITY,
     )
-    limits: Mapping[str, str] = field("Container limits as Kubernetes quantities.", factory=dict)
+    limits: Mapping[str, str] = field("Container limits as Kubernetes quantities.", factory=dict,
+                                      keys=RESOURCE_NAME, form=QUANTITY)
 
 
 @attrs.frozen
@@ -55,9 +97,10 @@ class LoraAdapter:
 class Serving:
     """Engine-neutral serving parameters; each engine maps them to its own flags."""
 
-    max_context: int | None = field("Maximum context length in tokens.", default=None)
-    tensor_parallel: int = field("Tensor-parallel degree (devices one replica shards over).", default=1)
-    pipeline_parallel: int = field("Pipeline-parallel degree.", default=1)
+    max_context: int | None = field("Maximum context length in tokens.", default=None, minimum=1, maximum=INT32_MAX)
+    tensor_parallel: int = field("Tensor-parallel degree (devices one replica shards over).", default=1,
+                                 minimum=1, maximum=INT32_MAX)
+    pipeline_parallel: int = field("Pipeline-parallel degree.", default=1, minimum=1, maximum=INT32_MAX)
     gpu_memory_fraction: float | None = field(
         "Fraction of accelerator memory the engine may use (0 < f ≤ 1).", default=None
     )
@@ -65,40 +108,44 @@ class Serving:
         "Weight and activation dtype.", default=None
     )
     quantization: str | None = field("Quantization method, e.g. `awq`, `gptq`, `fp8`.", default=None)
-    max_concurrent_sequences: int | None = field("Upper bound on sequences batched at once.", default=None)
+    max_concurrent_sequences: int | None = field("Upper bound on sequences batched at once.", default=None,
+                                                 minimum=1, maximum=INT32_MAX)
     prefix_caching: bool | None = field("Turn automatic prefix caching on or off (engine default when unset).", default=None)
     chat_template: str | None = field(
         "A Jinja chat template (the text itself); mounted from a ConfigMap.", default=None
     )
     lora_adapters: tuple[LoraAdapter, ...] = field("LoRA adapters served next to the base model.", default=())
-    max_lora_rank: int | None = field("Largest LoRA rank to reserve memory for.", default=None)
+    max_lora_rank: int | None = field("Largest LoRA rank to reserve memory for.", default=None, minimum=1,
+                                      maximum=INT32_MAX)
 
 
 @attrs.frozen
 class Cache:
     """The model cache volume: a PersistentVolumeClaim stackc creates, or one that exists."""
 
-    size: str | None = field("Size of the claim stackc creates, e.g. `200Gi`.", default=None)
-    storage_class: str | None = field("StorageClass of the claim stackc creates.", default=None)
+    size: str | None = field("Size of the claim stackc creates, e.g. `200Gi`.", default=None, form=QUANTITY)
+    storage_class: str | None = field("StorageClass of the claim stackc creates.", default=None, form=DNS_SUBDOMAIN)
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = field(
         "Access mode of the claim; use `ReadWriteMany` to share one cache across replicas.",
         default="ReadWriteOnce",
     )
-    existing_claim: str | None = field("Use this existing claim instead of creating one.", default=None)
+    existing_claim: str | None = field("Use this existing claim instead of creating one.", default=None,
+                                       form=DNS_SUBDOMAIN)
 
 
 @attrs.frozen
 class Toleration:
-    key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None)
+    key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None, form=LABEL_KEY)
     operator: Literal["Exists", "Equal"] = field("`Equal` or `Exists`.", default="Equal")
-    value: str | None = field("Taint value for `Equal`.", default=None)
+    value: str | None = field("Taint value for `Equal`.", default=None, form=LABEL_VALUE)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = field("Taint effect.", default=None)
     toleration_seconds: int | None = field("How long a `NoExecute` taint is tolerated.", default=None)
 
 
 @attrs.frozen
 class Scheduling:
-    node_selector: Mapping[str, str] = field("Node labels a pod must match.", factory=dict)
+    node_selector: Mapping[str, str] = field("Node labels a pod must match.", factory=dict, keys=LABEL_KEY,
+                                             form=LABEL_VALUE)
     tolerations: tuple[Toleration, ...] = field("Taints the pods tolerate.", default=())
     tolerations_mode: Literal["append", "replace"] = field(
         "How a model's tolerations combine with those in `[defaults]`.", default="append"
@@ -108,8 +155,8 @@ class Scheduling:
         "Kubernetes `topologySpreadConstraints`; the pods' selector is filled in when `labelSelector` is absent.",
         default=(),
     )
-    priority_class: str | None = field("PriorityClass name.", default=None)
-    runtime_class: str | None = field("RuntimeClass name (e.g. `nvidia`).", default=None)
+    priority_class: str | None = field("PriorityClass name.", default=None, form=DNS_SUBDOMAIN)
+    runtime_class: str | None = field("RuntimeClass name (e.g. `nvidia`).", default=None, form=DNS_SUBDOMAIN)
     scheduler_name: str | None = field("A scheduler other than the default.", default=None)
 
 
@@ -118,10 +165,12 @@ class ProbeOverride:
     """Replaces parts of an engine's probe; unset fields keep the engine's values."""
 
     path: str | None = field("HTTP path to probe.", default=None)
-    initial_delay_seconds: int | None = field("Seconds before the first probe.", default=None)
-    period_seconds: int | None = field("Seconds between probes.", default=None)
-    timeout_seconds: int | None = field("Seconds before a probe times out.", default=None)
-    failure_threshold: int | None = field("Failures before the probe gives up.", default=None)
+    initial_delay_seconds: int | None = field("Seconds before the first probe.", default=None, minimum=0,
+                                              maximum=INT32_MAX)
+    period_seconds: int | None = field("Seconds between probes.", default=None, minimum=1, maximum=INT32_MAX)
+    timeout_seconds: int | None = field("Seconds before a probe times out.", default=None, minimum=1, maximum=INT32_MAX)
+    failure_threshold: int | None = field("Failures before the probe gives up.", default=None, minimum=1,
+                                          maximum=INT32_MAX)
 
 
 @attrs.frozen
@@ -136,28 +185,31 @@ class Rollout:
     strategy: Literal["RollingUpdate", "Recreate"] = field(
         "Deployment strategy; `Recreate` frees accelerators before new pods start.", default="RollingUpdate"
     )
-    max_surge: int | str | None = field("Pods above `replicas` during a rolling update.", default=None)
-    max_unavailable: int | str | None = field("Pods that may be unavailable during a rolling update.", default=None)
+    max_surge: int | str | None = field("Pods above `replicas` during a rolling update.", default=None,
+                                        minimum=0, maximum=INT32_MAX, form=PERCENT)
+    max_unavailable: int | str | None = field("Pods that may be unavailable during a rolling update.", default=None,
+                                              minimum=0, maximum=INT32_MAX, form=PERCENT)
 
 
 @attrs.frozen
 class DisruptionBudget:
     enabled: bool | None = field("Emit a PodDisruptionBudget (default: when replicas > 1).", default=None)
-    max_unavailable: int | str = field("Pods a voluntary disruption may take down.", default=1)
+    max_unavailable: int | str = field("Pods a voluntary disruption may take down.", default=1, minimum=0,
+                                       maximum=INT32_MAX, form=PERCENT)
 
 
 @attrs.frozen
 class ServiceAccount:
     create: bool = field("Create the ServiceAccount (else it must exist).", default=True)
-    name: str | None = field("Name (default: the model's workload name).", default=None)
-    annotations: Mapping[str, str] = field("Annotations, e.g. an IAM role for IRSA.", factory=dict)
+    name: str | None = field("Name (default: the model's workload name).", default=None, form=DNS_SUBDOMAIN)
+    annotations: Mapping[str, str] = field("Annotations, e.g. an IAM role for IRSA.", factory=dict, keys=LABEL_KEY)
 
 
 @attrs.frozen
 class Security:
     hf_token: SecretRef | None = field("Hugging Face token for gated models, from a Secret.", default=None)
     api_key: SecretRef | None = field("API key the engine requires from clients, from a Secret.", default=None)
-    image_pull_secrets: tuple[str, ...] = field("Secrets for pulling private images.", default=())
+    image_pull_secrets: tuple[str, ...] = field("Secrets for pulling private images.", default=(), form=DNS_SUBDOMAIN)
     service_account: ServiceAccount = field("The pods' ServiceAccount.", factory=ServiceAccount)
     pod_security_context: Mapping[str, Any] | None = field(
         "Replaces stackc's restricted pod `securityContext`.", default=None
@@ -171,11 +223,12 @@ class Security:
 class Autoscaling:
     """Replica bounds and the signal to scale on, for targets whose platform autoscales (KServe)."""
 
-    min_replicas: int | None = field("Fewest replicas (0 allows scale to zero where supported).", default=None)
-    max_replicas: int | None = field("Most replicas.", default=None)
+    min_replicas: int | None = field("Fewest replicas (0 allows scale to zero where supported).", default=None,
+                                     minimum=0, maximum=INT32_MAX)
+    max_replicas: int | None = field("Most replicas.", default=None, minimum=1, maximum=INT32_MAX)
     metric: Literal["concurrency", "rps", "cpu", "memory"] | None = field(
         "What to scale on (`concurrency` and `rps` need KServe's Knative mode).", default=None)
-    target: int | None = field("Target value of the metric per replica.", default=None)
+    target: int | None = field("Target value of the metric per replica.", default=None, minimum=1, maximum=INT32_MAX)
 
 
 @attrs.frozen
@@ -187,7 +240,7 @@ class Routing:
         "queue metrics; `session`: consistent hashing on a header; `round_robin`.",
         default="prefix",
     )
-    session_header: str = field("Header whose value keys `session` routing.", default="x-session-id")
+    session_header: str = field("Header whose value keys `session` routing.", default="x-session-id", form=HTTP_HEADER)
 
 
 @attrs.frozen
@@ -202,7 +255,7 @@ class Model:
     revision: str | None = field("Model revision (branch, tag or commit).", default=None)
     served_name: str | None = field("Name the engine serves the model as (default: the model id).", default=None)
     aliases: tuple[str, ...] = field("More names clients may use for this model.", default=())
-    replicas: int = field("Number of replicas (pods).", default=1)
+    replicas: int = field("Number of replicas (pods).", default=1, minimum=0, maximum=INT32_MAX)
     enabled: bool = field("Set false to keep a model in the spec without deploying it.", default=True)
     accelerators: Accelerators = field("Accelerators per replica.", factory=Accelerators)
     resources: Resources = field("CPU, memory and other container resources.", factory=Resources)
@@ -211,24 +264,27 @@ class Model:
     engine_options: Mapping[str, Any] = field(
         "Options only one engine understands; their keys are listed per engine.", factory=dict
     )
-    env: Mapping[str, str] = field("Extra environment variables.", factory=dict)
-    secret_env: Mapping[str, SecretRef] = field("Environment variables read from Secrets.", factory=dict)
+    env: Mapping[str, str] = field("Extra environment variables.", factory=dict, keys=ENV_NAME)
+    secret_env: Mapping[str, SecretRef] = field("Environment variables read from Secrets.", factory=dict, keys=ENV_NAME)
     image: str | None = field("Container image override (`repository:tag` or `@sha256:` digest).", default=None)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
     cache: Cache | None = field("Model cache volume; without it the cache is an emptyDir.", default=None)
     shm_size: str | None = field(
-        "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None
+        "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None,
+        form=QUANTITY,
     )
     scheduling: Scheduling = field("Where pods may run.", factory=Scheduling)
     probes: Probes = field("Overrides of the engine's probes.", factory=Probes)
     rollout: Rollout = field("How updates roll out.", factory=Rollout)
-    termination_grace_seconds: int | None = field("Seconds to drain in-flight requests on shutdown.", default=None)
+    termination_grace_seconds: int | None = field("Seconds to drain in-flight requests on shutdown.", default=None,
+                                                  minimum=0)
     disruption_budget: DisruptionBudget = field("PodDisruptionBudget settings.", factory=DisruptionBudget)
     routing: Routing = field("How routers pick a replica.", factory=Routing)
     autoscaling: Autoscaling = field("Autoscaling bounds and signal (default: fixed `replicas`).", factory=Autoscaling)
     security: Security = field("Secrets, identities and security contexts.", factory=Security)
-    labels: Mapping[str, str] = field("Extra labels on the model's pods and objects.", factory=dict)
-    annotations: Mapping[str, str] = field("Extra annotations on the model's pods.", factory=dict)
+    labels: Mapping[str, str] = field("Extra labels on the model's pods and objects.", factory=dict,
+                                      keys=LABEL_KEY, form=LABEL_VALUE)
+    annotations: Mapping[str, str] = field("Extra annotations on the model's pods.", factory=dict, keys=LABEL_KEY)
     extra_volumes: tuple[Mapping[str, Any], ...] = field("Kubernetes volumes added to the pod, as is.", default=())
     extra_volume_mounts: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes volumeMounts added to the engine container, as is.", default=()
@@ -243,7 +299,8 @@ class NetworkPolicy:
     """A NetworkPolicy per model: its pods accept only the stack's own callers and metric scrapers."""
 
     enabled: bool = field("Emit the policies (with the targets that deploy models).", default=True)
-    metrics_namespace: str = field("Namespace whose pods may scrape the models' metrics.", default="monitoring")
+    metrics_namespace: str = field("Namespace whose pods may scrape the models' metrics.", default="monitoring",
+                                   form=DNS_LABEL)
     allow_from: tuple[Mapping[str, Any], ...] = field(
         "More NetworkPolicy peers allowed to call the models (with a router or gateway in the stack, only these "
         "and them; without either, the serving port stays open).", default=())
@@ -251,10 +308,10 @@ class NetworkPolicy:
 
 @attrs.frozen
 class Stack:
-    name: str = field("Stack name: prefixes object names and names the output folder.")
-    namespace: str = field("Namespace every object goes to.", default="default")
-    labels: Mapping[str, str] = field("Labels added to every object.", factory=dict)
-    annotations: Mapping[str, str] = field("Annotations added to every object.", factory=dict)
+    name: str = field("Stack name: prefixes object names and names the output folder.", form=NAME)
+    namespace: str = field("Namespace every object goes to.", default="default", form=NAME)
+    labels: Mapping[str, str] = field("Labels added to every object.", factory=dict, keys=LABEL_KEY, form=LABEL_VALUE)
+    annotations: Mapping[str, str] = field("Annotations added to every object.", factory=dict, keys=LABEL_KEY)
     targets: tuple[str, ...] = field("Target plugins to build (`stackc plugins` lists them).", default=("manifests",))
     network_policy: NetworkPolicy = field("Who may reach the model servers.", factory=NetworkPolicy)
 

@@ -21,7 +21,7 @@ from stackc.plan import Plan
 from stackc.registry import Artifact, Provider, Registry
 from stackc.render import render
 from stackc.source import Document, Path, SourceMap, load_files
-from stackc.validate import served_name_conflicts, validate_spec
+from stackc.validate import lowered_problems, validate_spec
 
 T = TypeVar("T")
 
@@ -153,13 +153,13 @@ def _structure_repairing(data: dict[str, Any]) -> tuple[Spec | None, list[Diagno
     while spec is None and attempts < 5:
         attempts += 1
         for diagnostic in diagnostics:
-            _prune(repaired, diagnostic)
+            prune(repaired, diagnostic)
         spec, more = convert.structure(repaired, Spec)
         diagnostics = sorted_unique(diagnostics + more)
     return (spec if attempts < 5 else None), diagnostics
 
 
-def _prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
+def prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
     """Remove what a diagnostic complains about; a missing required key drops its model."""
     path = list(diagnostic.path)
     if diagnostic.code == "E004":
@@ -285,7 +285,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     plans = {path: _with_callers(_reached_through_services(lower(spec, registry, selected, path), registry, selected),
                                  spec, registry, selected)
              for path in sorted(weights_paths, key=str)}
-    problems = served_name_conflicts(plans[None]) + target_problems(spec, plans[None], registry, selected)
+    problems = lowered_problems(plans[None]) + target_problems(spec, plans[None], registry, selected)
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):
         raise DiagnosticsError(located)

@@ -63,6 +63,9 @@ class Target(Protocol):
     def emit(self, plan: Plan, options: Any) -> Iterable[Artifact]:
         """Artifacts with paths relative to ``OUT/STACK/NAME/``."""
 
+    # Optional: ``check(self, spec: Spec, options) -> Iterable[Diagnostic]`` finds what the target's
+    # platform would reject (spec paths from the top), before anything is emitted.
+
 
 @attrs.frozen
 class Provider:

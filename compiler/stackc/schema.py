@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-from stackc.model import Spec
+from stackc.model import Form, Spec
 from stackc.registry import Registry
 
 _SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}}
@@ -60,7 +60,7 @@ def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
     required = []
     hints = typing.get_type_hints(cls)
     for field in attrs.fields(cls):
-        schema = dict(_type_schema(hints[field.name], definitions))
+        schema = _bounded(dict(_type_schema(hints[field.name], definitions)), field.metadata)
         doc = field.metadata.get("doc")
         if doc:
             schema["description"] = doc
@@ -75,6 +75,31 @@ def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
     if required:
         result["required"] = required
     return result
+
+
+def _bounded(node: dict[str, Any], bounds: Mapping[str, Any]) -> dict[str, Any]:
+    """The bounds a field declares (``stackc.model.field``), where JSON Schema can say them."""
+    kind = node.get("type")
+    if kind in ("integer", "number"):
+        node.update({key: bounds[key] for key in ("minimum", "maximum") if key in bounds})
+    elif kind == "string" and "form" in bounds:
+        node.update(_form_schema(bounds["form"]))
+    elif kind == "array":
+        if "min_items" in bounds:
+            node["minItems"] = bounds["min_items"]
+        node["items"] = _bounded(dict(node["items"]), bounds)
+    elif kind == "object":
+        if "keys" in bounds:
+            node["propertyNames"] = _form_schema(bounds["keys"])
+        if node.get("additionalProperties"):
+            node["additionalProperties"] = _bounded(dict(node["additionalProperties"]), bounds)
+    if "anyOf" in node:
+        node["anyOf"] = [_bounded(dict(member), bounds) for member in node["anyOf"]]
+    return node
+
+
+def _form_schema(form: Form) -> dict[str, Any]:
+    return {"pattern": form.pattern, **({"maxLength": form.max_length} if form.max_length else {})}
 
 
 def _type_schema(tp: Any, definitions: dict[str, Any]) -> dict[str, Any]:

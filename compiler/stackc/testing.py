@@ -56,6 +56,7 @@ def validate_kubernetes(obj: Mapping[str, Any], version: str = KUBERNETES_VERSIO
     """Problems with ``obj`` under the Kubernetes OpenAPI schema, strict (unknown fields fail)."""
     import kubernetes_validate
 
+    _cache_kubernetes_schemas()
     try:
         kubernetes_validate.validate(dict(obj), version, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -63,6 +64,14 @@ def validate_kubernetes(obj: Mapping[str, Any], version: str = KUBERNETES_VERSIO
     except kubernetes_validate.SchemaNotFoundError as error:
         return [f"{obj.get('kind')}: no schema ({error})"]
     return []
+
+
+@functools.cache
+def _cache_kubernetes_schemas() -> None:
+    """kubernetes-validate reads its 1 MB definitions file again for every object: read each file once."""
+    import kubernetes_validate.utils
+
+    kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
 
 
 def is_core_kind(obj: Mapping[str, Any]) -> bool:
@@ -241,3 +250,11 @@ def crd_validator() -> Callable[[Mapping[str, Any]], list[str]]:
     if directory is None:
         pytest.skip("the upstream CRDs are not here: set STACKC_CRDS_DIR or put shared/crds beside the checkout")
     return lambda obj: validate_custom_resource(obj, directory)
+
+
+def rejected_objects(files: Mapping[str, bytes]) -> tuple[int, list[str]]:
+    """How many objects the files hold, and what the API server (OpenAPI) or a CRD would reject."""
+    found = objects(files)
+    problems = [problem for obj in found
+                for problem in (validate_kubernetes(obj) if is_core_kind(obj) else validate_custom_resource(obj))]
+    return len(found), problems

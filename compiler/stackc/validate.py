@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from typing import Any
+
+import attrs
 
 from stackc import sources
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.model import Model, Spec
+from stackc.model import DNS_LABEL, NAME, QUANTITY, Form, Model, Spec
 from stackc.registry import Registry
-from stackc.plan import Plan
+from stackc.plan import Component, Plan
+from stackc.source import Path
 from stackc.workload import Capability
 
-DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$")
-ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # the longest suffix stackc adds to a workload name ("-chat-template")
 _LONGEST_SUFFIX = len("-chat-template")
 
@@ -33,19 +34,18 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.API_KEY: (("security", "api_key"), "an API key", lambda m: m.security.api_key is not None),
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
     Capability.ACCELERATORS: (("accelerators", "count"), "accelerators", lambda m: m.accelerators.count > 0),
+    Capability.OLLAMA_LIBRARY: (("model",), "models from the Ollama library", lambda m: m.model.startswith("ollama://")),
 }
 
 
 def validate_spec(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -> list[Diagnostic]:
+    """Every problem the spec alone shows (targets check the plan later: ``pipeline.target_problems``)."""
     return list(_validate(spec, registry, plugin_call))
 
 
 def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
     stack = spec.stack
-    for field, value in (("name", stack.name), ("namespace", stack.namespace)):
-        if not DNS_LABEL.match(value) or len(value) > 63:
-            yield Diagnostic("E008", f"'{value}' is not a valid name", ("stack", field),
-                             "use lowercase letters, digits and '-', starting with a letter (at most 63)")
+    yield from bound_problems(spec)
     for index, name in enumerate(stack.targets):
         if name not in registry.targets:
             yield Diagnostic("E011", f"unknown target '{name}'", ("stack", "targets", index), did_you_mean(name, registry.targets))
@@ -72,9 +72,106 @@ def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
     return problems
 
 
+def lowered_problems(plan: Plan) -> list[Diagnostic]:
+    """Problems only visible once engines have lowered the models: names and volumes of the pods."""
+    return served_name_conflicts(plan) + [problem for c in plan.components for problem in _pod_volume_problems(c)]
+
+
+def _pod_volume_problems(component: Component) -> Iterator[Diagnostic]:
+    base = ("models", component.key)
+    pod = component.pod
+    own = [v.name for v in pod.volumes if v.raw is None]
+    declared = set(own)
+    for index, volume in enumerate(v for v in pod.volumes if v.raw is not None):
+        if volume.name in declared:
+            yield Diagnostic("E018", f"a volume named '{volume.name}' is already in the pod",
+                             base + ("extra_volumes", index, "name"), f"stackc's own volumes: {', '.join(own)}")
+        declared.add(volume.name)
+    serving = pod.containers[0]
+    for index, mount in enumerate(serving.raw_mounts):
+        name = mount.get("name")
+        if isinstance(name, str) and name not in declared:
+            yield Diagnostic("E018", f"mounts the volume '{name}', which the pod does not have",
+                             base + ("extra_volume_mounts", index, "name"),
+                             "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
+    paths = [m.path for m in serving.mounts]
+    for index, mount in enumerate(serving.raw_mounts):
+        path = mount.get("mountPath")
+        if path in paths:
+            yield Diagnostic("E018", f"'{path}' is already a mount path of the engine container",
+                             base + ("extra_volume_mounts", index, "mountPath"))
+        paths.append(path)
+    containers = {c.name for c in (*pod.containers, *pod.init_containers)}
+    for index, raw in enumerate(pod.raw_init_containers):
+        if raw.get("name") in containers:
+            yield Diagnostic("E018", f"a container named '{raw['name']}' is already in the pod",
+                             base + ("init_containers", index, "name"))
+        containers.add(raw.get("name"))
+
+
+_QUANTITY_SUFFIXES = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
+                      "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                      "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_value(text: str) -> Fraction | None:
+    """A Kubernetes quantity as an exact number (None when it is not one)."""
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+)|([KMGTPE]i?|[mkun])?)", text)
+    if match is None or re.fullmatch(QUANTITY.pattern, text) is None:
+        return None
+    number, exponent, suffix = match.groups()
+    if exponent is not None and abs(int(exponent)) > 100:
+        return None
+    return Fraction(number) * (Fraction(10) ** int(exponent or 0)) * _QUANTITY_SUFFIXES[suffix or ""]
+
+
+def _consistency_problems(model: Model) -> Iterator[Diagnostic]:
+    """Values each valid alone that the API server rejects together; paths relative to the model."""
+    requests, limits = model.resources.requests, model.resources.limits
+    for name, request in sorted(requests.items()):
+        wanted, limit = quantity_value(request), quantity_value(limits.get(name, ""))
+        exact = "/" in name or name.startswith("hugepages-")  # extended resources are not overcommitted
+        set_by_accelerators = name == model.accelerators.resource and model.accelerators.count > 0
+        if exact and limit != wanted and not set_by_accelerators:
+            yield Diagnostic("E022", f"'{name}' cannot be overcommitted: its limit must equal the request",
+                             ("resources", "requests", name), f'set resources.limits."{name}" = "{request}"')
+        elif wanted is not None and limit is not None and wanted > limit:
+            yield Diagnostic("E022", f"the request ({request}) is above the limit ({limits[name]})",
+                             ("resources", "requests", name))
+    for index, toleration in enumerate(model.scheduling.tolerations):
+        path = ("scheduling", "tolerations", index)
+        if toleration.operator == "Exists" and toleration.value:
+            yield Diagnostic("E022", "a toleration with operator 'Exists' takes no value", path + ("value",))
+        if toleration.operator == "Equal" and not toleration.key:
+            yield Diagnostic("E022", "a toleration without a key needs operator 'Exists'", path + ("operator",))
+        if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
+            yield Diagnostic("E022", "toleration_seconds applies only to effect 'NoExecute'",
+                             path + ("toleration_seconds",), 'set effect = "NoExecute" or drop toleration_seconds')
+    rollout = model.rollout
+    if rollout.strategy == "RollingUpdate" and rollout.max_surge in (0, "0%") and rollout.max_unavailable in (0, "0%"):
+        yield Diagnostic("E022", "max_surge and max_unavailable cannot both be 0: the rollout could not progress",
+                         ("rollout", "max_surge"))
+
+
+def _raw_table_problems(model: Model) -> Iterator[Diagnostic]:
+    """The keys Kubernetes requires in the tables passed on as is; paths relative to the model."""
+    required = (("extra_volumes", ("name",)), ("extra_volume_mounts", ("name", "mountPath")),
+                ("init_containers", ("name", "image")))
+    for field, keys in required:
+        for index, raw in enumerate(getattr(model, field)):
+            for key in keys:
+                value = raw.get(key)
+                if value is None:
+                    yield Diagnostic("E018", f"needs '{key}'", (field, index))
+                elif not isinstance(value, str) or not value:
+                    yield Diagnostic("E018", f"'{key}' must be a non-empty string", (field, index, key))
+                elif key == "name" and field != "extra_volume_mounts":
+                    yield from _form_problems(value, DNS_LABEL, (field, index, key))
+
+
 def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
     base = ("models", key)
-    if not DNS_LABEL.match(key):
+    if not re.fullmatch(NAME.pattern, key):
         yield Diagnostic("E008", f"model name '{key}' is not a valid name", base,
                          "use lowercase letters, digits and '-', starting with a letter")
     elif len(spec.stack.name) + 1 + len(key) + _LONGEST_SUFFIX > 63:
@@ -84,22 +181,20 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E013", f"cannot tell where '{model.model}' comes from", base + ("model",),
                          "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH, oci://IMAGE, "
                          "ollama://NAME:TAG or an absolute path")
-    for path, value, low in _bounds(model):
-        if value is not None and value < low:
-            yield Diagnostic("E014", f"must be at least {low}, got {value}", base + path)
     scaling = model.autoscaling
-    if scaling.min_replicas is not None and scaling.max_replicas is not None and scaling.min_replicas > scaling.max_replicas:
-        yield Diagnostic("E014", f"min_replicas ({scaling.min_replicas}) is above max_replicas ({scaling.max_replicas})",
-                         base + ("autoscaling", "min_replicas"))
+    # what an autoscaling target (KServe) makes of them: both default to replicas
+    low = scaling.min_replicas if scaling.min_replicas is not None else model.replicas
+    high = scaling.max_replicas if scaling.max_replicas is not None else max(model.replicas, 1)
+    if low > high:
+        low_path = ("autoscaling", "min_replicas") if scaling.min_replicas is not None else ("replicas",)
+        yield Diagnostic("E014", f"{low_path[-1]} ({low}) is above max_replicas ({high}"
+                         f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
+    yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
-    for path, quantity in _quantities(model):
-        if not QUANTITY.match(quantity):
-            yield Diagnostic("E015", f"'{quantity}' is not a Kubernetes quantity", base + path, "for example '500m', '16Gi' or '2'")
-    for name in model.env:
-        if not ENV_NAME.match(name):
-            yield Diagnostic("E016", f"'{name}' is not a valid environment variable name", base + ("env", name))
+    for problem in _raw_table_problems(model):
+        yield attrs.evolve(problem, path=base + problem.path)
     cache = model.cache
     if cache is not None and not cache.size and not cache.existing_claim:
         yield Diagnostic("E017", "a cache needs a size or an existing claim", base + ("cache",),
@@ -137,25 +232,47 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
 
 
-def _bounds(model: Model) -> Iterator[tuple[tuple[str, ...], int | None, int]]:
-    yield ("replicas",), model.replicas, 0
-    yield ("accelerators", "count"), model.accelerators.count, 0
-    yield ("serving", "tensor_parallel"), model.serving.tensor_parallel, 1
-    yield ("serving", "pipeline_parallel"), model.serving.pipeline_parallel, 1
-    yield ("serving", "max_context"), model.serving.max_context, 1
-    yield ("serving", "max_concurrent_sequences"), model.serving.max_concurrent_sequences, 1
-    yield ("serving", "max_lora_rank"), model.serving.max_lora_rank, 1
-    yield ("termination_grace_seconds",), model.termination_grace_seconds, 0
-    yield ("autoscaling", "min_replicas"), model.autoscaling.min_replicas, 0
-    yield ("autoscaling", "max_replicas"), model.autoscaling.max_replicas, 1
-    yield ("autoscaling", "target"), model.autoscaling.target, 1
+def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:
+    """Every value against the bounds its field declares (``stackc.model.field``), through nested objects."""
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        here = path + (field.name,)
+        yield from _field_problems(value, field.metadata, here)
+        items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, tuple) else ()
+        for key, item in [(None, value), *items]:
+            if attrs.has(type(item)):
+                yield from bound_problems(item, here if key is None else here + (key,))
 
 
-def _quantities(model: Model) -> Iterator[tuple[tuple[str, ...], str]]:
-    for kind in ("requests", "limits"):
-        for name, quantity in getattr(model.resources, kind).items():
-            yield ("resources", kind, name), quantity
-    if model.cache is not None and model.cache.size:
-        yield ("cache", "size"), model.cache.size
-    if model.shm_size:
-        yield ("shm_size",), model.shm_size
+def _field_problems(value: Any, bounds: Mapping[str, Any], path: Path) -> Iterator[Diagnostic]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if "minimum" in bounds and value < bounds["minimum"]:
+            yield Diagnostic("E014", f"must be at least {bounds['minimum']}, got {value}", path)
+        if "maximum" in bounds and value > bounds["maximum"]:
+            yield Diagnostic("E014", f"must be at most {bounds['maximum']}, got {value}", path)
+    elif isinstance(value, str) and "form" in bounds:
+        yield from _form_problems(value, bounds["form"], path)
+    elif isinstance(value, tuple):
+        if len(value) < bounds.get("min_items", 0):
+            yield Diagnostic("E014", f"needs at least {bounds['min_items']} item(s)", path)
+        for index, item in enumerate(value):
+            if isinstance(item, str) and "form" in bounds:
+                yield from _form_problems(item, bounds["form"], path + (index,))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if "keys" in bounds:
+                yield from _form_problems(key, bounds["keys"], path + (key,))
+            if isinstance(item, str) and "form" in bounds:
+                yield from _form_problems(item, bounds["form"], path + (key,))
+
+
+def _form_problems(text: str, form: Form, path: Path) -> Iterator[Diagnostic]:
+    if form.max_length is not None and len(text) > form.max_length:
+        yield Diagnostic(form.code, f"'{_shorten(text)}' is too long ({len(text)} characters, at most {form.max_length})",
+                         path)
+    elif not re.fullmatch(form.pattern, text):
+        yield Diagnostic(form.code, f"'{_shorten(text)}' is not {form.what}", path)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."

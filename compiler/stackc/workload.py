@@ -32,6 +32,8 @@ class Capability(str, Enum):
     ACCELERATORS = "accelerators"
     #: serves without accelerators (on CPUs)
     CPU_ONLY = "cpu_only"
+    #: serves models from the Ollama library (``ollama://NAME:TAG``)
+    OLLAMA_LIBRARY = "ollama_library"
 
 
 @attrs.frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import tomlkit
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from stackc import pipeline
 from stackc.diagnostics import DiagnosticsError
+from stackc.fuzzing import SpecGenerator, compile_outcome, mutate, spec_files
 from stackc.plugins import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,3 +72,23 @@ def test_mutated_production_spec(data: st.DataObject) -> None:
 @given(st.lists(st.text(max_size=30), max_size=3))
 def test_arbitrary_set_arguments(settings_: list[str]) -> None:
     compile_or_diagnose(PROD, tuple(settings_))
+
+
+SPEC_TEXTS = [path.read_text() for path in spec_files(REPO / "specs")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32))
+def test_random_specs_drawn_from_the_ir(seed: int) -> None:
+    text = SpecGenerator(REGISTRY, random.Random(seed)).text()
+    outcome = compile_outcome(REGISTRY, text)
+    assert outcome.kind != "internal", f"{outcome.detail}\n{text}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SPEC_TEXTS), st.integers(0, 2**32))
+def test_mutated_spec_files(original: str, seed: int) -> None:
+    rng = random.Random(seed)
+    text = mutate(original, rng, SpecGenerator(REGISTRY, rng))
+    outcome = compile_outcome(REGISTRY, text)
+    assert outcome.kind != "internal", f"{outcome.detail}\n{text}"

@@ -8,13 +8,14 @@ environment as ``STACKC_API_KEY`` (write ``$(STACKC_API_KEY)`` in an argument to
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterator, Mapping
 
 import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.model import Model
+from stackc.model import INT32_MAX, Model
 from stackc.registry import Registry
 from stackc.workload import (
     Capability,
@@ -37,7 +38,7 @@ PLACEHOLDERS = ("model", "served_name", "aliases", "port")
 class CommandOptions:
     """``[models.NAME.engine_options]`` for the command engine."""
 
-    port: int = attrs.field(metadata={"doc": "Port the server listens on."})
+    port: int = attrs.field(metadata={"doc": "Port the server listens on.", "minimum": 1, "maximum": 65535})
     command: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Container command (default: the image's)."})
     args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {port}."})
     ready_path: str = attrs.field(default="/health", metadata={"doc": "HTTP path answering 200 once the model is loaded."})
@@ -45,7 +46,8 @@ class CommandOptions:
     metrics_path: str | None = attrs.field(default=None, metadata={"doc": "Prometheus metrics path, if any."})
     metric_names: Mapping[str, str] = attrs.field(
         factory=dict, metadata={"doc": "Series names: running, waiting, kv_cache_usage, time_to_first_token, …"})
-    startup_minutes: int = attrs.field(default=30, metadata={"doc": "How long loading may take."})
+    startup_minutes: int = attrs.field(default=30, metadata={"doc": "How long loading may take.", "minimum": 1,
+                                                             "maximum": INT32_MAX // 6})
     shared_memory: bool = attrs.field(default=False, metadata={"doc": "Mount an in-memory /dev/shm when parallel."})
 
 
@@ -67,10 +69,9 @@ class CommandEngine:
                 yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),
                                  did_you_mean(name, known))
         for index, arg in enumerate(options.args):
-            try:
-                arg.format(**{p: "" for p in PLACEHOLDERS})
-            except (KeyError, IndexError, ValueError) as error:
-                yield Diagnostic("E037", f"unknown placeholder in {arg!r}: {error}", ("engine_options", "args", index),
+            problem = _placeholder_problem(arg)
+            if problem:
+                yield Diagnostic("E037", f"{problem} in {arg!r}", ("engine_options", "args", index),
                                  "placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS) + "; write {{ for {")
 
     def lower(self, request: EngineRequest) -> EngineResult:
@@ -98,6 +99,19 @@ class CommandEngine:
                    if options.metrics_path else None)
         return EngineResult(container=container, served_names=names, port=port, metrics=metrics,
                             needs_shm=options.shared_memory)
+
+
+def _placeholder_problem(arg: str) -> str | None:
+    """Only bare ``{name}`` placeholders: ``{model.upper}`` would put a Python object's repr in the output."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(arg)
+                  if name is not None]
+    except ValueError as error:
+        return f"a malformed placeholder ({error})"
+    for name, spec, conversion in fields:
+        if name not in PLACEHOLDERS or spec or conversion:
+            return f"unknown placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+    return None
 
 
 @hookimpl

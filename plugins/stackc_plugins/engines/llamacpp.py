@@ -37,7 +37,7 @@ METRICS = MetricNames(running="llamacpp:requests_processing", waiting="llamacpp:
 class LlamacppOptions:
     """``[models.NAME.engine_options]`` for llama.cpp."""
 
-    threads: int | None = attrs.field(default=None, metadata={"doc": "`-t`: CPU threads for generation."})
+    threads: int | None = attrs.field(default=None, metadata={"doc": "`-t`: CPU threads for generation.", "minimum": 1})
     gpu_layers: int | None = attrs.field(
         default=None, metadata={"doc": "`-ngl`: layers offloaded to accelerators (default: all, when there are any)."})
 

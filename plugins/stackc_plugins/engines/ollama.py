@@ -36,7 +36,7 @@ class OllamaEngine:
     description = "Ollama (models from the Ollama library; no API key, no metrics, no tensor parallelism)"
     capabilities = frozenset({
         Capability.MULTIPLE_SERVED_NAMES, Capability.MAX_CONTEXT, Capability.MAX_CONCURRENT_SEQUENCES,
-        Capability.ACCELERATORS, Capability.CPU_ONLY,
+        Capability.ACCELERATORS, Capability.CPU_ONLY, Capability.OLLAMA_LIBRARY,
     })
     options_type = None
     local_run = LocalRun({BINARY: ("ollama",)}, "install Ollama from ollama.com")

@@ -44,7 +44,8 @@ METRICS = MetricNames(
 class SglangEngine:
     name = "sglang"
     description = "SGLang server (one served name; aliases are served by the router or gateway)"
-    capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY}
+    capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY,
+                                            Capability.OLLAMA_LIBRARY}
     options_type = None
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:

@@ -59,7 +59,8 @@ class TrtllmOptions:
     model_repository: str | None = attrs.field(
         default=None, metadata={"doc": "triton: the Triton model repository whose config.pbtxt names the engine dir "
                                        "(default: CACHE/trtllm/MODEL/repository)."})
-    max_batch_size: int | None = attrs.field(default=None, metadata={"doc": "Largest batch the engine is built for."})
+    max_batch_size: int | None = attrs.field(default=None, metadata={"doc": "Largest batch the engine is built for.",
+                                                                                 "minimum": 1})
 
 
 class TrtllmEngine:

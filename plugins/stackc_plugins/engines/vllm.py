@@ -45,7 +45,7 @@ class VllmOptions:
 
     load_format: str | None = attrs.field(default=None, metadata={"doc": "`--load-format`, e.g. `runai_streamer`."})
     kv_cache_dtype: str | None = attrs.field(default=None, metadata={"doc": "`--kv-cache-dtype`, e.g. `fp8`."})
-    max_num_batched_tokens: int | None = attrs.field(default=None, metadata={"doc": "`--max-num-batched-tokens`."})
+    max_num_batched_tokens: int | None = attrs.field(default=None, metadata={"doc": "`--max-num-batched-tokens`.", "minimum": 1})
     enforce_eager: bool = attrs.field(default=False, metadata={"doc": "`--enforce-eager`: skip CUDA graphs (faster start)."})
 
 
@@ -62,7 +62,7 @@ METRICS = MetricNames(
 class VllmEngine:
     name = "vllm"
     description = "vLLM OpenAI-compatible server (CUDA/ROCm; CPU image without accelerators)"
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.OLLAMA_LIBRARY}
     options_type = VllmOptions
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
 

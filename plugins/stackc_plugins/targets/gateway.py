@@ -13,6 +13,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, Form
 from stackc.plan import Caller, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
@@ -23,46 +24,55 @@ CONFIG_FILE = "default-plugins.yaml"
 #: Gateway API limits: 64 matches in one rule, 128 in one route
 MATCHES_PER_RULE = 64
 MATCHES_PER_ROUTE = 128
+# Gateway API's Duration (GEP-2257), as its CRDs spell the pattern
+GATEWAY_DURATION = Form(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$", "a Gateway API duration such as '600s' or '1h30m'")
+_WEIGHT = {"minimum": 0, "maximum": INT32_MAX}
 
 
 @attrs.frozen
 class Listener:
-    name: str = attrs.field(metadata={"doc": "Listener name."})
-    port: int = attrs.field(metadata={"doc": "Port."})
+    name: str = attrs.field(metadata={"doc": "Listener name.", "form": DNS_SUBDOMAIN})
+    port: int = attrs.field(metadata={"doc": "Port.", "minimum": 1, "maximum": 65535})
     protocol: Literal["HTTP", "HTTPS"] = attrs.field(default="HTTP", metadata={"doc": "`HTTP` or `HTTPS`."})
-    hostname: str | None = attrs.field(default=None, metadata={"doc": "Host name to match."})
-    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Certificate Secret for HTTPS."})
+    hostname: str | None = attrs.field(default=None, metadata={"doc": "Host name to match.", "form": HOSTNAME})
+    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Certificate Secret for HTTPS.",
+                                                                 "form": DNS_SUBDOMAIN})
 
 
 @attrs.frozen
 class Scorers:
     """Weights of the endpoint picker's scorers (llm-d's defaults: prefix 3, queue 2, KV 2)."""
 
-    prefix_cache: int = attrs.field(default=3, metadata={"doc": "Prefer replicas holding the prompt's prefix."})
-    kv_cache_utilization: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with free KV cache."})
-    queue: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with short queues."})
+    prefix_cache: int = attrs.field(default=3, metadata={"doc": "Prefer replicas holding the prompt's prefix.",
+                                                         **_WEIGHT})
+    kv_cache_utilization: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with free KV cache.", **_WEIGHT})
+    queue: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with short queues.", **_WEIGHT})
 
 
 @attrs.frozen
 class GatewayOptions:
     """``[targets.gateway]``."""
 
-    gateway_name: str | None = attrs.field(default=None, metadata={"doc": "Gateway name (default: STACK-gateway)."})
+    gateway_name: str | None = attrs.field(default=None, metadata={"doc": "Gateway name (default: STACK-gateway).",
+                                                                   "form": DNS_SUBDOMAIN})
     create_gateway: bool = attrs.field(default=True, metadata={"doc": "Create the Gateway (else reference it)."})
     gateway_namespace: str | None = attrs.field(
-        default=None, metadata={"doc": "Namespace of a referenced Gateway (default: the stack's)."})
-    gateway_class: str = attrs.field(default="istio", metadata={"doc": "GatewayClass of a created Gateway."})
+        default=None, metadata={"doc": "Namespace of a referenced Gateway (default: the stack's).", "form": DNS_LABEL})
+    gateway_class: str = attrs.field(default="istio", metadata={"doc": "GatewayClass of a created Gateway.",
+                                                                "form": DNS_SUBDOMAIN})
     listeners: tuple[Listener, ...] = attrs.field(
-        factory=lambda: (Listener("http", 80),), metadata={"doc": "Listeners of a created Gateway."})
+        factory=lambda: (Listener("http", 80),), metadata={"doc": "Listeners of a created Gateway.", "min_items": 1})
     epp_image: str = attrs.field(default=EPP_IMAGE, metadata={"doc": "Endpoint-picker image."})
     failure_mode: Literal["FailClose", "FailOpen"] = attrs.field(
         default="FailClose", metadata={"doc": "What the gateway does when the picker is down."})
     scorers: Scorers = attrs.field(factory=Scorers, metadata={"doc": "Scorer weights."})
     priorities: Mapping[str, int] = attrs.field(
-        factory=dict, metadata={"doc": "Model name -> InferenceObjective priority (higher is served first)."})
+        factory=dict, metadata={"doc": "Model name -> InferenceObjective priority (higher is served first).",
+                                "minimum": -INT32_MAX - 1, "maximum": INT32_MAX})
     envoy_extension_policy: bool = attrs.field(
         default=False, metadata={"doc": "Also attach the picker with an Envoy Gateway EnvoyExtensionPolicy."})
-    request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout."})
+    request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout.",
+                                                                 "form": GATEWAY_DURATION})
 
 
 class GatewayTarget:

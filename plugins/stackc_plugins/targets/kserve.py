@@ -22,6 +22,8 @@ from stackc.plan import Component, Plan
 from stackc.registry import Artifact, Registry
 
 MODEL_DIR = "/mnt/models"
+PREDICTOR_SUFFIX = "-predictor"  # KServe's Deployment and Service
+KNATIVE_REVISION_SUFFIX = "-predictor-00001"  # Knative's first revision (up to 99999 keep the length)
 
 
 @attrs.frozen
@@ -43,14 +45,21 @@ class KserveTarget:
 
     def model_service(self, component: Component) -> tuple[str, int]:
         """The Service KServe (Standard mode) puts in front of a model's pods, and the pods' port."""
-        return f"{component.name}-predictor", component.endpoint.port.number
+        return f"{component.name}{PREDICTOR_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
         if options.deployment_mode == "Knative" and "router" in plan.stack.targets:
             yield Diagnostic("W071", "the router finds replicas through the predictor's EndpointSlices, which Knative "
                              "mode points at its activator", ("targets", "kserve", "deployment_mode"),
                              "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
+        knative = options.deployment_mode == "Knative"
+        suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            # KServe and Knative derive names from the InferenceService's; each must stay a DNS label
+            if len(component.name) + len(suffix) > 63:
+                yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
+                                 "characters", ("models", component.key),
+                                 f"keep stack name + model name within {62 - len(suffix)} characters")
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),

@@ -13,21 +13,28 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.model import LABEL_KEY, LABEL_VALUE, Form
 from stackc.plan import Component, Plan
 from stackc.registry import Artifact, Registry
+
+
+# prometheus-operator's Duration, as its CRDs spell the pattern
+PROMETHEUS_DURATION = Form(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                           "a Prometheus duration such as '15s' or '1m30s'")
 
 
 @attrs.frozen
 class MonitoringOptions:
     """``[targets.monitoring]``."""
 
-    interval: str = attrs.field(default="15s", metadata={"doc": "Scrape interval."})
+    interval: str = attrs.field(default="15s", metadata={"doc": "Scrape interval.", "form": PROMETHEUS_DURATION})
     monitor_labels: Mapping[str, str] = attrs.field(
-        factory=dict, metadata={"doc": "Labels your Prometheus selects monitors by (e.g. `release = \"prometheus\"`)."})
+        factory=dict, metadata={"doc": "Labels your Prometheus selects monitors by (e.g. `release = \"prometheus\"`).",
+                                "keys": LABEL_KEY, "form": LABEL_VALUE})
     dashboard: bool = attrs.field(default=True, metadata={"doc": "Emit a Grafana dashboard ConfigMap."})
     dashboard_labels: Mapping[str, str] = attrs.field(
         factory=lambda: {"grafana_dashboard": "1"},
-        metadata={"doc": "Labels the Grafana dashboard sidecar looks for."})
+        metadata={"doc": "Labels the Grafana dashboard sidecar looks for.", "keys": LABEL_KEY, "form": LABEL_VALUE})
 
 
 _PANELS = (

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.model import SecretRef
+from stackc.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
 from stackc.plan import Caller, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
@@ -28,16 +28,18 @@ UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
 
 @attrs.frozen
 class Ingress:
-    host: str = attrs.field(metadata={"doc": "Host name clients use."})
-    class_name: str | None = attrs.field(default=None, metadata={"doc": "IngressClass name."})
-    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Secret with the TLS certificate."})
+    host: str = attrs.field(metadata={"doc": "Host name clients use.", "form": HOSTNAME})
+    class_name: str | None = attrs.field(default=None, metadata={"doc": "IngressClass name.", "form": DNS_SUBDOMAIN})
+    tls_secret: str | None = attrs.field(default=None, metadata={"doc": "Secret with the TLS certificate.",
+                                                                 "form": DNS_SUBDOMAIN})
 
 
 @attrs.frozen
 class HttpRoute:
-    gateway: str = attrs.field(metadata={"doc": "Name of the Gateway to attach to."})
-    gateway_namespace: str | None = attrs.field(default=None, metadata={"doc": "Its namespace (default: the stack's)."})
-    hostnames: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Host names to match."})
+    gateway: str = attrs.field(metadata={"doc": "Name of the Gateway to attach to.", "form": DNS_SUBDOMAIN})
+    gateway_namespace: str | None = attrs.field(default=None, metadata={"doc": "Its namespace (default: the stack's).",
+                                                                        "form": DNS_LABEL})
+    hostnames: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Host names to match.", "form": HOSTNAME})
 
 
 @attrs.frozen
@@ -45,14 +47,16 @@ class RouterOptions:
     """``[targets.router]``."""
 
     image: str = attrs.field(default=IMAGE, metadata={"doc": "Router image (built from the repository's Dockerfile)."})
-    replicas: int = attrs.field(default=2, metadata={"doc": "Router replicas, spread across nodes."})
+    replicas: int = attrs.field(default=2, metadata={"doc": "Router replicas, spread across nodes.", "minimum": 0,
+                                                     "maximum": INT32_MAX})
     resources: Mapping[str, Mapping[str, str]] = attrs.field(
         factory=lambda: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         metadata={"doc": "Router container resources (`requests`, `limits`)."})
     api_keys: SecretRef | None = attrs.field(
         default=None, metadata={"doc": "Secret key holding accepted API keys, one per line."})
-    max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted."})
-    max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s."})
+    max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted.",
+                                                                          "minimum": 1})
+    max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s.", "minimum": 1})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
 

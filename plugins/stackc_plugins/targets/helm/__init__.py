@@ -15,10 +15,15 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.model import Form
 from stackc.plan import Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.render import to_yaml
 
+# Helm: chart names are lowercase letters, digits and dashes; versions are SemVer 2
+CHART_NAME = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a chart name: lowercase letters, digits and '-'", "E008", 63)
+SEMVER = Form(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$",
+              "a SemVer 2 version such as '1.2.3'")
 CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
@@ -28,8 +33,9 @@ _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 class HelmOptions:
     """``[targets.helm]``."""
 
-    chart: str | None = attrs.field(default=None, metadata={"doc": "Chart name (default: the stack name)."})
-    version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart version (SemVer)."})
+    chart: str | None = attrs.field(default=None, metadata={"doc": "Chart name (default: the stack name).",
+                                                            "form": CHART_NAME})
+    version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart version (SemVer).", "form": SEMVER})
     app_version: str = attrs.field(default="0.1.0", metadata={"doc": "Chart appVersion."})
     description: str | None = attrs.field(default=None, metadata={"doc": "Chart description."})
 

@@ -1,0 +1,99 @@
+"""Mistakes the fuzzer found and the API server would reject: located errors, never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from stackc.diagnostics import DiagnosticsError
+from stackc.testing import compile_text
+
+BASE = """\
+version = 1
+[stack]
+name = "s"
+targets = ["manifests", "kserve", "helm", "gateway", "router", "monitoring"]
+[models.m]
+engine = "vllm"
+model = "org/m"
+"""
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(text)
+    return [d.render() for d in caught.value.diagnostics]
+
+
+@pytest.mark.parametrize("arg", ["{model.x}", "{model.upper}", "{port!r}", "{0}", "{"])
+def test_command_arguments_take_bare_placeholders_only(arg: str) -> None:
+    text = BASE.replace('engine = "vllm"', 'engine = "command"\nimage = "srv:1"') + \
+        f"engine_options = {{ port = 8000, args = ['{arg}'] }}\n"
+    (error,) = errors(text)
+    assert error.startswith("spec.toml:9:") and "E037] models.m.engine_options.args[0]" in error
+
+
+def test_a_toml_time_in_a_raw_kubernetes_table_is_located() -> None:
+    (error,) = errors(BASE + "scheduling.affinity = { x = [1, { at = 12:30:00 }] }\n")
+    assert 'spec.toml:8:' in error and "models.m.scheduling.affinity.x[1].at" in error and '"12:30:00"' in error
+
+
+def test_extra_volumes_and_mounts_need_names_and_declared_volumes() -> None:
+    found = errors(BASE + 'extra_volumes = [{ emptyDir = {} }, { name = "model-cache", emptyDir = {} }]\n'
+                          'extra_volume_mounts = [{ name = "nope", mountPath = "/x" }, { mountPath = "/y" }]\n')
+    assert any("extra_volumes[0]: needs 'name'" in e for e in found)
+    assert any("extra_volume_mounts[1]: needs 'name'" in e for e in found)
+    found = errors(BASE + 'extra_volumes = [{ name = "model-cache", emptyDir = {} }]\n'
+                          'extra_volume_mounts = [{ name = "nope", mountPath = "/x" }]\n')
+    assert any("extra_volumes[0].name: a volume named 'model-cache' is already in the pod" in e for e in found)
+    assert any("mounts the volume 'nope', which the pod does not have" in e for e in found)
+
+
+ALL_WRONG = BASE.replace('name = "s"', 'name = "s"\nlabels = { "a/b/c" = "x y" }') + """\
+replicas = 2147483648
+resources = { requests = { cpu = "2", "nvidia.com/gpu" = "1" }, limits = { cpu = "1" } }
+scheduling.tolerations = [{ key = "a", operator = "Exists", value = "x", toleration_seconds = 3 }]
+probes.startup = { period_seconds = -1 }
+[targets.helm]
+chart = ".."
+[targets.gateway]
+listeners = []
+[targets.monitoring]
+interval = "soon"
+"""
+
+
+def test_what_the_api_server_would_reject_is_a_located_error() -> None:
+    found = "\n".join(errors(ALL_WRONG))
+    for expected in ['stack.labels."a/b/c": \'a/b/c\' is not a label', "'x y' is not a label value",
+                     "models.m.replicas: must be at most 2147483647", "requests.cpu: the request (2) is above the limit",
+                     "'nvidia.com/gpu' cannot be overcommitted", "operator 'Exists' takes no value",
+                     "toleration_seconds applies only to effect 'NoExecute'", "period_seconds: must be at least 1",
+                     "targets.helm.chart: '..' is not a chart name", "targets.gateway.listeners: needs at least 1",
+                     "targets.monitoring.interval: 'soon'"]:
+        assert expected in found
+
+
+def test_the_json_schema_carries_the_same_bounds() -> None:
+    import tomllib
+
+    import jsonschema
+
+    from stackc.plugins import load_registry
+    from stackc.schema import spec_schema
+
+    validator = jsonschema.Draft202012Validator(spec_schema(load_registry()))
+    found = {".".join(map(str, e.absolute_path)) for e in validator.iter_errors(tomllib.loads(ALL_WRONG))}
+    assert {"stack.labels", "stack.labels.a/b/c", "models.m.replicas", "models.m.probes.startup.period_seconds",
+            "targets.helm.chart", "targets.gateway.listeners", "targets.monitoring.interval"} <= found
+
+
+def test_a_knative_revision_name_over_63_characters_is_an_error() -> None:
+    text = BASE.replace('name = "s"', 'name = "abcd"').replace("[models.m]", "[models." + "a" * 44 + "]")
+    text = text.replace('"monitoring"]', '"monitoring"]\n[targets.kserve]\ndeployment_mode = "Knative"')
+    (error,) = [e for e in errors(text) if "error[" in e]  # and a warning: the router can't discover Knative pods
+    assert "-predictor-00001', a name Knative derives, is longer than 63 characters" in error
+
+
+def test_an_ollama_source_needs_the_ollama_engine() -> None:
+    (error,) = errors(BASE.replace('"org/m"', '"ollama://llama3:8b"'))
+    assert "models.m.model: engine 'vllm' does not support models from the Ollama library" in error
