@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stackc import hookspecs
 from stackc.plugins import load_registry
-from stackc.schema import spec_reference, spec_schema
+from stackc.spec.schema import spec_reference, spec_schema
 
 REPO = Path(__file__).resolve().parent.parent
 START, END = "<!-- reference:start -->\n", "<!-- reference:end -->"

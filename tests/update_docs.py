@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from stackc.plugins import load_registry
-from stackc.schema import spec_reference, spec_schema
+from stackc.spec.schema import spec_reference, spec_schema
 
 REPO = Path(__file__).resolve().parent.parent
 

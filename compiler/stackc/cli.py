@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> ExitCode:
     from stackc.diagnostics import DiagnosticsError
-    from stackc.output import OutputError
+    from stackc.output.tree import OutputError
     from stackc.pipeline import PluginCrash
     from stackc.plugins import PluginConflict, PluginError
 
@@ -157,7 +157,7 @@ def _stack_root(args: argparse.Namespace, compilation: Any) -> Path:
 
 
 def _build(args: argparse.Namespace) -> ExitCode:
-    from stackc.output import write_tree
+    from stackc.output.tree import write_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
@@ -174,7 +174,7 @@ def _build(args: argparse.Namespace) -> ExitCode:
 
 def _other_targets(root: Path, selected: Sequence[str]) -> list[str]:
     """With --target, the folders of the other targets are carried over as they were."""
-    from stackc.output import owned_files
+    from stackc.output.tree import owned_files
 
     return sorted({name.split("/", 1)[0] for name in owned_files(root)} - set(selected))
 
@@ -191,7 +191,7 @@ def _check(args: argparse.Namespace) -> ExitCode:
 
 
 def _diff(args: argparse.Namespace) -> ExitCode:
-    from stackc.output import diff_trees, read_tree
+    from stackc.output.tree import diff_trees, read_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
@@ -212,7 +212,8 @@ def _diff(args: argparse.Namespace) -> ExitCode:
 def _explain(args: argparse.Namespace) -> ExitCode:
     import tomlkit
 
-    from stackc import convert, pipeline
+    from stackc import pipeline
+    from stackc.spec import convert
 
     spec = pipeline.check(args.specs, _registry(args), args.settings).spec
     data = _drop_none(convert.unstructure(spec))
@@ -238,8 +239,8 @@ def _up(args: argparse.Namespace) -> ExitCode:
     import tempfile
     import threading
 
-    from stackc import up
-    from stackc.supervisor import Supervisor
+    from stackc.local import up
+    from stackc.local.supervisor import Supervisor
 
     supervisor = Supervisor()
     stop = threading.Event()
@@ -279,7 +280,7 @@ def _up(args: argparse.Namespace) -> ExitCode:
 
 
 def _init(args: argparse.Namespace) -> ExitCode:
-    from stackc.starter import STARTER_SPEC
+    from stackc.spec.starter import STARTER_SPEC
 
     if args.path is None:
         sys.stdout.write(STARTER_SPEC)
@@ -294,7 +295,7 @@ def _init(args: argparse.Namespace) -> ExitCode:
 
 
 def _schema(args: argparse.Namespace) -> ExitCode:
-    from stackc.schema import spec_reference, spec_schema
+    from stackc.spec.schema import spec_reference, spec_schema
 
     if args.format == "markdown":
         sys.stdout.write(spec_reference(_registry(args)))

@@ -1,6 +1,6 @@
 """Random and mutated stack specs, for the property tests, the fuzz benchmark and plugin authors.
 
-Specs are drawn from the IR (``stackc.model``) and the installed plugins' option classes, so a
+Specs are drawn from the IR (``stackc.spec.model``) and the installed plugins' option classes, so a
 new field is fuzzed without anyone remembering to add it here. With ``valid=True`` only values
 meant to pass are drawn (the strict-validation property); otherwise wrong types, out-of-range
 numbers, malformed names and raw junk (TOML dates and times too) are mixed in.
@@ -21,9 +21,9 @@ from typing import Any, Literal
 import attrs
 import tomlkit
 
-from stackc.model import Model, Spec, Stack
+from stackc.spec.model import Model, Spec, Stack
 from stackc.registry import Registry
-from stackc.workload import Capability
+from stackc.plan.engine import Capability
 
 INT32_MAX = 2**31 - 1
 

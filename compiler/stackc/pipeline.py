@@ -14,14 +14,15 @@ from typing import Any, TypeVar
 
 import attrs
 
-from stackc import convert, lower as lowering
+from stackc.spec import convert
+from stackc.plan import lower as lowering
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, Severity, did_you_mean, sorted_unique
-from stackc.model import SPEC_VERSION, Model, Spec
-from stackc.plan import Plan
+from stackc.spec.model import SPEC_VERSION, Model, Spec
+from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registry
-from stackc.render import render
-from stackc.source import Document, Path, SourceMap, load_files
-from stackc.validate import lowered_problems, validate_spec
+from stackc.output.render import render
+from stackc.spec.source import Document, Path, SourceMap, load_files
+from stackc.spec.validate import lowered_problems, validate_spec
 
 T = TypeVar("T")
 
@@ -191,7 +192,7 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None) -> Plan:
-    """The plan of a checked spec (see ``stackc.lower``); engine crashes name the plugin."""
+    """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
     return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights)
 
 

@@ -9,15 +9,12 @@ any tool that reads TOML and writes YAML. Start-up (`stackc --version`) is measu
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_spec import make_spec  # noqa: E402

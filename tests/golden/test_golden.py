@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stackc import pipeline
-from stackc.output import read_tree
+from stackc.output.tree import read_tree
 from stackc.plugins import load_registry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from stackc import pipeline
-from stackc.output import read_tree
+from stackc.output.tree import read_tree
 from stackc.plugins import build_registry, discover
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from pathlib import Path
 import attrs
 
 from stackc import hookimpl
-from stackc.local import plan
-from stackc.supervisor import READY, Supervisor
+from stackc.local.processes import plan
+from stackc.local.supervisor import READY, Supervisor
 from stackc.testing import compile_text
-from stackc.workload import Capability, Container, EngineResult, LocalRun, Mount, Port, Probe
+from stackc.plan.engine import Capability, Container, EngineResult, LocalRun, Mount, Port, Probe
 
 FAKE_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "fake_engine.py"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stackc.output import MANIFEST, OutputError, diff_trees, read_tree, write_tree
+from stackc.output.tree import MANIFEST, OutputError, diff_trees, read_tree, write_tree
 
 REPO = Path(__file__).resolve().parents[2]
 

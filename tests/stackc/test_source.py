@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackc.diagnostics import Location
-from stackc.source import load_files, scan_positions
+from stackc.spec.source import load_files, scan_positions
 
 TEXT = '''\
 version = 1 # comment

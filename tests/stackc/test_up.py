@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackc.local import accelerator_present
+from stackc.local.processes import accelerator_present
 from stackc.testing import local_llama_server, write_tiny_gguf
 
 REPO = Path(__file__).resolve().parents[2]

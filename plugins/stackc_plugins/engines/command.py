@@ -15,9 +15,9 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.model import INT32_MAX, Model
+from stackc.spec.model import INT32_MAX, Model
 from stackc.registry import Registry
-from stackc.workload import (
+from stackc.plan.engine import (
     Capability,
     Container,
     EngineRequest,

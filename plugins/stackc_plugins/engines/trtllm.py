@@ -11,9 +11,9 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.model import Model
+from stackc.spec.model import Model
 from stackc.registry import Registry
-from stackc.workload import (
+from stackc.plan.engine import (
     Capability,
     Container,
     EngineRequest,

@@ -18,7 +18,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.plan import Component, Plan
+from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
 
 MODEL_DIR = "/mnt/models"

@@ -8,7 +8,7 @@ from typing import Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.plan import Plan
+from stackc.plan.model import Plan
 from stackc.registry import Artifact, Registry
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.model import LABEL_KEY, LABEL_VALUE, Form
-from stackc.plan import Component, Plan
+from stackc.spec.model import LABEL_KEY, LABEL_VALUE, Form
+from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
-from stackc.plan import Caller, Plan
+from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
+from stackc.plan.model import Caller, Plan
 from stackc.registry import Artifact, Registry
-from stackc.render import to_yaml
+from stackc.output.render import to_yaml
 
 IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stackc import hookimpl
-from stackc.workload import (
+from stackc.plan.engine import (
     Capability,
     Container,
     EngineResult,

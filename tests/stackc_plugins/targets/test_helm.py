@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stackc import pipeline
-from stackc.output import write_tree
+from stackc.output.tree import write_tree
 from stackc.plugins import load_registry
 from stackc.testing import compile_text
 from stackc_plugins.targets.helm import template

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 TARGETS = Path(__file__).resolve().parents[3] / "plugins" / "stackc_plugins" / "targets"
-FORBIDDEN_NAMES = {("stackc.model", "Model"), ("stackc.model", "Spec")}
-FORBIDDEN_MODULES = ("stackc.lower", "stackc.pipeline", "stackc_plugins.engines")
+FORBIDDEN_NAMES = {("stackc.spec.model", "Model"), ("stackc.spec.model", "Spec")}
+FORBIDDEN_MODULES = ("stackc.plan.lower", "stackc.pipeline", "stackc_plugins.engines")
 
 
 def imports(path: Path) -> list[tuple[str, str | None]]:
@@ -33,7 +33,7 @@ def layering_problems(path: Path, own: str) -> list[str]:
     for module, name in imports(path):
         if module.startswith("stackc_plugins.targets") and not module.startswith(own):
             problems.append(f"imports another target: {module}")
-        if (module, name) in FORBIDDEN_NAMES or (name is None and module == "stackc.model"):
+        if (module, name) in FORBIDDEN_NAMES or (name is None and module == "stackc.spec.model"):
             problems.append(f"reads the spec: {module}.{name}")
         if module.startswith(FORBIDDEN_MODULES):
             problems.append(f"imports a stage before the plan: {module}")
@@ -50,7 +50,7 @@ def test_a_target_reads_only_the_plan(path: Path) -> None:
 def test_the_check_catches_planted_imports(tmp_path: Path) -> None:
     planted = tmp_path / "manifests.py"
     planted.write_text((TARGETS / "manifests.py").read_text() + "\nfrom stackc_plugins.targets.helm import template\n"
-                       "from stackc.model import Model\nimport stackc.lower\n")
+                       "from stackc.spec.model import Model\nimport stackc.plan.lower\n")
     assert layering_problems(planted, "stackc_plugins.targets.manifests") == [
-        "imports another target: stackc_plugins.targets.helm", "reads the spec: stackc.model.Model",
-        "imports a stage before the plan: stackc.lower"]
+        "imports another target: stackc_plugins.targets.helm", "reads the spec: stackc.spec.model.Model",
+        "imports a stage before the plan: stackc.plan.lower"]

@@ -9,13 +9,13 @@ from typing import Any
 
 import attrs
 
-from stackc import sources
+from stackc.spec import sources
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.model import DNS_LABEL, NAME, QUANTITY, Form, Model, Spec
+from stackc.spec.model import DNS_LABEL, NAME, QUANTITY, Form, Model, Spec
 from stackc.registry import Registry
-from stackc.plan import Component, Plan
-from stackc.source import Path
-from stackc.workload import Capability
+from stackc.plan.model import Component, Plan
+from stackc.spec.source import Path
+from stackc.plan.engine import Capability
 
 # the longest suffix stackc adds to a workload name ("-chat-template")
 _LONGEST_SUFFIX = len("-chat-template")
@@ -233,7 +233,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
 
 
 def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:
-    """Every value against the bounds its field declares (``stackc.model.field``), through nested objects."""
+    """Every value against the bounds its field declares (``stackc.spec.model.field``), through nested objects."""
     for field in attrs.fields(type(obj)):
         value = getattr(obj, field.name)
         here = path + (field.name,)

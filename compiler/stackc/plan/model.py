@@ -1,6 +1,6 @@
 """The deployment plan: what the lowering stage decided, and the only thing targets read.
 
-After validation, ``stackc.lower`` turns the spec into a Plan once: every component with its
+After validation, ``stackc.plan.lower`` turns the spec into a Plan once: every component with its
 fully merged pod (the engine's container with the spec's env, mounts, probes, resources and
 security applied), its topology, scale, endpoint and where its weights come from. Targets and
 ``stackc up`` translate the plan; none of them reads the spec's models or re-derives a pod.
@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import attrs
 
-from stackc.model import SecretRef
-from stackc.workload import ClaimRequest, ConfigMapData, Container, Metrics, Port, Volume, Weights
+from stackc.spec.model import SecretRef
+from stackc.plan.engine import ClaimRequest, ConfigMapData, Container, Metrics, Port, Volume, Weights
 
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
-from stackc.local import LocalProcess, free_port, plan
-from stackc.model import Spec
-from stackc.plan import Component
+from stackc.local.processes import LocalProcess, free_port, plan
+from stackc.spec.model import Spec
+from stackc.plan.model import Component
 from stackc.registry import Registry
-from stackc.render import to_yaml
-from stackc.supervisor import Supervisor, last_lines
-from stackc.validate import served_name_conflicts
+from stackc.output.render import to_yaml
+from stackc.local.supervisor import Supervisor, last_lines
+from stackc.spec.validate import served_name_conflicts
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0

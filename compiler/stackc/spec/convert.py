@@ -24,7 +24,7 @@ from cattrs.errors import (
 )
 
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.source import Path
+from stackc.spec.source import Path
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from stackc.workload import ModelSource
+from stackc.plan.engine import ModelSource
 
 SCHEMES = ("hf", "s3", "gs", "pvc", "oci", "ollama")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-from stackc.model import Form, Spec
+from stackc.spec.model import Form, Spec
 from stackc.registry import Registry
 
 _SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}}
@@ -78,7 +78,7 @@ def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bounded(node: dict[str, Any], bounds: Mapping[str, Any]) -> dict[str, Any]:
-    """The bounds a field declares (``stackc.model.field``), where JSON Schema can say them."""
+    """The bounds a field declares (``stackc.spec.model.field``), where JSON Schema can say them."""
     kind = node.get("type")
     if kind in ("integer", "number"):
         node.update({key: bounds[key] for key in ("minimum", "maximum") if key in bounds})

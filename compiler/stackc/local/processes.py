@@ -17,8 +17,8 @@ from pathlib import Path
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.plan import Component
-from stackc.workload import Container, LocalRun
+from stackc.plan.model import Component
+from stackc.plan.engine import Container, LocalRun
 
 _PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}
 _HOST_PATHS = {"/dev/shm"}

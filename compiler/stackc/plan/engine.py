@@ -1,6 +1,6 @@
 """What the core and engines exchange while lowering: the request, the engine's container, its needs.
 
-Plain frozen data, Kubernetes-shaped but target-neutral; ``stackc.plan`` assembles it into components.
+Plain frozen data, Kubernetes-shaped but target-neutral; ``stackc.plan.model`` assembles it into components.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from stackc.model import Model, SecretRef
+from stackc.spec.model import Model, SecretRef
 
 
 class Capability(str, Enum):

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import attrs
 
-from stackc.local import LocalProcess
+from stackc.local.processes import LocalProcess
 
 _PR_SET_PDEATHSIG = 1
 STARTING, LOADING, READY, FAILED = "starting", "loading", "ready", "failed"

@@ -13,11 +13,12 @@ from typing import Any
 
 import attrs
 
-from stackc import plan, sources
+from stackc.plan import model as plan
+from stackc.spec import sources
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
-from stackc.model import Model, ProbeOverride, Spec, Toleration
+from stackc.spec.model import Model, ProbeOverride, Spec, Toleration
 from stackc.registry import Registry
-from stackc.workload import (
+from stackc.plan.engine import (
     ClaimRequest,
     ConfigMapData,
     Container,

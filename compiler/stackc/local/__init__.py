@@ -1,0 +1,1 @@
+"""``stackc up``: the plan's model servers as local processes, the reference router in front."""

@@ -1,0 +1,1 @@
+"""Output: canonical bytes, and the output folder replaced atomically."""
