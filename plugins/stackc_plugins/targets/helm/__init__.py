@@ -233,11 +233,12 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object", "additionalProperties": False, "required": ["global", "models"],
+        "$defs": {"model": model},  # once, not once per model: a 200-model chart's schema stays small
         "properties": {
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: model for name in values["models"]}},
+                       "properties": {name: {"$ref": "#/$defs/model"} for name in values["models"]}},
         },
     }
 
