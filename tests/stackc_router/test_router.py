@@ -81,11 +81,11 @@ def raw(base: str, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(("request_bytes", "status", "code"), [
-    (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope", 400, None),
-    (b'POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 400, None),
-    (b'POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{"model":"none"}', 404,
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope", 400, None),
+    (b'POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 400, None),
+    (b'POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{"model":"none"}', 404,
      "model_not_found"),
-    (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n", 413,
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n", 413,
      "request_too_large"),
 ])
 def test_bad_input_gets_openai_style_errors(engines, request_bytes: bytes, status: int, code: str | None) -> None:
