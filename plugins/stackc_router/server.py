@@ -55,7 +55,8 @@ class Router:
         self.routes: dict[str, Route] = {}
         self.names: dict[str, tuple[Route, str]] = {}  # every client-facing name -> (route, served name)
         self.in_flight = 0
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task] = set()  # background: health checks, discovery
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.listener = Listener(Limits(config.max_body_bytes, connection_cap(config.max_connections),
                                         config.header_timeout_s, config.body_timeout_s, config.idle_timeout_s),
                                  self.handle)
@@ -70,7 +71,7 @@ class Router:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         server = await loop.create_server(self.listener.protocol, host or self.config.host,
                                           self.config.port if port is None else port, reuse_address=True,
                                           backlog=1024)
@@ -281,18 +282,24 @@ async def _relay(request: Request, upstream: UpstreamConnection, client: ClientC
     if upstream.complete:
         client.write(b"".join(head) + body)
     else:
-        client.write(b"".join(head))
         rechunk = length is None and request.http11
         write = client.write
+        sink = (lambda chunk: write(_chunk(chunk))) if rechunk else write
         client.relay = upstream
         if client.write_paused:
             upstream.pause_reading()
-        upstream.attach((lambda chunk: write(b"%x\r\n%s\r\n" % (len(chunk), chunk))) if rechunk else write)
+        early = upstream.attach(sink)
+        head += map(_chunk, early) if rechunk else early
+        write(b"".join(head))  # the head and what came with it in one segment
         await upstream.response_end()
         if rechunk:
-            client.write(b"0\r\n\r\n")
+            write(b"0\r\n\r\n")
     if not keep_alive:
         client.close()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def _upstream_head(request: Request, backend: Backend, length: int, key: str | None) -> bytes:

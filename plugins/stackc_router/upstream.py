@@ -82,6 +82,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.dead = True
         if self.backend is not None:
             self.backend.open -= 1
+            if self in self.backend.idle:
+                self.backend.idle.remove(self)
         if self.expecting and not self.complete and self.error is None:
             if self.headers_done and self._close_delimited():
                 self.complete = True
@@ -153,12 +155,11 @@ class UpstreamConnection(asyncio.Protocol):
     async def response_end(self) -> None:
         await self._until(lambda: self.complete)
 
-    def attach(self, sink: Callable[[bytes], None]) -> None:
-        """Body bytes go to ``sink`` from now on, starting with those already here."""
-        for chunk in self.body:
-            sink(chunk)
-        self.body = []
+    def attach(self, sink: Callable[[bytes], None]) -> list[bytes]:
+        """Body bytes go to ``sink`` from now on; returns those already here, for the caller to send first."""
+        early, self.body = self.body, []
         self.sink = sink
+        return early
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.dead:

@@ -139,3 +139,9 @@ def test_metrics_count_per_model_and_backend_without_stalling(engines) -> None:
         text = httpx.get(f"{base}/metrics").text
         assert f'stackc_router_requests_total{{model="tiny",backend="{url}"}} 1' in text
         assert "stackc_router_latency_seconds_bucket" in text and "stackc_router_ttft_seconds_count" in text
+
+
+def test_json_nested_100k_deep_is_a_400_not_a_traceback(engines) -> None:
+    with running_router(parse(config_for([engines.start()]))) as (_, base):
+        response = httpx.post(f"{base}/v1/chat/completions", content=b'{"model":"tiny","x":' + b"[" * 100_000)
+        assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
