@@ -37,6 +37,7 @@ class ModelRoute:
     waiting_metric: str | None = None
     kv_usage_metric: str | None = None
     upstream_api_key_file: str | None = None
+    cache_chars: int = 1_000_000  # prompt characters one replica's prefix cache holds, for ``prefix``
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def parse(data: Any) -> Config:
     for name, raw in sorted(models_table.items()):
         path = f"models.{name}"
         table = _check(problems, raw, path, {"served_name", "aliases", "strategy", "session", "backends",
-                                             "discovery", "health", "metrics", "upstream_auth"})
+                                             "discovery", "health", "metrics", "upstream_auth", "cache_chars"})
         strategy = _typed(problems, table, "strategy", path, str, "prefix")
         if strategy not in STRATEGIES:
             problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -131,6 +132,7 @@ def parse(data: Any) -> Config:
             metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
             waiting_metric=metrics.get("waiting"), kv_usage_metric=metrics.get("kv_usage"),
             upstream_api_key_file=upstream.get("api_key_file"),
+            cache_chars=_typed(problems, table, "cache_chars", path, int, 1_000_000),
         ))
     names: dict[str, str] = {}
     for route in routes:

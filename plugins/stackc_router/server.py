@@ -62,7 +62,7 @@ class Router:
                                  self.handle)
         for model in config.models:
             strategy = STRATEGIES[model.strategy](load_factor=config.load_factor, block_chars=config.prefix_block_chars,
-                                                  session_header=model.session_header)
+                                                  session_header=model.session_header, cache_chars=model.cache_chars)
             key = _read_key(model.upstream_api_key_file)
             route = Route(model, strategy, {u: Backend.from_url(u) for u in model.backends}, key)
             self.routes[model.name] = route
