@@ -115,6 +115,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.task: asyncio.Task | None = None  # serving the current request
+        self.queued: list[Request] = []  # parsed from the same read as the current one (pipelining)
+        self.answering = False  # part of the current response has been written
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.idle = True  # between requests: evicted first when connections run out
@@ -220,7 +222,10 @@ class ClientConnection(asyncio.Protocol):
                           b"".join(self.body), self.parser.should_keep_alive(),
                           self.parser.get_http_version() == "1.1")
         self._new_request()
-        self.task = self.loop.create_task(self._serve(request))
+        if self.task is None:
+            self.task = self.loop.create_task(self._serve(request))
+        else:
+            self.queued.append(request)
 
     # -- serving ---------------------------------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
@@ -235,6 +240,7 @@ class ClientConnection(asyncio.Protocol):
             self.reject(400, f"malformed HTTP request: {error}")
 
     async def _serve(self, request: Request) -> None:
+        self.answering = False
         try:
             await self.listener.handle(request, self)
         except asyncio.CancelledError:
@@ -242,13 +248,20 @@ class ClientConnection(asyncio.Protocol):
             raise
         except Exception:  # a bug must not take the connection's neighbours down; log it and answer 500
             log.exception("request failed")
-            self.reject(500, "internal router error")
+            if self.answering:
+                self.close()
+            else:
+                self.reject(500, "internal router error")
         finally:
             self.task = None
             self.relay = None
         if not request.keep_alive:
             self.close()
-        elif not self.closed:
+        elif self.closed:
+            return
+        elif self.queued:
+            self.task = self.loop.create_task(self._serve(self.queued.pop(0)))
+        else:
             self.idle = True
             self.deadline = self.loop.time() + self.limits.idle_timeout_s
             self._feed_held()
@@ -262,6 +275,7 @@ class ClientConnection(asyncio.Protocol):
             self._feed(data)
 
     def write(self, data: bytes) -> None:
+        self.answering = True
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
@@ -289,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self.deadline = 0.0
-        self.held = []
+        self.held, self.queued = [], []
         self.listener.connections.pop(self, None)
         if self.transport is not None:
             self.transport.close()

@@ -136,7 +136,6 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.complete = True
         self.reusable = self.parser.should_keep_alive()
-        self._stop_timer()
 
     # -- used by the request's task -------------------------------------------------------------------
     def send(self, data: bytes, read_timeout: float) -> None:
@@ -146,7 +145,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.expecting = True
         self.read_timeout = read_timeout
         self.last_read = self.loop.time()
-        self.stall_timer = self.loop.call_later(read_timeout, self._check_stall)
+        if self.stall_timer is None:  # one timer per connection, re-armed lazily: none per request
+            self.stall_timer = self.loop.call_later(read_timeout, self._check_stall)
         self.transport.write(data)
 
     async def response_head(self) -> None:
@@ -210,9 +210,11 @@ class UpstreamConnection(asyncio.Protocol):
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def _check_stall(self) -> None:
+        self.stall_timer = None
         waited = self.loop.time() - self.last_read
+        if not self.expecting or self.complete:
+            return
         if waited >= self.read_timeout:
-            self.stall_timer = None
             self._fail(TimeoutError(f"the replica sent nothing for {self.read_timeout:g} s"))
         else:
             self.stall_timer = self.loop.call_later(self.read_timeout - waited, self._check_stall)

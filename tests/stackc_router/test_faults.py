@@ -218,3 +218,12 @@ def _wait(condition, seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_pipelined_requests_are_answered_once_each_in_order(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b'{"n":%d}' % len(r.requests))))
+    with running_router(config(replica.url)) as (router, base):
+        keep_alive = post().replace(b"Connection: close\r\n", b"")
+        answers = exchange(base, keep_alive * 3 + post())  # one write: parsed together, served one by one
+        assert answers == [(200, b'{"n":%d}' % n) for n in (1, 2, 3, 4)]
+        assert settled(router) == QUIET
