@@ -285,7 +285,8 @@ class ClientConnection(asyncio.Protocol):
             await self.drained
 
     def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.write(response_head(status, content_type, len(body), request.keep_alive) + body)
+        head = response_head(status, content_type, len(body), request.keep_alive)
+        self.write(head if request.method == "HEAD" else head + body)  # a body after HEAD would be a response
 
     def reject(self, status: int, message: str, code: str | None = None) -> None:
         """Answer an unusable request and close: its framing can't be trusted to find the next one."""

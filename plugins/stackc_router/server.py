@@ -133,7 +133,7 @@ class Router:
 
     # -- serving -------------------------------------------------------------------------------
     async def handle(self, request: Request, client: ClientConnection) -> None:
-        method, path = request.method, request.path
+        method, path = "GET" if request.method == "HEAD" else request.method, request.path
         if method == "GET" and path == "/health":
             client.respond(request, 200, b'{"status":"ok"}')
         elif method == "GET" and path == "/ready":

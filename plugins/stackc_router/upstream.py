@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,7 +120,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, chunk: bytes) -> None:
         if self.first_byte_at is None:
-            self.first_byte_at = self.loop.time()
+            self.first_byte_at = time.monotonic()  # the clock the router times requests with
         if self.sink is not None:
             self.sink(chunk)
         else:

@@ -227,3 +227,16 @@ def test_pipelined_requests_are_answered_once_each_in_order(scripted) -> None:
         answers = exchange(base, keep_alive * 3 + post())  # one write: parsed together, served one by one
         assert answers == [(200, b'{"n":%d}' % n) for n in (1, 2, 3, 4)]
         assert settled(router) == QUIET
+
+
+def test_head_is_answered_without_a_body(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url)) as (router, base):
+        with socket.create_connection(_address(base), timeout=5) as client:
+            client.sendall(b"HEAD /health HTTP/1.1\r\nHost: r\r\n\r\nGET /health HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+        first, second = received.split(b"\r\n\r\n", 1)
+        assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")  # nothing in between
+        assert settled(router) == QUIET
