@@ -232,7 +232,7 @@ class Router:
                     if not last:
                         continue
                     status = 504 if isinstance(error, TimeoutError) else 502
-                    client.respond(request, status, error_body(f"upstream replica failed: {error or type(error).__name__}",
+                    client.respond(request, status, error_body(f"upstream replica failed: {str(error) or type(error).__name__}",
                                                                "server_error", "upstream_error"))
                     return
                 try:
@@ -304,8 +304,8 @@ def _chunk(data: bytes) -> bytes:
 
 def _upstream_head(request: Request, backend: Backend, length: int, key: str | None) -> bytes:
     """Only fields the router sets, plus Accept when it is plain text: nothing of the client's head passes raw."""
-    head = b"POST %s HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
-        request.path.encode("latin-1"), backend.host.encode(), backend.port, length)
+    head = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+        request.path.encode("latin-1"), backend.authority.encode(), length)
     accept = request.headers.get("accept")
     if accept is not None and accept.isascii() and accept.isprintable():
         head += b"accept: %s\r\n" % accept.encode()

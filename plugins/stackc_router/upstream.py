@@ -73,8 +73,8 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             self._fail(self.error or UpstreamError("malformed response"))
             return
-        except httptools.HttpParserError as error:
-            self._fail(UpstreamError(f"malformed response: {error}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            self._fail(UpstreamError(f"malformed response: {error!r}"))
             return
         if self.headers_done:
             self._wake()
@@ -244,6 +244,7 @@ class Backend:
     url: str
     host: str
     port: int
+    authority: str  # host[:port] as in the URL, IPv6 in brackets: the Host header
     in_flight: int = 0
     waiting: float = 0.0
     healthy: bool = True
@@ -256,7 +257,9 @@ class Backend:
     def from_url(cls, url: str) -> Backend:
         hostport = url.removeprefix("http://").split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
-        return cls(url, host.strip("[]") or hostport, int(port) if port.isdigit() else 80)
+        if not port.isdigit():  # no port: the colon, if any, was inside an IPv6 address
+            host, port = hostport, "80"
+        return cls(url, host.strip("[]"), int(port), hostport)
 
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
@@ -291,7 +294,7 @@ async def simple_get(backend: Backend, path: str, timeout: float, key: str | Non
         _, connection = await asyncio.wait_for(
             loop.create_connection(UpstreamConnection, backend.host, backend.port), timeout)
         auth = f"Authorization: Bearer {key}\r\n" if key else ""
-        connection.send(f"GET {path} HTTP/1.1\r\nHost: {backend.host}\r\n{auth}Connection: close\r\n\r\n".encode(),
+        connection.send(f"GET {path} HTTP/1.1\r\nHost: {backend.authority}\r\n{auth}Connection: close\r\n\r\n".encode(),
                         timeout)
         await asyncio.wait_for(connection.response_end(), timeout)
         return connection.status, b"".join(connection.body).decode("utf-8", "replace")
