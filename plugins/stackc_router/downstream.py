@@ -123,7 +123,6 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.closed = False
         self.write_paused = False
-        self.drained: asyncio.Future | None = None
         self.relay: UpstreamConnection | None = None  # paused while the client reads slowly
         self.problem: Rejected | None = None
         self._new_request()
@@ -166,8 +165,6 @@ class ClientConnection(asyncio.Protocol):
         self.listener.connections.pop(self, None)
         if self.task is not None:
             self.task.cancel()
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -178,8 +175,6 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         if self.relay is not None:
             self.relay.resume_reading()
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
 
     # -- llhttp callbacks ----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -278,11 +273,6 @@ class ClientConnection(asyncio.Protocol):
         self.answering = True
         if not self.closed and self.transport is not None:
             self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self.write_paused and not self.closed:
-            self.drained = self.loop.create_future()
-            await self.drained
 
     def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json") -> None:
         head = response_head(status, content_type, len(body), request.keep_alive)

@@ -35,6 +35,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.dead = False
+        self.paused = False  # reading, while the client reads slower than the replica writes
         self.expecting = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future | None = None
@@ -92,9 +93,6 @@ class UpstreamConnection(asyncio.Protocol):
                 self.error = UpstreamError("the replica closed the connection mid-response")
         self._stop_timer()
         self._wake()
-
-    def pause_writing(self) -> None:  # a request body larger than the socket buffer: the kernel paces it
-        pass
 
     # -- llhttp callbacks ----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -163,17 +161,20 @@ class UpstreamConnection(asyncio.Protocol):
         return early
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.dead:
+        if self.transport is not None and not self.dead and not self.paused:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.dead:
+        if self.transport is not None and not self.dead and self.paused:
+            self.paused = False
             self.transport.resume_reading()
 
     def finish(self) -> bool:
         """The response was fully relayed; True when the connection may serve another request."""
         self.expecting = False
         self.sink = None
+        self.resume_reading()  # the response may have ended while its client was slow: read the next one
         return self.complete and self.reusable and not self.dead and self.error is None
 
     def close(self) -> None:

@@ -240,3 +240,21 @@ def test_head_is_answered_without_a_body(scripted) -> None:
         first, second = received.split(b"\r\n\r\n", 1)
         assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")  # nothing in between
         assert settled(router) == QUIET
+
+
+def test_a_slow_reader_gets_every_byte_and_the_replica_connection_is_reused(scripted) -> None:
+    big = b"x" * (16 << 20)  # more than the socket buffers hold: the router must pause the replica
+    replica = scripted(lambda r, c: c.sendall(answer(big if len(r.requests) == 1 else b"{}")))
+    with running_router(config(replica.url, read_timeout_s=5)) as (router, base):
+        with socket.create_connection(_address(base), timeout=5) as client:
+            client.sendall(post().replace(b"Connection: close\r\n", b""))
+            time.sleep(0.5)  # the client does not read yet
+            received = client.recv(1 << 20)
+            head, _, body = received.partition(b"\r\n\r\n")
+            while len(body) < len(big):
+                body += client.recv(1 << 20)
+            assert head.startswith(b"HTTP/1.1 200") and body == big
+            client.sendall(post())
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        assert settled(router) == QUIET and len(replica.requests) == 2
+        assert router.routes["tiny"].backends[replica.url].open == 1  # one replica connection served both
