@@ -108,6 +108,8 @@ class Listener:
 
 
 class ClientConnection(asyncio.Protocol):
+    """One client's connection: requests parsed as bytes arrive, served one at a time, in order."""
+
     def __init__(self, listener: Listener):
         self.listener = listener
         self.limits = listener.limits
