@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.api_keys_file:
             with open(config.api_keys_file, encoding="utf-8") as handle:
                 keys = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        _raise_open_file_limit()
         router = Router(config, keys)  # reads the upstream key files: a missing one is a config error
     except ConfigError as error:
         for problem in error.problems:
@@ -53,6 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     asyncio.run(_serve(router, args.host, args.port))
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """Up to the hard limit, as Go programs do: the connection cap is derived from it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # an unlimited hard limit is above what the kernel allows
+            pass
 
 
 async def _serve(router: Router, host: str | None, port: int | None) -> None:

@@ -37,6 +37,7 @@ class ModelRoute:
     waiting_metric: str | None = None
     kv_usage_metric: str | None = None
     upstream_api_key_file: str | None = None
+    cache_chars: int = 1_000_000  # prompt characters one replica's prefix cache holds, for ``prefix``
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,12 @@ class Config:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     max_in_flight: int = 1024
+    max_connections: int = 4096  # lowered to what the open-file limit allows
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 600.0
+    read_timeout_s: float = 600.0  # the longest a replica may stay silent, before and within a response
+    header_timeout_s: float = 10.0  # from a connection's (or request's) first byte to the end of its head
+    body_timeout_s: float = 60.0
+    idle_timeout_s: float = 75.0  # a keep-alive connection between requests
     api_keys_file: str | None = None
     retries: int = 2
     eject_after_failures: int = 3
@@ -84,7 +89,8 @@ def parse(data: Any) -> Config:
         problems.append(f"version: unsupported config version {root.get('version')!r} (expected 1)")
     listen = _check(problems, root.get("listen", {}), "listen", {"host", "port"})
     limits = _check(problems, root.get("limits", {}), "limits", {
-        "max_body_bytes", "max_in_flight", "connect_timeout_s", "read_timeout_s", "retries"})
+        "max_body_bytes", "max_in_flight", "max_connections", "connect_timeout_s", "read_timeout_s",
+        "header_timeout_s", "body_timeout_s", "idle_timeout_s", "retries"})
     auth = _check(problems, root.get("auth", {}), "auth", {"api_keys_file"})
     models_table = root.get("models")
     if not isinstance(models_table, dict) or not models_table:
@@ -94,7 +100,7 @@ def parse(data: Any) -> Config:
     for name, raw in sorted(models_table.items()):
         path = f"models.{name}"
         table = _check(problems, raw, path, {"served_name", "aliases", "strategy", "session", "backends",
-                                             "discovery", "health", "metrics", "upstream_auth"})
+                                             "discovery", "health", "metrics", "upstream_auth", "cache_chars"})
         strategy = _typed(problems, table, "strategy", path, str, "prefix")
         if strategy not in STRATEGIES:
             problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -126,6 +132,7 @@ def parse(data: Any) -> Config:
             metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
             waiting_metric=metrics.get("waiting"), kv_usage_metric=metrics.get("kv_usage"),
             upstream_api_key_file=upstream.get("api_key_file"),
+            cache_chars=_typed(problems, table, "cache_chars", path, int, 1_000_000),
         ))
     names: dict[str, str] = {}
     for route in routes:
@@ -139,8 +146,12 @@ def parse(data: Any) -> Config:
         port=_typed(problems, listen, "port", "listen", int, 8080),
         max_body_bytes=_typed(problems, limits, "max_body_bytes", "limits", int, 10 * 1024 * 1024),
         max_in_flight=_typed(problems, limits, "max_in_flight", "limits", int, 1024),
+        max_connections=_typed(problems, limits, "max_connections", "limits", int, 4096),
         connect_timeout_s=float(_typed(problems, limits, "connect_timeout_s", "limits", (int, float), 5.0)),
         read_timeout_s=float(_typed(problems, limits, "read_timeout_s", "limits", (int, float), 600.0)),
+        header_timeout_s=float(_typed(problems, limits, "header_timeout_s", "limits", (int, float), 10.0)),
+        body_timeout_s=float(_typed(problems, limits, "body_timeout_s", "limits", (int, float), 60.0)),
+        idle_timeout_s=float(_typed(problems, limits, "idle_timeout_s", "limits", (int, float), 75.0)),
         retries=_typed(problems, limits, "retries", "limits", int, 2),
         api_keys_file=auth.get("api_keys_file"),
     )

@@ -1,8 +1,10 @@
 """How a replica is picked. Each strategy sees the candidates (healthy backends) and the request.
 
-``prefix`` hashes what identifies a reusable prompt prefix (the system prompt and the first turn
-of a conversation) onto a consistent-hash ring, and walks on past replicas loaded above
-``load_factor`` × the mean: cache affinity without hot spots.
+``prefix`` remembers, per replica, the prompt blocks it was sent lately (an approximate picture
+of its KV cache, as SGLang's cache-aware router keeps) and sends a request where the longest
+part of its prompt is likely cached, passing over replicas loaded above ``load_factor`` × the
+mean. A prompt no replica has seen goes where consistent hashing of its opening puts it, so
+several routers in front of one pool agree.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import bisect
 import hashlib
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 VIRTUAL_NODES = 64
+CHUNK_CHARS = 128  # prompt characters per remembered block
+MAX_CHUNKS = 512  # the first 64 kB of a prompt are matched
+CACHE_CHARS = 1_000_000  # what a replica's prefix cache holds unless told: ~250k tokens, one large GPU
 
 
 class Backend(Protocol):
@@ -59,10 +65,7 @@ def prompt_prefix(body: dict[str, Any], block_chars: int) -> str:
         for message in body["messages"]:
             if not isinstance(message, dict):
                 continue
-            content = message.get("content")
-            if isinstance(content, list):  # multi-part content: keep the text parts
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            parts.append(f"{message.get('role')}:{content}\n")
+            parts.append(f"{message.get('role')}:{_content(message.get('content'))}\n")
             if message.get("role") not in ("system", "developer") or sum(map(len, parts)) >= block_chars:
                 break
         return "".join(parts)[:block_chars]
@@ -73,8 +76,10 @@ def prompt_prefix(body: dict[str, Any], block_chars: int) -> str:
 class Strategy:
     name = "base"
 
-    def __init__(self, load_factor: float = 1.25, block_chars: int = 1024, session_header: str = "x-session-id"):
+    def __init__(self, load_factor: float = 1.25, block_chars: int = 1024, session_header: str = "x-session-id",
+                 cache_chars: int = CACHE_CHARS):
         self.load_factor = load_factor
+        self.cache_chars = cache_chars
         self.block_chars = block_chars
         self.session_header = session_header
         self._ring: HashRing | None = None
@@ -127,9 +132,13 @@ class Session(Strategy):
 
 
 class Prefix(Strategy):
-    """Consistent hashing of the prompt prefix with bounded loads."""
+    """The replica that most likely holds the longest cached prefix, with bounded loads."""
 
     name = "prefix"
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._sent: dict[str, OrderedDict[int, None]] = {}  # per replica URL: block chain hashes, oldest first
 
     def order(self, backends, body, headers):
         by_url = {b.url: b for b in backends}
@@ -137,7 +146,55 @@ class Prefix(Strategy):
         total = sum(b.in_flight for b in backends) + 1
         bound = math.ceil(self.load_factor * total / len(backends))  # consistent hashing with bounded loads
         within = [b for b in walk if b.in_flight + 1 <= bound]
-        return within + [b for b in walk if b not in within]
+        chain = prompt_chain(body)
+        matched = {b.url: self._matched(b.url, chain) for b in within}
+        if within and max(matched.values()) > 0:  # most cached first; ties keep ring order
+            within.sort(key=lambda b: (-matched[b.url], b.in_flight))
+        ordered = within + [b for b in walk if b not in within]
+        self._remember(ordered[0].url, chain)
+        return ordered
+
+    def _matched(self, url: str, chain: list[int]) -> int:
+        """Leading blocks of ``chain`` sent to ``url`` lately; binary search, as a prefix is remembered whole."""
+        sent = self._sent.get(url)
+        if not sent:
+            return 0
+        low, high = 0, len(chain)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if chain[middle - 1] in sent:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _remember(self, url: str, chain: list[int]) -> None:
+        sent = self._sent.setdefault(url, OrderedDict())
+        for block in chain:
+            sent[block] = None
+            sent.move_to_end(block)
+        while len(sent) > self.cache_chars // CHUNK_CHARS:  # forget what the replica has likely evicted
+            sent.popitem(last=False)
+
+
+def prompt_chain(body: dict[str, Any]) -> list[int]:
+    """Hashes of the prompt's blocks, each covering everything before it (as an engine's prefix cache does)."""
+    if isinstance(body.get("messages"), list):
+        text = "".join(f"{m.get('role')}:{_content(m.get('content'))}\n" for m in body["messages"] if isinstance(m, dict))
+    else:
+        prompt = body.get("prompt", body.get("input", ""))
+        text = prompt if isinstance(prompt, str) else str(prompt)
+    chain, previous = [], 0
+    for start in range(0, min(len(text), CHUNK_CHARS * MAX_CHUNKS), CHUNK_CHARS):
+        previous = hash((previous, text[start:start + CHUNK_CHARS]))
+        chain.append(previous)
+    return chain
+
+
+def _content(content: Any) -> Any:
+    if isinstance(content, list):  # multi-part content: keep the text parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
 
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (RoundRobin, LeastLoaded, Session, Prefix)}

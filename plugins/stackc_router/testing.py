@@ -1,11 +1,19 @@
-"""Run a router in-process for tests: ``with running_router(config) as (router, base_url): …``."""
+"""Run a router in-process for tests: ``with running_router(config) as (router, base_url): …``.
+
+``exchange`` speaks raw bytes to it (for requests no well-behaved client would send) and
+``settled`` reads its counters once it is quiet, to prove nothing leaked.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import httptools
 
 from stackc_router.config import Config
 from stackc_router.server import Router
@@ -42,3 +50,70 @@ def running_router(config: Config, api_keys: tuple[str, ...] = ()) -> Iterator[t
         loop.close()
 
 
+
+
+def exchange(base_url: str, data: bytes, seconds: float = 5.0) -> list[tuple[int, bytes]]:
+    """Send ``data`` on one connection; every (status, body) answered until the peer closes it.
+
+    A response without a length ends with the connection, so one cut short is not told apart.
+    """
+    host, port = base_url.removeprefix("http://").split(":")
+    answers: list[tuple[int, bytes]] = []
+    pending: list = []  # the response being read: [status, body chunks]
+    framed: list[bytes] = []  # its Content-Length or Transfer-Encoding
+
+    class Collect:
+        def on_header(self, name: bytes, _: bytes) -> None:
+            if name.lower() in (b"content-length", b"transfer-encoding"):
+                framed.append(name)
+
+        def on_headers_complete(self) -> None:
+            if parser.get_status_code() >= 200:
+                pending[:] = [parser.get_status_code(), []]
+
+        def on_body(self, chunk: bytes) -> None:
+            pending[1].append(chunk)
+
+        def on_message_complete(self) -> None:
+            if pending:
+                answers.append((pending[0], b"".join(pending[1])))
+            pending.clear()
+            framed.clear()
+
+    parser = httptools.HttpResponseParser(Collect())
+    with socket.create_connection((host, int(port)), timeout=seconds) as connection:
+        connection.sendall(data)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                chunk = connection.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            parser.feed_data(chunk)
+    if pending and not framed:  # ended by the close
+        answers.append((pending[0], b"".join(pending[1])))
+    return answers
+
+
+QUIET = {"connections": 0, "in_flight": 0, "backend_in_flight": 0, "busy_upstream": 0, "request_tasks": 0}
+
+
+def settled(router: Router, seconds: float = 5.0) -> dict[str, int]:
+    """The router's counters once they read ``QUIET`` (polled: cleanup is asynchronous), else as they are."""
+    async def snapshot() -> dict[str, int]:
+        backends = [b for r in router.routes.values() for b in r.backends.values()]
+        return {"connections": len(router.listener.connections), "in_flight": router.in_flight,
+                "backend_in_flight": sum(b.in_flight for b in backends),
+                "busy_upstream": sum(b.open - len(b.idle) for b in backends),
+                "request_tasks": len(asyncio.all_tasks() - router.tasks - {asyncio.current_task(),
+                                                                             router.listener.sweeper})}
+
+    assert router.loop is not None
+    deadline = time.monotonic() + seconds
+    while True:
+        state = asyncio.run_coroutine_threadsafe(snapshot(), router.loop).result(5)
+        if state == QUIET or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)

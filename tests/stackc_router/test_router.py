@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,11 +79,11 @@ def raw(base: str, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(("request_bytes", "status", "code"), [
-    (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope", 400, None),
-    (b'POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 400, None),
-    (b'POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{"model":"none"}', 404,
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope", 400, None),
+    (b'POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 400, None),
+    (b'POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{"model":"none"}', 404,
      "model_not_found"),
-    (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n", 413,
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n", 413,
      "request_too_large"),
 ])
 def test_bad_input_gets_openai_style_errors(engines, request_bytes: bytes, status: int, code: str | None) -> None:
@@ -139,3 +137,9 @@ def test_metrics_count_per_model_and_backend_without_stalling(engines) -> None:
         text = httpx.get(f"{base}/metrics").text
         assert f'stackc_router_requests_total{{model="tiny",backend="{url}"}} 1' in text
         assert "stackc_router_latency_seconds_bucket" in text and "stackc_router_ttft_seconds_count" in text
+
+
+def test_json_nested_100k_deep_is_a_400_not_a_traceback(engines) -> None:
+    with running_router(parse(config_for([engines.start()]))) as (_, base):
+        response = httpx.post(f"{base}/v1/chat/completions", content=b'{"model":"tiny","x":' + b"[" * 100_000)
+        assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"

@@ -60,3 +60,29 @@ def test_endpointslices_give_ready_endpoints_only() -> None:
         {"addresses": ["fd00::4"], "conditions": {}},
     ]}, {"endpoints": None}]
     assert ready_backends(slices, 8000) == ["http://10.0.0.1:8000", "http://[fd00::4]:8000"]
+
+
+def chat(system: str, *turns: str) -> dict:
+    return {"messages": [{"role": "system", "content": system}, *({"role": "user", "content": t} for t in turns)]}
+
+
+def test_prefix_follows_cached_prefixes_within_the_load_bound() -> None:
+    backends = [FakeBackend(f"http://b{i}", in_flight=2) for i in range(4)]
+    strategy = Prefix(load_factor=1.25)
+    system = "You are the assistant of tenant 1. " * 60
+
+    def pick(*turns: str) -> FakeBackend:
+        return strategy.order(backends, chat(system, *turns), {})[0]
+
+    first = pick("question A " * 20)
+    first.in_flight += 1
+    assert pick("question B " * 20) is first  # the system prompt is cached there
+    first.in_flight += 1
+    second = pick("question C " * 20)  # the first is at the bound (1.25 x the mean): spill
+    assert second is not first
+    second.in_flight += 1
+    assert pick("question D " * 20) is second  # both hold the system prompt: the less loaded one
+    first.in_flight -= 1  # one of its requests is done: back within the bound
+    for _ in range(3):  # a conversation goes on where its earlier turns are cached
+        assert pick("question A " * 20, "more " * 30) is first
+        assert pick("question C " * 20, "more " * 30) is second

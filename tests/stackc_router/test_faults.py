@@ -1,0 +1,260 @@
+"""Replicas that misbehave, clients that stall or vanish: the right status every time, nothing leaked."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stackc_router.config import parse
+from stackc_router.testing import QUIET, exchange, running_router, settled
+
+CHAT = b'{"model":"tiny","messages":[{"role":"user","content":"hi"}]}'
+STREAM = b'{"model":"tiny","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+
+
+def post(body: bytes = CHAT, extra: bytes = b"") -> bytes:
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nConnection: close\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n%s" % (extra, len(body), body))
+
+
+def config(*backends: str, **limits) -> dict:
+    return parse({"limits": {"retries": 0, "read_timeout_s": 0.5, **limits},
+                  "models": {"tiny": {"served_name": "tiny", "backends": list(backends),
+                                      "health": {"interval_s": 60}}}})
+
+
+def answer(body: bytes, status: int = 200) -> bytes:
+    return b"HTTP/1.1 %d OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body)
+
+
+def stall(replica, connection) -> str:
+    replica.wait_for_hangup(connection)
+    return "close"
+
+
+def head_then_stall(replica, connection) -> str:
+    connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+    return stall(replica, connection)
+
+
+def head_then_die(replica, connection) -> str:
+    connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+    return "close"
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    pytest.param(lambda r, c: c.sendall(b"HTTP/1.1200 OK\r\ncontent-length: 0\r\n\r\n"), 502, id="status-line-without-space"),
+    pytest.param(lambda r, c: c.sendall(b"HTTP/1.1 200 OK\r\nx: " + b"a" * 70_000 + b"\r\n\r\n"), 502, id="head-over-64KiB"),
+    pytest.param(lambda r, c: c.sendall(b"hello\r\n\r\n"), 502, id="garbage"),
+    pytest.param(lambda r, c: c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}"), 502,
+                 id="conflicting-lengths"),
+    pytest.param(lambda r, c: c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"),
+                 502, id="length-and-chunked"),
+    pytest.param(lambda r, c: "close", 502, id="killed-before-the-head"),
+    pytest.param(stall, 504, id="stalls-before-the-head"),
+    pytest.param(head_then_stall, None, id="stalls-mid-body"),
+    pytest.param(head_then_die, None, id="killed-mid-body"),
+])
+def test_a_broken_replica_gets_a_502_or_504_or_a_cut_never_a_hang(scripted, script, expected) -> None:
+    """None: the status had already gone out, so the client sees the response cut short."""
+    replica = scripted(script)
+    with running_router(config(replica.url)) as (router, base):
+        answers = exchange(base, post())
+        if expected is None:
+            assert answers == []  # headers arrived, the body never completed: the connection was closed
+        else:
+            assert [status for status, _ in answers] == [expected]
+            error = json.loads(answers[0][1])["error"]
+            assert error["type"] == "server_error" and error["code"] == "upstream_error"
+        assert settled(router) == QUIET
+        if script in (stall, head_then_stall):
+            assert replica.hangups == 1  # the router gave up on the stalled replica
+
+
+def test_a_second_response_to_one_request_is_never_relayed(scripted) -> None:
+    def two_responses(replica, connection) -> None:
+        connection.sendall(answer(b'{"n":%d}' % len(replica.requests)))
+        time.sleep(0.1)  # the stray arrives while the connection sits in the pool
+        connection.sendall(answer(b'{"n":"stray"}'))
+
+    replica = scripted(two_responses)
+    with running_router(config(replica.url)) as (router, base):
+        for n in (1, 2, 3):
+            answers = exchange(base, post())
+            assert answers == [(200, b'{"n":%d}' % n)]
+            time.sleep(0.2)
+        assert settled(router) == QUIET
+
+
+@pytest.mark.parametrize("body", [CHAT, STREAM], ids=["json", "sse"])
+def test_a_client_gone_during_prefill_stops_the_replica(scripted, body) -> None:
+    replica = scripted(stall)
+    with running_router(config(replica.url, read_timeout_s=30)) as (router, base):
+        with socket.create_connection(_address(base)) as client:
+            client.sendall(post(body))
+            _wait(lambda: replica.requests)
+        _wait(lambda: replica.hangups == 1)
+        assert settled(router) == QUIET
+
+
+def test_a_client_gone_after_the_first_token_stops_the_replica(scripted) -> None:
+    def one_token_then_wait(replica, connection) -> str:
+        connection.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n")
+        return stall(replica, connection)
+
+    replica = scripted(one_token_then_wait)
+    with running_router(config(replica.url, read_timeout_s=30)) as (router, base):
+        with socket.create_connection(_address(base)) as client:
+            client.sendall(post(STREAM))
+            received = b""
+            while b"data: " not in received:
+                received += client.recv(65536)
+        _wait(lambda: replica.hangups == 1)
+        assert settled(router) == QUIET
+
+
+def test_a_client_gone_mid_upload_never_reaches_a_replica(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url)) as (router, base):
+        with socket.create_connection(_address(base)) as client:
+            client.sendall(post()[:-10])
+        assert settled(router) == QUIET and replica.requests == []
+
+
+@pytest.mark.parametrize(("data", "limits"), [
+    pytest.param(b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\n", {"header_timeout_s": 0.3}, id="slow-head"),
+    pytest.param(post()[:-10], {"body_timeout_s": 0.3}, id="slow-body"),
+])
+def test_slowloris_gets_408(scripted, data, limits) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url, **limits)) as (router, base):
+        assert [status for status, _ in exchange(base, data)] == [408]
+        assert settled(router) == QUIET and replica.requests == []
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url, header_timeout_s=0.3)) as (router, base):
+        assert exchange(base, b"") == []
+        assert settled(router) == QUIET
+
+
+def test_the_connection_cap_evicts_idle_connections_and_refuses_busy_ones_with_503(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url, max_connections=8)) as (router, base):
+        idle = [socket.create_connection(_address(base)) for _ in range(8)]
+        _wait(lambda: len(router.listener.connections) == 8)
+        assert exchange(base, post()) == [(200, b"{}")]  # the oldest idle connection made room
+        busy = [socket.create_connection(_address(base)) for _ in range(8)]
+        for connection in busy:
+            connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        _wait(lambda: len(router.listener.connections) == 8 and not any(c.idle for c in router.listener.connections))
+        answers = exchange(base, post())
+        assert [status for status, _ in answers] == [503]
+        assert json.loads(answers[0][1])["error"]["code"] == "too_many_connections"
+        for connection in idle + busy:
+            connection.close()
+        assert settled(router) == QUIET
+
+
+def test_idle_sockets_beyond_the_open_file_limit_do_not_starve_requests(scripted, tmp_path) -> None:
+    """The issue's 1,100 idle sockets at 1,024 files, scaled down: 300 sockets at 256 files."""
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    port = _free_port()
+    router = subprocess.Popen([sys.executable, "-m", "stackc_router", "--backend", f"tiny={replica.url}",
+                               "--port", str(port)], stderr=subprocess.PIPE,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    sockets = []
+    try:
+        assert b"listening" in router.stderr.readline()
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                sockets.append(socket.create_connection(_address(base)))
+            except OSError:
+                break
+        assert [status for status, _ in exchange(base, post())] == [200]
+    finally:
+        for connection in sockets:
+            connection.close()
+        router.kill()
+        router.wait()
+        router.stderr.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url, max_body_bytes=1000)) as (router, base):
+        head, _, body = post(extra=b"Expect: 100-continue\r\n").partition(b"\r\n\r\n")
+        with socket.create_connection(_address(base), timeout=5) as client:
+            client.sendall(head + b"\r\n\r\n")
+            assert client.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            client.sendall(body)
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        too_large = b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+        assert [status for status, _ in exchange(base, too_large)] == [413]
+        assert settled(router) == QUIET
+
+
+def _address(base: str) -> tuple[str, int]:
+    host, port = base.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_pipelined_requests_are_answered_once_each_in_order(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b'{"n":%d}' % len(r.requests))))
+    with running_router(config(replica.url)) as (router, base):
+        keep_alive = post().replace(b"Connection: close\r\n", b"")
+        answers = exchange(base, keep_alive * 3 + post())  # one write: parsed together, served one by one
+        assert answers == [(200, b'{"n":%d}' % n) for n in (1, 2, 3, 4)]
+        assert settled(router) == QUIET
+
+
+def test_head_is_answered_without_a_body(scripted) -> None:
+    replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
+    with running_router(config(replica.url)) as (router, base):
+        with socket.create_connection(_address(base), timeout=5) as client:
+            client.sendall(b"HEAD /health HTTP/1.1\r\nHost: r\r\n\r\nGET /health HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+        first, second = received.split(b"\r\n\r\n", 1)
+        assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")  # nothing in between
+        assert settled(router) == QUIET
+
+
+def test_a_slow_reader_gets_every_byte_and_the_replica_connection_is_reused(scripted) -> None:
+    big = b"x" * (16 << 20)  # more than the socket buffers hold: the router must pause the replica
+    replica = scripted(lambda r, c: c.sendall(answer(big if len(r.requests) == 1 else b"{}")))
+    with running_router(config(replica.url, read_timeout_s=5)) as (router, base):
+        with socket.create_connection(_address(base), timeout=5) as client:
+            client.sendall(post().replace(b"Connection: close\r\n", b""))
+            time.sleep(0.5)  # the client does not read yet
+            received = client.recv(1 << 20)
+            head, _, body = received.partition(b"\r\n\r\n")
+            while len(body) < len(big):
+                body += client.recv(1 << 20)
+            assert head.startswith(b"HTTP/1.1 200") and body == big
+            client.sendall(post())
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        assert settled(router) == QUIET and len(replica.requests) == 2
+        assert router.routes["tiny"].backends[replica.url].open == 1  # one replica connection served both
