@@ -160,6 +160,53 @@ def parse(data: Any) -> Config:
     return config
 
 
+#: always written, so a ConfigMap shows them; the other limits are written when not the default
+_SHOWN_LIMITS = ("max_body_bytes", "max_in_flight")
+_OTHER_LIMITS = ("max_connections", "connect_timeout_s", "read_timeout_s", "header_timeout_s", "body_timeout_s",
+                 "idle_timeout_s", "retries")
+
+
+def to_data(config: Config) -> dict[str, Any]:
+    """The YAML form of ``config``, which ``parse`` reads back as it was.
+
+    The one writer of the format: the router target (its ConfigMap) and ``stackc up`` build a
+    Config and write it through here.
+    """
+    defaults = Config(models=())
+    limits = {name: getattr(config, name) for name in _SHOWN_LIMITS}
+    limits.update({name: getattr(config, name) for name in _OTHER_LIMITS
+                   if getattr(config, name) != getattr(defaults, name)})
+    data: dict[str, Any] = {"version": 1, "listen": {"host": config.host, "port": config.port}, "limits": limits,
+                            "models": {route.name: _route_data(route) for route in config.models}}
+    if config.api_keys_file:
+        data["auth"] = {"api_keys_file": config.api_keys_file}
+    return data
+
+
+def _route_data(route: ModelRoute) -> dict[str, Any]:
+    defaults = ModelRoute(name="", served_name="")
+    entry: dict[str, Any] = {"served_name": route.served_name, "aliases": list(route.aliases), "strategy": route.strategy}
+    if route.backends:
+        entry["backends"] = list(route.backends)
+    if route.kubernetes is not None:
+        entry["discovery"] = {"kubernetes": {"namespace": route.kubernetes.namespace,
+                                             "service": route.kubernetes.service, "port": route.kubernetes.port}}
+    if route.strategy == "session" or route.session_header != defaults.session_header:
+        entry["session"] = {"header": route.session_header}
+    entry["health"] = {"path": route.health_path}
+    if route.health_interval_s != defaults.health_interval_s:
+        entry["health"]["interval_s"] = route.health_interval_s
+    if route.metrics_path:
+        entry["metrics"] = {"path": route.metrics_path, **{key: value for key, value in (
+            ("running", route.running_metric), ("waiting", route.waiting_metric), ("kv_usage", route.kv_usage_metric))
+            if value}}
+    if route.upstream_api_key_file:
+        entry["upstream_auth"] = {"api_key_file": route.upstream_api_key_file}
+    if route.cache_chars != defaults.cache_chars:
+        entry["cache_chars"] = route.cache_chars
+    return entry
+
+
 def from_backends(specs: list[str], strategy: str, host: str, port: int) -> Config:
     """Quick use without a file: ``--backend MODEL=URL`` (repeatable)."""
     grouped: dict[str, list[str]] = {}

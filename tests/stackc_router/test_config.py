@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from stackc_router.config import ConfigError, parse
 
@@ -36,3 +37,36 @@ def test_a_missing_key_file_is_a_clear_error_not_a_traceback(tmp_path) -> None:
     path.write_text("models:\n  a:\n    backends: [http://127.0.0.1:1]\n    upstream_auth: {api_key_file: /nope/key}\n")
     result = subprocess.run([sys.executable, "-m", "stackc_router", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "/nope/key" in result.stderr
+
+
+def test_the_written_form_reads_back_as_it_was() -> None:
+    from stackc_router.config import Config, KubernetesDiscovery, ModelRoute, to_data
+
+    config = Config(
+        models=(ModelRoute("a", "org/a", ("a1",), "session", "x-user", kubernetes=KubernetesDiscovery("ns", "svc", 8000),
+                           health_path="/ready", health_interval_s=2.0, metrics_path="/metrics", running_metric="r",
+                           waiting_metric="w", kv_usage_metric="kv", upstream_api_key_file="/k", cache_chars=5000),
+                ModelRoute("b", "b", backends=("http://127.0.0.1:9000",))),
+        host="0.0.0.0", port=9999, max_body_bytes=1000, max_in_flight=7, max_connections=50, read_timeout_s=30.0,
+        retries=1, api_keys_file="/keys")
+    assert parse(yaml.safe_load(yaml.safe_dump(to_data(config)))) == config
+
+
+def test_the_router_target_and_stackc_up_write_configs_the_router_reads(tmp_path) -> None:
+    from stackc.local.up import router_process
+    from stackc.local.processes import LocalProcess
+    from stackc.testing import compile_text, objects
+
+    spec = ('version = 1\n[stack]\nname = "r"\ntargets = ["router"]\n[models.a]\nengine = "vllm"\nmodel = "org/a"\n'
+            'aliases = ["x"]\naccelerators = { count = 1 }\nrouting = { strategy = "session" }\n')
+    compilation = compile_text(spec)
+    config_map = next(o for o in objects(compilation.files) if o["kind"] == "ConfigMap")
+    cluster = parse(yaml.safe_load(config_map["data"]["router.yaml"]))
+    replica = LocalProcess("a-0", "a", ("engine",), {}, 9000, "/health", tmp_path / "a.log")
+    local = router_process(compilation.plan.components, [replica], tmp_path, 8080, compilation.spec, {})
+    here = parse(yaml.safe_load((tmp_path / "router.yaml").read_text()))
+    assert local.port == 8080
+    assert cluster.models[0].served_name == here.models[0].served_name == "org/a"
+    assert cluster.models[0].aliases == here.models[0].aliases == ("x",)
+    assert cluster.models[0].strategy == here.models[0].strategy == "session"
+    assert (cluster.models[0].kubernetes.service, here.models[0].backends) == ("r-a", ("http://127.0.0.1:9000",))

@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
@@ -71,33 +70,24 @@ def _engine_key_variable(component: Component) -> str | None:
 
 def router_process(components: Sequence[Component], replicas: Sequence[LocalProcess], state: Path, port: int,
                    spec: Spec, environ: Mapping[str, str]) -> LocalProcess:
-    models: dict[str, Any] = {}
+    """The reference router in front of the local replicas, configured as in the cluster."""
+    from stackc_router.config import Config, to_data
+    from stackc_router.from_plan import model_route
+
+    routes = []
     for component in components:
         backends = [f"http://127.0.0.1:{p.port}" for p in replicas if p.model == component.key]
         if not backends:
             continue
-        endpoint = component.endpoint
-        primary, *others = endpoint.served_names
-        entry: dict[str, Any] = {
-            "served_name": primary,
-            "aliases": sorted(set(others) | set(endpoint.aliases) - {primary}),
-            "strategy": component.routing.strategy,
-            "backends": backends,
-        }
-        if component.routing.strategy == "session":
-            entry["session"] = {"header": component.routing.session_header}
-        if endpoint.health_path:
-            entry["health"] = {"path": endpoint.health_path}
         variable = _engine_key_variable(component)
-        if variable is not None:
-            entry["upstream_auth"] = {"api_key_file": _write_secret(state / "keys" / component.key, environ[variable])}
-        models[component.key] = entry
-    config: dict[str, Any] = {"version": 1, "listen": {"host": "127.0.0.1", "port": port}, "models": models}
+        key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
+        routes.append(model_route(component, backends=backends, upstream_key_file=key_file))
+    keys_file = None
     if getattr(spec.targets.get("router"), "api_keys", None) is not None:
         keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
-        config["auth"] = {"api_keys_file": _write_secret(state / "keys" / "router", "\n".join(keys) + "\n")}
+        keys_file = _write_secret(state / "keys" / "router", "\n".join(keys) + "\n")
     path = state / "router.yaml"
-    path.write_text(to_yaml(config))
+    path.write_text(to_yaml(to_data(Config(models=tuple(routes), host="127.0.0.1", port=port, api_keys_file=keys_file))))
     return LocalProcess("router", "", (sys.executable, "-m", "stackc_router", "--config", str(path)), {}, port,
                         "/ready", state / "logs" / "router.log")
 

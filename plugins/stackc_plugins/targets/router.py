@@ -18,6 +18,8 @@ from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, Sec
 from stackc.plan.model import Caller, Plan
 from stackc.registry import Artifact, Registry
 from stackc.output.render import to_yaml
+from stackc_router.config import Config, KubernetesDiscovery, to_data
+from stackc_router.from_plan import model_route
 
 IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080
@@ -118,40 +120,17 @@ def router_selector(plan: Plan) -> dict[str, str]:
 
 def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
     """The ``stackc-router`` config file: one entry per model, discovered through its Service."""
-    models = {}
+    routes = []
     for component in plan.components:
         endpoint = component.endpoint
-        primary, *other_names = endpoint.served_names
-        aliases = sorted(set(other_names) | set(endpoint.aliases) - {primary})
-        entry: dict[str, Any] = {
-            "served_name": primary,
-            "aliases": aliases,
-            "strategy": component.routing.strategy,
-            "discovery": {"kubernetes": {"namespace": plan.stack.namespace, "service": endpoint.service,
-                                         "port": endpoint.service_port}},
-        }
-        if component.routing.strategy == "session":
-            entry["session"] = {"header": component.routing.session_header}
-        engine_key = endpoint.api_key
-        if engine_key is not None:  # the engine demands its key: the router presents it
-            entry["upstream_auth"] = {"api_key_file": f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}"}
-        if endpoint.health_path:
-            entry["health"] = {"path": endpoint.health_path}
-        if endpoint.metrics is not None:
-            names = attrs.asdict(endpoint.metrics.names)
-            entry["metrics"] = {"path": endpoint.metrics.path,
-                                **{key: names[field] for key, field in (("running", "running"), ("waiting", "waiting"),
-                                                                         ("kv_usage", "kv_cache_usage")) if names[field]}}
-        models[component.key] = entry
-    config: dict[str, Any] = {
-        "version": 1,
-        "listen": {"host": "0.0.0.0", "port": PORT},
-        "limits": {"max_body_bytes": options.max_body_bytes, "max_in_flight": options.max_in_flight},
-        "models": models,
-    }
-    if options.api_keys is not None:
-        config["auth"] = {"api_keys_file": f"{KEYS_PATH}/{options.api_keys.key}"}
-    return config
+        engine_key = endpoint.api_key  # the engine demands its key: the router presents it
+        routes.append(model_route(
+            component, kubernetes=KubernetesDiscovery(plan.stack.namespace, endpoint.service, endpoint.service_port),
+            upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None))
+    config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
+                    max_in_flight=options.max_in_flight,
+                    api_keys_file=f"{KEYS_PATH}/{options.api_keys.key}" if options.api_keys else None)
+    return to_data(config)
 
 
 def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, selector: dict, config_text: str) -> dict:

@@ -1,0 +1,32 @@
+"""Router configs from the deployment plan, for the router target's ConfigMap and for ``stackc up``.
+
+Both describe a model the same way here and write it through ``stackc_router.config.to_data``,
+the format the runtime parses; the runtime itself never imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stackc.plan.model import Component
+from stackc_router.config import KubernetesDiscovery, ModelRoute
+
+
+def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,
+                upstream_key_file: str | None = None) -> ModelRoute:
+    """One model: its names (aliases rewritten to what the engine serves), routing, health and metrics."""
+    endpoint = component.endpoint
+    primary, *other_names = endpoint.served_names
+    metrics = endpoint.metrics
+    names = metrics.names if metrics is not None else None
+    return ModelRoute(
+        name=component.key, served_name=primary,
+        aliases=tuple(sorted(set(other_names) | set(endpoint.aliases) - {primary})),
+        strategy=component.routing.strategy, session_header=component.routing.session_header,
+        backends=tuple(backends), kubernetes=kubernetes,
+        health_path=endpoint.health_path or "/health",
+        metrics_path=metrics.path if metrics is not None else None,
+        running_metric=names.running if names else None, waiting_metric=names.waiting if names else None,
+        kv_usage_metric=names.kv_cache_usage if names else None,
+        upstream_api_key_file=upstream_key_file,
+    )
