@@ -97,3 +97,11 @@ def test_a_knative_revision_name_over_63_characters_is_an_error() -> None:
 def test_an_ollama_source_needs_the_ollama_engine() -> None:
     (error,) = errors(BASE.replace('"org/m"', '"ollama://llama3:8b"'))
     assert "models.m.model: engine 'vllm' does not support models from the Ollama library" in error
+
+
+def test_nan_and_inf_in_a_raw_kubernetes_table_are_located() -> None:
+    found = errors(BASE + 'init_containers = [{ name = "w", image = "busybox", command = [nan] }]\n'
+                          "scheduling.affinity = { x = -inf }\n")
+    assert any("models.m.init_containers[0].command[0]: a number nan cannot go into a Kubernetes object" in e
+               for e in found), found
+    assert any("models.m.scheduling.affinity.x: a number -inf cannot" in e for e in found), found

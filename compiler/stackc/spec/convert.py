@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import datetime
+import math
 import functools
 import typing
 from collections.abc import Iterator
@@ -47,16 +48,17 @@ class _NotAChoice(ValueError):
 
 
 class _NotKubernetesData(TypeError):
-    """A TOML date or time inside a table passed to Kubernetes as is: JSON and YAML have no such type."""
+    """A TOML date, time, nan or inf inside a table passed to Kubernetes as is: JSON has no such value."""
 
     def __init__(self, inner_path: Path, value: Any):
         self.inner_path = inner_path
         self.value = value
-        super().__init__(f"a TOML {type(value).__name__} cannot go into a Kubernetes object")
+        kind = f"TOML {type(value).__name__}" if not isinstance(value, float) else f"number {value!r}"
+        super().__init__(f"a {kind} cannot go into a Kubernetes object")
 
 
 def _plain_data(value: Any, inner_path: Path = ()) -> Any:
-    if isinstance(value, (datetime.date, datetime.time)):
+    if isinstance(value, (datetime.date, datetime.time)) or isinstance(value, float) and not math.isfinite(value):
         raise _NotKubernetesData(inner_path, value)
     if isinstance(value, dict):
         for key, item in value.items():
@@ -252,7 +254,8 @@ def _diagnostics(error: BaseException, path: Path, cls: Any) -> Iterator[Diagnos
             "expected one of: " + ", ".join(repr(c) for c in error.choices))
         yield Diagnostic("E005", f"{describe(error.value)} is not allowed", path, hint)
     elif isinstance(error, _NotKubernetesData):
-        yield Diagnostic("E018", str(error), path + error.inner_path, f'quote it: "{error.value.isoformat()}"')
+        hint = f'quote it: "{error.value.isoformat()}"' if not isinstance(error.value, float) else "use a finite number"
+        yield Diagnostic("E018", str(error), path + error.inner_path, hint)
     elif isinstance(error, _WrongType):
         hint = None
         if error.expected == "a string" and isinstance(error.value, (int, float, bool)):
