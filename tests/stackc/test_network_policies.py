@@ -72,3 +72,18 @@ def test_knative_mode_gets_no_policy_that_would_block_its_activator() -> None:
     assert policies(("kserve", "router"), "") != {}
     text = SPEC.format(targets='"kserve"', policy="") + '[targets.kserve]\ndeployment_mode = "Knative"\n'
     assert [o for o in objects(compile_text(text).files) if o["kind"] == "NetworkPolicy"] == []
+
+
+def test_envoy_gateway_proxies_are_admitted_from_its_namespace_and_labels_can_be_set() -> None:
+    text = SPEC.format(targets='"manifests", "gateway"', policy="") + "[targets.gateway]\nenvoy_extension_policy = true\n"
+    found = {o["metadata"]["name"]: o["spec"] for o in objects(compile_text(text).files) if o["kind"] == "NetworkPolicy"}
+    assert found["n-a"]["ingress"][0]["from"] == [{
+        "podSelector": {"matchLabels": {"gateway.envoyproxy.io/owning-gateway-name": "n-gateway",
+                                        "gateway.envoyproxy.io/owning-gateway-namespace": "ns"}},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}}}]
+    text = SPEC.format(targets='"manifests", "gateway"', policy="") + (
+        '[targets.gateway]\nproxy_labels = { "app" = "my-proxy" }\nproxy_namespace = "edge"\n')
+    found = {o["metadata"]["name"]: o["spec"] for o in objects(compile_text(text).files) if o["kind"] == "NetworkPolicy"}
+    assert found["n-a"]["ingress"][0]["from"] == [{
+        "podSelector": {"matchLabels": {"app": "my-proxy"}},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}}}]

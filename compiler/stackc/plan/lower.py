@@ -120,8 +120,10 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     source = sources.parse(model.model)
     assert source is not None  # validation rejected unparsable sources
     registered = registry.engines[model.engine]
+    # a platform's downloader gets no credentials from the spec (they reach the engine's env only)
+    credentials = model.security.hf_token is not None or bool(model.secret_env)
     loads_folders = getattr(registered.obj, "platform_weights", True)
-    model_weights = weights(source, platform_weights if loads_folders else None, model.revision)
+    model_weights = weights(source, platform_weights if loads_folders and not credentials else None, model.revision)
     if model_weights.mount is not None:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)

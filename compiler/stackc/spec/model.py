@@ -45,6 +45,9 @@ RESOURCE_NAME = Form(r"^(cpu|memory|ephemeral-storage|hugepages-[0-9A-Za-z]+|[a-
 ENV_NAME = Form(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", "a valid environment variable name", "E016")
 SECRET_KEY = Form(r"^[-._a-zA-Z0-9]+$", "a Secret key: letters, digits, '-', '_' or '.'", "E023", 253)
 HTTP_HEADER = Form(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name", "E023", 256)
+#: a name clients send in requests' ``model`` field, and a gateway matches as a header value
+MODEL_NAME = Form(r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+                  "a model name: no control characters, not empty, no blanks at either end", "E023", 256)
 PERCENT = Form(r"^[0-9]+%$", "a whole number or a percentage such as '25%'", "E023")
 
 
@@ -89,7 +92,7 @@ class Resources:
 
 @attrs.frozen
 class LoraAdapter:
-    name: str = field("Name clients use in the `model` field to select the adapter.")
+    name: str = field("Name clients use in the `model` field to select the adapter.", form=MODEL_NAME)
     source: str = field("Where the adapter weights are (same forms as `model`).")
 
 
@@ -253,8 +256,9 @@ class Model:
         "`pvc://CLAIM/PATH`, `oci://IMAGE`, `ollama://NAME:TAG` or an absolute path in the container."
     )
     revision: str | None = field("Model revision (branch, tag or commit).", default=None)
-    served_name: str | None = field("Name the engine serves the model as (default: the model id).", default=None)
-    aliases: tuple[str, ...] = field("More names clients may use for this model.", default=())
+    served_name: str | None = field("Name the engine serves the model as (default: the model id).", default=None,
+                                    form=MODEL_NAME)
+    aliases: tuple[str, ...] = field("More names clients may use for this model.", default=(), form=MODEL_NAME)
     replicas: int = field("Number of replicas (pods).", default=1, minimum=0, maximum=INT32_MAX)
     enabled: bool = field("Set false to keep a model in the spec without deploying it.", default=True)
     accelerators: Accelerators = field("Accelerators per replica.", factory=Accelerators)

@@ -13,7 +13,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, Form
+from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, LABEL_KEY, LABEL_VALUE, Form
 from stackc.plan.model import Caller, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.output.render import to_yaml
@@ -73,6 +73,14 @@ class GatewayOptions:
         default=False, metadata={"doc": "Also attach the picker with an Envoy Gateway EnvoyExtensionPolicy."})
     request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout.",
                                                                  "form": GATEWAY_DURATION})
+    proxy_labels: Mapping[str, str] = attrs.field(factory=dict, metadata={
+        "doc": "Labels of the gateway's proxy pods, which the models' NetworkPolicies admit (default: "
+               "`gateway.networking.k8s.io/gateway-name` = the Gateway, as Istio and kgateway label them; with "
+               "`envoy_extension_policy`, Envoy Gateway's `gateway.envoyproxy.io/owning-gateway-name`).",
+        "keys": LABEL_KEY, "form": LABEL_VALUE})
+    proxy_namespace: str | None = attrs.field(default=None, metadata={
+        "doc": "Namespace of the proxy pods (default: the Gateway's; `envoy-gateway-system` with "
+               "`envoy_extension_policy`).", "form": DNS_LABEL})
 
 
 class GatewayTarget:
@@ -95,9 +103,8 @@ class GatewayTarget:
                                  ("models", component.key, "aliases"), "drop aliases, or use the router target")
 
     def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
-        # the gateway's proxies (GEP-1762 labels them with the Gateway's name) send requests; pickers scrape metrics
-        yield Caller({"gateway.networking.k8s.io/gateway-name": gateway_name(plan, options)},
-                     options.gateway_namespace or plan.stack.namespace)
+        """The gateway's proxies send the requests; each model's endpoint picker scrapes its metrics."""
+        yield Caller(*proxy_pods(plan, options))
         for component in plan.components:
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
 
@@ -112,6 +119,23 @@ class GatewayTarget:
 
 def gateway_name(plan: Plan, options: GatewayOptions) -> str:
     return options.gateway_name or f"{plan.stack.name}-gateway"
+
+
+def proxy_pods(plan: Plan, options: GatewayOptions) -> tuple[dict[str, str], str]:
+    """The proxies' labels and namespace: as set, else as the implementation labels them.
+
+    Istio and kgateway put GEP-1762's ``gateway.networking.k8s.io/gateway-name`` on proxies in
+    the Gateway's namespace; Envoy Gateway runs them in ``envoy-gateway-system`` with labels of
+    its own.
+    """
+    gateway_namespace = options.gateway_namespace or plan.stack.namespace
+    if options.envoy_extension_policy:
+        labels = {"gateway.envoyproxy.io/owning-gateway-name": gateway_name(plan, options),
+                  "gateway.envoyproxy.io/owning-gateway-namespace": gateway_namespace}
+        namespace = "envoy-gateway-system"
+    else:
+        labels, namespace = {"gateway.networking.k8s.io/gateway-name": gateway_name(plan, options)}, gateway_namespace
+    return dict(options.proxy_labels) or labels, options.proxy_namespace or namespace
 
 
 def picker_selector(plan: Plan, component: Component) -> dict[str, str]:

@@ -1,12 +1,13 @@
-"""KServe: a ServingRuntime per engine in use and an InferenceService per model.
+"""KServe: a ServingRuntime and an InferenceService per model.
 
-The plan for this target is lowered with KServe's storage initializer in mind: a model it can
-download (Hugging Face repositories, S3, GCS, PVCs, OCI images) becomes the InferenceService's
-``storageUri`` and the engine loads from ``/mnt/models``; anything else the engine fetches
-itself, exactly once. Each InferenceService states its model's whole container (image, command,
-args, env, ports, probes, resources, mounts), so two models of one engine get what each asked;
-the runtime names the engine and carries the first model's container as the default. KServe
-owns the autoscaler of its workloads: none is emitted here.
+The plan for this target is lowered with KServe's storage initializer in mind: weights it can
+download without credentials (Hugging Face repositories, S3, GCS, PVCs, OCI images) become the
+InferenceService's ``storageUri`` and the engine loads from ``/mnt/models``; anything else the
+engine fetches itself, exactly once. KServe merges a runtime's container into the predictor's
+field by field (ports by number), so a runtime shared by two models would leak one model's
+command or ports into the other: each model gets its own runtime, stating its container, and
+the InferenceService states it again with the model's arguments, env, probes and resources.
+KServe owns the autoscaler of its workloads: none is emitted here.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class KserveOptions:
 
 class KserveTarget:
     name = "kserve"
-    description = "KServe ServingRuntimes (one per engine) and InferenceServices (one per model)"
+    description = "KServe: a ServingRuntime and an InferenceService per model"
     options_type = KserveOptions
     #: KServe's storage initializer downloads weights here before the engine starts
     weights_path = MODEL_DIR
@@ -48,6 +49,12 @@ class KserveTarget:
         return f"{component.name}{PREDICTOR_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
+        callers = {"router", "gateway"} & set(plan.stack.targets)
+        if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:
+            yield Diagnostic("W072", "the NetworkPolicies admit the stack's " + " and ".join(sorted(callers)) +
+                             ", not KServe's ingress: the InferenceServices' own URLs are closed",
+                             ("stack", "network_policy"), "add your ingress gateway's pods to allow_from to open them",
+                             Severity.WARNING)
         if options.deployment_mode == "Knative" and "router" in plan.stack.targets:
             yield Diagnostic("W071", "the router finds replicas through the predictor's EndpointSlices, which Knative "
                              "mode points at its activator", ("targets", "kserve", "deployment_mode"),
@@ -66,9 +73,8 @@ class KserveTarget:
                                  "use deployment_mode = \"Standard\" to keep them", Severity.WARNING)
 
     def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
-        runtimes: dict[str, Component] = {}
         for component in plan.components:
-            runtimes.setdefault(component.engine, component)
+            yield Artifact(f"{component.key}/servingruntime.yaml", (serving_runtime(plan, component, options),))
             for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
             yield Artifact(f"{component.key}/inferenceservice.yaml", (inference_service(plan, component, options),))
@@ -78,22 +84,30 @@ class KserveTarget:
             if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
-        for engine, first in sorted(runtimes.items()):
-            yield Artifact(f"runtimes/{engine}.yaml", (serving_runtime(plan, engine, first, options),))
 
 
-def runtime_name(plan: Plan, engine: str) -> str:
-    return f"{plan.stack.name}-{engine}"
-
-
-def serving_runtime(plan: Plan, engine: str, component: Component, options: KserveOptions) -> dict:
+def serving_container(component: Component, options: KserveOptions) -> dict[str, Any]:
+    """The model's container as KServe takes it: in Knative mode one port, named as Knative requires."""
     container = kube.container(component.pod.containers[0])
+    container.pop("name")
+    if options.deployment_mode == "Knative":
+        port = component.endpoint.port
+        container["ports"] = [{"name": "http1", "containerPort": port.number, "protocol": "TCP"}]
+        for key in ("startupProbe", "readinessProbe", "livenessProbe"):
+            action = container.get(key, {}).get("httpGet")
+            if action is not None and action.get("port") == port.name:
+                action["port"] = port.number
+    return container
+
+
+def serving_runtime(plan: Plan, component: Component, options: KserveOptions) -> dict:
+    container = serving_container(component, options)
     defaults = {key: container[key] for key in ("image", "command", "ports") if key in container}
     labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
-              "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": engine}
-    metadata = kube.metadata(plan.stack, runtime_name(plan, engine), labels)
+              "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": component.engine}
+    metadata = kube.metadata(plan.stack, component.name, labels)
     spec: dict[str, Any] = {
-        "supportedModelFormats": [{"name": engine, "autoSelect": False}],
+        "supportedModelFormats": [{"name": component.engine, "autoSelect": False}],
         "containers": [{"name": "kserve-container", **defaults}],
     }
     if options.cluster_runtimes:
@@ -104,10 +118,8 @@ def serving_runtime(plan: Plan, engine: str, component: Component, options: Kser
 
 
 def inference_service(plan: Plan, component: Component, options: KserveOptions) -> dict:
-    container = kube.container(component.pod.containers[0])
-    container.pop("name")
-    model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine},
-                                  "runtime": runtime_name(plan, component.engine), **container}
+    model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine}, "runtime": component.name,
+                                  **serving_container(component, options)}
     if component.weights.platform_uri:
         model_spec["storageUri"] = component.weights.platform_uri
     scaling = component.scale.autoscaling

@@ -35,17 +35,17 @@ def test_three_models_two_engines_give_three_pools_three_pickers_one_gateway(crd
     assert problems == []
 
 
-def test_kserve_has_one_runtime_per_engine_and_one_inference_service_per_model() -> None:
+def test_kserve_has_a_runtime_and_an_inference_service_per_model() -> None:
     found = compiled()
     runtimes = [o for o in found if o["kind"] == "ServingRuntime"]
     services = [o for o in found if o["kind"] == "InferenceService"]
-    assert sorted(r["metadata"]["name"] for r in runtimes) == ["gateway-sglang", "gateway-vllm"]
+    assert sorted(r["metadata"]["name"] for r in runtimes) == ["gateway-llama", "gateway-mistral", "gateway-qwen"]
     assert len(services) == 3
     assert all(r["spec"]["containers"][0]["name"] == "kserve-container" for r in runtimes)
     assert not {"HorizontalPodAutoscaler", "ScaledObject"} & set(by_kind(found))  # KServe owns its autoscaler
     llama = next(s for s in services if s["metadata"]["name"] == "gateway-llama")
     predictor = llama["spec"]["predictor"]
-    assert predictor["model"]["runtime"] == "gateway-vllm" and predictor["model"]["modelFormat"] == {"name": "vllm"}
+    assert predictor["model"]["runtime"] == "gateway-llama" and predictor["model"]["modelFormat"] == {"name": "vllm"}
     assert predictor["model"]["storageUri"] == "hf://meta-llama/Llama-3.1-8B-Instruct"
     assert predictor["model"]["args"][0] == "/mnt/models"  # KServe downloads the weights there
     assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"], predictor["scaleTarget"]) == (

@@ -107,3 +107,36 @@ def test_rollout_settings_knative_cannot_apply_are_a_located_warning() -> None:
             '[targets.kserve]\ndeployment_mode = "Knative"\n')
     warnings = compile_text(text).warnings
     assert [(w.code, w.dotted_path, w.location.line) for w in warnings] == [("W070", "models.a.rollout", 9)]
+
+
+def test_no_runtime_is_shared_so_nothing_leaks_between_models() -> None:
+    text = ('version = 1\n[stack]\nname = "k"\ntargets = ["kserve"]\n'
+            '[models.a]\nengine = "command"\nmodel = "org/a"\nimage = "example.com/a:1"\n'
+            'engine_options = { port = 8000, command = ["python", "-m", "server_a"] }\n'
+            '[models.b]\nengine = "command"\nmodel = "org/b"\nimage = "example.com/b:1"\nengine_options = { port = 9000 }\n')
+    found = objects(compile_text(text).files)
+    runtimes = {o["metadata"]["name"]: o["spec"]["containers"][0] for o in found if o["kind"] == "ServingRuntime"}
+    models = {o["metadata"]["name"]: o["spec"]["predictor"]["model"] for o in found if o["kind"] == "InferenceService"}
+    assert models["k-a"]["runtime"] == "k-a" and models["k-b"]["runtime"] == "k-b"
+    assert "command" not in runtimes["k-b"] and [p["containerPort"] for p in runtimes["k-b"]["ports"]] == [9000]
+
+
+def test_models_needing_credentials_fetch_their_weights_themselves() -> None:
+    text = ('version = 1\n[stack]\nname = "k"\ntargets = ["kserve"]\n[models.a]\nengine = "vllm"\n'
+            'model = "meta-llama/Llama-3.1-8B-Instruct"\naccelerators = { count = 1 }\n'
+            'security.hf_token = { name = "hf", key = "token" }\n')
+    model = next(o for o in objects(compile_text(text).files) if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
+    assert "storageUri" not in model  # KServe's storage initializer would not get the token
+    assert model["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in model["env"]
+
+
+def test_knative_mode_gets_the_one_port_knative_accepts(crd_validator) -> None:
+    text = ('version = 1\n[stack]\nname = "k"\ntargets = ["kserve"]\n[models.a]\nengine = "trtllm"\nmodel = "org/a"\n'
+            'accelerators = { count = 1 }\nengine_options = { mode = "triton", checkpoint_dir = "/cache/ckpt" }\n'
+            '[targets.kserve]\ndeployment_mode = "Knative"\n')
+    found = objects(compile_text(text).files)
+    model = next(o for o in found if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
+    assert model["ports"] == [{"name": "http1", "containerPort": 8000, "protocol": "TCP"}]
+    assert model["readinessProbe"]["httpGet"]["port"] == 8000
+    assert [p for o in found for p in (validate_kubernetes(o) if is_core_kind(o) else crd_validator(o))] == []
