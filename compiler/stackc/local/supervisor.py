@@ -75,13 +75,13 @@ def describe_exit(returncode: int) -> str:
 
 
 def last_lines(path: os.PathLike, count: int = 1) -> list[str]:
-    """The last non-blank lines of a log, each cut to 200 characters."""
+    """The last non-blank lines of a log, each cut to 300 characters."""
     try:
         with open(path, encoding="utf-8", errors="replace") as log:
             lines = [line for line in log.read().splitlines() if line.strip()]
     except OSError:
         return []
-    return [line[-200:] for line in lines[-count:]]
+    return [line if len(line) <= 300 else line[:299] + "…" for line in lines[-count:]]
 
 
 class Supervisor:

@@ -127,6 +127,12 @@ def params(argv: Sequence[str], environ: Mapping[str, str]) -> object:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        import xllamacpp  # the engine itself: an optional dependency (the `local` extra)
+    except ImportError:
+        print(f"{PROG}: error: the xllamacpp package is not installed: install stackc's `local` extra "
+              f"(pip install -e '.[local]' in a checkout), or {REAL_BINARY_HINT}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -135,8 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    import xllamacpp
-
     try:
         server = xllamacpp.Server(configured)
     except (RuntimeError, ValueError) as error:

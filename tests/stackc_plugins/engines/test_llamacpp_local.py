@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,13 @@ def test_what_it_cannot_run_is_exit_2_pointing_at_the_real_binary(argv: list[str
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr and "llama-server on the PATH" in result.stderr
+
+
+def test_without_xllamacpp_it_says_what_to_install(tmp_path) -> None:
+    blocker = tmp_path / "xllamacpp.py"
+    blocker.write_text("raise ImportError('not installed here')\n")
+    result = subprocess.run([sys.executable, "-m", "stackc_plugins.engines.llamacpp_local", "-m", "/m.gguf"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2 and "install stackc's `local` extra" in result.stderr
+    assert "Traceback" not in result.stderr
