@@ -36,8 +36,10 @@ class ModelRoute:
     running_metric: str | None = None
     waiting_metric: str | None = None
     kv_usage_metric: str | None = None
+    kv_capacity_metric: str | None = None  # the KV cache's capacity in tokens, times ``kv_capacity_labels``' values
+    kv_capacity_labels: tuple[str, ...] = ()
     upstream_api_key_file: str | None = None
-    cache_chars: int = 1_000_000  # prompt characters one replica's prefix cache holds, for ``prefix``
+    cache_chars: int = 1_000_000  # prompt characters a replica's prefix cache holds when it publishes no capacity
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,11 @@ def parse(data: Any) -> Config:
             problems.append(f"{path}: needs backends or discovery.kubernetes")
         session = _check(problems, table.get("session", {}), f"{path}.session", {"header"})
         health = _check(problems, table.get("health", {}), f"{path}.health", {"path", "interval_s"})
-        metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "running", "waiting", "kv_usage"})
+        metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "running", "waiting", "kv_usage",
+                                                                                "kv_capacity", "kv_capacity_labels"})
         upstream = _check(problems, table.get("upstream_auth", {}), f"{path}.upstream_auth", {"api_key_file"})
         aliases = _typed(problems, table, "aliases", path, list, [])
+        capacity_labels = _typed(problems, metrics, "kv_capacity_labels", f"{path}.metrics", list, [])
         routes.append(ModelRoute(
             name=name, served_name=str(table.get("served_name", name)), aliases=tuple(map(str, aliases)),
             strategy=strategy, session_header=str(session.get("header", "x-session-id")).lower(),
@@ -131,6 +135,7 @@ def parse(data: Any) -> Config:
             health_interval_s=float(_typed(problems, health, "interval_s", f"{path}.health", (int, float), 5.0)),
             metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
             waiting_metric=metrics.get("waiting"), kv_usage_metric=metrics.get("kv_usage"),
+            kv_capacity_metric=metrics.get("kv_capacity"), kv_capacity_labels=tuple(map(str, capacity_labels)),
             upstream_api_key_file=upstream.get("api_key_file"),
             cache_chars=_typed(problems, table, "cache_chars", path, int, 1_000_000),
         ))
@@ -198,7 +203,8 @@ def _route_data(route: ModelRoute) -> dict[str, Any]:
         entry["health"]["interval_s"] = route.health_interval_s
     if route.metrics_path:
         entry["metrics"] = {"path": route.metrics_path, **{key: value for key, value in (
-            ("running", route.running_metric), ("waiting", route.waiting_metric), ("kv_usage", route.kv_usage_metric))
+            ("running", route.running_metric), ("waiting", route.waiting_metric), ("kv_usage", route.kv_usage_metric),
+            ("kv_capacity", route.kv_capacity_metric), ("kv_capacity_labels", list(route.kv_capacity_labels)))
             if value}}
     if route.upstream_api_key_file:
         entry["upstream_auth"] = {"api_key_file": route.upstream_api_key_file}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stackc.plan.engine import MetricNames
 from stackc.plan.model import Component
 from stackc_router.config import KubernetesDiscovery, ModelRoute
 
@@ -18,7 +19,7 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
     metrics = endpoint.metrics
-    names = metrics.names if metrics is not None else None
+    names = metrics.names if metrics is not None else MetricNames()
     return ModelRoute(
         name=component.key, served_name=primary,
         aliases=tuple(sorted(set(other_names) | set(endpoint.aliases) - {primary})),
@@ -26,7 +27,7 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
         backends=tuple(backends), kubernetes=kubernetes,
         health_path=endpoint.health_path or "/health",
         metrics_path=metrics.path if metrics is not None else None,
-        running_metric=names.running if names else None, waiting_metric=names.waiting if names else None,
-        kv_usage_metric=names.kv_cache_usage if names else None,
+        running_metric=names.running, waiting_metric=names.waiting, kv_usage_metric=names.kv_cache_usage,
+        kv_capacity_metric=names.kv_cache_capacity, kv_capacity_labels=names.kv_cache_capacity_labels,
         upstream_api_key_file=upstream_key_file,
     )

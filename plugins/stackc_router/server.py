@@ -21,6 +21,7 @@ import orjson
 from stackc_router.config import Config, ModelRoute
 from stackc_router.downstream import REASONS, ClientConnection, Limits, Listener, Request, error_body
 from stackc_router.metrics import Metrics
+from stackc_router.scrape import capacity_chars, metric_value
 from stackc_router.strategies import STRATEGIES, Strategy
 from stackc_router.upstream import Backend, UpstreamConnection, UpstreamError, simple_get
 
@@ -120,11 +121,15 @@ class Router:
         backend.healthy = status == 200
         if backend.healthy:
             backend.failures = 0
-        if route.config.metrics_path and route.config.waiting_metric and backend.healthy:
-            status, text = await simple_get(backend, route.config.metrics_path, self.config.connect_timeout_s,
+        model = route.config
+        if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
+            status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
                                             route.upstream_key)
             if status == 200:
-                backend.waiting = _metric_value(text, route.config.waiting_metric)
+                if model.waiting_metric:
+                    backend.waiting = metric_value(text, model.waiting_metric)
+                if model.kv_capacity_metric:  # read each time: a restarted replica may have another cache
+                    backend.cache_chars = capacity_chars(text, model.kv_capacity_metric, model.kv_capacity_labels)
 
     def _failed(self, backend: Backend) -> None:
         backend.failures += 1
@@ -308,24 +313,6 @@ def _upstream_head(request: Request, backend: Backend, length: int, key: str | N
     if key:
         head += b"authorization: Bearer %s\r\n" % key.encode()
     return head + b"\r\n"
-
-
-def _metric_value(text: str, name: str) -> float:
-    """Sum of a metric's series in Prometheus text; ``name{label="x"}`` selects by labels."""
-    base, _, labels = name.partition("{")
-    wanted = [part.strip() for part in labels.rstrip("}").split(",") if part.strip()]
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(base) or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series.split("{", 1)[0] != base or not all(w in series for w in wanted):
-            continue
-        try:
-            total += float(value)
-        except ValueError:
-            continue
-    return total
 
 
 def _read_key(path: str | None) -> str | None:

@@ -1,10 +1,10 @@
 """How a replica is picked. Each strategy sees the candidates (healthy backends) and the request.
 
 ``prefix`` remembers, per replica, the prompt blocks it was sent lately (an approximate picture
-of its KV cache, as SGLang's cache-aware router keeps) and sends a request where the longest
-part of its prompt is likely cached, passing over replicas loaded above ``load_factor`` × the
-mean. A prompt no replica has seen goes where consistent hashing of its opening puts it, so
-several routers in front of one pool agree.
+of its KV cache, as SGLang's cache-aware router keeps, as large as the capacity the replica
+publishes) and sends a request where the longest part of its prompt is likely cached, passing
+over replicas loaded above ``load_factor`` × the mean. A prompt no replica has seen goes where
+consistent hashing of its opening puts it, so several routers in front of one pool agree.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import Any, Protocol
 VIRTUAL_NODES = 64
 CHUNK_CHARS = 128  # prompt characters per remembered block
 MAX_CHUNKS = 512  # the first 64 kB of a prompt are matched
-CACHE_CHARS = 1_000_000  # what a replica's prefix cache holds unless told: ~250k tokens, one large GPU
+CACHE_CHARS = 1_000_000  # a replica's prefix cache when it publishes none: ~250k tokens, one large GPU
 
 
 class Backend(Protocol):
     url: str
     in_flight: int
     waiting: float
+    cache_chars: int | None  # learned from the replica; None: the strategy's ``cache_chars``
 
 
 def stable_hash(text: str) -> int:
@@ -151,7 +152,7 @@ class Prefix(Strategy):
         if within and max(matched.values()) > 0:  # most cached first; ties keep ring order
             within.sort(key=lambda b: (-matched[b.url], b.in_flight))
         ordered = within + [b for b in walk if b not in within]
-        self._remember(ordered[0].url, chain)
+        self._remember(ordered[0], chain)
         return ordered
 
     def _matched(self, url: str, chain: list[int]) -> int:
@@ -168,12 +169,13 @@ class Prefix(Strategy):
                 high = middle - 1
         return low
 
-    def _remember(self, url: str, chain: list[int]) -> None:
-        sent = self._sent.setdefault(url, OrderedDict())
+    def _remember(self, backend: Backend, chain: list[int]) -> None:
+        sent = self._sent.setdefault(backend.url, OrderedDict())
         for block in chain:
             sent[block] = None
             sent.move_to_end(block)
-        while len(sent) > self.cache_chars // CHUNK_CHARS:  # forget what the replica has likely evicted
+        capacity = backend.cache_chars or self.cache_chars
+        while len(sent) > capacity // CHUNK_CHARS:  # forget what the replica has likely evicted
             sent.popitem(last=False)
 
 

@@ -248,6 +248,7 @@ class Backend:
     authority: str  # host[:port] as in the URL, IPv6 in brackets: the Host header
     in_flight: int = 0
     waiting: float = 0.0
+    cache_chars: int | None = None  # what its KV cache holds, from its metrics; None: it does not say
     healthy: bool = True
     failures: int = 0
     ejected_until: float = 0.0

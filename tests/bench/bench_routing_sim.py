@@ -8,6 +8,11 @@ of prompt blocks (a block is cached with its whole prefix, as in vLLM's prefix c
 router's real strategy classes pick replicas; requests stay in flight for a time that grows with
 their uncached blocks, which is what the bounded-load rule sees. The reference, in the same run,
 is an oracle: one cache as large as all replicas' together, with no load limits.
+
+Replicas publish their cache's capacity as vLLM does (``vllm:cache_config_info``), and the
+router's own reader turns it into what the strategy sees, as its metrics scrape would; the
+"default" row is a replica that publishes nothing, the "told" row a config that sets
+``cache_chars`` to the truth.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from stackc_router.scrape import capacity_chars
 from stackc_router.strategies import STRATEGIES
 
 BLOCK_CHARS = 64  # characters per simulated KV block
 CAPACITY_BLOCKS = 600  # per replica
 SYSTEM_PROMPT_BLOCKS = 24
+TOKEN_BLOCK = 16  # tokens per KV block the simulated engine publishes (vLLM's default block_size)
 PREFIX_CHARS = int(sys.argv[3]) if len(sys.argv) > 3 else 1024  # what the prefix strategy hashes
 LOAD_FACTOR = float(sys.argv[4]) if len(sys.argv) > 4 else 1.25  # the bound of the bounded loads
 
@@ -32,6 +39,7 @@ class Replica:
     url: str
     in_flight: int = 0
     waiting: float = 0.0
+    cache_chars: int | None = None
     served: int = 0
 
 
@@ -86,8 +94,20 @@ def trace(requests: int, seed: int = 7) -> list[tuple[list[dict], list[int]]]:
     return out
 
 
-def simulate(strategy_name: str, requests: list, replicas: int, **options) -> tuple[float, float]:
+def published_metrics(chars_per_token: float) -> str:
+    """What a replica's /metrics says of its cache, when its text averages ``chars_per_token``."""
+    blocks = round(CAPACITY_BLOCKS * BLOCK_CHARS / chars_per_token / TOKEN_BLOCK)
+    return f'vllm:cache_config_info{{block_size="{TOKEN_BLOCK}",num_gpu_blocks="{blocks}"}} 1.0\n'
+
+
+def simulate(strategy_name: str, requests: list, replicas: int, chars_per_token: float | None = None,
+             **options) -> tuple[float, float]:
+    """Hit rate and peak/mean load; replicas publish their capacity when ``chars_per_token`` is given."""
     pool = [Replica(f"http://replica-{i}") for i in range(replicas)]
+    if chars_per_token is not None:
+        for replica in pool:  # as the router's health loop does with each scrape
+            replica.cache_chars = capacity_chars(published_metrics(chars_per_token), "vllm:cache_config_info",
+                                                 ("block_size", "num_gpu_blocks"))
     caches = {r.url: LruBlocks(CAPACITY_BLOCKS) for r in pool}
     strategy = STRATEGIES[strategy_name](load_factor=LOAD_FACTOR, block_chars=PREFIX_CHARS, **options)
     finishing: list[tuple[int, Replica]] = []
@@ -119,14 +139,17 @@ def main(count: int, replicas: int) -> None:
     best = oracle(requests, replicas)
     print(f"{count} requests, {replicas} replicas, {CAPACITY_BLOCKS} blocks of cache each")
     print(f"oracle (one cache of {CAPACITY_BLOCKS * replicas} blocks, no load limit): hit rate {best:.3f}")
-    print("prefix (told): the strategy knows each replica's cache size (cache_chars); (default): it assumes 1 MB")
-    print(f"{'strategy':<18} {'hit rate':>9} {'of oracle':>10} {'peak/mean load':>15}")
-    runs = [("prefix", {"cache_chars": CAPACITY_BLOCKS * BLOCK_CHARS}), ("prefix", {}), ("session", {}),
-            ("least_loaded", {}), ("round_robin", {})]
-    for name, options in runs:
+    print("prefix (learned): default config, replicas publish their capacity (text of N chars/token; the router")
+    print("assumes 4); (default): they publish none, so 1 MB is assumed; (told): cache_chars set to the truth")
+    print(f"{'strategy':<28} {'hit rate':>9} {'of oracle':>10} {'peak/mean load':>15}")
+    runs = [("prefix (learned)", "prefix", {"chars_per_token": 4}),
+            ("prefix (learned, 3 c/t)", "prefix", {"chars_per_token": 3}),
+            ("prefix (learned, 5 c/t)", "prefix", {"chars_per_token": 5}),
+            ("prefix (default)", "prefix", {}), ("prefix (told)", "prefix", {"cache_chars": CAPACITY_BLOCKS * BLOCK_CHARS}),
+            ("session", "session", {}), ("least_loaded", "least_loaded", {}), ("round_robin", "round_robin", {})]
+    for label, name, options in runs:
         rate, balance = simulate(name, requests, replicas, **options)
-        label = f"{name}{' (told)' if options else ' (default)' if name == 'prefix' else ''}"
-        print(f"{label:<18} {rate:>9.3f} {rate / best:>9.1%} {balance:>15.2f}")
+        print(f"{label:<28} {rate:>9.3f} {rate / best:>9.1%} {balance:>15.2f}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,10 @@ def main() -> None:
             elif self.path == "/v1/models":
                 self.reply(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "fake"} for n in names]})
             elif self.path == "/metrics":
-                self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n", "text/plain")
+                self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
+                           # as vLLM: an info gauge whose labels (not sorted) give the KV cache's size
+                           'vllm:cache_config_info{num_gpu_blocks="2048",cache_dtype="auto",block_size="16"} 1.0\n',
+                           "text/plain")
             else:
                 self.reply(404, {"error": {"message": "not found"}})
 

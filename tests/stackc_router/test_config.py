@@ -45,7 +45,9 @@ def test_the_written_form_reads_back_as_it_was() -> None:
     config = Config(
         models=(ModelRoute("a", "org/a", ("a1",), "session", "x-user", kubernetes=KubernetesDiscovery("ns", "svc", 8000),
                            health_path="/ready", health_interval_s=2.0, metrics_path="/metrics", running_metric="r",
-                           waiting_metric="w", kv_usage_metric="kv", upstream_api_key_file="/k", cache_chars=5000),
+                           waiting_metric="w", kv_usage_metric="kv", kv_capacity_metric="c",
+                           kv_capacity_labels=("block_size", "num_gpu_blocks"), upstream_api_key_file="/k",
+                           cache_chars=5000),
                 ModelRoute("b", "b", backends=("http://127.0.0.1:9000",))),
         host="0.0.0.0", port=9999, max_body_bytes=1000, max_in_flight=7, max_connections=50, read_timeout_s=30.0,
         retries=1, api_keys_file="/keys")
@@ -69,4 +71,6 @@ def test_the_router_target_and_stackc_up_write_configs_the_router_reads(tmp_path
     assert cluster.models[0].served_name == here.models[0].served_name == "org/a"
     assert cluster.models[0].aliases == here.models[0].aliases == ("x",)
     assert cluster.models[0].strategy == here.models[0].strategy == "session"
+    assert cluster.models[0].kv_capacity_metric == here.models[0].kv_capacity_metric == "vllm:cache_config_info"
+    assert cluster.models[0].kv_capacity_labels == here.models[0].kv_capacity_labels == ("block_size", "num_gpu_blocks")
     assert (cluster.models[0].kubernetes.service, here.models[0].backends) == ("r-a", ("http://127.0.0.1:9000",))

@@ -12,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from stackc_router.config import parse
+from stackc_router.scrape import CHARS_PER_TOKEN
 from stackc_router.testing import running_router
 
 
@@ -137,6 +138,19 @@ def test_metrics_count_per_model_and_backend_without_stalling(engines) -> None:
         text = httpx.get(f"{base}/metrics").text
         assert f'stackc_router_requests_total{{model="tiny",backend="{url}"}} 1' in text
         assert "stackc_router_latency_seconds_bucket" in text and "stackc_router_ttft_seconds_count" in text
+
+
+def test_the_router_learns_a_replicas_kv_cache_capacity_from_its_metrics(engines) -> None:
+    url = engines.start()
+    config = config_for([url])
+    config["models"]["tiny"]["metrics"] = {"path": "/metrics", "kv_capacity": "vllm:cache_config_info",
+                                           "kv_capacity_labels": ["block_size", "num_gpu_blocks"]}
+    with running_router(parse(config)) as (router, _):
+        backend = router.routes["tiny"].backends[url]
+        deadline = time.monotonic() + 5
+        while backend.cache_chars is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.cache_chars == 16 * 2048 * CHARS_PER_TOKEN
 
 
 def test_json_nested_100k_deep_is_a_400_not_a_traceback(engines) -> None:

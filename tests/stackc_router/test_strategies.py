@@ -14,6 +14,7 @@ class FakeBackend:
     url: str
     in_flight: int = 0
     waiting: float = 0.0
+    cache_chars: int | None = None
 
 
 @settings(max_examples=50, deadline=None)

@@ -63,7 +63,8 @@ class CommandEngine:
     def check(self, key: str, model: Model, options: CommandOptions) -> Iterator[Diagnostic]:
         if model.image is None:
             yield Diagnostic("E036", "the command engine needs an image", ("image",), 'image = "REPOSITORY:TAG"')
-        known = set(attrs.fields_dict(MetricNames))
+        # names only: a label list can't be written as one string, so a command's capacity series is read as tokens
+        known = set(attrs.fields_dict(MetricNames)) - {"kv_cache_capacity_labels"}
         for name in options.metric_names:
             if name not in known:
                 yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),

@@ -1,0 +1,59 @@
+"""What the router reads in a replica's Prometheus text: its queue, and its KV cache's capacity.
+
+The text is read by prometheus_client's parser (the Prometheus project's own, no dependencies
+of its own): labels in any order, quoted values with escapes, timestamps. A series that is
+missing or unreadable is unknown, never zero capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from prometheus_client.parser import text_string_to_metric_families
+
+#: characters per token of the prompts an engine caches: ~4 for English text and code with the
+#: common BPE tokenizers (Llama 3, GPT-4's cl100k); fewer for other scripts, so a guess on the short side
+CHARS_PER_TOKEN = 4
+
+
+def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """Each sample of the series ``name``: its labels and value (none from text that does not parse)."""
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    yield sample.labels, sample.value
+    except ValueError:
+        return
+
+
+def _selector(selector: str) -> tuple[str, dict[str, str]]:
+    """``name{label="x"}`` as its name and labels."""
+    name, brace, _ = selector.partition("{")
+    if not brace:
+        return name, {}
+    return name, next((labels for labels, _ in samples(f"{selector} 0\n", name)), {})
+
+
+def metric_value(text: str, selector: str) -> float:
+    """Sum of a metric's samples; ``name{label="x"}`` keeps those with these labels."""
+    name, wanted = _selector(selector)
+    return sum(value for labels, value in samples(text, name) if wanted.items() <= labels.items())
+
+
+def capacity_chars(text: str, name: str, factor_labels: tuple[str, ...] = ()) -> int | None:
+    """Prompt characters a replica's KV cache holds, from the tokens it publishes; None when it publishes none.
+
+    Tokens are the series' value times the values of ``factor_labels`` (vLLM's info gauge of 1
+    labelled ``block_size`` and ``num_gpu_blocks``), summed over samples (one per data-parallel engine).
+    """
+    total, found = 0.0, False
+    for labels, value in samples(text, name):
+        try:
+            tokens = value * math.prod(float(labels[label]) for label in factor_labels)
+        except (KeyError, ValueError):  # e.g. num_gpu_blocks="None" before the engine has profiled memory
+            continue
+        if math.isfinite(tokens) and tokens > 0:
+            total, found = total + tokens, True
+    return round(total * CHARS_PER_TOKEN) if found else None
