@@ -49,10 +49,12 @@ class Artifact:
 class Target(Protocol):
     """A deployment format: it translates the plan. ``emit`` returns artifacts; the core renders and writes them.
 
-    Optional members: ``check(plan, options)`` yields diagnostics about the target's options
-    (paths relative to ``targets.NAME``); ``weights_path`` names where the target's platform
-    puts the weights it downloads itself (KServe: ``/mnt/models``), so engines load from there;
-    ``serves_models`` says the target deploys the model servers (and their Services).
+    Optional members (docs/hooks.md): ``check(plan, options)`` yields diagnostics with full spec
+    paths; ``weights_path`` names where the target's platform puts the weights it downloads
+    itself (KServe: ``/mnt/models``), so engines load from there; ``serves_models`` says the
+    target deploys the model servers and their Services; ``model_service(component)`` names the
+    Service its platform puts in front of a model otherwise; ``callers(plan, options)`` yields
+    the target's pods that call the models, for their NetworkPolicies.
     """
 
     name: ClassVar[str]
