@@ -21,7 +21,7 @@ from typing import Any, Literal
 import attrs
 import tomlkit
 
-from stackc.spec.model import Model, Spec, Stack
+from stackc.spec.model import Model, Quantity, Spec, Stack
 from stackc.registry import Registry
 from stackc.plan.engine import Capability
 
@@ -188,7 +188,12 @@ class SpecGenerator:
             return self.mapping(args, name)
         if tp is Any:
             return self.raw(name)
-        return {str: self.string, int: self.integer, float: self.number, bool: self.boolean}[tp](name)
+        return {str: self.string, int: self.integer, float: self.number, bool: self.boolean,
+                Quantity: self.quantity}[tp](name)
+
+    def quantity(self, name: str) -> str | int | float:
+        """Kubernetes quantities are written as strings or as numbers."""
+        return self._pick((*_QUANTITIES, 2, 10, 0.5), (*_BAD_QUANTITIES, -1, -0.5, float("inf")))
 
     def string(self, name: str) -> str:
         pick = self._pick

@@ -50,3 +50,9 @@ def test_a_revision_goes_to_whoever_fetches() -> None:
     assert weights(source, None, "v2").revision == "v2"
     platform = weights(source, "/mnt/models", "v2")
     assert (platform.revision, platform.platform_uri) == (None, "hf://org/m:v2")
+
+
+def test_quantities_may_be_numbers_as_in_kubernetes() -> None:
+    spec = SPEC.replace("env = ", 'resources = { requests = { cpu = 10, memory = "16Gi" }, limits = { cpu = 12.5 } }\nenv = ')
+    serving = compile_text(spec).plan.components[0].pod.containers[0]
+    assert serving.resources["requests"]["cpu"] == "10" and serving.resources["limits"]["cpu"] == "12.5"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import collections.abc
 import datetime
-import math
 import functools
+import math
 import typing
 from collections.abc import Iterator
 from types import NoneType, UnionType
@@ -25,6 +25,7 @@ from cattrs.errors import (
 )
 
 from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.spec.model import Quantity
 from stackc.spec.source import Path
 
 T = TypeVar("T")
@@ -95,6 +96,15 @@ def _strict_scalar(kind: type) -> Any:
     return structure
 
 
+def _quantity(value: Any, _: Any) -> str:
+    """A quantity's text: Kubernetes takes ``cpu: 10`` as readily as ``cpu: "10"``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value) if isinstance(value, int) else repr(value)
+    raise _WrongType('a quantity (a string such as "500m", or a number)', value)
+
+
 def _is_literal(tp: Any) -> bool:
     return typing.get_origin(tp) is Literal
 
@@ -143,6 +153,7 @@ def _converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, float, bool):
         converter.register_structure_hook(kind, _strict_scalar(kind))
+    converter.register_structure_hook(Quantity, _quantity)
     converter.register_structure_hook(Any, lambda value, _: _plain_data(value))
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)

@@ -80,14 +80,19 @@ class Accelerators:
     )
 
 
+class Quantity(str):
+    """A Kubernetes quantity, written as Kubernetes takes it: a string (`"500m"`, `"16Gi"`) or a number
+    (`cpu = 10`, `cpu = 0.5`); stackc keeps its text."""
+
+
 @attrs.frozen
 class Resources:
-    requests: Mapping[str, str] = field(
-        "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities.", factory=dict,
-        keys=RESOURCE_NAME, form=QUANTITY,
+    requests: Mapping[str, Quantity] = field(
+        "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities "
+        "(strings, or numbers such as `cpu = 10`).", factory=dict, keys=RESOURCE_NAME, form=QUANTITY,
     )
-    limits: Mapping[str, str] = field("Container limits as Kubernetes quantities.", factory=dict,
-                                      keys=RESOURCE_NAME, form=QUANTITY)
+    limits: Mapping[str, Quantity] = field("Container limits as Kubernetes quantities.", factory=dict,
+                                           keys=RESOURCE_NAME, form=QUANTITY)
 
 
 @attrs.frozen

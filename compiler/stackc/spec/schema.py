@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 import attrs
 
-from stackc.spec.model import Form, Spec
+from stackc.spec.model import Form, Quantity, Spec
 from stackc.registry import Registry
 
-_SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}}
+_SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
+            Quantity: {"anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]}}
 
 
 def spec_schema(registry: Registry) -> dict[str, Any]:
