@@ -12,6 +12,14 @@ HISTOGRAMS = {"latency": "request latency through the router, seconds",
               "ttft": "time to the first response byte, seconds"}
 
 
+def _labels(model: str, backend: str) -> str:
+    """Label pairs with values escaped as the text format requires (a model may be named anything)."""
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return f'model="{escape(model)}",backend="{escape(backend)}"'
+
+
 class Metrics:
     def __init__(self) -> None:
         self.counters: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -34,20 +42,21 @@ class Metrics:
             lines += [f"# HELP stackc_router_{name}_total {help_text}", f"# TYPE stackc_router_{name}_total counter"]
             for (kind, model, backend), value in sorted(self.counters.items()):
                 if kind == name:
-                    lines.append(f'stackc_router_{name}_total{{model="{model}",backend="{backend}"}} {value}')
+                    lines.append(f"stackc_router_{name}_total{{{_labels(model, backend)}}} {value}")
+        backends = [(_labels(route.config.name, backend.url), backend)
+                    for route in router.routes.values() for backend in route.backends.values()]
         lines += ["# HELP stackc_router_in_flight requests in flight", "# TYPE stackc_router_in_flight gauge"]
-        for route in router.routes.values():
-            for backend in route.backends.values():
-                labels = f'model="{route.config.name}",backend="{backend.url}"'
-                lines.append(f"stackc_router_in_flight{{{labels}}} {backend.in_flight}")
-                lines.append(f"stackc_router_backend_healthy{{{labels}}} {int(backend.healthy)}")
+        lines += [f"stackc_router_in_flight{{{labels}}} {backend.in_flight}" for labels, backend in backends]
+        lines += ["# HELP stackc_router_backend_healthy 1 while the replica passes its health checks",
+                  "# TYPE stackc_router_backend_healthy gauge"]
+        lines += [f"stackc_router_backend_healthy{{{labels}}} {int(backend.healthy)}" for labels, backend in backends]
         for name, help_text in HISTOGRAMS.items():
             metric = f"stackc_router_{name}_seconds"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} histogram"]
             for (kind, model, backend), values in sorted(self.histograms.items()):
                 if kind != name:
                     continue
-                labels = f'model="{model}",backend="{backend}"'
+                labels = _labels(model, backend)
                 cumulative = 0.0
                 for bound, count in zip((*BUCKETS, "+Inf"), values[:-1], strict=True):
                     cumulative += count
