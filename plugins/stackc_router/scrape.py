@@ -7,6 +7,7 @@ missing or unreadable is unknown, never zero capacity.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 
@@ -19,13 +20,21 @@ CHARS_PER_TOKEN = 4
 
 def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
     """Each sample of the series ``name``: its labels and value (none from text that does not parse)."""
+    for sample_name, labels, value in _parsed(text):
+        if sample_name == name:
+            yield labels, value
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed(text: str) -> tuple[tuple[str, dict[str, str], float], ...]:
+    """Every sample of a scrape, parsed once: the queue and the capacity are read from the same text."""
+    found: list[tuple[str, dict[str, str], float]] = []
     try:
         for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name:
-                    yield sample.labels, sample.value
+            found += [(sample.name, sample.labels, sample.value) for sample in family.samples]
     except ValueError:
-        return
+        pass  # what parsed before the error stays readable
+    return tuple(found)
 
 
 def _selector(selector: str) -> tuple[str, dict[str, str]]:
