@@ -19,6 +19,7 @@ import attrs
 from stackc.diagnostics import Diagnostic
 from stackc.plan.model import Component
 from stackc.plan.engine import Container, LocalRun
+from stackc.plan.lower import CACHE_VOLUME
 
 _PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}
 _HOST_PATHS = {"/dev/shm"}
@@ -116,7 +117,7 @@ def _replica(component: Component, container: Container, executable: str, replic
             host.mkdir(parents=True, exist_ok=True)
             for name, content in config_map.data.items():
                 (host / name).write_text(content)
-        elif volume is not None and (volume.claim is not None and mount.volume != "model-cache" or volume.image):
+        elif volume is not None and (volume.claim is not None and mount.volume != CACHE_VOLUME or volume.image):
             source = component.weights.source
             where = f"pvc://{source.claim}{source.location}" if source.scheme == "pvc" else f"{source.scheme}://{source.location}"
             return Diagnostic(

@@ -19,8 +19,9 @@ from stackc.spec.model import Spec
 from stackc.plan.model import Component
 from stackc.registry import Registry
 from stackc.output.render import to_yaml
-from stackc.local.supervisor import Supervisor, last_lines
-from stackc.spec.validate import served_name_conflicts
+from stackc.local.supervisor import READY, Supervisor, last_lines
+from stackc.spec.model import SecretRef
+from stackc.spec.validate import lowered_problems
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0
@@ -40,10 +41,15 @@ def _write_secret(path: Path, text: str) -> str:
     return str(path)
 
 
+def _router_keys(spec: Spec) -> SecretRef | None:
+    """The Secret of the keys the router demands (``[targets.router] api_keys``), if any."""
+    return getattr(spec.targets.get("router"), "api_keys", None)
+
+
 def api_key_problems(spec: Spec, components: Sequence[Component], environ: Mapping[str, str]) -> list[Diagnostic]:
     """Every API key the cluster would enforce must be given here too."""
     problems = []
-    router_keys = getattr(spec.targets.get("router"), "api_keys", None)
+    router_keys = _router_keys(spec)
     if router_keys is not None and not environ.get(ROUTER_KEYS_ENV, "").strip():
         problems.append(Diagnostic(
             "E044", f"the router requires API keys (Secret '{router_keys.name}', key '{router_keys.key}' in the "
@@ -51,8 +57,8 @@ def api_key_problems(spec: Spec, components: Sequence[Component], environ: Mappi
             f"export {ROUTER_KEYS_ENV}=my-key (comma-separated for several)"))
     for component in components:
         variable = _engine_key_variable(component)
-        secret = component.endpoint.api_key
-        if variable is not None and secret is not None and not environ.get(variable):
+        if variable is not None and not environ.get(variable):
+            secret = component.endpoint.api_key
             problems.append(Diagnostic(
                 "E044", f"model '{component.key}' requires an API key (Secret '{secret.name}', key '{secret.key}' in "
                 f"the cluster); set {variable}", ("models", component.key, "security", "api_key"),
@@ -83,7 +89,7 @@ def router_process(components: Sequence[Component], replicas: Sequence[LocalProc
         key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
         routes.append(model_route(component, backends=backends, upstream_key_file=key_file))
     keys_file = None
-    if getattr(spec.targets.get("router"), "api_keys", None) is not None:
+    if _router_keys(spec) is not None:
         keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
         keys_file = _write_secret(state / "keys" / "router", "\n".join(keys) + "\n")
     path = state / "router.yaml"
@@ -103,7 +109,7 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     spec, source_map = checked.spec, checked.source_map
     lowered = pipeline.lower(spec, registry)
     components = lowered.components
-    problems = served_name_conflicts(lowered)
+    problems = lowered_problems(lowered)
     problems += [Diagnostic("E045", f"unknown model '{name}' in --skip", (), did_you_mean(name, spec.models),
                             location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
@@ -132,7 +138,7 @@ def _not_ready(supervisor: Supervisor, what: str, stop: threading.Event) -> str:
         return "interrupted"
     lines = [f"{what} did not become ready"]
     for item in supervisor.running:
-        tail = last_lines(item.spec.log, 8) if item.state != "ready" else []
+        tail = last_lines(item.spec.log, 8) if item.state != READY else []
         if tail:
             lines.append(f"the log of {item.spec.name} ends with:")
             lines += [f"  | {line}" for line in tail]
