@@ -21,9 +21,9 @@ from typing import Any, Literal
 import attrs
 import tomlkit
 
-from stackc.spec.model import Model, Quantity, Spec, Stack
-from stackc.registry import Registry
 from stackc.plan.engine import Capability
+from stackc.registry import Registry
+from stackc.spec.model import Model, Quantity, Spec, Stack
 
 INT32_MAX = 2**31 - 1
 

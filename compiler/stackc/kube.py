@@ -14,8 +14,16 @@ from typing import Any
 
 import attrs
 
+from stackc.plan.engine import (
+    ClaimRequest,
+    ConfigMapData,
+    Container,
+    EnvVar,
+    Mount,
+    Probe,
+    Volume,
+)
 from stackc.plan.model import Component, Pod, Stack
-from stackc.plan.engine import ClaimRequest, ConfigMapData, Container, EnvVar, Mount, Probe, Volume
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,

@@ -14,13 +14,20 @@ from typing import Any, TypeVar
 
 import attrs
 
-from stackc.spec import convert
+from stackc.diagnostics import (
+    Diagnostic,
+    DiagnosticsError,
+    Location,
+    Severity,
+    did_you_mean,
+    sorted_unique,
+)
+from stackc.output.render import render
 from stackc.plan import lower as lowering
-from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, Severity, did_you_mean, sorted_unique
-from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registry
-from stackc.output.render import render
+from stackc.spec import convert
+from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc.spec.validate import lowered_problems, validate_spec
 

@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
-from stackc.plan.model import Plan
 from stackc.plan.engine import Capability, EngineRequest, EngineResult, LocalRun
+from stackc.plan.model import Plan
+from stackc.spec.model import Model
 
 
 @runtime_checkable

@@ -19,11 +19,23 @@ from typing import Any
 import orjson
 
 from stackc_router.config import Config, ModelRoute
-from stackc_router.downstream import REASONS, ClientConnection, Limits, Listener, Request, error_body
+from stackc_router.downstream import (
+    REASONS,
+    ClientConnection,
+    Limits,
+    Listener,
+    Request,
+    error_body,
+)
 from stackc_router.metrics import Metrics
 from stackc_router.scrape import capacity_chars, metric_value
 from stackc_router.strategies import STRATEGIES, Strategy
-from stackc_router.upstream import Backend, UpstreamConnection, UpstreamError, simple_get
+from stackc_router.upstream import (
+    Backend,
+    UpstreamConnection,
+    UpstreamError,
+    simple_get,
+)
 
 OPENAI_POSTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"proxy-connection", b"te",

@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_spec import make_spec  # noqa: E402
 

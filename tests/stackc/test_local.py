@@ -12,8 +12,16 @@ import attrs
 from stackc import hookimpl
 from stackc.local.processes import plan
 from stackc.local.supervisor import READY, Supervisor
+from stackc.plan.engine import (
+    Capability,
+    Container,
+    EngineResult,
+    LocalRun,
+    Mount,
+    Port,
+    Probe,
+)
 from stackc.testing import compile_text
-from stackc.plan.engine import Capability, Container, EngineResult, LocalRun, Mount, Port, Probe
 
 FAKE_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "fake_engine.py"
 

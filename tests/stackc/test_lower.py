@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stackc.spec import sources
-from stackc.plan.lower import weights
-from stackc.testing import compile_text, objects
 from stackc.plan.engine import Mount
+from stackc.plan.lower import weights
+from stackc.spec import sources
+from stackc.testing import compile_text, objects
 
 SPEC = ('version = 1\n[stack]\nname = "s"\n[models.m]\nengine = "vllm"\nmodel = "org/m"\naccelerators = { count = 2 }\n'
         'serving = { tensor_parallel = 2 }\nenv = { HF_HOME = "/data/hf", EXTRA = "1" }\n')

@@ -55,8 +55,8 @@ def test_the_written_form_reads_back_as_it_was() -> None:
 
 
 def test_the_router_target_and_stackc_up_write_configs_the_router_reads(tmp_path) -> None:
-    from stackc.local.up import router_process
     from stackc.local.processes import LocalProcess
+    from stackc.local.up import router_process
     from stackc.testing import compile_text, objects
 
     spec = ('version = 1\n[stack]\nname = "r"\ntargets = ["router"]\n[models.a]\nengine = "vllm"\nmodel = "org/a"\n'

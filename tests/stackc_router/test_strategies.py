@@ -6,7 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackc_router.discovery import ready_backends
-from stackc_router.strategies import HashRing, Prefix, Session, prompt_prefix, stable_hash
+from stackc_router.strategies import (
+    HashRing,
+    Prefix,
+    Session,
+    prompt_prefix,
+    stable_hash,
+)
 
 
 @dataclass(eq=False)

@@ -17,9 +17,9 @@ from pathlib import Path
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.plan.model import Component
 from stackc.plan.engine import Container, LocalRun
 from stackc.plan.lower import CACHE_VOLUME
+from stackc.plan.model import Component
 
 _PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}
 _HOST_PATHS = {"/dev/shm"}

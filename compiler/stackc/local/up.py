@@ -15,12 +15,11 @@ from pathlib import Path
 from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
 from stackc.local.processes import LocalProcess, free_port, plan
-from stackc.spec.model import Spec
+from stackc.local.supervisor import READY, Supervisor, last_lines
+from stackc.output.render import to_yaml
 from stackc.plan.model import Component
 from stackc.registry import Registry
-from stackc.output.render import to_yaml
-from stackc.local.supervisor import READY, Supervisor, last_lines
-from stackc.spec.model import SecretRef
+from stackc.spec.model import SecretRef, Spec
 from stackc.spec.validate import lowered_problems
 
 ENGINE_TIMEOUT_SECONDS = 600.0

@@ -13,11 +13,8 @@ from typing import Any
 
 import attrs
 
-from stackc.plan import model as plan
-from stackc.spec import sources
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
-from stackc.spec.model import Model, ProbeOverride, Spec, Toleration
-from stackc.registry import Registry
+from stackc.plan import model as plan
 from stackc.plan.engine import (
     ClaimRequest,
     ConfigMapData,
@@ -31,6 +28,9 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+from stackc.registry import Registry
+from stackc.spec import sources
+from stackc.spec.model import Model, ProbeOverride, Spec, Toleration
 
 CACHE_VOLUME = "model-cache"
 CHAT_TEMPLATE_VOLUME = "chat-template"

@@ -14,9 +14,16 @@ from typing import Any, Literal
 
 import attrs
 
+from stackc.plan.engine import (
+    ClaimRequest,
+    ConfigMapData,
+    Container,
+    Metrics,
+    Port,
+    Volume,
+    Weights,
+)
 from stackc.spec.model import SecretRef
-from stackc.plan.engine import ClaimRequest, ConfigMapData, Container, Metrics, Port, Volume, Weights
-
 
 
 @attrs.frozen

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
-from stackc.spec.model import Form, Quantity, Spec
 from stackc.registry import Registry
+from stackc.spec.model import Form, Quantity, Spec
 
 _SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
             Quantity: {"anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]}}

@@ -9,13 +9,13 @@ from typing import Any
 
 import attrs
 
-from stackc.spec import sources
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.spec.model import DNS_LABEL, NAME, QUANTITY, Form, Model, Spec
-from stackc.registry import Registry
-from stackc.plan.model import Component, Plan
-from stackc.spec.source import Path
 from stackc.plan.engine import Capability
+from stackc.plan.model import Component, Plan
+from stackc.registry import Registry
+from stackc.spec import sources
+from stackc.spec.model import DNS_LABEL, NAME, QUANTITY, Form, Model, Spec
+from stackc.spec.source import Path
 
 # the longest suffix stackc adds to a workload name ("-chat-template")
 _LONGEST_SUFFIX = len("-chat-template")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
 from stackc.plan.engine import EngineRequest, EnvVar, Mount, Probe
+from stackc.spec.model import Model
 
 CACHE_PATH = "/cache"
 TEMPLATE_PATH = "/etc/stackc/chat-template"

@@ -15,8 +15,6 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.spec.model import INT32_MAX, Model
-from stackc.registry import Registry
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -29,7 +27,14 @@ from stackc.plan.engine import (
     Mount,
     Port,
 )
-from stackc_plugins.engines._common import CACHE_PATH, http_probes, model_location, served_names
+from stackc.registry import Registry
+from stackc.spec.model import INT32_MAX, Model
+from stackc_plugins.engines._common import (
+    CACHE_PATH,
+    http_probes,
+    model_location,
+    served_names,
+)
 
 PLACEHOLDERS = ("model", "served_name", "aliases", "port")
 

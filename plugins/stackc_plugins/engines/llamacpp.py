@@ -8,8 +8,6 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
-from stackc.registry import Registry
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -22,7 +20,16 @@ from stackc.plan.engine import (
     Mount,
     Port,
 )
-from stackc_plugins.engines._common import CACHE_PATH, TEMPLATE_FILE, TEMPLATE_PATH, flags, http_probes, model_location
+from stackc.registry import Registry
+from stackc.spec.model import Model
+from stackc_plugins.engines._common import (
+    CACHE_PATH,
+    TEMPLATE_FILE,
+    TEMPLATE_PATH,
+    flags,
+    http_probes,
+    model_location,
+)
 
 BUILD = "b10434"
 IMAGES = {"": f"ghcr.io/ggml-org/llama.cpp:server-{BUILD}",

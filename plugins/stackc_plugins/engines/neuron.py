@@ -10,9 +10,18 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
+from stackc.plan.engine import (
+    Capability,
+    Container,
+    EngineRequest,
+    EngineResult,
+    EnvVar,
+    Metrics,
+    Port,
+    Probe,
+)
 from stackc.registry import Registry
-from stackc.plan.engine import Capability, Container, EngineRequest, EngineResult, EnvVar, Metrics, Port, Probe
+from stackc.spec.model import Model
 from stackc_plugins.engines._common import CACHE_PATH, served_names
 from stackc_plugins.engines.vllm import METRICS, PORT, VllmOptions, vllm_command_line
 

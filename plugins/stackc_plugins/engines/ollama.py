@@ -11,8 +11,6 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
-from stackc.registry import Registry
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -24,6 +22,8 @@ from stackc.plan.engine import (
     Port,
     Probe,
 )
+from stackc.registry import Registry
+from stackc.spec.model import Model
 from stackc_plugins.engines._common import CACHE_PATH
 
 IMAGE = "ollama/ollama:0.12.10"

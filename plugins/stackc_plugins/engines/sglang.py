@@ -6,8 +6,6 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
-from stackc.registry import Registry
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -20,11 +18,13 @@ from stackc.plan.engine import (
     Port,
     Probe,
 )
+from stackc.registry import Registry
+from stackc.spec.model import Model
 from stackc_plugins.engines._common import (
-    check_parallelism,
     CACHE_PATH,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
+    check_parallelism,
     flags,
     hf_env,
     model_location,

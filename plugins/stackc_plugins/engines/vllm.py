@@ -8,8 +8,6 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
-from stackc.spec.model import Model
-from stackc.registry import Registry
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -17,16 +15,18 @@ from stackc.plan.engine import (
     EngineResult,
     EnvVar,
     LocalRun,
-    Metrics,
     MetricNames,
+    Metrics,
     Mount,
     Port,
 )
+from stackc.registry import Registry
+from stackc.spec.model import Model
 from stackc_plugins.engines._common import (
-    check_parallelism,
     CACHE_PATH,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
+    check_parallelism,
     flags,
     hf_env,
     http_probes,

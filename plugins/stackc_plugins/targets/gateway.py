@@ -13,10 +13,18 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
-from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, LABEL_KEY, LABEL_VALUE, Form
+from stackc.output.render import to_yaml
 from stackc.plan.model import Caller, Component, Plan
 from stackc.registry import Artifact, Registry
-from stackc.output.render import to_yaml
+from stackc.spec.model import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    HOSTNAME,
+    INT32_MAX,
+    LABEL_KEY,
+    LABEL_VALUE,
+    Form,
+)
 
 EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
 POOL_GROUP = "inference.networking.k8s.io"

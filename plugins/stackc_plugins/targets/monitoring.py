@@ -13,10 +13,9 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.spec.model import LABEL_KEY, LABEL_VALUE, Form
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
-
+from stackc.spec.model import LABEL_KEY, LABEL_VALUE, Form
 
 # prometheus-operator's Duration, as its CRDs spell the pattern
 PROMETHEUS_DURATION = Form(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",

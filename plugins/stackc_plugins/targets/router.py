@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
+from stackc.output.render import to_yaml
 from stackc.plan.model import Caller, Plan
 from stackc.registry import Artifact, Registry
-from stackc.output.render import to_yaml
+from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
 from stackc_router.config import Config, KubernetesDiscovery, to_data
 from stackc_router.from_plan import model_route
 

@@ -18,7 +18,6 @@ import pytest
 
 from stackc.testing import compile_text, local_llama_server, objects, write_tiny_gguf
 
-
 SPEC = """
 version = 1
 [stack]

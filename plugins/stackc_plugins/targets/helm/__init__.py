@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.spec.model import Form
+from stackc.output.render import to_yaml
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
-from stackc.output.render import to_yaml
+from stackc.spec.model import Form
 
 # Helm: chart names are lowercase letters, digits and dashes; versions are SemVer 2
 CHART_NAME = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a chart name: lowercase letters, digits and '-'", "E008", 63)
