@@ -169,7 +169,7 @@ def _serving_container(engine: Container, model: Model, extra_mounts: list[Mount
     env.update({name: EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())})
     overrides = model.probes
     return attrs.evolve(
-        engine,
+        _helper_container(engine, model),
         env=tuple(env.values()),
         mounts=(*engine.mounts, *extra_mounts),
         raw_mounts=tuple(dict(m) for m in model.extra_volume_mounts),
@@ -177,13 +177,11 @@ def _serving_container(engine: Container, model: Model, extra_mounts: list[Mount
         readiness_probe=_probe(engine.readiness_probe, overrides.readiness),
         liveness_probe=_probe(engine.liveness_probe, overrides.liveness),
         resources=resources(model, engine.resources),
-        image_pull_policy=model.image_pull_policy or engine.image_pull_policy,
-        security_context=dict(model.security.container_security_context or RESTRICTED_CONTAINER),
     )
 
 
 def _helper_container(item: Container, model: Model) -> Container:
-    """An engine's init container: the spec's pull policy and security context, its own resources."""
+    """The spec's pull policy and security context on one of the engine's containers."""
     return attrs.evolve(item, image_pull_policy=model.image_pull_policy or item.image_pull_policy,
                         security_context=dict(model.security.container_security_context or RESTRICTED_CONTAINER))
 

@@ -74,10 +74,12 @@ class KserveTarget:
 
     def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
         for component in plan.components:
-            yield Artifact(f"{component.key}/servingruntime.yaml", (serving_runtime(plan, component, options),))
+            container = serving_container(component, options)
+            yield Artifact(f"{component.key}/servingruntime.yaml", (serving_runtime(plan, component, container, options),))
             for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
-            yield Artifact(f"{component.key}/inferenceservice.yaml", (inference_service(plan, component, options),))
+            yield Artifact(f"{component.key}/inferenceservice.yaml",
+                           (inference_service(plan, component, container, options),))
             if component.disruption_budget is not None:
                 yield Artifact(f"{component.key}/poddisruptionbudget.yaml",
                                (kube.pod_disruption_budget(plan.stack, component),))
@@ -100,8 +102,7 @@ def serving_container(component: Component, options: KserveOptions) -> dict[str,
     return container
 
 
-def serving_runtime(plan: Plan, component: Component, options: KserveOptions) -> dict:
-    container = serving_container(component, options)
+def serving_runtime(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions) -> dict:
     defaults = {key: container[key] for key in ("image", "command", "ports") if key in container}
     labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": component.engine}
@@ -117,9 +118,9 @@ def serving_runtime(plan: Plan, component: Component, options: KserveOptions) ->
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": metadata, "spec": spec}
 
 
-def inference_service(plan: Plan, component: Component, options: KserveOptions) -> dict:
+def inference_service(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions) -> dict:
     model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine}, "runtime": component.name,
-                                  **serving_container(component, options)}
+                                  **container}
     if component.weights.platform_uri:
         model_spec["storageUri"] = component.weights.platform_uri
     scaling = component.scale.autoscaling
