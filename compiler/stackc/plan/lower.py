@@ -151,10 +151,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
             api_key=model.security.api_key, service=name, service_port=result.port.number),
         weights=model_weights,
-        scale=plan.Scale(model.replicas, plan.Autoscaling(**attrs.asdict(model.autoscaling))),
-        accelerators=plan.Accelerators(model.accelerators.count, model.accelerators.resource),
-        routing=plan.Routing(model.routing.strategy, model.routing.session_header),
-        rollout=plan.Rollout(model.rollout.strategy, model.rollout.max_surge, model.rollout.max_unavailable),
+        scale=plan.Scale(model.replicas, model.autoscaling),
+        accelerators=model.accelerators, routing=model.routing, rollout=model.rollout,
         disruption_budget=budget.max_unavailable if wants_budget else None,
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,

@@ -23,7 +23,8 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
-from stackc.spec.model import SecretRef
+# the spec's own data classes where the plan carries the same values
+from stackc.spec.model import Accelerators, Autoscaling, Rollout, Routing, SecretRef
 
 
 @attrs.frozen
@@ -60,14 +61,6 @@ class Topology:
 
 
 @attrs.frozen
-class Autoscaling:
-    min_replicas: int | None = None
-    max_replicas: int | None = None
-    metric: str | None = None
-    target: int | None = None
-
-
-@attrs.frozen
 class Scale:
     """Replicas, or bounds and a signal for whatever autoscaler owns the count."""
 
@@ -94,30 +87,11 @@ class Endpoint:
 
 
 @attrs.frozen
-class Routing:
-    strategy: str = "prefix"
-    session_header: str = "x-session-id"
-
-
-@attrs.frozen
-class Rollout:
-    strategy: str = "RollingUpdate"
-    max_surge: int | str | None = None
-    max_unavailable: int | str | None = None
-
-
-@attrs.frozen
 class ServiceAccount:
     """A ServiceAccount stackc creates."""
 
     name: str
     annotations: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Accelerators:
-    count: int = 0
-    resource: str = ""
 
 
 @attrs.frozen
