@@ -116,7 +116,6 @@ class Component:
     service_account: ServiceAccount | None = None
     claims: tuple[ClaimRequest, ...] = ()
     config_maps: tuple[ConfigMapData, ...] = ()
-    role: str = "model-server"
 
 
 @attrs.frozen
