@@ -109,6 +109,10 @@ class Serving:
     tensor_parallel: int = field("Tensor-parallel degree (devices one replica shards over).", default=1,
                                  minimum=1, maximum=INT32_MAX)
     pipeline_parallel: int = field("Pipeline-parallel degree.", default=1, minimum=1, maximum=INT32_MAX)
+    nodes: int = field(
+        "Pods one replica spans, each with `accelerators.count` devices: above 1 every replica is a "
+        "leader/worker group (a LeaderWorkerSet) and tensor × pipeline parallelism covers all their devices.",
+        default=1, minimum=1, maximum=INT32_MAX)
     gpu_memory_fraction: float | None = field(
         "Fraction of accelerator memory the engine may use (0 < f ≤ 1).", default=None
     )
@@ -166,6 +170,10 @@ class Scheduling:
     priority_class: str | None = field("PriorityClass name.", default=None, form=DNS_SUBDOMAIN)
     runtime_class: str | None = field("RuntimeClass name (e.g. `nvidia`).", default=None, form=DNS_SUBDOMAIN)
     scheduler_name: str | None = field("A scheduler other than the default.", default=None)
+    group_topology: str | None = field(
+        "For multi-node models (`serving.nodes` > 1): a node label key, e.g. `topology.kubernetes.io/zone`, "
+        "whose domains each leader/worker group gets to itself (all of a group's pods in one domain).",
+        default=None, form=LABEL_KEY)
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
     Capability.ACCELERATORS: (("accelerators", "count"), "accelerators", lambda m: m.accelerators.count > 0),
     Capability.OLLAMA_LIBRARY: (("model",), "models from the Ollama library", lambda m: m.model.startswith("ollama://")),
+    Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
 }
 
 
@@ -190,6 +191,10 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E014", f"{low_path[-1]} ({low}) is above max_replicas ({high}"
                          f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
+    if model.scheduling.group_topology is not None and model.serving.nodes == 1:
+        yield Diagnostic("W021", "group_topology places leader/worker groups; this model runs one pod per replica",
+                         base + ("scheduling", "group_topology"), "set serving.nodes above 1, or remove it",
+                         Severity.WARNING)
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))

@@ -34,7 +34,7 @@ class NeuronEngine:
     name = "neuron"
     description = "vLLM on AWS Inferentia/Trainium (Neuron SDK); tensor parallelism in NeuronCores"
     capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.GPU_MEMORY_FRACTION,
-                                            Capability.OLLAMA_LIBRARY}
+                                            Capability.OLLAMA_LIBRARY, Capability.MULTI_NODE}
     options_type = VllmOptions
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:

@@ -24,10 +24,13 @@ from stackc.registry import Registry
 from stackc.spec.model import Model
 from stackc_plugins.engines._common import (
     CACHE_PATH,
+    LEADER_ADDRESS,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
+    WORKER_INDEX,
     check_parallelism,
     flags,
+    group_worker,
     hf_env,
     http_probes,
     model_location,
@@ -69,7 +72,7 @@ class VllmEngine:
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
-        yield from check_parallelism(model)
+        yield from check_parallelism(model, multi_node=True)
         for index, adapter in enumerate(model.serving.lora_adapters):
             if "://" in adapter.source and not adapter.source.startswith("hf://"):
                 yield Diagnostic("E031", "vLLM loads LoRA adapters from a Hugging Face id or a path",
@@ -90,8 +93,15 @@ class VllmEngine:
             # the server listens only once weights are loaded: 30 minutes for download and load
             **http_probes("/health"),
         )
+        worker = None
+        nodes = model.serving.nodes
+        if nodes > 1:
+            # multiprocessing across nodes, no Ray: rank 0 serves the API, the others run headless
+            group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
+            worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
+            container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         return EngineResult(container=container, served_names=served_names(request), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
