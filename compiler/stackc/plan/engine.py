@@ -36,6 +36,8 @@ class Capability(str, Enum):
     OLLAMA_LIBRARY = "ollama_library"
     #: runs one replica over several pods (``serving.nodes``), returning ``EngineResult.worker``
     MULTI_NODE = "multi_node"
+    #: offloads KV-cache blocks to host memory (``kv_offload``)
+    KV_OFFLOAD = "kv_offload"
 
 
 @attrs.frozen

@@ -146,6 +146,18 @@ class Cache:
 
 
 @attrs.frozen
+class KvOffload:
+    """KV-cache blocks the accelerators evict go to host memory, so a returning prefix (a long system
+    prompt, the next turn of a chat) is copied back instead of computed again."""
+
+    cpu_gib: int = field("Host memory per pod for offloaded KV blocks, in GiB (count it in `resources` memory).",
+                         minimum=1, maximum=1 << 20)
+    backend: Literal["native", "lmcache"] = field(
+        "vLLM: its own offloading connector (`native`), or LMCache (`lmcache`, the image must include it); "
+        "SGLang uses its hierarchical cache and takes `native` only.", default="native")
+
+
+@attrs.frozen
 class Toleration:
     key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None, form=LABEL_KEY)
     operator: Literal["Exists", "Equal"] = field("`Equal` or `Exists`.", default="Equal")
@@ -286,6 +298,7 @@ class Model:
     image: str | None = field("Container image override (`repository:tag` or `@sha256:` digest).", default=None)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
     cache: Cache | None = field("Model cache volume; without it the cache is an emptyDir.", default=None)
+    kv_offload: KvOffload | None = field("Offload KV-cache blocks to host memory (engines that can).", default=None)
     shm_size: str | None = field(
         "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None,
         form=QUANTITY,

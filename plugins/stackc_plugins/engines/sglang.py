@@ -56,6 +56,12 @@ class SglangEngine:
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
+        if model.kv_offload is not None and model.kv_offload.backend != "native":
+            yield Diagnostic("E020", "SGLang offloads KV blocks with its own hierarchical cache, not LMCache",
+                             ("kv_offload", "backend"), 'use backend = "native"')
+        if model.kv_offload is not None and model.serving.prefix_caching is False:
+            yield Diagnostic("E020", "SGLang's hierarchical cache extends its radix (prefix) cache, which "
+                             "prefix_caching = false turns off", ("kv_offload",), "remove one of them")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
@@ -76,6 +82,9 @@ class SglangEngine:
         ])
         if serving.prefix_caching is False:
             args.append("--disable-radix-cache")
+        if model.kv_offload is not None:
+            # HiCache: the radix tree spills to a host-memory tier of this many GB
+            args += ["--enable-hierarchical-cache", "--hicache-size", str(model.kv_offload.cpu_gib)]
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]

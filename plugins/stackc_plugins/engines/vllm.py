@@ -21,7 +21,7 @@ from stackc.plan.engine import (
     Port,
 )
 from stackc.registry import Registry
-from stackc.spec.model import Model
+from stackc.spec.model import Form, Model
 from stackc_plugins.engines._common import (
     CACHE_PATH,
     LEADER_ADDRESS,
@@ -50,6 +50,9 @@ class VllmOptions:
     kv_cache_dtype: str | None = attrs.field(default=None, metadata={"doc": "`--kv-cache-dtype`, e.g. `fp8`."})
     max_num_batched_tokens: int | None = attrs.field(default=None, metadata={"doc": "`--max-num-batched-tokens`.", "minimum": 1})
     enforce_eager: bool = attrs.field(default=False, metadata={"doc": "`--enforce-eager`: skip CUDA graphs (faster start)."})
+    executable: str = attrs.field(default="vllm", metadata={
+        "doc": "The `vllm` program in the image, e.g. `/opt/venv/bin/vllm` in LMCache's `lmcache/vllm-openai`.",
+        "form": Form(r"^\S+$", "a program name or path without spaces")})
 
 
 METRICS = MetricNames(
@@ -85,7 +88,7 @@ class VllmEngine:
         container = Container(
             name="engine",
             image=model.image or (IMAGE if model.accelerators.count else CPU_IMAGE),
-            command=("vllm", "serve"),
+            command=((request.options or VllmOptions()).executable, "serve"),
             args=tuple(args),
             env=tuple(env),
             ports=(port,),
@@ -127,6 +130,10 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     ])
     if serving.prefix_caching is not None:
         args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
+    if model.kv_offload is not None:
+        # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
+        size = model.kv_offload.cpu_gib * serving.nodes
+        args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
     if options.enforce_eager:
         args.append("--enforce-eager")
     if request.chat_template_volume:
