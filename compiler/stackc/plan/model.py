@@ -23,6 +23,7 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+
 # the spec's own data classes where the plan carries the same values
 from stackc.spec.model import Accelerators, Autoscaling, Rollout, Routing, SecretRef
 

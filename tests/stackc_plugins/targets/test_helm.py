@@ -42,7 +42,7 @@ def comparable(objects: list[dict]) -> list[dict]:
         spec = obj.get("spec", {})
         group = spec.get("leaderWorkerTemplate", {})
         templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {})]
-        for meta in (obj["metadata"], *(template.get("metadata", {}) for template in templates)):
+        for meta in (obj["metadata"], *(pod.get("metadata", {}) for pod in templates)):
             for label in CHART_ONLY_LABELS:
                 meta.get("labels", {}).pop(label, None)
         found.append(obj)
