@@ -35,6 +35,7 @@ from stackc_router.upstream import (
     UpstreamConnection,
     UpstreamError,
     simple_get,
+    simple_request,
 )
 
 OPENAI_POSTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
@@ -81,6 +82,8 @@ class Router:
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
+            for name in (*model.adapters, *(adapter for adapter, _ in model.runtime_adapters)):
+                self.names[name] = (route, name)  # the engine serves an adapter under its own name
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
@@ -133,7 +136,11 @@ class Router:
         backend.healthy = status == 200
         if backend.healthy:
             backend.failures = 0
+        else:
+            backend.adapters.clear()  # when it answers again it may have restarted without them
         model = route.config
+        if model.runtime_adapters and backend.healthy:
+            await self._load_adapters(route, backend)
         if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
             status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
                                             route.upstream_key)
@@ -142,6 +149,17 @@ class Router:
                     backend.waiting = metric_value(text, model.waiting_metric)
                 if model.kv_capacity_metric:  # read each time: a restarted replica may have another cache
                     backend.cache_chars = capacity_chars(text, model.kv_capacity_metric, model.kv_capacity_labels)
+
+    async def _load_adapters(self, route: Route, backend: Backend) -> None:
+        """Load the run-time adapters a healthy replica lacks; one already there counts as loaded."""
+        for name, path in route.config.runtime_adapters:
+            if name in backend.adapters or route.config.adapter_load_path is None:
+                continue
+            status, text = await simple_request(backend, "POST", route.config.adapter_load_path,
+                                                self.config.read_timeout_s, route.upstream_key,
+                                                orjson.dumps({"lora_name": name, "lora_path": path}))
+            if status == 200 or (status == 400 and "already" in text):
+                backend.adapters.add(name)
 
     def _failed(self, backend: Backend) -> None:
         backend.failures += 1
@@ -177,7 +195,13 @@ class Router:
         return any(hmac.compare_digest(given, key) for key in self.api_keys)
 
     def _models(self) -> bytes:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "stackc"} for name in sorted(self.names)]
+        data = []
+        for name in sorted(self.names):
+            route, served = self.names[name]
+            entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": "stackc"}
+            if served == name != route.config.served_name:  # an adapter: its base model is the parent, as vLLM says
+                entry["parent"] = route.config.served_name
+            data.append(entry)
         return orjson.dumps({"object": "list", "data": data})
 
     async def _proxy(self, request: Request, client: ClientConnection) -> None:
@@ -208,7 +232,10 @@ class Router:
             payload["model"] = served
             body = orjson.dumps(payload)
         now = time.monotonic()
-        candidates = [b for b in route.backends.values() if b.available(now)] or list(route.backends.values())
+        replicas = list(route.backends.values())
+        if any(model == name for name, _ in route.config.runtime_adapters):
+            replicas = [b for b in replicas if model in b.adapters]  # those the router loaded it into
+        candidates = [b for b in replicas if b.available(now)] or replicas
         if not candidates:
             client.respond(request, 503, error_body(f"no replica of '{model}' is available", "server_error",
                                                     "no_backend"))

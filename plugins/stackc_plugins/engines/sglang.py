@@ -51,6 +51,11 @@ class SglangEngine:
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model)
+        adapters = model.serving.lora_adapters
+        if any(a.load == "runtime" for a in adapters) and model.serving.max_lora_rank is None:
+            # SGLang sizes its LoRA buffers at start: from the flags, for adapters it hasn't seen yet
+            yield Diagnostic("E031", "SGLang needs max_lora_rank to load adapters at run time",
+                             ("serving", "max_lora_rank"), "set it to the largest rank of the adapters")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
@@ -74,10 +79,15 @@ class SglangEngine:
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
-        if serving.lora_adapters:
-            args += ["--enable-lora", "--lora-paths"]
-            args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
-            args += flags([("--max-lora-rank", serving.max_lora_rank)])
+        at_startup = [a for a in request.adapters if not a.runtime]
+        if request.adapters:
+            args.append("--enable-lora")
+        if at_startup:
+            args += ["--lora-paths", *(f"{a.name}={a.location}" for a in at_startup)]
+        if any(a.runtime for a in request.adapters):
+            args += ["--lora-target-modules", "all"]
+        if request.adapters:
+            args += flags([("--max-loras-per-batch", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
         env = hf_env(request)
         if model.security.api_key:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
@@ -94,7 +104,8 @@ class SglangEngine:
             liveness_probe=Probe("/health", period_seconds=30, timeout_seconds=25, failure_threshold=5),
         )
         return EngineResult(container=container, served_names=(primary,), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True,
+                            adapter_load_path="/load_lora_adapter")
 
 
 @hookimpl

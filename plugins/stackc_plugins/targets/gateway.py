@@ -151,8 +151,10 @@ def picker_selector(plan: Plan, component: Component) -> dict[str, str]:
 
 
 def model_names(component: Component) -> tuple[str, ...]:
-    """Every name a client may send for a model: what its engine serves, then the aliases."""
-    return tuple(dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)))
+    """Every name a client may send for a model: what its engine serves, the aliases, then its LoRA
+    adapters (the engine serves those under their own names, so the picker leaves them as they are)."""
+    endpoint = component.endpoint
+    return tuple(dict.fromkeys((*endpoint.served_names, *endpoint.aliases, *(a.name for a in endpoint.adapters))))
 
 
 def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
