@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from stackc.diagnostics import DiagnosticsError
 from stackc.testing import compile_text, objects
@@ -39,6 +40,10 @@ def test_the_gateway_routes_adapters_to_the_pool_and_never_rewrites_them(engine:
     assert "sql" not in rewritten and "guard" not in rewritten
     assert rewritten == (["base-alias"] if engine == "sglang" else [])  # SGLang answers to one name
     assert all(crd_validator(o) == [] for o in found if o["kind"] in ("HTTPRoute", "InferenceModelRewrite"))
+    picker = yaml.safe_load(next(o for o in found if o["kind"] == "ConfigMap" and "epp" in o["metadata"]["name"])
+                            ["data"]["default-plugins.yaml"])
+    weights = {p["pluginRef"]: p.get("weight") for p in picker["schedulingProfiles"][0]["plugins"]}
+    assert weights["lora-affinity-scorer"] == 1 and {"type": "lora-affinity-scorer"} in picker["plugins"]
 
 
 def test_kserve_serves_the_adapters_from_the_model_container(crd_validator) -> None:
