@@ -139,8 +139,10 @@ class Router:
         else:
             backend.adapters.clear()  # when it answers again it may have restarted without them
         model = route.config
-        if model.runtime_adapters and backend.healthy:
-            await self._load_adapters(route, backend)
+        missing = {name for name, _ in model.runtime_adapters} - backend.adapters
+        if missing and backend.healthy and not backend.loading_adapters:
+            backend.loading_adapters = True  # in a task of its own: a slow download never delays health checks
+            self._spawn(self._load_adapters(route, backend))
         if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
             status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
                                             route.upstream_key)
@@ -152,14 +154,17 @@ class Router:
 
     async def _load_adapters(self, route: Route, backend: Backend) -> None:
         """Load the run-time adapters a healthy replica lacks; one already there counts as loaded."""
-        for name, path in route.config.runtime_adapters:
-            if name in backend.adapters or route.config.adapter_load_path is None:
-                continue
-            status, text = await simple_request(backend, "POST", route.config.adapter_load_path,
-                                                self.config.read_timeout_s, route.upstream_key,
-                                                orjson.dumps({"lora_name": name, "lora_path": path}))
-            if status == 200 or (status == 400 and "already" in text):
-                backend.adapters.add(name)
+        try:
+            for name, path in route.config.runtime_adapters:
+                if name in backend.adapters or route.config.adapter_load_path is None:
+                    continue
+                status, text = await simple_request(backend, "POST", route.config.adapter_load_path,
+                                                    self.config.read_timeout_s, route.upstream_key,
+                                                    orjson.dumps({"lora_name": name, "lora_path": path}))
+                if backend.healthy and (status == 200 or (status == 400 and "already" in text)):
+                    backend.adapters.add(name)
+        finally:
+            backend.loading_adapters = False
 
     def _failed(self, backend: Backend) -> None:
         backend.failures += 1

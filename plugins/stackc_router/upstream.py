@@ -253,6 +253,7 @@ class Backend:
     failures: int = 0
     ejected_until: float = 0.0
     adapters: set[str] = field(default_factory=set)  # run-time LoRA adapters the router loaded into it
+    loading_adapters: bool = False
     open: int = 0  # connections to this replica, pooled or busy
     idle: list[UpstreamConnection] = field(default_factory=list)
 

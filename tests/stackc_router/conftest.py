@@ -28,8 +28,8 @@ class Engines:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, *names: str, served: str = "served-tiny", args: tuple[str, ...] = (),
-              env: dict[str, str] | None = None) -> str:
-        port = free_port()
+              env: dict[str, str] | None = None, port: int | None = None) -> str:
+        port = port or free_port()
         process = subprocess.Popen([sys.executable, str(FAKE_ENGINE), "--port", str(port), "--served-model-name", served,
                                     *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    env={**os.environ, **(env or {})})

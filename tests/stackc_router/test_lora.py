@@ -56,10 +56,8 @@ def test_adapters_are_listed_and_served_under_their_own_names(engines) -> None:
             assert reply.status_code == 200 and reply.json()["model"] == "sql"
         alias = httpx.post(f"{base}/v1/completions", json={"model": "base-alias", "prompt": "hi"})
         assert alias.json()["model"] == "org/base"  # an alias still is
-        deadline = time.monotonic() + 10
-        while not all("guard" in b.adapters for b in router.routes["base"].backends.values()):
-            assert time.monotonic() < deadline, "the router never loaded the run-time adapter"
-            time.sleep(0.05)
+        wait_for(lambda: all("guard" in b.adapters for b in router.routes["base"].backends.values()),
+                 "the router never loaded the run-time adapter")
         for backend in backends:  # loaded into each replica through the engine's API
             assert "guard" in {m["id"] for m in httpx.get(f"{backend}/v1/models").json()["data"]}
         reply = httpx.post(f"{base}/v1/completions", json={"model": "guard", "prompt": "hi"})
@@ -78,3 +76,26 @@ def test_a_run_time_adapter_goes_only_to_replicas_it_was_loaded_into(engines) ->
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "no_backend"
         assert httpx.post(f"{base}/v1/completions", json={"model": "sql", "prompt": "hi"}).status_code == 200
 
+
+
+def test_a_replica_that_comes_back_gets_its_run_time_adapters_again(engines) -> None:
+    compilation = compile_text(SPEC)
+    args, env = engine_flags(compilation)
+    backend = engines.start(served="org/base", args=args, env=env)
+    route = dataclasses.replace(model_route(compilation.plan.components[0], backends=[backend]), health_interval_s=0.1)
+    with running_router(Config(models=(route,))) as (router, base):
+        replica = router.routes["base"].backends[backend]
+        wait_for(lambda: "guard" in replica.adapters, "the adapter was never loaded")
+        engines.kill(backend)
+        wait_for(lambda: not replica.healthy and not replica.adapters, "the router kept a dead replica's adapters")
+        engines.start(served="org/base", args=args, env=env, port=replica.port)  # restarted, without the adapter
+        wait_for(lambda: "guard" in replica.adapters, "the adapter was not loaded again")
+        reply = httpx.post(f"{base}/v1/completions", json={"model": "guard", "prompt": "hi"})
+        assert reply.status_code == 200 and reply.json()["model"] == "guard"
+
+
+def wait_for(condition, message: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
