@@ -93,3 +93,29 @@ def test_an_unknown_model_under_kserve_models_is_located() -> None:
     (problem,) = [d for d in error.value.diagnostics if d.code.startswith("E")]
     assert problem.code == "E073" and problem.path == ("targets", "kserve", "models", "bsae")
     assert problem.location is not None and "base" in (problem.hint or "")
+
+
+EVERY_SOURCE = """
+serving.lora_adapters = [
+  { name = "hub", source = "org/hub-lora" },
+  { name = "pinned", source = "org/pinned-lora", revision = "v3" },
+  { name = "bucket", source = "s3://bucket/lora" },
+  { name = "disk", source = "pvc://adapters/team/disk" },
+  { name = "guard", source = "org/guard-lora", load = "runtime" },
+]
+"""
+
+
+def test_pods_with_adapters_from_every_source_validate_in_every_target() -> None:
+    from stackc.testing import rejected_objects
+
+    spec = SPEC.format(engine="vllm", targets='"manifests", "helm", "kserve", "router", "gateway"', extra="")
+    spec = spec[:spec.index("serving.lora_adapters")] + EVERY_SOURCE
+    compilation = compile_text(spec)
+    count, problems = rejected_objects(compilation.files)
+    assert count and problems == []
+    pods = [o["spec"]["template"]["spec"] for o in objects(compilation.files) if o["kind"] == "Deployment"
+            and o["metadata"]["name"] == "l-base"]
+    pods.append(next(o for o in objects(compilation.files) if o["kind"] == "InferenceService")["spec"]["predictor"])
+    for pod in pods:  # manifests and KServe alike download the pinned and bucket adapters before the engine starts
+        assert [c["args"][0] for c in pod["initContainers"]] == ["hf://org/pinned-lora:v3", "s3://bucket/lora"]
