@@ -27,6 +27,8 @@ class Capability(str, Enum):
     PREFIX_CACHING_TOGGLE = "prefix_caching"
     CHAT_TEMPLATE = "chat_template"
     LORA = "lora_adapters"
+    #: loads LoRA adapters through its API while it runs (``load = "runtime"``)
+    RUNTIME_LORA = "runtime_lora_adapters"
     API_KEY = "api_key"
     MAX_CONTEXT = "max_context"
     ACCELERATORS = "accelerators"
@@ -167,6 +169,18 @@ class Weights:
 
 
 @attrs.frozen
+class Adapter:
+    """A LoRA adapter as the engine gets it, its weights' place decided by the core."""
+
+    #: the name the engine serves it under (clients send it as is)
+    name: str
+    #: what the engine is told: a Hugging Face id it fetches itself, or a path inside its container
+    location: str
+    #: loaded through the engine's API once a replica runs, rather than on its command line
+    runtime: bool = False
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -178,6 +192,8 @@ class EngineRequest:
     weights: Weights
     cache_volume: str  # name of the volume for downloaded weights and caches
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
+    #: the model's LoRA adapters (the core mounts the volumes their paths are on)
+    adapters: tuple[Adapter, ...] = ()
 
 
 @attrs.frozen
@@ -194,6 +210,8 @@ class EngineResult:
     #: the container of a multi-node replica's other pods (ranks 1…nodes-1), which serve no HTTP;
     #: engines with ``Capability.MULTI_NODE`` return it when ``serving.nodes`` > 1
     worker: Container | None = None
+    #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
+    adapter_load_path: str | None = None
 
 
 @attrs.frozen

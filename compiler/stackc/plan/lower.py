@@ -8,6 +8,7 @@ accelerators, pull policy and security contexts. Nothing downstream rewrites the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import attrs
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
 from stackc.plan import model as plan
 from stackc.plan.engine import (
+    Adapter,
     ClaimRequest,
     ConfigMapData,
     Container,
@@ -41,6 +43,11 @@ WEIGHTS_PATH = "/models"
 ROLE_LABEL = "stackc.dev/role"
 #: schemes a platform that downloads weights (KServe's storage initializer) can fetch
 PLATFORM_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
+ADAPTERS_PATH = "/adapters"
+FETCHED_ADAPTERS_PATH = f"{ADAPTERS_PATH}/fetched"
+#: KServe's storage initializer (entrypoint arguments: SOURCE DESTINATION) fetches ``hf://REPO:REVISION``,
+#: ``s3://`` and ``gs://`` into a folder: what the engines can't do for an adapter
+ADAPTER_DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
 
 PluginCall = Callable[..., Any]
 
@@ -82,6 +89,48 @@ def weights(source: ModelSource, platform_weights: str | None, revision: str | N
     if source.scheme == "oci":
         return Weights(source, WEIGHTS_PATH, Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
     return Weights(source, source.location, revision=revision)
+
+
+def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list[Volume], list[Mount], list[Container]]:
+    """Where each LoRA adapter's weights are, decided like the model's: the adapters, the volumes and
+    serving-container mounts they need, and the init containers that download them.
+
+    A Hugging Face id without a revision goes to the engine, which fetches it itself (no engine
+    pins an adapter's revision); a ``pvc://`` path is on its claim, mounted read-only; a pinned
+    revision, ``s3://`` and ``gs://`` are downloaded into the cache volume before the engine starts,
+    once per source (the folder is named after it), with the model's Hugging Face token and
+    ``secret_env`` as credentials.
+    """
+    result: list[Adapter] = []
+    volumes: list[Volume] = []
+    mounts: list[Mount] = []
+    downloads: list[Container] = []
+    claims: dict[str, str] = {}
+    fetched = Mount(cache_volume, FETCHED_ADAPTERS_PATH, sub_path="lora-adapters")
+    credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
+    credentials += [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+    for adapter in model.serving.lora_adapters:
+        source = sources.parse(adapter.source)
+        assert source is not None and source.scheme in sources.ADAPTER_SCHEMES  # validation rejected the others
+        if source.scheme == "pvc":
+            assert source.claim is not None
+            if source.claim not in claims:
+                claims[source.claim] = f"lora-claim-{len(claims)}"
+                volumes.append(Volume(claims[source.claim], claim=source.claim))
+                mounts.append(Mount(claims[source.claim], f"{ADAPTERS_PATH}/claims/{source.claim}", read_only=True))
+            location = f"{ADAPTERS_PATH}/claims/{source.claim}{source.location}".rstrip("/")
+        elif source.scheme == "path" or (source.scheme == "hf" and adapter.revision is None):
+            location = source.location
+        else:
+            uri = f"hf://{source.location}:{adapter.revision}" if source.scheme == "hf" else source.location
+            location = f"{FETCHED_ADAPTERS_PATH}/{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
+            if not any(c.args == (uri, location) for c in downloads):
+                downloads.append(Container(f"lora-download-{len(downloads)}", ADAPTER_DOWNLOADER_IMAGE,
+                                           args=(uri, location), env=tuple(credentials), mounts=(fetched,)))
+        result.append(Adapter(adapter.name, location, runtime=adapter.load == "runtime"))
+    if downloads:
+        mounts.append(fetched)
+    return tuple(result), volumes, mounts, downloads
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -129,9 +178,11 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     if model_weights.mount is not None:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)
-    request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume)
+    lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
+    volumes.extend(lora_volumes)
+    request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
+                            lora)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
-    extra_mounts: list[Mount] = []
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
     if model.shm_size or (result.needs_shm and parallel > 1):
@@ -146,7 +197,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     budget = model.disruption_budget
     wants_budget = budget.enabled or (budget.enabled is None and model.replicas > 1)
     probe = serving.readiness_probe
-    pod = _pod(model, labels, selector, serving, result.init_containers, volumes, account_name)
+    pod = _pod(model, labels, selector, serving, (*result.init_containers, *lora_downloads), volumes, account_name)
     topology, worker_pod, answering = plan.Topology(), None, selector
     if model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
@@ -159,6 +210,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         key=key, name=name, engine=model.engine, labels=labels, selector=selector, pod=pod,
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
+            adapters=lora, adapter_load_path=result.adapter_load_path if any(a.runtime for a in lora) else None,
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
             api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering),
         weights=model_weights,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc.plan.engine import (
+    Adapter,
     ClaimRequest,
     ConfigMapData,
     Container,
@@ -80,6 +81,10 @@ class Endpoint:
     served_names: tuple[str, ...]
     #: more names clients may send; routers and gateways rewrite those the engine doesn't serve
     aliases: tuple[str, ...] = ()
+    #: LoRA adapters, each served by the engine under its own name (never rewritten)
+    adapters: tuple[Adapter, ...] = ()
+    #: where a POST of ``{"lora_name", "lora_path"}`` loads a run-time adapter into a replica
+    adapter_load_path: str | None = None
     health_path: str | None = None
     metrics: Metrics | None = None
     #: the engine demands this key from callers (and on its metrics when ``metrics.needs_api_key``)

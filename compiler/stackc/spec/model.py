@@ -97,8 +97,18 @@ class Resources:
 
 @attrs.frozen
 class LoraAdapter:
-    name: str = field("Name clients use in the `model` field to select the adapter.", form=MODEL_NAME)
-    source: str = field("Where the adapter weights are (same forms as `model`).")
+    """A LoRA adapter on the model's base weights, served under a name of its own."""
+
+    name: str = field("Name clients use in the `model` field to select the adapter; the engine serves it under "
+                      "this name (routers and gateways never rewrite it).", form=MODEL_NAME)
+    source: str = field("Where the adapter weights are: a Hugging Face id (`org/name`, `hf://org/name`), `s3://`, "
+                        "`gs://`, `pvc://CLAIM/PATH` or an absolute path in the container.")
+    revision: str | None = field("Revision of a Hugging Face adapter (branch, tag or commit); pinned adapters are "
+                                 "downloaded before the engine starts.", default=None)
+    load: Literal["startup", "runtime"] = field(
+        "`startup`: on the engine's command line; `runtime`: loaded through the engine's API into each replica "
+        "once it is healthy (by the `router` target), so the adapter list changes without restarting engines.",
+        default="startup")
 
 
 @attrs.frozen
@@ -129,6 +139,8 @@ class Serving:
     lora_adapters: tuple[LoraAdapter, ...] = field("LoRA adapters served next to the base model.", default=())
     max_lora_rank: int | None = field("Largest LoRA rank to reserve memory for.", default=None, minimum=1,
                                       maximum=INT32_MAX)
+    max_loras: int | None = field("LoRA adapters one batch may use at once (vLLM `--max-loras`, SGLang "
+                                  "`--max-loras-per-batch`).", default=None, minimum=1, maximum=INT32_MAX)
 
 
 @attrs.frozen

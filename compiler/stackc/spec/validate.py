@@ -30,6 +30,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.PREFIX_CACHING_TOGGLE: (("serving", "prefix_caching"), "switching prefix caching", lambda m: m.serving.prefix_caching is not None),
     Capability.CHAT_TEMPLATE: (("serving", "chat_template"), "a chat template", lambda m: m.serving.chat_template is not None),
     Capability.LORA: (("serving", "lora_adapters"), "LoRA adapters", lambda m: bool(m.serving.lora_adapters)),
+    Capability.RUNTIME_LORA: (("serving", "lora_adapters"), "loading LoRA adapters at run time",
+                              lambda m: any(a.load == "runtime" for a in m.serving.lora_adapters)),
     Capability.MAX_CONTEXT: (("serving", "max_context"), "a maximum context length", lambda m: m.serving.max_context is not None),
     Capability.API_KEY: (("security", "api_key"), "an API key", lambda m: m.security.api_key is not None),
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
@@ -61,7 +63,7 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
-    """Every name a client may send must lead to one model (engines decide the primary names)."""
+    """Every name a client may send must lead to one model, or one adapter (engines decide the primary names)."""
     owners: dict[str, str] = {}
     problems = []
     for component in plan.components:
@@ -71,6 +73,16 @@ def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
                                            ("models", component.key, "aliases"),
                                            "every served name and alias must be unique in a stack"))
             owners.setdefault(name, component.key)
+    for component in plan.components:
+        for index, adapter in enumerate(component.endpoint.adapters):
+            owner = owners.get(adapter.name)
+            if owner is not None:
+                what = "an adapter" if owner.startswith("adapter ") else "a name"
+                problems.append(Diagnostic("E012", f"'{adapter.name}' is already {what} of model "
+                                           f"'{owner.removeprefix('adapter ')}'",
+                                           ("models", component.key, "serving", "lora_adapters", index, "name"),
+                                           "an adapter's name must differ from every model name, alias and adapter"))
+            owners.setdefault(adapter.name, f"adapter {component.key}")
     return problems
 
 
@@ -216,6 +228,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
     for problem in _raw_table_problems(model):
         yield attrs.evolve(problem, path=base + problem.path)
+    yield from _adapter_problems(spec, model, registry, base)
     cache = model.cache
     if cache is not None and not cache.size and not cache.existing_claim:
         yield Diagnostic("E017", "a cache needs a size or an existing claim", base + ("cache",),
@@ -251,6 +264,26 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:
+    for index, adapter in enumerate(model.serving.lora_adapters):
+        path = base + ("serving", "lora_adapters", index)
+        source = sources.parse(adapter.source)
+        if source is None or source.scheme not in sources.ADAPTER_SCHEMES:
+            yield Diagnostic("E013", f"cannot tell where the adapter '{adapter.source}' comes from", path + ("source",),
+                             "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH "
+                             "or an absolute path")
+        elif adapter.revision is not None and source.scheme != "hf":
+            yield Diagnostic("E022", "a revision pins only a Hugging Face adapter", path + ("revision",))
+    loaders = sorted(name for name, registered in registry.targets.items()
+                     if getattr(registered.obj, "loads_adapters", False))
+    if any(a.load == "runtime" for a in model.serving.lora_adapters) and not set(loaders) & set(spec.stack.targets):
+        index = next(i for i, a in enumerate(model.serving.lora_adapters) if a.load == "runtime")
+        yield Diagnostic("E025", "no target in the stack loads run-time adapters into the replicas",
+                         base + ("serving", "lora_adapters", index, "load"),
+                         f"add {' or '.join(loaders) or 'a target that loads them'} to stack.targets, "
+                         'or set load = "startup"')
 
 
 def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:

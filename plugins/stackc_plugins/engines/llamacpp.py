@@ -52,6 +52,8 @@ class LlamacppOptions:
 class LlamacppEngine:
     name = "llamacpp"
     description = "llama.cpp llama-server (GGUF; CPU or GPU)"
+    # no LoRA: llama-server applies GGUF adapters by index and scale (`--lora`, a request's `lora`
+    # field), never under a model name a client could send, so adapters could not be served names
     capabilities = frozenset({
         Capability.MULTIPLE_SERVED_NAMES, Capability.MAX_CONTEXT, Capability.MAX_CONCURRENT_SEQUENCES,
         Capability.PREFIX_CACHING_TOGGLE, Capability.CHAT_TEMPLATE, Capability.API_KEY, Capability.ACCELERATORS,

@@ -33,9 +33,9 @@ CORES_PER_DEVICE = 2  # Inf2 and Trn1; Trn2 exposes 4 logical cores per device a
 class NeuronEngine:
     name = "neuron"
     description = "vLLM on AWS Inferentia/Trainium (Neuron SDK); tensor parallelism in NeuronCores"
-    capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.GPU_MEMORY_FRACTION,
-                                            Capability.OLLAMA_LIBRARY, Capability.MULTI_NODE,
-                                            Capability.KV_OFFLOAD}
+    capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.RUNTIME_LORA,
+                                            Capability.GPU_MEMORY_FRACTION, Capability.OLLAMA_LIBRARY,
+                                            Capability.MULTI_NODE, Capability.KV_OFFLOAD}
     options_type = VllmOptions
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:

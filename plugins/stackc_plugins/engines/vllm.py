@@ -40,6 +40,7 @@ from stackc_plugins.engines._common import (
 IMAGE = "vllm/vllm-openai:v0.33.0"
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
+LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
 
 
 @attrs.frozen
@@ -76,10 +77,6 @@ class VllmEngine:
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
-        for index, adapter in enumerate(model.serving.lora_adapters):
-            if "://" in adapter.source and not adapter.source.startswith("hf://"):
-                yield Diagnostic("E031", "vLLM loads LoRA adapters from a Hugging Face id or a path",
-                                 ("serving", "lora_adapters", index, "source"))
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
@@ -104,7 +101,8 @@ class VllmEngine:
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         return EngineResult(container=container, served_names=served_names(request), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
+                            adapter_load_path=LOAD_ADAPTER_PATH)
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
@@ -139,12 +137,17 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     if request.chat_template_volume:
         mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
         args += ["--chat-template", TEMPLATE_FILE]
-    if serving.lora_adapters:
-        args += ["--enable-lora", "--lora-modules"]
-        args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
-        args += flags([("--max-lora-rank", serving.max_lora_rank)])
+    at_startup = [a for a in request.adapters if not a.runtime]
+    if request.adapters:
+        args.append("--enable-lora")
+    if at_startup:
+        args += ["--lora-modules", *(f"{a.name}={a.location}" for a in at_startup)]
+    if request.adapters:
+        args += flags([("--max-loras", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
     args += model.engine_args
     env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
+    if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
+        env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"))
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env
