@@ -100,8 +100,8 @@ def test_an_ollama_source_needs_the_ollama_engine() -> None:
 
 
 def test_nan_and_inf_in_a_raw_kubernetes_table_are_located() -> None:
-    found = errors(BASE + 'init_containers = [{ name = "w", image = "busybox", command = [nan] }]\n'
+    found = errors(BASE + 'extra_volumes = [{ name = "w", emptyDir = { x = [nan] } }]\n'
                           "scheduling.affinity = { x = -inf }\n")
-    assert any("models.m.init_containers[0].command[0]: a number nan cannot go into a Kubernetes object" in e
+    assert any("models.m.extra_volumes[0].emptyDir.x[0]: a number nan cannot go into a Kubernetes object" in e
                for e in found), found
     assert any("models.m.scheduling.affinity.x: a number -inf cannot" in e for e in found), found

@@ -34,6 +34,8 @@ class Capability(str, Enum):
     CPU_ONLY = "cpu_only"
     #: serves models from the Ollama library (``ollama://NAME:TAG``)
     OLLAMA_LIBRARY = "ollama_library"
+    #: listens on the port the spec sets (``port``)
+    PORT = "port"
 
 
 @attrs.frozen
@@ -41,6 +43,8 @@ class EnvVar:
     name: str
     value: str | None = None
     secret: SecretRef | None = None
+    #: a Kubernetes ``valueFrom`` other than a Secret key (the downward API, a ConfigMap key)
+    value_from: Mapping[str, Any] | None = None
 
 
 @attrs.frozen
@@ -48,15 +52,18 @@ class Port:
     name: str
     number: int
     app_protocol: str | None = None
+    protocol: str = "TCP"
 
 
 @attrs.frozen
 class Probe:
-    """An HTTP GET probe on a named port, or an exec probe when ``command`` is set."""
+    """An HTTP GET probe on a port (by name or number), a TCP probe when ``tcp``, or an exec probe when
+    ``command`` is set."""
 
     path: str | None = None
-    port: str = "http"
+    port: str | int = "http"
     command: tuple[str, ...] = ()
+    tcp: bool = False
     initial_delay_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 1
@@ -89,6 +96,10 @@ class Container:
     #: set by lowering from the spec (engines leave these alone)
     security_context: Mapping[str, Any] | None = None
     raw_mounts: tuple[Mapping[str, Any], ...] = ()
+    #: ``Always`` makes an init container a native sidecar
+    restart_policy: str | None = None
+    #: where the spec declares it (``("sidecars", 0)``), for located diagnostics; empty for the engine's own
+    spec_path: tuple[str | int, ...] = ()
 
 
 @attrs.frozen
