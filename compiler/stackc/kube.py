@@ -123,6 +123,8 @@ def pod_spec(pod: Pod) -> dict:
     result["volumes"] = [volume(v) for v in pod.volumes]
     result["automountServiceAccountToken"] = False
     result["enableServiceLinks"] = False
+    if pod.host_ipc:
+        result["hostIPC"] = True
     result["securityContext"] = dict(pod.security_context)
     if pod.service_account:
         result["serviceAccountName"] = pod.service_account

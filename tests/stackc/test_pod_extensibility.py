@@ -1,4 +1,4 @@
-"""Typed pod extensibility: sidecars, init containers, ports, env sources, probes, extra objects.
+"""Typed pod extensibility: sidecars, init containers, ports, env sources, probes, host IPC, extra objects.
 
 Each feature is asserted in the emitted pods of every target that deploys models (manifests, Helm
 through the manifests, KServe), and each conflict as a located error.
@@ -210,6 +210,14 @@ def test_the_chart_renders_the_manifests_with_every_feature(tmp_path) -> None:
 
     rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert comparable(rendered) == comparable(objects({k: v for k, v in files.items() if k.startswith("manifests/")}))
+
+
+def test_host_ipc_needs_the_privileged_level() -> None:
+    (error,) = errors(BASE + "host_ipc = true\n")
+    assert 'E026] models.m.host_ipc: sharing the node\'s IPC namespace breaks Pod Security \'restricted\'' in error
+    files = compile_text(BASE + 'host_ipc = true\nsecurity.pod_security = "privileged"\n').files
+    (deployment,) = kind(files, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["hostIPC"] is True
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -198,6 +198,10 @@ class EngineResult:
     init_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     needs_shm: bool = False
+    #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
+    #: or one its files allow); stackc gives it a writable HOME
+    run_as_user: int = 1000
+    run_as_group: int = 1000
 
 
 @attrs.frozen

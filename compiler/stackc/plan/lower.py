@@ -48,6 +48,9 @@ CHAT_TEMPLATE_VOLUME = "chat-template"
 SHM_VOLUME = "dshm"
 WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
+#: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
+HOME_VOLUME = "home"
+HOME_PATH = "/stackc/home"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -162,17 +165,23 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         size = model.shm_size or f"{2 * parallel}Gi"
         volumes.append(Volume(SHM_VOLUME, empty_dir={"medium": "Memory", "sizeLimit": size}))
         extra_mounts.append(Mount(SHM_VOLUME, "/dev/shm"))
+    restricted = model.security.pod_security == "restricted"
+    if restricted:
+        volumes.append(Volume(HOME_VOLUME, empty_dir={}))
     volumes.extend(result.volumes)
     volumes.extend(Volume(str(raw.get("name", "")), raw=raw) for raw in model.extra_volumes)
     account = model.security.service_account
     account_name = account.name or (name if account.create else None)
-    serving = _serving_container(result.container, model, extra_mounts)
+    engine_container, engine_init = result.container, result.init_containers
+    if restricted:
+        engine_container, *engine_init = (_with_home(c) for c in (engine_container, *engine_init))
+    serving = _serving_container(engine_container, model, extra_mounts)
     budget = model.disruption_budget
     wants_budget = budget.enabled or (budget.enabled is None and model.replicas > 1)
     probe = serving.readiness_probe
     return plan.Component(
         key=key, name=name, engine=model.engine, labels=labels, selector=selector,
-        pod=_pod(model, labels, selector, serving, result.init_containers, volumes, account_name),
+        pod=_pod(model, labels, selector, serving, tuple(engine_init), volumes, account_name, result),
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
@@ -189,6 +198,12 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps),
     )
+
+
+def _with_home(container: Container) -> Container:
+    """A non-root engine writes caches and config under HOME (~/.cache, ~/.triton, ~/.ollama): make it writable."""
+    return attrs.evolve(container, env=(*container.env, EnvVar("HOME", HOME_PATH)),
+                        mounts=(*container.mounts, Mount(HOME_VOLUME, HOME_PATH)))
 
 
 def env_vars(env: Mapping[str, str | EnvSource]) -> list[EnvVar]:
@@ -241,8 +256,24 @@ def _helper_container(item: Container, model: Model) -> Container:
                         security_context=_container_security(model))
 
 
-def _container_security(model: Model) -> dict[str, Any]:
-    return dict(model.security.container_security_context or RESTRICTED_CONTAINER)
+def _container_security(model: Model) -> dict[str, Any] | None:
+    """Every Pod Security level but ``privileged`` keeps the restricted container context."""
+    if model.security.container_security_context is not None:
+        return dict(model.security.container_security_context)
+    return None if model.security.pod_security == "privileged" else dict(RESTRICTED_CONTAINER)
+
+
+def _pod_security(model: Model, result: EngineResult) -> dict[str, Any]:
+    """Restricted: the engine image's non-root user, owning the volumes (fsGroup) it writes to."""
+    if model.security.pod_security_context is not None:
+        return dict(model.security.pod_security_context)
+    if model.security.pod_security == "privileged":
+        return {}
+    if model.security.pod_security == "baseline":
+        return dict(RESTRICTED_POD)
+    # OnRootMismatch: a cache volume of many GB is not re-chowned at every start
+    return {"runAsNonRoot": True, "runAsUser": result.run_as_user, "runAsGroup": result.run_as_group,
+            "fsGroup": result.run_as_group, "fsGroupChangePolicy": "OnRootMismatch", **RESTRICTED_POD}
 
 
 def _probe(probe: Probe | None, override: ProbeOverride | None) -> Probe | None:
@@ -303,7 +334,8 @@ def resources(model: Model, extra: Mapping[str, Mapping[str, str]]) -> dict[str,
 
 
 def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], serving: Container,
-         init_containers: tuple[Container, ...], volumes: list[Volume], account: str | None) -> plan.Pod:
+         init_containers: tuple[Container, ...], volumes: list[Volume], account: str | None,
+         result: EngineResult) -> plan.Pod:
     scheduling = model.scheduling
     sidecars = [_extra_container(s, model, ("sidecars", i)) for i, s in enumerate(model.sidecars)]
     return plan.Pod(
@@ -314,7 +346,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
                            for i, c in enumerate(model.init_containers)),
                          *(s for s in sidecars if s.restart_policy is not None)),
         service_account=account,
-        security_context=dict(model.security.pod_security_context or RESTRICTED_POD),
+        security_context=_pod_security(model, result),
         image_pull_secrets=model.security.image_pull_secrets,
         node_selector=dict(scheduling.node_selector),
         affinity=dict(scheduling.affinity) if scheduling.affinity else None,
@@ -322,6 +354,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
         topology_spread=tuple({"labelSelector": {"matchLabels": dict(selector)}, **c} for c in scheduling.topology_spread),
         priority_class=scheduling.priority_class, runtime_class=scheduling.runtime_class,
         scheduler_name=scheduling.scheduler_name, termination_grace_seconds=model.termination_grace_seconds,
+        host_ipc=model.host_ipc,
     )
 
 

@@ -49,6 +49,7 @@ class Pod:
     runtime_class: str | None = None
     scheduler_name: str | None = None
     termination_grace_seconds: int | None = None
+    host_ipc: bool = False
 
 
 @attrs.frozen

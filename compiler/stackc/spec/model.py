@@ -116,7 +116,7 @@ class ContainerPort:
 
 @attrs.frozen
 class VolumeMount:
-    volume: str = field("A volume of the pod: `model-cache` or one of `extra_volumes`.", form=DNS_LABEL)
+    volume: str = field("A volume of the pod: `model-cache`, `home` or one of `extra_volumes`.", form=DNS_LABEL)
     path: str = field("Absolute path in the container.")
     sub_path: str | None = field("A path inside the volume to mount instead of its root.", default=None)
     read_only: bool = field("Mount read-only.", default=False)
@@ -284,6 +284,13 @@ class Security:
     container_security_context: Mapping[str, Any] | None = field(
         "Replaces stackc's restricted container `securityContext`.", default=None
     )
+    pod_security: Literal["restricted", "baseline", "privileged"] = field(
+        "The Pod Security level the model's pods meet. `restricted`: non-root (the engine image's user), "
+        "no capabilities, no privilege escalation, RuntimeDefault seccomp; `baseline`: runs as the image's "
+        "user (root for most engine images), capabilities still dropped; `privileged`: stackc sets no "
+        "security context at all, and `host_ipc` is allowed. Lower it only for an image that needs root.",
+        default="restricted",
+    )
 
 
 @attrs.frozen
@@ -397,6 +404,8 @@ class Model:
     init_containers: tuple[InitContainer, ...] = field("Containers run to completion before the engine.",
                                                        default=())
     sidecars: tuple[Sidecar, ...] = field("Containers running next to the engine.", default=())
+    host_ipc: bool = field("Share the node's IPC namespace (some multi-GPU setups); needs "
+                           "`security.pod_security = \"privileged\"`.", default=False)
 
 
 @attrs.frozen

@@ -36,6 +36,7 @@ from stackc_plugins.engines._common import (
 
 SERVE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+TRITON_USER = 1000  # the Triton images' user triton-server
 PORT = 8000
 SERVE_METRICS = MetricNames(
     running="trtllm_num_requests_running", waiting="trtllm_num_requests_waiting",
@@ -153,7 +154,7 @@ def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     )
     return EngineResult(container=container, served_names=(request.model_key,), port=http,
                         metrics=Metrics("metrics", "/metrics", TRITON_METRICS), init_containers=(builder,),
-                        needs_shm=True)
+                        needs_shm=True, run_as_user=TRITON_USER, run_as_group=TRITON_USER)
 
 
 @hookimpl

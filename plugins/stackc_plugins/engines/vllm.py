@@ -35,6 +35,8 @@ from stackc_plugins.engines._common import (
 )
 
 IMAGE = "vllm/vllm-openai:v0.33.0"
+#: the images' non-root user ``vllm`` (group 0, which owns what it may write)
+USER, GROUP = 2000, 0
 #: flags stackc sets from the spec: engine_args repeating them would contradict probes, Service and router
 OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases"}
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
@@ -99,7 +101,8 @@ class VllmEngine:
             **http_probes("/health"),
         )
         return EngineResult(container=container, served_names=served_names(request), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True,
+                            run_as_user=USER, run_as_group=GROUP)
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
