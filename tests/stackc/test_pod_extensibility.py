@@ -175,6 +175,13 @@ def test_kserve_warns_that_its_service_has_the_serving_port_only() -> None:
     assert any("warning[W073] models.m.service_port: KServe makes the predictor Service itself" in w for w in found)
 
 
+def test_knative_warns_about_plain_sidecars() -> None:
+    text = FEATURES.replace('targets = ["manifests", "kserve"]', 'targets = ["kserve"]') + \
+        '[targets.kserve]\ndeployment_mode = "Knative"\n'
+    assert any("warning[W074] models.m.sidecars: Knative runs a second container only with its multi-container"
+               in w for w in warnings(text))
+
+
 def test_extra_objects_are_emitted_as_written_in_the_stacks_namespace(built) -> None:
     for prefix in ("manifests/", "kserve/"):
         (config,) = kind(built, "ConfigMap", prefix)

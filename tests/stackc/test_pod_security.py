@@ -64,6 +64,7 @@ def test_each_engine_runs_as_its_images_non_root_user_with_a_writable_home(
     assert {"name": "home", "emptyDir": {}} in pod["volumes"]
     for container in (*pod.get("initContainers", ()), *pod["containers"]):  # the engine's own, pull and build too
         assert {"name": "HOME", "value": "/stackc/home"} in container["env"]
+        assert {"name": "USER", "value": "stackc"} in container["env"]
         assert {"name": "home", "mountPath": "/stackc/home"} in container["volumeMounts"]
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                                 "seccompProfile": {"type": "RuntimeDefault"}}

@@ -51,6 +51,7 @@ WEIGHTS_PATH = "/models"
 #: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
 HOME_VOLUME = "home"
 HOME_PATH = "/stackc/home"
+HOME_USER = "stackc"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -201,8 +202,12 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
 
 
 def _with_home(container: Container) -> Container:
-    """A non-root engine writes caches and config under HOME (~/.cache, ~/.triton, ~/.ollama): make it writable."""
-    return attrs.evolve(container, env=(*container.env, EnvVar("HOME", HOME_PATH)),
+    """A non-root engine writes caches and config under HOME (~/.cache, ~/.triton, ~/.ollama): make it writable.
+
+    USER too: where the image has no passwd entry for the uid, Python's getpass (PyTorch's compile
+    caches use it) reads the name from the environment instead of failing.
+    """
+    return attrs.evolve(container, env=(*container.env, EnvVar("HOME", HOME_PATH), EnvVar("USER", HOME_USER)),
                         mounts=(*container.mounts, Mount(HOME_VOLUME, HOME_PATH)))
 
 

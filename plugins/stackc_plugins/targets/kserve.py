@@ -77,6 +77,11 @@ class KserveTarget:
                                  ("models", component.key, field),
                                  "reach extra ports through the pods, or use the manifests target",
                                  Severity.WARNING)
+            if knative and len(component.pod.containers) > 1:
+                yield Diagnostic("W074", "Knative runs a second container only with its multi-container feature on, "
+                                 "and routes to the serving one only: plain sidecars may be refused",
+                                 ("models", component.key, "sidecars"), "keep the sidecars native (native = true)",
+                                 Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
