@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan.engine import Capability
 from stackc.plan.model import Component, Plan
@@ -129,8 +130,6 @@ def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
 
 def _extra_object_clashes(plan: Plan) -> list[Diagnostic]:
     """An extra object must not replace one stackc emits for a model."""
-    from stackc import kube
-
     own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components
            for _, obj in kube.component_objects(plan.stack, c)}
     return [Diagnostic("E027", f"stackc already emits {obj['kind']} '{obj['metadata']['name']}'",
