@@ -100,9 +100,9 @@ def test_an_ollama_source_needs_the_ollama_engine() -> None:
 
 
 def test_nan_and_inf_in_a_raw_kubernetes_table_are_located() -> None:
-    found = errors(BASE + 'init_containers = [{ name = "w", image = "busybox", command = [nan] }]\n'
+    found = errors(BASE + 'extra_volumes = [{ name = "w", emptyDir = { x = [nan] } }]\n'
                           "scheduling.affinity = { x = -inf }\n")
-    assert any("models.m.init_containers[0].command[0]: a number nan cannot go into a Kubernetes object" in e
+    assert any("models.m.extra_volumes[0].emptyDir.x[0]: a number nan cannot go into a Kubernetes object" in e
                for e in found), found
     assert any("models.m.scheduling.affinity.x: a number -inf cannot" in e for e in found), found
 
@@ -156,7 +156,7 @@ def test_adapter_sources_stackc_cannot_place_are_located(adapters: str, code: st
 
 def test_run_time_adapters_need_a_target_that_loads_them() -> None:
     (problem,) = adapter_errors('{ name = "x", source = "org/x", load = "runtime" }', targets='"manifests", "gateway"')
-    assert "error[E025] models.b.serving.lora_adapters[0].load:" in problem and "add router to stack.targets" in problem
+    assert "error[E028] models.b.serving.lora_adapters[0].load:" in problem and "add router to stack.targets" in problem
 
 
 @pytest.mark.parametrize(("engine", "model", "adapters", "serving", "words"), [

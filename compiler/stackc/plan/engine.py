@@ -40,6 +40,8 @@ class Capability(str, Enum):
     MULTI_NODE = "multi_node"
     #: offloads KV-cache blocks to host memory (``kv_offload``)
     KV_OFFLOAD = "kv_offload"
+    #: listens on the port the spec sets (``port``)
+    PORT = "port"
 
 
 @attrs.frozen
@@ -47,6 +49,8 @@ class EnvVar:
     name: str
     value: str | None = None
     secret: SecretRef | None = None
+    #: a Kubernetes ``valueFrom`` other than a Secret key (the downward API, a ConfigMap key)
+    value_from: Mapping[str, Any] | None = None
 
 
 @attrs.frozen
@@ -54,15 +58,18 @@ class Port:
     name: str
     number: int
     app_protocol: str | None = None
+    protocol: str = "TCP"
 
 
 @attrs.frozen
 class Probe:
-    """An HTTP GET probe on a named port, or an exec probe when ``command`` is set."""
+    """An HTTP GET probe on a port (by name or number), a TCP probe when ``tcp``, or an exec probe when
+    ``command`` is set."""
 
     path: str | None = None
-    port: str = "http"
+    port: str | int = "http"
     command: tuple[str, ...] = ()
+    tcp: bool = False
     initial_delay_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 1
@@ -95,6 +102,10 @@ class Container:
     #: set by lowering from the spec (engines leave these alone)
     security_context: Mapping[str, Any] | None = None
     raw_mounts: tuple[Mapping[str, Any], ...] = ()
+    #: ``Always`` makes an init container a native sidecar
+    restart_policy: str | None = None
+    #: where the spec declares it (``("sidecars", 0)``), for located diagnostics; empty for the engine's own
+    spec_path: tuple[str | int, ...] = ()
 
 
 @attrs.frozen
@@ -212,6 +223,10 @@ class EngineResult:
     worker: Container | None = None
     #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
     adapter_load_path: str | None = None
+    #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
+    #: or one its files allow); stackc gives it a writable HOME
+    run_as_user: int = 1000
+    run_as_group: int = 1000
 
 
 @attrs.frozen

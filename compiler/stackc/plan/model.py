@@ -37,9 +37,8 @@ class Pod:
     annotations: Mapping[str, str]
     containers: tuple[Container, ...]
     volumes: tuple[Volume, ...]
+    #: the engine's and the spec's init containers, then native sidecars (``restart_policy`` Always)
     init_containers: tuple[Container, ...] = ()
-    #: Kubernetes init containers from the spec, as written
-    raw_init_containers: tuple[Mapping[str, Any], ...] = ()
     service_account: str | None = None
     security_context: Mapping[str, Any] = attrs.field(factory=dict)
     image_pull_secrets: tuple[str, ...] = ()
@@ -52,6 +51,7 @@ class Pod:
     runtime_class: str | None = None
     scheduler_name: str | None = None
     termination_grace_seconds: int | None = None
+    host_ipc: bool = False
 
 
 @attrs.frozen
@@ -94,6 +94,10 @@ class Endpoint:
     service_port: int = 0
     #: labels of the pods that answer (a leader/worker group's leaders); set by lowering
     selector: Mapping[str, str] = attrs.field(factory=dict)
+    #: the Service's own port when the spec sets one (routers use the pods' port, ``service_port``)
+    public_port: int | None = None
+    #: more ports on the Service: each a pod port's name and its number on the Service
+    extra_service_ports: tuple[Port, ...] = ()
 
 
 @attrs.frozen
@@ -161,6 +165,8 @@ class Stack:
     network_policy: NetworkPolicy | None = None
     #: every target's pods that call the model servers
     callers: tuple[Caller, ...] = ()
+    #: objects the spec carries as written (``stack.extra_objects``), namespaced into the stack
+    extra_objects: tuple[Mapping[str, Any], ...] = ()
 
 
 @attrs.frozen

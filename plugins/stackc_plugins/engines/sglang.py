@@ -53,6 +53,7 @@ class SglangEngine:
     capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY,
                                             Capability.OLLAMA_LIBRARY}
     options_type = None
+    owned_flags = {"--port": "port", "--served-model-name": "served_name"}
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
@@ -73,7 +74,8 @@ class SglangEngine:
         serving = model.serving
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         primary = served_names(request)[0]
-        args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+        port = Port("http", model.port or PORT)
+        args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(port.number),
                 "--served-model-name", primary, "--enable-metrics"]
         args += flags([
             ("--revision", request.weights.revision),
@@ -112,7 +114,6 @@ class SglangEngine:
             args += ["--nnodes", str(serving.nodes), "--node-rank", WORKER_INDEX,
                      "--dist-init-addr", f"{LEADER_ADDRESS}:{DIST_INIT_PORT}"]
         args += model.engine_args
-        port = Port("http", PORT)
         # /health runs a one-token generation with a 20 s budget: probe timeouts must exceed it
         container = Container(
             name="engine", image=model.image or IMAGE, command=("python3", "-m", "sglang.launch_server"),

@@ -106,6 +106,14 @@ class GatewayTarget:
             if name not in keys:
                 yield Diagnostic("E060", f"unknown model '{name}' in priorities", ("targets", "gateway", "priorities", name),
                                  did_you_mean(name, keys) or "keys are model names from [models]")
+        for index, listener in enumerate(options.listeners):
+            # the Gateway's own rules: certificates only on HTTPS listeners, and HTTPS needs one
+            if listener.tls_secret and listener.protocol != "HTTPS":
+                yield Diagnostic("E062", "a certificate Secret needs protocol = \"HTTPS\"",
+                                 ("targets", "gateway", "listeners", index, "tls_secret"), 'set protocol = "HTTPS"')
+            elif listener.protocol == "HTTPS" and not listener.tls_secret:
+                yield Diagnostic("E062", "an HTTPS listener needs its certificate Secret",
+                                 ("targets", "gateway", "listeners", index, "protocol"), "set tls_secret")
         for component in plan.components:
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:

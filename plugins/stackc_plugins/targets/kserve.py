@@ -107,6 +107,21 @@ class KserveTarget:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
                                  "characters", ("models", component.key),
                                  f"keep stack name + model name within {62 - len(suffix)} characters")
+            endpoint = component.endpoint
+            engine_ports = {p.name for p in component.pod.containers[0].ports}
+            if endpoint.public_port is not None or endpoint.extra_service_ports:
+                field = "service_port" if endpoint.public_port else (
+                    "ports" if any(p.name in engine_ports for p in endpoint.extra_service_ports) else "sidecars")
+                yield Diagnostic("W073", "KServe makes the predictor Service itself, with the serving port only: "
+                                 "the Service port and the extra Service ports are not applied",
+                                 ("models", component.key, field),
+                                 "reach extra ports through the pods, or use the manifests target",
+                                 Severity.WARNING)
+            if knative and len(component.pod.containers) > 1:
+                yield Diagnostic("W074", "Knative runs a second container only with its multi-container feature on, "
+                                 "and routes to the serving one only: plain sidecars may be refused",
+                                 ("models", component.key, "sidecars"), "keep the sidecars native (native = true)",
+                                 Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -128,6 +143,8 @@ class KserveTarget:
             if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
+        for stem, obj in kube.extra_objects(plan.stack):
+            yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 
 def model_options(component: Component, options: KserveOptions) -> KserveModel:
@@ -153,9 +170,11 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
     labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": component.engine}
     metadata = kube.metadata(plan.stack, component.name, labels)
+    # plain (not native) sidecars: KServe keeps a runtime's containers after kserve-container
+    sidecars = [kube.container(c) for c in component.pod.containers[1:]]
     spec: dict[str, Any] = {
         "supportedModelFormats": [{"name": component.engine, "autoSelect": False}],
-        "containers": [{"name": "kserve-container", **defaults}],
+        "containers": [{"name": "kserve-container", **defaults}, *sidecars],
     }
     if options.cluster_runtimes:
         metadata.pop("namespace")
