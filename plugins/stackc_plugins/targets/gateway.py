@@ -117,6 +117,9 @@ class GatewayTarget:
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
