@@ -204,22 +204,30 @@ def _check(args: argparse.Namespace) -> ExitCode:
 
 
 def _diff(args: argparse.Namespace) -> ExitCode:
-    from stackc.output.tree import diff_trees, read_tree
+    from stackc.output.tree import diff_trees, file_changes, read_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
     prefixes = tuple(f"{t}/" for t in compilation.targets)
     current = {k: v for k, v in read_tree(root).items() if k.startswith(prefixes)}
     text = diff_trees(current, compilation.files, root.as_posix(), root.as_posix())
-    changed = sorted(k for k in set(current) | set(compilation.files) if current.get(k) != compilation.files.get(k))
+    changes = file_changes(current, compilation.files)
+    added, removed = sum(c.added for c in changes), sum(c.removed for c in changes)
+    summary = f"{len(changes)} file{'s' if len(changes) != 1 else ''} changed, +{added} -{removed}"
     if args.format == "json":
-        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": changed, "diff": text})
+        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": [c.path for c in changes],
+                     "files": [c._asdict() for c in changes], "summary": summary, "diff": text})
     else:
         sys.stdout.write(text)
-        if changed:
-            print(f"stackc: {root.as_posix()}/ is stale: {len(changed)} file(s) differ; run `stackc build "
-                  f"{' '.join(args.specs)}`", file=sys.stderr)
-    return ExitCode.DIFFERENCES if changed else ExitCode.OK
+    if changes and args.format == "text":
+        width = max(len(c.path) for c in changes)
+        print(f"stackc: {root.as_posix()}/ is stale; run `stackc build {' '.join(args.specs)}`", file=sys.stderr)
+        for change in changes:
+            counts = f"+{change.added} -{change.removed}"
+            print(f"  {change.status:<7}  {change.path:<{width}}  {counts:<11} {', '.join(change.objects)}".rstrip(),
+                  file=sys.stderr)
+        print(f"stackc: {summary}", file=sys.stderr)
+    return ExitCode.DIFFERENCES if changes else ExitCode.OK
 
 
 def _explain(args: argparse.Namespace) -> ExitCode:
