@@ -310,7 +310,11 @@ def _import(args: argparse.Namespace) -> ExitCode:
         _report(error.diagnostics, args.format)
         return ExitCode.INVALID
     if args.output:
-        Path(args.output).write_text(imported.text, "utf-8")
+        try:
+            Path(args.output).write_text(imported.text, "utf-8")
+        except OSError as error:
+            print(f"stackc: error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+            return ExitCode.INVALID
     if args.format == "json":
         _print_json({"command": "import", "chart": args.chart, "spec": imported.text, "output": args.output,
                      "not_imported": [d.as_json() for d in imported.report]})

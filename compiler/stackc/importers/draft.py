@@ -37,6 +37,8 @@ class Draft:
         while unique in self.models:
             unique, number = f"{key}-{number}", number + 1
         first = {k: model[k] for k in ("engine", "model") if k in model}
+        if model.get("enabled") is True:
+            model = {k: v for k, v in model.items() if k != "enabled"}  # the spec's default
         self.models[unique] = {**first, **model}
         self.comments[("models", unique)] = comment
         return unique

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Location
 from stackc.importers import commandline
 from stackc.importers.draft import (
     Draft,
@@ -40,7 +40,8 @@ def read(paths: Sequence[str]) -> Values:
             with open(file, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as error:
-            problems.append(Diagnostic("E090", f"cannot read the file: {getattr(error, 'strerror', None) or error}"))
+            problems.append(Diagnostic("E090", f"cannot read the file: {getattr(error, 'strerror', None) or error}",
+                                       location=Location(file)))
             continue
         documents, found = load_documents(file, text)
         for index, document in enumerate(documents):

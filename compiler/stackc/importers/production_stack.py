@@ -113,7 +113,7 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
         values.raw(path)
         return None
     model: dict[str, Any] = {"engine": "vllm", "model": url, "revision": values.text((*path, "modelRevision")),
-                             "enabled": values.get((*path, "enabled"), bool, True),
+                             "enabled": values.get((*path, "enabled"), bool, True) or False,
                              "image": f"{repository}:{tag}", "image_pull_policy": shared["image_pull_policy"],
                              "replicas": values.integer((*path, "replicaCount"), 1)}
     serving: dict[str, Any] = {}

@@ -104,6 +104,10 @@ def read_values(paths: Sequence[str]) -> tuple[Any, dict[Path, Location]]:
             problems.append(Diagnostic("E090", f"cannot read the values file: {error.strerror or error}",
                                        location=Location(path, 1, 1)))
             continue
+        except UnicodeDecodeError as error:
+            problems.append(Diagnostic("E090", f"the values file is not UTF-8 text (byte {error.start})",
+                                       location=Location(path, 1, 1)))
+            continue
         documents, found = load_documents(path, text)
         documents = [d for d in documents if d is not None]
         if len(documents) > 1:

@@ -208,6 +208,17 @@ _trees = st.recursive(_scalars, lambda children: st.one_of(st.lists(children, ma
                                                            st.dictionaries(_keys, children, max_size=4)), max_leaves=12)
 
 
+def test_unreadable_files_are_located_errors(tmp_path, capsys):
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    for chart in ("production-stack", "kserve"):
+        assert main(["import", "--from", chart, str(tmp_path / "latin1.yaml"), str(tmp_path / "absent.yaml")]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'absent.yaml'}:1:1: error[E090]" in err and "error[E090]" in err.split("\n")[0]
+    assert main(["import", "--from", "ai-on-eks", str(DATA / "ai-on-eks-neuron.yaml"),
+                 "-o", str(tmp_path / "missing" / "spec.toml")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chart=st.sampled_from(["production-stack", "doubleword", "ai-on-eks", "kserve"]),
        tree=st.one_of(_trees, st.text(max_size=40).map(lambda t: {"raw": t})), raw=st.booleans())
@@ -230,3 +241,24 @@ def test_the_importers_stay_out_of_the_compilers_import_path():
             "print(sorted(m for m in sys.modules if m.startswith('stackc.importers.')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("chart", ["production-stack", "doubleword", "ai-on-eks", "kserve"])
+def test_the_migration_guide_shows_what_import_prints(chart, tmp_path, monkeypatch):
+    """docs/migrating.md's before/after pairs are real: import each 'before' and find its 'after'."""
+    import re
+
+    guide = (Path(__file__).parents[3] / "docs" / "migrating.md").read_text()
+    heading = {"production-stack": "## production-stack", "doubleword": "## Doubleword", "ai-on-eks": "## ai-on-eks",
+               "kserve": "## KServe"}[chart]
+    section = guide[guide.index(heading):]
+    section = section[:section.index("\n## ", 3)]
+    before = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    after = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    file_name = re.search(r"\((\S+?):\d+:\d+\)", after).group(1)
+    monkeypatch.chdir(tmp_path)
+    Path(file_name).write_text(before)
+    result = import_values(chart, [file_name], name="demo")
+    assert after in result.text
+    for line in re.findall(r"^\S+:\d+:\d+: warning\[W090\].*$", section, re.M):
+        assert line in [d.render() for d in result.report]
