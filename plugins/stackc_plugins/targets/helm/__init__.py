@@ -1,8 +1,10 @@
-"""A Helm chart whose ``helm template`` is the manifests target's objects, with knobs lifted into values.
+"""A Helm chart of the whole stack: ``helm template`` is the manifests target's objects, with knobs
+lifted into values, plus the objects of the stack's add-on targets (router, monitoring, gateway).
 
 Templates are not written by hand: each object the manifests target renders is rendered again
-with sentinels in the lifted fields, and the sentinel lines become template expressions. The
-chart therefore cannot drift from the manifests.
+with sentinels in the lifted fields, and the sentinel lines become template expressions; the
+add-ons' objects, handed over by the pipeline (``bundle``), get the release's namespace and the
+chart's labels. The chart therefore cannot drift from the folders ``kubectl apply -k`` uses.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class HelmOptions:
 
 class HelmTarget:
     name = "helm"
-    description = "A Helm chart rendering the same objects as the manifests target, tunable through values"
+    description = "A Helm chart of the whole stack: the manifests (tunable through values), router, monitoring, gateway"
     options_type = HelmOptions
     serves_models = True
 
@@ -64,6 +66,18 @@ class HelmTarget:
         yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
         yield Artifact(f"{root}/templates/NOTES.txt", text=notes(plan))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
+
+    def bundle(self, plan: Plan, options: HelmOptions, addons: Mapping[str, tuple[Artifact, ...]]) -> Iterator[Artifact]:
+        """The stack's other targets (router, monitoring, gateway) in the chart, one folder of templates
+        each, so one release installs the whole stack."""
+        chart = options.chart or plan.stack.name
+        for target, artifacts in sorted(addons.items()):
+            for artifact in artifacts:
+                for index, obj in enumerate(artifact.objects):
+                    name = artifact.path if len(artifact.objects) == 1 else \
+                        artifact.path.replace(".yaml", f"-{index}.yaml")
+                    text = addon_template(chart, plan.stack.namespace, json.loads(json.dumps(obj)))
+                    yield Artifact(f"{chart}/templates/{target}/{name}", text=text)
 
 
 VALUES_HEADER = """\
@@ -109,11 +123,7 @@ def model_values(component: Component) -> dict[str, Any]:
 def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
     """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place)."""
     model = f'{{{{- $model := index .Values.models "{component.key}" }}}}'
-    blocks: list[tuple[str, str]] = []
-
-    def sentinel(kind: str, body: str) -> str:
-        blocks.append((kind, body))
-        return f"@@{kind}:{len(blocks) - 1}@@"
+    sentinel = _Blocks()
 
     meta = obj["metadata"]
     meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
@@ -142,8 +152,33 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
         for key in ("nodeSelector", "tolerations", "affinity"):
             pod[key] = sentinel("BLOCK", f"$model.{key}")
         pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
+    return _expand(chart, obj, sentinel, [model] if obj["kind"] == "Deployment" else [])
+
+
+class _Blocks(list):
+    """Template expressions, each standing in the rendered YAML as a sentinel until ``_expand``."""
+
+    def __call__(self, kind: str, body: str) -> str:
+        self.append((kind, body))
+        return f"@@{kind}:{len(self) - 1}@@"
+
+
+def addon_template(chart: str, namespace: str, obj: dict[str, Any]) -> str:
+    """An add-on target's object (router, monitoring, gateway) as a template: the release's namespace
+    and the chart's labels, nothing else lifted (``obj`` is changed in place)."""
+    sentinel = _Blocks()
+
+    meta = obj["metadata"]
+    if meta.get("namespace") == namespace:  # a referenced Gateway may live elsewhere: kept as is
+        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
+    _labels(meta, chart, sentinel)
+    return _expand(chart, obj, sentinel, [])
+
+
+def _expand(chart: str, obj: dict[str, Any], blocks: list[tuple[str, str]], head: list[str]) -> str:
+    """Render ``obj`` and turn each sentinel line into its template expression."""
     text = to_yaml(obj)
-    lines = [model] if obj["kind"] == "Deployment" else []
+    lines = list(head)
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
