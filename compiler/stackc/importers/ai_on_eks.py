@@ -85,7 +85,7 @@ def convert(values: Values, name: str) -> Draft:
     labels = values.mapping(("extraLabels",))
     model["labels"] = {k: values.text(("extraLabels", k)) for k in labels}
     _unused(values)
-    draft.add_model(key, model, f"inference.serviceName {service!r} ({values.location(('inference',))})")
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
     return draft
 
 

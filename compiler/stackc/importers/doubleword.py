@@ -35,7 +35,7 @@ def convert(values: Values, name: str) -> Draft:
             continue
         model = _group(values, path)
         if model is not None:
-            draft.add_model(model_key(group), model, f"modelGroups.{group} ({values.location(path)})")
+            draft.add_model(model_key(group), model, f"modelGroups.{group}", values.location(path))
     _onwards(values, draft)
     _top_level(values, draft)
     return draft

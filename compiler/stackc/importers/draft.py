@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from stackc.diagnostics import Location
 from stackc.importers.values import Path, Values
 
 #: extended resources that are accelerators; anything else stays in ``resources``
@@ -26,12 +27,14 @@ class Draft:
     models: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     target_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     comments: dict[tuple[str, ...], str] = attrs.field(factory=dict)
+    #: where each model came from in the values, to locate problems with the spec it became
+    origins: dict[str, Location] = attrs.field(factory=dict)
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
             self.targets.append(name)
 
-    def add_model(self, key: str, model: dict[str, Any], comment: str) -> str:
+    def add_model(self, key: str, model: dict[str, Any], source: str, origin: Location) -> str:
         """Add under a free key (two entries may sanitise to one name) and return the key used."""
         unique, number = key, 2
         while unique in self.models:
@@ -40,7 +43,8 @@ class Draft:
         if model.get("enabled") is True:
             model = {k: v for k, v in model.items() if k != "enabled"}  # the spec's default
         self.models[unique] = {**first, **model}
-        self.comments[("models", unique)] = comment
+        self.comments[("models", unique)] = f"{source} ({origin})"
+        self.origins[unique] = origin
         return unique
 
     def data(self) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def convert(values: Values, name: str) -> Draft:
             if mode:
                 draft.target_options.setdefault("kserve", {})["deployment_mode"] = mode
             if model is not None:
-                draft.add_model(model_key(key.split("/", 1)[1]), model, f"{key} ({values.location((key,))})")
+                draft.add_model(model_key(key.split("/", 1)[1]), model, key, values.location((key,)))
         elif kind not in ("ServingRuntime", "ClusterServingRuntime"):
             values.drop((key,), f"a {kind}", "the importer reads InferenceServices and ServingRuntimes")
     for runtime in runtimes.values():

@@ -46,10 +46,9 @@ def convert(values: Values, name: str) -> Draft:
         if model is None:
             continue
         model.update(routing)
-        source = values.location(path)
         chart_name = values.text((*path, "name")) or f"model-{index}"
-        keys[chart_name] = draft.add_model(model_key(chart_name), model,
-                                           f"servingEngineSpec.modelSpec[{index}] ({source})")
+        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{index}]",
+                                           values.location(path))
     _lora_adapters(values, draft, keys)
     _top_level(values, draft)
     return draft
@@ -446,14 +445,12 @@ def _routes(values: Values, options: dict[str, Any]) -> None:
         values.consumed.add((*here, "apiVersion"))
         values.consumed.add((*here, "kind"))
         values.drop_unless((*here, "matches"), [{"path": {"type": "PathPrefix", "value": "/"}}], "route matches")
-        for key in ("annotations", "labels", "filters", "additionalRules", "parentRefs"):
-            if key == "parentRefs":
-                for index in range(1, len(values.sequence((*here, key)))):
-                    values.drop((*here, key, index), "a second parent Gateway")
-                for extra in values.keys((*here, key, 0)):
-                    if extra not in ("name", "namespace"):
-                        values.drop((*here, key, 0, extra), f"parentRefs {extra}")
-                continue
+        for index in range(1, len(values.sequence((*here, "parentRefs")))):
+            values.drop((*here, "parentRefs", index), "a second parent Gateway")
+        for extra in values.keys((*here, "parentRefs", 0)):
+            if extra not in ("name", "namespace"):
+                values.drop((*here, "parentRefs", 0, extra), f"parentRefs {extra}")
+        for key in ("annotations", "labels", "filters", "additionalRules"):
             values.drop((*here, key), f"route {key}")
         values.drop_unless((*here, "httpsRedirect"), False, "an HTTPS redirect route")
 

@@ -43,12 +43,13 @@ def import_values(chart: str, paths: Sequence[str], name: str | None = None,
     header = [f"Imported by `stackc import --from {chart} {' '.join(paths)}`.",
               "Values stackc could not map are listed on stderr; review them, then `stackc build` this file."]
     text = render(draft, header)
-    _compile(text)
+    _compile(text, draft.origins, Location(paths[-1]))
     return Imported(text, tuple(sorted_unique(values.report())))
 
 
-def _compile(text: str) -> None:
-    """Refuse to print a spec stackc would reject: its problems come from the values, so exit 2."""
+def _compile(text: str, origins: dict[str, Location], fallback: Location) -> None:
+    """Refuse to print a spec stackc would reject: its problems come from the values, so exit 2,
+    each located at the values entry the model came from."""
     from stackc import pipeline
     from stackc.plugins import load_registry
 
@@ -56,5 +57,12 @@ def _compile(text: str) -> None:
     try:
         pipeline.compile_stack([name], load_registry(), texts=[(name, text)])
     except DiagnosticsError as error:
-        raise ValuesError([attrs.evolve(d, code="E092", message=f"the imported spec is invalid: {d.message}")
+        raise ValuesError([attrs.evolve(d, code="E092", message=f"the imported spec is invalid: {d.message}",
+                                        location=_origin(d.path, origins, fallback))
                            for d in error.diagnostics if d.severity is Severity.ERROR]) from None
+
+
+def _origin(path: tuple[str | int, ...], origins: dict[str, Location], fallback: Location) -> Location:
+    if len(path) > 1 and path[0] == "models" and path[1] in origins:
+        return origins[str(path[1])]
+    return fallback

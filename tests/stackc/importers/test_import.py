@@ -184,6 +184,8 @@ def test_cli_exit_codes_stdout_and_report(tmp_path, capsys):
     ("servingEngineSpec:\n  modelSpec:\n  - name: a\n    tag: t\n    modelURL: m\n",
      "values.yaml:3:5: error[E091] servingEngineSpec.modelSpec[0].repository: missing"),
     ("- just\n- a list\n", "values.yaml:1:1: error[E090]"),
+    ("servingEngineSpec:\n  modelSpec:\n  - {name: a, repository: r, tag: t, modelURL: org/a, requestMemory: 16GB}\n",
+     "values.yaml:3:5: error[E092] models.a.resources.requests.memory: the imported spec is invalid"),
 ])
 def test_bad_values_are_located(tmp_path, monkeypatch, capsys, text, expected):
     monkeypatch.chdir(tmp_path)
