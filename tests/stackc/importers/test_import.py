@@ -156,13 +156,22 @@ def test_kserve_services_and_runtimes():
     assert report == []
     services = {obj["metadata"]["name"]: obj for obj in objects(compile_text(text).files)
                 if obj["kind"] == "InferenceService"}
+    assert {s["metadata"]["namespace"] for s in services.values()} == {"llm"}
     qwen = services["kserve-qwen"]["spec"]["predictor"]
     assert qwen["minReplicas"] == 1 and qwen["maxReplicas"] == 3 and qwen["scaleMetric"] == "cpu"
     assert qwen["model"]["storageUri"] == "hf://Qwen/Qwen2.5-0.5B-Instruct"
-    assert "--max-model-len" in str(objects(compile_text(text).files))
+    args = qwen["model"]["args"]
+    assert qwen["model"]["command"] == ["vllm", "serve"] and qwen["model"]["image"].startswith("vllm/vllm-openai:")
+    for flag, value in (("--served-model-name", "qwen"), ("--max-model-len", "4096"),
+                        ("--gpu-memory-utilization", "0.9")):
+        assert args[args.index(flag) + 1] == value
+    assert qwen["model"]["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     llama = services["kserve-llama"]["spec"]["predictor"]["model"]
-    assert llama["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert tomllib.loads(text)["models"]["llama"]["engine"] == "sglang"
+    assert llama["image"] == "lmsysorg/sglang:v0.5.2" and llama["command"] == ["python3", "-m", "sglang.launch_server"]
+    assert llama["args"][llama["args"].index("--tp-size") + 1] == "2"
+    assert llama["args"][llama["args"].index("--served-model-name") + 1] == "llama"
+    assert llama["resources"]["limits"] == {"memory": "48Gi", "nvidia.com/gpu": "2"}
+    assert services["kserve-llama"]["spec"]["predictor"]["minReplicas"] == 1
 
 
 def test_cli_exit_codes_stdout_and_report(tmp_path, capsys):
