@@ -8,6 +8,7 @@ silently.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,9 +35,12 @@ def load_documents(name: str, text: str) -> tuple[list[Any], dict[Path, Location
 
     Paths are prefixed by the document's index, so multi-document files (KServe) keep them apart.
     """
-    loader = yaml.SafeLoader(text)
     documents: list[Any] = []
     locations: dict[Path, Location] = {}
+    try:
+        loader = yaml.SafeLoader(text)  # the reader checks the characters here already
+    except yaml.YAMLError as error:
+        raise ValuesError([Diagnostic("E090", f"invalid YAML: {error}", location=Location(name))]) from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -209,10 +213,16 @@ class Values:
             return None
 
     def raw(self, path: Path, kind: type = object, default: Any = None) -> Any:
-        """A subtree taken whole (Kubernetes objects passed on as is)."""
+        """A subtree taken whole (Kubernetes objects passed on as is); nulls are left out, as TOML has none."""
         value = self.get(path, kind)
         self._consume_tree(path)
-        return default if value is None else value
+        if value is None:
+            return default
+        odd = next(((p, v) for p, v in _leaves(value, path) if not isinstance(v, _TOML_SCALARS)), None)
+        if odd is not None:
+            self.error(odd[0], f"{_describe(odd[1])} cannot be written in a spec")
+            return default
+        return _without_nulls(value)
 
     def mapping(self, path: Path) -> dict[str, Any]:
         return self.get(path, dict) or {}
@@ -290,6 +300,17 @@ def _leaves(value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
         yield path, value
 
 
+_TOML_SCALARS = (str, int, float, bool, datetime.date, datetime.time)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -301,4 +322,4 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return type(value).__name__
+    return f"a {type(value).__name__} value"

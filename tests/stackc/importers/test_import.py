@@ -273,3 +273,38 @@ def test_the_migration_guide_shows_what_import_prints(chart, tmp_path, monkeypat
     assert after in result.text
     for line in re.findall(r"^\S+:\d+:\d+: warning\[W090\].*$", section, re.M):
         assert line in [d.render() for d in result.report]
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+SAMPLES = [("production-stack", "production-stack.yaml"), ("doubleword", "doubleword.yaml"),
+           ("ai-on-eks", "ai-on-eks-neuron.yaml"), ("ai-on-eks", "ai-on-eks-ray.yaml"), ("kserve", "kserve.yaml")]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sample=st.sampled_from(SAMPLES), data=st.data())
+def test_import_never_tracebacks_on_a_damaged_real_values_file(tmp_path, sample, data):
+    """One value of a working values file replaced by anything: a spec or located diagnostics, never a crash."""
+    chart, name = sample
+    values = list(yaml.safe_load_all((DATA / name).read_text()))  # KServe files hold several documents
+    path = data.draw(st.sampled_from(sorted((p for p in _paths(values) if len(p) > 1), key=repr)))
+    parent = values
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = data.draw(_trees)
+    target = tmp_path / "values.yaml"
+    target.write_text(yaml.safe_dump_all(values))
+    try:
+        result = import_values(chart, [str(target)])
+    except ValuesError as error:
+        assert error.diagnostics and all(d.location is not None for d in error.diagnostics)
+    else:
+        assert tomllib.loads(result.text)["version"] == 1
