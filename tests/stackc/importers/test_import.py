@@ -211,6 +211,16 @@ def test_later_values_files_override_earlier_ones(tmp_path):
     assert list(models) == ["small"] and models["small"]["replicas"] == 3  # lists are replaced, as in Helm
 
 
+def imports_or_locates(chart: str, path: Path) -> None:
+    """Either a spec that parses, or diagnostics that each carry a location: never an exception."""
+    try:
+        result = import_values(chart, [str(path)])
+    except ValuesError as error:
+        assert error.diagnostics and all(d.location is not None for d in error.diagnostics)
+    else:
+        assert tomllib.loads(result.text)["version"] == 1
+
+
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False), st.text(max_size=8))
 _keys = st.sampled_from(["servingEngineSpec", "modelSpec", "name", "repository", "tag", "modelURL", "vllmConfig",
                          "modelGroups", "g", "image", "command", "inference", "modelParameters", "model",
@@ -236,12 +246,7 @@ def test_unreadable_files_are_located_errors(tmp_path, capsys):
 def test_import_never_tracebacks(tmp_path, chart, tree, raw):
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(tree) if not raw else str(tree))
-    try:
-        result = import_values(chart, [str(path)])
-    except ValuesError as error:
-        assert error.diagnostics and all(d.location is not None for d in error.diagnostics)
-    else:
-        assert tomllib.loads(result.text)["version"] == 1
+    imports_or_locates(chart, path)
 
 
 def test_the_importers_stay_out_of_the_compilers_import_path():
@@ -276,13 +281,9 @@ def test_the_migration_guide_shows_what_import_prints(chart, tmp_path, monkeypat
 
 
 def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths(item, (*path, index))
+    """Every path into a YAML tree, containers included."""
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [path, *(found for key, item in children for found in _paths(item, (*path, key)))]
 
 
 SAMPLES = [("production-stack", "production-stack.yaml"), ("doubleword", "doubleword.yaml"),
@@ -302,9 +303,4 @@ def test_import_never_tracebacks_on_a_damaged_real_values_file(tmp_path, sample,
     parent[path[-1]] = data.draw(_trees)
     target = tmp_path / "values.yaml"
     target.write_text(yaml.safe_dump_all(values))
-    try:
-        result = import_values(chart, [str(target)])
-    except ValuesError as error:
-        assert error.diagnostics and all(d.location is not None for d in error.diagnostics)
-    else:
-        assert tomllib.loads(result.text)["version"] == 1
+    imports_or_locates(chart, target)
