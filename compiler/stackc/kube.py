@@ -32,6 +32,8 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: LeaderWorkerSet's annotation giving each group a topology domain of its own
+EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 # Startup probes allow long model loads; a rollout must not be declared failed before they end.
 _PROGRESS_MARGIN_SECONDS = 600
 
@@ -155,15 +157,19 @@ def config_hash(component: Component) -> dict[str, str]:
     return {"stackc.dev/config-hash": digest.hexdigest()[:16]}
 
 
+def _rolling(component: Component) -> dict[str, Any]:
+    rollout = component.rollout
+    return {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
+            if v is not None}
+
+
 def deployment(stack: Stack, component: Component) -> dict:
     template = pod_template(component.pod, config_hash(component))
     rollout = component.rollout
     strategy: dict[str, Any] = {"type": rollout.strategy}
-    if rollout.strategy == "RollingUpdate":
-        rolling = {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
-                   if v is not None}
-        if rolling:
-            strategy["rollingUpdate"] = rolling
+    rolling = _rolling(component)
+    if rollout.strategy == "RollingUpdate" and rolling:
+        strategy["rollingUpdate"] = rolling
     startup = component.pod.containers[0].startup_probe
     startup_budget = (startup.initial_delay_seconds + startup.period_seconds * startup.failure_threshold
                       if startup is not None else 30)
@@ -180,6 +186,42 @@ def deployment(stack: Stack, component: Component) -> dict:
     }
 
 
+def leader_worker_set(stack: Stack, component: Component) -> dict:
+    """A replica as a group of ``topology.size`` pods (LeaderWorkerSet): created, restarted and rolled
+    together, the leader first. ``Recreate`` becomes a rollout that may take every group down at once."""
+    assert component.worker_pod is not None
+    annotations = config_hash(component)
+    rolling = _rolling(component) if component.rollout.strategy == "RollingUpdate" else {
+        "maxUnavailable": "100%", "maxSurge": 0}
+    strategy: dict[str, Any] = {"type": "RollingUpdate"}
+    if rolling:
+        strategy["rollingUpdateConfiguration"] = rolling
+    exclusive = component.topology.exclusive_key
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": metadata(stack, component.name, component.labels,
+                             {EXCLUSIVE_TOPOLOGY: exclusive} if exclusive else None),
+        "spec": {
+            "replicas": component.scale.replicas,
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": strategy,
+            "leaderWorkerTemplate": {
+                "size": component.topology.size,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": pod_template(component.pod, annotations),
+                "workerTemplate": pod_template(component.worker_pod, annotations),
+            },
+        },
+    }
+
+
+def workload(stack: Stack, component: Component) -> tuple[str, dict]:
+    """(file stem, object) of what runs the component's pods, by its topology."""
+    if component.topology.kind == "leader_worker":
+        return "leaderworkerset", leader_worker_set(stack, component)
+    return "deployment", deployment(stack, component)
+
+
 def service(stack: Stack, component: Component, service_type: str = "ClusterIP") -> dict:
     port = component.endpoint.port
     return {
@@ -187,7 +229,7 @@ def service(stack: Stack, component: Component, service_type: str = "ClusterIP")
         "metadata": metadata(stack, component.name, component.labels),
         "spec": {
             "type": service_type,
-            "selector": dict(component.selector),
+            "selector": dict(component.endpoint.selector),
             "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP",
                        **({"appProtocol": port.app_protocol} if port.app_protocol else {})}],
         },
@@ -244,6 +286,9 @@ def network_policy(stack: Stack, component: Component) -> dict:
         scrapers.append({"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}})
         rules.append({"from": scrapers, "ports": [{"port": metrics.port, "protocol": "TCP"}]})
+    if component.topology.kind == "leader_worker":
+        # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
+        rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata(stack, component.name, component.labels),
@@ -271,7 +316,7 @@ def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str
 def component_objects(stack: Stack, component: Component, service_type: str = "ClusterIP") -> Iterator[tuple[str, dict]]:
     """(file stem, object) for every object one component needs as plain Kubernetes, in a fixed order."""
     yield from supporting_objects(stack, component)
-    yield "deployment", deployment(stack, component)
+    yield workload(stack, component)
     yield "service", service(stack, component, service_type)
     if component.disruption_budget is not None:
         yield "poddisruptionbudget", pod_disruption_budget(stack, component)

@@ -124,12 +124,12 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
 def _storage(values: Values, path: Path, model: dict[str, Any], engine: str) -> None:
     volumes = values.raw((*path, "volumes"), list, [])
     mounts = values.raw((*path, "volumeMounts"), list, [])
-    shm = {m.get("name") for m in mounts if isinstance(m, dict) and m.get("mountPath") == "/dev/shm"}
+    shm = {_name(m) for m in mounts if isinstance(m, dict) and m.get("mountPath") == "/dev/shm"} - {None}
     for volume in volumes:
-        if isinstance(volume, dict) and volume.get("name") in shm and isinstance(volume.get("emptyDir"), dict):
+        if _name(volume) in shm and isinstance(volume.get("emptyDir"), dict):
             model["shm_size"] = quantity(volume["emptyDir"].get("sizeLimit"))  # stackc mounts /dev/shm itself
-    model["extra_volumes"] = [v for v in volumes if not (isinstance(v, dict) and v.get("name") in shm)]
-    model["extra_volume_mounts"] = [m for m in mounts if not (isinstance(m, dict) and m.get("name") in shm)]
+    model["extra_volumes"] = [v for v in volumes if _name(v) not in shm]
+    model["extra_volume_mounts"] = [m for m in mounts if _name(m) not in shm]
     for index, _ in enumerate(values.sequence((*path, "persistentVolumes"))):
         here = (*path, "persistentVolumes", index)
         if index or engine == "command":
@@ -144,6 +144,11 @@ def _storage(values: Values, path: Path, model: dict[str, Any], engine: str) -> 
         values.consumed.update({(*here, "name"), (*here, "mountPath")})  # stackc mounts it where the engine looks
         for key in ("subPath", "labels", "annotations", "selector", "volumeMode"):
             values.drop((*here, key), f"the claim's {key}")
+
+
+def _name(item: Any) -> str | None:
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _probe(values: Values, path: Path) -> dict[str, Any] | None:

@@ -35,6 +35,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
     Capability.ACCELERATORS: (("accelerators", "count"), "accelerators", lambda m: m.accelerators.count > 0),
     Capability.OLLAMA_LIBRARY: (("model",), "models from the Ollama library", lambda m: m.model.startswith("ollama://")),
+    Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
+    Capability.KV_OFFLOAD: (("kv_offload",), "KV-cache offloading", lambda m: m.kv_offload is not None),
 }
 
 
@@ -125,6 +127,20 @@ def quantity_value(text: str) -> Fraction | None:
     return Fraction(number) * (Fraction(10) ** int(exponent or 0)) * _QUANTITY_SUFFIXES[suffix or ""]
 
 
+def _offload_memory_problems(model: Model, base: Path) -> Iterator[Diagnostic]:
+    """Offloaded KV blocks live in the pod's memory: a request below them invites eviction under pressure."""
+    if model.kv_offload is None:
+        return
+    wanted = model.kv_offload.cpu_gib * 2**30
+    request = model.resources.requests.get("memory")
+    requested = quantity_value(request) if request is not None else None
+    if request is None or (requested is not None and requested < wanted):
+        got = f"requests only {request} of memory" if request is not None else "requests no memory"
+        yield Diagnostic("W022", f"kv_offload keeps {model.kv_offload.cpu_gib} GiB in host memory, but the pod {got}",
+                         base + ("kv_offload", "cpu_gib"), "add the offload buffer to resources.requests.memory",
+                         Severity.WARNING)
+
+
 def _consistency_problems(model: Model) -> Iterator[Diagnostic]:
     """Values each valid alone that the API server rejects together; paths relative to the model."""
     requests, limits = model.resources.requests, model.resources.limits
@@ -190,6 +206,11 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E014", f"{low_path[-1]} ({low}) is above max_replicas ({high}"
                          f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
+    yield from _offload_memory_problems(model, base)
+    if model.scheduling.group_topology is not None and model.serving.nodes == 1:
+        yield Diagnostic("W021", "group_topology places leader/worker groups; this model runs one pod per replica",
+                         base + ("scheduling", "group_topology"), "set serving.nodes above 1, or remove it",
+                         Severity.WARNING)
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))

@@ -62,6 +62,10 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.topology.kind == "leader_worker":
+                yield Diagnostic("E073", "the kserve target can't run one replica over several nodes yet (its "
+                                 "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),
+                                 "deploy this model with the manifests or helm target (a LeaderWorkerSet)")
             # KServe and Knative derive names from the InferenceService's; each must stay a DNS label
             if len(component.name) + len(suffix) > 63:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "

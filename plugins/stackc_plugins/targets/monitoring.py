@@ -67,7 +67,7 @@ class MonitoringTarget:
                 "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
                 "metadata": kube.metadata(plan.stack, component.name, {**component.labels, **options.monitor_labels}),
                 "spec": {
-                    "selector": {"matchLabels": dict(component.selector)},
+                    "selector": {"matchLabels": dict(component.endpoint.selector)},
                     # copied onto every series, so dashboards select a model without guessing pod names
                     "podTargetLabels": sorted(component.selector),
                     "podMetricsEndpoints": [endpoint],

@@ -59,6 +59,14 @@ class RouterOptions:
     max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted.",
                                                                           "minimum": 1})
     max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s.", "minimum": 1})
+    hold_queue: int = attrs.field(default=100, metadata={
+        "doc": "Requests held per model while it has no ready replica (scale from zero, a replica still loading), "
+               "served in arrival order once one is ready; when it is full, a 503 at once. 0: a 503 at once.",
+        "minimum": 0, "maximum": 100_000})
+    hold_timeout_seconds: int = attrs.field(default=60, metadata={
+        "doc": "How long a held request waits for a ready replica before a 503 with `Retry-After` "
+               "(docs/router.md: why 60, and what to raise with it for a slow cold start).",
+        "minimum": 1, "maximum": 3600})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
 
@@ -131,7 +139,8 @@ def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
             component, kubernetes=KubernetesDiscovery(plan.stack.namespace, endpoint.service, endpoint.service_port),
             upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None))
     config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
-                    max_in_flight=options.max_in_flight,
+                    max_in_flight=options.max_in_flight, hold_queue=options.hold_queue,
+                    hold_timeout_s=float(options.hold_timeout_seconds),
                     api_keys_file=f"{KEYS_PATH}/{options.api_keys.key}" if options.api_keys else None)
     return to_data(config)
 
