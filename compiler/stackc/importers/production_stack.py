@@ -114,13 +114,14 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     model: dict[str, Any] = {"engine": "vllm", "model": url, "revision": values.text((*path, "modelRevision")),
                              "enabled": values.get((*path, "enabled"), bool, True) or False,
                              "image": f"{repository}:{tag}", "image_pull_policy": shared["image_pull_policy"],
+                             "engine_options": {"executable": _executable(repository, tag)},
                              "replicas": values.integer((*path, "replicaCount"), 1)}
     serving: dict[str, Any] = {}
     args: list[str] = []
     env = dict(shared["env"])
     secret_env: dict[str, Any] = {}
     _vllm_config(values, (*path, "vllmConfig"), serving, args, env)
-    _lmcache(values, path, args, env)
+    model["kv_offload"] = _lmcache(values, path, args, env)
     if values.get((*path, "enableLoRA"), bool, False):
         args.append("--enable-lora")
     if values.get((*path, "enableTool"), bool, False):
@@ -203,17 +204,25 @@ def _vllm_config(values: Values, path: Path, serving: dict[str, Any], args: list
     args += [values.text((*path, "extraArgs", i)) or "" for i in range(len(extra))]
 
 
-def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) -> None:
-    """LMCache KV offloading as the chart wires it: the vLLM connector flag plus LMCACHE_* variables."""
+def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) -> dict[str, Any] | None:
+    """LMCache KV offloading: ``kv_offload`` when it is plain CPU offloading, else as the chart wires it
+    (the vLLM connector flag plus LMCACHE_* variables)."""
     path = (*model, "lmcacheConfig")
     if not values.get((*path, "enabled"), bool, False):
         values.raw(path)
-        return
+        return None
     role = values.text((*path, "kvRole"), "kv_both")
-    connector = "LMCacheConnector" if values.text((*model, "vllmConfig", "v0")) == "1" else "LMCacheConnectorV1"
+    v0 = values.text((*model, "vllmConfig", "v0")) == "1"
+    cpu = values.text((*path, "cpuOffloadingBufferSize"))
+    if not v0 and role == "kv_both" and cpu and cpu.isdigit() and int(cpu) > 0 \
+            and set(values.keys(path)) <= {"enabled", "cpuOffloadingBufferSize", "kvRole", "logLevel"}:
+        # plain CPU offloading: the spec's typed setting, which vLLM turns into the same LMCache buffer
+        if level := values.text((*path, "logLevel")):
+            env["LMCACHE_LOG_LEVEL"] = level
+        return {"cpu_gib": int(cpu), "backend": "lmcache"}
+    connector = "LMCacheConnector" if v0 else "LMCacheConnectorV1"
     args += ["--kv-transfer-config", json.dumps({"kv_connector": connector, "kv_role": role}, separators=(",", ":"))]
     env.update(LMCACHE_USE_EXPERIMENTAL="True", VLLM_RPC_TIMEOUT="1000000")
-    cpu = values.text((*path, "cpuOffloadingBufferSize"))
     if cpu and _positive(cpu):
         env.update(LMCACHE_LOCAL_CPU="True", LMCACHE_MAX_LOCAL_CPU_SIZE=cpu)
     if disk := values.text((*path, "diskOffloadingBufferSize")):
@@ -229,6 +238,15 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
     for key in ("enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort",
                 "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
         values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
+    return None
+
+
+def _executable(repository: str, tag: str) -> str | None:
+    """LMCache's images keep vllm in a virtualenv; the chart calls it there for these tags."""
+    if tag in ("2025-05-27-v1", "2025-05-17-v1", "latest-nightly") or tag.startswith("nightly-") or (
+            tag == "latest" and repository == "lmcache/vllm-openai"):
+        return "/opt/venv/bin/vllm"
+    return None
 
 
 def _chat_template(values: Values, path: Path, serving: dict[str, Any]) -> None:

@@ -56,9 +56,10 @@ def test_production_stack_models_router_and_lora():
     for switch in ("--enable-prefix-caching", "--enable-chunked-prefill", "--enable-auto-tool-choice",
                    "--enable-lora", "--disable-log-requests"):
         assert switch in args
-    assert args[args.index("--kv-transfer-config") + 1] == '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+    # lmcacheConfig's CPU offloading is the spec's kv_offload: vLLM sizes the same LMCache buffer
+    position = args.index("--kv-offloading-backend")
+    assert args[position:position + 4] == ["--kv-offloading-backend", "lmcache", "--kv-offloading-size", "20"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["LMCACHE_MAX_LOCAL_CPU_SIZE"]["value"] == "20"
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token-secret", "key": "token"}
     assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api", "key": "key"}
     assert container["resources"]["requests"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "1"}
@@ -69,9 +70,15 @@ def test_production_stack_models_router_and_lora():
 
     mistral = deployments["production-stack-mistral"]
     container = engine(mistral)
-    assert container["command"] == ["vllm", "serve"] and container["image"] == "lmcache/vllm-openai:latest"
+    # the chart calls LMCache's image's own vllm for the latest tag
+    assert container["command"] == ["/opt/venv/bin/vllm", "serve"] and container["image"] == "lmcache/vllm-openai:latest"
     assert container["resources"]["limits"]["nvidia.com/mig-4g.71gb"] == "1"
     assert "--no-enable-prefix-caching" in container["args"]  # vllmConfig without it, as the chart renders
+    # disk offloading too: the chart's own LMCache wiring, as it renders it
+    args = container["args"]
+    assert args[args.index("--kv-transfer-config") + 1] == '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LMCACHE_MAX_LOCAL_CPU_SIZE"] == "10" and env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == "50"
     assert "tolerations" not in mistral["pod"]  # tolerationsPolicy: override with none of its own
     terms = mistral["pod"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["NVIDIA-A100-SXM4-80GB"]
