@@ -1,6 +1,7 @@
 """ai-on-eks inference-charts: one model per release, ``inference`` + ``modelParameters``.
 
-``inference.framework`` vllm (a Deployment running ``vllm serve``) or rayVllm (a Ray Serve
+``inference.framework`` vllm (a Deployment running ``vllm serve``), lws-vllm (a LeaderWorkerSet
+group of ``pipelineParallelSize`` pods per replica: ``serving.nodes``) or rayVllm (a Ray Serve
 RayService, served here by a plain vLLM Deployment and reported); ``inference.accelerator`` gpu
 or neuron picks the resources block, the Neuron engine, its toleration and scheduler. Every
 ``modelParameters`` key is a vLLM flag (camelCase to kebab-case), as the chart renders it.
@@ -22,7 +23,7 @@ from stackc.importers.values import Path, Values
 
 DEFAULT_NAME = "inference"
 NO_MODELS = "set model (or modelParameters.modelId)"
-FRAMEWORKS = {"vllm": "vllm", "rayVllm": "ray", "ray-vllm": "ray"}
+FRAMEWORKS = {"vllm": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
 SERVER = ("inference", "modelServer")
 DEPLOYMENT = (*SERVER, "deployment")
 #: modelParameters the spec types; the rest become flags verbatim
@@ -40,7 +41,7 @@ def convert(values: Values, name: str) -> Draft:
     draft = Draft(name)
     if framework not in FRAMEWORKS:
         values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
-                     "the importer reads vllm and rayVllm")
+                     "the importer reads vllm, rayVllm and lws-vllm")
         return draft
     if accelerator not in ("gpu", "neuron"):
         values.error(("inference", "accelerator"), f"accelerator {accelerator!r} cannot be imported",
@@ -70,10 +71,13 @@ def convert(values: Values, name: str) -> Draft:
             values.raw((*DEPLOYMENT, "resources", other))  # the chart reads only the accelerator's block
     model["serving"], model["engine_args"], model["engine_options"] = _parameters(values, model["accelerators"],
                                                                                     accelerator)
-    if framework == "vllm":
-        model["replicas"] = values.integer((*DEPLOYMENT, "replicas"), 1)
-    else:
+    if FRAMEWORKS[framework] == "ray":
         _ray(values, model)
+    else:
+        model["replicas"] = values.integer((*DEPLOYMENT, "replicas"), 1)
+    if FRAMEWORKS[framework] == "lws":
+        # a LeaderWorkerSet group of pipelineParallelSize pods per replica, each group in a zone of its own
+        model["serving"]["nodes"] = model["serving"].get("pipeline_parallel") or 1
     model["scheduling"] = _scheduling(values, accelerator, framework, draft.name, key)
     model["shm_size"] = quantity(values.get((*DEPLOYMENT, "sharedMemory"), (str, int)))
     model["termination_grace_seconds"] = values.integer((*DEPLOYMENT, "terminationGracePeriodSeconds"))
@@ -152,19 +156,20 @@ def _scheduling(values: Values, accelerator: str, framework: str, stack: str, ke
     found: list[dict[str, Any]] = []
     if accelerator == "neuron":
         found.append(NEURON_TOLERATION)
-    elif framework != "vllm":
+    elif FRAMEWORKS[framework] == "ray":
         found.append(GPU_TOLERATION)  # Ray's GPU workers tolerate the GPU taint
     found += tolerations(values, (*DEPLOYMENT, "tolerations"))
     selector = {k: values.text((*DEPLOYMENT, "nodeSelector", k)) for k in values.keys((*DEPLOYMENT, "nodeSelector"))}
     if instance := values.text((*DEPLOYMENT, "instanceType")):
         selector["node.kubernetes.io/instance-type"] = instance
     spread: list[dict[str, Any]] = []
-    if values.get((*DEPLOYMENT, "topologySpreadConstraints", "enabled"), bool, True):
+    lws = FRAMEWORKS[framework] == "lws"  # its groups are kept to one zone each instead
+    if values.get((*DEPLOYMENT, "topologySpreadConstraints", "enabled"), bool, True) and not lws:
         # the chart renders one fixed zone spread whenever constraints are on (its default)
         spread.append({"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway"})
     values.raw((*DEPLOYMENT, "topologySpreadConstraints"))
     affinity = None
-    if values.get((*DEPLOYMENT, "podAffinity", "enabled"), bool, True):
+    if values.get((*DEPLOYMENT, "podAffinity", "enabled"), bool, True) and not lws:
         terms = values.raw((*DEPLOYMENT, "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), list,
                            [{"weight": 100, "podAffinityTerm": {"topologyKey": ZONE}}])
         pods = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": stack}
@@ -175,7 +180,8 @@ def _scheduling(values: Values, accelerator: str, framework: str, stack: str, ke
             for term in terms]}}
     values.raw((*DEPLOYMENT, "podAffinity"))
     return {"tolerations": found, "node_selector": selector, "topology_spread": spread, "affinity": affinity,
-            "scheduler_name": "my-scheduler" if accelerator == "neuron" else None}
+            "scheduler_name": "my-scheduler" if accelerator == "neuron" else None,
+            "group_topology": ZONE if FRAMEWORKS[framework] == "lws" else None}
 
 
 def _topology_key(term: Any) -> str:

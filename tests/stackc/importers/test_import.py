@@ -158,6 +158,24 @@ def test_ai_on_eks_ray_vllm_becomes_a_vllm_deployment_and_says_so():
                                                "inference.rayOptions.autoscaling"}
 
 
+def test_ai_on_eks_lws_vllm_is_a_leader_worker_group_per_replica():
+    text, report = imported("ai-on-eks", "ai-on-eks-lws.yaml")
+    assert report == []
+    groups = [o for o in objects(compile_text(text).files) if o["kind"] == "LeaderWorkerSet"]
+    assert len(groups) == 1
+    group = groups[0]["spec"]
+    assert group["replicas"] == 1 and group["leaderWorkerTemplate"]["size"] == 2
+    assert groups[0]["metadata"]["annotations"]["leaderworkerset.sigs.k8s.io/exclusive-topology"] == \
+        "topology.kubernetes.io/zone"
+    leader = group["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["image"] == "vllm/vllm-openai:v0.10.0"
+    assert leader["resources"]["limits"] == {"memory": "512Gi", "nvidia.com/gpu": "8"}
+    args = leader["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+    assert args[args.index("--max-model-len") + 1] == "8192"
+
+
 def test_kserve_services_and_runtimes():
     text, report = imported("kserve", "kserve.yaml")
     assert report == []
@@ -294,7 +312,8 @@ def _paths(value, path=()):
 
 
 SAMPLES = [("production-stack", "production-stack.yaml"), ("doubleword", "doubleword.yaml"),
-           ("ai-on-eks", "ai-on-eks-neuron.yaml"), ("ai-on-eks", "ai-on-eks-ray.yaml"), ("kserve", "kserve.yaml")]
+           ("ai-on-eks", "ai-on-eks-neuron.yaml"), ("ai-on-eks", "ai-on-eks-ray.yaml"),
+           ("ai-on-eks", "ai-on-eks-lws.yaml"), ("kserve", "kserve.yaml")]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
