@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +24,7 @@ from stackc.plan.engine import (
     Volume,
 )
 from stackc.plan.model import Component, Pod, Stack
+from stackc.registry import Artifact
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -336,3 +337,18 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
         yield "poddisruptionbudget", pod_disruption_budget(stack, component)
     if stack.network_policy is not None:
         yield "networkpolicy", network_policy(stack, component)
+
+
+def kustomized(artifacts: Iterable[Artifact]) -> Iterator[Artifact]:
+    """The artifacts, then a kustomization.yaml naming each file of objects among them, so a target's
+    folder is ``kubectl apply -k``-able."""
+    resources = []
+    for artifact in artifacts:
+        if artifact.objects:
+            resources.append(artifact.path)
+        yield artifact
+    yield Artifact("kustomization.yaml", data={
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(resources),
+    })

@@ -84,6 +84,9 @@ class RouterTarget:
         yield Caller(router_selector(plan))
 
     def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
         stack = plan.stack
         name = f"{stack.name}-router"
         selector = router_selector(plan)
