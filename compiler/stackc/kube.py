@@ -304,6 +304,14 @@ def network_policy(stack: Stack, component: Component) -> dict:
     if component.topology.kind == "leader_worker":
         # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
         rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
+    if component.endpoint.peer_ports:
+        # the spec's own ports: KV transfer between the stack's engines, a sidecar's API or metrics
+        peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": stack.name}}},
+                 {"namespaceSelector": {"matchLabels": {
+                     "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}},
+                 *(dict(peer) for peer in stack.network_policy.allow_from)]
+        rules.append({"from": peers, "ports": [{"port": p.name, "protocol": p.protocol}
+                                               for p in component.endpoint.peer_ports]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata(stack, component.name, component.labels),
