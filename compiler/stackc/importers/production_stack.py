@@ -13,11 +13,13 @@ from typing import Any
 from stackc.importers.draft import (
     Draft,
     env_list,
+    init_container,
     model_key,
     probe,
     quantity,
     split_resources,
     tolerations,
+    volume_mounts,
 )
 from stackc.importers.values import Path, Values
 
@@ -333,14 +335,14 @@ def _init_container(values: Values, path: Path) -> list[dict[str, Any]]:
     if not values.has(path):
         values.consumed.add(path)
         return []
-    container = {key: values.raw((*path, key)) for key in ("name", "image", "command", "args", "env", "resources")}
-    mounts = values.raw((*path, "extraVolumeMounts"), list)
-    if mounts:
-        container["volumeMounts"] = mounts
+    container = init_container(values, path, handled=("extraVolumeMounts", "mountPvcStorage"))
+    if container is None:
+        return []
+    container["volume_mounts"] = volume_mounts(values, (*path, "extraVolumeMounts"))
     if values.get((*path, "mountPvcStorage"), bool, False) and values.has((*path[:-1], "pvcStorage")):
-        values.drop((*path, "mountPvcStorage"), "mounting the chart's model volume in the init container",
-                    "mount it with the init container's volumeMounts")
-    return [{k: v for k, v in container.items() if v not in (None, [], {})}]
+        # the chart mounts the model's volume at /data; stackc's cache volume is that volume
+        container["volume_mounts"].insert(0, {"volume": "model-cache", "path": "/data"})
+    return [container]
 
 
 def _pdb(values: Values, path: Path) -> dict[str, Any]:
@@ -524,7 +526,11 @@ def _top_level(values: Values, draft: Draft) -> None:
         values.drop(("grafanaDashboards", "annotations"), "annotations on the dashboards")
     else:
         values.raw(("grafanaDashboards",))
-    values.drop(("extraObjects",), "extra objects", "keep them next to stackc's output, in your kustomization")
+    for index, item in enumerate(values.sequence(("extraObjects",))):
+        if isinstance(item, dict):
+            draft.extra_objects.append(values.raw(("extraObjects", index), dict))
+        else:  # a string the chart passes through tpl
+            values.drop(("extraObjects", index), "a templated extra object", "write it out as a mapping")
     values.drop_unless(("nameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
     values.drop_unless(("fullnameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
 

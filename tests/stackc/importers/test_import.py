@@ -67,6 +67,15 @@ def test_production_stack_models_router_and_lora():
     tolerations = [t["key"] for t in llama["pod"]["tolerations"]]
     assert tolerations == ["nvidia.com/gpu", "dedicated"]  # global then the model's (append)
     assert llama["pod"]["priorityClassName"] == "inference-high"
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["TENANT"]["valueFrom"] == {"configMapKeyRef": {"name": "tenancy", "key": "tenant"}}
+    warm = next(c for c in llama["pod"]["initContainers"] if c["name"] == "warm-cache")
+    assert warm["image"] == "busybox:1.36" and warm["command"] == ["sh", "-c"] and warm["args"] == ["ls /data"]
+    cache = next(v["name"] for v in llama["pod"]["volumes"] if "persistentVolumeClaim" in v)
+    assert {"name": cache, "mountPath": "/data"}.items() <= next(
+        m for m in warm["volumeMounts"] if m["mountPath"] == "/data").items()  # the chart's mountPvcStorage
+    extra = [o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tenancy"]
+    assert extra and extra[0]["data"] == {"tenant": "research"}
 
     mistral = deployments["production-stack-mistral"]
     container = engine(mistral)
@@ -113,14 +122,16 @@ def test_doubleword_groups_parse_engine_and_flags_from_the_command():
     assert sglang["args"][sglang["args"].index("--mem-fraction-static") + 1] == "0.7"
     assert sglang["args"][sglang["args"].index("--context-length") + 1] == "512"
     assert "--is-embedding" in sglang["args"]
+    assert sglang["startupProbe"]["tcpSocket"] and sglang["startupProbe"]["failureThreshold"] == 45
+    fetch = next(c for c in deployments["doubleword-sglang-embed"]["pod"]["initContainers"] if c["name"] == "fetch")
+    assert fetch["env"] == [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "fetch-token", "key": "token"}}}]
 
     triton = engine(deployments["doubleword-tensorrt-codegen"])
     assert triton["command"] == ["tritonserver", "--model-repository=/models", "--http-port=8001"]
     assert triton["ports"][0]["containerPort"] == 8001
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
-    assert [d.dotted_path for d in report] == ["modelGroups.sglang-embed.startupProbe",
-                                               "modelGroups.tensorrt-codegen.persistentVolumes[0]",
+    assert [d.dotted_path for d in report] == ["modelGroups.tensorrt-codegen.persistentVolumes[0]",
                                                "modelGroups.tensorrt-codegen.apiKey"]
 
 
@@ -207,7 +218,8 @@ def test_cli_exit_codes_stdout_and_report(tmp_path, capsys):
     assert main(["import", "--from", "doubleword", str(DATA / "doubleword.yaml"), "-o", str(target)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and tomllib.loads(target.read_text())["models"]
-    assert f"{DATA / 'doubleword.yaml'}:108:5: warning[W090] modelGroups.tensorrt-codegen.apiKey: not imported" in err
+    line = (DATA / "doubleword.yaml").read_text().splitlines().index("    apiKey: sk-group-key") + 1
+    assert f"{DATA / 'doubleword.yaml'}:{line}:5: warning[W090] modelGroups.tensorrt-codegen.apiKey: not imported" in err
     assert main(["check", str(target)]) == 0
 
 

@@ -64,6 +64,9 @@ class HelmTarget:
             values["models"][component.key] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
                 yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
+        for stem, obj in kube.extra_objects(plan.stack):
+            # the spec's objects as written: only their namespace follows the release
+            yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
         yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
@@ -123,14 +126,18 @@ def model_values(component: Component) -> dict[str, Any]:
     }
 
 
-def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
-    """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place)."""
-    model = f'{{{{- $model := index .Values.models "{component.key}" }}}}'
+def template(chart: str, component: Component | None, obj: dict[str, Any]) -> str:
+    """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place).
+
+    Without a component (the spec's extra objects) only a namespace is templated: labels stay as written.
+    """
     sentinel = _Blocks()
     meta = obj["metadata"]
-    meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
-    _labels(meta, chart, sentinel)
-    workload = obj["kind"] in WORKLOAD_KINDS
+    if "namespace" in meta:
+        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
+    if component is not None:
+        _labels(meta, chart, sentinel)
+    workload = component is not None and obj["kind"] in WORKLOAD_KINDS
     if workload:
         spec = obj["spec"]
         spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
@@ -138,7 +145,8 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
-    return _expand(chart, obj, sentinel, [model] if workload else [], guard=not workload)
+    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload else []
+    return _expand(chart, obj, sentinel, head, guard=not workload)
 
 
 def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
@@ -244,11 +252,13 @@ def notes(plan: Plan) -> str:
              "Models (OpenAI-compatible API on each Service):"]
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
-        lines.append(f"  {component.key}: service {component.name}:{component.endpoint.port.number}  (model names: {names})")
+        port = component.endpoint.public_port or component.endpoint.port.number
+        lines.append(f"  {component.key}: service {component.name}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
-                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} 8000:{first.endpoint.port.number}",
+                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} "
+                  f"8000:{first.endpoint.public_port or first.endpoint.port.number}",
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]
