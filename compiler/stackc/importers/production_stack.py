@@ -498,8 +498,10 @@ def _lora_adapters(values: Values, draft: Draft, keys: dict[str, str]) -> None:
         if key is None:
             values.drop(path, f"an adapter for {base!r}, which no modelSpec entry serves")
             continue
+        # the chart's LoRA controller loads adapters into running engines: with a router, so does stackc
+        load = "runtime" if "router" in draft.targets else "startup"
         draft.models[key].setdefault("serving", {}).setdefault("lora_adapters", []).append(
-            {"name": name, "source": source})
+            {"name": name, "source": source, "load": load})
         if "--enable-lora" in draft.models[key]["engine_args"]:
             draft.models[key]["engine_args"].remove("--enable-lora")  # stackc's adapters turn it on
         values.consumed.add((*path, "name"))

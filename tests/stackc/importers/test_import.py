@@ -50,7 +50,7 @@ def test_production_stack_models_router_and_lora():
     assert args[0] == "meta-llama/Llama-3.1-8B-Instruct"
     for flag in (["--revision", "0e9e39f249a16976918f6564b8830bc894c89659"], ["--max-model-len", "16384"],
                  ["--max-num-seqs", "64"], ["--gpu-memory-utilization", "0.9"], ["--dtype", "bfloat16"],
-                 ["--tool-call-parser", "llama3_json"], ["--lora-modules", "sql-lora=yard1/llama-2-7b-sql-lora-test"]):
+                 ["--tool-call-parser", "llama3_json"]):
         position = args.index(flag[0])
         assert args[position:position + 2] == flag
     for switch in ("--enable-prefix-caching", "--enable-chunked-prefill", "--enable-auto-tool-choice",
@@ -95,6 +95,12 @@ def test_production_stack_models_router_and_lora():
     assert shm["emptyDir"]["sizeLimit"] == "8Gi"
 
     spec = tomllib.loads(text)
+    # loraAdapters: loaded at run time, as the chart's controller does, by the router
+    assert spec["models"]["llama3"]["serving"]["lora_adapters"] == [
+        {"name": "sql-lora", "source": "hf://yard1/llama-2-7b-sql-lora-test", "load": "runtime"}]
+    router_config = next(o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap"
+                         and o["metadata"]["name"].endswith("router"))
+    assert "sql-lora" in str(router_config["data"])
     assert spec["stack"]["targets"] == ["manifests", "router"]
     assert spec["targets"]["router"]["ingress"] == {"host": "llm.example.com", "class_name": "nginx",
                                                      "tls_secret": "llm-tls"}
