@@ -66,7 +66,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
         "aliases": [a for a in dict.fromkeys([*parsed.served_names, *aliases]) if a and a != served],
     }
     port = values.integer((*path, "containerPort"), 8000)
-    values.consumed.add((*path, "service", "port"))  # clients reach groups through the router
+    model["service_port"] = values.integer((*path, "service", "port"))
     values.drop_unless((*path, "service", "type"), "ClusterIP", "the group Service's type")
     if parsed.engine == "command":
         model["engine"] = "command"
@@ -77,6 +77,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
                                    "ready_path": _probe_path(values, path) or "/health"}
     else:
         model["engine"] = parsed.engine
+        model["port"] = port if values.has((*path, "containerPort")) else None
         model["model"] = parsed.model or upstream
         if model["model"] is None:
             values.error((*path, "command"), "the command names no model", "add --model or set modelName")

@@ -82,9 +82,8 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
         "scheduler_name": values.text((*ENGINE, "schedulerName")),
         "image_pull_policy": values.text((*ENGINE, "imagePullPolicy"), "Always"),
     }
-    values.drop_unless((*ENGINE, "containerPort"), 8000, "the engine's port", "stackc sets each engine's port")
-    values.drop_unless((*ENGINE, "servicePort"), 80, "the engine Services' port",
-                       "stackc's model Services listen on the engine's port")
+    shared["port"] = values.integer((*ENGINE, "containerPort"))
+    shared["service_port"] = values.integer((*ENGINE, "servicePort"))
     values.drop((*ENGINE, "extraPorts"), "extra engine ports")
     values.drop((*ENGINE, "sidecar"), "the LoRA downloader sidecar", "list adapters in serving.lora_adapters")
     if values.get((*ENGINE, "serviceMonitor", "enabled"), bool, False):
@@ -117,7 +116,8 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
                              "enabled": values.get((*path, "enabled"), bool, True) or False,
                              "image": f"{repository}:{tag}", "image_pull_policy": shared["image_pull_policy"],
                              "engine_options": {"executable": _executable(repository, tag)},
-                             "replicas": values.integer((*path, "replicaCount"), 1)}
+                             "replicas": values.integer((*path, "replicaCount"), 1),
+                             "port": shared["port"], "service_port": shared["service_port"]}
     serving: dict[str, Any] = {}
     args: list[str] = []
     env = dict(shared["env"])

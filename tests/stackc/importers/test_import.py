@@ -129,6 +129,11 @@ def test_doubleword_groups_parse_engine_and_flags_from_the_command():
     assert sglang["args"][sglang["args"].index("--context-length") + 1] == "512"
     assert "--is-embedding" in sglang["args"]
     assert sglang["startupProbe"]["tcpSocket"] and sglang["startupProbe"]["failureThreshold"] == 45
+    assert sglang["ports"][0]["containerPort"] == 30001  # the group's containerPort and Service port
+    service = next(o for o in objects(compile_text(text).files)
+                   if o["kind"] == "Service" and o["metadata"]["name"] == "doubleword-sglang-embed")
+    assert [p["port"] for p in service["spec"]["ports"]][0] == 30001
+    assert sglang["args"][sglang["args"].index("--port") + 1] == "30001"
     fetch = next(c for c in deployments["doubleword-sglang-embed"]["pod"]["initContainers"] if c["name"] == "fetch")
     assert fetch["env"] == [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "fetch-token", "key": "token"}}}]
 
