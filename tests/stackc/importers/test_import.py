@@ -273,8 +273,11 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats
 _keys = st.sampled_from(["servingEngineSpec", "modelSpec", "name", "repository", "tag", "modelURL", "vllmConfig",
                          "modelGroups", "g", "image", "command", "inference", "modelParameters", "model",
                          "resources", "requests", "enabled", "kind", "metadata", "spec", "predictor", "x"])
-_trees = st.recursive(_scalars, lambda children: st.one_of(st.lists(children, max_size=3),
-                                                           st.dictionaries(_keys, children, max_size=4)), max_leaves=12)
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=4)
+
+
+_trees = st.recursive(_scalars, _containers, max_leaves=12)
 
 
 def test_unreadable_files_are_located_errors(tmp_path, capsys):
