@@ -26,6 +26,7 @@ from stackc.plan.engine import (
     EnvVar,
     ModelSource,
     Mount,
+    NfsVolumeRequest,
     Port,
     Probe,
     Volume,
@@ -93,8 +94,36 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
-                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects))
+                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
+                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)))
     return plan.Plan(stack, components)
+
+
+def shared_nfs_volumes(spec: Spec) -> list[NfsVolumeRequest]:
+    shared = spec.stack.shared_cache
+    if shared is None or shared.nfs is None or not shared.size:
+        return []
+    name = f"{spec.stack.namespace}-{spec.stack.name}-shared-cache"
+    return [NfsVolumeRequest(name, shared.nfs.server, shared.nfs.path, shared.size)]
+
+
+def shared_claims(spec: Spec) -> list[ClaimRequest]:
+    """The shared cache's claim: provisioned from its class, bound to a labelled volume, or to the NFS volume."""
+    shared = spec.stack.shared_cache
+    if shared is None or not shared.size:
+        return []
+    nfs = shared_nfs_volumes(spec)
+    return [ClaimRequest(f"{spec.stack.name}-shared-cache", shared.size, "ReadWriteMany", shared.storage_class,
+                         dict(shared.selector), nfs[0].name if nfs else None)]
+
+
+def shared_cache_volume(spec: Spec) -> Volume | None:
+    """The models' cache when the stack shares one: stackc's claim, or an existing one."""
+    shared = spec.stack.shared_cache
+    if shared is None:
+        return None
+    claims = shared_claims(spec)
+    return Volume(CACHE_VOLUME, claim=shared.existing_claim or (claims[0].name if claims else None))
 
 
 def namespaced(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
@@ -193,7 +222,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         claims.append(ClaimRequest(f"{name}-cache", cache.size, cache.access_mode, cache.storage_class))
         volumes.append(Volume(CACHE_VOLUME, claim=f"{name}-cache"))
     else:
-        volumes.append(Volume(CACHE_VOLUME, empty_dir={}))
+        volumes.append(shared_cache_volume(spec) or Volume(CACHE_VOLUME, empty_dir={}))
     template_volume = None
     if model.serving.chat_template is not None:
         config_maps.append(ConfigMapData(f"{name}-chat-template", {"chat-template.jinja": model.serving.chat_template}))
@@ -231,6 +260,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     if restricted:
         engine_container, *engine_init = (_with_home(c) for c in (engine_container, *engine_init))
     serving = _serving_container(engine_container, model, extra_mounts)
+    spec_ports = (*model.ports, *(p for s in model.sidecars for p in s.ports))
     budget = model.disruption_budget
     wants_budget = budget.enabled or (budget.enabled is None and model.replicas > 1)
     probe = serving.readiness_probe
@@ -254,8 +284,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
             extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
-                                      for p in (*model.ports, *(p for s in model.sidecars for p in s.ports))
-                                      if p.service)),
+                                      for p in spec_ports if p.service),
+            peer_ports=_ports(spec_ports)),
         weights=model_weights,
         scale=plan.Scale(model.replicas, model.autoscaling),
         topology=topology, worker_pod=worker_pod,

@@ -20,6 +20,7 @@ from stackc.plan.engine import (
     ConfigMapData,
     Container,
     Metrics,
+    NfsVolumeRequest,
     Port,
     Volume,
     Weights,
@@ -98,6 +99,9 @@ class Endpoint:
     public_port: int | None = None
     #: more ports on the Service: each a pod port's name and its number on the Service
     extra_service_ports: tuple[Port, ...] = ()
+    #: the spec's own ports (engine ``ports``, sidecars'), which the stack's pods, metric scrapers and
+    #: ``allow_from`` peers may reach through the NetworkPolicy
+    peer_ports: tuple[Port, ...] = ()
 
 
 @attrs.frozen
@@ -167,6 +171,10 @@ class Stack:
     callers: tuple[Caller, ...] = ()
     #: objects the spec carries as written (``stack.extra_objects``), namespaced into the stack
     extra_objects: tuple[Mapping[str, Any], ...] = ()
+    #: claims of the stack as a whole (the shared cache), created once by each target that deploys models,
+    #: and the NFS volumes they bind
+    claims: tuple[ClaimRequest, ...] = ()
+    nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
 
 
 @attrs.frozen
