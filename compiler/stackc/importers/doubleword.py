@@ -14,6 +14,7 @@ from stackc.importers import commandline
 from stackc.importers.draft import (
     Draft,
     env_list,
+    init_container,
     model_key,
     quantity,
     split_resources,
@@ -65,7 +66,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
         "aliases": [a for a in dict.fromkeys([*parsed.served_names, *aliases]) if a and a != served],
     }
     port = values.integer((*path, "containerPort"), 8000)
-    values.consumed.add((*path, "service", "port"))  # clients reach groups through the router
+    model["service_port"] = values.integer((*path, "service", "port"))
     values.drop_unless((*path, "service", "type"), "ClusterIP", "the group Service's type")
     if parsed.engine == "command":
         model["engine"] = "command"
@@ -76,6 +77,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
                                    "ready_path": _probe_path(values, path) or "/health"}
     else:
         model["engine"] = parsed.engine
+        model["port"] = port if values.has((*path, "containerPort")) else None
         model["model"] = parsed.model or upstream
         if model["model"] is None:
             values.error((*path, "command"), "the command names no model", "add --model or set modelName")
@@ -112,7 +114,9 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
     }
     model["annotations"] = {k: values.text((*path, "podAnnotations", k)) for k in values.keys((*path, "podAnnotations"))}
     model["rollout"] = _strategy(values, (*path, "strategy"))
-    model["init_containers"] = values.raw((*path, "initContainers"), list)
+    containers = [init_container(values, (*path, "initContainers", i))
+                  for i in range(len(values.sequence((*path, "initContainers"))))]
+    model["init_containers"] = [c for c in containers if c is not None]
     model["routing"] = {"strategy": "round_robin"}  # Onwards leaves replicas to the Service's balancing
     values.drop((*path, "updateStrategy"), "a StatefulSet update strategy", "groups are Deployments (rollout)")
     values.drop((*path, "apiKey"), "a per-group API key the gateway sends (kept in a ConfigMap by the chart)",
@@ -158,10 +162,10 @@ def _probe(values: Values, path: Path) -> dict[str, Any] | None:
     if not values.get((*path, "enabled"), bool, True):
         values.drop(path, "turning a probe off", "stackc always probes the engine")
         return None
-    if values.text((*path, "type"), "http") != "http":
-        values.drop(path, "a TCP probe", "stackc probes the engine's HTTP health path")
-        return None
-    return {"path": values.text((*path, "path")),
+    kind = values.text((*path, "type"), "http")
+    if kind not in ("http", "tcp"):
+        values.error((*path, "type"), f"expected http or tcp, got {kind!r}")
+    return {"path": values.text((*path, "path")) if kind == "http" else None, "tcp": True if kind == "tcp" else None,
             "initial_delay_seconds": values.integer((*path, "initialDelaySeconds")),
             "period_seconds": values.integer((*path, "periodSeconds")),
             "timeout_seconds": values.integer((*path, "timeoutSeconds")),

@@ -29,6 +29,7 @@ class Draft:
     comments: dict[tuple[str, ...], str] = attrs.field(factory=dict)
     #: where each model came from in the values, to locate problems with the spec it became
     origins: dict[str, Location] = attrs.field(factory=dict)
+    extra_objects: list[dict[str, Any]] = attrs.field(factory=list)
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
@@ -48,8 +49,9 @@ class Draft:
         return unique
 
     def data(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"version": 1, "stack": {"name": self.name, "namespace": self.namespace,
-                                                        "targets": list(self.targets)}}
+        spec: dict[str, Any] = {"version": 1, "stack": prune({"name": self.name, "namespace": self.namespace,
+                                                              "targets": list(self.targets),
+                                                              "extra_objects": list(self.extra_objects)})}
         spec["models"] = {key: prune(model) for key, model in self.models.items()}
         options = {k: prune(v) for k, v in self.target_options.items() if prune(v)}
         if options:
@@ -137,27 +139,88 @@ def tolerations(values: Values, path: Path) -> list[dict[str, Any]]:
     return found
 
 
-def env_list(values: Values, path: Path, env: dict[str, str], secret_env: dict[str, dict[str, str]]) -> None:
-    """A Kubernetes ``env`` list into plain variables and Secret references (other sources are reported)."""
+def env_list(values: Values, path: Path, env: dict[str, Any], secret_env: dict[str, dict[str, str]]) -> None:
+    """A Kubernetes ``env`` list: plain values, Secret references, and the other sources (ConfigMap keys,
+    pod fields, container resources) as the spec's env tables."""
     for index, item in enumerate(values.sequence(path)):
         here = (*path, index)
         name = values.text((*here, "name")) if isinstance(item, dict) else None
         if name is None:
             values.error(here, "an env entry needs a name")
             continue
-        if isinstance(item.get("valueFrom"), dict):
-            ref = values.mapping((*here, "valueFrom", "secretKeyRef"))
-            if ref and set(item["valueFrom"]) == {"secretKeyRef"}:
-                secret = {"name": values.text((*here, "valueFrom", "secretKeyRef", "name")),
-                          "key": values.text((*here, "valueFrom", "secretKeyRef", "key"))}
-                values.drop_unless((*here, "valueFrom", "secretKeyRef", "optional"), False,
-                                   "optional Secret references")
-                secret_env[name] = secret
-            else:
-                values.drop(here, f"{name} comes from a source other than a Secret key",
-                            "stackc reads plain values and Secret keys")
+        if not isinstance(item.get("valueFrom"), dict):
+            env[name] = values.text((*here, "value")) or ""
             continue
-        env[name] = values.text((*here, "value")) or ""
+        source = (*here, "valueFrom")
+        kinds = list(item["valueFrom"])
+        if len(kinds) != 1 or kinds[0] not in _ENV_SOURCES:
+            values.drop(source, f"{name} comes from a source stackc does not read",
+                        "stackc reads plain values, Secret and ConfigMap keys, pod fields and container resources")
+            continue
+        kind = kinds[0]
+        ref = (*source, kind)
+        if kind == "secretKeyRef" and not values.get((*ref, "optional"), bool, False):
+            secret_env[name] = {"name": values.text((*ref, "name")), "key": values.text((*ref, "key"))}
+            continue
+        table = {key: values.text((*ref, field)) for key, field in _ENV_SOURCES[kind].items()}
+        table["optional"] = values.get((*ref, "optional"), bool)
+        env[name] = table
+        for extra in values.keys(ref):
+            if extra not in (*_ENV_SOURCES[kind].values(), "optional"):
+                values.drop((*ref, extra), f"{kind}.{extra}")
+
+
+#: Kubernetes valueFrom kinds -> the spec's env-table keys and the fields they come from
+_ENV_SOURCES = {
+    "secretKeyRef": {"secret": "name", "key": "key"},
+    "configMapKeyRef": {"config_map": "name", "key": "key"},
+    "fieldRef": {"field": "fieldPath"},
+    "resourceFieldRef": {"resource": "resource", "divisor": "divisor"},
+}
+
+
+def init_container(values: Values, path: Path, handled: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """A Kubernetes container run before the engine, in the spec's init-container form (``handled``: keys
+    the chart's module reads itself)."""
+    name, image = values.text((*path, "name")), values.text((*path, "image"))
+    if name is None or image is None:
+        values.error(path, "an init container needs a name and an image")
+        values.raw(path)
+        return None
+    env: dict[str, Any] = {}
+    secrets: dict[str, dict[str, str]] = {}
+    env_list(values, (*path, "env"), env, secrets)
+    env.update({key: {"secret": ref["name"], "key": ref["key"]} for key, ref in secrets.items()})
+    _, resources = split_resources(values, (*path, "resources"))
+    container = {"name": name, "image": image,
+                 "command": [values.text((*path, "command", i)) for i in range(len(values.sequence((*path, "command"))))],
+                 "args": [values.text((*path, "args", i)) for i in range(len(values.sequence((*path, "args"))))],
+                 "env": env, "resources": resources,
+                 "volume_mounts": volume_mounts(values, (*path, "volumeMounts")),
+                 "image_pull_policy": values.text((*path, "imagePullPolicy")),
+                 "working_dir": values.text((*path, "workingDir"))}
+    for key in values.keys(path):
+        if key not in ("name", "image", "command", "args", "env", "resources", "volumeMounts", "imagePullPolicy",
+                       "workingDir", *handled):
+            values.drop((*path, key), f"an init container's {key}")
+    return container
+
+
+def volume_mounts(values: Values, path: Path) -> list[dict[str, Any]]:
+    """Kubernetes volumeMounts in the spec's form (volume, path, sub_path, read_only)."""
+    mounts = []
+    for index, _ in enumerate(values.sequence(path)):
+        here = (*path, index)
+        volume, target = values.text((*here, "name")), values.text((*here, "mountPath"))
+        if volume is None or target is None:
+            values.error(here, "a volume mount needs a name and a mountPath")
+            continue
+        mounts.append({"volume": volume, "path": target, "sub_path": values.text((*here, "subPath")),
+                       "read_only": values.get((*here, "readOnly"), bool)})
+        for key in values.keys(here):
+            if key not in ("name", "mountPath", "subPath", "readOnly"):
+                values.drop((*here, key), f"a volume mount's {key}")
+    return mounts
 
 
 def env_map(values: Values, path: Path, env: dict[str, str]) -> None:

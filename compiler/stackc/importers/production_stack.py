@@ -13,11 +13,13 @@ from typing import Any
 from stackc.importers.draft import (
     Draft,
     env_list,
+    init_container,
     model_key,
     probe,
     quantity,
     split_resources,
     tolerations,
+    volume_mounts,
 )
 from stackc.importers.values import Path, Values
 
@@ -80,9 +82,8 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
         "scheduler_name": values.text((*ENGINE, "schedulerName")),
         "image_pull_policy": values.text((*ENGINE, "imagePullPolicy"), "Always"),
     }
-    values.drop_unless((*ENGINE, "containerPort"), 8000, "the engine's port", "stackc sets each engine's port")
-    values.drop_unless((*ENGINE, "servicePort"), 80, "the engine Services' port",
-                       "stackc's model Services listen on the engine's port")
+    shared["port"] = values.integer((*ENGINE, "containerPort"))
+    shared["service_port"] = values.integer((*ENGINE, "servicePort"))
     values.drop((*ENGINE, "extraPorts"), "extra engine ports")
     values.drop((*ENGINE, "sidecar"), "the LoRA downloader sidecar", "list adapters in serving.lora_adapters")
     if values.get((*ENGINE, "serviceMonitor", "enabled"), bool, False):
@@ -115,7 +116,8 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
                              "enabled": values.get((*path, "enabled"), bool, True) or False,
                              "image": f"{repository}:{tag}", "image_pull_policy": shared["image_pull_policy"],
                              "engine_options": {"executable": _executable(repository, tag)},
-                             "replicas": values.integer((*path, "replicaCount"), 1)}
+                             "replicas": values.integer((*path, "replicaCount"), 1),
+                             "port": shared["port"], "service_port": shared["service_port"]}
     serving: dict[str, Any] = {}
     args: list[str] = []
     env = dict(shared["env"])
@@ -333,14 +335,14 @@ def _init_container(values: Values, path: Path) -> list[dict[str, Any]]:
     if not values.has(path):
         values.consumed.add(path)
         return []
-    container = {key: values.raw((*path, key)) for key in ("name", "image", "command", "args", "env", "resources")}
-    mounts = values.raw((*path, "extraVolumeMounts"), list)
-    if mounts:
-        container["volumeMounts"] = mounts
+    container = init_container(values, path, handled=("extraVolumeMounts", "mountPvcStorage"))
+    if container is None:
+        return []
+    container["volume_mounts"] = volume_mounts(values, (*path, "extraVolumeMounts"))
     if values.get((*path, "mountPvcStorage"), bool, False) and values.has((*path[:-1], "pvcStorage")):
-        values.drop((*path, "mountPvcStorage"), "mounting the chart's model volume in the init container",
-                    "mount it with the init container's volumeMounts")
-    return [{k: v for k, v in container.items() if v not in (None, [], {})}]
+        # the chart mounts the model's volume at /data; stackc's cache volume is that volume
+        container["volume_mounts"].insert(0, {"volume": "model-cache", "path": "/data"})
+    return [container]
 
 
 def _pdb(values: Values, path: Path) -> dict[str, Any]:
@@ -496,8 +498,10 @@ def _lora_adapters(values: Values, draft: Draft, keys: dict[str, str]) -> None:
         if key is None:
             values.drop(path, f"an adapter for {base!r}, which no modelSpec entry serves")
             continue
+        # the chart's LoRA controller loads adapters into running engines: with a router, so does stackc
+        load = "runtime" if "router" in draft.targets else "startup"
         draft.models[key].setdefault("serving", {}).setdefault("lora_adapters", []).append(
-            {"name": name, "source": source})
+            {"name": name, "source": source, "load": load})
         if "--enable-lora" in draft.models[key]["engine_args"]:
             draft.models[key]["engine_args"].remove("--enable-lora")  # stackc's adapters turn it on
         values.consumed.add((*path, "name"))
@@ -524,7 +528,11 @@ def _top_level(values: Values, draft: Draft) -> None:
         values.drop(("grafanaDashboards", "annotations"), "annotations on the dashboards")
     else:
         values.raw(("grafanaDashboards",))
-    values.drop(("extraObjects",), "extra objects", "keep them next to stackc's output, in your kustomization")
+    for index, item in enumerate(values.sequence(("extraObjects",))):
+        if isinstance(item, dict):
+            draft.extra_objects.append(values.raw(("extraObjects", index), dict))
+        else:  # a string the chart passes through tpl
+            values.drop(("extraObjects", index), "a templated extra object", "write it out as a mapping")
     values.drop_unless(("nameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
     values.drop_unless(("fullnameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
 

@@ -50,7 +50,7 @@ def test_production_stack_models_router_and_lora():
     assert args[0] == "meta-llama/Llama-3.1-8B-Instruct"
     for flag in (["--revision", "0e9e39f249a16976918f6564b8830bc894c89659"], ["--max-model-len", "16384"],
                  ["--max-num-seqs", "64"], ["--gpu-memory-utilization", "0.9"], ["--dtype", "bfloat16"],
-                 ["--tool-call-parser", "llama3_json"], ["--lora-modules", "sql-lora=yard1/llama-2-7b-sql-lora-test"]):
+                 ["--tool-call-parser", "llama3_json"]):
         position = args.index(flag[0])
         assert args[position:position + 2] == flag
     for switch in ("--enable-prefix-caching", "--enable-chunked-prefill", "--enable-auto-tool-choice",
@@ -67,6 +67,15 @@ def test_production_stack_models_router_and_lora():
     tolerations = [t["key"] for t in llama["pod"]["tolerations"]]
     assert tolerations == ["nvidia.com/gpu", "dedicated"]  # global then the model's (append)
     assert llama["pod"]["priorityClassName"] == "inference-high"
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["TENANT"]["valueFrom"] == {"configMapKeyRef": {"name": "tenancy", "key": "tenant"}}
+    warm = next(c for c in llama["pod"]["initContainers"] if c["name"] == "warm-cache")
+    assert warm["image"] == "busybox:1.36" and warm["command"] == ["sh", "-c"] and warm["args"] == ["ls /data"]
+    cache = next(v["name"] for v in llama["pod"]["volumes"] if "persistentVolumeClaim" in v)
+    assert {"name": cache, "mountPath": "/data"}.items() <= next(
+        m for m in warm["volumeMounts"] if m["mountPath"] == "/data").items()  # the chart's mountPvcStorage
+    extra = [o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tenancy"]
+    assert extra and extra[0]["data"] == {"tenant": "research"}
 
     mistral = deployments["production-stack-mistral"]
     container = engine(mistral)
@@ -86,6 +95,12 @@ def test_production_stack_models_router_and_lora():
     assert shm["emptyDir"]["sizeLimit"] == "8Gi"
 
     spec = tomllib.loads(text)
+    # loraAdapters: loaded at run time, as the chart's controller does, by the router
+    assert spec["models"]["llama3"]["serving"]["lora_adapters"] == [
+        {"name": "sql-lora", "source": "hf://yard1/llama-2-7b-sql-lora-test", "load": "runtime"}]
+    router_config = next(o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap"
+                         and o["metadata"]["name"].endswith("router"))
+    assert "sql-lora" in str(router_config["data"])
     assert spec["stack"]["targets"] == ["manifests", "router"]
     assert spec["targets"]["router"]["ingress"] == {"host": "llm.example.com", "class_name": "nginx",
                                                      "tls_secret": "llm-tls"}
@@ -113,14 +128,21 @@ def test_doubleword_groups_parse_engine_and_flags_from_the_command():
     assert sglang["args"][sglang["args"].index("--mem-fraction-static") + 1] == "0.7"
     assert sglang["args"][sglang["args"].index("--context-length") + 1] == "512"
     assert "--is-embedding" in sglang["args"]
+    assert sglang["startupProbe"]["tcpSocket"] and sglang["startupProbe"]["failureThreshold"] == 45
+    assert sglang["ports"][0]["containerPort"] == 30001  # the group's containerPort and Service port
+    service = next(o for o in objects(compile_text(text).files)
+                   if o["kind"] == "Service" and o["metadata"]["name"] == "doubleword-sglang-embed")
+    assert [p["port"] for p in service["spec"]["ports"]][0] == 30001
+    assert sglang["args"][sglang["args"].index("--port") + 1] == "30001"
+    fetch = next(c for c in deployments["doubleword-sglang-embed"]["pod"]["initContainers"] if c["name"] == "fetch")
+    assert fetch["env"] == [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "fetch-token", "key": "token"}}}]
 
     triton = engine(deployments["doubleword-tensorrt-codegen"])
     assert triton["command"] == ["tritonserver", "--model-repository=/models", "--http-port=8001"]
     assert triton["ports"][0]["containerPort"] == 8001
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
-    assert [d.dotted_path for d in report] == ["modelGroups.sglang-embed.startupProbe",
-                                               "modelGroups.tensorrt-codegen.persistentVolumes[0]",
+    assert [d.dotted_path for d in report] == ["modelGroups.tensorrt-codegen.persistentVolumes[0]",
                                                "modelGroups.tensorrt-codegen.apiKey"]
 
 
@@ -207,7 +229,8 @@ def test_cli_exit_codes_stdout_and_report(tmp_path, capsys):
     assert main(["import", "--from", "doubleword", str(DATA / "doubleword.yaml"), "-o", str(target)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and tomllib.loads(target.read_text())["models"]
-    assert f"{DATA / 'doubleword.yaml'}:108:5: warning[W090] modelGroups.tensorrt-codegen.apiKey: not imported" in err
+    line = (DATA / "doubleword.yaml").read_text().splitlines().index("    apiKey: sk-group-key") + 1
+    assert f"{DATA / 'doubleword.yaml'}:{line}:5: warning[W090] modelGroups.tensorrt-codegen.apiKey: not imported" in err
     assert main(["check", str(target)]) == 0
 
 
@@ -250,8 +273,11 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats
 _keys = st.sampled_from(["servingEngineSpec", "modelSpec", "name", "repository", "tag", "modelURL", "vllmConfig",
                          "modelGroups", "g", "image", "command", "inference", "modelParameters", "model",
                          "resources", "requests", "enabled", "kind", "metadata", "spec", "predictor", "x"])
-_trees = st.recursive(_scalars, lambda children: st.one_of(st.lists(children, max_size=3),
-                                                           st.dictionaries(_keys, children, max_size=4)), max_leaves=12)
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=4)
+
+
+_trees = st.recursive(_scalars, _containers, max_leaves=12)
 
 
 def test_unreadable_files_are_located_errors(tmp_path, capsys):
