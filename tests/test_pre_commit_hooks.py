@@ -59,3 +59,18 @@ def test_diff_hook_passes_on_fresh_output_and_fails_on_a_stale_one(project):
     assert stale.returncode == 1
     assert "+    replicas: 3" in stale.stdout and "2 files changed, +2 -2" in stale.stdout
     assert pre_commit(root, env, "stackc-check").returncode == 0
+
+
+def test_the_shipped_definition_installs_stackc_and_runs(project, tmp_path):
+    """As users get it: pre-commit clones this repository at a commit and installs it (``language: python``)."""
+    root, env = project
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    config = {"repos": [{"repo": str(REPO), "rev": head.strip(),
+                         "hooks": [{"id": "stackc-check", "args": ["specs/prod.toml"]}]}]}
+    (root / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)
+    result = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never",
+                             "stackc-check"], cwd=root, env={**env, "PATH": os.environ.get("PATH", "")},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Passed" in result.stdout
