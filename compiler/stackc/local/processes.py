@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -55,9 +55,18 @@ def accelerator_present(resource: str) -> bool:
     return False
 
 
+#: the component lowered again with the engine listening on a given port (None: the engine's port is fixed)
+Relisten = Callable[[Component, int], "Component | None"]
+
+
 def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | None], state: Path,
-         skip: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> tuple[list[LocalProcess], list[Diagnostic]]:
-    """The processes for every replica, or diagnostics saying why a model can't run here."""
+         skip: Iterable[str] = (), environ: Mapping[str, str] | None = None,
+         relisten: Relisten | None = None) -> tuple[list[LocalProcess], list[Diagnostic]]:
+    """The processes for every replica, or diagnostics saying why a model can't run here.
+
+    Each replica listens on a free port: with ``relisten`` the engine is told so, as the spec's
+    ``port`` would; an engine whose port can't be set has it replaced in its arguments.
+    """
     environ = os.environ if environ is None else environ
     skipped = set(skip)
     processes: list[LocalProcess] = []
@@ -86,7 +95,10 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
                                        run.install_hint))
             continue
         for replica in range(max(component.scale.replicas, 1)):
-            planned = _replica(component, container, executable, replica, state, environ)
+            port = free_port()
+            listening = relisten(component, port) if relisten is not None else None
+            planned = _replica(listening or component, executable, replica, state, environ, port,
+                               rewrite_port=listening is None)
             if isinstance(planned, Diagnostic):
                 problems.append(planned)
                 break
@@ -103,8 +115,9 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
     return None
 
 
-def _replica(component: Component, container: Container, executable: str, replica: int, state: Path,
-             environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
+def _replica(component: Component, executable: str, replica: int, state: Path, environ: Mapping[str, str],
+             port: int, rewrite_port: bool) -> LocalProcess | Diagnostic:
+    container = component.pod.containers[0]
     home = state / component.key
     paths: dict[str, str] = {}
     source = component.weights.source
@@ -131,7 +144,6 @@ def _replica(component: Component, container: Container, executable: str, replic
                 ("models", component.key, "model"), f"--set models.{component.key}.model=/path/to/local/model")
         host.mkdir(parents=True, exist_ok=True)
         paths[mount.path] = str(host)
-    port = free_port()
     container_port = component.endpoint.port.number
 
     def substitute(text: str) -> str:
@@ -139,13 +151,13 @@ def _replica(component: Component, container: Container, executable: str, replic
             if text == inside or text.startswith(inside + "/"):
                 return paths[inside] + text[len(inside):]
         text = text.replace("0.0.0.0", "127.0.0.1")
-        if text.endswith(f":{container_port}"):
+        if rewrite_port and text.endswith(f":{container_port}"):
             text = text[: -len(str(container_port))] + str(port)
         return text
 
     args = list(container.args)
     for index, arg in enumerate(args):
-        if index and args[index - 1] in _PORT_FLAGS and arg == str(container_port):
+        if rewrite_port and index and args[index - 1] in _PORT_FLAGS and arg == str(container_port):
             args[index] = str(port)
         else:
             args[index] = substitute(arg)

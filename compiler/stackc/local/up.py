@@ -12,11 +12,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import attrs
+
 from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
 from stackc.local.processes import LocalProcess, free_port, plan
 from stackc.local.supervisor import READY, Supervisor, last_lines
 from stackc.output.render import to_yaml
+from stackc.plan.engine import Capability
 from stackc.plan.model import Component
 from stackc.registry import Registry
 from stackc.spec.model import SecretRef, Spec
@@ -113,7 +116,8 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
                             location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
     local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
     running = [c for c in components if c.key not in skip]
-    processes, unrunnable = plan(running, local_runs, state, environ=environ)
+    processes, unrunnable = plan(running, local_runs, state, environ=environ,
+                                 relisten=lambda component, port: _listening_on(spec, registry, component, port))
     problems += unrunnable + api_key_problems(spec, running, environ)
     if problems:
         raise DiagnosticsError(pipeline.locate(problems, source_map))
@@ -129,6 +133,16 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     names = sorted({name for c in components if any(p.model == c.key for p in processes)
                     for name in (*c.endpoint.served_names, *c.endpoint.aliases)})
     return f"http://127.0.0.1:{router.port}/v1", names
+
+
+def _listening_on(spec: Spec, registry: Registry, component: Component, port: int) -> Component | None:
+    """The model lowered again as if its spec set ``port`` (engines that take one), so the engine's own
+    arguments, probes and endpoint agree on it; None for an engine whose port is its command's."""
+    model = spec.models[component.key]
+    if Capability.PORT not in registry.engines[model.engine].obj.capabilities:
+        return None
+    alone = attrs.evolve(spec, models={component.key: attrs.evolve(model, port=port)})
+    return pipeline.lower(alone, registry).components[0]
 
 
 def _not_ready(supervisor: Supervisor, what: str, stop: threading.Event) -> str:
