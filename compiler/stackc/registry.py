@@ -54,7 +54,8 @@ class Target(Protocol):
     itself (KServe: ``/mnt/models``), so engines load from there; ``serves_models`` says the
     target deploys the model servers and their Services; ``model_service(component)`` names the
     Service its platform puts in front of a model otherwise; ``callers(plan, options)`` yields
-    the target's pods that call the models, for their NetworkPolicies.
+    the target's pods that call the models, for their NetworkPolicies; ``exporters(plan, options)``
+    yields its pods that export metrics (and a router's per-model series), for monitors and autoscalers.
     """
 
     name: ClassVar[str]

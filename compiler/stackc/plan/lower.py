@@ -30,7 +30,7 @@ from stackc.plan.engine import (
 )
 from stackc.registry import Registry
 from stackc.spec import sources
-from stackc.spec.model import Model, ProbeOverride, Spec, Toleration
+from stackc.spec.model import Autoscaling, Model, ProbeOverride, Spec, Toleration
 
 CACHE_VOLUME = "model-cache"
 CHAT_TEMPLATE_VOLUME = "chat-template"
@@ -60,7 +60,7 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
-                       if policy.enabled else None)
+                       if policy.enabled else None, prometheus=spec.stack.prometheus)
     return plan.Plan(stack, components)
 
 
@@ -141,7 +141,9 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     account_name = account.name or (name if account.create else None)
     serving = _serving_container(result.container, model, extra_mounts)
     budget = model.disruption_budget
-    wants_budget = budget.enabled or (budget.enabled is None and model.replicas > 1)
+    scaler = autoscaler(model, spec.stack.prometheus)
+    most = scaler.max_replicas if scaler is not None else model.replicas
+    wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
     return plan.Component(
         key=key, name=name, engine=model.engine, labels=labels, selector=selector,
@@ -151,13 +153,28 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
             api_key=model.security.api_key, service=name, service_port=result.port.number),
         weights=model_weights,
-        scale=plan.Scale(model.replicas, model.autoscaling),
+        scale=plan.Scale(model.replicas, scaler),
         accelerators=model.accelerators, routing=model.routing, rollout=model.rollout,
         disruption_budget=budget.max_unavailable if wants_budget else None,
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps),
     )
+
+
+def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:
+    """Who owns the replica count: None (``replicas``) unless the spec says anything about autoscaling.
+
+    Unset bounds default to ``replicas``; KServe's ``metric`` is a spelling of the signal.
+    """
+    scaling = model.autoscaling
+    if scaling == Autoscaling():
+        return None
+    low = scaling.min_replicas if scaling.min_replicas is not None else model.replicas
+    high = scaling.max_replicas if scaling.max_replicas is not None else max(model.replicas, 1)
+    return plan.Autoscaler(low, high, scaling.signal or scaling.metric, scaling.target, scaling.query,
+                           scaling.activation, scaling.scale_up_seconds, scaling.scale_down_seconds,
+                           scaling.prometheus or prometheus)
 
 
 def _serving_container(engine: Container, model: Model, extra_mounts: list[Mount]) -> Container:

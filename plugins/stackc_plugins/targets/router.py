@@ -15,7 +15,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.output.render import to_yaml
-from stackc.plan.model import Caller, Plan
+from stackc.plan.model import Caller, Exporter, Plan, RouterMetricNames
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
 from stackc_router.config import Config, KubernetesDiscovery, to_data
@@ -26,6 +26,11 @@ PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"
 UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
+#: what stackc-router exports on /metrics, per model (see stackc_router.metrics)
+METRICS = RouterMetricNames(
+    model_label="model", pending="stackc_router_pending_requests", requests="stackc_router_requests_total",
+    errors="stackc_router_errors_total", retries="stackc_router_retries_total",
+    latency="stackc_router_latency_seconds", time_to_first_token="stackc_router_ttft_seconds")
 
 
 @attrs.frozen
@@ -72,6 +77,9 @@ class RouterTarget:
 
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
         yield Caller(router_selector(plan))
+
+    def exporters(self, plan: Plan, options: RouterOptions) -> Iterator[Exporter]:
+        yield Exporter("router", router_selector(plan), "http", "/metrics", METRICS)
 
     def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
         stack = plan.stack

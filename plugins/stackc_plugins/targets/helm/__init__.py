@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
@@ -46,6 +47,9 @@ class HelmTarget:
     options_type = HelmOptions
     serves_models = True
 
+    def check(self, plan: Plan, options: HelmOptions) -> Iterator[Diagnostic]:
+        return kube.autoscaler_problems(plan, self.name)
+
     def emit(self, plan: Plan, options: HelmOptions) -> Iterator[Artifact]:
         chart = options.chart or plan.stack.name
         root = chart
@@ -71,7 +75,8 @@ VALUES_HEADER = """\
 # global.imagePullSecrets: Secret names added to every pod; global.labels: labels on every object.
 # models.NAME: replicas, image (repository, tag, pullPolicy), resources, nodeSelector,
 #   tolerations, affinity, extraArgs (appended to the engine's arguments), extraEnv
-#   (name/value list), podAnnotations and imagePullSecrets for one model.
+#   (name/value list), podAnnotations and imagePullSecrets for one model. A model whose
+#   replica count an autoscaler owns (its ScaledObject or HPA) has no replicas value.
 """
 
 
@@ -93,7 +98,8 @@ def model_values(component: Component) -> dict[str, Any]:
     if serving.image_pull_policy:
         image["pullPolicy"] = serving.image_pull_policy
     return {
-        "replicas": component.scale.replicas,
+        # an autoscaler owns the count of an autoscaled model: no value could set it
+        **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
         "image": image,
         "resources": {kind: dict(table) for kind, table in serving.resources.items()},
         "nodeSelector": dict(pod.node_selector),
@@ -120,7 +126,8 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
     _labels(meta, chart, sentinel)
     if obj["kind"] == "Deployment":
         spec = obj["spec"]
-        spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
+        if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
+            spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
         template_meta = spec["template"]["metadata"]
         _labels(template_meta, chart, sentinel)
         annotations = template_meta.pop("annotations", {})
