@@ -14,8 +14,9 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
-from stackc.plan.model import Caller, Exporter, Plan, RouterMetricNames
+from stackc.plan.model import Autoscaler, Caller, Exporter, Plan, RouterMetricNames
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
 from stackc_router.config import Config, KubernetesDiscovery, to_data
@@ -50,6 +51,18 @@ class HttpRoute:
 
 
 @attrs.frozen
+class RouterAutoscaling:
+    """An HPA on the router's CPU (the router is CPU-bound: it parses, picks and streams)."""
+
+    min_replicas: int = attrs.field(default=2, metadata={"doc": "Fewest router replicas.", "minimum": 1,
+                                                         "maximum": INT32_MAX})
+    max_replicas: int = attrs.field(default=10, metadata={"doc": "Most router replicas.", "minimum": 1,
+                                                          "maximum": INT32_MAX})
+    cpu: int = attrs.field(default=70, metadata={"doc": "Target CPU utilization, percent of the CPU request.",
+                                                 "minimum": 1, "maximum": INT32_MAX})
+
+
+@attrs.frozen
 class RouterOptions:
     """``[targets.router]``."""
 
@@ -64,6 +77,8 @@ class RouterOptions:
     max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted.",
                                                                           "minimum": 1})
     max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s.", "minimum": 1})
+    autoscaling: RouterAutoscaling | None = attrs.field(
+        default=None, metadata={"doc": "Scale the router with an HPA on CPU (then `replicas` is not set)."})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
 
@@ -74,6 +89,16 @@ class RouterTarget:
     options_type = RouterOptions
     #: clients may use any alias: the router rewrites it to the engine's served name
     serves_aliases = True
+
+    def check(self, plan: Plan, options: RouterOptions) -> Iterator[Diagnostic]:
+        scaling = options.autoscaling
+        path = ("targets", "router", "autoscaling")
+        if scaling is not None and scaling.min_replicas > scaling.max_replicas:
+            yield Diagnostic("E014", f"min_replicas ({scaling.min_replicas}) is above max_replicas "
+                             f"({scaling.max_replicas})", path + ("min_replicas",))
+        if scaling is not None and "cpu" not in options.resources.get("requests", {}):
+            yield Diagnostic("E060", "an HPA measures CPU against the router's request: it requests no cpu",
+                             ("targets", "router", "resources"), "set resources.requests.cpu")
 
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
         yield Caller(router_selector(plan))
@@ -111,7 +136,12 @@ class RouterTarget:
             "spec": {"selector": dict(selector),
                      "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
         },))
-        if options.replicas > 1:
+        scaling = options.autoscaling
+        if scaling is not None:
+            scaler = Autoscaler(scaling.min_replicas, scaling.max_replicas, "cpu", scaling.cpu)
+            yield Artifact("horizontalpodautoscaler.yaml", (kube.horizontal_pod_autoscaler(
+                stack, name, labels, scaler, [kube.resource_metric("cpu", scaling.cpu)]),))
+        if (scaling.max_replicas if scaling is not None else options.replicas) > 1:
             yield Artifact("poddisruptionbudget.yaml", ({
                 "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(stack, name, labels),
                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
@@ -170,7 +200,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
-            "replicas": options.replicas,
+            **({"replicas": options.replicas} if options.autoscaling is None else {}),  # else the HPA owns it
             "selector": {"matchLabels": dict(selector)},
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": {"stackc.dev/config-hash": digest}},
