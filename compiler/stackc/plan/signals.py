@@ -22,8 +22,8 @@ ENGINE_SIGNALS = {"waiting": "waiting", "running": "running", "kv_cache_usage": 
                   "tokens_per_second": "generation_tokens"}
 #: signals an HPA scales on (resource utilization, no Prometheus)
 RESOURCE_SIGNALS = ("cpu", "memory")
-#: signals that exist while a model has no replica, so they can wake it
-WAKING_SIGNALS = ("router_pending", "custom")
+#: Prometheus' own series: 1 per target whose last scrape succeeded
+PROMETHEUS_UP = "up"
 
 
 @attrs.frozen
