@@ -27,6 +27,7 @@ def main() -> None:
         os.kill(os.getpid(), signal.Signals[args.die_with])
     names = args.served_model_name
     started = time.monotonic()
+    served = [0]  # requests answered, for the counters on /metrics
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -49,9 +50,17 @@ def main() -> None:
             elif self.path == "/v1/models":
                 self.reply(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "fake"} for n in names]})
             elif self.path == "/metrics":
+                done = served[0]
                 self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
                            # as vLLM: an info gauge whose labels (not sorted) give the KV cache's size
-                           'vllm:cache_config_info{num_gpu_blocks="2048",cache_dtype="auto",block_size="16"} 1.0\n',
+                           'vllm:cache_config_info{num_gpu_blocks="2048",cache_dtype="auto",block_size="16"} 1.0\n'
+                           # the series dashboards, alerts and autoscalers read, growing with requests served
+                           f"vllm:kv_cache_usage_perc 0.0\nvllm:generation_tokens_total {2 * done}\n"
+                           f"vllm:prefix_cache_queries_total {10 * done}\nvllm:prefix_cache_hits_total {5 * done}\n"
+                           f'vllm:time_to_first_token_seconds_bucket{{le="0.1"}} {done}\n'
+                           f'vllm:time_to_first_token_seconds_bucket{{le="+Inf"}} {done}\n'
+                           f"vllm:time_to_first_token_seconds_sum {0.05 * done}\n"
+                           f"vllm:time_to_first_token_seconds_count {done}\n",
                            "text/plain")
             else:
                 self.reply(404, {"error": {"message": "not found"}})
@@ -61,6 +70,7 @@ def main() -> None:
             if body.get("model") not in names:
                 self.reply(404, {"error": {"message": f"model {body.get('model')!r} not served", "type": "NotFound"}})
                 return
+            served[0] += 1
             chat = self.path.endswith("/chat/completions")
             base = {"id": "fake-1", "model": body["model"], "created": 0, "system_fingerprint": f"pid-{os.getpid()}"}
             if body.get("stream"):
