@@ -83,9 +83,11 @@ def test_scale_to_zero_wakes_on_the_requests_the_router_holds(crd_validator: Cal
     assert spec["minReplicaCount"] == 0 and spec["cooldownPeriod"] == 900
     (trigger,) = spec["triggers"]
     assert trigger["metadata"]["activationThreshold"] == "1"
+    router = 'namespace="ns", app_kubernetes_io_instance="a", app_kubernetes_io_name="router"'
+    # held requests wake it; the requests it then serves keep it awake
     assert trigger["metadata"]["query"] == (
-        'sum(stackc_router_pending_requests{namespace="ns", app_kubernetes_io_instance="a", '
-        'app_kubernetes_io_name="router", model="chat-model"})')
+        f'(sum(stackc_router_pending_requests{{{router}, model="chat-model"}}) or vector(0)) + '
+        f'(sum(stackc_router_in_flight{{{router}, model="chat"}}) or vector(0))')
 
 
 def test_kserve_standard_scales_on_prometheus_through_its_keda_mode(crd_validator: Callable[[Mapping[str, Any]], list[str]]) -> None:

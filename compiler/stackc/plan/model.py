@@ -173,6 +173,8 @@ class RouterMetricNames:
 
     model_label: str = "model"
     pending: str | None = None
+    #: requests in flight to the model's replicas (a gauge)
+    in_flight: str | None = None
     requests: str | None = None
     errors: str | None = None
     retries: str | None = None

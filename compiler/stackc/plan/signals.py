@@ -92,7 +92,13 @@ def trigger(stack: Stack, component: Component) -> Trigger | None:
         exporter = router(stack)
         pending = exporter.router.pending if exporter is not None and exporter.router is not None else None
         query = router_series(stack, component, pending, by_served_name=True) if pending else None
-        return Trigger(f"sum({query})", "AverageValue") if query else None
+        if query is None:
+            return None
+        # held requests wake the model; once awake nothing is held, so the requests it serves keep it up
+        in_flight = exporter.router.in_flight if exporter is not None and exporter.router is not None else None
+        serving = router_series(stack, component, in_flight) if in_flight else None
+        total = f"(sum({query}) or vector(0)) + (sum({serving}) or vector(0))" if serving else f"sum({query})"
+        return Trigger(total, "AverageValue")
     if scaler.signal not in ENGINE_SIGNALS:
         return None
     metric = engine_metric(component, scaler.signal)

@@ -29,7 +29,7 @@ KEYS_PATH = "/etc/stackc-router/keys"
 UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
 #: what stackc-router exports on /metrics, per model (see stackc_router.metrics)
 METRICS = RouterMetricNames(
-    model_label="model", pending="stackc_router_pending_requests", requests="stackc_router_requests_total",
+    model_label="model", pending="stackc_router_pending_requests", in_flight="stackc_router_in_flight", requests="stackc_router_requests_total",
     errors="stackc_router_errors_total", retries="stackc_router_retries_total",
     latency="stackc_router_latency_seconds", time_to_first_token="stackc_router_ttft_seconds")
 
