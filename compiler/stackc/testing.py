@@ -244,6 +244,51 @@ def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = No
             for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))]
 
 
+def cel_problems(obj: Mapping[str, Any], directory: Path | None = None) -> list[str]:
+    """What the CRD's CEL rules (``x-kubernetes-validations``) reject in ``obj``, as the API server evaluates them.
+
+    Transition rules (``oldSelf``) need a stored object and are left out; a rule the CEL runtime
+    cannot evaluate is reported, never passed silently.
+    """
+    import celpy
+
+    directory = directory or crds_dir()
+    if directory is None:
+        raise FileNotFoundError("no CRD directory: set STACKC_CRDS_DIR")
+    group, _, version = obj["apiVersion"].rpartition("/")
+    schema = _crd_schemas(str(directory)).get((group, version, obj["kind"]))
+    if schema is None:
+        return [f"{obj['kind']}: no served CRD for {obj['apiVersion']}"]
+    environment = celpy.Environment()
+    problems: list[str] = []
+
+    def walk(node: Mapping[str, Any], value: Any, path: str) -> None:
+        for validation in node.get("x-kubernetes-validations", ()):
+            rule = validation["rule"]
+            if "oldSelf" in rule:
+                continue
+            try:
+                passed = environment.program(environment.compile(rule)).evaluate({"self": celpy.json_to_cel(value)})
+            except Exception as error:  # any failure to evaluate is a finding
+                problems.append(f"{path}: cannot evaluate {rule!r}: {error}")
+                continue
+            if not passed:
+                problems.append(f"{path}: {validation.get('message', rule)}")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                child = node.get("properties", {}).get(key)
+                if child is None and isinstance(node.get("additionalProperties"), Mapping):
+                    child = node["additionalProperties"]
+                if child is not None:
+                    walk(child, item, f"{path}.{key}")
+        elif isinstance(value, list) and isinstance(node.get("items"), Mapping):
+            for index, item in enumerate(value):
+                walk(node["items"], item, f"{path}[{index}]")
+
+    walk(schema, dict(obj), obj["kind"])
+    return problems
+
+
 @pytest.fixture
 def crd_validator() -> Callable[[Mapping[str, Any]], list[str]]:
     directory = crds_dir()

@@ -60,7 +60,7 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
-                       if policy.enabled else None, prometheus=spec.stack.prometheus)
+                       if policy.enabled else None)
     return plan.Plan(stack, components)
 
 

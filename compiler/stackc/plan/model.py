@@ -209,8 +209,6 @@ class Stack:
     callers: tuple[Caller, ...] = ()
     #: every target's pods that export metrics, sorted by name
     exporters: tuple[Exporter, ...] = ()
-    #: the Prometheus server autoscalers query
-    prometheus: str = ""
 
 
 @attrs.frozen
