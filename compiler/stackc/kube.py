@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import (
     ClaimRequest,
@@ -290,8 +290,8 @@ def scaled_object(stack: Stack, component: Component) -> dict:
 
 
 def number_text(value: int | float | None) -> str:
-    """A number as KEDA's string metadata takes it (``5``, ``0.8``)."""
-    return format(value if value is not None else 0, "g")
+    """A number as KEDA's string metadata and Kubernetes quantities take it (``5``, ``0.8``), exactly."""
+    return str(value if value is not None else 0)
 
 
 def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
@@ -308,6 +308,19 @@ def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
             yield Diagnostic("E063", f"'{scaler.signal}' is Knative's metric (KServe); target '{target}' has no "
                              "Knative", path + ("metric",), 'use signal = "running" (requests in flight per replica) '
                              'or "router_pending"')
+    yield from unscraped_signals(plan)
+
+
+def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:
+    """Prometheus triggers select a model's series by the labels the monitoring target's PodMonitors give them."""
+    if "monitoring" in plan.stack.targets:
+        return
+    for component in plan.components:
+        if signals.trigger(plan.stack, component) is not None:
+            yield Diagnostic("W060", "the trigger selects series by namespace and the pods' labels (as the monitoring "
+                             "target's PodMonitors copy them); without that target your Prometheus must scrape and "
+                             "label them so", ("models", component.key, "autoscaling"),
+                             'add "monitoring" to stack.targets', Severity.WARNING)
 
 
 def network_policy(stack: Stack, component: Component) -> dict:

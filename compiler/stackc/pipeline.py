@@ -245,7 +245,9 @@ def _with_callers(plan: Plan, spec: Spec, registry: Registry, selected: Sequence
     """Every selected target's pods that call the model servers (their NetworkPolicies admit them) and
     that export metrics (monitors scrape them, autoscalers and alerts read them)."""
     callers = _contributions(plan, spec, registry, selected, "callers")
-    exporters = sorted(_contributions(plan, spec, registry, selected, "exporters"), key=lambda e: e.name)
+    # the stack's router still deploys when a build selects other targets: autoscalers read its series
+    deployed = sorted(set(selected) | {name for name in spec.stack.targets if name in registry.targets})
+    exporters = sorted(_contributions(plan, spec, registry, deployed, "exporters"), key=lambda e: e.name)
     return attrs.evolve(plan, stack=attrs.evolve(plan.stack, callers=tuple(callers), exporters=tuple(exporters)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,9 +38,9 @@ def build(scaling: str, targets: list[str] | None = None) -> dict[str, dict]:
     return {f"{o['kind']}/{o['metadata']['name']}": o for o in found}
 
 
-def errors(text: str, targets: list[str] | None = None) -> list[str]:
+def errors(text: str) -> list[str]:
     with pytest.raises(DiagnosticsError) as caught:
-        compile_text(text, targets=targets)
+        compile_text(text)
     return [d.render() for d in caught.value.diagnostics if d.severity.value == "error"]
 
 
@@ -131,7 +132,9 @@ def test_kserve_keeps_its_own_spelling() -> None:
     ('max_replicas = 2, signal = "memory", target = 80', None, "E060] models.chat.autoscaling: an HPA measures memory"),
 ])
 def test_autoscaling_that_cannot_work_is_a_located_error(scaling: str, targets: list[str] | None, expected: str) -> None:
-    found = errors(SPEC + f"autoscaling = {{ {scaling} }}\n", targets)
+    text = SPEC if targets is None else SPEC.replace('targets = ["manifests", "helm", "router", "monitoring"]',
+                                                      f"targets = {json.dumps(targets)}")
+    found = errors(text + f"autoscaling = {{ {scaling} }}\n")
     assert any(expected in error and error.startswith("spec.toml:") for error in found), found
 
 
@@ -140,3 +143,14 @@ def test_an_engine_without_the_series_is_named() -> None:
     (error,) = errors(text + 'autoscaling = { max_replicas = 2, signal = "kv_cache_usage", target = 0.8 }\n')
     assert "E061] models.chat.autoscaling.signal: engine 'llamacpp' exports no series for signal 'kv_cache_usage'" in error
     assert "waiting, running, tokens_per_second" in error
+
+
+def test_building_some_targets_still_reads_the_stacks_router() -> None:
+    found = build('min_replicas = 0, max_replicas = 2, signal = "router_pending", target = 4', targets=["manifests"])
+    assert "stackc_router_pending_requests" in found["ScaledObject/a-chat"]["spec"]["triggers"][0]["metadata"]["query"]
+
+
+def test_without_the_monitoring_target_a_prometheus_trigger_warns() -> None:
+    text = SPEC.replace('"monitoring"]', '"router"]') + 'autoscaling = { max_replicas = 2, signal = "waiting", target = 3 }\n'
+    warnings = [d.render() for d in compile_text(text).warnings]
+    assert any("W060] models.chat.autoscaling: the trigger selects series by namespace" in w for w in warnings), warnings

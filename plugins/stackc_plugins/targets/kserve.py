@@ -64,6 +64,7 @@ class KserveTarget:
                              "mode points at its activator", ("targets", "kserve", "deployment_mode"),
                              "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
         yield from autoscaling_problems(plan, options)
+        yield from kube.unscraped_signals(plan)
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:

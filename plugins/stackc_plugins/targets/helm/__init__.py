@@ -76,7 +76,8 @@ VALUES_HEADER = """\
 # models.NAME: replicas, image (repository, tag, pullPolicy), resources, nodeSelector,
 #   tolerations, affinity, extraArgs (appended to the engine's arguments), extraEnv
 #   (name/value list), podAnnotations and imagePullSecrets for one model. A model whose
-#   replica count an autoscaler owns (its ScaledObject or HPA) has no replicas value.
+#   replica count an autoscaler owns (its ScaledObject or HPA) has autoscaling.minReplicas
+#   and autoscaling.maxReplicas instead of replicas.
 """
 
 
@@ -97,9 +98,11 @@ def model_values(component: Component) -> dict[str, Any]:
     image: dict[str, Any] = {"repository": repository, "tag": tag}
     if serving.image_pull_policy:
         image["pullPolicy"] = serving.image_pull_policy
+    scaler = component.scale.autoscaler
     return {
-        # an autoscaler owns the count of an autoscaled model: no value could set it
-        **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
+        # an autoscaler owns the count of an autoscaled model: only its bounds are values
+        **({"replicas": component.scale.replicas} if scaler is None else
+           {"autoscaling": {"minReplicas": scaler.min_replicas, "maxReplicas": scaler.max_replicas}}),
         "image": image,
         "resources": {kind: dict(table) for kind, table in serving.resources.items()},
         "nodeSelector": dict(pod.node_selector),
@@ -124,6 +127,11 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
     _labels(meta, chart, sentinel)
+    bounds = {"ScaledObject": ("minReplicaCount", "maxReplicaCount"),
+              "HorizontalPodAutoscaler": ("minReplicas", "maxReplicas")}.get(obj["kind"])
+    if bounds is not None:
+        for key, value in zip(bounds, ("minReplicas", "maxReplicas"), strict=True):
+            obj["spec"][key] = sentinel("SCALAR", f"{{{{ $model.autoscaling.{value} }}}}")
     if obj["kind"] == "Deployment":
         spec = obj["spec"]
         if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
@@ -150,7 +158,7 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
             pod[key] = sentinel("BLOCK", f"$model.{key}")
         pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
     text = to_yaml(obj)
-    lines = [model] if obj["kind"] == "Deployment" else []
+    lines = [model] if obj["kind"] == "Deployment" or bounds is not None else []
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
@@ -237,15 +245,24 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
             "imagePullSecrets": {"type": "array", "items": {"type": "string"}},
         },
     }
+    # an autoscaler owns the replicas of these: their bounds are values, a replica count is not
+    autoscaled = {**model, "required": ["autoscaling"], "properties": {
+        **{key: value for key, value in model["properties"].items() if key != "replicas"},
+        "autoscaling": {"type": "object", "additionalProperties": False, "required": ["minReplicas", "maxReplicas"],
+                        "description": "Bounds of the autoscaler (ScaledObject or HPA) that owns the replica count.",
+                        "properties": {"minReplicas": {"type": "integer", "minimum": 0},
+                                       "maxReplicas": {"type": "integer", "minimum": 1}}}}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object", "additionalProperties": False, "required": ["global", "models"],
-        "$defs": {"model": model},  # once, not once per model: a 200-model chart's schema stays small
+        # once, not once per model: a 200-model chart's schema stays small
+        "$defs": {"model": model, "autoscaledModel": autoscaled},
         "properties": {
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": "#/$defs/model"} for name in values["models"]}},
+                       "properties": {name: {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values
+                                             else "#/$defs/model"} for name, model_values in values["models"].items()}},
         },
     }
 
