@@ -24,6 +24,10 @@ ENGINE_SIGNALS = {"waiting": "waiting", "running": "running", "kv_cache_usage": 
 RESOURCE_SIGNALS = ("cpu", "memory")
 #: Prometheus' own series: 1 per target whose last scrape succeeded
 PROMETHEUS_UP = "up"
+#: kube-state-metrics' series of a Deployment, labelled ``namespace`` and ``deployment``: the replica count
+#: its autoscaler set, and the replicas available
+DEPLOYMENT_REPLICAS = "kube_deployment_spec_replicas"
+DEPLOYMENT_AVAILABLE = "kube_deployment_status_replicas_available"
 
 
 @attrs.frozen
@@ -59,6 +63,11 @@ def series(metric: str, matchers: Iterable[str]) -> str:
 
 def model_series(stack: Stack, component: Component, metric: str) -> str:
     return series(metric, pod_matchers(stack.namespace, component.selector))
+
+
+def deployment_series(stack: Stack, component: Component, metric: str) -> str:
+    """A kube-state-metrics series of the component's Deployment."""
+    return series(metric, (f"namespace={quoted(stack.namespace)}", f"deployment={quoted(component.name)}"))
 
 
 def router(stack: Stack) -> Exporter | None:

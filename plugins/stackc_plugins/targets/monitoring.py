@@ -127,6 +127,11 @@ def model_expressions(plan: Plan, component: Component) -> Iterator[tuple[str, s
         return signals.model_series(stack, component, metric)
 
     yield "Ready replicas", "short", ready_replicas(plan, component)
+    if component.scale.autoscaler is not None:  # from kube-state-metrics
+        yield ("Replicas set by the autoscaler", "short",
+               f"sum({signals.deployment_series(stack, component, signals.DEPLOYMENT_REPLICAS)})")
+        yield ("Replicas available", "short",
+               f"sum({signals.deployment_series(stack, component, signals.DEPLOYMENT_AVAILABLE)})")
     if names is not None:
         for field, title, how, unit in (("running", "Requests running", "sum", "short"),
                                         ("waiting", "Requests waiting", "sum", "short"),

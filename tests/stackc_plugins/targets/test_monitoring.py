@@ -77,7 +77,7 @@ def declared_names(compilation) -> set[str]:
     from stackc.plan import signals
 
     plan = compilation.plan
-    names = {signals.PROMETHEUS_UP}
+    names = {signals.PROMETHEUS_UP, signals.DEPLOYMENT_REPLICAS, signals.DEPLOYMENT_AVAILABLE}
     for component in plan.components:
         metrics = component.endpoint.metrics
         values = attrs.asdict(metrics.names).values() if metrics is not None else ()

@@ -1,8 +1,9 @@
 """Every PromQL expression stackc emits runs in a real Prometheus scraping the router and fake engines.
 
-Prometheus (``bash .ci/install-prometheus.sh``) scrapes two fake vLLM engines and the reference
-router, each target labelled as the monitoring target's PodMonitors label it; then each trigger,
-alert and dashboard expression is evaluated through the HTTP API.
+Prometheus (``bash .ci/install-prometheus.sh``) scrapes fake vLLM engines, the reference router
+(each target labelled as the monitoring target's PodMonitors label it) and a stand-in for
+kube-state-metrics; then each trigger, alert and dashboard expression is evaluated through the
+HTTP API.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +86,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str
     """(compilation, Prometheus URL, the router's /metrics text) once every series has a few samples."""
     compilation = compile_text(SPEC)
     plan = compilation.plan
-    processes, engines = [], {}
+    processes, engines, servers = [], {}, []
     try:
         for component in plan.components:
             port = free_port()
@@ -104,6 +107,10 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str
                 plan.stack.namespace, c.selector)}]} for c in plan.components]
             jobs.append({"job_name": "router", "static_configs": [{"targets": [router_url.removeprefix("http://")],
                                                                    "labels": labels(plan.stack.namespace, exporter.pods)}]})
+            state = kube_state_metrics(plan)
+            servers.append(state)
+            jobs.append({"job_name": "kube-state-metrics", "honor_labels": True,
+                         "static_configs": [{"targets": [f"127.0.0.1:{state.server_address[1]}"]}]})
             config = tmp_path_factory.mktemp("prometheus") / "prometheus.yml"
             config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                                               "scrape_configs": jobs}))
@@ -113,16 +120,53 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str
                  f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             prometheus = f"http://127.0.0.1:{port}"
             wait_for(f"{prometheus}/-/ready")
-            time.sleep(1)
-            for component in plan.components:  # more samples, so rates are taken between two of them
+            scraped_twice = wait_for_samples(prometheus, len(jobs), 2)
+            for component in plan.components:  # the counters grow between samples, so rates see an increase
                 httpx.post(f"{router_url}/v1/completions", timeout=5,
                            json={"model": component.endpoint.served_names[0], "prompt": "hi"})
-            time.sleep(3.5)
+            wait_for_samples(prometheus, len(jobs), scraped_twice + 2)
             yield compilation, prometheus, httpx.get(f"{router_url}/metrics").text
     finally:
         for process in processes:
             process.kill()
             process.wait()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def kube_state_metrics(plan: Any) -> ThreadingHTTPServer:
+    """kube-state-metrics' Deployment series for each autoscaled model, as it labels them (one replica)."""
+    text = "".join(f'{metric}{{namespace="{plan.stack.namespace}",deployment="{component.name}"}} 1\n'
+                   for component in plan.components if component.scale.autoscaler is not None
+                   for metric in (signals.DEPLOYMENT_REPLICAS, signals.DEPLOYMENT_AVAILABLE)).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="fake-kube-state-metrics").start()
+    return server
+
+
+def wait_for_samples(prometheus: str, targets: int, samples: int, seconds: float = 30) -> int:
+    """Wait until every target is up and scraped at least ``samples`` times; how often the least scraped was."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        reply = httpx.get(f"{prometheus}/api/v1/query", params={"query": "count_over_time(up[5m]) and up == 1"}, timeout=5).json()
+        counts = [int(float(r["value"][1])) for r in reply.get("data", {}).get("result", [])]
+        if len(counts) == targets and min(counts) >= samples:
+            return min(counts)
+        time.sleep(0.2)
+    raise TimeoutError(f"Prometheus did not scrape {targets} targets {samples} times in {seconds} s")
 
 
 def labels(namespace: str, pods: dict[str, str]) -> dict[str, str]:
