@@ -33,6 +33,8 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: LeaderWorkerSet's annotation giving each group a topology domain of its own
+EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 # Startup probes allow long model loads; a rollout must not be declared failed before they end.
 _PROGRESS_MARGIN_SECONDS = 600
 
@@ -156,15 +158,19 @@ def config_hash(component: Component) -> dict[str, str]:
     return {"stackc.dev/config-hash": digest.hexdigest()[:16]}
 
 
+def _rolling(component: Component) -> dict[str, Any]:
+    rollout = component.rollout
+    return {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
+            if v is not None}
+
+
 def deployment(stack: Stack, component: Component) -> dict:
     template = pod_template(component.pod, config_hash(component))
     rollout = component.rollout
     strategy: dict[str, Any] = {"type": rollout.strategy}
-    if rollout.strategy == "RollingUpdate":
-        rolling = {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
-                   if v is not None}
-        if rolling:
-            strategy["rollingUpdate"] = rolling
+    rolling = _rolling(component)
+    if rollout.strategy == "RollingUpdate" and rolling:
+        strategy["rollingUpdate"] = rolling
     startup = component.pod.containers[0].startup_probe
     startup_budget = (startup.initial_delay_seconds + startup.period_seconds * startup.failure_threshold
                       if startup is not None else 30)
@@ -182,6 +188,42 @@ def deployment(stack: Stack, component: Component) -> dict:
     }
 
 
+def leader_worker_set(stack: Stack, component: Component) -> dict:
+    """A replica as a group of ``topology.size`` pods (LeaderWorkerSet): created, restarted and rolled
+    together, the leader first. ``Recreate`` becomes a rollout that may take every group down at once."""
+    assert component.worker_pod is not None
+    annotations = config_hash(component)
+    rolling = _rolling(component) if component.rollout.strategy == "RollingUpdate" else {
+        "maxUnavailable": "100%", "maxSurge": 0}
+    strategy: dict[str, Any] = {"type": "RollingUpdate"}
+    if rolling:
+        strategy["rollingUpdateConfiguration"] = rolling
+    exclusive = component.topology.exclusive_key
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": metadata(stack, component.name, component.labels,
+                             {EXCLUSIVE_TOPOLOGY: exclusive} if exclusive else None),
+        "spec": {
+            **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": strategy,
+            "leaderWorkerTemplate": {
+                "size": component.topology.size,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": pod_template(component.pod, annotations),
+                "workerTemplate": pod_template(component.worker_pod, annotations),
+            },
+        },
+    }
+
+
+def workload(stack: Stack, component: Component) -> tuple[str, dict]:
+    """(file stem, object) of what runs the component's pods, by its topology."""
+    if component.topology.kind == "leader_worker":
+        return "leaderworkerset", leader_worker_set(stack, component)
+    return "deployment", deployment(stack, component)
+
+
 def service(stack: Stack, component: Component, service_type: str = "ClusterIP") -> dict:
     port = component.endpoint.port
     return {
@@ -189,7 +231,7 @@ def service(stack: Stack, component: Component, service_type: str = "ClusterIP")
         "metadata": metadata(stack, component.name, component.labels),
         "spec": {
             "type": service_type,
-            "selector": dict(component.selector),
+            "selector": dict(component.endpoint.selector),
             "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP",
                        **({"appProtocol": port.app_protocol} if port.app_protocol else {})}],
         },
@@ -235,8 +277,15 @@ def autoscaler(stack: Stack, component: Component) -> tuple[str, dict] | None:
         return None
     if scaler.signal in signals.RESOURCE_SIGNALS:
         return "horizontalpodautoscaler", horizontal_pod_autoscaler(
-            stack, component.name, component.labels, scaler, [resource_metric(scaler.signal, scaler.target)])
+            stack, scale_target(component), component.labels, scaler, [resource_metric(scaler.signal, scaler.target)])
     return "scaledobject", scaled_object(stack, component)
+
+
+def scale_target(component: Component) -> dict[str, str]:
+    """The workload an autoscaler scales: the Deployment, or the LeaderWorkerSet (whole groups)."""
+    if component.topology.kind == "leader_worker":
+        return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": component.name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": component.name}
 
 
 def scale_behavior(scaler: Autoscaler) -> dict[str, Any]:
@@ -246,11 +295,12 @@ def scale_behavior(scaler: Autoscaler) -> dict[str, Any]:
             if seconds is not None}
 
 
-def horizontal_pod_autoscaler(stack: Stack, name: str, labels: Mapping[str, str], scaler: Autoscaler,
+def horizontal_pod_autoscaler(stack: Stack, target: Mapping[str, str], labels: Mapping[str, str], scaler: Autoscaler,
                               metrics: list[dict[str, Any]]) -> dict:
-    """An HPA for the Deployment ``name``."""
+    """An HPA for the workload ``target`` (its apiVersion, kind and name), named like it."""
+    name = target["name"]
     spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "scaleTargetRef": dict(target),
         "minReplicas": scaler.min_replicas, "maxReplicas": scaler.max_replicas, "metrics": metrics,
     }
     behavior = scale_behavior(scaler)
@@ -276,7 +326,7 @@ def scaled_object(stack: Stack, component: Component) -> dict:
     if scaler.min_replicas == 0:
         trigger_metadata["activationThreshold"] = number_text(scaler.activation or 0)
     spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": component.name},
+        "scaleTargetRef": scale_target(component),
         "minReplicaCount": scaler.min_replicas, "maxReplicaCount": scaler.max_replicas,
         "triggers": [{"type": "prometheus", "metricType": trigger.metric_type, "metadata": trigger_metadata}],
     }
@@ -302,10 +352,10 @@ def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
         if scaler is None:
             continue
         if scaler.signal is None:
-            yield Diagnostic("E063", f"target '{target}' has no platform that picks a signal: nothing would scale "
+            yield Diagnostic("E083", f"target '{target}' has no platform that picks a signal: nothing would scale "
                              "this model", path, 'set autoscaling.signal (e.g. "waiting") and autoscaling.target')
         elif scaler.signal in ("concurrency", "rps"):
-            yield Diagnostic("E063", f"'{scaler.signal}' is Knative's metric (KServe); target '{target}' has no "
+            yield Diagnostic("E083", f"'{scaler.signal}' is Knative's metric (KServe); target '{target}' has no "
                              "Knative", path + ("metric",), 'use signal = "running" (requests in flight per replica) '
                              'or "router_pending"')
     yield from unscraped_signals(plan)
@@ -317,7 +367,7 @@ def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:
         return
     for component in plan.components:
         if signals.trigger(plan.stack, component) is not None:
-            yield Diagnostic("W060", "the trigger selects series by namespace and the pods' labels (as the monitoring "
+            yield Diagnostic("W080", "the trigger selects series by namespace and the pods' labels (as the monitoring "
                              "target's PodMonitors copy them); without that target your Prometheus must scrape and "
                              "label them so", ("models", component.key, "autoscaling"),
                              'add "monitoring" to stack.targets', Severity.WARNING)
@@ -342,6 +392,9 @@ def network_policy(stack: Stack, component: Component) -> dict:
         scrapers.append({"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}})
         rules.append({"from": scrapers, "ports": [{"port": metrics.port, "protocol": "TCP"}]})
+    if component.topology.kind == "leader_worker":
+        # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
+        rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata(stack, component.name, component.labels),
@@ -369,7 +422,7 @@ def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str
 def component_objects(stack: Stack, component: Component, service_type: str = "ClusterIP") -> Iterator[tuple[str, dict]]:
     """(file stem, object) for every object one component needs as plain Kubernetes, in a fixed order."""
     yield from supporting_objects(stack, component)
-    yield "deployment", deployment(stack, component)
+    yield workload(stack, component)
     yield "service", service(stack, component, service_type)
     scaling = autoscaler(stack, component)
     if scaling is not None:

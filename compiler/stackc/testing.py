@@ -12,9 +12,10 @@ Helpers: ``compile_text``, ``objects``, ``write_tiny_gguf`` (a 0.6 MB GGUF model
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -240,53 +241,60 @@ def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = No
     if schema is None:
         return [f"{name}: no served CRD for {obj['apiVersion']} {obj['kind']}"]
     validator = jsonschema.Draft7Validator(schema)
-    return [f"{name}: {error.message} at {list(error.absolute_path)}"
-            for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))]
+    problems = [f"{name}: {error.message} at {list(error.absolute_path)}"
+                for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))]
+    return problems or [f"{name}: {problem}" for problem in _cel_problems(_defaulted(dict(obj), schema), schema, [])]
 
 
-def cel_problems(obj: Mapping[str, Any], directory: Path | None = None) -> list[str]:
-    """What the CRD's CEL rules (``x-kubernetes-validations``) reject in ``obj``, as the API server evaluates them.
+def _defaulted(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` with the schema's defaults filled in, as the API server does before validating."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        result = {key: _defaulted(item, properties.get(key) or _additional(schema)) for key, item in value.items()}
+        for key, field in properties.items():
+            if key not in result and "default" in field:
+                result[key] = _defaulted(copy.deepcopy(field["default"]), field)
+        return result
+    if isinstance(value, list):
+        return [_defaulted(item, schema.get("items", {})) for item in value]
+    return value
 
-    Transition rules (``oldSelf``) need a stored object and are left out; a rule the CEL runtime
-    cannot evaluate is reported, never passed silently.
-    """
+
+def _additional(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    additional = schema.get("additionalProperties")
+    return additional if isinstance(additional, dict) else {}
+
+
+def _cel_problems(value: Any, schema: Mapping[str, Any], path: list[Any]) -> Iterator[str]:
+    """The CRD's CEL rules (``x-kubernetes-validations``) that ``value`` breaks, evaluated as on
+    create: transition rules (``oldSelf``) don't apply, a rule that can't evaluate fails."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            yield from _cel_problems(item, properties.get(key) or _additional(schema), [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _cel_problems(item, schema.get("items", {}), [*path, index])
+    for validation in schema.get("x-kubernetes-validations", ()):
+        rule = validation["rule"]
+        if "oldSelf" in rule:
+            continue
+        import celpy
+
+        try:
+            passed = _cel_program(rule).evaluate({"self": celpy.json_to_cel(value)})
+        except celpy.CELEvalError as error:
+            passed = error
+        if passed is not True and passed != celpy.celtypes.BoolType(True):
+            yield f"{validation.get('message') or rule} (CEL rule {rule!r}) at {path}"
+
+
+@functools.cache
+def _cel_program(rule: str) -> Any:
     import celpy
 
-    directory = directory or crds_dir()
-    if directory is None:
-        raise FileNotFoundError("no CRD directory: set STACKC_CRDS_DIR")
-    group, _, version = obj["apiVersion"].rpartition("/")
-    schema = _crd_schemas(str(directory)).get((group, version, obj["kind"]))
-    if schema is None:
-        return [f"{obj['kind']}: no served CRD for {obj['apiVersion']}"]
     environment = celpy.Environment()
-    problems: list[str] = []
-
-    def walk(node: Mapping[str, Any], value: Any, path: str) -> None:
-        for validation in node.get("x-kubernetes-validations", ()):
-            rule = validation["rule"]
-            if "oldSelf" in rule:
-                continue
-            try:
-                passed = environment.program(environment.compile(rule)).evaluate({"self": celpy.json_to_cel(value)})
-            except Exception as error:  # any failure to evaluate is a finding
-                problems.append(f"{path}: cannot evaluate {rule!r}: {error}")
-                continue
-            if not passed:
-                problems.append(f"{path}: {validation.get('message', rule)}")
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                child = node.get("properties", {}).get(key)
-                if child is None and isinstance(node.get("additionalProperties"), Mapping):
-                    child = node["additionalProperties"]
-                if child is not None:
-                    walk(child, item, f"{path}.{key}")
-        elif isinstance(value, list) and isinstance(node.get("items"), Mapping):
-            for index, item in enumerate(value):
-                walk(node["items"], item, f"{path}[{index}]")
-
-    walk(schema, dict(obj), obj["kind"])
-    return problems
+    return environment.program(environment.compile(rule))
 
 
 @pytest.fixture

@@ -61,6 +61,12 @@ class Config:
     eject_seconds: float = 10.0
     prefix_block_chars: int = 1024
     load_factor: float = 1.25
+    #: requests held per model while it has no ready replica; 0 answers them 503 at once
+    hold_queue: int = 100
+    #: how long a held request waits for a ready replica before its 503 (docs/router.md says why 60)
+    hold_timeout_s: float = 60.0
+    #: health checks of a model with no ready replica, so a starting one is noticed soon
+    hold_health_interval_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,7 +84,8 @@ def _typed(problems: list[str], table: dict, key: str, path: str, kind: type | t
     if value is default:
         return value
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        problems.append(f"{path}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}".lstrip("."))
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        problems.append(f"{path}.{key}: expected {expected}, got {value!r}".lstrip("."))
         return default
     return value
 
@@ -86,13 +93,14 @@ def _typed(problems: list[str], table: dict, key: str, path: str, kind: type | t
 def parse(data: Any) -> Config:
     """A Config from loaded YAML, or ConfigError listing every problem."""
     problems: list[str] = []
-    root = _check(problems, data, "", {"version", "listen", "limits", "auth", "models"})
+    root = _check(problems, data, "", {"version", "listen", "limits", "hold", "auth", "models"})
     if root.get("version", 1) != 1:
         problems.append(f"version: unsupported config version {root.get('version')!r} (expected 1)")
     listen = _check(problems, root.get("listen", {}), "listen", {"host", "port"})
     limits = _check(problems, root.get("limits", {}), "limits", {
         "max_body_bytes", "max_in_flight", "max_connections", "connect_timeout_s", "read_timeout_s",
         "header_timeout_s", "body_timeout_s", "idle_timeout_s", "retries"})
+    hold = _check(problems, root.get("hold", {}), "hold", {"queue", "timeout_s", "health_interval_s"})
     auth = _check(problems, root.get("auth", {}), "auth", {"api_keys_file"})
     models_table = root.get("models")
     if not isinstance(models_table, dict) or not models_table:
@@ -159,7 +167,15 @@ def parse(data: Any) -> Config:
         idle_timeout_s=float(_typed(problems, limits, "idle_timeout_s", "limits", (int, float), 75.0)),
         retries=_typed(problems, limits, "retries", "limits", int, 2),
         api_keys_file=auth.get("api_keys_file"),
+        hold_queue=_typed(problems, hold, "queue", "hold", int, 100),
+        hold_timeout_s=float(_typed(problems, hold, "timeout_s", "hold", (int, float), 60.0)),
+        hold_health_interval_s=float(_typed(problems, hold, "health_interval_s", "hold", (int, float), 1.0)),
     )
+    if config.hold_queue < 0:
+        problems.append(f"hold.queue: expected 0 or more, got {config.hold_queue}")
+    for key in ("timeout_s", "health_interval_s"):
+        if getattr(config, f"hold_{key}") <= 0:
+            problems.append(f"hold.{key}: expected a positive number of seconds, got {hold[key]!r}")
     if problems:
         raise ConfigError(problems)
     return config
@@ -181,8 +197,11 @@ def to_data(config: Config) -> dict[str, Any]:
     limits = {name: getattr(config, name) for name in _SHOWN_LIMITS}
     limits.update({name: getattr(config, name) for name in _OTHER_LIMITS
                    if getattr(config, name) != getattr(defaults, name)})
+    hold: dict[str, Any] = {"queue": config.hold_queue, "timeout_s": config.hold_timeout_s}
+    if config.hold_health_interval_s != defaults.hold_health_interval_s:
+        hold["health_interval_s"] = config.hold_health_interval_s
     data: dict[str, Any] = {"version": 1, "listen": {"host": config.host, "port": config.port}, "limits": limits,
-                            "models": {route.name: _route_data(route) for route in config.models}}
+                            "hold": hold, "models": {route.name: _route_data(route) for route in config.models}}
     if config.api_keys_file:
         data["auth"] = {"api_keys_file": config.api_keys_file}
     return data

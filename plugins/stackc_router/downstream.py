@@ -32,9 +32,10 @@ def error_body(message: str, kind: str, code: str | None = None, param: str | No
     return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
-def response_head(status: int, content_type: str, length: int, keep_alive: bool) -> bytes:
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: %s\r\n\r\n"
-            % (status, REASONS.get(status, "Status").encode(), content_type.encode(), length,
+def response_head(status: int, content_type: str, length: int, keep_alive: bool, extra: bytes = b"") -> bytes:
+    """``extra``: more header lines, each ending in CRLF."""
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%sconnection: %s\r\n\r\n"
+            % (status, REASONS.get(status, "Status").encode(), content_type.encode(), length, extra,
                b"keep-alive" if keep_alive else b"close"))
 
 
@@ -276,8 +277,9 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
-    def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json") -> None:
-        head = response_head(status, content_type, len(body), request.keep_alive)
+    def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json",
+                extra_head: bytes = b"") -> None:
+        head = response_head(status, content_type, len(body), request.keep_alive, extra_head)
         self.write(head if request.method == "HEAD" else head + body)  # a body after HEAD would be a response
 
     def reject(self, status: int, message: str, code: str | None = None) -> None:

@@ -1,66 +1,114 @@
-"""Prometheus metrics per model and replica, rendered as text on /metrics (no dependency)."""
+"""Prometheus metrics per model and replica, rendered as text on /metrics (no dependency).
+
+Every family the router exports is declared once here, as data: targets that query the router
+(dashboards, alerts, an autoscaler's trigger) read the names from ``FAMILIES`` instead of typing
+them.
+"""
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-COUNTERS = {"requests": "requests routed", "errors": "failed upstream attempts", "retries": "attempts on another replica"}
-HISTOGRAMS = {"latency": "request latency through the router, seconds",
-              "ttft": "time to the first response byte, seconds"}
 
 
-def _labels(model: str, backend: str) -> str:
+@dataclass(frozen=True)
+class Family:
+    """One metric family: the name as queried (histograms add ``_bucket``, ``_sum``, ``_count``)."""
+
+    name: str
+    type: str  # counter | gauge | histogram
+    help: str
+    labels: tuple[str, ...] = ("model", "backend")
+
+
+REQUESTS = Family("stackc_router_requests_total", "counter", "requests routed")
+ERRORS = Family("stackc_router_errors_total", "counter", "failed upstream attempts")
+RETRIES = Family("stackc_router_retries_total", "counter", "attempts on another replica")
+IN_FLIGHT = Family("stackc_router_in_flight", "gauge", "requests in flight")
+BACKEND_HEALTHY = Family("stackc_router_backend_healthy", "gauge", "1 while the replica passes its health checks")
+LATENCY = Family("stackc_router_latency_seconds", "histogram", "request latency through the router, seconds")
+TTFT = Family("stackc_router_ttft_seconds", "histogram", "time to the first response byte, seconds")
+#: the scale-from-zero signal: requests held because the model has no ready replica (label: primary served name)
+PENDING_REQUESTS = Family("stackc_router_pending_requests", "gauge",
+                          "requests held until the model has a ready replica", ("model",))
+HOLD_REJECTED = Family("stackc_router_hold_rejected_total", "counter",
+                       "requests answered 503 for want of a ready replica (reason: timeout, queue_full, no_replica)",
+                       ("model", "reason"))
+
+FAMILIES = (REQUESTS, ERRORS, RETRIES, IN_FLIGHT, BACKEND_HEALTHY, LATENCY, TTFT, PENDING_REQUESTS, HOLD_REJECTED)
+COUNTERS = (REQUESTS, ERRORS, RETRIES)
+HISTOGRAMS = (LATENCY, TTFT)
+
+
+def _labels(**values: str) -> str:
     """Label pairs with values escaped as the text format requires (a model may be named anything)."""
     def escape(value: str) -> str:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-    return f'model="{escape(model)}",backend="{escape(backend)}"'
+    return ",".join(f'{name}="{escape(value)}"' for name, value in values.items())
+
+
+def _header(family: Family) -> list[str]:
+    return [f"# HELP {family.name} {family.help}", f"# TYPE {family.name} {family.type}"]
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.counters: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.histograms: dict[tuple[str, str, str], list[float]] = {}
+        self.counters: dict[tuple[Family, str, str], int] = defaultdict(int)
+        self.histograms: dict[tuple[Family, str, str], list[float]] = {}
+        self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (model, reason)
 
-    def count(self, name: str, model: str, backend: str) -> None:
-        self.counters[(name, model, backend)] += 1
+    def count(self, family: Family, model: str, backend: str) -> None:
+        self.counters[(family, model, backend)] += 1
 
-    def observe(self, name: str, model: str, backend: str, seconds: float) -> None:
-        key = (name, model, backend)
+    def observe(self, family: Family, model: str, backend: str, seconds: float) -> None:
+        key = (family, model, backend)
         if key not in self.histograms:
             self.histograms[key] = [0.0] * (len(BUCKETS) + 2)  # buckets, +Inf, sum
         values = self.histograms[key]
         values[bisect.bisect_left(BUCKETS, seconds)] += 1
         values[-1] += seconds
 
+    def reject(self, model: str, reason: str) -> None:
+        self.rejected[(model, reason)] += 1
+
     def render(self, router: Any) -> str:
         lines: list[str] = []
-        for name, help_text in COUNTERS.items():
-            lines += [f"# HELP stackc_router_{name}_total {help_text}", f"# TYPE stackc_router_{name}_total counter"]
-            for (kind, model, backend), value in sorted(self.counters.items()):
-                if kind == name:
-                    lines.append(f"stackc_router_{name}_total{{{_labels(model, backend)}}} {value}")
-        backends = [(_labels(route.config.name, backend.url), backend)
+        for family in COUNTERS:
+            lines += _header(family)
+            lines += [f"{family.name}{{{_labels(model=model, backend=backend)}}} {value}"
+                      for (kind, model, backend), value in sorted(self.counters.items(), key=_by_name) if kind == family]
+        backends = [(_labels(model=route.config.name, backend=backend.url), backend)
                     for route in router.routes.values() for backend in route.backends.values()]
-        lines += ["# HELP stackc_router_in_flight requests in flight", "# TYPE stackc_router_in_flight gauge"]
-        lines += [f"stackc_router_in_flight{{{labels}}} {backend.in_flight}" for labels, backend in backends]
-        lines += ["# HELP stackc_router_backend_healthy 1 while the replica passes its health checks",
-                  "# TYPE stackc_router_backend_healthy gauge"]
-        lines += [f"stackc_router_backend_healthy{{{labels}}} {int(backend.healthy)}" for labels, backend in backends]
-        for name, help_text in HISTOGRAMS.items():
-            metric = f"stackc_router_{name}_seconds"
-            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} histogram"]
-            for (kind, model, backend), values in sorted(self.histograms.items()):
-                if kind != name:
+        lines += _header(IN_FLIGHT)
+        lines += [f"{IN_FLIGHT.name}{{{labels}}} {backend.in_flight}" for labels, backend in backends]
+        lines += _header(BACKEND_HEALTHY)
+        lines += [f"{BACKEND_HEALTHY.name}{{{labels}}} {int(backend.healthy)}" for labels, backend in backends]
+        lines += _header(PENDING_REQUESTS)  # every model, 0 included: an autoscaler's query always finds its series
+        lines += [f"{PENDING_REQUESTS.name}{{{_labels(model=route.config.served_name)}}} {len(route.held)}"
+                  for route in router.routes.values()]
+        lines += _header(HOLD_REJECTED)
+        lines += [f"{HOLD_REJECTED.name}{{{_labels(model=model, reason=reason)}}} {value}"
+                  for (model, reason), value in sorted(self.rejected.items())]
+        for family in HISTOGRAMS:
+            lines += _header(family)
+            for (kind, model, backend), values in sorted(self.histograms.items(), key=_by_name):
+                if kind != family:
                     continue
-                labels = _labels(model, backend)
+                labels = _labels(model=model, backend=backend)
                 cumulative = 0.0
                 for bound, count in zip((*BUCKETS, "+Inf"), values[:-1], strict=True):
                     cumulative += count
-                    lines.append(f'{metric}_bucket{{{labels},le="{bound}"}} {int(cumulative)}')
-                lines.append(f"{metric}_sum{{{labels}}} {values[-1]:.6f}")
-                lines.append(f"{metric}_count{{{labels}}} {int(cumulative)}")
+                    lines.append(f'{family.name}_bucket{{{labels},le="{bound}"}} {int(cumulative)}')
+                lines.append(f"{family.name}_sum{{{labels}}} {values[-1]:.6f}")
+                lines.append(f"{family.name}_count{{{labels}}} {int(cumulative)}")
         return "\n".join(lines) + "\n"
+
+
+def _by_name(item: tuple[tuple[Family, str, str], Any]) -> tuple[str, str, str]:
+    (family, model, backend), _ = item
+    return family.name, model, backend

@@ -3,13 +3,16 @@
 An alias is rewritten to the served name. A replica is retried only while nothing has reached
 the client, so streaming responses are never mixed; once a response has started, a failing
 replica cuts the client's connection (the only honest signal left). HTTP itself lives in
-``downstream`` (clients) and ``upstream`` (replicas).
+``downstream`` (clients) and ``upstream`` (replicas). A request for a model with no ready
+replica is held (``hold``) until one is ready, so a model scaled to zero wakes up instead of
+failing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import resource
 import time
 from collections.abc import Iterable
@@ -27,7 +30,8 @@ from stackc_router.downstream import (
     Request,
     error_body,
 )
-from stackc_router.metrics import Metrics
+from stackc_router.hold import HoldQueue, QueueFull
+from stackc_router.metrics import ERRORS, LATENCY, REQUESTS, RETRIES, TTFT, Metrics
 from stackc_router.scrape import capacity_chars, metric_value
 from stackc_router.strategies import STRATEGIES, Strategy
 from stackc_router.upstream import (
@@ -49,7 +53,11 @@ class Route:
     config: ModelRoute
     strategy: Strategy
     backends: dict[str, Backend]
+    held: HoldQueue
     upstream_key: str | None = None
+
+    def ready_replicas(self) -> int:
+        return sum(b.healthy for b in self.backends.values())
 
 
 def connection_cap(configured: int) -> int:
@@ -77,7 +85,9 @@ class Router:
             strategy = STRATEGIES[model.strategy](load_factor=config.load_factor, block_chars=config.prefix_block_chars,
                                                   session_header=model.session_header, cache_chars=model.cache_chars)
             key = _read_key(model.upstream_api_key_file)
-            route = Route(model, strategy, {u: Backend.from_url(u) for u in model.backends}, key)
+            # a static replica is ready once its first health check (at start) passes
+            backends = {u: Backend.from_url(u, healthy=False) for u in model.backends}
+            route = Route(model, strategy, backends, HoldQueue(config.hold_queue), key)
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
@@ -111,28 +121,46 @@ class Router:
                 backend.close_idle()
 
     def set_backends(self, route: Route, urls: Iterable[str]) -> None:
-        """Discovery results: keep the state of replicas that stay, drop the ones that left."""
+        """Discovery results: keep the state of replicas that stay, drop the ones that left.
+
+        A new one is ready at once (its EndpointSlice says its readiness probe passed), so
+        requests held for the model go to it without waiting for a health check.
+        """
         wanted = {u.rstrip("/") for u in urls}
         for gone in set(route.backends) - wanted:
             route.backends.pop(gone).close_idle()
         for url in sorted(wanted - set(route.backends)):
             route.backends[url] = Backend.from_url(url)
+        self._release_held(route)
 
-    def ready(self) -> bool:
-        now = time.monotonic()
-        return all(any(b.available(now) for b in r.backends.values()) for r in self.routes.values())
+    def readiness(self) -> tuple[bool, dict[str, dict[str, int]]]:
+        """Ready while some model can be served: one has a ready replica, or requests are held
+        until one has (scale from zero needs the router ready while every model sleeps).
+
+        The detail, per model (primary served name): ready and known replicas, held requests.
+        """
+        models = {route.config.served_name: {"ready": route.ready_replicas(), "total": len(route.backends),
+                                             "pending": len(route.held)} for route in self.routes.values()}
+        holding = self.config.hold_queue > 0
+        return holding or any(m["ready"] for m in models.values()), models
 
     # -- health and load ----------------------------------------------------------------------
     async def _watch_health(self, route: Route) -> None:
+        """Checks every ``health_interval_s``; more often while the model has no ready replica,
+        so a starting one gets the held requests soon after it answers."""
         while True:
             await asyncio.gather(*(self._check(route, b) for b in list(route.backends.values())))
-            await asyncio.sleep(route.config.health_interval_s)
+            interval = route.config.health_interval_s
+            if not route.ready_replicas():
+                interval = min(interval, self.config.hold_health_interval_s)
+            await asyncio.sleep(interval)
 
     async def _check(self, route: Route, backend: Backend) -> None:
         status, _ = await simple_get(backend, route.config.health_path, self.config.connect_timeout_s, route.upstream_key)
         backend.healthy = status == 200
         if backend.healthy:
             backend.failures = 0
+            self._release_held(route)
         model = route.config
         if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
             status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
@@ -142,6 +170,34 @@ class Router:
                     backend.waiting = metric_value(text, model.waiting_metric)
                 if model.kv_capacity_metric:  # read each time: a restarted replica may have another cache
                     backend.cache_chars = capacity_chars(text, model.kv_capacity_metric, model.kv_capacity_labels)
+
+    def _release_held(self, route: Route) -> None:
+        if len(route.held) and self._candidates(route):
+            route.held.release()
+
+    def _candidates(self, route: Route) -> list[Backend]:
+        """Available replicas; when all are ejected, the healthy ones anyway (Envoy's panic
+        routing); none when no replica is ready: the request is held."""
+        now = time.monotonic()
+        backends = route.backends.values()
+        return [b for b in backends if b.available(now)] or [b for b in backends if b.healthy]
+
+    async def _hold(self, route: Route) -> list[Backend] | tuple[str, str]:
+        """Candidates once a replica is ready, else why not: (reason, message) for the 503."""
+        name = route.config.served_name
+        deadline = time.monotonic() + self.config.hold_timeout_s
+        while not (candidates := self._candidates(route)):
+            if self.config.hold_queue == 0:
+                return "no_replica", f"no replica of '{name}' is ready"
+            try:
+                await route.held.wait(deadline - time.monotonic())
+            except QueueFull:
+                return "queue_full", (f"no replica of '{name}' is ready and {self.config.hold_queue} requests "
+                                      "already wait for one; retry shortly")
+            except TimeoutError:
+                return "timeout", (f"no replica of '{name}' became ready within {self.config.hold_timeout_s:g} s "
+                                   "(it may be starting); retry shortly")
+        return candidates
 
     def _failed(self, backend: Backend) -> None:
         backend.failures += 1
@@ -154,8 +210,8 @@ class Router:
         if method == "GET" and path == "/health":
             client.respond(request, 200, b'{"status":"ok"}')
         elif method == "GET" and path == "/ready":
-            ready = self.ready()
-            client.respond(request, 200 if ready else 503, b'{"ready":%s}' % (b"true" if ready else b"false"))
+            ready, models = self.readiness()
+            client.respond(request, 200 if ready else 503, orjson.dumps({"ready": ready, "models": models}))
         elif method == "GET" and path == "/metrics":
             client.respond(request, 200, self.metrics.render(self).encode(), "text/plain; version=0.0.4")
         elif not self._authorized(request.headers):
@@ -198,21 +254,24 @@ class Router:
             client.respond(request, 404, error_body(f"The model '{model}' does not exist. Known models: {known}",
                                                     "invalid_request_error", "model_not_found", "model"))
             return
+        route, served = self.names[model]
+        candidates = await self._hold(route)
+        if isinstance(candidates, tuple):
+            reason, message = candidates
+            self.metrics.reject(served, reason)
+            # retrying soon re-enters the queue, so the pending count stays up while the model starts
+            retry_after = math.ceil(self.config.hold_health_interval_s)
+            client.respond(request, 503, error_body(message, "server_error", "model_not_ready", "model"),
+                           extra_head=b"retry-after: %d\r\n" % retry_after)
+            return
         if self.in_flight >= self.config.max_in_flight:
             client.respond(request, 429, error_body("the router is at its concurrency limit; retry shortly",
                                                     "rate_limit_exceeded", "rate_limit_exceeded"))
             return
-        route, served = self.names[model]
         body = request.body
         if served != model:
             payload["model"] = served
             body = orjson.dumps(payload)
-        now = time.monotonic()
-        candidates = [b for b in route.backends.values() if b.available(now)] or list(route.backends.values())
-        if not candidates:
-            client.respond(request, 503, error_body(f"no replica of '{model}' is available", "server_error",
-                                                    "no_backend"))
-            return
         ordered = route.strategy.order(candidates, payload, request.headers)[: 1 + self.config.retries]
         self.in_flight += 1
         try:
@@ -226,10 +285,10 @@ class Router:
         for attempt, backend in enumerate(ordered):
             last = attempt == len(ordered) - 1
             if attempt:
-                self.metrics.count("retries", model, backend.url)
+                self.metrics.count(RETRIES, model, backend.url)
             started = time.monotonic()
             backend.in_flight += 1
-            self.metrics.count("requests", model, backend.url)
+            self.metrics.count(REQUESTS, model, backend.url)
             upstream = None
             try:
                 try:
@@ -241,7 +300,7 @@ class Router:
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
                     self._failed(backend)
-                    self.metrics.count("errors", model, backend.url)
+                    self.metrics.count(ERRORS, model, backend.url)
                     if not last:
                         continue
                     status = 504 if isinstance(error, TimeoutError) else 502
@@ -252,18 +311,18 @@ class Router:
                     await _relay(request, upstream, client)
                 except (TimeoutError, UpstreamError):
                     self._failed(backend)
-                    self.metrics.count("errors", model, backend.url)
+                    self.metrics.count(ERRORS, model, backend.url)
                     client.close()  # the response was cut: closing is the only signal left
                     return
                 if upstream.first_byte_at is not None:
-                    self.metrics.observe("ttft", model, backend.url, upstream.first_byte_at - started)
+                    self.metrics.observe(TTFT, model, backend.url, upstream.first_byte_at - started)
                 if upstream.status < 500:
                     backend.failures = 0
                 else:
-                    self.metrics.count("errors", model, backend.url)
+                    self.metrics.count(ERRORS, model, backend.url)
                 backend.release(upstream)
                 upstream = None
-                self.metrics.observe("latency", model, backend.url, time.monotonic() - started)
+                self.metrics.observe(LATENCY, model, backend.url, time.monotonic() - started)
                 return
             finally:
                 backend.in_flight -= 1

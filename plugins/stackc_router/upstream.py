@@ -256,12 +256,12 @@ class Backend:
     idle: list[UpstreamConnection] = field(default_factory=list)
 
     @classmethod
-    def from_url(cls, url: str) -> Backend:
+    def from_url(cls, url: str, healthy: bool = True) -> Backend:
         hostport = url.removeprefix("http://").split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
         if not port.isdigit():  # no port: the colon, if any, was inside an IPv6 address
             host, port = hostport, "80"
-        return cls(url, host.strip("[]"), int(port), hostport)
+        return cls(url, host.strip("[]"), int(port), hostport, healthy=healthy)
 
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until

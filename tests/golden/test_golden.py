@@ -63,3 +63,15 @@ def test_a_planted_mistake_in_a_custom_resource_is_caught(crd_validator) -> None
     assert crd_validator(pool) == []
     pool["spec"]["targetPortNumber"] = 8000  # the v1alpha2 field, gone in v1
     assert any("'targetPortNumber' was unexpected" in problem for problem in crd_validator(pool))
+
+
+def test_a_broken_cel_rule_of_a_crd_is_caught(crd_validator) -> None:
+    pool = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": "p"},
+            "spec": {"selector": {"matchLabels": {"app": "m"}}, "targetPorts": [{"number": 8000}, {"number": 8000}],
+                     "endpointPickerRef": {"name": "epp", "port": {"number": 9002}}}}
+    (problem,) = crd_validator(pool)
+    assert "port number must be unique" in problem and "['spec', 'targetPorts']" in problem
+    scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "s"},
+              "spec": {"scaleTargetRef": {"name": "d"}, "minReplicaCount": 5, "maxReplicaCount": 2,
+                       "triggers": [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "60"}}]}}
+    assert any("CEL rule" in problem for problem in crd_validator(scaled))

@@ -26,8 +26,9 @@ class Engines:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, *names: str, served: str = "served-tiny") -> str:
-        port = free_port()
+    def start(self, *names: str, served: str = "served-tiny", port: int | None = None) -> str:
+        """An engine, ready when this returns; on ``port`` to bring up a replica a router already knows."""
+        port = port or free_port()
         process = subprocess.Popen([sys.executable, str(FAKE_ENGINE), "--port", str(port), "--served-model-name", served],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"

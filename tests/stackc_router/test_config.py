@@ -50,8 +50,18 @@ def test_the_written_form_reads_back_as_it_was() -> None:
                            cache_chars=5000),
                 ModelRoute("b", "b", backends=("http://127.0.0.1:9000",))),
         host="0.0.0.0", port=9999, max_body_bytes=1000, max_in_flight=7, max_connections=50, read_timeout_s=30.0,
-        retries=1, api_keys_file="/keys")
+        retries=1, api_keys_file="/keys", hold_queue=0, hold_timeout_s=5.0, hold_health_interval_s=0.5)
     assert parse(yaml.safe_load(yaml.safe_dump(to_data(config)))) == config
+
+
+def test_hold_settings_are_checked() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse({"hold": {"queue": -1, "timeout_s": 0, "health_interval_s": "1s", "size": 3},
+               "models": {"a": {"backends": ["http://127.0.0.1:1"]}}})
+    assert set(error.value.problems) == {
+        "hold.queue: expected 0 or more, got -1", "hold.timeout_s: expected a positive number of seconds, got 0",
+        "hold.health_interval_s: expected int or float, got '1s'",
+        "hold.size: unknown key (expected one of: health_interval_s, queue, timeout_s)"}
 
 
 def test_the_router_target_and_stackc_up_write_configs_the_router_reads(tmp_path) -> None:

@@ -7,7 +7,9 @@ one trailing newline. Sequences keep their order: it carries meaning (args, cont
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,8 +79,130 @@ def _string_style(data: str) -> str | None:
 
 
 def to_yaml(obj: Any) -> str:
+    try:
+        return _block_yaml(obj)
+    except _Unusual:
+        return _pyyaml_text(obj)
+
+
+def _pyyaml_text(obj: Any) -> str:
+    """PyYAML's canonical text: the reference ``_block_yaml`` reproduces byte for byte (a property test)."""
     return yaml.dump(obj, Dumper=_CanonicalDumper, default_flow_style=False, sort_keys=False,
                      width=2**31 - 1, allow_unicode=True, line_break="\n")
+
+
+class _Unusual(Exception):
+    """Data ``_block_yaml`` leaves to PyYAML: multi-line text, floats, non-string keys, other types."""
+
+
+def _block_yaml(obj: Any) -> str:
+    """PyYAML's output for the common shape of Kubernetes objects, written without building a node
+    graph (which was most of a large build's time). Layout is block style with PyYAML's
+    conventions (two-space indent, sequences in mappings not indented); every distinct scalar's
+    text still comes from PyYAML, once."""
+    lines: list[str] = []
+    if type(obj) is dict and obj:
+        _mapping(obj, 0, "", lines)
+    elif type(obj) in (list, tuple) and obj:
+        _sequence(obj, 0, lines)
+    else:
+        raise _Unusual
+    return "".join(lines)
+
+
+def _mapping(data: dict[str, Any], indent: int, lead: str, lines: list[str]) -> None:
+    pad = " " * indent
+    start = lead
+    for key in _ordered(tuple(data)):
+        value = data[key]
+        key_text = _key_text(key)
+        kind = type(value)
+        if kind is dict:
+            if value:
+                lines.append(f"{start}{key_text}:\n")
+                _mapping(value, indent + 2, " " * (indent + 2), lines)
+            else:
+                lines.append(f"{start}{key_text}: {{}}\n")
+        elif kind is list or kind is tuple:
+            if value:
+                lines.append(f"{start}{key_text}:\n")
+                _sequence(value, indent, lines)
+            else:
+                lines.append(f"{start}{key_text}: []\n")
+        else:
+            lines.append(f"{start}{key_text}: {_scalar_text(value)}\n")
+        start = pad
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _ordered(keys: tuple[Any, ...]) -> tuple[str, ...]:
+    """Canonical key order, once per key set (thousands of objects share a few dozen)."""
+    if any(type(key) is not str for key in keys):
+        raise _Unusual
+    return tuple(sorted(keys, key=_key_order))
+
+
+def _sequence(items: list[Any] | tuple[Any, ...], indent: int, lines: list[str]) -> None:
+    lead = " " * indent + "- "
+    for item in items:
+        _item(item, indent, lead, lines)
+
+
+def _item(item: Any, indent: int, lead: str, lines: list[str]) -> None:
+    kind = type(item)
+    if kind is dict:
+        if item:
+            _mapping(item, indent + 2, lead, lines)
+        else:
+            lines.append(f"{lead}{{}}\n")
+    elif kind is list or kind is tuple:
+        if item:
+            inner = lead + "- "
+            for sub in item:
+                _item(sub, indent + 2, inner, lines)
+                inner = " " * (indent + 2) + "- "
+        else:
+            lines.append(f"{lead}[]\n")
+    else:
+        lines.append(f"{lead}{_scalar_text(item)}\n")
+
+
+def _scalar_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _string_text(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    raise _Unusual
+
+
+#: a word PyYAML always writes plain unless it reads as another type ("true", "1e3", "null")
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./-]*")
+_PLAIN_STR = functools.partial(yaml.resolver.Resolver().resolve, yaml.ScalarNode, implicit=(True, False))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _string_text(value: str) -> str:
+    if _PLAIN_WORD.fullmatch(value) and _PLAIN_STR(value) == _STR:
+        return value
+    text = _pyyaml_text({"k": value})
+    if not text.startswith("k: ") or text.count("\n") != 1:
+        raise _Unusual  # a literal block: its layout depends on where it stands
+    return text[3:-1]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_text(key: str) -> str:
+    if _PLAIN_WORD.fullmatch(key) and _PLAIN_STR(key) == _STR:
+        return key
+    text = _pyyaml_text({key: 0})
+    if not text.endswith(": 0\n") or text.count("\n") != 1 or text.startswith("? "):
+        raise _Unusual  # a multi-line or long (complex) key
+    return text[:-4]
 
 
 def to_yaml_stream(objects: tuple[Mapping[str, Any], ...]) -> str:

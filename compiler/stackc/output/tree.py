@@ -50,8 +50,11 @@ def _foreign_files(root: Path) -> list[str]:
     if not root.exists():
         return []
     owned = set(owned_files(root)) | {MANIFEST}
-    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
-    return [name for name in found if name not in owned]
+    found = []
+    for folder, _, names in os.walk(root):
+        prefix = Path(folder).relative_to(root).as_posix()
+        found += [name if prefix == "." else f"{prefix}/{name}" for name in names]
+    return sorted(name for name in found if name not in owned)
 
 
 def write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[str] = ()) -> None:

@@ -34,6 +34,10 @@ class Capability(str, Enum):
     CPU_ONLY = "cpu_only"
     #: serves models from the Ollama library (``ollama://NAME:TAG``)
     OLLAMA_LIBRARY = "ollama_library"
+    #: runs one replica over several pods (``serving.nodes``), returning ``EngineResult.worker``
+    MULTI_NODE = "multi_node"
+    #: offloads KV-cache blocks to host memory (``kv_offload``)
+    KV_OFFLOAD = "kv_offload"
 
 
 @attrs.frozen
@@ -189,6 +193,9 @@ class EngineResult:
     init_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     needs_shm: bool = False
+    #: the container of a multi-node replica's other pods (ranks 1…nodes-1), which serve no HTTP;
+    #: engines with ``Capability.MULTI_NODE`` return it when ``serving.nodes`` > 1
+    worker: Container | None = None
 
 
 @attrs.frozen

@@ -37,6 +37,8 @@ CHAT_TEMPLATE_VOLUME = "chat-template"
 SHM_VOLUME = "dshm"
 WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
+#: a leader/worker group's pods say which they are; Services and pools select the leaders
+ROLE_LABEL = "stackc.dev/role"
 #: schemes a platform that downloads weights (KServe's storage initializer) can fetch
 PLATFORM_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
 
@@ -130,7 +132,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     extra_mounts: list[Mount] = []
-    parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
+    # the shards on one pod (a multi-node replica divides them over its pods)
+    parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
     if model.shm_size or (result.needs_shm and parallel > 1):
         size = model.shm_size or f"{2 * parallel}Gi"
         volumes.append(Volume(SHM_VOLUME, empty_dir={"medium": "Memory", "sizeLimit": size}))
@@ -145,15 +148,24 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     most = scaler.max_replicas if scaler is not None else model.replicas
     wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
+    pod = _pod(model, labels, selector, serving, result.init_containers, volumes, account_name)
+    topology, worker_pod, answering = plan.Topology(), None, selector
+    if model.serving.nodes > 1:
+        assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
+        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
+        answering = {**selector, ROLE_LABEL: "leader"}
+        worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"},
+                                  containers=(_serving_container(result.worker, model, extra_mounts),))
+        pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "leader"})
     return plan.Component(
-        key=key, name=name, engine=model.engine, labels=labels, selector=selector,
-        pod=_pod(model, labels, selector, serving, result.init_containers, volumes, account_name),
+        key=key, name=name, engine=model.engine, labels=labels, selector=selector, pod=pod,
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
-            api_key=model.security.api_key, service=name, service_port=result.port.number),
+            api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),
+        topology=topology, worker_pod=worker_pod,
         accelerators=model.accelerators, routing=model.routing, rollout=model.rollout,
         disruption_budget=budget.max_unavailable if wants_budget else None,
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))

@@ -55,10 +55,12 @@ class Pod:
 
 @attrs.frozen
 class Topology:
-    """How many pods make one replica: one today; a leader/worker group lands here."""
+    """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves)."""
 
-    kind: Literal["single"] = "single"
+    kind: Literal["single", "leader_worker"] = "single"
     size: int = 1
+    #: a node label whose domains each group has to itself
+    exclusive_key: str | None = None
 
 
 Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",
@@ -110,6 +112,8 @@ class Endpoint:
     #: the Service in front of the pods, and its port
     service: str = ""
     service_port: int = 0
+    #: labels of the pods that answer (a leader/worker group's leaders); set by lowering
+    selector: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -134,6 +138,8 @@ class Component:
     weights: Weights
     scale: Scale
     topology: Topology = attrs.field(factory=Topology)
+    #: the pod of a leader/worker group's other members (``pod`` is the leader's)
+    worker_pod: Pod | None = None
     accelerators: Accelerators = attrs.field(factory=Accelerators)
     routing: Routing = attrs.field(factory=Routing)
     rollout: Rollout = attrs.field(factory=Rollout)

@@ -110,6 +110,10 @@ class Serving:
     tensor_parallel: int = field("Tensor-parallel degree (devices one replica shards over).", default=1,
                                  minimum=1, maximum=INT32_MAX)
     pipeline_parallel: int = field("Pipeline-parallel degree.", default=1, minimum=1, maximum=INT32_MAX)
+    nodes: int = field(
+        "Pods one replica spans, each with `accelerators.count` devices: above 1 every replica is a "
+        "leader/worker group (a LeaderWorkerSet) and tensor × pipeline parallelism covers all their devices.",
+        default=1, minimum=1, maximum=INT32_MAX)
     gpu_memory_fraction: float | None = field(
         "Fraction of accelerator memory the engine may use (0 < f ≤ 1).", default=None
     )
@@ -143,6 +147,18 @@ class Cache:
 
 
 @attrs.frozen
+class KvOffload:
+    """KV-cache blocks the accelerators evict go to host memory, so a returning prefix (a long system
+    prompt, the next turn of a chat) is copied back instead of computed again."""
+
+    cpu_gib: int = field("Host memory per pod for offloaded KV blocks, in GiB (count it in `resources` memory).",
+                         minimum=1, maximum=1 << 20)
+    backend: Literal["native", "lmcache"] = field(
+        "vLLM: its own offloading connector (`native`), or LMCache (`lmcache`, the image must include it); "
+        "SGLang uses its hierarchical cache and takes `native` only.", default="native")
+
+
+@attrs.frozen
 class Toleration:
     key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None, form=LABEL_KEY)
     operator: Literal["Exists", "Equal"] = field("`Equal` or `Exists`.", default="Equal")
@@ -167,6 +183,10 @@ class Scheduling:
     priority_class: str | None = field("PriorityClass name.", default=None, form=DNS_SUBDOMAIN)
     runtime_class: str | None = field("RuntimeClass name (e.g. `nvidia`).", default=None, form=DNS_SUBDOMAIN)
     scheduler_name: str | None = field("A scheduler other than the default.", default=None)
+    group_topology: str | None = field(
+        "For multi-node models (`serving.nodes` > 1): a node label key, e.g. `topology.kubernetes.io/zone`, "
+        "whose domains each leader/worker group gets to itself (all of a group's pods in one domain).",
+        default=None, form=LABEL_KEY)
 
 
 @attrs.frozen
@@ -303,6 +323,7 @@ class Model:
     image: str | None = field("Container image override (`repository:tag` or `@sha256:` digest).", default=None)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
     cache: Cache | None = field("Model cache volume; without it the cache is an emptyDir.", default=None)
+    kv_offload: KvOffload | None = field("Offload KV-cache blocks to host memory (engines that can).", default=None)
     shm_size: str | None = field(
         "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None,
         form=QUANTITY,

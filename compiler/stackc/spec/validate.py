@@ -36,6 +36,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
     Capability.ACCELERATORS: (("accelerators", "count"), "accelerators", lambda m: m.accelerators.count > 0),
     Capability.OLLAMA_LIBRARY: (("model",), "models from the Ollama library", lambda m: m.model.startswith("ollama://")),
+    Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
+    Capability.KV_OFFLOAD: (("kv_offload",), "KV-cache offloading", lambda m: m.kv_offload is not None),
 }
 
 
@@ -126,6 +128,20 @@ def quantity_value(text: str) -> Fraction | None:
     return Fraction(number) * (Fraction(10) ** int(exponent or 0)) * _QUANTITY_SUFFIXES[suffix or ""]
 
 
+def _offload_memory_problems(model: Model, base: Path) -> Iterator[Diagnostic]:
+    """Offloaded KV blocks live in the pod's memory: a request below them invites eviction under pressure."""
+    if model.kv_offload is None:
+        return
+    wanted = model.kv_offload.cpu_gib * 2**30
+    request = model.resources.requests.get("memory")
+    requested = quantity_value(request) if request is not None else None
+    if request is None or (requested is not None and requested < wanted):
+        got = f"requests only {request} of memory" if request is not None else "requests no memory"
+        yield Diagnostic("W022", f"kv_offload keeps {model.kv_offload.cpu_gib} GiB in host memory, but the pod {got}",
+                         base + ("kv_offload", "cpu_gib"), "add the offload buffer to resources.requests.memory",
+                         Severity.WARNING)
+
+
 def _consistency_problems(model: Model) -> Iterator[Diagnostic]:
     """Values each valid alone that the API server rejects together; paths relative to the model."""
     requests, limits = model.resources.requests, model.resources.limits
@@ -157,29 +173,29 @@ def _consistency_problems(model: Model) -> Iterator[Diagnostic]:
 def _autoscaling_problems(scaling: Autoscaling) -> Iterator[Diagnostic]:
     """A signal that cannot drive an autoscaler, as written; paths relative to ``autoscaling``."""
     if scaling.signal is not None and scaling.metric is not None:
-        yield Diagnostic("E060", "set either signal or metric (KServe's spelling of it), not both", ("metric",))
+        yield Diagnostic("E080", "set either signal or metric (KServe's spelling of it), not both", ("metric",))
     if scaling.signal is not None and scaling.target is None:
-        yield Diagnostic("E060", f"signal '{scaling.signal}' needs a target value per replica", ("signal",),
+        yield Diagnostic("E080", f"signal '{scaling.signal}' needs a target value per replica", ("signal",),
                          "set autoscaling.target")
     if scaling.signal == "custom" and not scaling.query:
-        yield Diagnostic("E060", "signal 'custom' needs a PromQL query", ("signal",),
+        yield Diagnostic("E080", "signal 'custom' needs a PromQL query", ("signal",),
                          'set autoscaling.query = "sum(...)", aggregated to one series')
     if scaling.query is not None and scaling.signal != "custom":
-        yield Diagnostic("E060", "a query is only read with signal = \"custom\"", ("query",))
+        yield Diagnostic("E080", "a query is only read with signal = \"custom\"", ("query",))
     for name in ("target", "activation"):
         value = getattr(scaling, name)
         if value is not None and (value < 0 or name == "target" and value == 0):
             yield Diagnostic("E014", f"must be {'above' if name == 'target' else 'at least'} 0, got {value}", (name,))
     signal = scaling.signal or scaling.metric
     if signal in ("cpu", "memory") and scaling.target is not None and not isinstance(scaling.target, int):
-        yield Diagnostic("E060", f"the {signal} target is a whole percentage of the pods' requests, got {scaling.target}",
+        yield Diagnostic("E080", f"the {signal} target is a whole percentage of the pods' requests, got {scaling.target}",
                          ("target",))
     if scaling.min_replicas == 0 and signal is not None and signal not in ("router_pending", "custom", "concurrency", "rps"):
-        yield Diagnostic("E062", f"with no replica running, nothing exports '{signal}': nothing would wake the model",
+        yield Diagnostic("E082", f"with no replica running, nothing exports '{signal}': nothing would wake the model",
                          ("min_replicas",), 'scale to zero on signal = "router_pending" (the router target holds '
                          "requests and counts them), or keep min_replicas >= 1")
     if scaling.activation is not None and scaling.min_replicas != 0:
-        yield Diagnostic("E060", "an activation threshold only applies when scaling from zero replicas",
+        yield Diagnostic("E080", "an activation threshold only applies when scaling from zero replicas",
                          ("activation",), "set min_replicas = 0, or drop activation")
 
 
@@ -194,19 +210,19 @@ def autoscaling_problems(plan: Plan) -> Iterator[Diagnostic]:
         has_pending = exporter is not None and exporter.router is not None and exporter.router.pending
         if scaler.signal in signals.ENGINE_SIGNALS and signals.engine_metric(component, scaler.signal) is None:
             offered = [name for name in signals.ENGINE_SIGNALS if signals.engine_metric(component, name)]
-            yield Diagnostic("E061", f"engine '{component.engine}' exports no series for signal '{scaler.signal}'",
+            yield Diagnostic("E081", f"engine '{component.engine}' exports no series for signal '{scaler.signal}'",
                              path + ("signal",), "signals it exports: " + ", ".join(offered) if offered else
                              f"engine '{component.engine}' exports no metrics: scale on cpu or memory")
         if scaler.signal == "router_pending" and not has_pending:
-            yield Diagnostic("E061", "signal 'router_pending' counts the requests the router holds: the stack has "
+            yield Diagnostic("E081", "signal 'router_pending' counts the requests the router holds: the stack has "
                              "no router", path + ("signal",), 'add "router" to stack.targets')
         elif scaler.min_replicas == 0 and scaler.signal == "custom" and not has_pending:
-            yield Diagnostic("E062", "at zero replicas the model's requests need the router target to hold them "
+            yield Diagnostic("E082", "at zero replicas the model's requests need the router target to hold them "
                              "until it wakes; without it they fail", path + ("min_replicas",),
                              'add "router" to stack.targets, or keep min_replicas >= 1')
         if scaler.signal in signals.RESOURCE_SIGNALS and scaler.signal not in \
                 component.pod.containers[0].resources.get("requests", {}):
-            yield Diagnostic("E060", f"an HPA measures {scaler.signal} against the pods' requests: the model "
+            yield Diagnostic("E080", f"an HPA measures {scaler.signal} against the pods' requests: the model "
                              f"requests no {scaler.signal}", path, f'set resources.requests.{scaler.signal}')
 
 
@@ -248,6 +264,11 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                          f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
     yield from (attrs.evolve(p, path=base + ("autoscaling",) + p.path) for p in _autoscaling_problems(model.autoscaling))
+    yield from _offload_memory_problems(model, base)
+    if model.scheduling.group_topology is not None and model.serving.nodes == 1:
+        yield Diagnostic("W021", "group_topology places leader/worker groups; this model runs one pod per replica",
+                         base + ("scheduling", "group_topology"), "set serving.nodes above 1, or remove it",
+                         Severity.WARNING)
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))

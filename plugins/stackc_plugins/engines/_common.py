@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import attrs
+
 from stackc.diagnostics import Diagnostic
-from stackc.plan.engine import EngineRequest, EnvVar, Mount, Probe
+from stackc.plan.engine import Container, EngineRequest, EnvVar, Mount, Probe
 from stackc.spec.model import Model
 
 CACHE_PATH = "/cache"
@@ -48,10 +50,35 @@ def flags(pairs: list[tuple[str, object]]) -> list[str]:
     return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
 
 
-def check_parallelism(model: Model) -> Iterator[Diagnostic]:
-    """A replica needs one device per tensor × pipeline shard (engines that count GPUs)."""
+#: variables LeaderWorkerSet sets in every container of a group (Kubernetes expands ``$(NAME)`` in args)
+LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
+WORKER_INDEX = "$(LWS_WORKER_INDEX)"
+
+
+def group_worker(leader: Container, args: list[str]) -> Container:
+    """A multi-node replica's worker: the leader's container with its own args, no ports, no probes
+    (only the leader serves HTTP; the group restarts together when a worker fails)."""
+    return attrs.evolve(leader, args=tuple(args), ports=(), startup_probe=None, readiness_probe=None,
+                        liveness_probe=None)
+
+
+def check_parallelism(model: Model, multi_node: bool = False) -> Iterator[Diagnostic]:
+    """A replica needs one device per tensor × pipeline shard (engines that count GPUs); a
+    multi-node replica shards over exactly the devices of its pods (``multi_node``: the engine can)."""
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel
-    if model.accelerators.count < parallel and (model.accelerators.count or parallel > 1):
+    count, nodes = model.accelerators.count, model.serving.nodes
+    if nodes > 1:
+        if count == 0:
+            yield Diagnostic("E030", f"serving.nodes = {nodes} spreads a replica over accelerators, but "
+                             "accelerators.count is 0", ("accelerators", "count"),
+                             "set accelerators.count to the devices of each pod")
+        elif parallel != count * nodes:
+            yield Diagnostic("E030", f"{nodes} nodes × {count} accelerators = {count * nodes} devices per replica, "
+                             f"but tensor_parallel × pipeline_parallel = {parallel}", ("serving", "nodes"),
+                             "make tensor_parallel × pipeline_parallel equal nodes × accelerators.count")
+    elif count < parallel and (count or parallel > 1):
+        hint = f"set accelerators.count = {parallel}"
+        if multi_node and count > 1 and parallel % count == 0:
+            hint += f", or serving.nodes = {parallel // count} to spread each replica over {parallel // count} pods"
         yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
-                         f"per replica, accelerators.count is {model.accelerators.count}",
-                         ("serving", "tensor_parallel"), f"set accelerators.count = {parallel}")
+                         f"per replica, accelerators.count is {count}", ("serving", "tensor_parallel"), hint)

@@ -34,7 +34,8 @@ class NeuronEngine:
     name = "neuron"
     description = "vLLM on AWS Inferentia/Trainium (Neuron SDK); tensor parallelism in NeuronCores"
     capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.GPU_MEMORY_FRACTION,
-                                            Capability.OLLAMA_LIBRARY}
+                                            Capability.OLLAMA_LIBRARY, Capability.MULTI_NODE,
+                                            Capability.KV_OFFLOAD}
     options_type = VllmOptions
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
@@ -55,8 +56,9 @@ class NeuronEngine:
         env += [EnvVar("NEURON_COMPILED_ARTIFACTS", f"{CACHE_PATH}/neuron/{request.model_key}"),
                 EnvVar("NEURON_CC_FLAGS", f"--cache_dir={CACHE_PATH}/neuron/compile-cache")]
         port = Port("http", PORT)
+        executable = (request.options or VllmOptions()).executable
         container = Container(
-            name="engine", image=model.image or IMAGE, command=("vllm", "serve"), args=tuple(args), env=tuple(env),
+            name="engine", image=model.image or IMAGE, command=(executable, "serve"), args=tuple(args), env=tuple(env),
             ports=(port,), mounts=tuple(mounts),
             # first start compiles every bucket with neuronx-cc: allow two hours
             startup_probe=Probe("/health", period_seconds=10, timeout_seconds=5, failure_threshold=720),

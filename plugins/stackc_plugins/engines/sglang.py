@@ -22,10 +22,13 @@ from stackc.registry import Registry
 from stackc.spec.model import Model
 from stackc_plugins.engines._common import (
     CACHE_PATH,
+    LEADER_ADDRESS,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
+    WORKER_INDEX,
     check_parallelism,
     flags,
+    group_worker,
     hf_env,
     model_location,
     served_names,
@@ -33,6 +36,8 @@ from stackc_plugins.engines._common import (
 
 IMAGE = "lmsysorg/sglang:v0.5.19"
 PORT = 30000
+#: where rank 0 listens for the other ranks of a multi-node replica (``--dist-init-addr``)
+DIST_INIT_PORT = 20000
 METRICS = MetricNames(
     running="sglang:num_running_reqs",
     waiting="sglang:num_queue_reqs",
@@ -51,7 +56,13 @@ class SglangEngine:
     options_type = None
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
-        yield from check_parallelism(model)
+        yield from check_parallelism(model, multi_node=True)
+        if model.kv_offload is not None and model.kv_offload.backend != "native":
+            yield Diagnostic("E020", "SGLang offloads KV blocks with its own hierarchical cache, not LMCache",
+                             ("kv_offload", "backend"), 'use backend = "native"')
+        if model.kv_offload is not None and model.serving.prefix_caching is False:
+            yield Diagnostic("E020", "SGLang's hierarchical cache extends its radix (prefix) cache, which "
+                             "prefix_caching = false turns off", ("kv_offload",), "remove one of them")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
@@ -72,6 +83,9 @@ class SglangEngine:
         ])
         if serving.prefix_caching is False:
             args.append("--disable-radix-cache")
+        if model.kv_offload is not None:
+            # HiCache: the radix tree spills to a host-memory tier of this many GB
+            args += ["--enable-hierarchical-cache", "--hicache-size", str(model.kv_offload.cpu_gib)]
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
@@ -84,6 +98,10 @@ class SglangEngine:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
             env.append(EnvVar("SGLANG_API_KEY", secret=model.security.api_key))
             args += ["--api-key", "$(SGLANG_API_KEY)"]
+        if serving.nodes > 1:
+            # every rank runs the same command; rank 0 (the leader) serves HTTP
+            args += ["--nnodes", str(serving.nodes), "--node-rank", WORKER_INDEX,
+                     "--dist-init-addr", f"{LEADER_ADDRESS}:{DIST_INIT_PORT}"]
         args += model.engine_args
         port = Port("http", PORT)
         # /health runs a one-token generation with a 20 s budget: probe timeouts must exceed it
@@ -94,8 +112,9 @@ class SglangEngine:
             readiness_probe=Probe("/health", period_seconds=10, timeout_seconds=25, failure_threshold=3),
             liveness_probe=Probe("/health", period_seconds=30, timeout_seconds=25, failure_threshold=5),
         )
+        worker = group_worker(container, args) if serving.nodes > 1 else None
         return EngineResult(container=container, served_names=(primary,), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
 
 
 @hookimpl

@@ -21,13 +21,16 @@ from stackc.plan.engine import (
     Port,
 )
 from stackc.registry import Registry
-from stackc.spec.model import Model
+from stackc.spec.model import Form, Model
 from stackc_plugins.engines._common import (
     CACHE_PATH,
+    LEADER_ADDRESS,
     TEMPLATE_FILE,
     TEMPLATE_PATH,
+    WORKER_INDEX,
     check_parallelism,
     flags,
+    group_worker,
     hf_env,
     http_probes,
     model_location,
@@ -47,6 +50,9 @@ class VllmOptions:
     kv_cache_dtype: str | None = attrs.field(default=None, metadata={"doc": "`--kv-cache-dtype`, e.g. `fp8`."})
     max_num_batched_tokens: int | None = attrs.field(default=None, metadata={"doc": "`--max-num-batched-tokens`.", "minimum": 1})
     enforce_eager: bool = attrs.field(default=False, metadata={"doc": "`--enforce-eager`: skip CUDA graphs (faster start)."})
+    executable: str = attrs.field(default="vllm", metadata={
+        "doc": "The `vllm` program in the image, e.g. `/opt/venv/bin/vllm` in LMCache's `lmcache/vllm-openai`.",
+        "form": Form(r"^\S+$", "a program name or path without spaces")})
 
 
 METRICS = MetricNames(
@@ -70,7 +76,7 @@ class VllmEngine:
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
-        yield from check_parallelism(model)
+        yield from check_parallelism(model, multi_node=True)
         for index, adapter in enumerate(model.serving.lora_adapters):
             if "://" in adapter.source and not adapter.source.startswith("hf://"):
                 yield Diagnostic("E031", "vLLM loads LoRA adapters from a Hugging Face id or a path",
@@ -83,7 +89,7 @@ class VllmEngine:
         container = Container(
             name="engine",
             image=model.image or (IMAGE if model.accelerators.count else CPU_IMAGE),
-            command=("vllm", "serve"),
+            command=((request.options or VllmOptions()).executable, "serve"),
             args=tuple(args),
             env=tuple(env),
             ports=(port,),
@@ -91,8 +97,15 @@ class VllmEngine:
             # the server listens only once weights are loaded: 30 minutes for download and load
             **http_probes("/health"),
         )
+        worker = None
+        nodes = model.serving.nodes
+        if nodes > 1:
+            # multiprocessing across nodes, no Ray: rank 0 serves the API, the others run headless
+            group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
+            worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
+            container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         return EngineResult(container=container, served_names=served_names(request), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
@@ -118,6 +131,10 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     ])
     if serving.prefix_caching is not None:
         args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
+    if model.kv_offload is not None:
+        # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
+        size = model.kv_offload.cpu_gib * serving.nodes
+        args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
     if options.enforce_eager:
         args.append("--enforce-eager")
     if request.chat_template_volume:

@@ -202,7 +202,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         "apiVersion": f"{POOL_GROUP}/v1", "kind": "InferencePool",
         "metadata": kube.metadata(stack, pool, component.labels),
         "spec": {
-            "selector": {"matchLabels": dict(component.selector)},
+            "selector": {"matchLabels": dict(component.endpoint.selector)},
             "targetPorts": [{"number": component.endpoint.port.number}],
             "endpointPickerRef": {"name": epp, "port": {"number": 9002}, "failureMode": options.failure_mode},
         },

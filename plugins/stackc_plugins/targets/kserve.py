@@ -68,6 +68,10 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.topology.kind == "leader_worker":
+                yield Diagnostic("E073", "the kserve target can't run one replica over several nodes yet (its "
+                                 "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),
+                                 "deploy this model with the manifests or helm target (a LeaderWorkerSet)")
             # KServe and Knative derive names from the InferenceService's; each must stay a DNS label
             if len(component.name) + len(suffix) > 63:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
@@ -204,23 +208,23 @@ def autoscaling_problems(plan: Plan, options: KserveOptions) -> Iterator[Diagnos
             continue
         path = ("models", component.key, "autoscaling")
         if knative and scaler.signal not in (*PLATFORM_SIGNALS, None):
-            yield Diagnostic("E063", f"KServe's Knative mode scales on {', '.join(PLATFORM_SIGNALS)}, not "
+            yield Diagnostic("E083", f"KServe's Knative mode scales on {', '.join(PLATFORM_SIGNALS)}, not "
                              f"'{scaler.signal}'", path + ("signal",), 'use deployment_mode = "Standard" (KEDA)')
         if knative and (scaler.scale_up_seconds is not None or scaler.scale_down_seconds is not None):
-            yield Diagnostic("E063", "KServe's Knative mode takes no stabilization windows", path,
+            yield Diagnostic("E083", "KServe's Knative mode takes no stabilization windows", path,
                              "drop scale_up_seconds and scale_down_seconds, or use deployment_mode = \"Standard\"")
         if not knative and scaler.signal in ("concurrency", "rps"):
-            yield Diagnostic("E063", f"'{scaler.signal}' is a Knative metric: KServe's Standard mode has none",
+            yield Diagnostic("E083", f"'{scaler.signal}' is a Knative metric: KServe's Standard mode has none",
                              path + ("metric",), 'use deployment_mode = "Knative", or signal = "running"')
         if not knative and scaler.min_replicas == 0:
-            yield Diagnostic("E062", "the kserve target's Standard mode keeps at least one replica: nothing in it "
+            yield Diagnostic("E082", "the kserve target's Standard mode keeps at least one replica: nothing in it "
                              "holds requests while a model wakes", path + ("min_replicas",),
                              'use deployment_mode = "Knative" (its activator holds them), or the manifests or helm '
                              "target with the router")
         if scaler.activation is not None:
-            yield Diagnostic("E063", "KServe's autoscaling has no activation threshold", path + ("activation",))
+            yield Diagnostic("E083", "KServe's autoscaling has no activation threshold", path + ("activation",))
         if scaler.signal in PLATFORM_SIGNALS and scaler.target is not None and not isinstance(scaler.target, int):
-            yield Diagnostic("E063", f"KServe's scaleTarget is a whole number, got {scaler.target}", path + ("target",))
+            yield Diagnostic("E083", f"KServe's scaleTarget is a whole number, got {scaler.target}", path + ("target",))
 
 
 @hookimpl

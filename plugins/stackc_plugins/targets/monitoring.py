@@ -59,8 +59,10 @@ class MonitoringTarget:
             api_key = component.endpoint.api_key
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
+            # the pods that answer (a multi-node group's leaders), labelled by the model's selector
             yield Artifact(f"podmonitor-{component.key}.yaml", (pod_monitor(
-                plan, component.name, {**component.labels, **options.monitor_labels}, component.selector, endpoint),))
+                plan, component.name, {**component.labels, **options.monitor_labels}, component.endpoint.selector,
+                endpoint, component.selector),))
         for exporter in plan.stack.exporters:
             labels = {**stack_labels(plan), **exporter.pods, **options.monitor_labels}
             endpoint = {"port": exporter.port, "path": exporter.path, "interval": options.interval}
@@ -91,14 +93,14 @@ def stack_labels(plan: Plan) -> dict[str, str]:
 
 
 def pod_monitor(plan: Plan, name: str, labels: Mapping[str, str], pods: Mapping[str, str],
-                endpoint: dict[str, Any]) -> dict:
+                endpoint: dict[str, Any], copied: Mapping[str, str] | None = None) -> dict:
     return {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
         "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
             "selector": {"matchLabels": dict(pods)},
             # copied onto every series, so queries select a model without guessing pod names
-            "podTargetLabels": sorted(pods),
+            "podTargetLabels": sorted(pods if copied is None else copied),
             "podMetricsEndpoints": [endpoint],
         },
     }

@@ -19,6 +19,7 @@ from stackc.output.render import to_yaml
 from stackc.plan.model import Autoscaler, Caller, Exporter, Plan, RouterMetricNames
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
+from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
 from stackc_router.from_plan import model_route
 
@@ -27,11 +28,11 @@ PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"
 UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
-#: what stackc-router exports on /metrics, per model (see stackc_router.metrics)
+#: what stackc-router exports on /metrics per model, as its runtime declares the families
 METRICS = RouterMetricNames(
-    model_label="model", pending="stackc_router_pending_requests", in_flight="stackc_router_in_flight", requests="stackc_router_requests_total",
-    errors="stackc_router_errors_total", retries="stackc_router_retries_total",
-    latency="stackc_router_latency_seconds", time_to_first_token="stackc_router_ttft_seconds")
+    model_label="model", pending=router_metrics.PENDING_REQUESTS.name, in_flight=router_metrics.IN_FLIGHT.name,
+    requests=router_metrics.REQUESTS.name, errors=router_metrics.ERRORS.name, retries=router_metrics.RETRIES.name,
+    latency=router_metrics.LATENCY.name, time_to_first_token=router_metrics.TTFT.name)
 
 
 @attrs.frozen
@@ -77,6 +78,14 @@ class RouterOptions:
     max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted.",
                                                                           "minimum": 1})
     max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s.", "minimum": 1})
+    hold_queue: int = attrs.field(default=100, metadata={
+        "doc": "Requests held per model while it has no ready replica (scale from zero, a replica still loading), "
+               "served in arrival order once one is ready; when it is full, a 503 at once. 0: a 503 at once.",
+        "minimum": 0, "maximum": 100_000})
+    hold_timeout_seconds: int = attrs.field(default=60, metadata={
+        "doc": "How long a held request waits for a ready replica before a 503 with `Retry-After` "
+               "(docs/router.md: why 60, and what to raise with it for a slow cold start).",
+        "minimum": 1, "maximum": 3600})
     autoscaling: RouterAutoscaling | None = attrs.field(
         default=None, metadata={"doc": "Scale the router with an HPA on CPU (then `replicas` is not set)."})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
@@ -97,7 +106,7 @@ class RouterTarget:
             yield Diagnostic("E014", f"min_replicas ({scaling.min_replicas}) is above max_replicas "
                              f"({scaling.max_replicas})", path + ("min_replicas",))
         if scaling is not None and "cpu" not in options.resources.get("requests", {}):
-            yield Diagnostic("E060", "an HPA measures CPU against the router's request: it requests no cpu",
+            yield Diagnostic("E080", "an HPA measures CPU against the router's request: it requests no cpu",
                              ("targets", "router", "resources"), "set resources.requests.cpu")
 
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
@@ -140,7 +149,8 @@ class RouterTarget:
         if scaling is not None:
             scaler = Autoscaler(scaling.min_replicas, scaling.max_replicas, "cpu", scaling.cpu)
             yield Artifact("horizontalpodautoscaler.yaml", (kube.horizontal_pod_autoscaler(
-                stack, name, labels, scaler, [kube.resource_metric("cpu", scaling.cpu)]),))
+                stack, {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, labels, scaler,
+                [kube.resource_metric("cpu", scaling.cpu)]),))
         if (scaling.max_replicas if scaling is not None else options.replicas) > 1:
             yield Artifact("poddisruptionbudget.yaml", ({
                 "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(stack, name, labels),
@@ -166,7 +176,8 @@ def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
             component, kubernetes=KubernetesDiscovery(plan.stack.namespace, endpoint.service, endpoint.service_port),
             upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None))
     config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
-                    max_in_flight=options.max_in_flight,
+                    max_in_flight=options.max_in_flight, hold_queue=options.hold_queue,
+                    hold_timeout_s=float(options.hold_timeout_seconds),
                     api_keys_file=f"{KEYS_PATH}/{options.api_keys.key}" if options.api_keys else None)
     return to_data(config)
 

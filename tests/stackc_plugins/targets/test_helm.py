@@ -39,7 +39,10 @@ def comparable(objects: list[dict]) -> list[dict]:
     found = []
     for obj in objects:
         obj = json.loads(json.dumps(obj))
-        for meta in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata", {})):
+        spec = obj.get("spec", {})
+        group = spec.get("leaderWorkerTemplate", {})
+        templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {})]
+        for meta in (obj["metadata"], *(pod.get("metadata", {}) for pod in templates)):
             for label in CHART_ONLY_LABELS:
                 meta.get("labels", {}).pop(label, None)
         found.append(obj)

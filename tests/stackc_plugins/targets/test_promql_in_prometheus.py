@@ -82,8 +82,8 @@ def wait_for(url: str, seconds: float = 15) -> None:
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, str]]:
-    """(compilation, Prometheus URL, the router's /metrics text) once every series has a few samples."""
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    """(compilation, Prometheus URL) once every series has a few samples."""
     compilation = compile_text(SPEC)
     plan = compilation.plan
     processes, engines, servers = [], {}, []
@@ -125,7 +125,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str
                 httpx.post(f"{router_url}/v1/completions", timeout=5,
                            json={"model": component.endpoint.served_names[0], "prompt": "hi"})
             wait_for_samples(prometheus, len(jobs), scraped_twice + 2)
-            yield compilation, prometheus, httpx.get(f"{router_url}/metrics").text
+            yield compilation, prometheus
     finally:
         for process in processes:
             process.kill()
@@ -189,18 +189,9 @@ def triggers(compilation: Any) -> list[str]:
             for t in yaml.safe_load(text)["spec"]["triggers"]]
 
 
-def partition(compilation: Any, router_metrics: str) -> tuple[list[str], list[str]]:
-    """Expressions whose series the router and engines export today, and those naming series they don't."""
-    pending = "stackc_router_pending_requests"
+def test_every_expression_evaluates_and_every_series_it_reads_has_data(scraped: tuple[Any, str]) -> None:
+    compilation, prometheus = scraped
     exprs = sorted(set(emitted_expressions(compilation)))
-    if pending in router_metrics:
-        return exprs, []
-    return [e for e in exprs if pending not in e], [e for e in exprs if pending in e]
-
-
-def test_every_expression_evaluates_and_every_series_it_reads_has_data(scraped: tuple[Any, str, str]) -> None:
-    compilation, prometheus, router_metrics = scraped
-    exprs, _ = partition(compilation, router_metrics)
     assert len(exprs) > 30
     alerts = {rule["expr"] for name, text in compilation.files.items() if name.endswith("prometheusrule.yaml")
               for group in yaml.safe_load(text)["spec"]["groups"] for rule in group["rules"]}
@@ -218,18 +209,8 @@ def test_every_expression_evaluates_and_every_series_it_reads_has_data(scraped: 
     assert empty == [], "\n".join(empty)
 
 
-def test_trigger_queries_return_exactly_one_series(scraped: tuple[Any, str, str]) -> None:
-    compilation, prometheus, router_metrics = scraped
-    exprs, _ = partition(compilation, router_metrics)
-    checked = [expr for expr in triggers(compilation) if expr in exprs]
-    assert len(checked) == 3
+def test_trigger_queries_return_exactly_one_series(scraped: tuple[Any, str]) -> None:
+    compilation, prometheus = scraped
+    checked = triggers(compilation)
+    assert len(checked) == 4  # waiting, router_pending (held + in flight), kv_cache_usage, tokens_per_second
     assert {expr: len(query(prometheus, expr)) for expr in checked} == dict.fromkeys(checked, 1)
-
-
-def test_expressions_on_the_routers_held_requests(scraped: tuple[Any, str, str]) -> None:
-    compilation, prometheus, router_metrics = scraped
-    _, waiting = partition(compilation, router_metrics)
-    if waiting:
-        pytest.skip("the reference router does not export stackc_router_pending_requests yet (issue 15, router part)")
-    (trigger,) = [expr for expr in triggers(compilation) if "stackc_router_pending_requests" in expr]
-    assert len(query(prometheus, trigger)) == 1

@@ -99,3 +99,23 @@ def test_router_autoscaling_bounds_are_checked() -> None:
     with pytest.raises(DiagnosticsError) as caught:
         compile_text(SPEC, settings=["targets.router.autoscaling.min_replicas=5", "targets.router.autoscaling.max_replicas=3"])
     assert "E014] targets.router.autoscaling.min_replicas: min_replicas (5) is above max_replicas (3)" in str(caught.value)
+
+
+def test_the_hold_queue_comes_from_the_spec_and_readiness_is_probed_apart_from_liveness() -> None:
+    default = yaml.safe_load(router_objects()["ConfigMap/r-router"]["data"]["router.yaml"])
+    assert default["hold"] == {"queue": 100, "timeout_s": 60.0}
+    spec = SPEC.replace("[targets.router]\n", "[targets.router]\nhold_queue = 0\nhold_timeout_seconds = 300\n")
+    found = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(compile_text(spec).files)}
+    assert yaml.safe_load(found["ConfigMap/r-router"]["data"]["router.yaml"])["hold"] == {"queue": 0, "timeout_s": 300.0}
+    container = found["Deployment/r-router"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_hold_settings_out_of_range_are_located_errors() -> None:
+    spec = SPEC.replace("[targets.router]\n", "[targets.router]\nhold_queue = -1\nhold_timeout_seconds = 0\n")
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(spec)
+    assert [d.render() for d in error.value.diagnostics] == [
+        "spec.toml:19:14: error[E014] targets.router.hold_queue: must be at least 0, got -1",
+        "spec.toml:20:24: error[E014] targets.router.hold_timeout_seconds: must be at least 1, got 0"]

@@ -25,6 +25,9 @@ from stackc.spec.model import Form
 CHART_NAME = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a chart name: lowercase letters, digits and '-'", "E008", 63)
 SEMVER = Form(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$",
               "a SemVer 2 version such as '1.2.3'")
+#: what runs a model's pods: their engine container, replicas and scheduling come from the values;
+#: a cluster without the API fails the install rather than dropping the model
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
 CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
@@ -132,33 +135,17 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
     if bounds is not None:
         for key, value in zip(bounds, ("minReplicas", "maxReplicas"), strict=True):
             obj["spec"][key] = sentinel("SCALAR", f"{{{{ $model.autoscaling.{value} }}}}")
-    if obj["kind"] == "Deployment":
+    workload = obj["kind"] in WORKLOAD_KINDS
+    if workload:
         spec = obj["spec"]
         if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
             spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
-        template_meta = spec["template"]["metadata"]
-        _labels(template_meta, chart, sentinel)
-        annotations = template_meta.pop("annotations", {})
-        annotations = {k: v for k, v in annotations.items() if k not in component.pod.annotations}
-        if annotations:
-            annotations[sentinel("MERGE", "$model.podAnnotations")] = ""
-            template_meta["annotations"] = annotations
-        else:
-            template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
-        pod = spec["template"]["spec"]
-        serving_name = component.pod.containers[0].name
-        engine = next(c for c in pod["containers"] if c["name"] == serving_name)
-        engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
-        engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
-        engine["resources"] = sentinel("BLOCK", "$model.resources")
-        for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv")):
-            # appended to the engine's own list; a key the engine leaves out appears only when set
-            engine[key] = [*engine[key], sentinel("ITEMS", extra)] if engine.get(key) else sentinel("BLOCK", extra)
-        for key in ("nodeSelector", "tolerations", "affinity"):
-            pod[key] = sentinel("BLOCK", f"$model.{key}")
-        pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
+        members = spec.get("leaderWorkerTemplate", {})
+        # a leader/worker group's pods all run the engine: the model's values apply to both
+        for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
+            _lift_pod(pod_template, chart, component, sentinel)
     text = to_yaml(obj)
-    lines = [model] if obj["kind"] == "Deployment" or bounds is not None else []
+    lines = [model] if workload or bounds is not None else []
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
@@ -184,9 +171,33 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
                       f"{' ' * indent}- name: {{{{ . }}}}", "  {{- end }}", "{{- end }}"]
     body = "\n".join(lines) + "\n"
     group = obj["apiVersion"].rpartition("/")[0]
-    if group not in CORE_GROUPS:  # custom resources render only where their API exists
+    if group not in CORE_GROUPS and not workload:  # custom resources render only where their API exists
         body = f'{{{{- if .Capabilities.APIVersions.Has "{obj["apiVersion"]}/{obj["kind"]}" }}}}\n{body}{{{{- end }}}}\n'
     return body
+
+
+def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
+    template_meta = pod_template["metadata"]
+    _labels(template_meta, chart, sentinel)
+    annotations = template_meta.pop("annotations", {})
+    annotations = {k: v for k, v in annotations.items() if k not in component.pod.annotations}
+    if annotations:
+        annotations[sentinel("MERGE", "$model.podAnnotations")] = ""
+        template_meta["annotations"] = annotations
+    else:
+        template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
+    pod = pod_template["spec"]
+    serving_name = component.pod.containers[0].name
+    engine = next(c for c in pod["containers"] if c["name"] == serving_name)
+    engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
+    engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
+    engine["resources"] = sentinel("BLOCK", "$model.resources")
+    for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv")):
+        # appended to the engine's own list; a key the engine leaves out appears only when set
+        engine[key] = [*engine[key], sentinel("ITEMS", extra)] if engine.get(key) else sentinel("BLOCK", extra)
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        pod[key] = sentinel("BLOCK", f"$model.{key}")
+    pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
 
 
 def _labels(meta: dict[str, Any], chart: str, sentinel: Any) -> None:
