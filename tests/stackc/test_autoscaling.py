@@ -154,3 +154,15 @@ def test_without_the_monitoring_target_a_prometheus_trigger_warns() -> None:
     text = SPEC.replace('"monitoring"]', '"router"]') + 'autoscaling = { max_replicas = 2, signal = "waiting", target = 3 }\n'
     warnings = [d.render() for d in compile_text(text).warnings]
     assert any("W080] models.chat.autoscaling: the trigger selects series by namespace" in w for w in warnings), warnings
+
+
+def test_a_multi_node_model_scales_whole_groups(crd_validator: Callable[[Mapping[str, Any]], list[str]]) -> None:
+    text = SPEC.replace("accelerators = { count = 1 }", "accelerators = { count = 8 }\n"
+                        "serving = { tensor_parallel = 8, pipeline_parallel = 2, nodes = 2 }")
+    files = compile_text(text + 'autoscaling = { max_replicas = 3, signal = "waiting", target = 8 }\n').files
+    found = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(files)}
+    scaled, group = found["ScaledObject/a-chat"], found["LeaderWorkerSet/a-chat"]
+    assert crd_validator(scaled) == [] and crd_validator(group) == []
+    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                                                "name": "a-chat"}
+    assert "replicas" not in group["spec"]
