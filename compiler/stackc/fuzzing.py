@@ -66,7 +66,7 @@ _RAW_EXAMPLES: dict[str, tuple[Any, ...]] = {
     "topology_spread": ({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},),
     "pod_security_context": ({"runAsNonRoot": True, "runAsUser": 1000}, {"fsGroup": 2000}),
     "container_security_context": ({"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},),
-    "init_containers": ({"name": "warmup", "image": "busybox:1.36", "command": ["true"]},),
+    "extra_objects": ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}, "data": {"k": "v"}},),
     "allow_from": ({"podSelector": {"matchLabels": {"app": "gateway"}}},),
 }
 

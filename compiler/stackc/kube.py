@@ -48,15 +48,20 @@ def metadata(stack: Stack, name: str, labels: Mapping[str, str], annotations: Ma
 
 
 def env_var(var: EnvVar) -> dict:
+    if var.value_from is not None:
+        return {"name": var.name, "valueFrom": dict(var.value_from)}
     if var.secret is not None:
         return {"name": var.name, "valueFrom": {"secretKeyRef": {"name": var.secret.name, "key": var.secret.key}}}
     return {"name": var.name, "value": var.value or ""}
 
 
 def probe(spec: Probe) -> dict:
-    result: dict[str, Any] = (
-        {"exec": {"command": list(spec.command)}} if spec.command else {"httpGet": {"path": spec.path, "port": spec.port}}
-    )
+    if spec.command:
+        result: dict[str, Any] = {"exec": {"command": list(spec.command)}}
+    elif spec.tcp:
+        result = {"tcpSocket": {"port": spec.port}}
+    else:
+        result = {"httpGet": {"path": spec.path, "port": spec.port}}
     result.update(initialDelaySeconds=spec.initial_delay_seconds, periodSeconds=spec.period_seconds,
                   timeoutSeconds=spec.timeout_seconds, failureThreshold=spec.failure_threshold)
     return result
@@ -71,7 +76,7 @@ def container(item: Container) -> dict:
     if item.env:
         result["env"] = [env_var(v) for v in item.env]
     if item.ports:
-        result["ports"] = [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in item.ports]
+        result["ports"] = [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in item.ports]
     mounts = [mount(m) for m in item.mounts] + [dict(m) for m in item.raw_mounts]
     if mounts:
         result["volumeMounts"] = mounts
@@ -87,6 +92,8 @@ def container(item: Container) -> dict:
         result["workingDir"] = item.working_dir
     if item.security_context is not None:
         result["securityContext"] = dict(item.security_context)
+    if item.restart_policy:
+        result["restartPolicy"] = item.restart_policy
     return result
 
 
@@ -113,13 +120,15 @@ def volume(item: Volume) -> dict:
 
 def pod_spec(pod: Pod) -> dict:
     result: dict[str, Any] = {}
-    init = [container(c) for c in pod.init_containers] + [dict(c) for c in pod.raw_init_containers]
+    init = [container(c) for c in pod.init_containers]
     if init:
         result["initContainers"] = init
     result["containers"] = [container(c) for c in pod.containers]
     result["volumes"] = [volume(v) for v in pod.volumes]
     result["automountServiceAccountToken"] = False
     result["enableServiceLinks"] = False
+    if pod.host_ipc:
+        result["hostIPC"] = True
     result["securityContext"] = dict(pod.security_context)
     if pod.service_account:
         result["serviceAccountName"] = pod.service_account
@@ -225,17 +234,23 @@ def workload(stack: Stack, component: Component) -> tuple[str, dict]:
 
 
 def service(stack: Stack, component: Component, service_type: str = "ClusterIP") -> dict:
-    port = component.endpoint.port
+    endpoint = component.endpoint
+    port = endpoint.port
+    ports = [{"name": port.name, "port": endpoint.public_port or port.number, "targetPort": port.name,
+              "protocol": "TCP", **({"appProtocol": port.app_protocol} if port.app_protocol else {})}]
+    ports += [{"name": extra.name, "port": extra.number, "targetPort": extra.name, "protocol": extra.protocol}
+              for extra in endpoint.extra_service_ports]
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": metadata(stack, component.name, component.labels),
-        "spec": {
-            "type": service_type,
-            "selector": dict(component.endpoint.selector),
-            "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP",
-                       **({"appProtocol": port.app_protocol} if port.app_protocol else {})}],
-        },
+        "spec": {"type": service_type, "selector": dict(component.endpoint.selector), "ports": ports},
     }
+
+
+def extra_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
+    """(file stem, object) for the spec's extra objects, as written (already in the stack's namespace)."""
+    for obj in stack.extra_objects:
+        yield f"{obj['kind'].lower()}-{obj['metadata']['name']}", json.loads(json.dumps(obj))
 
 
 def service_account(stack: Stack, component: Component) -> dict:
@@ -278,7 +293,10 @@ def autoscaler(stack: Stack, component: Component) -> tuple[str, dict] | None:
     if scaler.signal in signals.RESOURCE_SIGNALS:
         return "horizontalpodautoscaler", horizontal_pod_autoscaler(
             stack, scale_target(component), component.labels, scaler, [resource_metric(scaler.signal, scaler.target)])
-    return "scaledobject", scaled_object(stack, component)
+    trigger = signals.trigger(stack, component)
+    if trigger is None:
+        return None  # no series for the signal: reported with the model's autoscaling (E081)
+    return "scaledobject", scaled_object(stack, component, scaler, trigger)
 
 
 def scale_target(component: Component) -> dict[str, str]:
@@ -316,11 +334,8 @@ def resource_metric(resource: str, percent: int | float | None) -> dict[str, Any
                                                                           "averageUtilization": percent}}}
 
 
-def scaled_object(stack: Stack, component: Component) -> dict:
+def scaled_object(stack: Stack, component: Component, scaler: Autoscaler, trigger: signals.Trigger) -> dict:
     """A KEDA ScaledObject whose Prometheus trigger reads one series (``stackc.plan.signals``)."""
-    scaler = component.scale.autoscaler
-    trigger = signals.trigger(stack, component)
-    assert scaler is not None and trigger is not None  # validation rejected signals without a series
     trigger_metadata = {"serverAddress": scaler.prometheus, "query": trigger.query,
                         "threshold": number_text(scaler.target)}
     if scaler.min_replicas == 0:

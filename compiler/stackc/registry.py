@@ -27,6 +27,8 @@ class Engine(Protocol):
 
     # Optional: ``platform_weights = False`` when the engine loads one file and cannot use a folder
     # of weights that a target's platform downloads (KServe's storage initializer).
+    # Optional: ``owned_flags``, command-line flags the engine sets from the spec (flag -> spec field):
+    # ``engine_args`` repeating one draws warning W025.
 
     def check(self, key: str, model: Model, options: Any) -> Iterable[Diagnostic]:
         """Engine-specific rules beyond capabilities; paths are relative to ``models.KEY``."""

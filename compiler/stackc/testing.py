@@ -311,3 +311,105 @@ def rejected_objects(files: Mapping[str, bytes]) -> tuple[int, list[str]]:
     problems = [problem for obj in found
                 for problem in (validate_kubernetes(obj) if is_core_kind(obj) else validate_custom_resource(obj))]
     return len(found), problems
+
+
+# Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards), written out as checks
+_BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                          "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+_SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                 "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                 "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                 "net.ipv4.tcp_keepalive_probes"}
+_SELINUX_TYPES = {"container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+# image volumes are allowed since Kubernetes 1.33 (kubernetes/kubernetes#130394)
+_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image", "persistentVolumeClaim",
+                       "projected", "secret"}
+
+
+def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
+    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors."""
+    spec = obj.get("spec") or {}
+    kind = obj.get("kind")
+    if kind == "Pod":
+        return [(obj.get("metadata") or {}, spec)]
+    if kind == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"):
+        template = spec.get("template", {})
+        return [(template.get("metadata") or {}, template.get("spec") or {})]
+    if kind == "InferenceService":
+        predictor = dict(spec.get("predictor") or {})
+        model = predictor.pop("model", None)
+        containers = [*([{"name": "kserve-container", **model}] if model else []), *predictor.get("containers", [])]
+        return [({"annotations": predictor.get("annotations", {})}, {**predictor, "containers": containers})]
+    return []
+
+
+def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], level: str = "restricted") -> list[str]:
+    """What keeps a pod from Pod Security ``baseline`` or ``restricted`` (empty: it is admitted)."""
+    problems: list[str] = []
+    context = pod.get("securityContext") or {}
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or []),
+                  *(pod.get("ephemeralContainers") or [])]
+    contexts = [(c.get("name"), c.get("securityContext") or {}) for c in containers]
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            problems.append(f"{field} is set")
+    if (context.get("windowsOptions") or {}).get("hostProcess"):
+        problems.append("the pod is a Windows HostProcess")
+    for volume in pod.get("volumes") or []:
+        if "hostPath" in volume:
+            problems.append(f"volume '{volume.get('name')}' is a hostPath")
+    for name, value in (metadata.get("annotations") or {}).items():
+        if name.startswith("container.apparmor.security.beta.kubernetes.io/") and not (
+                value == "runtime/default" or value.startswith("localhost/")):
+            problems.append(f"AppArmor annotation {name}={value}")
+    for sysctl in context.get("sysctls") or []:
+        if sysctl.get("name") not in _SAFE_SYSCTLS:
+            problems.append(f"unsafe sysctl {sysctl.get('name')}")
+    for owner, ctx in [("the pod", context), *((f"container '{n}'", c) for n, c in contexts)]:
+        if (ctx.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+            problems.append(f"{owner}: AppArmor profile {ctx['appArmorProfile']['type']}")
+        selinux = ctx.get("seLinuxOptions") or {}
+        if selinux.get("type") not in (None, "", *_SELINUX_TYPES) or selinux.get("user") or selinux.get("role"):
+            problems.append(f"{owner}: custom SELinux options")
+        if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
+            problems.append(f"{owner}: seccomp Unconfined")
+        if (ctx.get("windowsOptions") or {}).get("hostProcess"):
+            problems.append(f"{owner}: Windows HostProcess")
+    for container, (name, ctx) in zip(containers, contexts):
+        if ctx.get("privileged"):
+            problems.append(f"container '{name}' is privileged")
+        added = set((ctx.get("capabilities") or {}).get("add") or ())
+        if added - _BASELINE_CAPABILITIES:
+            problems.append(f"container '{name}' adds capabilities {sorted(added - _BASELINE_CAPABILITIES)}")
+        if ctx.get("procMount") not in (None, "Default"):
+            problems.append(f"container '{name}' has procMount {ctx['procMount']}")
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                problems.append(f"container '{name}' opens host port {port['hostPort']}")
+    if level == "baseline":
+        return problems
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            problems.append(f"volume '{volume.get('name')}' is of a type restricted forbids: {sorted(kinds)}")
+    if context.get("runAsUser") == 0:
+        problems.append("the pod runs as uid 0")
+    pod_seccomp = (context.get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
+    for name, ctx in contexts:
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container '{name}' does not set allowPrivilegeEscalation: false")
+        non_root = ctx.get("runAsNonRoot", context.get("runAsNonRoot"))
+        if non_root is not True:
+            problems.append(f"container '{name}' may run as root (runAsNonRoot is not true)")
+        if ctx.get("runAsUser") == 0:
+            problems.append(f"container '{name}' runs as uid 0")
+        if not pod_seccomp and (ctx.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"container '{name}' has no RuntimeDefault or Localhost seccomp profile")
+        capabilities = ctx.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or ()):
+            problems.append(f"container '{name}' does not drop ALL capabilities")
+        if set(capabilities.get("add") or ()) - {"NET_BIND_SERVICE"}:
+            problems.append(f"container '{name}' adds capabilities beyond NET_BIND_SERVICE")
+    return problems

@@ -40,6 +40,12 @@ class ModelRoute:
     kv_capacity_labels: tuple[str, ...] = ()
     upstream_api_key_file: str | None = None
     cache_chars: int = 1_000_000  # prompt characters a replica's prefix cache holds when it publishes no capacity
+    #: LoRA adapters the engine serves from its start, under their own names (never rewritten)
+    adapters: tuple[str, ...] = ()
+    #: adapters the router loads into each replica once it is healthy: name -> path, through a POST
+    #: of ``{"lora_name", "lora_path"}`` to ``adapter_load_path``
+    runtime_adapters: tuple[tuple[str, str], ...] = ()
+    adapter_load_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,9 @@ def parse(data: Any) -> Config:
     routes = []
     for name, raw in sorted(models_table.items()):
         path = f"models.{name}"
-        table = _check(problems, raw, path, {"served_name", "aliases", "strategy", "session", "backends",
-                                             "discovery", "health", "metrics", "upstream_auth", "cache_chars"})
+        table = _check(problems, raw, path, {"served_name", "aliases", "adapters", "runtime_adapters", "strategy",
+                                             "session", "backends", "discovery", "health", "metrics",
+                                             "upstream_auth", "cache_chars"})
         strategy = _typed(problems, table, "strategy", path, str, "prefix")
         if strategy not in STRATEGIES:
             problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -134,9 +141,18 @@ def parse(data: Any) -> Config:
                                                                                 "kv_capacity", "kv_capacity_labels"})
         upstream = _check(problems, table.get("upstream_auth", {}), f"{path}.upstream_auth", {"api_key_file"})
         aliases = _typed(problems, table, "aliases", path, list, [])
+        adapters = _typed(problems, table, "adapters", path, list, [])
+        runtime = _check(problems, table.get("runtime_adapters", {}), f"{path}.runtime_adapters",
+                         {"endpoint", "adapters"})
+        loaded = _typed(problems, runtime, "adapters", f"{path}.runtime_adapters", dict, {})
+        endpoint = _typed(problems, runtime, "endpoint", f"{path}.runtime_adapters", str, None)
+        if loaded and not (endpoint or "").startswith("/"):
+            problems.append(f"{path}.runtime_adapters.endpoint: expected the engine's path for loading adapters")
         capacity_labels = _typed(problems, metrics, "kv_capacity_labels", f"{path}.metrics", list, [])
         routes.append(ModelRoute(
             name=name, served_name=str(table.get("served_name", name)), aliases=tuple(map(str, aliases)),
+            adapters=tuple(map(str, adapters)),
+            runtime_adapters=tuple((str(n), str(p)) for n, p in sorted(loaded.items())), adapter_load_path=endpoint,
             strategy=strategy, session_header=str(session.get("header", "x-session-id")).lower(),
             backends=tuple(u.rstrip("/") for u in backends if isinstance(u, str)), kubernetes=kubernetes,
             health_path=str(health.get("path", "/health")),
@@ -149,7 +165,7 @@ def parse(data: Any) -> Config:
         ))
     names: dict[str, str] = {}
     for route in routes:
-        for alias in (route.served_name, *route.aliases):
+        for alias in (route.served_name, *route.aliases, *route.adapters, *(n for n, _ in route.runtime_adapters)):
             if alias in names and names[alias] != route.name:
                 problems.append(f"models.{route.name}: name {alias!r} is also used by models.{names[alias]}")
             names.setdefault(alias, route.name)
@@ -210,6 +226,10 @@ def to_data(config: Config) -> dict[str, Any]:
 def _route_data(route: ModelRoute) -> dict[str, Any]:
     defaults = ModelRoute(name="", served_name="")
     entry: dict[str, Any] = {"served_name": route.served_name, "aliases": list(route.aliases), "strategy": route.strategy}
+    if route.adapters:
+        entry["adapters"] = list(route.adapters)
+    if route.runtime_adapters:
+        entry["runtime_adapters"] = {"endpoint": route.adapter_load_path, "adapters": dict(route.runtime_adapters)}
     if route.backends:
         entry["backends"] = list(route.backends)
     if route.kubernetes is not None:

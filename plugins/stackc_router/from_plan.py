@@ -15,7 +15,8 @@ from stackc_router.config import KubernetesDiscovery, ModelRoute
 
 def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,
                 upstream_key_file: str | None = None) -> ModelRoute:
-    """One model: its names (aliases rewritten to what the engine serves), routing, health and metrics."""
+    """One model: its names (aliases rewritten to what the engine serves, adapters passed as they are),
+    routing, health and metrics."""
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
     metrics = endpoint.metrics
@@ -23,6 +24,9 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
     return ModelRoute(
         name=component.key, served_name=primary,
         aliases=tuple(sorted(set(other_names) | set(endpoint.aliases) - {primary})),
+        adapters=tuple(a.name for a in endpoint.adapters if not a.runtime),
+        runtime_adapters=tuple(sorted((a.name, a.location) for a in endpoint.adapters if a.runtime)),
+        adapter_load_path=endpoint.adapter_load_path,
         strategy=component.routing.strategy, session_header=component.routing.session_header,
         backends=tuple(backends), kubernetes=kubernetes,
         health_path=endpoint.health_path or "/health",

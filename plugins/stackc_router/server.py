@@ -39,6 +39,7 @@ from stackc_router.upstream import (
     UpstreamConnection,
     UpstreamError,
     simple_get,
+    simple_request,
 )
 
 OPENAI_POSTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
@@ -91,6 +92,8 @@ class Router:
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
+            for name in (*model.adapters, *(adapter for adapter, _ in model.runtime_adapters)):
+                self.names[name] = (route, name)  # the engine serves an adapter under its own name
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
@@ -161,7 +164,13 @@ class Router:
         if backend.healthy:
             backend.failures = 0
             self._release_held(route)
+        else:
+            backend.adapters.clear()  # when it answers again it may have restarted without them
         model = route.config
+        missing = {name for name, _ in model.runtime_adapters} - backend.adapters
+        if missing and backend.healthy and not backend.loading_adapters:
+            backend.loading_adapters = True  # in a task of its own: a slow download never delays health checks
+            self._spawn(self._load_adapters(route, backend))
         if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
             status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
                                             route.upstream_key)
@@ -175,18 +184,19 @@ class Router:
         if len(route.held) and self._candidates(route):
             route.held.release()
 
-    def _candidates(self, route: Route) -> list[Backend]:
-        """Available replicas; when all are ejected, the healthy ones anyway (Envoy's panic
-        routing); none when no replica is ready: the request is held."""
+    def _candidates(self, route: Route, adapter: str | None = None) -> list[Backend]:
+        """Available replicas (with ``adapter`` loaded, for a run-time adapter); when all are ejected,
+        the healthy ones anyway (Envoy's panic routing); none when no replica is ready: the request
+        is held."""
         now = time.monotonic()
-        backends = route.backends.values()
+        backends = [b for b in route.backends.values() if adapter is None or adapter in b.adapters]
         return [b for b in backends if b.available(now)] or [b for b in backends if b.healthy]
 
-    async def _hold(self, route: Route) -> list[Backend] | tuple[str, str]:
+    async def _hold(self, route: Route, adapter: str | None = None) -> list[Backend] | tuple[str, str]:
         """Candidates once a replica is ready, else why not: (reason, message) for the 503."""
-        name = route.config.served_name
+        name = adapter or route.config.served_name
         deadline = time.monotonic() + self.config.hold_timeout_s
-        while not (candidates := self._candidates(route)):
+        while not (candidates := self._candidates(route, adapter)):
             if self.config.hold_queue == 0:
                 return "no_replica", f"no replica of '{name}' is ready"
             try:
@@ -198,6 +208,22 @@ class Router:
                 return "timeout", (f"no replica of '{name}' became ready within {self.config.hold_timeout_s:g} s "
                                    "(it may be starting); retry shortly")
         return candidates
+
+    async def _load_adapters(self, route: Route, backend: Backend) -> None:
+        """Load the run-time adapters a healthy replica lacks; one already there counts as loaded.
+        Requests held for an adapter go on once a replica has it."""
+        try:
+            for name, path in route.config.runtime_adapters:
+                if name in backend.adapters or route.config.adapter_load_path is None:
+                    continue
+                status, text = await simple_request(backend, "POST", route.config.adapter_load_path,
+                                                    self.config.read_timeout_s, route.upstream_key,
+                                                    orjson.dumps({"lora_name": name, "lora_path": path}))
+                if backend.healthy and (status == 200 or (status == 400 and "already" in text)):
+                    backend.adapters.add(name)
+                    self._release_held(route)
+        finally:
+            backend.loading_adapters = False
 
     def _failed(self, backend: Backend) -> None:
         backend.failures += 1
@@ -233,7 +259,13 @@ class Router:
         return any(hmac.compare_digest(given, key) for key in self.api_keys)
 
     def _models(self) -> bytes:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "stackc"} for name in sorted(self.names)]
+        data = []
+        for name in sorted(self.names):
+            route, served = self.names[name]
+            entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": "stackc"}
+            if served == name != route.config.served_name:  # an adapter: its base model is the parent, as vLLM says
+                entry["parent"] = route.config.served_name
+            data.append(entry)
         return orjson.dumps({"object": "list", "data": data})
 
     async def _proxy(self, request: Request, client: ClientConnection) -> None:
@@ -255,7 +287,9 @@ class Router:
                                                     "invalid_request_error", "model_not_found", "model"))
             return
         route, served = self.names[model]
-        candidates = await self._hold(route)
+        # a run-time adapter goes only to replicas the router loaded it into (held until one has it)
+        adapter = model if any(model == name for name, _ in route.config.runtime_adapters) else None
+        candidates = await self._hold(route, adapter)
         if isinstance(candidates, tuple):
             reason, message = candidates
             self.metrics.reject(served, reason)

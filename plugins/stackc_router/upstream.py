@@ -252,6 +252,8 @@ class Backend:
     healthy: bool = True
     failures: int = 0
     ejected_until: float = 0.0
+    adapters: set[str] = field(default_factory=set)  # run-time LoRA adapters the router loaded into it
+    loading_adapters: bool = False
     open: int = 0  # connections to this replica, pooled or busy
     idle: list[UpstreamConnection] = field(default_factory=list)
 
@@ -290,14 +292,21 @@ class Backend:
 
 async def simple_get(backend: Backend, path: str, timeout: float, key: str | None) -> tuple[int, str]:
     """A one-off GET on its own connection (health checks never queue behind requests)."""
+    return await simple_request(backend, "GET", path, timeout, key)
+
+
+async def simple_request(backend: Backend, method: str, path: str, timeout: float, key: str | None,
+                         json_body: bytes | None = None) -> tuple[int, str]:
+    """A one-off request on its own connection: the status (0 when none came) and the body's text."""
     connection = None
     try:
         loop = asyncio.get_running_loop()
         _, connection = await asyncio.wait_for(
             loop.create_connection(UpstreamConnection, backend.host, backend.port), timeout)
         auth = f"Authorization: Bearer {key}\r\n" if key else ""
-        connection.send(f"GET {path} HTTP/1.1\r\nHost: {backend.authority}\r\n{auth}Connection: close\r\n\r\n".encode(),
-                        timeout)
+        body = f"Content-Type: application/json\r\nContent-Length: {len(json_body)}\r\n" if json_body is not None else ""
+        connection.send(f"{method} {path} HTTP/1.1\r\nHost: {backend.authority}\r\n{auth}{body}"
+                        "Connection: close\r\n\r\n".encode() + (json_body or b""), timeout)
         await asyncio.wait_for(connection.response_end(), timeout)
         return connection.status, b"".join(connection.body).decode("utf-8", "replace")
     except (OSError, TimeoutError, UpstreamError):

@@ -2,6 +2,8 @@
 
 Answers /health, /v1/models, /v1/chat/completions and /v1/completions (JSON or SSE), and
 /metrics in vLLM's names. Each reply says which process served it (``system_fingerprint``).
+LoRA adapters as vLLM serves them: ``--lora-modules NAME=PATH…`` at start, and with
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` ``POST /v1/load_lora_adapter`` while it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--served-model-name", nargs="+", default=["fake"])
+    parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--die-with", metavar="SIGNAL", help="log a line, then kill itself with this signal (e.g. SIGILL)")
     args = parser.parse_args()
@@ -26,6 +29,8 @@ def main() -> None:
         print("loading model", flush=True)
         os.kill(os.getpid(), signal.Signals[args.die_with])
     names = args.served_model_name
+    adapters = dict(module.split("=", 1) for module in args.lora_modules)  # name -> path
+    runtime_loading = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("true", "1")
     started = time.monotonic()
     served = [0]  # requests answered, for the counters on /metrics
 
@@ -48,7 +53,10 @@ def main() -> None:
                 loading = time.monotonic() - started < args.startup_delay
                 self.reply(503 if loading else 200, {"status": "loading" if loading else "ok"})
             elif self.path == "/v1/models":
-                self.reply(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "fake"} for n in names]})
+                data = [{"id": n, "object": "model", "owned_by": "fake"} for n in names]
+                data += [{"id": n, "object": "model", "owned_by": "fake", "parent": names[0], "root": path}
+                         for n, path in sorted(adapters.items())]
+                self.reply(200, {"object": "list", "data": data})
             elif self.path == "/metrics":
                 done = served[0]
                 self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
@@ -67,7 +75,14 @@ def main() -> None:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            if body.get("model") not in names:
+            if self.path == "/v1/load_lora_adapter" and runtime_loading:
+                if body.get("lora_name") in adapters:
+                    self.reply(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already been loaded."}})
+                else:
+                    adapters[body["lora_name"]] = body["lora_path"]
+                    self.reply(200, f"Success: LoRA adapter '{body['lora_name']}' added successfully.", "text/plain")
+                return
+            if body.get("model") not in names and body.get("model") not in adapters:
                 self.reply(404, {"error": {"message": f"model {body.get('model')!r} not served", "type": "NotFound"}})
                 return
             served[0] += 1

@@ -118,7 +118,7 @@ def test_too_few_accelerators_suggests_spreading_over_nodes() -> None:
 
 def test_kserve_says_it_cannot_run_a_group_yet() -> None:
     problems = located(SPEC.format(engine="vllm", tp=8, pp=2), targets=["kserve"])
-    assert [(code, path) for code, path, _ in problems] == [("E073", "models.m.serving.nodes")]
+    assert [(code, path) for code, path, _ in problems] == [("E074", "models.m.serving.nodes")]
 
 
 def test_group_topology_on_a_single_pod_model_warns() -> None:

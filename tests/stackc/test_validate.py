@@ -100,8 +100,74 @@ def test_an_ollama_source_needs_the_ollama_engine() -> None:
 
 
 def test_nan_and_inf_in_a_raw_kubernetes_table_are_located() -> None:
-    found = errors(BASE + 'init_containers = [{ name = "w", image = "busybox", command = [nan] }]\n'
+    found = errors(BASE + 'extra_volumes = [{ name = "w", emptyDir = { x = [nan] } }]\n'
                           "scheduling.affinity = { x = -inf }\n")
-    assert any("models.m.init_containers[0].command[0]: a number nan cannot go into a Kubernetes object" in e
+    assert any("models.m.extra_volumes[0].emptyDir.x[0]: a number nan cannot go into a Kubernetes object" in e
                for e in found), found
     assert any("models.m.scheduling.affinity.x: a number -inf cannot" in e for e in found), found
+
+
+ADAPTERS = """\
+version = 1
+[stack]
+name = "s"
+targets = [{targets}]
+[models.a]
+engine = "vllm"
+model = "org/a"
+aliases = ["a-alias"]
+accelerators = {{ count = 1 }}
+[models.b]
+engine = "{engine}"
+model = "{model}"
+accelerators = {{ count = 1 }}
+[models.b.serving]
+lora_adapters = [{adapters}]
+{serving}
+"""
+
+
+def adapter_errors(adapters: str, targets: str = '"router"', engine: str = "vllm", model: str = "org/b",
+                   serving: str = "") -> list[str]:
+    return errors(ADAPTERS.format(adapters=adapters, targets=targets, engine=engine, model=model, serving=serving))
+
+
+@pytest.mark.parametrize(("adapters", "words"), [
+    ('{ name = "org/a", source = "org/x" }', "'org/a' is already a name of model 'a'"),
+    ('{ name = "a-alias", source = "org/x" }', "'a-alias' is already a name of model 'a'"),
+    ('{ name = "org/b", source = "org/x" }', "'org/b' is already a name of model 'b'"),
+    ('{ name = "x", source = "org/x" }, { name = "x", source = "org/y" }', "'x' is already an adapter of model 'b'"),
+])
+def test_an_adapter_name_must_lead_to_one_model(adapters: str, words: str) -> None:
+    (problem,) = adapter_errors(adapters)
+    assert "error[E012] models.b.serving.lora_adapters[" in problem and words in problem
+    assert problem.startswith("spec.toml:15:")
+
+
+@pytest.mark.parametrize(("adapters", "code", "path"), [
+    ('{ name = "x", source = "oci://example.com/lora:1" }', "E013", "models.b.serving.lora_adapters[0].source"),
+    ('{ name = "x", source = "not a source" }', "E013", "models.b.serving.lora_adapters[0].source"),
+    ('{ name = "x", source = "s3://b/lora", revision = "v1" }', "E022", "models.b.serving.lora_adapters[0].revision"),
+])
+def test_adapter_sources_stackc_cannot_place_are_located(adapters: str, code: str, path: str) -> None:
+    (problem,) = adapter_errors(adapters)
+    assert f"error[{code}] {path}:" in problem
+
+
+def test_run_time_adapters_need_a_target_that_loads_them() -> None:
+    (problem,) = adapter_errors('{ name = "x", source = "org/x", load = "runtime" }', targets='"manifests", "gateway"')
+    assert "error[E028] models.b.serving.lora_adapters[0].load:" in problem and "add router to stack.targets" in problem
+
+
+@pytest.mark.parametrize(("engine", "model", "adapters", "serving", "words"), [
+    ("llamacpp", "/m.gguf", '{ name = "x", source = "/x.gguf" }', "",
+     "error[E020] models.b.serving.lora_adapters: engine 'llamacpp' does not support LoRA adapters"),
+    ("neuron", "org/b", '{ name = "x", source = "org/x" }', "",
+     "error[E020] models.b.serving.lora_adapters: engine 'neuron' does not support LoRA adapters"),
+    ("sglang", "org/b", '{ name = "x", source = "org/x", load = "runtime" }', "",
+     "error[E031] models.b.serving.max_lora_rank: SGLang needs max_lora_rank to load adapters at run time"),
+])
+def test_engines_that_cannot_serve_adapters_say_so_where(engine: str, model: str, adapters: str, serving: str,
+                                                         words: str) -> None:
+    problems = adapter_errors(adapters, engine=engine, model=model, serving=serving)
+    assert any(words in p for p in problems), problems

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -26,11 +27,13 @@ class Engines:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, *names: str, served: str = "served-tiny", port: int | None = None) -> str:
+    def start(self, *names: str, served: str = "served-tiny", args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None, port: int | None = None) -> str:
         """An engine, ready when this returns; on ``port`` to bring up a replica a router already knows."""
         port = port or free_port()
-        process = subprocess.Popen([sys.executable, str(FAKE_ENGINE), "--port", str(port), "--served-model-name", served],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen([sys.executable, str(FAKE_ENGINE), "--port", str(port), "--served-model-name", served,
+                                    *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, **(env or {})})
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -84,3 +84,19 @@ def test_the_router_target_and_stackc_up_write_configs_the_router_reads(tmp_path
     assert cluster.models[0].kv_capacity_metric == here.models[0].kv_capacity_metric == "vllm:cache_config_info"
     assert cluster.models[0].kv_capacity_labels == here.models[0].kv_capacity_labels == ("block_size", "num_gpu_blocks")
     assert (cluster.models[0].kubernetes.service, here.models[0].backends) == ("r-a", ("http://127.0.0.1:9000",))
+
+
+def test_adapters_read_back_and_their_names_are_checked() -> None:
+    from stackc_router.config import Config, ConfigError, ModelRoute, to_data
+
+    route = ModelRoute("a", "org/a", backends=("http://127.0.0.1:9000",), adapters=("sql",),
+                       runtime_adapters=(("guard", "org/guard"),), adapter_load_path="/v1/load_lora_adapter")
+    config = Config(models=(route,))
+    assert parse(yaml.safe_load(yaml.safe_dump(to_data(config)))) == config
+    clash = {"models": {"a": {"backends": ["http://127.0.0.1:1"], "adapters": ["b"]},
+                        "b": {"backends": ["http://127.0.0.1:2"],
+                              "runtime_adapters": {"adapters": {"x": "/x"}}}}}
+    with pytest.raises(ConfigError) as error:
+        parse(clash)
+    assert error.value.problems == ["models.b.runtime_adapters.endpoint: expected the engine's path for loading adapters",
+                                    "models.b: name 'b' is also used by models.a"]

@@ -145,6 +145,8 @@ def _replica(component: Component, container: Container, executable: str, replic
             args[index] = substitute(arg)
     env: dict[str, str] = {}
     for var in container.env:
+        if var.value_from is not None:
+            continue  # the pod's IP, a ConfigMap key…: nothing to read on this machine
         if var.secret is not None:
             if var.name in environ:
                 env[var.name] = environ[var.name]

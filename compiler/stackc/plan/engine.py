@@ -27,6 +27,8 @@ class Capability(str, Enum):
     PREFIX_CACHING_TOGGLE = "prefix_caching"
     CHAT_TEMPLATE = "chat_template"
     LORA = "lora_adapters"
+    #: loads LoRA adapters through its API while it runs (``load = "runtime"``)
+    RUNTIME_LORA = "runtime_lora_adapters"
     API_KEY = "api_key"
     MAX_CONTEXT = "max_context"
     ACCELERATORS = "accelerators"
@@ -38,6 +40,8 @@ class Capability(str, Enum):
     MULTI_NODE = "multi_node"
     #: offloads KV-cache blocks to host memory (``kv_offload``)
     KV_OFFLOAD = "kv_offload"
+    #: listens on the port the spec sets (``port``)
+    PORT = "port"
 
 
 @attrs.frozen
@@ -45,6 +49,8 @@ class EnvVar:
     name: str
     value: str | None = None
     secret: SecretRef | None = None
+    #: a Kubernetes ``valueFrom`` other than a Secret key (the downward API, a ConfigMap key)
+    value_from: Mapping[str, Any] | None = None
 
 
 @attrs.frozen
@@ -52,15 +58,18 @@ class Port:
     name: str
     number: int
     app_protocol: str | None = None
+    protocol: str = "TCP"
 
 
 @attrs.frozen
 class Probe:
-    """An HTTP GET probe on a named port, or an exec probe when ``command`` is set."""
+    """An HTTP GET probe on a port (by name or number), a TCP probe when ``tcp``, or an exec probe when
+    ``command`` is set."""
 
     path: str | None = None
-    port: str = "http"
+    port: str | int = "http"
     command: tuple[str, ...] = ()
+    tcp: bool = False
     initial_delay_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 1
@@ -93,6 +102,10 @@ class Container:
     #: set by lowering from the spec (engines leave these alone)
     security_context: Mapping[str, Any] | None = None
     raw_mounts: tuple[Mapping[str, Any], ...] = ()
+    #: ``Always`` makes an init container a native sidecar
+    restart_policy: str | None = None
+    #: where the spec declares it (``("sidecars", 0)``), for located diagnostics; empty for the engine's own
+    spec_path: tuple[str | int, ...] = ()
 
 
 @attrs.frozen
@@ -169,6 +182,18 @@ class Weights:
 
 
 @attrs.frozen
+class Adapter:
+    """A LoRA adapter as the engine gets it, its weights' place decided by the core."""
+
+    #: the name the engine serves it under (clients send it as is)
+    name: str
+    #: what the engine is told: a Hugging Face id it fetches itself, or a path inside its container
+    location: str
+    #: loaded through the engine's API once a replica runs, rather than on its command line
+    runtime: bool = False
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -180,6 +205,8 @@ class EngineRequest:
     weights: Weights
     cache_volume: str  # name of the volume for downloaded weights and caches
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
+    #: the model's LoRA adapters (the core mounts the volumes their paths are on)
+    adapters: tuple[Adapter, ...] = ()
 
 
 @attrs.frozen
@@ -196,6 +223,12 @@ class EngineResult:
     #: the container of a multi-node replica's other pods (ranks 1…nodes-1), which serve no HTTP;
     #: engines with ``Capability.MULTI_NODE`` return it when ``serving.nodes`` > 1
     worker: Container | None = None
+    #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
+    adapter_load_path: str | None = None
+    #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
+    #: or one its files allow); stackc gives it a writable HOME
+    run_as_user: int = 1000
+    run_as_group: int = 1000
 
 
 @attrs.frozen

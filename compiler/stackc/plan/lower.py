@@ -8,6 +8,7 @@ accelerators, pull policy and security contexts. Nothing downstream rewrites the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import attrs
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
 from stackc.plan import model as plan
 from stackc.plan.engine import (
+    Adapter,
     ClaimRequest,
     ConfigMapData,
     Container,
@@ -24,13 +26,25 @@ from stackc.plan.engine import (
     EnvVar,
     ModelSource,
     Mount,
+    Port,
     Probe,
     Volume,
     Weights,
 )
 from stackc.registry import Registry
 from stackc.spec import sources
-from stackc.spec.model import Autoscaling, Model, ProbeOverride, Spec, Toleration
+from stackc.spec.model import (
+    Autoscaling,
+    ContainerPort,
+    EnvSource,
+    InitContainer,
+    Model,
+    ProbeOverride,
+    Sidecar,
+    Spec,
+    Toleration,
+    VolumeMount,
+)
 
 CACHE_VOLUME = "model-cache"
 CHAT_TEMPLATE_VOLUME = "chat-template"
@@ -39,8 +53,25 @@ WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
 #: a leader/worker group's pods say which they are; Services and pools select the leaders
 ROLE_LABEL = "stackc.dev/role"
+#: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
+HOME_VOLUME = "home"
+HOME_PATH = "/stackc/home"
+HOME_USER = "stackc"
+#: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
+CLUSTER_SCOPED_KINDS = frozenset({
+    "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "GatewayClass", "IngressClass", "MutatingWebhookConfiguration", "Namespace", "Node", "PersistentVolume",
+    "PriorityClass", "RuntimeClass", "StorageClass", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration", "VolumeAttachment",
+    "VolumeSnapshotClass",
+})
 #: schemes a platform that downloads weights (KServe's storage initializer) can fetch
 PLATFORM_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
+ADAPTERS_PATH = "/adapters"
+FETCHED_ADAPTERS_PATH = f"{ADAPTERS_PATH}/fetched"
+#: KServe's storage initializer (entrypoint arguments: SOURCE DESTINATION) fetches ``hf://REPO:REVISION``,
+#: ``s3://`` and ``gs://`` into a folder: what the engines can't do for an adapter
+ADAPTER_DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
 
 PluginCall = Callable[..., Any]
 
@@ -62,8 +93,16 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
-                       if policy.enabled else None)
+                       if policy.enabled else None,
+                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects))
     return plan.Plan(stack, components)
+
+
+def namespaced(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """An extra object in the stack's namespace, unless its kind has none."""
+    if obj.get("kind") in CLUSTER_SCOPED_KINDS:
+        return dict(obj)
+    return {**obj, "metadata": {**obj.get("metadata", {}), "namespace": namespace}}
 
 
 def weights(source: ModelSource, platform_weights: str | None, revision: str | None = None) -> Weights:
@@ -82,6 +121,48 @@ def weights(source: ModelSource, platform_weights: str | None, revision: str | N
     if source.scheme == "oci":
         return Weights(source, WEIGHTS_PATH, Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
     return Weights(source, source.location, revision=revision)
+
+
+def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list[Volume], list[Mount], list[Container]]:
+    """Where each LoRA adapter's weights are, decided like the model's: the adapters, the volumes and
+    serving-container mounts they need, and the init containers that download them.
+
+    A Hugging Face id without a revision goes to the engine, which fetches it itself (no engine
+    pins an adapter's revision); a ``pvc://`` path is on its claim, mounted read-only; a pinned
+    revision, ``s3://`` and ``gs://`` are downloaded into the cache volume before the engine starts,
+    once per source (the folder is named after it), with the model's Hugging Face token and
+    ``secret_env`` as credentials.
+    """
+    result: list[Adapter] = []
+    volumes: list[Volume] = []
+    mounts: list[Mount] = []
+    downloads: list[Container] = []
+    claims: dict[str, str] = {}
+    fetched = Mount(cache_volume, FETCHED_ADAPTERS_PATH, sub_path="lora-adapters")
+    credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
+    credentials += [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+    for adapter in model.serving.lora_adapters:
+        source = sources.parse(adapter.source)
+        assert source is not None and source.scheme in sources.ADAPTER_SCHEMES  # validation rejected the others
+        if source.scheme == "pvc":
+            assert source.claim is not None
+            if source.claim not in claims:
+                claims[source.claim] = f"lora-claim-{len(claims)}"
+                volumes.append(Volume(claims[source.claim], claim=source.claim))
+                mounts.append(Mount(claims[source.claim], f"{ADAPTERS_PATH}/claims/{source.claim}", read_only=True))
+            location = f"{ADAPTERS_PATH}/claims/{source.claim}{source.location}".rstrip("/")
+        elif source.scheme == "path" or (source.scheme == "hf" and adapter.revision is None):
+            location = source.location
+        else:
+            uri = f"hf://{source.location}:{adapter.revision}" if source.scheme == "hf" else source.location
+            location = f"{FETCHED_ADAPTERS_PATH}/{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
+            if not any(c.args == (uri, location) for c in downloads):
+                downloads.append(Container(f"lora-download-{len(downloads)}", ADAPTER_DOWNLOADER_IMAGE,
+                                           args=(uri, location), env=tuple(credentials), mounts=(fetched,)))
+        result.append(Adapter(adapter.name, location, runtime=adapter.load == "runtime"))
+    if downloads:
+        mounts.append(fetched)
+    return tuple(result), volumes, mounts, downloads
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -129,40 +210,55 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     if model_weights.mount is not None:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)
-    request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume)
+    lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
+    volumes.extend(lora_volumes)
+    request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
+                            lora)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
-    extra_mounts: list[Mount] = []
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
     if model.shm_size or (result.needs_shm and parallel > 1):
         size = model.shm_size or f"{2 * parallel}Gi"
         volumes.append(Volume(SHM_VOLUME, empty_dir={"medium": "Memory", "sizeLimit": size}))
         extra_mounts.append(Mount(SHM_VOLUME, "/dev/shm"))
+    restricted = model.security.pod_security == "restricted"
+    if restricted:
+        volumes.append(Volume(HOME_VOLUME, empty_dir={}))
     volumes.extend(result.volumes)
     volumes.extend(Volume(str(raw.get("name", "")), raw=raw) for raw in model.extra_volumes)
     account = model.security.service_account
     account_name = account.name or (name if account.create else None)
-    serving = _serving_container(result.container, model, extra_mounts)
+    engine_container, engine_init = result.container, result.init_containers
+    if restricted:
+        engine_container, *engine_init = (_with_home(c) for c in (engine_container, *engine_init))
+    serving = _serving_container(engine_container, model, extra_mounts)
     budget = model.disruption_budget
     scaler = autoscaler(model, spec.stack.prometheus)
     most = scaler.max_replicas if scaler is not None else model.replicas
     wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
-    pod = _pod(model, labels, selector, serving, result.init_containers, volumes, account_name)
+    pod = _pod(model, labels, selector, serving, (*engine_init, *lora_downloads), volumes, account_name, result)
     topology, worker_pod, answering = plan.Topology(), None, selector
     if model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
         topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
         answering = {**selector, ROLE_LABEL: "leader"}
+        worker = _serving_container(_with_home(result.worker) if restricted else result.worker, model, extra_mounts)
+        # the worker runs the engine's worker in place of the server, beside the same sidecars
         worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"},
-                                  containers=(_serving_container(result.worker, model, extra_mounts),))
+                                  containers=(worker, *pod.containers[1:]))
         pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "leader"})
     return plan.Component(
         key=key, name=name, engine=model.engine, labels=labels, selector=selector, pod=pod,
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
+            adapters=lora, adapter_load_path=result.adapter_load_path if any(a.runtime for a in lora) else None,
             health_path=probe.path if probe is not None else None, metrics=result.metrics,
-            api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering),
+            api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering,
+            public_port=model.service_port,
+            extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
+                                      for p in (*model.ports, *(p for s in model.sidecars for p in s.ports))
+                                      if p.service)),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),
         topology=topology, worker_pod=worker_pod,
@@ -189,15 +285,51 @@ def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:
                            scaling.prometheus or prometheus)
 
 
+def _with_home(container: Container) -> Container:
+    """A non-root engine writes caches and config under HOME (~/.cache, ~/.triton, ~/.ollama): make it writable.
+
+    USER too: where the image has no passwd entry for the uid, Python's getpass (PyTorch's compile
+    caches use it) reads the name from the environment instead of failing.
+    """
+    return attrs.evolve(container, env=(*container.env, EnvVar("HOME", HOME_PATH), EnvVar("USER", HOME_USER)),
+                        mounts=(*container.mounts, Mount(HOME_VOLUME, HOME_PATH)))
+
+
+def env_vars(env: Mapping[str, str | EnvSource]) -> list[EnvVar]:
+    """The spec's variables, sorted: plain values, or ``valueFrom`` sources."""
+    return [EnvVar(name, value) if isinstance(value, str) else _env_source(name, value)
+            for name, value in sorted(env.items())]
+
+
+def _env_source(name: str, source: EnvSource) -> EnvVar:
+    optional = {"optional": source.optional} if source.optional is not None else {}
+    if source.secret is not None:
+        return EnvVar(name, value_from={"secretKeyRef": {"name": source.secret, "key": source.key, **optional}})
+    if source.config_map is not None:
+        return EnvVar(name, value_from={"configMapKeyRef": {"name": source.config_map, "key": source.key,
+                                                            **optional}})
+    if source.resource is not None:
+        ref: dict[str, Any] = {"resource": source.resource}
+        if source.divisor is not None:
+            ref["divisor"] = source.divisor
+        return EnvVar(name, value_from={"resourceFieldRef": ref})
+    return EnvVar(name, value_from={"fieldRef": {"fieldPath": source.field}})
+
+
+def _ports(ports: tuple[ContainerPort, ...]) -> tuple[Port, ...]:
+    return tuple(Port(p.name, p.port, protocol=p.protocol) for p in ports)
+
+
 def _serving_container(engine: Container, model: Model, extra_mounts: list[Mount]) -> Container:
     """The engine's container with the spec's settings merged in."""
     env = {var.name: var for var in engine.env}
-    env.update({name: EnvVar(name, value) for name, value in sorted(model.env.items())})
+    env.update({var.name: var for var in env_vars(model.env)})
     env.update({name: EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())})
     overrides = model.probes
     return attrs.evolve(
         _helper_container(engine, model),
         env=tuple(env.values()),
+        ports=(*engine.ports, *_ports(model.ports)),
         mounts=(*engine.mounts, *extra_mounts),
         raw_mounts=tuple(dict(m) for m in model.extra_volume_mounts),
         startup_probe=_probe(engine.startup_probe, overrides.startup),
@@ -210,16 +342,71 @@ def _serving_container(engine: Container, model: Model, extra_mounts: list[Mount
 def _helper_container(item: Container, model: Model) -> Container:
     """The spec's pull policy and security context on one of the engine's containers."""
     return attrs.evolve(item, image_pull_policy=model.image_pull_policy or item.image_pull_policy,
-                        security_context=dict(model.security.container_security_context or RESTRICTED_CONTAINER))
+                        security_context=_container_security(model))
+
+
+def _container_security(model: Model) -> dict[str, Any] | None:
+    """Every Pod Security level but ``privileged`` keeps the restricted container context."""
+    if model.security.container_security_context is not None:
+        return dict(model.security.container_security_context)
+    return None if model.security.pod_security == "privileged" else dict(RESTRICTED_CONTAINER)
+
+
+def _pod_security(model: Model, result: EngineResult) -> dict[str, Any]:
+    """Restricted: the engine image's non-root user, owning the volumes (fsGroup) it writes to."""
+    if model.security.pod_security_context is not None:
+        return dict(model.security.pod_security_context)
+    if model.security.pod_security == "privileged":
+        return {}
+    if model.security.pod_security == "baseline":
+        return dict(RESTRICTED_POD)
+    # OnRootMismatch: a cache volume of many GB is not re-chowned at every start
+    return {"runAsNonRoot": True, "runAsUser": result.run_as_user, "runAsGroup": result.run_as_group,
+            "fsGroup": result.run_as_group, "fsGroupChangePolicy": "OnRootMismatch", **RESTRICTED_POD}
 
 
 def _probe(probe: Probe | None, override: ProbeOverride | None) -> Probe | None:
     if probe is None or override is None:
         return probe
-    changes = {name: getattr(override, name) for name in ("path", "initial_delay_seconds", "period_seconds",
-                                                          "timeout_seconds", "failure_threshold")
-               if getattr(override, name) is not None}
+    changes: dict[str, Any] = {name: getattr(override, name) for name in (
+        "path", "port", "initial_delay_seconds", "period_seconds", "timeout_seconds", "failure_threshold")
+        if getattr(override, name) is not None}
+    if override.path is not None:
+        changes.update(tcp=False, command=())
+    if override.tcp:
+        changes.update(tcp=True, path=None, command=())
+    if override.exec:
+        changes.update(command=override.exec, path=None, tcp=False)
     return attrs.evolve(probe, **changes)
+
+
+def _own_probe(override: ProbeOverride | None) -> Probe | None:
+    """A sidecar's probe: the whole probe comes from the spec."""
+    if override is None:
+        return None
+    return _probe(Probe(port=override.port if override.port is not None else ""), override)
+
+
+def _mount(mount: VolumeMount) -> Mount:
+    return Mount(mount.volume, mount.path, mount.sub_path, mount.read_only)
+
+
+def _extra_container(item: InitContainer, model: Model, spec_path: tuple[str | int, ...]) -> Container:
+    """A spec's init container or sidecar, with the model's security context."""
+    container = Container(
+        name=item.name, image=item.image, command=item.command, args=item.args, env=tuple(env_vars(item.env)),
+        mounts=tuple(_mount(m) for m in item.volume_mounts),
+        resources={kind: dict(table) for kind, table in (("requests", item.resources.requests),
+                                                          ("limits", item.resources.limits)) if table},
+        image_pull_policy=item.image_pull_policy, working_dir=item.working_dir,
+        security_context=_container_security(model), spec_path=spec_path,
+    )
+    if not isinstance(item, Sidecar):
+        return container
+    return attrs.evolve(
+        container, ports=_ports(item.ports), startup_probe=_own_probe(item.probes.startup),
+        readiness_probe=_own_probe(item.probes.readiness), liveness_probe=_own_probe(item.probes.liveness),
+        restart_policy="Always" if item.native else None)
 
 
 def resources(model: Model, extra: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -236,15 +423,19 @@ def resources(model: Model, extra: Mapping[str, Mapping[str, str]]) -> dict[str,
 
 
 def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], serving: Container,
-         init_containers: tuple[Container, ...], volumes: list[Volume], account: str | None) -> plan.Pod:
+         init_containers: tuple[Container, ...], volumes: list[Volume], account: str | None,
+         result: EngineResult) -> plan.Pod:
     scheduling = model.scheduling
+    sidecars = [_extra_container(s, model, ("sidecars", i)) for i, s in enumerate(model.sidecars)]
     return plan.Pod(
         labels=dict(labels), annotations=dict(model.annotations),
-        containers=(serving,), volumes=tuple(volumes),
-        init_containers=tuple(_helper_container(c, model) for c in init_containers),
-        raw_init_containers=tuple(dict(c) for c in model.init_containers),
+        containers=(serving, *(s for s in sidecars if s.restart_policy is None)), volumes=tuple(volumes),
+        init_containers=(*(_helper_container(c, model) for c in init_containers),
+                         *(_extra_container(c, model, ("init_containers", i))
+                           for i, c in enumerate(model.init_containers)),
+                         *(s for s in sidecars if s.restart_policy is not None)),
         service_account=account,
-        security_context=dict(model.security.pod_security_context or RESTRICTED_POD),
+        security_context=_pod_security(model, result),
         image_pull_secrets=model.security.image_pull_secrets,
         node_selector=dict(scheduling.node_selector),
         affinity=dict(scheduling.affinity) if scheduling.affinity else None,
@@ -252,6 +443,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
         topology_spread=tuple({"labelSelector": {"matchLabels": dict(selector)}, **c} for c in scheduling.topology_spread),
         priority_class=scheduling.priority_class, runtime_class=scheduling.runtime_class,
         scheduler_name=scheduling.scheduler_name, termination_grace_seconds=model.termination_grace_seconds,
+        host_ipc=model.host_ipc,
     )
 
 

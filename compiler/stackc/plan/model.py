@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc.plan.engine import (
+    Adapter,
     ClaimRequest,
     ConfigMapData,
     Container,
@@ -36,9 +37,8 @@ class Pod:
     annotations: Mapping[str, str]
     containers: tuple[Container, ...]
     volumes: tuple[Volume, ...]
+    #: the engine's and the spec's init containers, then native sidecars (``restart_policy`` Always)
     init_containers: tuple[Container, ...] = ()
-    #: Kubernetes init containers from the spec, as written
-    raw_init_containers: tuple[Mapping[str, Any], ...] = ()
     service_account: str | None = None
     security_context: Mapping[str, Any] = attrs.field(factory=dict)
     image_pull_secrets: tuple[str, ...] = ()
@@ -51,6 +51,7 @@ class Pod:
     runtime_class: str | None = None
     scheduler_name: str | None = None
     termination_grace_seconds: int | None = None
+    host_ipc: bool = False
 
 
 @attrs.frozen
@@ -105,6 +106,10 @@ class Endpoint:
     served_names: tuple[str, ...]
     #: more names clients may send; routers and gateways rewrite those the engine doesn't serve
     aliases: tuple[str, ...] = ()
+    #: LoRA adapters, each served by the engine under its own name (never rewritten)
+    adapters: tuple[Adapter, ...] = ()
+    #: where a POST of ``{"lora_name", "lora_path"}`` loads a run-time adapter into a replica
+    adapter_load_path: str | None = None
     health_path: str | None = None
     metrics: Metrics | None = None
     #: the engine demands this key from callers (and on its metrics when ``metrics.needs_api_key``)
@@ -114,6 +119,10 @@ class Endpoint:
     service_port: int = 0
     #: labels of the pods that answer (a leader/worker group's leaders); set by lowering
     selector: Mapping[str, str] = attrs.field(factory=dict)
+    #: the Service's own port when the spec sets one (routers use the pods' port, ``service_port``)
+    public_port: int | None = None
+    #: more ports on the Service: each a pod port's name and its number on the Service
+    extra_service_ports: tuple[Port, ...] = ()
 
 
 @attrs.frozen
@@ -215,6 +224,8 @@ class Stack:
     callers: tuple[Caller, ...] = ()
     #: every target's pods that export metrics, sorted by name
     exporters: tuple[Exporter, ...] = ()
+    #: objects the spec carries as written (``stack.extra_objects``), namespaced into the stack
+    extra_objects: tuple[Mapping[str, Any], ...] = ()
 
 
 @attrs.frozen

@@ -148,6 +148,27 @@ def _scalar_union_hook(tp: Any) -> Any:
     return structure
 
 
+def _is_string_or_table(tp: Any) -> bool:
+    """``str | SomeAttrsClass``: a plain value, or a table saying where the value comes from."""
+    if typing.get_origin(tp) not in (typing.Union, UnionType):
+        return False
+    members = typing.get_args(tp)
+    return len(members) == 2 and str in members and any(attrs.has(m) for m in members)
+
+
+def _string_or_table_hook(converter: cattrs.Converter, tp: Any) -> Any:
+    table_type = next(m for m in typing.get_args(tp) if attrs.has(m))
+
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            return converter.structure(value, table_type)
+        raise _WrongType("a string or a table", value)
+
+    return structure
+
+
 @functools.cache
 def _converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -157,6 +178,8 @@ def _converter() -> cattrs.Converter:
     converter.register_structure_hook(Any, lambda value, _: _plain_data(value))
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_scalar_union, _scalar_union_hook)
+    converter.register_structure_hook_factory(_is_string_or_table,
+                                              lambda tp: _string_or_table_hook(converter, tp))
     _guard_containers(converter)
     def unstructure_options(value: Any) -> Any:
         if value is None:  # a plugin without an options class (options_type = None)

@@ -50,6 +50,18 @@ MODEL_NAME = Form(r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
                   "a model name: no control characters, not empty, no blanks at either end", "E023", 256)
 HTTP_URL = Form(r"^https?://[^\s/]+(/\S*)?$", "an http:// or https:// URL", "E023")
 PERCENT = Form(r"^[0-9]+%$", "a whole number or a percentage such as '25%'", "E023")
+PORT_NAME = Form(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                 "a port name: up to 15 lowercase letters, digits and '-', with a letter, no '--'", "E008", 15)
+FIELD_PATH = Form(r"^(metadata\.(name|namespace|uid|labels\['[^']+'\]|annotations\['[^']+'\])"
+                  r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$",
+                  "a pod field the downward API offers: metadata.name, metadata.namespace, metadata.uid, "
+                  "metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, "
+                  "status.hostIP, status.hostIPs, status.podIP or status.podIPs")
+RESOURCE_FIELD = Form(r"^(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-[0-9A-Za-z]+)$",
+                      "a container resource the downward API offers: limits.cpu, limits.memory, "
+                      "limits.ephemeral-storage, requests.cpu, … or limits.hugepages-SIZE")
+#: the highest port number; also the bound of ports and Service ports
+PORT_MAX = 65535
 
 
 def field(doc: str, *, minimum: int | None = None, maximum: int | None = None, form: Form | None = None,
@@ -69,6 +81,46 @@ class SecretRef:
 
     name: str = field("Name of the Secret, in the stack's namespace.", form=DNS_SUBDOMAIN)
     key: str = field("Key inside the Secret.", form=SECRET_KEY)
+
+
+@attrs.frozen
+class EnvSource:
+    """A variable's value taken from the pod (Kubernetes `valueFrom`): set exactly one of `field`,
+    `resource`, `secret` or `config_map`, for example `env.POD_IP = { field = "status.podIP" }`."""
+
+    resource: str | None = field("A resource of the container, e.g. `limits.memory` or `requests.cpu`.",
+                                 default=None, form=RESOURCE_FIELD)
+    divisor: Quantity | None = field("Unit `resource` is given in, e.g. `1Mi` (default 1).", default=None,
+                                     form=QUANTITY)
+    secret: str | None = field("Name of a Secret in the stack's namespace (with `key`).", default=None,
+                               form=DNS_SUBDOMAIN)
+    config_map: str | None = field("Name of a ConfigMap in the stack's namespace (with `key`).", default=None,
+                                   form=DNS_SUBDOMAIN)
+    key: str | None = field("Key inside the Secret or ConfigMap.", default=None, form=SECRET_KEY)
+    optional: bool | None = field("Start even when the Secret, ConfigMap or key is missing.", default=None)
+    # last: the attribute shadows the ``field`` helper in the class body
+    field: str | None = field("A pod field (the downward API), e.g. `status.podIP` or `metadata.name`.",
+                              default=None, form=FIELD_PATH)
+
+
+@attrs.frozen
+class ContainerPort:
+    """One more port a container listens on."""
+
+    name: str = field("Port name (the Service's port has the same name).", form=PORT_NAME)
+    port: int = field("Port number in the container.", minimum=1, maximum=PORT_MAX)
+    protocol: Literal["TCP", "UDP", "SCTP"] = field("Protocol.", default="TCP")
+    service: bool = field("Also expose it on the model's Service.", default=True)
+    service_port: int | None = field("Its number on the Service (default: `port`).", default=None, minimum=1,
+                                     maximum=PORT_MAX)
+
+
+@attrs.frozen
+class VolumeMount:
+    volume: str = field("A volume of the pod: `model-cache`, `home` or one of `extra_volumes`.", form=DNS_LABEL)
+    path: str = field("Absolute path in the container.")
+    sub_path: str | None = field("A path inside the volume to mount instead of its root.", default=None)
+    read_only: bool = field("Mount read-only.", default=False)
 
 
 @attrs.frozen
@@ -98,8 +150,18 @@ class Resources:
 
 @attrs.frozen
 class LoraAdapter:
-    name: str = field("Name clients use in the `model` field to select the adapter.", form=MODEL_NAME)
-    source: str = field("Where the adapter weights are (same forms as `model`).")
+    """A LoRA adapter on the model's base weights, served under a name of its own."""
+
+    name: str = field("Name clients use in the `model` field to select the adapter; the engine serves it under "
+                      "this name (routers and gateways never rewrite it).", form=MODEL_NAME)
+    source: str = field("Where the adapter weights are: a Hugging Face id (`org/name`, `hf://org/name`), `s3://`, "
+                        "`gs://`, `pvc://CLAIM/PATH` or an absolute path in the container.")
+    revision: str | None = field("Revision of a Hugging Face adapter (branch, tag or commit); pinned adapters are "
+                                 "downloaded before the engine starts.", default=None)
+    load: Literal["startup", "runtime"] = field(
+        "`startup`: on the engine's command line; `runtime`: loaded through the engine's API into each replica "
+        "once it is healthy (by the `router` target), so the adapter list changes without restarting engines.",
+        default="startup")
 
 
 @attrs.frozen
@@ -130,6 +192,8 @@ class Serving:
     lora_adapters: tuple[LoraAdapter, ...] = field("LoRA adapters served next to the base model.", default=())
     max_lora_rank: int | None = field("Largest LoRA rank to reserve memory for.", default=None, minimum=1,
                                       maximum=INT32_MAX)
+    max_loras: int | None = field("LoRA adapters one batch may use at once (vLLM `--max-loras`, SGLang "
+                                  "`--max-loras-per-batch`).", default=None, minimum=1, maximum=INT32_MAX)
 
 
 @attrs.frozen
@@ -191,9 +255,16 @@ class Scheduling:
 
 @attrs.frozen
 class ProbeOverride:
-    """Replaces parts of an engine's probe; unset fields keep the engine's values."""
+    """A probe: an HTTP GET on `path`, a TCP connect (`tcp = true`) or a command (`exec`). On the engine
+    it replaces parts of the engine's probe (unset fields keep the engine's values); on a sidecar it is
+    the whole probe."""
 
     path: str | None = field("HTTP path to probe.", default=None)
+    tcp: bool | None = field("Probe by opening a TCP connection to the port instead.", default=None)
+    exec: tuple[str, ...] | None = field("Probe by running this command in the container (exit 0 is success).",
+                                         default=None, min_items=1)
+    port: int | str | None = field("Port to probe, by number or name (default: the engine's serving port).",
+                                   default=None, minimum=1, maximum=PORT_MAX, form=PORT_NAME)
     initial_delay_seconds: int | None = field("Seconds before the first probe.", default=None, minimum=0,
                                               maximum=INT32_MAX)
     period_seconds: int | None = field("Seconds between probes.", default=None, minimum=1, maximum=INT32_MAX)
@@ -246,6 +317,13 @@ class Security:
     container_security_context: Mapping[str, Any] | None = field(
         "Replaces stackc's restricted container `securityContext`.", default=None
     )
+    pod_security: Literal["restricted", "baseline", "privileged"] = field(
+        "The Pod Security level the model's pods meet. `restricted`: non-root (the engine image's user), "
+        "no capabilities, no privilege escalation, RuntimeDefault seccomp; `baseline`: runs as the image's "
+        "user (root for most engine images), capabilities still dropped; `privileged`: stackc sets no "
+        "security context at all, and `host_ipc` is allowed. Lower it only for an image that needs root.",
+        default="restricted",
+    )
 
 
 @attrs.frozen
@@ -297,6 +375,35 @@ class Routing:
 
 
 @attrs.frozen
+class InitContainer:
+    """A container that runs to completion before the engine starts (Kubernetes init container)."""
+
+    name: str = field("Container name, unique in the pod.", form=DNS_LABEL)
+    image: str = field("Image (`repository:tag` or `@sha256:` digest).")
+    command: tuple[str, ...] = field("Command (default: the image's entrypoint).", default=())
+    args: tuple[str, ...] = field("Arguments.", default=())
+    env: Mapping[str, str | EnvSource] = field("Environment variables: strings, or tables taking the value "
+                                              "from the pod, a Secret or a ConfigMap.", factory=dict, keys=ENV_NAME)
+    resources: Resources = field("CPU and memory requests and limits.", factory=Resources)
+    volume_mounts: tuple[VolumeMount, ...] = field("Volumes of the pod this container mounts.", default=())
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
+    working_dir: str | None = field("Working directory.", default=None)
+
+
+@attrs.frozen
+class Sidecar(InitContainer):
+    """A container running next to the engine for the pod's whole life (log shippers, adapter loaders,
+    exporters). By default a native sidecar: an init container with `restartPolicy: Always`, which
+    starts before the engine and stops after it (Kubernetes 1.29 or later)."""
+
+    ports: tuple[ContainerPort, ...] = field("Ports it listens on.", default=())
+    probes: Probes = field("Its probes (each needs `path`, `tcp` or `exec`, and a `port` unless `exec`).",
+                           factory=Probes)
+    native: bool = field("Run as a native sidecar (an init container with `restartPolicy: Always`); false "
+                         "makes it a plain container of the pod, for clusters before Kubernetes 1.29.", default=True)
+
+
+@attrs.frozen
 class Model:
     """One served model: what to serve, with which engine, on what."""
 
@@ -310,6 +417,12 @@ class Model:
                                     form=MODEL_NAME)
     aliases: tuple[str, ...] = field("More names clients may use for this model.", default=(), form=MODEL_NAME)
     replicas: int = field("Number of replicas (pods).", default=1, minimum=0, maximum=INT32_MAX)
+    port: int | None = field("Port the engine listens on (default: the engine's own).", default=None, minimum=1,
+                             maximum=PORT_MAX)
+    service_port: int | None = field("Port of the model's Service (default: the engine's port).", default=None,
+                                     minimum=1, maximum=PORT_MAX)
+    ports: tuple[ContainerPort, ...] = field("More ports the engine container opens (KV transfer, side APIs).",
+                                             default=())
     enabled: bool = field("Set false to keep a model in the spec without deploying it.", default=True)
     accelerators: Accelerators = field("Accelerators per replica.", factory=Accelerators)
     resources: Resources = field("CPU, memory and other container resources.", factory=Resources)
@@ -318,7 +431,9 @@ class Model:
     engine_options: Mapping[str, Any] = field(
         "Options only one engine understands; their keys are listed per engine.", factory=dict
     )
-    env: Mapping[str, str] = field("Extra environment variables.", factory=dict, keys=ENV_NAME)
+    env: Mapping[str, str | EnvSource] = field(
+        "Extra environment variables: strings, or tables taking the value from the pod, a Secret or a ConfigMap "
+        "(`env.POD_IP = { field = \"status.podIP\" }`).", factory=dict, keys=ENV_NAME)
     secret_env: Mapping[str, SecretRef] = field("Environment variables read from Secrets.", factory=dict, keys=ENV_NAME)
     image: str | None = field("Container image override (`repository:tag` or `@sha256:` digest).", default=None)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
@@ -344,9 +459,11 @@ class Model:
     extra_volume_mounts: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes volumeMounts added to the engine container, as is.", default=()
     )
-    init_containers: tuple[Mapping[str, Any], ...] = field(
-        "Kubernetes init containers run before the engine, as is.", default=()
-    )
+    init_containers: tuple[InitContainer, ...] = field("Containers run to completion before the engine.",
+                                                       default=())
+    sidecars: tuple[Sidecar, ...] = field("Containers running next to the engine.", default=())
+    host_ipc: bool = field("Share the node's IPC namespace (some multi-GPU setups); needs "
+                           "`security.pod_security = \"privileged\"`.", default=False)
 
 
 @attrs.frozen
@@ -371,6 +488,9 @@ class Stack:
     network_policy: NetworkPolicy = field("Who may reach the model servers.", factory=NetworkPolicy)
     prometheus: str = field("Prometheus server the models' KEDA triggers query.",
                             default="http://prometheus-operated.monitoring.svc:9090", form=HTTP_URL)
+    extra_objects: tuple[Mapping[str, Any], ...] = field(
+        "Kubernetes objects stackc does not model, emitted as written into the stack's namespace (each needs "
+        "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())
 
 
 @attrs.frozen

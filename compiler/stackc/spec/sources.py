@@ -7,6 +7,8 @@ import re
 from stackc.plan.engine import ModelSource
 
 SCHEMES = ("hf", "s3", "gs", "pvc", "oci", "ollama")
+#: where LoRA adapters may come from (an OCI image or the Ollama library holds no adapter engines load)
+ADAPTER_SCHEMES = ("hf", "s3", "gs", "pvc", "path")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")
 
 

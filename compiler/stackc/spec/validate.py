@@ -9,13 +9,27 @@ from typing import Any
 
 import attrs
 
+from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.engine import Capability
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
 from stackc.spec import sources
-from stackc.spec.model import DNS_LABEL, NAME, QUANTITY, Autoscaling, Form, Model, Spec
+from stackc.spec.model import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    NAME,
+    QUANTITY,
+    Autoscaling,
+    EnvSource,
+    Form,
+    InitContainer,
+    Model,
+    ProbeOverride,
+    Sidecar,
+    Spec,
+)
 from stackc.spec.source import Path
 
 # the longest suffix stackc adds to a workload name ("-chat-template")
@@ -31,6 +45,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.PREFIX_CACHING_TOGGLE: (("serving", "prefix_caching"), "switching prefix caching", lambda m: m.serving.prefix_caching is not None),
     Capability.CHAT_TEMPLATE: (("serving", "chat_template"), "a chat template", lambda m: m.serving.chat_template is not None),
     Capability.LORA: (("serving", "lora_adapters"), "LoRA adapters", lambda m: bool(m.serving.lora_adapters)),
+    Capability.RUNTIME_LORA: (("serving", "lora_adapters"), "loading LoRA adapters at run time",
+                              lambda m: any(a.load == "runtime" for a in m.serving.lora_adapters)),
     Capability.MAX_CONTEXT: (("serving", "max_context"), "a maximum context length", lambda m: m.serving.max_context is not None),
     Capability.API_KEY: (("security", "api_key"), "an API key", lambda m: m.security.api_key is not None),
     Capability.MULTIPLE_SERVED_NAMES: (("aliases",), "more than one served name", lambda m: bool(m.aliases)),
@@ -38,7 +54,11 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.OLLAMA_LIBRARY: (("model",), "models from the Ollama library", lambda m: m.model.startswith("ollama://")),
     Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
     Capability.KV_OFFLOAD: (("kv_offload",), "KV-cache offloading", lambda m: m.kv_offload is not None),
+    Capability.PORT: (("port",), "setting its port here", lambda m: m.port is not None),
 }
+#: an emptyDir cache above this many bytes of weights draws W026: node root disks (EKS: 20 GiB by default)
+#: also hold the images, an emptyDir fills them, and every restart downloads again. 20 GB is a 10B model in 16 bits.
+LARGE_EMPTYDIR_BYTES = 20 * 10**9
 
 
 def validate_spec(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -> list[Diagnostic]:
@@ -57,12 +77,13 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
             yield Diagnostic("E011", f"unknown target '{name}'", ("targets", name), did_you_mean(name, registry.targets))
     if not spec.models:
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
+    yield from extra_object_problems(spec)
     for key in sorted(spec.models):
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
-    """Every name a client may send must lead to one model (engines decide the primary names)."""
+    """Every name a client may send must lead to one model, or one adapter (engines decide the primary names)."""
     owners: dict[str, str] = {}
     problems = []
     for component in plan.components:
@@ -72,12 +93,93 @@ def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
                                            ("models", component.key, "aliases"),
                                            "every served name and alias must be unique in a stack"))
             owners.setdefault(name, component.key)
+    for component in plan.components:
+        for index, adapter in enumerate(component.endpoint.adapters):
+            owner = owners.get(adapter.name)
+            if owner is not None:
+                what = "an adapter" if owner.startswith("adapter ") else "a name"
+                problems.append(Diagnostic("E012", f"'{adapter.name}' is already {what} of model "
+                                           f"'{owner.removeprefix('adapter ')}'",
+                                           ("models", component.key, "serving", "lora_adapters", index, "name"),
+                                           "an adapter's name must differ from every model name, alias and adapter"))
+            owners.setdefault(adapter.name, f"adapter {component.key}")
     return problems
 
 
 def lowered_problems(plan: Plan) -> list[Diagnostic]:
-    """Problems only visible once engines have lowered the models: names and volumes of the pods."""
-    return served_name_conflicts(plan) + [problem for c in plan.components for problem in _pod_volume_problems(c)]
+    """Problems only visible once engines have lowered the models: names, ports and volumes of the pods."""
+    return served_name_conflicts(plan) + [problem for c in plan.components for problem in (
+        *_pod_volume_problems(c), *_pod_conflicts(c))] + _extra_object_clashes(plan)
+
+
+def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
+    """Containers share the pod's network: a port number, a port name or a container name only once."""
+    base = ("models", component.key)
+    pod = component.pod
+    # the engine's containers first: a clash is reported on the spec's container
+    everything = sorted((*pod.containers, *pod.init_containers), key=lambda c: bool(c.spec_path))
+    names: set[str] = set()
+    for container in everything:
+        if container.name in names:
+            yield Diagnostic("E024", f"a container named '{container.name}' is already in the pod",
+                             base + container.spec_path + ("name",), "stackc's own containers: " +
+                             ", ".join(c.name for c in everything if not c.spec_path))
+        names.add(container.name)
+    numbers: dict[tuple[int, str], str] = {}
+    port_names: dict[str, str] = {}
+    # an init container's ports are closed before the others start; a native sidecar's stay open
+    for container in (c for c in everything if c.restart_policy or c in pod.containers):
+        owner = f"container '{container.name}'"
+        for index, port in enumerate(container.ports):
+            # the engine's container lists the engine's ports, then the spec's `ports`
+            here = base + (container.spec_path + ("ports", index) if container.spec_path else ("ports",))
+            if (port.number, port.protocol) in numbers:
+                yield Diagnostic("E024", f"port {port.number}/{port.protocol} ('{port.name}') is already opened by "
+                                 f"{numbers[(port.number, port.protocol)]}", here,
+                                 "the containers of a pod share its network: pick another port")
+            elif port.name in port_names:
+                yield Diagnostic("E024", f"a port named '{port.name}' is already in {port_names[port.name]}", here,
+                                 "port names are the Service's too: they must differ")
+            numbers.setdefault((port.number, port.protocol), owner)
+            port_names.setdefault(port.name, owner)
+
+
+def _extra_object_clashes(plan: Plan) -> list[Diagnostic]:
+    """An extra object must not replace one stackc emits for a model."""
+    own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components
+           for _, obj in kube.component_objects(plan.stack, c)}
+    return [Diagnostic("E027", f"stackc already emits {obj['kind']} '{obj['metadata']['name']}'",
+                       ("stack", "extra_objects", index, "metadata", "name"), "give it another name")
+            for index, obj in enumerate(plan.stack.extra_objects) if (obj["kind"], obj["metadata"]["name"]) in own]
+
+
+def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
+    """What an extra object needs before it is emitted as written: a kind, a name, this stack's namespace."""
+    seen: set[tuple[str, str, str]] = set()
+    for index, obj in enumerate(spec.stack.extra_objects):
+        path = ("stack", "extra_objects", index)
+        metadata = obj.get("metadata")
+        problems = [Diagnostic("E027", f"needs '{key}', a non-empty string", path + (key,))
+                    for key in ("apiVersion", "kind") if not isinstance(obj.get(key), str) or not obj.get(key)]
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+            problems.append(Diagnostic("E027", "needs 'metadata.name', a string", path + ("metadata",)))
+        yield from problems
+        if problems:
+            continue
+        name = metadata["name"]
+        yield from _form_problems(name, DNS_SUBDOMAIN, path + ("metadata", "name"))
+        namespace = metadata.get("namespace")
+        if namespace is not None and namespace != spec.stack.namespace:
+            yield Diagnostic("E027", f"is in namespace '{namespace}', not the stack's ('{spec.stack.namespace}')",
+                             path + ("metadata", "namespace"), "drop metadata.namespace: stackc sets the stack's")
+        if obj["kind"] == "Secret" and ("data" in obj or "stringData" in obj):
+            yield Diagnostic("E027", "a Secret with data would put its values in the output",
+                             path + ("data" if "data" in obj else "stringData",),
+                             "create the Secret outside stackc and reference it (secret_env, env sources)")
+        identity = (obj["apiVersion"].rpartition("/")[0], obj["kind"], name)
+        if identity in seen:
+            yield Diagnostic("E027", f"a {obj['kind']} named '{name}' is already in extra_objects", path + ("metadata", "name"))
+        seen.add(identity)
 
 
 def _pod_volume_problems(component: Component) -> Iterator[Diagnostic]:
@@ -104,12 +206,12 @@ def _pod_volume_problems(component: Component) -> Iterator[Diagnostic]:
             yield Diagnostic("E018", f"'{path}' is already a mount path of the engine container",
                              base + ("extra_volume_mounts", index, "mountPath"))
         paths.append(path)
-    containers = {c.name for c in (*pod.containers, *pod.init_containers)}
-    for index, raw in enumerate(pod.raw_init_containers):
-        if raw.get("name") in containers:
-            yield Diagnostic("E018", f"a container named '{raw['name']}' is already in the pod",
-                             base + ("init_containers", index, "name"))
-        containers.add(raw.get("name"))
+    for container in (c for c in (*pod.init_containers, *pod.containers) if c.spec_path):
+        for index, mount in enumerate(container.mounts):
+            if mount.volume not in declared:
+                yield Diagnostic("E018", f"mounts the volume '{mount.volume}', which the pod does not have",
+                                 base + container.spec_path + ("volume_mounts", index, "volume"),
+                                 "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
 
 
 _QUANTITY_SUFFIXES = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
@@ -226,10 +328,102 @@ def autoscaling_problems(plan: Plan) -> Iterator[Diagnostic]:
                              f"requests no {scaler.signal}", path, f'set resources.requests.{scaler.signal}')
 
 
+def _pod_problems(model: Model) -> Iterator[Diagnostic]:
+    """The spec's pod settings: sources that say one thing, probes that can run; paths relative to the model."""
+    for name in sorted(set(model.env) & set(model.secret_env)):
+        yield Diagnostic("E024", f"'{name}' is set twice, in env and in secret_env", ("secret_env", name),
+                         "keep one of them")
+    containers: list[tuple[tuple[str | int, ...], InitContainer]] = [
+        *((("init_containers", i), c) for i, c in enumerate(model.init_containers)),
+        *((("sidecars", i), c) for i, c in enumerate(model.sidecars))]
+    for prefix, env in [((), model.env), *((path, c.env) for path, c in containers)]:
+        for name, value in sorted(env.items()):
+            if isinstance(value, EnvSource):
+                yield from _env_source_problems(value, prefix + ("env", name))
+    for kind in ("startup", "readiness", "liveness"):
+        override = getattr(model.probes, kind)
+        if override is not None:
+            yield from _probe_problems(override, ("probes", kind), whole=False)
+        for path, container in containers:
+            probe = getattr(container.probes, kind) if isinstance(container, Sidecar) else None
+            if probe is not None:
+                yield from _probe_problems(probe, path + ("probes", kind), whole=True)
+    if model.host_ipc and model.security.pod_security != "privileged":
+        yield Diagnostic("E026", f"sharing the node's IPC namespace breaks Pod Security "
+                         f"'{model.security.pod_security}'", ("host_ipc",),
+                         'set security.pod_security = "privileged" (and label the namespace for it), or drop host_ipc')
+
+
+def _env_source_problems(source: EnvSource, path: Path) -> Iterator[Diagnostic]:
+    chosen = [name for name in ("field", "resource", "secret", "config_map") if getattr(source, name) is not None]
+    if len(chosen) != 1:
+        yield Diagnostic("E025", "names " + (" and ".join(chosen) if chosen else "no source"), path,
+                         "set exactly one of field, resource, secret or config_map")
+        return
+    keyed = chosen[0] in ("secret", "config_map")
+    if keyed and source.key is None:
+        yield Diagnostic("E025", f"a value from a {chosen[0].replace('_', ' ')} needs its key", path,
+                         f'{{ {chosen[0]} = "{getattr(source, chosen[0])}", key = "KEY" }}')
+    for name, allowed in (("key", keyed), ("optional", keyed), ("divisor", chosen[0] == "resource")):
+        if getattr(source, name) is not None and not allowed:
+            yield Diagnostic("E025", f"'{name}' does not apply to a value from {chosen[0]}", path + (name,))
+
+
+def _probe_problems(probe: ProbeOverride, path: Path, whole: bool) -> Iterator[Diagnostic]:
+    actions = [name for name, used in (("path", probe.path is not None), ("tcp", bool(probe.tcp)),
+                                       ("exec", probe.exec is not None)) if used]
+    if len(actions) > 1:
+        yield Diagnostic("E025", f"a probe does one thing: {' and '.join(actions)} are both set", path)
+    elif whole and not actions:
+        yield Diagnostic("E025", "a sidecar's probe needs path, tcp = true or exec", path)
+    elif whole and actions != ["exec"] and probe.port is None:
+        yield Diagnostic("E025", "a sidecar's probe needs the port it checks", path + ("port",))
+
+
+def _trap_warnings(model: Model) -> Iterator[Diagnostic]:
+    """Settings Kubernetes accepts that fail later; paths relative to the model."""
+    cache = model.cache
+    most = max(model.replicas, model.autoscaling.max_replicas or 0)
+    if cache is not None and cache.size and cache.access_mode in ("ReadWriteOnce", "ReadWriteOncePod") and most > 1:
+        one_pod = cache.access_mode.endswith("Pod")
+        yield Diagnostic("W024", f"a {cache.access_mode} cache is mounted by one {'pod' if one_pod else 'node'} at a "
+                         f"time: of {most} replicas, {'all but one' if one_pod else 'those on other nodes'} stay "
+                         "Pending", ("cache", "access_mode"),
+                         'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
+                         Severity.WARNING)
+    source = sources.parse(model.model)
+    estimate = estimated_weight_bytes(model)
+    ephemeral = quantity_value(model.resources.requests.get("ephemeral-storage", ""))
+    if (cache is None and source is not None and source.scheme in ("hf", "s3", "gs") and estimate is not None
+            and estimate >= LARGE_EMPTYDIR_BYTES and (ephemeral is None or ephemeral < estimate)):
+        yield Diagnostic("W026", f"about {estimate // 10**9} GB of weights go to an emptyDir on the node's disk: "
+                         "every new pod downloads them again, and a full disk evicts it", ("model",),
+                         'add a cache (cache.size = "200Gi"), or request ephemeral-storage for them',
+                         Severity.WARNING)
+
+
+_PARAMETERS = re.compile(r"(?<![A-Za-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)[bB](?![A-Za-z0-9])")
+_FOUR_BIT = re.compile(r"awq|gptq|int4|4bit|nf4|mxfp4|q4|iq4|q3|q2", re.IGNORECASE)
+_EIGHT_BIT = re.compile(r"fp8|int8|8bit|q8|w8a8", re.IGNORECASE)
+
+
+def estimated_weight_bytes(model: Model) -> int | None:
+    """Weights' size from the parameter count a model's name states (``Llama-3.1-70B``, ``Mixtral-8x7B``).
+
+    Two bytes a parameter, one for 8-bit and half for 4-bit names or quantization; None without a count.
+    """
+    name = model.model.split("://", 1)[-1]
+    counts = [float(size) * int(experts or 1) for experts, size in _PARAMETERS.findall(name)]
+    if not counts:
+        return None
+    marker = f"{name} {model.serving.quantization or ''}"
+    per_parameter = 0.5 if _FOUR_BIT.search(marker) else 1 if _EIGHT_BIT.search(marker) else 2
+    return int(max(counts) * 10**9 * per_parameter)
+
+
 def _raw_table_problems(model: Model) -> Iterator[Diagnostic]:
     """The keys Kubernetes requires in the tables passed on as is; paths relative to the model."""
-    required = (("extra_volumes", ("name",)), ("extra_volume_mounts", ("name", "mountPath")),
-                ("init_containers", ("name", "image")))
+    required = (("extra_volumes", ("name",)), ("extra_volume_mounts", ("name", "mountPath")))
     for field, keys in required:
         for index, raw in enumerate(getattr(model, field)):
             for key in keys:
@@ -272,8 +466,9 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
-    for problem in _raw_table_problems(model):
+    for problem in (*_raw_table_problems(model), *_pod_problems(model), *_trap_warnings(model)):
         yield attrs.evolve(problem, path=base + problem.path)
+    yield from _adapter_problems(spec, model, registry, base)
     cache = model.cache
     if cache is not None and not cache.size and not cache.existing_claim:
         yield Diagnostic("E017", "a cache needs a size or an existing claim", base + ("cache",),
@@ -303,12 +498,40 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     if model.accelerators.count == 0 and Capability.CPU_ONLY not in engine.capabilities and model.enabled:
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),
                          "set accelerators.count (and accelerators.resource)")
+    owned = getattr(engine, "owned_flags", {})
+    for index, arg in enumerate(model.engine_args):
+        flag = arg.split("=", 1)[0]
+        if flag in owned:
+            yield Diagnostic("W025", f"engine_args sets {flag}, which stackc sets from {owned[flag]}: probes, "
+                             "Service, router and gateway would disagree with the engine",
+                             base + ("engine_args", index), f"set {owned[flag].split(' and ')[0]} instead",
+                             Severity.WARNING)
     if model.engine_options is None and engine.options_type is not None:
         return  # its options had errors, already reported
     problems = plugin_call(registered.provider, f"engine '{engine.name}' check()",
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:
+    for index, adapter in enumerate(model.serving.lora_adapters):
+        path = base + ("serving", "lora_adapters", index)
+        source = sources.parse(adapter.source)
+        if source is None or source.scheme not in sources.ADAPTER_SCHEMES:
+            yield Diagnostic("E013", f"cannot tell where the adapter '{adapter.source}' comes from", path + ("source",),
+                             "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH "
+                             "or an absolute path")
+        elif adapter.revision is not None and source.scheme != "hf":
+            yield Diagnostic("E022", "a revision pins only a Hugging Face adapter", path + ("revision",))
+    loaders = sorted(name for name, registered in registry.targets.items()
+                     if getattr(registered.obj, "loads_adapters", False))
+    if any(a.load == "runtime" for a in model.serving.lora_adapters) and not set(loaders) & set(spec.stack.targets):
+        index = next(i for i, a in enumerate(model.serving.lora_adapters) if a.load == "runtime")
+        yield Diagnostic("E028", "no target in the stack loads run-time adapters into the replicas",
+                         base + ("serving", "lora_adapters", index, "load"),
+                         f"add {' or '.join(loaders) or 'a target that loads them'} to stack.targets, "
+                         'or set load = "startup"')
 
 
 def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:

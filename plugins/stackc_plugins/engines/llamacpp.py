@@ -53,12 +53,15 @@ class LlamacppOptions:
 class LlamacppEngine:
     name = "llamacpp"
     description = "llama.cpp llama-server (GGUF; CPU or GPU)"
+    # no LoRA: llama-server applies GGUF adapters by index and scale (`--lora`, a request's `lora`
+    # field), never under a model name a client could send, so adapters could not be served names
     capabilities = frozenset({
         Capability.MULTIPLE_SERVED_NAMES, Capability.MAX_CONTEXT, Capability.MAX_CONCURRENT_SEQUENCES,
         Capability.PREFIX_CACHING_TOGGLE, Capability.CHAT_TEMPLATE, Capability.API_KEY, Capability.ACCELERATORS,
-        Capability.CPU_ONLY,
+        Capability.CPU_ONLY, Capability.PORT,
     })
     options_type = LlamacppOptions
+    owned_flags = {"--port": "port", "--alias": "served_name and aliases", "-a": "served_name and aliases"}
     #: it loads one GGUF file, not a folder a platform (KServe's storage initializer) downloads
     platform_weights = False
     #: a llama-server on the PATH wins; else llama.cpp's server through the portable xllamacpp wheel
@@ -76,7 +79,8 @@ class LlamacppEngine:
         options: LlamacppOptions = request.options or LlamacppOptions()
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         names = (model.served_name or request.model_key, *model.aliases)
-        args = [*_model_flags(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+        port = Port("http", model.port or PORT)
+        args = [*_model_flags(request, mounts), "--host", "0.0.0.0", "--port", str(port.number),
                 "--alias", ",".join(dict.fromkeys(names)), "--metrics"]
         gpu_layers = options.gpu_layers if options.gpu_layers is not None else (999 if model.accelerators.count else None)
         args += flags([
@@ -97,7 +101,6 @@ class LlamacppEngine:
         if model.security.api_key:
             # read by llama-server itself, so the key never shows in the pod spec or `ps`
             env.append(EnvVar("LLAMA_API_KEY", secret=model.security.api_key))
-        port = Port("http", PORT)
         resource = model.accelerators.resource if model.accelerators.count else ""
         image = model.image or next(i for prefix, i in sorted(IMAGES.items(), reverse=True) if resource.startswith(prefix))
         container = Container(

@@ -23,7 +23,13 @@ from stackc.plan.engine import (
 from stackc.registry import Registry
 from stackc.spec.model import Model
 from stackc_plugins.engines._common import CACHE_PATH, served_names
-from stackc_plugins.engines.vllm import METRICS, PORT, VllmOptions, vllm_command_line
+from stackc_plugins.engines.vllm import (
+    METRICS,
+    OWNED_FLAGS,
+    PORT,
+    VllmOptions,
+    vllm_command_line,
+)
 
 IMAGE = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.16.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
 RESOURCES = ("aws.amazon.com/neuron", "aws.amazon.com/neuroncore")
@@ -33,10 +39,11 @@ CORES_PER_DEVICE = 2  # Inf2 and Trn1; Trn2 exposes 4 logical cores per device a
 class NeuronEngine:
     name = "neuron"
     description = "vLLM on AWS Inferentia/Trainium (Neuron SDK); tensor parallelism in NeuronCores"
-    capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.GPU_MEMORY_FRACTION,
-                                            Capability.OLLAMA_LIBRARY, Capability.MULTI_NODE,
-                                            Capability.KV_OFFLOAD}
+    capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.RUNTIME_LORA,
+                                            Capability.GPU_MEMORY_FRACTION, Capability.OLLAMA_LIBRARY,
+                                            Capability.MULTI_NODE, Capability.KV_OFFLOAD}
     options_type = VllmOptions
+    owned_flags = OWNED_FLAGS
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         accelerators = model.accelerators
@@ -55,7 +62,7 @@ class NeuronEngine:
         args, mounts, env = vllm_command_line(request, request.options or VllmOptions())
         env += [EnvVar("NEURON_COMPILED_ARTIFACTS", f"{CACHE_PATH}/neuron/{request.model_key}"),
                 EnvVar("NEURON_CC_FLAGS", f"--cache_dir={CACHE_PATH}/neuron/compile-cache")]
-        port = Port("http", PORT)
+        port = Port("http", model.port or PORT)
         executable = (request.options or VllmOptions()).executable
         container = Container(
             name="engine", image=model.image or IMAGE, command=(executable, "serve"), args=tuple(args), env=tuple(env),

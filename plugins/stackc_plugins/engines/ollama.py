@@ -36,7 +36,7 @@ class OllamaEngine:
     description = "Ollama (models from the Ollama library; no API key, no metrics, no tensor parallelism)"
     capabilities = frozenset({
         Capability.MULTIPLE_SERVED_NAMES, Capability.MAX_CONTEXT, Capability.MAX_CONCURRENT_SEQUENCES,
-        Capability.ACCELERATORS, Capability.CPU_ONLY, Capability.OLLAMA_LIBRARY,
+        Capability.ACCELERATORS, Capability.CPU_ONLY, Capability.OLLAMA_LIBRARY, Capability.PORT,
     })
     options_type = None
     local_run = LocalRun({BINARY: ("ollama",)}, "install Ollama from ollama.com")
@@ -66,10 +66,10 @@ class OllamaEngine:
         ])
         pull = Container(name="pull-model", image=model.image or IMAGE, command=("/bin/sh", "-c", script),
                          env=(*env, EnvVar("OLLAMA_HOST", f"127.0.0.1:{PORT}")), mounts=mounts)
-        port = Port("http", PORT)
+        port = Port("http", model.port or PORT)
         container = Container(
             name="engine", image=model.image or IMAGE, command=(BINARY, "serve"), args=tuple(model.engine_args),
-            env=(*env, EnvVar("OLLAMA_HOST", f"0.0.0.0:{PORT}")), ports=(port,), mounts=mounts,
+            env=(*env, EnvVar("OLLAMA_HOST", f"0.0.0.0:{port.number}")), ports=(port,), mounts=mounts,
             startup_probe=Probe("/", period_seconds=5, timeout_seconds=5, failure_threshold=60),
             readiness_probe=Probe("/", period_seconds=5, timeout_seconds=5, failure_threshold=3),
             liveness_probe=Probe("/", period_seconds=10, timeout_seconds=5, failure_threshold=3),

@@ -54,6 +54,7 @@ class SglangEngine:
     capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY,
                                             Capability.OLLAMA_LIBRARY}
     options_type = None
+    owned_flags = {"--port": "port", "--served-model-name": "served_name"}
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
@@ -63,13 +64,19 @@ class SglangEngine:
         if model.kv_offload is not None and model.serving.prefix_caching is False:
             yield Diagnostic("E020", "SGLang's hierarchical cache extends its radix (prefix) cache, which "
                              "prefix_caching = false turns off", ("kv_offload",), "remove one of them")
+        adapters = model.serving.lora_adapters
+        if any(a.load == "runtime" for a in adapters) and model.serving.max_lora_rank is None:
+            # SGLang sizes its LoRA buffers at start: from the flags, for adapters it hasn't seen yet
+            yield Diagnostic("E031", "SGLang needs max_lora_rank to load adapters at run time",
+                             ("serving", "max_lora_rank"), "set it to the largest rank of the adapters")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
         serving = model.serving
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         primary = served_names(request)[0]
-        args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+        port = Port("http", model.port or PORT)
+        args = ["--model-path", model_location(request, mounts), "--host", "0.0.0.0", "--port", str(port.number),
                 "--served-model-name", primary, "--enable-metrics"]
         args += flags([
             ("--revision", request.weights.revision),
@@ -89,10 +96,15 @@ class SglangEngine:
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
-        if serving.lora_adapters:
-            args += ["--enable-lora", "--lora-paths"]
-            args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
-            args += flags([("--max-lora-rank", serving.max_lora_rank)])
+        at_startup = [a for a in request.adapters if not a.runtime]
+        if request.adapters:
+            args.append("--enable-lora")
+        if at_startup:
+            args += ["--lora-paths", *(f"{a.name}={a.location}" for a in at_startup)]
+        if any(a.runtime for a in request.adapters):
+            args += ["--lora-target-modules", "all"]
+        if request.adapters:
+            args += flags([("--max-loras-per-batch", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
         env = hf_env(request)
         if model.security.api_key:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
@@ -103,7 +115,6 @@ class SglangEngine:
             args += ["--nnodes", str(serving.nodes), "--node-rank", WORKER_INDEX,
                      "--dist-init-addr", f"{LEADER_ADDRESS}:{DIST_INIT_PORT}"]
         args += model.engine_args
-        port = Port("http", PORT)
         # /health runs a one-token generation with a 20 s budget: probe timeouts must exceed it
         container = Container(
             name="engine", image=model.image or IMAGE, command=("python3", "-m", "sglang.launch_server"),
@@ -114,7 +125,8 @@ class SglangEngine:
         )
         worker = group_worker(container, args) if serving.nodes > 1 else None
         return EngineResult(container=container, served_names=(primary,), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
+                            adapter_load_path="/load_lora_adapter")
 
 
 @hookimpl

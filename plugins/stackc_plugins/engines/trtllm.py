@@ -36,6 +36,7 @@ from stackc_plugins.engines._common import (
 
 SERVE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+TRITON_USER = 1000  # the Triton images' user triton-server
 PORT = 8000
 SERVE_METRICS = MetricNames(
     running="trtllm_num_requests_running", waiting="trtllm_num_requests_waiting",
@@ -70,9 +71,10 @@ class TrtllmEngine:
     capabilities = frozenset({
         Capability.TENSOR_PARALLEL, Capability.PIPELINE_PARALLEL, Capability.MAX_CONTEXT,
         Capability.GPU_MEMORY_FRACTION, Capability.MAX_CONCURRENT_SEQUENCES, Capability.PREFIX_CACHING_TOGGLE,
-        Capability.CHAT_TEMPLATE, Capability.ACCELERATORS,
+        Capability.CHAT_TEMPLATE, Capability.ACCELERATORS, Capability.PORT,
     })
     options_type = TrtllmOptions
+    owned_flags = {"--port": "port", "--http-port": "port"}
     #: trtllm-serve answers to the model argument it loaded: a platform's /mnt/models would become the name
     platform_weights = False
 
@@ -95,7 +97,8 @@ def _serve(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     serving = model.serving
     mounts = [Mount(request.cache_volume, CACHE_PATH)]
     location = model_location(request, mounts)
-    args = [location, "--host", "0.0.0.0", "--port", str(PORT)]
+    port = Port("http", model.port or PORT)
+    args = [location, "--host", "0.0.0.0", "--port", str(port.number)]
     args += flags([
         ("--revision", request.weights.revision),
         ("--tp_size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
@@ -110,7 +113,6 @@ def _serve(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
         mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
         args += ["--chat_template", TEMPLATE_FILE]
     args += model.engine_args
-    port = Port("http", PORT)
     container = Container(
         name="engine", image=model.image or SERVE_IMAGE, command=("trtllm-serve",), args=tuple(args),
         env=tuple(hf_env(request)), ports=(port,), mounts=tuple(mounts),
@@ -141,10 +143,10 @@ def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     builder = Container(name="build-engine", image=image, command=("/bin/sh", "-c", script),
                         env=tuple(hf_env(request)), mounts=mounts)
     repository = options.model_repository or f"{home}/repository"
-    http, grpc, metrics_port = Port("http", PORT), Port("grpc", 8001, "grpc"), Port("metrics", 8002)
+    http, grpc, metrics_port = Port("http", model.port or PORT), Port("grpc", 8001, "grpc"), Port("metrics", 8002)
     container = Container(
         name="engine", image=image, command=("tritonserver",),
-        args=(f"--model-repository={repository}", f"--http-port={PORT}", "--grpc-port=8001", "--metrics-port=8002",
+        args=(f"--model-repository={repository}", f"--http-port={http.number}", "--grpc-port=8001", "--metrics-port=8002",
               *model.engine_args),
         env=(*hf_env(request),), ports=(http, grpc, metrics_port), mounts=mounts,
         startup_probe=Probe("/v2/health/ready", period_seconds=10, timeout_seconds=5, failure_threshold=180),
@@ -153,7 +155,7 @@ def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     )
     return EngineResult(container=container, served_names=(request.model_key,), port=http,
                         metrics=Metrics("metrics", "/metrics", TRITON_METRICS), init_containers=(builder,),
-                        needs_shm=True)
+                        needs_shm=True, run_as_user=TRITON_USER, run_as_group=TRITON_USER)
 
 
 @hookimpl

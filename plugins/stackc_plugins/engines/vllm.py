@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import attrs
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -38,8 +38,13 @@ from stackc_plugins.engines._common import (
 )
 
 IMAGE = "vllm/vllm-openai:v0.33.0"
+#: the images' non-root user ``vllm`` (group 0, which owns what it may write)
+USER, GROUP = 2000, 0
+#: flags stackc sets from the spec: engine_args repeating them would contradict probes, Service and router
+OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases"}
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
+LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
 
 
 @attrs.frozen
@@ -74,18 +79,20 @@ class VllmEngine:
     capabilities = frozenset(Capability) - {Capability.OLLAMA_LIBRARY}
     options_type = VllmOptions
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
+    owned_flags = OWNED_FLAGS
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
-        for index, adapter in enumerate(model.serving.lora_adapters):
-            if "://" in adapter.source and not adapter.source.startswith("hf://"):
-                yield Diagnostic("E031", "vLLM loads LoRA adapters from a Hugging Face id or a path",
-                                 ("serving", "lora_adapters", index, "source"))
+        image = model.image or IMAGE
+        if model.accelerators.resource.startswith("aws.amazon.com/neuron") and image.startswith(IMAGE.split(":")[0]):
+            yield Diagnostic("W030", f"the vLLM image '{image}' is built for CUDA: it finds no GPU on Neuron devices",
+                             ("accelerators", "resource"), 'use engine = "neuron" (vLLM on the Neuron SDK)',
+                             Severity.WARNING)
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
         args, mounts, env = vllm_command_line(request, request.options or VllmOptions())
-        port = Port("http", PORT)
+        port = Port("http", model.port or PORT)
         container = Container(
             name="engine",
             image=model.image or (IMAGE if model.accelerators.count else CPU_IMAGE),
@@ -105,7 +112,8 @@ class VllmEngine:
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         return EngineResult(container=container, served_names=served_names(request), port=port,
-                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker)
+                            metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
+                            adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP)
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
@@ -113,7 +121,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     model = request.model
     serving = model.serving
     mounts = [Mount(request.cache_volume, CACHE_PATH)]
-    args = [model_location(request, mounts), "--host", "0.0.0.0", "--port", str(PORT),
+    args = [model_location(request, mounts), "--host", "0.0.0.0", "--port", str(model.port or PORT),
             "--served-model-name", *served_names(request)]
     streamed = request.weights.location.startswith(("s3://", "gs://"))  # the engine streams them itself
     args += flags([
@@ -140,12 +148,17 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     if request.chat_template_volume:
         mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
         args += ["--chat-template", TEMPLATE_FILE]
-    if serving.lora_adapters:
-        args += ["--enable-lora", "--lora-modules"]
-        args += [f"{a.name}={a.source.removeprefix('hf://')}" for a in serving.lora_adapters]
-        args += flags([("--max-lora-rank", serving.max_lora_rank)])
+    at_startup = [a for a in request.adapters if not a.runtime]
+    if request.adapters:
+        args.append("--enable-lora")
+    if at_startup:
+        args += ["--lora-modules", *(f"{a.name}={a.location}" for a in at_startup)]
+    if request.adapters:
+        args += flags([("--max-loras", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
     args += model.engine_args
     env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
+    if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
+        env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"))
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env

@@ -55,6 +55,8 @@ class Scorers:
                                                          **_WEIGHT})
     kv_cache_utilization: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with free KV cache.", **_WEIGHT})
     queue: int = attrs.field(default=2, metadata={"doc": "Prefer replicas with short queues.", **_WEIGHT})
+    lora_affinity: int = attrs.field(default=1, metadata={
+        "doc": "Prefer replicas with the request's LoRA adapter loaded (pickers of models with adapters).", **_WEIGHT})
 
 
 @attrs.frozen
@@ -104,11 +106,19 @@ class GatewayTarget:
             if name not in keys:
                 yield Diagnostic("E060", f"unknown model '{name}' in priorities", ("targets", "gateway", "priorities", name),
                                  did_you_mean(name, keys) or "keys are model names from [models]")
+        for index, listener in enumerate(options.listeners):
+            # the Gateway's own rules: certificates only on HTTPS listeners, and HTTPS needs one
+            if listener.tls_secret and listener.protocol != "HTTPS":
+                yield Diagnostic("E062", "a certificate Secret needs protocol = \"HTTPS\"",
+                                 ("targets", "gateway", "listeners", index, "tls_secret"), 'set protocol = "HTTPS"')
+            elif listener.protocol == "HTTPS" and not listener.tls_secret:
+                yield Diagnostic("E062", "an HTTPS listener needs its certificate Secret",
+                                 ("targets", "gateway", "listeners", index, "protocol"), "set tls_secret")
         for component in plan.components:
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:
                 yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
-                                 ("models", component.key, "aliases"), "drop aliases, or use the router target")
+                                 ("models", component.key, "aliases"), "drop aliases or LoRA adapters, or use the router target")
 
     def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
         """The gateway's proxies send the requests; each model's endpoint picker scrapes its metrics."""
@@ -156,8 +166,10 @@ def picker_selector(plan: Plan, component: Component) -> dict[str, str]:
 
 
 def model_names(component: Component) -> tuple[str, ...]:
-    """Every name a client may send for a model: what its engine serves, then the aliases."""
-    return tuple(dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)))
+    """Every name a client may send for a model: what its engine serves, the aliases, then its LoRA
+    adapters (the engine serves those under their own names, so the picker leaves them as they are)."""
+    endpoint = component.endpoint
+    return tuple(dict.fromkeys((*endpoint.served_names, *endpoint.aliases, *(a.name for a in endpoint.adapters))))
 
 
 def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
@@ -176,17 +188,18 @@ def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
             "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
 
 
-def picker_config(options: GatewayOptions) -> dict:
+def picker_config(options: GatewayOptions, adapters: bool = False) -> dict:
+    """The picker's scorers; with LoRA adapters, also the one that reads which replica has which loaded."""
     scorers = options.scorers
+    lora = [("lora-affinity-scorer", scorers.lora_affinity)] if adapters else []
+    weighted = [("queue-scorer", scorers.queue), ("kv-cache-utilization-scorer", scorers.kv_cache_utilization),
+                ("prefix-cache-scorer", scorers.prefix_cache), *lora]
     return {
         "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
-        "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-                    {"type": "prefix-cache-scorer"}, {"type": "max-score-picker"},
+        "plugins": [*({"type": name} for name, _ in weighted), {"type": "max-score-picker"},
                     {"type": "single-profile-handler"}],
         "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": "queue-scorer", "weight": scorers.queue},
-            {"pluginRef": "kv-cache-utilization-scorer", "weight": scorers.kv_cache_utilization},
-            {"pluginRef": "prefix-cache-scorer", "weight": scorers.prefix_cache},
+            *({"pluginRef": name, "weight": weight} for name, weight in weighted),
             {"pluginRef": "max-score-picker"}]}],
     }
 
@@ -208,7 +221,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         },
     }
     yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, epp, labels),
-                            "data": {CONFIG_FILE: to_yaml(picker_config(options))}}
+                            "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters)))}}
     yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
                                  "metadata": kube.metadata(stack, epp, labels)}
     yield "epp-role", {

@@ -13,22 +13,44 @@ KEDA external metrics (``autoscalerClass: keda``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic, Severity
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
+from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
 
 MODEL_DIR = "/mnt/models"
 PREDICTOR_SUFFIX = "-predictor"  # KServe's Deployment and Service
 KNATIVE_REVISION_SUFFIX = "-predictor-00001"  # Knative's first revision (up to 99999 keep the length)
 #: the signals KServe names itself (``scaleMetric``); Prometheus signals go through KEDA
 PLATFORM_SIGNALS = ("concurrency", "rps", "cpu", "memory")
+
+
+_TIMEOUT = {"minimum": 1, "maximum": INT32_MAX}
+
+
+@attrs.frozen
+class KserveModel:
+    """``[targets.kserve.models.NAME]``: one model's InferenceService."""
+
+    runtime: str | None = attrs.field(default=None, metadata={
+        "doc": "An installed ServingRuntime or ClusterServingRuntime to use, by name, instead of the one stackc "
+               "emits. stackc still states the model's container, so the engine serves the names the plan routes.",
+        "form": DNS_SUBDOMAIN})
+    model_format: str | None = attrs.field(default=None, metadata={
+        "doc": "The `modelFormat` name the installed runtime lists in `supportedModelFormats` (default: the engine's "
+               "name)."})
+    timeout: int | None = attrs.field(default=None, metadata={
+        "doc": "Seconds a request may take (the predictor's `timeout`; default: `[targets.kserve] timeout`).",
+        **_TIMEOUT})
+    annotations: Mapping[str, str] = attrs.field(factory=dict, metadata={
+        "doc": "Annotations of the InferenceService, over `[targets.kserve] annotations`.", "keys": LABEL_KEY})
 
 
 @attrs.frozen
@@ -39,6 +61,14 @@ class KserveOptions:
         default="Standard", metadata={"doc": "KServe deployment mode (`Standard`: Deployment + HPA; `Knative`)."})
     cluster_runtimes: bool = attrs.field(
         default=False, metadata={"doc": "Emit ClusterServingRuntimes (cluster-wide) instead of ServingRuntimes."})
+    timeout: int | None = attrs.field(default=None, metadata={
+        "doc": "Seconds a request may take, for every InferenceService (the predictor's `timeout`; KServe's default "
+               "when unset).", **_TIMEOUT})
+    annotations: Mapping[str, str] = attrs.field(factory=dict, metadata={
+        "doc": "Annotations of every InferenceService (stackc's own, such as the deployment mode, win).",
+        "keys": LABEL_KEY})
+    models: Mapping[str, KserveModel] = attrs.field(factory=dict, metadata={
+        "doc": "Per model (by its key in `[models]`): an installed runtime, a timeout, annotations."})
 
 
 class KserveTarget:
@@ -53,6 +83,12 @@ class KserveTarget:
         return f"{component.name}{PREDICTOR_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
+        keys = [component.key for component in plan.components]
+        for name in sorted(options.models):
+            if name not in keys:
+                yield Diagnostic("E073", f"unknown model '{name}' in [targets.kserve.models]",
+                                 ("targets", "kserve", "models", name),
+                                 did_you_mean(name, keys) or "keys are model names from [models]")
         callers = {"router", "gateway"} & set(plan.stack.targets)
         if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:
             yield Diagnostic("W072", "the NetworkPolicies admit the stack's " + " and ".join(sorted(callers)) +
@@ -69,7 +105,7 @@ class KserveTarget:
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
             if component.topology.kind == "leader_worker":
-                yield Diagnostic("E073", "the kserve target can't run one replica over several nodes yet (its "
+                yield Diagnostic("E074", "the kserve target can't run one replica over several nodes yet (its "
                                  "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),
                                  "deploy this model with the manifests or helm target (a LeaderWorkerSet)")
             # KServe and Knative derive names from the InferenceService's; each must stay a DNS label
@@ -77,6 +113,21 @@ class KserveTarget:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
                                  "characters", ("models", component.key),
                                  f"keep stack name + model name within {62 - len(suffix)} characters")
+            endpoint = component.endpoint
+            engine_ports = {p.name for p in component.pod.containers[0].ports}
+            if endpoint.public_port is not None or endpoint.extra_service_ports:
+                field = "service_port" if endpoint.public_port else (
+                    "ports" if any(p.name in engine_ports for p in endpoint.extra_service_ports) else "sidecars")
+                yield Diagnostic("W073", "KServe makes the predictor Service itself, with the serving port only: "
+                                 "the Service port and the extra Service ports are not applied",
+                                 ("models", component.key, field),
+                                 "reach extra ports through the pods, or use the manifests target",
+                                 Severity.WARNING)
+            if knative and len(component.pod.containers) > 1:
+                yield Diagnostic("W074", "Knative runs a second container only with its multi-container feature on, "
+                                 "and routes to the serving one only: plain sidecars may be refused",
+                                 ("models", component.key, "sidecars"), "keep the sidecars native (native = true)",
+                                 Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -85,7 +136,9 @@ class KserveTarget:
     def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
         for component in plan.components:
             container = serving_container(component, options)
-            yield Artifact(f"{component.key}/servingruntime.yaml", (serving_runtime(plan, component, container, options),))
+            if model_options(component, options).runtime is None:
+                yield Artifact(f"{component.key}/servingruntime.yaml",
+                               (serving_runtime(plan, component, container, options),))
             for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
             yield Artifact(f"{component.key}/inferenceservice.yaml",
@@ -96,6 +149,12 @@ class KserveTarget:
             if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
+        for stem, obj in kube.extra_objects(plan.stack):
+            yield Artifact(f"objects/{stem}.yaml", (obj,))
+
+
+def model_options(component: Component, options: KserveOptions) -> KserveModel:
+    return options.models.get(component.key) or KserveModel()
 
 
 def serving_container(component: Component, options: KserveOptions) -> dict[str, Any]:
@@ -117,9 +176,11 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
     labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
               "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": component.engine}
     metadata = kube.metadata(plan.stack, component.name, labels)
+    # plain (not native) sidecars: KServe keeps a runtime's containers after kserve-container
+    sidecars = [kube.container(c) for c in component.pod.containers[1:]]
     spec: dict[str, Any] = {
         "supportedModelFormats": [{"name": component.engine, "autoSelect": False}],
-        "containers": [{"name": "kserve-container", **defaults}],
+        "containers": [{"name": "kserve-container", **defaults}, *sidecars],
     }
     if options.cluster_runtimes:
         metadata.pop("namespace")
@@ -129,8 +190,9 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
 
 
 def inference_service(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions) -> dict:
-    model_spec: dict[str, Any] = {"modelFormat": {"name": component.engine}, "runtime": component.name,
-                                  **container}
+    own = model_options(component, options)
+    model_spec: dict[str, Any] = {"modelFormat": {"name": own.model_format or component.engine},
+                                  "runtime": own.runtime or component.name, **container}
     if component.weights.platform_uri:
         model_spec["storageUri"] = component.weights.platform_uri
     scaler = component.scale.autoscaler
@@ -142,7 +204,11 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         # the pods carry the model's labels, so the gateway's pools, budgets and policies select them
         "labels": dict(component.pod.labels),
     }
-    service_annotations = {"serving.kserve.io/deploymentMode": options.deployment_mode}
+    timeout = own.timeout or options.timeout
+    if timeout is not None:
+        predictor["timeout"] = timeout
+    service_annotations = {**options.annotations, **own.annotations,
+                           "serving.kserve.io/deploymentMode": options.deployment_mode}
     if scaler is not None:
         predictor.update(_autoscaling(plan, component, scaler))
         if "autoScaling" in predictor and "metrics" in predictor["autoScaling"]:

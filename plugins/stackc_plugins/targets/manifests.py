@@ -43,6 +43,10 @@ class ManifestsTarget:
                 path = f"{component.key}/{kind}.yaml"
                 resources.append(path)
                 yield Artifact(path, (obj,))
+        for stem, obj in kube.extra_objects(plan.stack):
+            path = f"objects/{stem}.yaml"
+            resources.append(path)
+            yield Artifact(path, (obj,))
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",

@@ -98,6 +98,8 @@ class RouterTarget:
     options_type = RouterOptions
     #: clients may use any alias: the router rewrites it to the engine's served name
     serves_aliases = True
+    #: it loads a model's run-time LoRA adapters into each replica once the replica is healthy
+    loads_adapters = True
 
     def check(self, plan: Plan, options: RouterOptions) -> Iterator[Diagnostic]:
         scaling = options.autoscaling

@@ -181,3 +181,36 @@ def test_sglang_aliases_ask_for_a_router_in_the_hint() -> None:
     with pytest.raises(DiagnosticsError) as error:
         compile_engine("sglang", extra='aliases = ["second"]\naccelerators = { count = 1 }')
     assert "router" in error.value.diagnostics[0].hint
+
+
+LORA = """
+accelerators = {{ count = 1 }}
+[models.m.serving]
+max_loras = 4
+max_lora_rank = 64
+lora_adapters = [
+  {{ name = "sql", source = "hf://org/sql-lora" }},
+  {{ name = "disk", source = "pvc://adapters/team/disk" }},
+  {{ name = "guard", source = "org/guard", load = "{load}" }},
+]
+"""
+
+
+@pytest.mark.parametrize(("engine", "flags", "runtime_env"), [
+    ("vllm", ["--enable-lora", "--lora-modules", "sql=org/sql-lora", "disk=/adapters/claims/adapters/team/disk",
+              "--max-loras", "4", "--max-lora-rank", "64"], {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}),
+    ("sglang", ["--enable-lora", "--lora-paths", "sql=org/sql-lora", "disk=/adapters/claims/adapters/team/disk",
+                "--lora-target-modules", "all", "--max-loras-per-batch", "4", "--max-lora-rank", "64"], {}),
+])
+def test_each_engine_gets_its_own_lora_flags(engine: str, flags: list[str], runtime_env: dict) -> None:
+    runtime = engine_container(compile_engine(engine, extra=LORA.format(load="runtime"), targets='["manifests", "router"]'))
+    args = runtime["args"]
+    start = args.index("--enable-lora")
+    assert args[start:start + len(flags)] == flags
+    plain = {e["name"]: e.get("value") for e in runtime["env"]}
+    assert runtime_env.items() <= plain.items()
+    assert {"name": "lora-claim-0", "mountPath": "/adapters/claims/adapters", "readOnly": True} in runtime["volumeMounts"]
+    at_startup = engine_container(compile_engine(engine, extra=LORA.format(load="startup")))
+    listed = at_startup["args"][at_startup["args"].index("--enable-lora") + 2:]
+    assert "guard=org/guard" in listed  # on the command line when it loads at start
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in {e["name"] for e in at_startup["env"]}

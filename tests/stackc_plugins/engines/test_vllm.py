@@ -98,6 +98,7 @@ def test_lora_chat_template_and_options() -> None:
 chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
 lora_adapters = [{ name = "sql", source = "hf://org/sql-lora" }]
 max_lora_rank = 64
+max_loras = 2
 [models.m.engine_options]
 kv_cache_dtype = "fp8"
 enforce_eager = true
@@ -105,7 +106,7 @@ enforce_eager = true
     args = container(count=1, extra=extra)["containers"][0]["args"]
     joined = " ".join(args)
     assert "--chat-template /etc/stackc/chat-template/chat-template.jinja" in joined
-    assert "--enable-lora --lora-modules sql=org/sql-lora --max-lora-rank 64" in joined
+    assert "--enable-lora --lora-modules sql=org/sql-lora --max-loras 2 --max-lora-rank 64" in joined
     assert "--kv-cache-dtype fp8 --enforce-eager" in joined
 
 

@@ -94,3 +94,18 @@ def test_cluster_runtimes_by_option() -> None:
             'accelerators = { count = 1 }\n[targets.kserve]\ncluster_runtimes = true\n')
     runtime = next(o for o in objects(compile_text(spec).files) if o["kind"] == "ClusterServingRuntime")
     assert "namespace" not in runtime["metadata"]
+
+
+def test_listener_certificates_and_protocols_must_agree() -> None:
+    import pytest
+
+    from stackc.diagnostics import DiagnosticsError
+
+    text = ('version = 1\n[stack]\nname = "g"\ntargets = ["gateway", "manifests"]\n[models.m]\nengine = "vllm"\n'
+            'model = "org/m"\naccelerators = { count = 1 }\n[targets.gateway]\ncreate_gateway = true\n'
+            '[[targets.gateway.listeners]]\nname = "web"\nport = 80\ntls_secret = "cert"\n'
+            '[[targets.gateway.listeners]]\nname = "secure"\nport = 443\nprotocol = "HTTPS"\n')
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(text)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
+        ("E062", "targets.gateway.listeners[0].tls_secret"), ("E062", "targets.gateway.listeners[1].protocol")]

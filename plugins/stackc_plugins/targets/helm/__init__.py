@@ -66,6 +66,9 @@ class HelmTarget:
             values["models"][component.key] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
                 yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
+        for stem, obj in kube.extra_objects(plan.stack):
+            # the spec's objects as written: only their namespace follows the release
+            yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
         yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
@@ -118,9 +121,11 @@ def model_values(component: Component) -> dict[str, Any]:
     }
 
 
-def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
-    """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place)."""
-    model = f'{{{{- $model := index .Values.models "{component.key}" }}}}'
+def template(chart: str, component: Component | None, obj: dict[str, Any]) -> str:
+    """The object as a template: lifted fields become ``.Values`` expressions (``obj`` is changed in place).
+
+    Without a component (the spec's extra objects) only a namespace is templated: labels stay as written.
+    """
     blocks: list[tuple[str, str]] = []
 
     def sentinel(kind: str, body: str) -> str:
@@ -128,14 +133,16 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
         return f"@@{kind}:{len(blocks) - 1}@@"
 
     meta = obj["metadata"]
-    meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
-    _labels(meta, chart, sentinel)
+    if "namespace" in meta:
+        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
+    if component is not None:
+        _labels(meta, chart, sentinel)
     bounds = {"ScaledObject": ("minReplicaCount", "maxReplicaCount"),
-              "HorizontalPodAutoscaler": ("minReplicas", "maxReplicas")}.get(obj["kind"])
+              "HorizontalPodAutoscaler": ("minReplicas", "maxReplicas")}.get(obj["kind"]) if component else None
     if bounds is not None:
         for key, value in zip(bounds, ("minReplicas", "maxReplicas"), strict=True):
             obj["spec"][key] = sentinel("SCALAR", f"{{{{ $model.autoscaling.{value} }}}}")
-    workload = obj["kind"] in WORKLOAD_KINDS
+    workload = component is not None and obj["kind"] in WORKLOAD_KINDS
     if workload:
         spec = obj["spec"]
         if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
@@ -145,7 +152,7 @@ def template(chart: str, component: Component, obj: dict[str, Any]) -> str:
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
     text = to_yaml(obj)
-    lines = [model] if workload or bounds is not None else []
+    lines = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
@@ -223,11 +230,13 @@ def notes(plan: Plan) -> str:
              "Models (OpenAI-compatible API on each Service):"]
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
-        lines.append(f"  {component.key}: service {component.name}:{component.endpoint.port.number}  (model names: {names})")
+        port = component.endpoint.public_port or component.endpoint.port.number
+        lines.append(f"  {component.key}: service {component.name}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
-                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} 8000:{first.endpoint.port.number}",
+                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} "
+                  f"8000:{first.endpoint.public_port or first.endpoint.port.number}",
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]

@@ -1,0 +1,135 @@
+"""Pod Security "restricted" by default: every pod stackc emits for every example spec is admitted by a
+namespace enforcing it, except where a model opts out (``security.pod_security``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stackc import pipeline
+from stackc.plugins import load_registry
+from stackc.testing import compile_text, objects, pod_security_problems, pod_templates
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = sorted(p for p in (REPO / "specs").rglob("*.toml") if "invalid" not in p.parts)
+BASE = """\
+version = 1
+[stack]
+name = "s"
+targets = ["manifests", "kserve"]
+[models.m]
+engine = "vllm"
+model = "org/m-1b"
+accelerators = { count = 1 }
+"""
+
+
+def pods(files) -> list[tuple[str, dict, dict]]:
+    return [(f"{o['kind']}/{o['metadata']['name']}", meta, pod) for o in objects(files) for meta, pod in pod_templates(o)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_every_emitted_pod_of_every_example_is_restricted(spec: Path) -> None:
+    registry = load_registry()
+    checked = pipeline.check([spec], registry).spec
+    opted_out = [key for key, model in checked.models.items() if model.security.pod_security != "restricted"]
+    assert opted_out == []  # no example needs root; an opt-out would be skipped here
+    # KServe's predictors too, where KServe can run the models (not multi-node ones)
+    kserve = {"kserve"} if all(model.serving.nodes == 1 for model in checked.models.values()) else set()
+    targets = sorted({*checked.stack.targets, *kserve})
+    found = pods(pipeline.compile_stack([spec], registry, targets=targets).files)
+    assert found
+    assert {name: problems for name, meta, pod in found if (problems := pod_security_problems(meta, pod))} == {}
+
+
+@pytest.mark.parametrize("engine, model, extra, user, group", [
+    ("vllm", "org/m-1b", "", 2000, 0),
+    ("vllm", "org/m-1b", "accelerators = { count = 0 }", 2000, 0),
+    ("sglang", "org/m-1b", "", 1000, 1000),
+    ("trtllm", "org/m-1b", "", 1000, 1000),
+    ("trtllm", "org/m-1b", 'engine_options = { mode = "triton", checkpoint_dir = "/ckpt" }\n', 1000, 1000),
+    ("llamacpp", "hf://org/r/m.gguf", "", 1000, 1000),
+    ("ollama", "ollama://llama3.2:1b", "", 1000, 1000),
+    ("neuron", "org/m-1b", 'accelerators = { count = 1, resource = "aws.amazon.com/neuron" }', 1000, 1000),
+])
+def test_each_engine_runs_as_its_images_non_root_user_with_a_writable_home(
+        engine: str, model: str, extra: str, user: int, group: int) -> None:
+    text = BASE.replace('"vllm"', f'"{engine}"').replace('"org/m-1b"', f'"{model}"')
+    text = text.replace("accelerators = { count = 1 }", extra) if extra.startswith("accelerators") else text + extra
+    files = compile_text(text).files
+    (deployment,) = [o for o in objects(files) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": group, "fsGroup": group,
+                                      "fsGroupChangePolicy": "OnRootMismatch",
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert {"name": "home", "emptyDir": {}} in pod["volumes"]
+    for container in (*pod.get("initContainers", ()), *pod["containers"]):  # the engine's own, pull and build too
+        assert {"name": "HOME", "value": "/stackc/home"} in container["env"]
+        assert {"name": "USER", "value": "stackc"} in container["env"]
+        assert {"name": "home", "mountPath": "/stackc/home"} in container["volumeMounts"]
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                                "seccompProfile": {"type": "RuntimeDefault"}}
+    assert all(pod_security_problems(meta, pod) == [] for _, meta, pod in pods(files))
+
+
+def test_baseline_runs_as_the_images_user() -> None:
+    files = compile_text(BASE + 'security.pod_security = "baseline"\n').files
+    for name, meta, pod in pods(files):
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        assert not any(v["name"] == "home" for v in pod["volumes"])
+        assert pod_security_problems(meta, pod, "baseline") == []
+        assert any("may run as root" in problem for problem in pod_security_problems(meta, pod)), name
+
+
+def test_privileged_sets_no_security_context_and_allows_host_ipc() -> None:
+    files = compile_text(BASE + 'security.pod_security = "privileged"\nhost_ipc = true\n').files
+    for _, meta, pod in pods(files):
+        assert pod["securityContext"] == {} and pod["hostIPC"] is True
+        assert all("securityContext" not in c for c in pod["containers"])
+        assert "hostIPC is set" in pod_security_problems(meta, pod, "baseline")
+
+
+def test_a_level_that_is_not_one_is_located() -> None:
+    from stackc.diagnostics import DiagnosticsError
+
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(BASE + 'security.pod_security = "root"\n')
+    (error,) = [d.render() for d in caught.value.diagnostics]
+    assert error.startswith("spec.toml:9:25: error[E005] models.m.security.pod_security:")
+
+
+def test_the_specs_own_security_contexts_still_replace_stackcs() -> None:
+    files = compile_text(BASE + "security.pod_security_context = { runAsUser = 4242, runAsNonRoot = true }\n").files
+    (deployment,) = [o for o in objects(files) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["securityContext"] == {"runAsUser": 4242, "runAsNonRoot": True}
+
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"hostNetwork": True}, "hostNetwork is set"),
+    ({"volumes": [{"name": "v", "hostPath": {"path": "/"}}]}, "volume 'v' is a hostPath"),
+    ({"volumes": [{"name": "v", "nfs": {"server": "s", "path": "/"}}]}, "volume 'v' is of a type restricted forbids"),
+    ({"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}, "runAsUser": 0}},
+     "the pod runs as uid 0"),
+    ({"securityContext": {"runAsNonRoot": True}}, "container 'c' has no RuntimeDefault or Localhost seccomp profile"),
+    ({"containers": [{"name": "c", "securityContext": {**RESTRICTED_CONTAINER, "privileged": True}}]},
+     "container 'c' is privileged"),
+    ({"containers": [{"name": "c", "securityContext": {**RESTRICTED_CONTAINER, "capabilities": {
+        "drop": ["ALL"], "add": ["SYS_ADMIN"]}}}]}, "container 'c' adds capabilities ['SYS_ADMIN']"),
+    ({"containers": [{"name": "c", "securityContext": {"capabilities": {"drop": ["ALL"]}}}]},
+     "container 'c' does not set allowPrivilegeEscalation: false"),
+    ({"containers": [{"name": "c", "securityContext": {**RESTRICTED_CONTAINER, "runAsNonRoot": False}}]},
+     "container 'c' may run as root (runAsNonRoot is not true)"),
+    ({"containers": [{"name": "c", "securityContext": RESTRICTED_CONTAINER, "ports": [{"hostPort": 80}]}]},
+     "container 'c' opens host port 80"),
+    ({"initContainers": [{"name": "i", "securityContext": {"allowPrivilegeEscalation": False}}]},
+     "container 'i' does not drop ALL capabilities"),
+])
+def test_the_checks_catch_what_the_standard_forbids(change: dict, problem: str) -> None:
+    pod = {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": [{"name": "c", "securityContext": RESTRICTED_CONTAINER}], "volumes": [{"name": "e", "emptyDir": {}}]}
+    assert pod_security_problems({}, pod) == []
+    assert any(problem in found for found in pod_security_problems({}, {**pod, **change}))

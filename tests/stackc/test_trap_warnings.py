@@ -1,0 +1,101 @@
+"""Settings Kubernetes accepts that fail at run time: each a located warning, and silence when they are fine."""
+
+from __future__ import annotations
+
+import pytest
+
+from stackc.spec.validate import estimated_weight_bytes
+from stackc.testing import compile_text
+
+BASE = """\
+version = 1
+[stack]
+name = "s"
+[models.m]
+engine = "vllm"
+model = "org/m-1b"
+accelerators = { count = 1 }
+"""
+
+
+def warnings(text: str) -> list[str]:
+    return [d.render() for d in compile_text(text).warnings]
+
+
+@pytest.mark.parametrize("mode", ["ReadWriteOnce", "ReadWriteOncePod"])
+def test_a_single_node_cache_with_several_replicas(mode: str) -> None:
+    (warning,) = warnings(BASE + f'replicas = 2\ncache = {{ size = "10Gi", access_mode = "{mode}" }}\n')
+    assert warning.startswith("spec.toml:9:40: warning[W024] models.m.cache.access_mode:")
+    assert "of 2 replicas, " + ("all but one" if mode.endswith("Pod") else "those on other nodes") in warning
+
+
+@pytest.mark.parametrize("extra", [
+    'replicas = 2\ncache = { size = "10Gi", access_mode = "ReadWriteMany" }\n',
+    'cache = { size = "10Gi" }\n',
+    'replicas = 2\ncache = { existing_claim = "shared" }\n',  # its access mode is not in the spec
+])
+def test_no_warning_for_a_cache_the_replicas_can_share(extra: str) -> None:
+    assert warnings(BASE + extra) == []
+
+
+def test_an_autoscaled_model_counts_its_most_replicas() -> None:
+    found = warnings(BASE + 'cache = { size = "10Gi" }\nautoscaling = { max_replicas = 4 }\n')
+    assert any("W024" in w and "of 4 replicas" in w for w in found), found
+
+
+@pytest.mark.parametrize("engine, model, arg, field", [
+    ("vllm", "org/m-1b", "--port=9000", "port"),
+    ("vllm", "org/m-1b", "--served-model-name", "served_name"),
+    ("sglang", "org/m-1b", "--port", "port"),
+    ("llamacpp", "hf://org/r/m.gguf", "--alias", "served_name"),
+    ("trtllm", "org/m-1b", "--port", "port"),
+])
+def test_engine_args_repeating_what_stackc_sets(engine: str, model: str, arg: str, field: str) -> None:
+    text = BASE.replace('"vllm"', f'"{engine}"').replace('"org/m-1b"', f'"{model}"')
+    found = warnings(text + f'engine_args = ["--x", "{arg}", "1"]\n')
+    flag = arg.split("=")[0]
+    assert any(f"warning[W025] models.m.engine_args[1]: engine_args sets {flag}, which stackc sets from" in w
+               and f"(hint: set {field} instead)" in w for w in found), found
+
+
+def test_other_engine_args_are_fine() -> None:
+    assert warnings(BASE + 'engine_args = ["--enforce-eager", "--portal"]\n') == []
+
+
+def test_the_cuda_vllm_image_on_neuron_devices() -> None:
+    found = warnings(BASE.replace("count = 1", 'count = 1, resource = "aws.amazon.com/neuron"'))
+    assert any("warning[W030] models.m.accelerators.resource: the vLLM image 'vllm/vllm-openai:" in w
+               and 'use engine = "neuron"' in w for w in found), found
+    with_own_image = BASE.replace("count = 1", 'count = 1, resource = "aws.amazon.com/neuron"') + \
+        'image = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.16.0"\n'
+    assert not any("W030" in w for w in warnings(with_own_image))
+
+
+def test_a_large_model_on_an_emptydir_cache() -> None:
+    (warning,) = warnings(BASE.replace("org/m-1b", "meta-llama/Llama-3.1-70B-Instruct"))
+    assert warning.startswith("spec.toml:6:9: warning[W026] models.m.model: about 140 GB of weights go to an emptyDir")
+
+
+@pytest.mark.parametrize("extra", [
+    'cache = { size = "200Gi" }\n',
+    'resources = { requests = { ephemeral-storage = "200Gi" }, limits = { ephemeral-storage = "200Gi" } }\n',
+])
+def test_no_warning_when_the_weights_have_room(extra: str) -> None:
+    assert warnings(BASE.replace("org/m-1b", "meta-llama/Llama-3.1-70B-Instruct") + extra) == []
+
+
+@pytest.mark.parametrize("model, quantization, size", [
+    ("meta-llama/Llama-3.1-8B-Instruct", None, 16 * 10**9),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", None, 112 * 10**9),
+    ("Qwen/Qwen3-30B-A3B", None, 60 * 10**9),
+    ("hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", None, 35 * 10**9),
+    ("org/Llama-3.1-70B", "fp8", 70 * 10**9),
+    ("hf://Qwen/Qwen2.5-7B-Instruct-GGUF/qwen2.5-7b-instruct-q4_k_m.gguf", None, 3.5 * 10**9),
+    ("BAAI/bge-large-en-v1.5", None, None),
+])
+def test_weight_sizes_come_from_the_parameter_count_in_the_name(model: str, quantization: str | None,
+                                                                 size: float | None) -> None:
+    from stackc.spec.model import Model, Serving
+
+    found = estimated_weight_bytes(Model(engine="vllm", model=model, serving=Serving(quantization=quantization)))
+    assert found == (int(size) if size is not None else None)
