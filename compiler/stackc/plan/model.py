@@ -182,14 +182,17 @@ class NetworkPolicy:
 class RouterMetricNames:
     """The per-model series a router in front of the models exports, labelled ``model_label``.
 
-    Held requests (``pending``) are labelled with the model's primary served name, the others with
-    its key. Autoscalers wake a model at zero replicas on ``pending``; alerts and dashboards use the rest.
+    Held requests (``pending``, ``hold_rejected``) are labelled with the served name, the others
+    with the model's key. Autoscalers wake a model at zero replicas on ``pending``; alerts and dashboards use the rest.
     """
 
     model_label: str = "model"
     pending: str | None = None
     #: requests in flight to the model's replicas (a gauge)
     in_flight: str | None = None
+    #: requests answered 503 while the model had no ready replica (a counter labelled with the name asked
+    #: for: the primary served name or an adapter's)
+    hold_rejected: str | None = None
     requests: str | None = None
     errors: str | None = None
     retries: str | None = None

@@ -75,14 +75,21 @@ def router(stack: Stack) -> Exporter | None:
     return next((exporter for exporter in stack.exporters if exporter.router is not None), None)
 
 
-def router_series(stack: Stack, component: Component, metric: str, by_served_name: bool = False) -> str | None:
-    """One model's series of the router (None without a router)."""
+def router_series(stack: Stack, component: Component, metric: str, by_served_name: bool = False,
+                  with_adapters: bool = False) -> str | None:
+    """One model's series of the router (None without a router): labelled with its key, its primary
+    served name, or any name it serves (its adapters' too)."""
     exporter = router(stack)
     if exporter is None or exporter.router is None:
         return None
     names: RouterMetricNames = exporter.router
-    value = component.endpoint.served_names[0] if by_served_name else component.key
-    return series(metric, (*pod_matchers(stack.namespace, exporter.pods), f"{names.model_label}={quoted(value)}"))
+    endpoint = component.endpoint
+    if with_adapters and endpoint.adapters:
+        served = (endpoint.served_names[0], *(adapter.name for adapter in endpoint.adapters))
+        model = f"{names.model_label}=~{quoted('|'.join(re.escape(name) for name in served))}"
+    else:
+        model = f"{names.model_label}={quoted(endpoint.served_names[0] if by_served_name or with_adapters else component.key)}"
+    return series(metric, (*pod_matchers(stack.namespace, exporter.pods), model))
 
 
 def engine_metric(component: Component, signal: str) -> str | None:

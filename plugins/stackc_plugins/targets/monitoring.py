@@ -172,6 +172,9 @@ def model_expressions(plan: Plan, component: Component) -> Iterator[tuple[str, s
         if declared.pending:
             yield ("Requests held, no ready replica (router)", "short",
                    f"sum({signals.router_series(stack, component, declared.pending, by_served_name=True)})")
+        if declared.hold_rejected:
+            refused = signals.router_series(stack, component, declared.hold_rejected, with_adapters=True)
+            yield "Requests refused, no ready replica (router)", "reqps", f"sum(rate({refused}[5m]))"
 
 
 def alert_groups(plan: Plan, options: MonitoringOptions) -> list[dict[str, Any]]:
@@ -191,6 +194,11 @@ def alert_groups(plan: Plan, options: MonitoringOptions) -> list[dict[str, Any]]
             requests = signals.router_series(plan.stack, component, declared.requests) or ""
             rules.append(_alert("ModelErrorRate", f"{_ratio(errors, requests)} > {options.error_ratio}", "10m", labels,
                                 f"Over {options.error_ratio:.0%} of {component.key}'s upstream attempts fail"))
+        if declared is not None and declared.hold_rejected:
+            refused = signals.router_series(plan.stack, component, declared.hold_rejected, with_adapters=True)
+            rules.append(_alert("ModelRequestsRefusedNoReplica", f"sum(rate({refused}[5m])) > 0", "5m", labels,
+                                f"{component.key}: the router answers 503 while no replica is ready (hold queue "
+                                "full or timed out): raise hold_timeout_seconds past the cold start, or min_replicas"))
         names = component.endpoint.metrics.names if component.endpoint.metrics is not None else None
         if names is not None and names.time_to_first_token:
             histogram = signals.model_series(plan.stack, component, names.time_to_first_token + "_bucket")

@@ -31,6 +31,7 @@ UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
 #: what stackc-router exports on /metrics per model, as its runtime declares the families
 METRICS = RouterMetricNames(
     model_label="model", pending=router_metrics.PENDING_REQUESTS.name, in_flight=router_metrics.IN_FLIGHT.name,
+    hold_rejected=router_metrics.HOLD_REJECTED.name,
     requests=router_metrics.REQUESTS.name, errors=router_metrics.ERRORS.name, retries=router_metrics.RETRIES.name,
     latency=router_metrics.LATENCY.name, time_to_first_token=router_metrics.TTFT.name)
 

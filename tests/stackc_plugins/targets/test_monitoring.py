@@ -105,7 +105,8 @@ def test_monitors_and_rules_validate_against_their_crds(crd_validator) -> None:
     rules = found["PrometheusRule/m-alerts"]["spec"]["groups"]
     alerts = {g["name"]: [r["alert"] for r in g["rules"]] for g in rules}
     # llama scales to zero by design: no replica is not an alert there
-    assert alerts["m-llama"] == ["ModelErrorRate", "ModelTimeToFirstTokenSLO", "ModelQueueSLO"]
+    assert alerts["m-llama"] == ["ModelErrorRate", "ModelRequestsRefusedNoReplica", "ModelTimeToFirstTokenSLO",
+                                 "ModelQueueSLO"]
     assert alerts["m-llama-big"][0] == "ModelNoReadyReplica"
 
 
@@ -113,3 +114,11 @@ def test_the_dashboard_is_also_a_json_file() -> None:
     files = compile_text(SPEC).files
     board = json.loads(files["monitoring/dashboards/m.json"])
     assert board == json.loads(found()["ConfigMap/m-dashboard"]["data"]["m.json"])
+
+
+def test_refusals_count_every_name_the_model_serves_its_adapters_too() -> None:
+    text = FULL.replace('model = "org/llama"\n', 'model = "org/llama"\n'
+                        'serving.lora_adapters = [{ name = "sql.v2", source = "org/sql-lora" }]\n', 1)
+    exprs = emitted_expressions(compile_text(text))
+    refused = [e for e in exprs if "stackc_router_hold_rejected_total" in e and 'app_kubernetes_io_name="router"' in e]
+    assert any('model=~"org/llama|sql\\\\.v2"' in e for e in refused), refused
