@@ -34,3 +34,17 @@ def test_every_hook_is_documented_and_tested() -> None:
         assert getattr(hookspecs, hook).__doc__, hook
         assert hook in reference, f"{hook} is missing from docs/hooks.md"
         assert hook in tests, f"{hook} has no test"
+
+
+def test_relative_links_resolve() -> None:
+    """Every relative link in the README and docs/ names a file that exists (anchors aside)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    broken = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#", 1)[0]
+            if path and "://" not in path and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert broken == []

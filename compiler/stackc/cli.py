@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from stackc import __version__
+from stackc.importers import CHARTS as IMPORT_CHARTS
 
 JSON_ENVELOPE_VERSION = 1
 
@@ -62,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--skip", action="append", default=[], metavar="MODEL",
                     help="do not run this model (e.g. a GPU model on a laptop; repeatable)")
     up.add_argument("--state-dir", default=None, metavar="DIR", help="where caches and logs go (default: a temp dir)")
+    importing = commands.add_parser(
+        "import", help="turn another chart's Helm values into a spec; report what does not map",
+        description="turn another chart's Helm values into a commented spec (stdout or -o FILE) and list, on "
+                    "stderr, every value that could not be mapped (exit 1 when there is one)")
+    importing.add_argument("--from", dest="chart", required=True, choices=sorted(IMPORT_CHARTS),
+                           help="the chart the values are for")
+    importing.add_argument("values", nargs="+", metavar="VALUES", help="values files; later ones override earlier "
+                           "ones as with helm -f (kserve: InferenceService and ServingRuntime YAML)")
+    importing.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: stdout)")
+    importing.add_argument("--name", help="the stack's name (default: from the values file's name)")
+    importing.add_argument("--namespace", help="the stack's namespace")
+    importing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     init = commands.add_parser("init", help="write a commented starter spec", description="write a commented starter spec")
     init.add_argument("path", nargs="?", help="file to create (default: print to stdout)")
     schema = commands.add_parser("schema", help="print the spec's JSON Schema (or its Markdown reference)",
@@ -191,22 +204,30 @@ def _check(args: argparse.Namespace) -> ExitCode:
 
 
 def _diff(args: argparse.Namespace) -> ExitCode:
-    from stackc.output.tree import diff_trees, read_tree
+    from stackc.output.tree import diff_trees, file_changes, read_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
     prefixes = tuple(f"{t}/" for t in compilation.targets)
     current = {k: v for k, v in read_tree(root).items() if k.startswith(prefixes)}
     text = diff_trees(current, compilation.files, root.as_posix(), root.as_posix())
-    changed = sorted(k for k in set(current) | set(compilation.files) if current.get(k) != compilation.files.get(k))
+    changes = file_changes(current, compilation.files)
+    added, removed = sum(c.added for c in changes), sum(c.removed for c in changes)
+    summary = f"{len(changes)} file{'s' if len(changes) != 1 else ''} changed, +{added} -{removed}"
     if args.format == "json":
-        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": changed, "diff": text})
+        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": [c.path for c in changes],
+                     "files": [c._asdict() for c in changes], "summary": summary, "diff": text})
     else:
         sys.stdout.write(text)
-        if changed:
-            print(f"stackc: {root.as_posix()}/ is stale: {len(changed)} file(s) differ; run `stackc build "
-                  f"{' '.join(args.specs)}`", file=sys.stderr)
-    return ExitCode.DIFFERENCES if changed else ExitCode.OK
+    if changes and args.format == "text":
+        width = max(len(c.path) for c in changes)
+        print(f"stackc: {root.as_posix()}/ is stale; run `stackc build {' '.join(args.specs)}`", file=sys.stderr)
+        for change in changes:
+            counts = f"+{change.added} -{change.removed}"
+            print(f"  {change.status:<7}  {change.path:<{width}}  {counts:<11} {', '.join(change.objects)}".rstrip(),
+                  file=sys.stderr)
+        print(f"stackc: {summary}", file=sys.stderr)
+    return ExitCode.DIFFERENCES if changes else ExitCode.OK
 
 
 def _explain(args: argparse.Namespace) -> ExitCode:
@@ -279,6 +300,35 @@ def _up(args: argparse.Namespace) -> ExitCode:
             supervisor.stop()
 
 
+def _import(args: argparse.Namespace) -> ExitCode:
+    from stackc.importers.run import import_values
+    from stackc.importers.values import ValuesError
+
+    try:
+        imported = import_values(args.chart, args.values, args.name, args.namespace)
+    except ValuesError as error:
+        _report(error.diagnostics, args.format)
+        return ExitCode.INVALID
+    if args.output:
+        try:
+            Path(args.output).write_text(imported.text, "utf-8")
+        except OSError as error:
+            print(f"stackc: error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+            return ExitCode.INVALID
+    if args.format == "json":
+        _print_json({"command": "import", "chart": args.chart, "spec": imported.text, "output": args.output,
+                     "not_imported": [d.as_json() for d in imported.report]})
+    elif not args.output:
+        sys.stdout.write(imported.text)
+    for diagnostic in imported.report:
+        print(diagnostic.render(), file=sys.stderr)
+    where = f"wrote {args.output}" if args.output else "spec on stdout"
+    count = len(imported.report)
+    print(f"stackc import: {where}; {count} value{'s' if count != 1 else ''} not imported"
+          + (" (listed above)" if count else ""), file=sys.stderr)
+    return ExitCode.DIFFERENCES if count else ExitCode.OK
+
+
 def _init(args: argparse.Namespace) -> ExitCode:
     from stackc.spec.starter import STARTER_SPEC
 
@@ -323,6 +373,6 @@ def _plugins(args: argparse.Namespace) -> ExitCode:
 
 _COMMANDS = {
     "build": _build, "check": _check, "diff": _diff, "explain": _explain,
-    "init": _init, "schema": _schema, "plugins": _plugins, "up": _up,
+    "import": _import, "init": _init, "schema": _schema, "plugins": _plugins, "up": _up,
 }
 

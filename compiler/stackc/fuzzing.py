@@ -9,6 +9,7 @@ numbers, malformed names and raw junk (TOML dates and times too) are mixed in.
 from __future__ import annotations
 
 import collections.abc
+import copy
 import datetime
 import random
 import re
@@ -135,7 +136,7 @@ class SpecGenerator:
             model.pop("engine_options", None)
         if self._malformed():
             return model
-        for key, value in _ENGINE_NEEDS.get(engine, {}).items():
+        for key, value in copy.deepcopy(_ENGINE_NEEDS.get(engine, {})).items():
             model[key] = {**model[key], **value} if isinstance(model.get(key), dict) and isinstance(value, dict) else value
         if Capability.CPU_ONLY not in registered.obj.capabilities:
             accelerators = model.setdefault("accelerators", {})
@@ -257,7 +258,7 @@ class SpecGenerator:
             return self._pick_raw({"name": volume, "mountPath": f"/mnt/{volume}"}, {"mountPath": "/x"})
         examples = _RAW_EXAMPLES.get(name)
         if examples and not self._malformed(2):
-            return self.rng.choice(examples)
+            return copy.deepcopy(self.rng.choice(examples))  # valid_spec prunes what it draws, in place
         if not self._malformed(2):
             return {}
         return {self.rng.choice(("key", "name", "x", "nodeAffinity")): self.junk() for _ in range(self.rng.randint(0, 3))}

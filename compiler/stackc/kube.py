@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -26,6 +26,7 @@ from stackc.plan.engine import (
     Volume,
 )
 from stackc.plan.model import Autoscaler, Component, Plan, Pod, Stack
+from stackc.registry import Artifact
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -410,6 +411,14 @@ def network_policy(stack: Stack, component: Component) -> dict:
     if component.topology.kind == "leader_worker":
         # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
         rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
+    if component.endpoint.peer_ports:
+        # the spec's own ports: KV transfer between the stack's engines, a sidecar's API or metrics
+        peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": stack.name}}},
+                 {"namespaceSelector": {"matchLabels": {
+                     "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}},
+                 *(dict(peer) for peer in stack.network_policy.allow_from)]
+        rules.append({"from": peers, "ports": [{"port": p.name, "protocol": p.protocol}
+                                               for p in component.endpoint.peer_ports]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata(stack, component.name, component.labels),
@@ -446,3 +455,18 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
         yield "poddisruptionbudget", pod_disruption_budget(stack, component)
     if stack.network_policy is not None:
         yield "networkpolicy", network_policy(stack, component)
+
+
+def kustomized(artifacts: Iterable[Artifact]) -> Iterator[Artifact]:
+    """The artifacts, then a kustomization.yaml naming each file of objects among them, so a target's
+    folder is ``kubectl apply -k``-able."""
+    resources = []
+    for artifact in artifacts:
+        if artifact.objects:
+            resources.append(artifact.path)
+        yield artifact
+    yield Artifact("kustomization.yaml", data={
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(resources),
+    })

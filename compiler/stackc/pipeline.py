@@ -206,19 +206,36 @@ def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_
 def emit(spec: Spec, plans: Mapping[str | None, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
     """Each target translates the plan lowered for where its platform puts weights."""
     files: dict[str, bytes] = {}
+    emitted: dict[str, tuple[Artifact, ...]] = {}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
         options = target_options(spec, registry, name)
         plan = plans[getattr(registered.obj, "weights_path", None)]
-        artifacts = _plugin_call(registered.provider, f"target '{name}' emit()",
-                                 lambda: list(registered.obj.emit(plan, options)))
-        for artifact in artifacts:
-            path = _safe_relative(artifact, registered.provider)
-            full = f"{name}/{path}"
-            if full in files:
-                raise PluginCrash(registered.provider, "emit()", ValueError(f"two artifacts named {path}"))
-            files[full] = render(artifact)
+        emitted[name] = _plugin_call(registered.provider, f"target '{name}' emit()",
+                                     lambda: tuple(registered.obj.emit(plan, options)))
+        _add(files, name, emitted[name], registered.provider)
+    # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
+    addons = {name: artifacts for name, artifacts in emitted.items()
+              if not getattr(registry.targets[name].obj, "serves_models", False)
+              and not hasattr(registry.targets[name].obj, "model_service")}
+    for name in sorted(set(targets)):
+        registered = registry.targets[name]
+        bundle = getattr(registered.obj, "bundle", None)
+        if bundle is not None:
+            options = target_options(spec, registry, name)
+            others = {other: artifacts for other, artifacts in addons.items() if other != name}
+            _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
+                                           lambda: tuple(bundle(plans[None], options, others))), registered.provider)
     return files
+
+
+def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], provider: Provider) -> None:
+    for artifact in artifacts:
+        path = _safe_relative(artifact, provider)
+        full = f"{target}/{path}"
+        if full in files:
+            raise PluginCrash(provider, "emit()", ValueError(f"two artifacts named {path}"))
+        files[full] = render(artifact)
 
 
 def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence[str]) -> Plan:

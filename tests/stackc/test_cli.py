@@ -171,3 +171,20 @@ def test_explain_works_on_every_example_spec_as_toml_and_json(spec: str, capsys)
     explained = tomllib.loads(capsys.readouterr().out)
     assert main(["explain", "--format", "json", str(REPO / spec)]) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["spec"] == explained
+
+
+def test_diff_summarises_each_changed_file_with_its_objects(repo, tmp_path, run_stackc):
+    project = copy_project(repo, tmp_path)
+    spec = project / "specs" / "prod.toml"
+    spec.write_text(spec.read_text().replace("replicas = 2\n", "replicas = 3\n", 1))
+    (project / "out" / "prod" / "monitoring" / "dashboard.yaml").unlink()
+    changed = run_stackc("diff", "specs/prod.toml", cwd=project)
+    assert changed.returncode == ExitCode.DIFFERENCES
+    lines = changed.stderr.splitlines()
+    assert re.search(r"^  changed  manifests/llama-8b/deployment\.yaml +\+1 -1 +Deployment/prod-llama-8b$", changed.stderr,
+                     re.M), changed.stderr
+    assert re.search(r"^  added    monitoring/dashboard\.yaml +\+\d+ -0 +ConfigMap/prod-dashboard$", changed.stderr, re.M)
+    assert lines[-1].startswith("stackc: 3 files changed, +")
+    envelope = json.loads(run_stackc("diff", "specs/prod.toml", "--format", "json", cwd=project).stdout)
+    assert envelope["changed"] == [f["path"] for f in envelope["files"]]
+    assert envelope["summary"] == lines[-1].removeprefix("stackc: ")

@@ -146,6 +146,15 @@ def test_the_engine_port_extra_ports_and_service_ports(built) -> None:
         ("http", 80, "http"), ("kv", 55555, "kv"), ("shipper-http", 2021, "shipper-http")]
 
 
+def test_the_network_policy_opens_the_specs_ports_to_the_stack_and_scrapers(built) -> None:
+    (policy,) = kind(built, "NetworkPolicy")
+    rule = policy["spec"]["ingress"][-1]
+    assert rule["ports"] == [{"port": "kv", "protocol": "TCP"}, {"port": "zmq", "protocol": "TCP"},
+                             {"port": "shipper-http", "protocol": "TCP"}]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "s"}}},
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
 def test_probe_overrides_switch_to_tcp_and_exec(built) -> None:
     (deployment,) = kind(built, "Deployment")
     engine = deployment["spec"]["template"]["spec"]["containers"][0]

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 MANIFEST = ".stackc-manifest"
 #: threads creating files (a 200-model build writes ~2,000 on a busy disk in half the time with 4)
@@ -173,6 +174,47 @@ def _recover(root: Path) -> None:
     if root.parent.exists():
         for leftover in root.parent.glob(f".{root.name}.new-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+class FileChange(NamedTuple):
+    """One file of a stale tree, for the reviewer's summary: what happened, how much, to which objects."""
+
+    path: str
+    status: str  # "added", "removed" or "changed"
+    added: int
+    removed: int
+    objects: tuple[str, ...]  # Kind/name of the Kubernetes objects the file holds
+
+
+def file_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[FileChange]:
+    """Per file that differs: lines added and removed, and the objects in it (``diff --stat`` with kinds)."""
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        a = before.decode("utf-8", "replace").splitlines() if before is not None else []
+        b = after.decode("utf-8", "replace").splitlines() if after is not None else []
+        body = list(difflib.unified_diff(a, b, n=0, lineterm=""))[2:]
+        status = "added" if before is None else "removed" if after is None else "changed"
+        changes.append(FileChange(name, status, sum(1 for line in body if line.startswith("+")),
+                                  sum(1 for line in body if line.startswith("-")),
+                                  _objects(name, after if after is not None else before or b"")))
+    return changes
+
+
+def _objects(name: str, content: bytes) -> tuple[str, ...]:
+    if not name.endswith(".yaml") or b"{{" in content:  # Helm templates are not YAML until rendered
+        return ()
+    import yaml
+
+    try:
+        documents = list(yaml.load_all(content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError:
+        return ()
+    return tuple(f"{d['kind']}/{d['metadata']['name']}" for d in documents
+                 if isinstance(d, dict) and isinstance(d.get("metadata"), dict) and "kind" in d
+                 and "name" in d["metadata"] and d["kind"] != "Kustomization")
 
 
 def diff_trees(old: Mapping[str, bytes], new: Mapping[str, bytes], old_label: str, new_label: str) -> str:

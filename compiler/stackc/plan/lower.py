@@ -232,6 +232,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     if restricted:
         engine_container, *engine_init = (_with_home(c) for c in (engine_container, *engine_init))
     serving = _serving_container(engine_container, model, extra_mounts)
+    spec_ports = (*model.ports, *(p for s in model.sidecars for p in s.ports))
     budget = model.disruption_budget
     scaler = autoscaler(model, spec.stack.prometheus)
     most = scaler.max_replicas if scaler is not None else model.replicas
@@ -257,8 +258,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
             extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
-                                      for p in (*model.ports, *(p for s in model.sidecars for p in s.ports))
-                                      if p.service)),
+                                      for p in spec_ports if p.service),
+            peer_ports=_ports(spec_ports)),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),
         topology=topology, worker_pod=worker_pod,

@@ -123,6 +123,9 @@ class Endpoint:
     public_port: int | None = None
     #: more ports on the Service: each a pod port's name and its number on the Service
     extra_service_ports: tuple[Port, ...] = ()
+    #: the spec's own ports (engine ``ports``, sidecars'), which the stack's pods, metric scrapers and
+    #: ``allow_from`` peers may reach through the NetworkPolicy
+    peer_ports: tuple[Port, ...] = ()
 
 
 @attrs.frozen

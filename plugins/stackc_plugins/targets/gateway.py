@@ -106,8 +106,21 @@ class GatewayTarget:
             if name not in keys:
                 yield Diagnostic("E060", f"unknown model '{name}' in priorities", ("targets", "gateway", "priorities", name),
                                  did_you_mean(name, keys) or "keys are model names from [models]")
+        seen_names: set[str] = set()
+        seen_bindings: set[tuple[int, str, str | None]] = set()
         for index, listener in enumerate(options.listeners):
-            # the Gateway's own rules: certificates only on HTTPS listeners, and HTTPS needs one
+            # the Gateway's own rules: names and (port, protocol, hostname) unique, certificates only
+            # on HTTPS listeners, and HTTPS needs one
+            where = ("targets", "gateway", "listeners", index)
+            binding = (listener.port, listener.protocol, listener.hostname)
+            if listener.name in seen_names:
+                yield Diagnostic("E062", f"a second listener named '{listener.name}'", (*where, "name"),
+                                 "give each listener its own name")
+            elif binding in seen_bindings:
+                yield Diagnostic("E062", "a second listener on the same port, protocol and hostname", (*where, "port"),
+                                 "change its port or hostname, or remove it")
+            seen_names.add(listener.name)
+            seen_bindings.add(binding)
             if listener.tls_secret and listener.protocol != "HTTPS":
                 yield Diagnostic("E062", "a certificate Secret needs protocol = \"HTTPS\"",
                                  ("targets", "gateway", "listeners", index, "tls_secret"), 'set protocol = "HTTPS"')
@@ -132,6 +145,9 @@ class GatewayTarget:
             yield Exporter(f"{component.key}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))

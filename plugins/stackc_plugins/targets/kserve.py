@@ -134,6 +134,9 @@ class KserveTarget:
                                  "use deployment_mode = \"Standard\" to keep them", Severity.WARNING)
 
     def emit(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
         for component in plan.components:
             container = serving_container(component, options)
             if model_options(component, options).runtime is None:

@@ -32,27 +32,18 @@ class ManifestsTarget:
         return kube.autoscaler_problems(plan, self.name)
 
     def emit(self, plan: Plan, options: ManifestsOptions) -> Iterator[Artifact]:
-        resources = []
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: ManifestsOptions) -> Iterator[Artifact]:
         if options.create_namespace:
             namespace = {"apiVersion": "v1", "kind": "Namespace",
                          "metadata": {"name": plan.stack.namespace, "labels": dict(plan.stack.labels)}}
-            resources.append("namespace.yaml")
             yield Artifact("namespace.yaml", (namespace,))
         for component in plan.components:
             for kind, obj in kube.component_objects(plan.stack, component, options.service_type):
-                path = f"{component.key}/{kind}.yaml"
-                resources.append(path)
-                yield Artifact(path, (obj,))
+                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
         for stem, obj in kube.extra_objects(plan.stack):
-            path = f"objects/{stem}.yaml"
-            resources.append(path)
-            yield Artifact(path, (obj,))
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "resources": sorted(resources),
-        }
-        yield Artifact("kustomization.yaml", data=kustomization)
+            yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 
 @hookimpl

@@ -51,6 +51,9 @@ class MonitoringTarget:
     options_type = MonitoringOptions
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
         for component in plan.components:
             metrics = component.endpoint.metrics
             if metrics is None:

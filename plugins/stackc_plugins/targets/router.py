@@ -119,6 +119,9 @@ class RouterTarget:
         yield Exporter("router", router_selector(plan), "http", "/metrics", METRICS)
 
     def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
+        return kube.kustomized(self._objects(plan, options))
+
+    def _objects(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
         stack = plan.stack
         name = f"{stack.name}-router"
         selector = router_selector(plan)

@@ -104,8 +104,12 @@ def test_listener_certificates_and_protocols_must_agree() -> None:
     text = ('version = 1\n[stack]\nname = "g"\ntargets = ["gateway", "manifests"]\n[models.m]\nengine = "vllm"\n'
             'model = "org/m"\naccelerators = { count = 1 }\n[targets.gateway]\ncreate_gateway = true\n'
             '[[targets.gateway.listeners]]\nname = "web"\nport = 80\ntls_secret = "cert"\n'
-            '[[targets.gateway.listeners]]\nname = "secure"\nport = 443\nprotocol = "HTTPS"\n')
+            '[[targets.gateway.listeners]]\nname = "secure"\nport = 443\nprotocol = "HTTPS"\n'
+            '[[targets.gateway.listeners]]\nname = "web"\nport = 81\n'
+            '[[targets.gateway.listeners]]\nname = "other"\nport = 80\ntls_secret = "cert"\n')
     with pytest.raises(DiagnosticsError) as error:
         compile_text(text)
     assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
-        ("E062", "targets.gateway.listeners[0].tls_secret"), ("E062", "targets.gateway.listeners[1].protocol")]
+        ("E062", "targets.gateway.listeners[0].tls_secret"), ("E062", "targets.gateway.listeners[1].protocol"),
+        ("E062", "targets.gateway.listeners[2].name"), ("E062", "targets.gateway.listeners[3].port"),
+        ("E062", "targets.gateway.listeners[3].tls_secret")]

@@ -1,4 +1,5 @@
-"""The chart is the manifests: for every spec, `helm template` renders exactly the same objects."""
+"""The chart is the whole stack: for every spec, `helm template` renders exactly the objects of the manifests
+and of the stack's router, monitoring and gateway folders."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from stackc import pipeline
 from stackc.output.tree import write_tree
 from stackc.plugins import load_registry
 from stackc.testing import compile_text
-from stackc_plugins.targets.helm import template
+from stackc_plugins.targets.helm import CORE_GROUPS, WORKLOAD_KINDS, template
 
 REPO = Path(__file__).resolve().parents[3]
 HELM = os.environ.get("STACKC_HELM") or shutil.which("helm")
@@ -25,7 +26,10 @@ CHART_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 
 
 def build(spec: Path, out: Path) -> tuple[pipeline.Compilation, Path]:
-    compilation = pipeline.compile_stack([spec], load_registry(), targets=["manifests", "helm"])
+    """The spec's own targets with the chart and the manifests it equals (KServe deploys models another way)."""
+    own = pipeline.check([spec], load_registry()).spec.stack.targets
+    targets = sorted({*own, "manifests", "helm"} - {"kserve"})
+    compilation = pipeline.compile_stack([spec], load_registry(), targets=targets)
     root = out / compilation.spec.stack.name
     write_tree(root, compilation.files)
     return compilation, root / "helm" / compilation.spec.stack.name
@@ -49,10 +53,22 @@ def comparable(objects: list[dict]) -> list[dict]:
     return sorted(found, key=lambda o: (o["kind"], o["metadata"]["name"]))
 
 
-def manifests_objects(compilation: pipeline.Compilation) -> list[dict]:
+def manifests_objects(compilation: pipeline.Compilation, folders: tuple[str, ...] = ("manifests/",)) -> list[dict]:
     return [d for name, content in sorted(compilation.files.items())
-            if name.startswith("manifests/") and not name.endswith("kustomization.yaml")
+            if name.startswith(folders) and name.endswith(".yaml") and not name.endswith("kustomization.yaml")
             for d in yaml.safe_load_all(content) if d]
+
+
+def whole_stack(compilation: pipeline.Compilation) -> list[dict]:
+    """What one release of the chart installs: the manifests and every add-on target of the stack."""
+    return manifests_objects(compilation, tuple(f"{t}/" for t in compilation.targets if t != "helm"))
+
+
+def api_versions(objects: list[dict]) -> list[str]:
+    """--api-versions for the custom resources, which the chart renders only where their API exists."""
+    kinds = sorted({f"{o['apiVersion']}/{o['kind']}" for o in objects
+                    if o["apiVersion"].rpartition("/")[0] not in CORE_GROUPS})
+    return [arg for kind in kinds for arg in ("--api-versions", kind)]
 
 
 def rendered(chart: Path, release: str, namespace: str, *extra: str) -> list[dict]:
@@ -63,16 +79,17 @@ def rendered(chart: Path, release: str, namespace: str, *extra: str) -> list[dic
 
 @needs_helm
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
-def test_lint_is_clean_and_template_equals_the_manifests(spec: Path, tmp_path: Path) -> None:
+def test_lint_is_clean_and_template_equals_the_whole_stack(spec: Path, tmp_path: Path) -> None:
     compilation, chart = build(spec, tmp_path)
     lint = helm("lint", "--strict", str(chart))
     assert lint.returncode == 0, lint.stdout + lint.stderr
     stack = compilation.spec.stack
-    expected = manifests_objects(compilation)
-    # custom resources render where their API exists: tell helm the cluster has them
-    apis = sorted({f"{o['apiVersion']}/{o['kind']}" for o in expected if "." in o["apiVersion"].partition("/")[0]})
-    extra = [arg for api in apis for arg in ("--api-versions", api)]
-    assert comparable(rendered(chart, stack.name, stack.namespace, *extra)) == comparable(expected)
+    expected = whole_stack(compilation)
+    assert comparable(rendered(chart, stack.name, stack.namespace, *api_versions(expected))) == comparable(expected)
+    # without those APIs in the cluster, the custom resources are left out and the rest installs (a model's
+    # own workload, such as a LeaderWorkerSet, is never left out: the release would then serve nothing)
+    assert comparable(rendered(chart, stack.name, stack.namespace)) == comparable(
+        [o for o in expected if not api_versions([o]) or o["kind"] in WORKLOAD_KINDS])
 
 
 @needs_helm
@@ -123,3 +140,12 @@ def test_an_autoscaled_model_takes_its_bounds_from_values_and_no_replicas(tmp_pa
     assert "replicas" not in deployment["spec"]
     bad = helm("template", "autoscaling", str(chart), "-n", "llm-scale", *keda, "--set", "models.llama.replicas=3")
     assert bad.returncode != 0 and "replicas" in bad.stderr
+
+
+def test_add_on_targets_land_in_the_chart_in_the_release_namespace() -> None:
+    files = pipeline.compile_stack([REPO / "specs" / "prod.toml"], load_registry()).files
+    router = files["helm/prod/templates/router/deployment.yaml"].decode()
+    assert "namespace: {{ .Release.Namespace }}" in router and 'include "prod.chartLabels"' in router
+    assert {name.split("/")[3] for name in files if name.startswith("helm/prod/templates/") and name.count("/") == 4} \
+        == {"router", "monitoring"}
+    assert not any(name.startswith("helm/prod/templates/manifests/") for name in files)  # templated per model instead

@@ -1,8 +1,10 @@
-"""A Helm chart whose ``helm template`` is the manifests target's objects, with knobs lifted into values.
+"""A Helm chart of the whole stack: ``helm template`` is the manifests target's objects, with knobs
+lifted into values, plus the objects of the stack's add-on targets (router, monitoring, gateway).
 
 Templates are not written by hand: each object the manifests target renders is rendered again
-with sentinels in the lifted fields, and the sentinel lines become template expressions. The
-chart therefore cannot drift from the manifests.
+with sentinels in the lifted fields, and the sentinel lines become template expressions; the
+add-ons' objects, handed over by the pipeline (``bundle``), get the release's namespace and the
+chart's labels. The chart therefore cannot drift from the folders ``kubectl apply -k`` uses.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class HelmOptions:
 
 class HelmTarget:
     name = "helm"
-    description = "A Helm chart rendering the same objects as the manifests target, tunable through values"
+    description = "A Helm chart of the whole stack: the manifests (tunable through values), router, monitoring, gateway"
     options_type = HelmOptions
     serves_models = True
 
@@ -74,6 +76,18 @@ class HelmTarget:
         yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
         yield Artifact(f"{root}/templates/NOTES.txt", text=notes(plan))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
+
+    def bundle(self, plan: Plan, options: HelmOptions, addons: Mapping[str, tuple[Artifact, ...]]) -> Iterator[Artifact]:
+        """The stack's other targets (router, monitoring, gateway) in the chart, one folder of templates
+        each, so one release installs the whole stack."""
+        chart = options.chart or plan.stack.name
+        for target, artifacts in sorted(addons.items()):
+            for artifact in artifacts:
+                for index, obj in enumerate(artifact.objects):
+                    name = artifact.path if len(artifact.objects) == 1 else \
+                        artifact.path.replace(".yaml", f"-{index}.yaml")
+                    text = addon_template(chart, plan.stack.namespace, json.loads(json.dumps(obj)))
+                    yield Artifact(f"{chart}/templates/{target}/{name}", text=text)
 
 
 VALUES_HEADER = """\
@@ -126,12 +140,7 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
 
     Without a component (the spec's extra objects) only a namespace is templated: labels stay as written.
     """
-    blocks: list[tuple[str, str]] = []
-
-    def sentinel(kind: str, body: str) -> str:
-        blocks.append((kind, body))
-        return f"@@{kind}:{len(blocks) - 1}@@"
-
+    sentinel = _Blocks()
     meta = obj["metadata"]
     if "namespace" in meta:
         meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
@@ -151,8 +160,58 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
+    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
+    return _expand(chart, obj, sentinel, head, guard=not workload)
+
+
+def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
+    template_meta = pod_template["metadata"]
+    _labels(template_meta, chart, sentinel)
+    annotations = template_meta.pop("annotations", {})
+    annotations = {k: v for k, v in annotations.items() if k not in component.pod.annotations}
+    if annotations:
+        annotations[sentinel("MERGE", "$model.podAnnotations")] = ""
+        template_meta["annotations"] = annotations
+    else:
+        template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
+    pod = pod_template["spec"]
+    serving_name = component.pod.containers[0].name
+    engine = next(c for c in pod["containers"] if c["name"] == serving_name)
+    engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
+    engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
+    engine["resources"] = sentinel("BLOCK", "$model.resources")
+    for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv")):
+        # appended to the engine's own list; a key the engine leaves out appears only when set
+        engine[key] = [*engine[key], sentinel("ITEMS", extra)] if engine.get(key) else sentinel("BLOCK", extra)
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        pod[key] = sentinel("BLOCK", f"$model.{key}")
+    pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
+
+
+class _Blocks(list):
+    """Template expressions, each standing in the rendered YAML as a sentinel until ``_expand``."""
+
+    def __call__(self, kind: str, body: str) -> str:
+        self.append((kind, body))
+        return f"@@{kind}:{len(self) - 1}@@"
+
+
+def addon_template(chart: str, namespace: str, obj: dict[str, Any]) -> str:
+    """An add-on target's object (router, monitoring, gateway) as a template: the release's namespace
+    and the chart's labels, nothing else lifted (``obj`` is changed in place)."""
+    sentinel = _Blocks()
+    meta = obj["metadata"]
+    if meta.get("namespace") == namespace:  # a referenced Gateway may live elsewhere: kept as is
+        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
+    _labels(meta, chart, sentinel)
+    return _expand(chart, obj, sentinel, [], guard=True)
+
+
+def _expand(chart: str, obj: dict[str, Any], blocks: list[tuple[str, str]], head: list[str], guard: bool) -> str:
+    """Render ``obj`` and turn each sentinel line into its template expression; ``guard`` wraps a custom
+    resource so it renders only where the cluster serves its API."""
     text = to_yaml(obj)
-    lines = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
+    lines = list(head)
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
@@ -178,33 +237,9 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
                       f"{' ' * indent}- name: {{{{ . }}}}", "  {{- end }}", "{{- end }}"]
     body = "\n".join(lines) + "\n"
     group = obj["apiVersion"].rpartition("/")[0]
-    if group not in CORE_GROUPS and not workload:  # custom resources render only where their API exists
+    if group not in CORE_GROUPS and guard:  # custom resources render only where their API exists
         body = f'{{{{- if .Capabilities.APIVersions.Has "{obj["apiVersion"]}/{obj["kind"]}" }}}}\n{body}{{{{- end }}}}\n'
     return body
-
-
-def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
-    template_meta = pod_template["metadata"]
-    _labels(template_meta, chart, sentinel)
-    annotations = template_meta.pop("annotations", {})
-    annotations = {k: v for k, v in annotations.items() if k not in component.pod.annotations}
-    if annotations:
-        annotations[sentinel("MERGE", "$model.podAnnotations")] = ""
-        template_meta["annotations"] = annotations
-    else:
-        template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
-    pod = pod_template["spec"]
-    serving_name = component.pod.containers[0].name
-    engine = next(c for c in pod["containers"] if c["name"] == serving_name)
-    engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
-    engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
-    engine["resources"] = sentinel("BLOCK", "$model.resources")
-    for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv")):
-        # appended to the engine's own list; a key the engine leaves out appears only when set
-        engine[key] = [*engine[key], sentinel("ITEMS", extra)] if engine.get(key) else sentinel("BLOCK", extra)
-    for key in ("nodeSelector", "tolerations", "affinity"):
-        pod[key] = sentinel("BLOCK", f"$model.{key}")
-    pod["imagePullSecrets"] = sentinel("PULLSECRETS", "")
 
 
 def _labels(meta: dict[str, Any], chart: str, sentinel: Any) -> None:

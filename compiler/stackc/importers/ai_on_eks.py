@@ -1,0 +1,236 @@
+"""ai-on-eks inference-charts: one model per release, ``inference`` + ``modelParameters``.
+
+``inference.framework`` vllm (a Deployment running ``vllm serve``), lws-vllm (a LeaderWorkerSet
+group of ``pipelineParallelSize`` pods per replica: ``serving.nodes``) or rayVllm (a Ray Serve
+RayService, served here by a plain vLLM Deployment and reported); ``inference.accelerator`` gpu
+or neuron picks the resources block, the Neuron engine, its toleration and scheduler. Every
+``modelParameters`` key is a vLLM flag (camelCase to kebab-case), as the chart renders it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from stackc.importers.draft import (
+    Draft,
+    model_key,
+    quantity,
+    split_resources,
+    tolerations,
+)
+from stackc.importers.values import Path, Values
+
+DEFAULT_NAME = "inference"
+NO_MODELS = "set model (or modelParameters.modelId)"
+FRAMEWORKS = {"vllm": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
+SERVER = ("inference", "modelServer")
+DEPLOYMENT = (*SERVER, "deployment")
+#: modelParameters the spec types; the rest become flags verbatim
+TYPED = {"tensorParallelSize": "tensor_parallel", "pipelineParallelSize": "pipeline_parallel",
+         "maxModelLen": "max_context", "gpuMemoryUtilization": "gpu_memory_fraction",
+         "maxNumSeqs": "max_concurrent_sequences", "quantization": "quantization"}
+ZONE = "topology.kubernetes.io/zone"
+NEURON_TOLERATION = {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def convert(values: Values, name: str) -> Draft:
+    framework = values.text(("inference", "framework"), "vllm")
+    accelerator = values.text(("inference", "accelerator"), "gpu")
+    draft = Draft(name)
+    if framework not in FRAMEWORKS:
+        values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
+                     "the importer reads vllm, rayVllm and lws-vllm")
+        return draft
+    if accelerator not in ("gpu", "neuron"):
+        values.error(("inference", "accelerator"), f"accelerator {accelerator!r} cannot be imported",
+                     "the importer reads gpu and neuron")
+        return draft
+    model_id = values.text(("model",)) or values.text(("modelParameters", "modelId"))
+    if model_id is None:
+        values.consumed.add(("model",))
+        return draft
+    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
+    service = values.text(("inference", "serviceName"), "inference")
+    key = model_key(service)
+    model: dict[str, Any] = {"engine": "neuron" if accelerator == "neuron" else "vllm", "model": model_id}
+    if path := values.text(("modelPath",)):
+        model.update(model=path, served_name=model_id)
+    repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
+    model["image"] = f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}"
+    model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
+    block = "neuron" if accelerator == "neuron" else "gpu"
+    if values.has((*DEPLOYMENT, "resources", block)):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", block))
+    else:  # the chart's default block: one device
+        resource = "aws.amazon.com/neuron" if accelerator == "neuron" else "nvidia.com/gpu"
+        model["accelerators"] = {"count": 1, "resource": resource}
+    for other in values.keys((*DEPLOYMENT, "resources")):
+        if other != block:
+            values.raw((*DEPLOYMENT, "resources", other))  # the chart reads only the accelerator's block
+    model["serving"], model["engine_args"], model["engine_options"] = _parameters(values, model["accelerators"],
+                                                                                    accelerator)
+    if FRAMEWORKS[framework] == "ray":
+        _ray(values, model)
+    else:
+        model["replicas"] = values.integer((*DEPLOYMENT, "replicas"), 1)
+    if FRAMEWORKS[framework] == "lws":
+        # a LeaderWorkerSet group of pipelineParallelSize pods per replica, each group in a zone of its own
+        model["serving"]["nodes"] = model["serving"].get("pipeline_parallel") or 1
+    model["scheduling"] = _scheduling(values, accelerator, framework, draft.name, key)
+    model["shm_size"] = quantity(values.get((*DEPLOYMENT, "sharedMemory"), (str, int)))
+    model["termination_grace_seconds"] = values.integer((*DEPLOYMENT, "terminationGracePeriodSeconds"))
+    model["probes"] = {kind: _probe(values, (*DEPLOYMENT, f"{kind}Probe")) for kind in ("startup", "liveness",
+                                                                                          "readiness")}
+    env = {k: values.text((*SERVER, "env", k)) or "" for k in values.keys((*SERVER, "env"))}
+    model["env"] = env
+    model["security"] = _security(values)
+    labels = values.mapping(("extraLabels",))
+    model["labels"] = {k: values.text(("extraLabels", k)) for k in labels}
+    _unused(values)
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
+    return draft
+
+
+def _parameters(values: Values, accelerators: dict[str, Any] | None,
+                accelerator: str) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    serving: dict[str, Any] = {}
+    args: list[str] = []
+    options: dict[str, Any] = {}
+    path = ("modelParameters",)
+    for name in values.keys(path):
+        here = (*path, name)
+        value = values.get(here, (str, int, float, bool))
+        if name in ("modelId", "numGpus"):  # the seed-era model id, and Ray's GPUs per actor
+            continue
+        if name in TYPED:
+            serving[TYPED[name]] = (values.number(here) if name == "gpuMemoryUtilization"
+                                    else value if name == "quantization" else values.integer(here))
+        elif name == "enablePrefixCaching" and isinstance(value, bool):
+            serving["prefix_caching"] = True if value else None  # false writes no flag: vLLM's default
+        elif name == "dtype" and value in ("auto", "half", "float16", "bfloat16", "float32"):
+            serving["dtype"] = value
+        elif name == "maxNumBatchedTokens" and isinstance(value, int):
+            options["max_num_batched_tokens"] = value
+        elif isinstance(value, bool):
+            if value:
+                args.append(f"--{_kebab(name)}")
+        elif value is not None:
+            args += [f"--{_kebab(name)}", values.text(here) or ""]
+    if "tensor_parallel" not in serving and accelerators:
+        # the chart derives it from the devices requested (Neuron: two cores per device)
+        serving["tensor_parallel"] = accelerators["count"] * (2 if accelerator == "neuron" else 1)
+    if load_format := values.text(("vllm", "loadFormat")):
+        options["load_format"] = load_format
+    return serving, args, options
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).lower()
+
+
+def _ray(values: Values, model: dict[str, Any]) -> None:
+    """Ray Serve's replicas are vLLM engines; the RayService around them has no stackc counterpart."""
+    values.drop(("inference", "framework"), "Ray Serve (a RayService with a head node and Fluent Bit sidecars)",
+                "the model is served by a vLLM Deployment with the same parameters instead")
+    model.pop("image")
+    values.drop((*SERVER, "image"), "the Ray image (vLLM is pip-installed into Ray's runtime)",
+                "stackc's vLLM image runs the engine")
+    options = ("inference", "rayOptions")
+    model["replicas"] = values.integer((*options, "autoscaling", "actorAutoscaling", "minActors"), 1)
+    values.drop_unless((*options, "autoscaling", "actorAutoscaling", "maxActors"), 1, "Ray Serve's max_replicas_per_node")
+    values.feature((*options, "autoscaling"), "Ray's cluster autoscaler")
+    values.feature((*options, "gcs", "highAvailability"), "Ray GCS fault tolerance")
+    values.raw(options)
+    values.drop((*DEPLOYMENT, "minReplicas"), "Ray worker group bounds")
+    values.drop((*DEPLOYMENT, "maxReplicas"), "Ray worker group bounds")
+    values.raw(("fluentbit",))
+    values.raw(("vllm", "logLevel"))
+    values.raw(("vllm", "port"))
+    values.raw(("inference", "modelServer", "vllmVersion"))
+    values.raw(("inference", "modelServer", "pythonVersion"))
+
+
+def _scheduling(values: Values, accelerator: str, framework: str, stack: str, key: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+    if accelerator == "neuron":
+        found.append(NEURON_TOLERATION)
+    elif FRAMEWORKS[framework] == "ray":
+        found.append(GPU_TOLERATION)  # Ray's GPU workers tolerate the GPU taint
+    found += tolerations(values, (*DEPLOYMENT, "tolerations"))
+    selector = {k: values.text((*DEPLOYMENT, "nodeSelector", k)) for k in values.keys((*DEPLOYMENT, "nodeSelector"))}
+    if instance := values.text((*DEPLOYMENT, "instanceType")):
+        selector["node.kubernetes.io/instance-type"] = instance
+    spread: list[dict[str, Any]] = []
+    lws = FRAMEWORKS[framework] == "lws"  # its groups are kept to one zone each instead
+    if values.get((*DEPLOYMENT, "topologySpreadConstraints", "enabled"), bool, True) and not lws:
+        # the chart renders one fixed zone spread whenever constraints are on (its default)
+        spread.append({"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway"})
+    values.raw((*DEPLOYMENT, "topologySpreadConstraints"))
+    affinity = None
+    if values.get((*DEPLOYMENT, "podAffinity", "enabled"), bool, True) and not lws:
+        terms = values.raw((*DEPLOYMENT, "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), list,
+                           [{"weight": 100, "podAffinityTerm": {"topologyKey": ZONE}}])
+        pods = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": stack}
+        affinity = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": term.get("weight", 100) if isinstance(term, dict) else 100,
+             "podAffinityTerm": {"topologyKey": _topology_key(term),
+                                 "labelSelector": {"matchLabels": pods}}}
+            for term in terms]}}
+    values.raw((*DEPLOYMENT, "podAffinity"))
+    return {"tolerations": found, "node_selector": selector, "topology_spread": spread, "affinity": affinity,
+            "scheduler_name": "my-scheduler" if accelerator == "neuron" else None,
+            "group_topology": ZONE if FRAMEWORKS[framework] == "lws" else None}
+
+
+def _topology_key(term: Any) -> str:
+    if isinstance(term, dict) and isinstance(term.get("podAffinityTerm"), dict):
+        return str(term["podAffinityTerm"].get("topologyKey") or ZONE)
+    return ZONE
+
+
+def _probe(values: Values, path: Path) -> dict[str, Any] | None:
+    if not values.has(path):
+        values.consumed.add(path)
+        return None
+    for kind in ("exec", "tcpSocket", "grpc"):
+        values.drop((*path, kind), f"a {kind} probe", "stackc probes the engine over HTTP")
+    values.consumed.add((*path, "httpGet", "port"))
+    return {"path": values.text((*path, "httpGet", "path")),
+            "initial_delay_seconds": values.integer((*path, "initialDelaySeconds")),
+            "period_seconds": values.integer((*path, "periodSeconds")),
+            "timeout_seconds": values.integer((*path, "timeoutSeconds")),
+            "failure_threshold": values.integer((*path, "failureThreshold"))}
+
+
+def _security(values: Values) -> dict[str, Any]:
+    secret = ("hfTokenSecret",)
+    security: dict[str, Any] = {}
+    if values.get((*secret, "envFrom"), bool, False):
+        values.drop(secret, "every key of the token Secret as environment",
+                    "give the key: security.hf_token = { name = SECRET, key = KEY }")
+    else:
+        # the chart always reads HF_TOKEN from a Secret (hf-token/token unless told otherwise)
+        security["hf_token"] = {"name": values.text((*secret, "name"), "hf-token"),
+                                "key": values.text((*secret, "key"), "token")}
+    if account := values.text(("serviceAccountName",)):
+        if account != "default":
+            security["service_account"] = {"create": False, "name": account}
+    return security
+
+
+def _unused(values: Values) -> None:
+    """Keys the chart documents but renders nothing from, and the chart's other frameworks."""
+    for path in (("global", "resources"), ("ingress",), ("inference", "modelServer", "pythonVersion")):
+        values.raw(path)
+    values.drop_unless(("service", "type"), "ClusterIP", "the Service's type")
+    values.drop_unless(("service", "port"), 8000, "the Service's port", "stackc's Service listens on the engine's port")
+    values.drop(("service", "annotations"), "annotations on the Service")
+    values.drop((*DEPLOYMENT, "lifecycle"), "container lifecycle hooks")
+    values.drop(("s3ModelCopy", "model"), "the S3 model copy Job", "point model at the s3:// copy instead")
+    values.raw(("s3ModelCopy",))
+    for block in ("nimCache", "nimService"):
+        values.feature((block,), f"NVIDIA NIM ({block})")
+    values.raw(("vllm", "logLevel"))
+    values.raw(("vllm", "port"))

@@ -1,0 +1,546 @@
+"""vLLM production-stack (chart ``vllm-stack``): ``servingEngineSpec.modelSpec[]`` and ``routerSpec``.
+
+Mirrors what the chart renders for each entry: ``vllm serve MODEL`` with the ``vllmConfig``
+flags, LMCache's KV-transfer config and environment, the simple or raw resources, the PVC cache,
+the global tolerations merged by ``tolerationsPolicy``, and the router's routing logic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stackc.importers.draft import (
+    Draft,
+    env_list,
+    model_key,
+    probe,
+    quantity,
+    split_resources,
+    tolerations,
+)
+from stackc.importers.values import Path, Values
+
+DEFAULT_NAME = "vllm-stack"
+NO_MODELS = "servingEngineSpec.modelSpec lists none"
+ENGINE = ("servingEngineSpec",)
+ROUTER = ("routerSpec",)
+ROUTING = {"roundrobin": "round_robin", "session": "session", "prefixaware": "prefix"}
+DTYPES = ("auto", "half", "float16", "bfloat16", "float32")
+HAMI = (("GPUMem", "nvidia.com/gpumem"), ("GPUMemPercentage", "nvidia.com/gpumem-percentage"),
+        ("GPUCores", "nvidia.com/gpucores"))
+
+
+def convert(values: Values, name: str) -> Draft:
+    draft = Draft(name)
+    shared = _engine_wide(values, draft)
+    routing = _router(values, draft)
+    enabled = values.get((*ENGINE, "enableEngine"), bool, True)
+    if not enabled:
+        values.drop((*ENGINE, "modelSpec"), "enableEngine is false: a router-only install has no models to import")
+        return draft
+    keys = {}
+    for index, _ in enumerate(values.sequence((*ENGINE, "modelSpec"))):
+        path = (*ENGINE, "modelSpec", index)
+        model = _model(values, path, shared)
+        if model is None:
+            continue
+        model.update(routing)
+        chart_name = values.text((*path, "name")) or f"model-{index}"
+        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{index}]",
+                                           values.location(path))
+    _lora_adapters(values, draft, keys)
+    _top_level(values, draft)
+    return draft
+
+
+def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
+    """What ``servingEngineSpec`` gives every model."""
+    env: dict[str, str] = {}
+    for key, value in values.mapping((*ENGINE, "configs")).items():
+        env[key] = values.text((*ENGINE, "configs", key)) or ""
+    security: dict[str, Any] = {}
+    api_key = values.find((*ENGINE, "vllmApiKey"))
+    if isinstance(api_key, str):
+        values.drop((*ENGINE, "vllmApiKey"), "an API key written into the values", "create a Secret and give "
+                    "vllmApiKey: {secretName, secretKey}; stackc never inlines secrets")
+    elif secret := _secret(values, (*ENGINE, "vllmApiKey")):
+        security["api_key"] = secret
+    security["pod_security_context"] = values.raw((*ENGINE, "securityContext"), dict) or None
+    security["container_security_context"] = values.raw((*ENGINE, "containerSecurityContext"), dict) or None
+    probes = {kind: probe(values, (*ENGINE, f"{kind}Probe")) for kind in ("startup", "liveness", "readiness")}
+    shared = {
+        "labels": {k: values.text((*ENGINE, "labels", k)) for k in values.keys((*ENGINE, "labels"))},
+        "env": env,
+        "security": security,
+        "probes": probes,
+        "rollout": _strategy(values, (*ENGINE, "strategy")),
+        "tolerations": tolerations(values, (*ENGINE, "tolerations")),
+        "runtime_class": values.text((*ENGINE, "runtimeClassName"), "nvidia") or None,
+        "scheduler_name": values.text((*ENGINE, "schedulerName")),
+        "image_pull_policy": values.text((*ENGINE, "imagePullPolicy"), "Always"),
+    }
+    values.drop_unless((*ENGINE, "containerPort"), 8000, "the engine's port", "stackc sets each engine's port")
+    values.drop_unless((*ENGINE, "servicePort"), 80, "the engine Services' port",
+                       "stackc's model Services listen on the engine's port")
+    values.drop((*ENGINE, "extraPorts"), "extra engine ports")
+    values.drop((*ENGINE, "sidecar"), "the LoRA downloader sidecar", "list adapters in serving.lora_adapters")
+    if values.get((*ENGINE, "serviceMonitor", "enabled"), bool, False):
+        draft.add_target("monitoring")
+        options = draft.target_options.setdefault("monitoring", {})
+        options["interval"] = values.text((*ENGINE, "serviceMonitor", "interval"))
+        labels = values.mapping((*ENGINE, "serviceMonitor", "additionalLabels"))
+        options["monitor_labels"] = {k: values.text((*ENGINE, "serviceMonitor", "additionalLabels", k))
+                                     for k in labels} or None
+        values.drop_unless((*ENGINE, "serviceMonitor", "scrapeTimeout"), "25s", "the scrape timeout")
+        values.drop_unless((*ENGINE, "serviceMonitor", "honorLabels"), False, "honorLabels")
+        for key in ("metricRelabelings", "relabelings"):
+            values.drop((*ENGINE, "serviceMonitor", key), "relabelling rules")
+    else:
+        values.raw((*ENGINE, "serviceMonitor"))
+    return shared
+
+
+def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any] | None:
+    name = values.require((*path, "name"), str, "the model's name")
+    repository = values.require((*path, "repository"), str, "the engine image's repository")
+    tag = values.text((*path, "tag"))
+    if tag is None:
+        values.error((*path, "tag"), "missing: the engine image's tag")
+    url = values.require((*path, "modelURL"), str, "the model (modelURL)")
+    if name is None or repository is None or url is None or tag is None:
+        values.raw(path)
+        return None
+    model: dict[str, Any] = {"engine": "vllm", "model": url, "revision": values.text((*path, "modelRevision")),
+                             "enabled": values.get((*path, "enabled"), bool, True) or False,
+                             "image": f"{repository}:{tag}", "image_pull_policy": shared["image_pull_policy"],
+                             "engine_options": {"executable": _executable(repository, tag)},
+                             "replicas": values.integer((*path, "replicaCount"), 1)}
+    serving: dict[str, Any] = {}
+    args: list[str] = []
+    env = dict(shared["env"])
+    secret_env: dict[str, Any] = {}
+    _vllm_config(values, (*path, "vllmConfig"), serving, args, env)
+    model["kv_offload"] = _lmcache(values, path, args, env)
+    if values.get((*path, "enableLoRA"), bool, False):
+        args.append("--enable-lora")
+    if values.get((*path, "enableTool"), bool, False):
+        args.append("--enable-auto-tool-choice")
+    if parser := values.text((*path, "toolCallParser")):
+        args += ["--tool-call-parser", parser]
+    _chat_template(values, path, serving)
+    model["accelerators"], model["resources"] = _resources(values, path)
+    model["cache"] = _cache(values, path)
+    if values.has((*path, "vllmConfig", "tensorParallelSize")):
+        model["shm_size"] = quantity(values.get((*path, "shmSize"), (str, int))) or "20Gi"
+    else:
+        values.consumed.add((*path, "shmSize"))  # the chart mounts /dev/shm only with tensor parallelism
+    env_list(values, (*path, "env"), env, secret_env)
+    values.drop((*path, "envFromSecret"), "every key of a Secret as environment",
+                "name each variable in secret_env = { VAR = { name = SECRET, key = KEY } }")
+    security = dict(shared["security"])
+    hf_token = values.find((*path, "hf_token"))
+    if isinstance(hf_token, str):
+        values.drop((*path, "hf_token"), "a Hugging Face token written into the values",
+                    "create a Secret and give hf_token: {secretName, secretKey}; stackc never inlines secrets")
+    elif secret := _secret(values, (*path, "hf_token")):
+        security["hf_token"] = secret
+    if pull_secret := values.text((*path, "imagePullSecret")):
+        security["image_pull_secrets"] = [pull_secret]
+    if account := values.text((*path, "serviceAccountName")):
+        security["service_account"] = {"create": False, "name": account}
+    model.update(serving=serving, engine_args=args, env=env, secret_env=secret_env, security=security)
+    model["scheduling"] = _scheduling(values, path, shared)
+    model["probes"] = shared["probes"]
+    model["rollout"] = shared["rollout"]
+    labels = dict(shared["labels"])
+    for key in ("labels", "podLabels"):
+        labels.update({k: values.text((*path, key, k)) for k in values.keys((*path, key))})
+    model["labels"] = labels
+    model["annotations"] = {k: values.text((*path, "podAnnotations", k))
+                            for k in values.keys((*path, "podAnnotations"))}
+    values.drop((*path, "annotations"), "annotations on the Deployment object",
+                "stackc's annotations go on the pods (podAnnotations)")
+    values.drop((*path, "serviceAnnotations"), "annotations on the engine Service")
+    model["extra_volumes"] = values.raw((*path, "extraVolumes"), list)
+    model["extra_volume_mounts"] = values.raw((*path, "extraVolumeMounts"), list)
+    model["init_containers"] = _init_container(values, (*path, "initContainer"))
+    model["disruption_budget"] = _pdb(values, (*path, "pdb"))
+    values.feature((*path, "keda"), "KEDA autoscaling", "stackc keeps a fixed replica count here")
+    values.feature((*path, "raySpec"), "a multi-node RayCluster", "stackc serves one model per pod")
+    return model
+
+
+def _vllm_config(values: Values, path: Path, serving: dict[str, Any], args: list[str], env: dict[str, str]) -> None:
+    if not values.has(path):
+        values.consumed.add(path)
+        return
+    # the chart writes --no-enable-prefix-caching whenever vllmConfig exists without it
+    serving["prefix_caching"] = values.get((*path, "enablePrefixCaching"), bool, False)
+    if values.has((*path, "enableChunkedPrefill")):
+        chunked = values.get((*path, "enableChunkedPrefill"), bool, False)
+        args.append("--enable-chunked-prefill" if chunked else "--no-enable-chunked-prefill")
+    serving["max_context"] = values.integer((*path, "maxModelLen"))
+    dtype = values.text((*path, "dtype"))
+    if dtype in DTYPES:
+        serving["dtype"] = dtype
+    elif dtype:
+        args += ["--dtype", dtype]
+    serving["tensor_parallel"] = values.integer((*path, "tensorParallelSize"))
+    serving["pipeline_parallel"] = values.integer((*path, "pipelineParallelSize"))
+    serving["max_concurrent_sequences"] = values.integer((*path, "maxNumSeqs"))
+    serving["gpu_memory_fraction"] = values.number((*path, "gpuMemoryUtilization"))
+    if (loras := values.integer((*path, "maxLoras"))) is not None:
+        args += ["--max-loras", str(loras)]
+    for key, flag in (("runner", "--runner"), ("convert", "--convert")):
+        if text := values.text((*path, key)):
+            args += [flag, text]
+    if values.text((*path, "v0")) == "1":
+        env["VLLM_USE_V1"] = "0"
+    values.drop_unless((*path, "v1"), "1", "a vLLM engine generation switch")
+    if directory := values.text((*path, "prometheusMultiprocDir")):
+        env["PROMETHEUS_MULTIPROC_DIR"] = directory
+    extra = values.get((*path, "extraArgs"), list, [])
+    args += [values.text((*path, "extraArgs", i)) or "" for i in range(len(extra))]
+
+
+def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) -> dict[str, Any] | None:
+    """LMCache KV offloading: ``kv_offload`` when it is plain CPU offloading, else as the chart wires it
+    (the vLLM connector flag plus LMCACHE_* variables)."""
+    path = (*model, "lmcacheConfig")
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return None
+    role = values.text((*path, "kvRole"), "kv_both")
+    v0 = values.text((*model, "vllmConfig", "v0")) == "1"
+    cpu = values.text((*path, "cpuOffloadingBufferSize"))
+    if not v0 and role == "kv_both" and cpu and cpu.isdigit() and int(cpu) > 0 \
+            and set(values.keys(path)) <= {"enabled", "cpuOffloadingBufferSize", "kvRole", "logLevel"}:
+        # plain CPU offloading: the spec's typed setting, which vLLM turns into the same LMCache buffer
+        if level := values.text((*path, "logLevel")):
+            env["LMCACHE_LOG_LEVEL"] = level
+        return {"cpu_gib": int(cpu), "backend": "lmcache"}
+    connector = "LMCacheConnector" if v0 else "LMCacheConnectorV1"
+    args += ["--kv-transfer-config", json.dumps({"kv_connector": connector, "kv_role": role}, separators=(",", ":"))]
+    env.update(LMCACHE_USE_EXPERIMENTAL="True", VLLM_RPC_TIMEOUT="1000000")
+    if cpu and _positive(cpu):
+        env.update(LMCACHE_LOCAL_CPU="True", LMCACHE_MAX_LOCAL_CPU_SIZE=cpu)
+    if disk := values.text((*path, "diskOffloadingBufferSize")):
+        env["LMCACHE_MAX_LOCAL_DISK_SIZE"] = disk
+    if devices := values.text((*path, "cudaVisibleDevices")):
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    if level := values.text((*path, "logLevel")):
+        env["LMCACHE_LOG_LEVEL"] = level
+    for key in ("enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize",
+                "nixlBufferDevice", "nixlEnableGc"):
+        values.drop((*path, key), "prefill/decode disaggregation (hostIPC, NIXL peers)",
+                    "stackc has no disaggregated serving yet")
+    for key in ("enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort",
+                "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
+        values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
+    return None
+
+
+def _executable(repository: str, tag: str) -> str | None:
+    """LMCache's images keep vllm in a virtualenv; the chart calls it there for these tags."""
+    if tag in ("2025-05-27-v1", "2025-05-17-v1", "latest-nightly") or tag.startswith("nightly-") or (
+            tag == "latest" and repository == "lmcache/vllm-openai"):
+        return "/opt/venv/bin/vllm"
+    return None
+
+
+def _chat_template(values: Values, path: Path, serving: dict[str, Any]) -> None:
+    template = values.text((*path, "chatTemplate"))
+    content = values.text((*path, "chatTemplateConfigMap"))
+    if content:
+        serving["chat_template"] = content
+    elif template:
+        values.drop((*path, "chatTemplate"), "a chat template file on the chart's vllm-templates PVC",
+                    "put the template's text in serving.chat_template")
+
+
+def _resources(values: Values, path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    if values.mapping((*path, "resources")):
+        for key in ("requestCPU", "requestMemory", "requestGPU", "requestGPUType", "limitCPU", "limitMemory",
+                    *(f"{side}{suffix}" for side in ("request", "limit") for suffix, _ in HAMI)):
+            values.consumed.add((*path, key))  # the raw block wins, as in the chart
+        return split_resources(values, (*path, "resources"))
+    resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    for side, key, resource in (("requests", "requestCPU", "cpu"), ("requests", "requestMemory", "memory"),
+                                ("limits", "limitCPU", "cpu"), ("limits", "limitMemory", "memory")):
+        if (text := quantity(values.get((*path, key), (str, int, float)))) is not None:
+            resources[side][resource] = text
+    for suffix, resource in HAMI:
+        for side, prefix in (("requests", "request"), ("limits", "limit")):
+            if (text := quantity(values.get((*path, f"{prefix}{suffix}"), (str, int, float)))) is not None:
+                resources[side][resource] = text
+    accelerators = None
+    gpus = values.get((*path, "requestGPU"), (int, float, str))
+    kind = values.text((*path, "requestGPUType"), "nvidia.com/gpu")
+    if gpus is not None:
+        text = quantity(gpus) or ""
+        if text.isdigit():
+            accelerators = {"count": int(text), "resource": kind} if int(text) else None
+        else:
+            values.drop((*path, "requestGPU"), f"a fraction of a GPU ({text})", "use the HAMi fields or whole GPUs")
+    return accelerators, resources
+
+
+def _cache(values: Values, path: Path) -> dict[str, Any] | None:
+    existing = values.text((*path, "pvcExistingClaimName"))
+    storage = values.find((*path, "pvcStorage"))
+    modes = values.get((*path, "pvcAccessMode"), list, [])
+    if len(modes) > 1:
+        values.drop((*path, "pvcAccessMode", 1), "more than one access mode", "a claim has one access mode in stackc")
+    access = values.text((*path, "pvcAccessMode", 0))
+    values.drop((*path, "pvcMatchLabels"), "a selector binding the claim to a prepared volume")
+    values.drop((*path, "pvcLabels"), "labels on the claim")
+    values.drop((*path, "pvcAnnotations"), "annotations on the claim")
+    storage_class = values.text((*path, "storageClass"))
+    if existing:
+        values.raw((*path, "pvcStorage"))
+        return {"existing_claim": existing, "access_mode": access}
+    if isinstance(storage, dict):  # {emptyDir: {...}}: stackc's cache is an emptyDir without a claim
+        values.raw((*path, "pvcStorage"))
+        return None
+    size = quantity(values.get((*path, "pvcStorage"), (str, int)))
+    if not size:
+        return None
+    return {"size": size, "storage_class": storage_class, "access_mode": access}
+
+
+def _scheduling(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]:
+    own = tolerations(values, (*path, "tolerations"))
+    policy = values.text((*path, "tolerationsPolicy"), "append")
+    if policy not in ("append", "override"):
+        values.error((*path, "tolerationsPolicy"), f"expected append or override, got {policy!r}")
+    merged = own if policy == "override" else [*shared["tolerations"], *own]
+    affinity = values.raw((*path, "affinity"), dict)
+    terms = values.raw((*path, "nodeSelectorTerms"), list)
+    if not affinity and terms:
+        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+    values.drop((*path, "nodeName"), "pinning pods to one node by name",
+                "use scheduling.node_selector = { \"kubernetes.io/hostname\" = NODE }")
+    runtime = values.text((*path, "runtimeClassName"))
+    return {"tolerations": merged, "tolerations_mode": "replace" if policy == "override" else None,
+            "affinity": affinity or None,
+            "runtime_class": (runtime or None) if values.has((*path, "runtimeClassName")) else shared["runtime_class"],
+            "scheduler_name": shared["scheduler_name"],
+            "priority_class": values.text((*path, "priorityClassName"))}
+
+
+def _init_container(values: Values, path: Path) -> list[dict[str, Any]]:
+    if not values.has(path):
+        values.consumed.add(path)
+        return []
+    container = {key: values.raw((*path, key)) for key in ("name", "image", "command", "args", "env", "resources")}
+    mounts = values.raw((*path, "extraVolumeMounts"), list)
+    if mounts:
+        container["volumeMounts"] = mounts
+    if values.get((*path, "mountPvcStorage"), bool, False) and values.has((*path[:-1], "pvcStorage")):
+        values.drop((*path, "mountPvcStorage"), "mounting the chart's model volume in the init container",
+                    "mount it with the init container's volumeMounts")
+    return [{k: v for k, v in container.items() if v not in (None, [], {})}]
+
+
+def _pdb(values: Values, path: Path) -> dict[str, Any]:
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return {}
+    values.drop((*path, "minAvailable"), "minAvailable", "stackc's budgets count unavailable pods")
+    values.drop((*path, "labels"), "labels on the PodDisruptionBudget")
+    values.drop((*path, "annotations"), "annotations on the PodDisruptionBudget")
+    unavailable = values.get((*path, "maxUnavailable"), (int, str))
+    return {"enabled": True, "max_unavailable": unavailable}
+
+
+def _strategy(values: Values, path: Path) -> dict[str, Any]:
+    if not values.mapping(path):
+        return {"max_surge": "100%", "max_unavailable": 0}  # the chart's default engine strategy
+    kind = values.text((*path, "type"), "RollingUpdate")
+    return {"strategy": kind, "max_surge": values.get((*path, "rollingUpdate", "maxSurge"), (int, str)),
+            "max_unavailable": values.get((*path, "rollingUpdate", "maxUnavailable"), (int, str))}
+
+
+def _router(values: Values, draft: Draft) -> dict[str, Any]:
+    """The router's settings: the ``router`` target's options, and each model's routing strategy."""
+    if not values.get((*ROUTER, "enableRouter"), bool, True):
+        values.raw(ROUTER)
+        return {}
+    draft.add_target("router")
+    options = draft.target_options.setdefault("router", {})
+    options["replicas"] = values.integer((*ROUTER, "replicaCount"), 1)
+    _, resources = split_resources(values, (*ROUTER, "resources"))
+    options["resources"] = resources or None
+    for key in ("repository", "tag"):
+        values.drop((*ROUTER, key), "the production-stack router's image",
+                    "stackc deploys its own router ([targets.router] image)")
+    values.consumed.add((*ROUTER, "imagePullPolicy"))
+    logic = values.text((*ROUTER, "routingLogic"), "roundrobin")
+    routing: dict[str, Any] = {}
+    if logic in ROUTING:
+        routing["strategy"] = ROUTING[logic]
+    else:
+        values.drop((*ROUTER, "routingLogic"), f"routing logic {logic!r}",
+                    "stackc routes by prefix, least_loaded, session or round_robin")
+    if logic == "session" and (header := values.text((*ROUTER, "sessionKey"))):
+        routing["session_header"] = header
+    else:
+        values.consumed.add((*ROUTER, "sessionKey"))
+    values.drop_unless((*ROUTER, "prefixMinMatchLength"), 0, "a minimum prefix match length")
+    _ingress(values, options)
+    _routes(values, options)
+    defaults = {"serviceType": "ClusterIP", "servicePort": 80, "containerPort": 8000, "serviceDiscovery": "k8s",
+                "k8sServiceDiscoveryType": "pod-ip", "engineScrapeInterval": 15, "requestStatsWindow": 60,
+                "labels": {"environment": "router", "release": "router"}, "rootPath": ""}
+    for key, default in defaults.items():
+        values.drop_unless((*ROUTER, key), default, f"the production-stack router's {key}")
+    if values.get((*ROUTER, "serviceMonitor", "enabled"), bool, False):
+        draft.add_target("monitoring")
+    for key in ("staticBackends", "staticModels", "extraArgs", "extraPorts", "env", "extraVolumes",
+                "extraVolumeMounts", "podAnnotations", "serviceAnnotations", "nodePort", "strategy", "affinity",
+                "nodeSelectorTerms", "nodeSelector", "tolerations", "priorityClassName", "securityContext",
+                "containerSecurityContext", "imagePullSecrets", "hf_token", "lmcacheControllerPort",
+                "serviceAccountName", "livenessProbe", "readinessProbe", "startupProbe", "serviceMonitor"):
+        values.drop((*ROUTER, key), f"the production-stack router's {key}")
+    values.drop_unless((*ROUTER, "lmcacheConfig", "logLevel"), "INFO", "the router's LMCache log level")
+    values.drop((*ROUTER, "vllmApiKey", "secretName"), "the key the router forwards to engines",
+                "the engines' key is security.api_key; the router's own keys are [targets.router] api_keys")
+    values.consumed.add((*ROUTER, "vllmApiKey", "secretKey"))
+    values.drop((*ROUTER, "otel", "endpoint"), "OpenTelemetry tracing")
+    values.raw((*ROUTER, "otel"))
+    values.feature((*ROUTER, "autoscaling"), "a HorizontalPodAutoscaler for the router")
+    values.feature((*ROUTER, "pdb"), "a custom PodDisruptionBudget for the router",
+                   "stackc gives the router its own budget")
+    return {"routing": routing}
+
+
+def _ingress(values: Values, options: dict[str, Any]) -> None:
+    path = (*ROUTER, "ingress")
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return
+    host = values.text((*path, "hosts", 0, "host"))
+    if host is None:
+        values.error((*path, "hosts"), "an enabled ingress needs hosts[0].host")
+        return
+    for index, item in enumerate(values.sequence((*path, "hosts", 0, "paths"))):
+        here = (*path, "hosts", 0, "paths", index)
+        if values.text((*here, "path")) != "/" or index:
+            values.drop(here, "an ingress path other than /", "the router's ingress serves /")
+        values.consumed.add((*here, "pathType"))
+    for index in range(1, len(values.sequence((*path, "hosts")))):
+        values.drop((*path, "hosts", index), "a second ingress host")
+    tls_secret = values.text((*path, "tls", 0, "secretName"))
+    values.consumed.add((*path, "tls", 0, "hosts"))
+    values.raw((*path, "tls", 0, "hosts"))
+    values.drop((*path, "annotations"), "ingress annotations")
+    options["ingress"] = {"host": host, "class_name": values.text((*path, "className")) or None,
+                          "tls_secret": tls_secret}
+
+
+def _routes(values: Values, options: dict[str, Any]) -> None:
+    path = (*ROUTER, "route")
+    used = False
+    for name in values.keys(path):
+        here = (*path, name)
+        if not values.get((*here, "enabled"), bool, False):
+            values.raw(here)
+            continue
+        kind = values.text((*here, "kind"), "HTTPRoute")
+        if used or kind != "HTTPRoute":
+            values.drop(here, f"a second route or a {kind}", "stackc exposes the router with one HTTPRoute")
+            continue
+        used = True
+        gateway = values.text((*here, "parentRefs", 0, "name"))
+        if gateway is None:
+            values.error((*here, "parentRefs"), "an enabled route needs parentRefs[0].name")
+            continue
+        hostnames = values.get((*here, "hostnames"), list, [])
+        options["http_route"] = {"gateway": gateway,
+                                 "gateway_namespace": values.text((*here, "parentRefs", 0, "namespace")),
+                                 "hostnames": [values.text((*here, "hostnames", i)) for i in range(len(hostnames))]}
+        values.consumed.add((*here, "apiVersion"))
+        values.consumed.add((*here, "kind"))
+        values.drop_unless((*here, "matches"), [{"path": {"type": "PathPrefix", "value": "/"}}], "route matches")
+        for index in range(1, len(values.sequence((*here, "parentRefs")))):
+            values.drop((*here, "parentRefs", index), "a second parent Gateway")
+        for extra in values.keys((*here, "parentRefs", 0)):
+            if extra not in ("name", "namespace"):
+                values.drop((*here, "parentRefs", 0, extra), f"parentRefs {extra}")
+        for key in ("annotations", "labels", "filters", "additionalRules"):
+            values.drop((*here, key), f"route {key}")
+        values.drop_unless((*here, "httpsRedirect"), False, "an HTTPS redirect route")
+
+
+def _lora_adapters(values: Values, draft: Draft, keys: dict[str, str]) -> None:
+    """``loraAdapters[]`` (LoraAdapter resources) as adapters served next to their base model."""
+    for index, _ in enumerate(values.sequence(("loraAdapters",))):
+        path = ("loraAdapters", index)
+        if not values.get((*path, "enabled"), bool, True):
+            values.raw(path)
+            continue
+        base = values.text((*path, "baseModel"))
+        key = keys.get(base or "") or next((k for k, m in zip(keys.values(), draft.models.values())
+                                            if m["model"] == base), None)
+        kind = values.text((*path, "adapterSource", "type"))
+        name = values.text((*path, "adapterSource", "adapterName")) or values.text((*path, "name"))
+        if kind == "huggingface":
+            source = f"hf://{values.text((*path, 'adapterSource', 'repository'))}"
+        elif kind == "local":
+            source = values.text((*path, "adapterSource", "adapterPath")) or ""
+        else:
+            values.drop(path, f"a LoRA adapter from {kind or 'an unknown source'}",
+                        "stackc loads adapters from Hugging Face or a path")
+            continue
+        if key is None:
+            values.drop(path, f"an adapter for {base!r}, which no modelSpec entry serves")
+            continue
+        draft.models[key].setdefault("serving", {}).setdefault("lora_adapters", []).append(
+            {"name": name, "source": source})
+        if "--enable-lora" in draft.models[key]["engine_args"]:
+            draft.models[key]["engine_args"].remove("--enable-lora")  # stackc's adapters turn it on
+        values.consumed.add((*path, "name"))
+        values.drop((*path, "vllmApiKey"), "a per-adapter API key")
+        values.drop((*path, "loraAdapterDeploymentConfig"), "adapter placement (algorithm, replicas)",
+                    "stackc loads each adapter on every replica of its model")
+        for extra in ("pattern", "maxAdapters", "credentials"):
+            values.drop((*path, "adapterSource", extra), f"adapterSource.{extra}")
+
+
+def _top_level(values: Values, draft: Draft) -> None:
+    values.feature(("loraController",), "the LoRA controller", "adapters are loaded at start "
+                   "(serving.lora_adapters)", switch="enableLoraController")
+    values.feature(("cacheserverSpec",), "the LMCache cache server")
+    values.feature(("sharedPvcStorage",), "one shared volume for every model",
+                   "give each model cache = { existing_claim = CLAIM, access_mode = \"ReadWriteMany\" }")
+    values.feature(("kube-prometheus-stack",), "the bundled Prometheus")
+    values.feature(("prometheus-adapter",), "the bundled Prometheus adapter")
+    if values.get(("grafanaDashboards", "enabled"), bool, False):
+        draft.add_target("monitoring")
+        options = draft.target_options.setdefault("monitoring", {})
+        labels = values.mapping(("grafanaDashboards", "labels"))
+        options["dashboard_labels"] = {k: values.text(("grafanaDashboards", "labels", k)) for k in labels} or None
+        values.drop(("grafanaDashboards", "annotations"), "annotations on the dashboards")
+    else:
+        values.raw(("grafanaDashboards",))
+    values.drop(("extraObjects",), "extra objects", "keep them next to stackc's output, in your kustomization")
+    values.drop_unless(("nameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
+    values.drop_unless(("fullnameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
+
+
+def _secret(values: Values, path: Path) -> dict[str, str] | None:
+    name = values.text((*path, "secretName"))
+    key = values.text((*path, "secretKey"))
+    if name and key:
+        return {"name": name, "key": key}
+    if name or key:
+        values.error(path, "a Secret reference needs both secretName and secretKey")
+    return None
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False

@@ -1,0 +1,68 @@
+"""One import: read the values, let the chart's module build a draft, render it, and compile the
+result with the installed plugins so what ``stackc import`` prints always passes ``stackc check``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import attrs
+
+from stackc.diagnostics import (
+    Diagnostic,
+    DiagnosticsError,
+    Location,
+    Severity,
+    sorted_unique,
+)
+from stackc.importers import CHARTS
+from stackc.importers.draft import render, stack_name
+from stackc.importers.values import Values, ValuesError, read_values
+
+
+@attrs.frozen
+class Imported:
+    text: str
+    #: every value that was not imported, located in the values files
+    report: tuple[Diagnostic, ...]
+
+
+def import_values(chart: str, paths: Sequence[str], name: str | None = None,
+                  namespace: str | None = None) -> Imported:
+    """The spec for ``chart`` deployed with ``paths``; raises ValuesError for input it cannot import."""
+    module = importlib.import_module(CHARTS[chart])
+    values = module.read(paths) if hasattr(module, "read") else Values(*read_values(paths), paths[-1])
+    draft = module.convert(values, name or stack_name(paths, module.DEFAULT_NAME))
+    if namespace:
+        draft.namespace = namespace
+    if values.errors:
+        raise ValuesError(sorted_unique(values.errors))
+    if not draft.models:
+        raise ValuesError([Diagnostic("E091", f"no model to import: {module.NO_MODELS}",
+                                      location=Location(paths[-1]))])
+    header = [f"Imported by `stackc import --from {chart} {' '.join(paths)}`.",
+              "Values stackc could not map are listed on stderr; review them, then `stackc build` this file."]
+    text = render(draft, header)
+    _compile(text, draft.origins, Location(paths[-1]))
+    return Imported(text, tuple(sorted_unique(values.report())))
+
+
+def _compile(text: str, origins: dict[str, Location], fallback: Location) -> None:
+    """Refuse to print a spec stackc would reject: its problems come from the values, so exit 2,
+    each located at the values entry the model came from."""
+    from stackc import pipeline
+    from stackc.plugins import load_registry
+
+    name = "<imported spec>"
+    try:
+        pipeline.compile_stack([name], load_registry(), texts=[(name, text)])
+    except DiagnosticsError as error:
+        raise ValuesError([attrs.evolve(d, code="E092", message=f"the imported spec is invalid: {d.message}",
+                                        location=_origin(d.path, origins, fallback))
+                           for d in error.diagnostics if d.severity is Severity.ERROR]) from None
+
+
+def _origin(path: tuple[str | int, ...], origins: dict[str, Location], fallback: Location) -> Location:
+    if len(path) > 1 and path[0] == "models" and path[1] in origins:
+        return origins[str(path[1])]
+    return fallback

@@ -1,0 +1,332 @@
+"""`stackc import`: each chart's values become a spec whose engine pods carry what the chart renders."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stackc.cli import main
+from stackc.importers.run import import_values
+from stackc.importers.values import ValuesError
+from stackc.testing import compile_text, objects
+
+DATA = Path(__file__).parent / "data"
+
+
+def imported(chart: str, name: str) -> tuple[str, list]:
+    result = import_values(chart, [str(DATA / name)])
+    return result.text, list(result.report)
+
+
+def pods(text: str, kind: str = "Deployment") -> dict[str, dict]:
+    """The engine container and pod spec of each model, by object name."""
+    found = {}
+    for obj in objects(compile_text(text).files):
+        if obj["kind"] == kind and obj["metadata"]["labels"].get("app.kubernetes.io/component") != "router":
+            template = obj["spec"]["template"]["spec"] if kind == "Deployment" else obj["spec"]["predictor"]
+            found[obj["metadata"]["name"]] = {"obj": obj, "pod": template}
+    return found
+
+
+def engine(entry: dict) -> dict:
+    containers = entry["pod"].get("containers") or [entry["pod"]["model"]]
+    return containers[0]
+
+
+def test_production_stack_models_router_and_lora():
+    text, report = imported("production-stack", "production-stack.yaml")
+    deployments = pods(text)
+    llama = deployments["production-stack-llama3"]
+    container = engine(llama)
+    assert llama["obj"]["spec"]["replicas"] == 2
+    assert container["image"] == "vllm/vllm-openai:v0.10.1"
+    assert container["imagePullPolicy"] == "Always"  # the chart's default pull policy
+    args = container["args"]
+    assert args[0] == "meta-llama/Llama-3.1-8B-Instruct"
+    for flag in (["--revision", "0e9e39f249a16976918f6564b8830bc894c89659"], ["--max-model-len", "16384"],
+                 ["--max-num-seqs", "64"], ["--gpu-memory-utilization", "0.9"], ["--dtype", "bfloat16"],
+                 ["--tool-call-parser", "llama3_json"], ["--lora-modules", "sql-lora=yard1/llama-2-7b-sql-lora-test"]):
+        position = args.index(flag[0])
+        assert args[position:position + 2] == flag
+    for switch in ("--enable-prefix-caching", "--enable-chunked-prefill", "--enable-auto-tool-choice",
+                   "--enable-lora", "--disable-log-requests"):
+        assert switch in args
+    # lmcacheConfig's CPU offloading is the spec's kv_offload: vLLM sizes the same LMCache buffer
+    position = args.index("--kv-offloading-backend")
+    assert args[position:position + 4] == ["--kv-offloading-backend", "lmcache", "--kv-offloading-size", "20"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token-secret", "key": "token"}
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api", "key": "key"}
+    assert container["resources"]["requests"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "1"}
+    assert container["resources"]["limits"]["memory"] == "32Gi"
+    tolerations = [t["key"] for t in llama["pod"]["tolerations"]]
+    assert tolerations == ["nvidia.com/gpu", "dedicated"]  # global then the model's (append)
+    assert llama["pod"]["priorityClassName"] == "inference-high"
+
+    mistral = deployments["production-stack-mistral"]
+    container = engine(mistral)
+    # the chart calls LMCache's image's own vllm for the latest tag
+    assert container["command"] == ["/opt/venv/bin/vllm", "serve"] and container["image"] == "lmcache/vllm-openai:latest"
+    assert container["resources"]["limits"]["nvidia.com/mig-4g.71gb"] == "1"
+    assert "--no-enable-prefix-caching" in container["args"]  # vllmConfig without it, as the chart renders
+    # disk offloading too: the chart's own LMCache wiring, as it renders it
+    args = container["args"]
+    assert args[args.index("--kv-transfer-config") + 1] == '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LMCACHE_MAX_LOCAL_CPU_SIZE"] == "10" and env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == "50"
+    assert "tolerations" not in mistral["pod"]  # tolerationsPolicy: override with none of its own
+    terms = mistral["pod"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["NVIDIA-A100-SXM4-80GB"]
+    shm = next(v for v in mistral["pod"]["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
+    assert shm["emptyDir"]["sizeLimit"] == "8Gi"
+
+    spec = tomllib.loads(text)
+    assert spec["stack"]["targets"] == ["manifests", "router"]
+    assert spec["targets"]["router"]["ingress"] == {"host": "llm.example.com", "class_name": "nginx",
+                                                     "tls_secret": "llm-tls"}
+    assert spec["models"]["llama3"]["routing"] == {"strategy": "session", "session_header": "x-user-id"}
+    assert [d.dotted_path for d in report] == ["servingEngineSpec.modelSpec[1].keda"]
+
+
+def test_doubleword_groups_parse_engine_and_flags_from_the_command():
+    text, report = imported("doubleword", "doubleword.yaml")
+    deployments = pods(text)
+    llama = engine(deployments["doubleword-vllm-llama"])
+    assert deployments["doubleword-vllm-llama"]["obj"]["spec"]["replicas"] == 2
+    assert llama["image"] == "vllm/vllm-openai:v0.6.4" and llama["command"] == ["vllm", "serve"]
+    args = llama["args"]
+    names = args[args.index("--served-model-name") + 1:args.index("--served-model-name") + 4]
+    assert names == ["meta-llama/Meta-Llama-3.1-8B-Instruct", "chat", "llama-3.1-8b"]
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.85"
+    assert args[args.index("--max-num-seqs") + 1] == "32" and "--enable-prefix-caching" in args
+    assert llama["resources"]["limits"] == {"memory": "24Gi", "nvidia.com/gpu": "1"}
+    assert {e["name"] for e in llama["env"]} >= {"HF_TOKEN"}
+
+    sglang = engine(deployments["doubleword-sglang-embed"])
+    assert sglang["command"] == ["python3", "-m", "sglang.launch_server"]
+    assert sglang["args"][sglang["args"].index("--mem-fraction-static") + 1] == "0.7"
+    assert sglang["args"][sglang["args"].index("--context-length") + 1] == "512"
+    assert "--is-embedding" in sglang["args"]
+
+    triton = engine(deployments["doubleword-tensorrt-codegen"])
+    assert triton["command"] == ["tritonserver", "--model-repository=/models", "--http-port=8001"]
+    assert triton["ports"][0]["containerPort"] == 8001
+    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+    assert [d.dotted_path for d in report] == ["modelGroups.sglang-embed.startupProbe",
+                                               "modelGroups.tensorrt-codegen.persistentVolumes[0]",
+                                               "modelGroups.tensorrt-codegen.apiKey"]
+
+
+def test_ai_on_eks_neuron_deployment():
+    text, report = imported("ai-on-eks", "ai-on-eks-neuron.yaml")
+    assert report == []
+    entry = pods(text)["ai-on-eks-neuron-llama-31-8b-vllm-nrn"]
+    container = engine(entry)
+    assert entry["obj"]["metadata"]["namespace"] == "llm" and entry["obj"]["spec"]["replicas"] == 2
+    assert container["image"].startswith("public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:")
+    assert container["resources"]["limits"] == {"aws.amazon.com/neuron": "1", "memory": "64Gi"}
+    args = container["args"]
+    assert args[0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--max-model-len") + 1] == "8192" and args[args.index("--max-num-seqs") + 1] == "4"
+    assert args[args.index("--block-size") + 1] == "32" and "--enable-prefix-caching" not in args
+    pod = entry["pod"]
+    assert pod["schedulerName"] == "my-scheduler"
+    assert {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "inf2.8xlarge"}
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert {e["name"]: e.get("value") for e in container["env"]}["NEURON_RT_LOG_LEVEL"] == "INFO"
+
+
+def test_ai_on_eks_ray_vllm_becomes_a_vllm_deployment_and_says_so():
+    text, report = imported("ai-on-eks", "ai-on-eks-ray.yaml")
+    entry = pods(text)["ai-on-eks-ray-llama-32-1b"]
+    container = engine(entry)
+    assert entry["obj"]["spec"]["replicas"] == 2  # Ray Serve's minActors
+    assert container["command"] == ["vllm", "serve"] and container["args"][0] == "NousResearch/Llama-3.2-1B"
+    args = container["args"]
+    assert args[args.index("--max-num-batched-tokens") + 1] == "8192" and "--enable-prefix-caching" in args
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert {d.dotted_path for d in report} == {"inference.framework", "inference.modelServer.image",
+                                               "inference.rayOptions.autoscaling"}
+
+
+def test_ai_on_eks_lws_vllm_is_a_leader_worker_group_per_replica():
+    text, report = imported("ai-on-eks", "ai-on-eks-lws.yaml")
+    assert report == []
+    groups = [o for o in objects(compile_text(text).files) if o["kind"] == "LeaderWorkerSet"]
+    assert len(groups) == 1
+    group = groups[0]["spec"]
+    assert group["replicas"] == 1 and group["leaderWorkerTemplate"]["size"] == 2
+    assert groups[0]["metadata"]["annotations"]["leaderworkerset.sigs.k8s.io/exclusive-topology"] == \
+        "topology.kubernetes.io/zone"
+    leader = group["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["image"] == "vllm/vllm-openai:v0.10.0"
+    assert leader["resources"]["limits"] == {"memory": "512Gi", "nvidia.com/gpu": "8"}
+    args = leader["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+    assert args[args.index("--max-model-len") + 1] == "8192"
+
+
+def test_kserve_services_and_runtimes():
+    text, report = imported("kserve", "kserve.yaml")
+    assert report == []
+    services = {obj["metadata"]["name"]: obj for obj in objects(compile_text(text).files)
+                if obj["kind"] == "InferenceService"}
+    assert {s["metadata"]["namespace"] for s in services.values()} == {"llm"}
+    qwen = services["kserve-qwen"]["spec"]["predictor"]
+    assert qwen["minReplicas"] == 1 and qwen["maxReplicas"] == 3 and qwen["scaleMetric"] == "cpu"
+    assert qwen["model"]["storageUri"] == "hf://Qwen/Qwen2.5-0.5B-Instruct"
+    args = qwen["model"]["args"]
+    assert qwen["model"]["command"] == ["vllm", "serve"] and qwen["model"]["image"].startswith("vllm/vllm-openai:")
+    for flag, value in (("--served-model-name", "qwen"), ("--max-model-len", "4096"),
+                        ("--gpu-memory-utilization", "0.9")):
+        assert args[args.index(flag) + 1] == value
+    assert qwen["model"]["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    llama = services["kserve-llama"]["spec"]["predictor"]["model"]
+    assert llama["image"] == "lmsysorg/sglang:v0.5.2" and llama["command"] == ["python3", "-m", "sglang.launch_server"]
+    assert llama["args"][llama["args"].index("--tp-size") + 1] == "2"
+    assert llama["args"][llama["args"].index("--served-model-name") + 1] == "llama"
+    assert llama["resources"]["limits"] == {"memory": "48Gi", "nvidia.com/gpu": "2"}
+    assert services["kserve-llama"]["spec"]["predictor"]["minReplicas"] == 1
+
+
+def test_cli_exit_codes_stdout_and_report(tmp_path, capsys):
+    assert main(["import", "--from", "ai-on-eks", str(DATA / "ai-on-eks-neuron.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert tomllib.loads(out)["models"] and "0 values not imported" in err
+    target = tmp_path / "spec.toml"
+    assert main(["import", "--from", "doubleword", str(DATA / "doubleword.yaml"), "-o", str(target)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and tomllib.loads(target.read_text())["models"]
+    assert f"{DATA / 'doubleword.yaml'}:108:5: warning[W090] modelGroups.tensorrt-codegen.apiKey: not imported" in err
+    assert main(["check", str(target)]) == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("servingEngineSpec:\n  modelSpec: [\n", "values.yaml:3:1: error[E090]"),
+    ("servingEngineSpec:\n  modelSpec:\n  - name: a\n    repository: r\n    tag: t\n    modelURL: m\n"
+     "    replicaCount: two\n", "values.yaml:7:5: error[E091] servingEngineSpec.modelSpec[0].replicaCount"),
+    ("servingEngineSpec:\n  modelSpec:\n  - name: a\n    tag: t\n    modelURL: m\n",
+     "values.yaml:3:5: error[E091] servingEngineSpec.modelSpec[0].repository: missing"),
+    ("- just\n- a list\n", "values.yaml:1:1: error[E090]"),
+    ("servingEngineSpec:\n  modelSpec:\n  - {name: a, repository: r, tag: t, modelURL: org/a, requestMemory: 16GB}\n",
+     "values.yaml:3:5: error[E092] models.a.resources.requests.memory: the imported spec is invalid"),
+])
+def test_bad_values_are_located(tmp_path, monkeypatch, capsys, text, expected):
+    monkeypatch.chdir(tmp_path)
+    Path("values.yaml").write_text(text)
+    assert main(["import", "--from", "production-stack", "values.yaml"]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_later_values_files_override_earlier_ones(tmp_path):
+    (tmp_path / "override.yaml").write_text("servingEngineSpec:\n  modelSpec:\n  - name: small\n    repository: r\n"
+                                            "    tag: t\n    modelURL: org/small\n    replicaCount: 3\n")
+    result = import_values("production-stack", [str(DATA / "production-stack.yaml"), str(tmp_path / "override.yaml")])
+    models = tomllib.loads(result.text)["models"]
+    assert list(models) == ["small"] and models["small"]["replicas"] == 3  # lists are replaced, as in Helm
+
+
+def imports_or_locates(chart: str, path: Path) -> None:
+    """Either a spec that parses, or diagnostics that each carry a location: never an exception."""
+    try:
+        result = import_values(chart, [str(path)])
+    except ValuesError as error:
+        assert error.diagnostics and all(d.location is not None for d in error.diagnostics)
+    else:
+        assert tomllib.loads(result.text)["version"] == 1
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False), st.text(max_size=8))
+_keys = st.sampled_from(["servingEngineSpec", "modelSpec", "name", "repository", "tag", "modelURL", "vllmConfig",
+                         "modelGroups", "g", "image", "command", "inference", "modelParameters", "model",
+                         "resources", "requests", "enabled", "kind", "metadata", "spec", "predictor", "x"])
+_trees = st.recursive(_scalars, lambda children: st.one_of(st.lists(children, max_size=3),
+                                                           st.dictionaries(_keys, children, max_size=4)), max_leaves=12)
+
+
+def test_unreadable_files_are_located_errors(tmp_path, capsys):
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    for chart in ("production-stack", "kserve"):
+        assert main(["import", "--from", chart, str(tmp_path / "latin1.yaml"), str(tmp_path / "absent.yaml")]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'absent.yaml'}:1:1: error[E090]" in err and "error[E090]" in err.split("\n")[0]
+    assert main(["import", "--from", "ai-on-eks", str(DATA / "ai-on-eks-neuron.yaml"),
+                 "-o", str(tmp_path / "missing" / "spec.toml")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chart=st.sampled_from(["production-stack", "doubleword", "ai-on-eks", "kserve"]),
+       tree=st.one_of(_trees, st.text(max_size=40).map(lambda t: {"raw": t})), raw=st.booleans())
+def test_import_never_tracebacks(tmp_path, chart, tree, raw):
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(tree) if not raw else str(tree))
+    imports_or_locates(chart, path)
+
+
+def test_the_importers_stay_out_of_the_compilers_import_path():
+    import subprocess
+    import sys
+
+    code = ("import sys, stackc, stackc.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('stackc.importers.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("chart", ["production-stack", "doubleword", "ai-on-eks", "kserve"])
+def test_the_migration_guide_shows_what_import_prints(chart, tmp_path, monkeypatch):
+    """docs/migrating.md's before/after pairs are real: import each 'before' and find its 'after'."""
+    import re
+
+    guide = (Path(__file__).parents[3] / "docs" / "migrating.md").read_text()
+    heading = {"production-stack": "## production-stack", "doubleword": "## Doubleword", "ai-on-eks": "## ai-on-eks",
+               "kserve": "## KServe"}[chart]
+    section = guide[guide.index(heading):]
+    section = section[:section.index("\n## ", 3)]
+    before = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    after = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    file_name = re.search(r"\((\S+?):\d+:\d+\)", after).group(1)
+    monkeypatch.chdir(tmp_path)
+    Path(file_name).write_text(before)
+    result = import_values(chart, [file_name], name="demo")
+    assert after in result.text
+    for line in re.findall(r"^\S+:\d+:\d+: warning\[W090\].*$", section, re.M):
+        assert line in [d.render() for d in result.report]
+
+
+def _paths(value, path=()):
+    """Every path into a YAML tree, containers included."""
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [path, *(found for key, item in children for found in _paths(item, (*path, key)))]
+
+
+SAMPLES = [("production-stack", "production-stack.yaml"), ("doubleword", "doubleword.yaml"),
+           ("ai-on-eks", "ai-on-eks-neuron.yaml"), ("ai-on-eks", "ai-on-eks-ray.yaml"),
+           ("ai-on-eks", "ai-on-eks-lws.yaml"), ("kserve", "kserve.yaml")]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sample=st.sampled_from(SAMPLES), data=st.data())
+def test_import_never_tracebacks_on_a_damaged_real_values_file(tmp_path, sample, data):
+    """One value of a working values file replaced by anything: a spec or located diagnostics, never a crash."""
+    chart, name = sample
+    values = list(yaml.safe_load_all((DATA / name).read_text()))  # KServe files hold several documents
+    path = data.draw(st.sampled_from(sorted((p for p in _paths(values) if len(p) > 1), key=repr)))
+    parent = values
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = data.draw(_trees)
+    target = tmp_path / "values.yaml"
+    target.write_text(yaml.safe_dump_all(values))
+    imports_or_locates(chart, target)
