@@ -377,7 +377,7 @@ def _field_type(path: tuple[Any, ...]) -> Any:
             tp = typing.get_type_hints(tp)[part]
         else:
             args = typing.get_args(tp)
-            if not args:
+            if not args or typing.get_origin(tp) is Literal:  # a literal has no parts to descend into
                 return None
             tp = args[0] if typing.get_origin(tp) in (tuple, list) else args[-1]
         while typing.get_origin(tp) in (typing.Union, UnionType):

@@ -22,6 +22,7 @@ from stackc.plan.engine import (
     Container,
     EnvVar,
     Mount,
+    NfsVolumeRequest,
     Probe,
     Volume,
 )
@@ -248,8 +249,24 @@ def service(stack: Stack, component: Component, service_type: str = "ClusterIP")
     }
 
 
-def extra_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
-    """(file stem, object) for the spec's extra objects, as written (already in the stack's namespace)."""
+def nfs_persistent_volume(stack: Stack, labels: Mapping[str, str], volume: NfsVolumeRequest) -> dict:
+    """A cluster-scoped volume for an NFS export, kept when its claim goes (the weights stay on the share)."""
+    meta = metadata(stack, volume.name, labels)
+    del meta["namespace"]
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta,
+            "spec": {"capacity": {"storage": volume.size}, "accessModes": ["ReadWriteMany"],
+                     "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                     "nfs": {"server": volume.server, "path": volume.path}}}
+
+
+def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
+    """(file stem, object) for what the stack as a whole needs: its shared claims, then the spec's extra
+    objects as written (already in the stack's namespace)."""
+    labels = {**stack.labels, "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    for volume in stack.nfs_volumes:
+        yield f"persistentvolume-{volume.name}", nfs_persistent_volume(stack, labels, volume)
+    for claim in stack.claims:
+        yield f"persistentvolumeclaim-{claim.name}", persistent_volume_claim(stack, labels, claim)
     for obj in stack.extra_objects:
         yield f"{obj['kind'].lower()}-{obj['metadata']['name']}", json.loads(json.dumps(obj))
 
@@ -264,12 +281,18 @@ def service_account(stack: Stack, component: Component) -> dict:
     }
 
 
-def persistent_volume_claim(stack: Stack, component: Component, claim: ClaimRequest) -> dict:
+def persistent_volume_claim(stack: Stack, labels: Mapping[str, str], claim: ClaimRequest) -> dict:
     spec: dict[str, Any] = {"accessModes": [claim.access_mode], "resources": {"requests": {"storage": claim.size}}}
     if claim.storage_class:
         spec["storageClassName"] = claim.storage_class
+    elif claim.selector or claim.volume_name:
+        spec["storageClassName"] = ""  # bind the given volume; the default class would provision another
+    if claim.selector:
+        spec["selector"] = {"matchLabels": dict(claim.selector)}
+    if claim.volume_name:
+        spec["volumeName"] = claim.volume_name
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": metadata(stack, claim.name, component.labels), "spec": spec}
+            "metadata": metadata(stack, claim.name, labels), "spec": spec}
 
 
 def config_map(stack: Stack, component: Component, data: ConfigMapData) -> dict:
@@ -438,7 +461,7 @@ def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str
     if component.service_account is not None:
         yield "serviceaccount", service_account(stack, component)
     for claim in component.claims:
-        yield "persistentvolumeclaim", persistent_volume_claim(stack, component, claim)
+        yield "persistentvolumeclaim", persistent_volume_claim(stack, component.labels, claim)
     for data in component.config_maps:
         yield "configmap", config_map(stack, component, data)
 

@@ -101,3 +101,11 @@ def test_supervisor_starts_until_ready_and_leaves_no_process_behind(tmp_path: Pa
     for item in supervisor.running:
         assert item.popen.poll() is not None
         assert not Path(f"/proc/{item.popen.pid}").exists()
+
+
+def test_weights_the_cluster_downloads_first_are_not_fetched_here(tmp_path: Path) -> None:
+    compilation = compile_text('version = 1\n[stack]\nname = "l"\n[models.q]\nengine = "llamacpp"\n'
+                               'model = "s3://bucket/q4.gguf"\n')
+    _, problems = plan(compilation.plan.components, {"llamacpp": LocalRun({"/app/llama-server": (sys.executable,)})},
+                       tmp_path)
+    assert [p.code for p in problems] == ["E043"] and "s3://bucket/q4.gguf" in problems[0].message

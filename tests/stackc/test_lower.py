@@ -102,3 +102,57 @@ def test_no_load_path_without_run_time_adapters() -> None:
     spec = LORA.split("lora_adapters", 1)[0] + 'lora_adapters = [{ name = "a", source = "org/a" }]\n'
     endpoint = compile_text(spec).plan.components[0].endpoint
     assert endpoint.adapter_load_path is None and [a.name for a in endpoint.adapters] == ["a"]
+
+
+OBJECT_STORE = """
+version = 1
+[stack]
+name = "o"
+[models.m]
+engine = "{engine}"
+model = "{model}"
+accelerators = {{ count = {count} }}
+secret_env = {{ AWS_ACCESS_KEY_ID = {{ name = "aws", key = "id" }}, AWS_SECRET_ACCESS_KEY = {{ name = "aws", key = "key" }} }}
+"""
+
+
+def object_store_pod(engine: str, model: str, count: int = 1) -> dict:
+    from stackc.testing import pod_security_problems, validate_kubernetes
+
+    found = objects(compile_text(OBJECT_STORE.format(engine=engine, model=model, count=count)).files)
+    deployment = next(o for o in found if o["kind"] == "Deployment")
+    assert validate_kubernetes(deployment) == []
+    template = deployment["spec"]["template"]
+    assert pod_security_problems(template["metadata"], template["spec"]) == []
+    return template["spec"]
+
+
+def test_object_storage_is_downloaded_once_for_engines_that_cannot_read_it() -> None:
+    pod = object_store_pod("llamacpp", "s3://bucket/models/q4.gguf", count=0)
+    (download,) = pod["initContainers"]
+    assert download["name"] == "weights-download" and download["args"] == ["s3://bucket/models/q4.gguf", "/models"]
+    assert download["command"][:2] == ["/bin/sh", "-c"] and ".stackc-complete" in download["command"][2]
+    assert [e["name"] for e in download["env"]] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    folder = download["volumeMounts"][0]
+    assert folder["name"] == "model-cache" and folder["subPath"].startswith("weights/")
+    engine = pod["containers"][0]
+    assert engine["args"][:2] == ["-m", "/models/q4.gguf"]
+    assert {**folder, "readOnly": True} in engine["volumeMounts"]
+    folder_pod = object_store_pod("sglang", "gs://bucket/models/qwen")
+    assert folder_pod["containers"][0]["args"][:2] == ["--model-path", "/models"]
+
+
+def test_vllm_streams_object_storage_itself() -> None:
+    pod = object_store_pod("vllm", "s3://bucket/models/llama")
+    assert "initContainers" not in pod
+    args = pod["containers"][0]["args"]
+    assert args[0] == "s3://bucket/models/llama" and "runai_streamer" in args
+
+
+def test_llamacpp_needs_the_gguf_object() -> None:
+    from stackc.diagnostics import DiagnosticsError
+
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(OBJECT_STORE.format(engine="llamacpp", model="s3://bucket/models/", count=0))
+    (problem,) = error.value.diagnostics
+    assert problem.code == "E032" and "name the .gguf object" in problem.message

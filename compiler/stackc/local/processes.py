@@ -107,6 +107,12 @@ def _replica(component: Component, container: Container, executable: str, replic
              environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
     home = state / component.key
     paths: dict[str, str] = {}
+    source = component.weights.source
+    if source.scheme in ("s3", "gs") and component.weights.location != source.location:
+        # in the cluster an init container downloads them; this machine runs none
+        return Diagnostic("E043", f"model '{component.key}' loads from {source.location}, which stackc up does not "
+                          "download", ("models", component.key, "model"),
+                          f"--set models.{component.key}.model=/path/to/local/model")
     for mount in container.mounts:
         if mount.path in _HOST_PATHS:
             continue

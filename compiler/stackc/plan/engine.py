@@ -243,3 +243,17 @@ class ClaimRequest:
     size: str
     access_mode: str
     storage_class: str | None = None
+    #: labels of a pre-provisioned PersistentVolume to bind (then no StorageClass unless one is named)
+    selector: Mapping[str, str] = attrs.field(factory=dict)
+    #: the PersistentVolume to bind by name (one stackc creates)
+    volume_name: str | None = None
+
+
+@attrs.frozen
+class NfsVolumeRequest:
+    """A PersistentVolume stackc creates for an NFS export (cluster-scoped: its name carries the namespace)."""
+
+    name: str
+    server: str
+    path: str
+    size: str

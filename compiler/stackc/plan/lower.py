@@ -26,6 +26,7 @@ from stackc.plan.engine import (
     EnvVar,
     ModelSource,
     Mount,
+    NfsVolumeRequest,
     Port,
     Probe,
     Volume,
@@ -70,8 +71,9 @@ PLATFORM_SCHEMES = ("hf", "s3", "gs", "pvc", "oci")
 ADAPTERS_PATH = "/adapters"
 FETCHED_ADAPTERS_PATH = f"{ADAPTERS_PATH}/fetched"
 #: KServe's storage initializer (entrypoint arguments: SOURCE DESTINATION) fetches ``hf://REPO:REVISION``,
-#: ``s3://`` and ``gs://`` into a folder: what the engines can't do for an adapter
-ADAPTER_DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
+#: ``s3://`` and ``gs://`` into a folder (a single object under its own name): what the engines can't do
+#: for an adapter, or for weights in object storage
+DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
 
 PluginCall = Callable[..., Any]
 
@@ -94,8 +96,36 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
-                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects))
+                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
+                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)))
     return plan.Plan(stack, components)
+
+
+def shared_nfs_volumes(spec: Spec) -> list[NfsVolumeRequest]:
+    shared = spec.stack.shared_cache
+    if shared is None or shared.nfs is None or not shared.size:
+        return []
+    name = f"{spec.stack.namespace}-{spec.stack.name}-shared-cache"
+    return [NfsVolumeRequest(name, shared.nfs.server, shared.nfs.path, shared.size)]
+
+
+def shared_claims(spec: Spec) -> list[ClaimRequest]:
+    """The shared cache's claim: provisioned from its class, bound to a labelled volume, or to the NFS volume."""
+    shared = spec.stack.shared_cache
+    if shared is None or not shared.size:
+        return []
+    nfs = shared_nfs_volumes(spec)
+    return [ClaimRequest(f"{spec.stack.name}-shared-cache", shared.size, "ReadWriteMany", shared.storage_class,
+                         dict(shared.selector), nfs[0].name if nfs else None)]
+
+
+def shared_cache_volume(spec: Spec) -> Volume | None:
+    """The models' cache when the stack shares one: stackc's claim, or an existing one."""
+    shared = spec.stack.shared_cache
+    if shared is None:
+        return None
+    claims = shared_claims(spec)
+    return Volume(CACHE_VOLUME, claim=shared.existing_claim or (claims[0].name if claims else None))
 
 
 def namespaced(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
@@ -139,8 +169,7 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
     downloads: list[Container] = []
     claims: dict[str, str] = {}
     fetched = Mount(cache_volume, FETCHED_ADAPTERS_PATH, sub_path="lora-adapters")
-    credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
-    credentials += [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+    credentials = download_credentials(model)
     for adapter in model.serving.lora_adapters:
         source = sources.parse(adapter.source)
         assert source is not None and source.scheme in sources.ADAPTER_SCHEMES  # validation rejected the others
@@ -157,12 +186,44 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
             uri = f"hf://{source.location}:{adapter.revision}" if source.scheme == "hf" else source.location
             location = f"{FETCHED_ADAPTERS_PATH}/{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
             if not any(c.args == (uri, location) for c in downloads):
-                downloads.append(Container(f"lora-download-{len(downloads)}", ADAPTER_DOWNLOADER_IMAGE,
-                                           args=(uri, location), env=tuple(credentials), mounts=(fetched,)))
+                downloads.append(download_container(f"lora-download-{len(downloads)}", uri, location, credentials,
+                                                    fetched))
         result.append(Adapter(adapter.name, location, runtime=adapter.load == "runtime"))
     if downloads:
         mounts.append(fetched)
     return tuple(result), volumes, mounts, downloads
+
+
+#: a finished download leaves this file, so a restarted pod (or another replica on a shared cache) skips it
+DOWNLOAD_MARKER = ".stackc-complete"
+
+
+def download_container(name: str, uri: str, destination: str, credentials: list[EnvVar], mount: Mount) -> Container:
+    """An init container that fetches ``uri`` into ``destination`` unless an earlier pod did."""
+    script = (f'test -e "$2/{DOWNLOAD_MARKER}" || '
+              f'{{ /storage-initializer/scripts/initializer-entrypoint "$1" "$2" && touch "$2/{DOWNLOAD_MARKER}"; }}')
+    return Container(name, DOWNLOADER_IMAGE, command=("/bin/sh", "-c", script, "download"),
+                     args=(uri, destination), env=tuple(credentials), mounts=(mount,))
+
+
+def download_credentials(model: Model) -> list[EnvVar]:
+    """What a downloader reads: the model's Hugging Face token and its ``secret_env`` (cloud keys)."""
+    credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
+    return credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+
+
+def fetched_weights(model: Model, model_weights: Weights) -> tuple[Weights, list[Container]]:
+    """Weights in object storage for an engine that can't read it: downloaded into the cache volume
+    before the engine starts, once per source (a folder named after it, which a cache claim keeps),
+    and mounted read-only where the engine loads them."""
+    source = model_weights.source
+    digest = hashlib.sha256(source.location.encode()).hexdigest()[:16]
+    folder = Mount(CACHE_VOLUME, WEIGHTS_PATH, sub_path=f"weights/{digest}")
+    download = download_container("weights-download", source.location, WEIGHTS_PATH, download_credentials(model),
+                                  folder)
+    name = source.location.rstrip("/").rsplit("/", 1)[-1]
+    location = f"{WEIGHTS_PATH}/{name}" if "." in name else WEIGHTS_PATH  # one object (a GGUF file), or a folder
+    return Weights(source, location, attrs.evolve(folder, read_only=True)), [download]
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -194,7 +255,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         claims.append(ClaimRequest(f"{name}-cache", cache.size, cache.access_mode, cache.storage_class))
         volumes.append(Volume(CACHE_VOLUME, claim=f"{name}-cache"))
     else:
-        volumes.append(Volume(CACHE_VOLUME, empty_dir={}))
+        volumes.append(shared_cache_volume(spec) or Volume(CACHE_VOLUME, empty_dir={}))
     template_volume = None
     if model.serving.chat_template is not None:
         config_maps.append(ConfigMapData(f"{name}-chat-template", {"chat-template.jinja": model.serving.chat_template}))
@@ -210,6 +271,10 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     if model_weights.mount is not None:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)
+    weight_downloads: list[Container] = []
+    if source.scheme in ("s3", "gs") and model_weights.location == source.location \
+            and not getattr(registered.obj, "object_storage", False):
+        model_weights, weight_downloads = fetched_weights(model, model_weights)
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
@@ -238,7 +303,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     most = scaler.max_replicas if scaler is not None else model.replicas
     wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
-    pod = _pod(model, labels, selector, serving, (*engine_init, *lora_downloads), volumes, account_name, result)
+    pod = _pod(model, labels, selector, serving, (*weight_downloads, *engine_init, *lora_downloads), volumes,
+               account_name, result)
     topology, worker_pod, answering = plan.Topology(), None, selector
     if model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"

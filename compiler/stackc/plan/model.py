@@ -20,6 +20,7 @@ from stackc.plan.engine import (
     ConfigMapData,
     Container,
     Metrics,
+    NfsVolumeRequest,
     Port,
     Volume,
     Weights,
@@ -232,6 +233,10 @@ class Stack:
     exporters: tuple[Exporter, ...] = ()
     #: objects the spec carries as written (``stack.extra_objects``), namespaced into the stack
     extra_objects: tuple[Mapping[str, Any], ...] = ()
+    #: claims of the stack as a whole (the shared cache), created once by each target that deploys models,
+    #: and the NFS volumes they bind
+    claims: tuple[ClaimRequest, ...] = ()
+    nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
 
 
 @attrs.frozen

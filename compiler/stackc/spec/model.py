@@ -49,6 +49,9 @@ HTTP_HEADER = Form(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name", "E02
 MODEL_NAME = Form(r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
                   "a model name: no control characters, not empty, no blanks at either end", "E023", 256)
 HTTP_URL = Form(r"^https?://[^\s/]+(/\S*)?$", "an http:// or https:// URL", "E023")
+NFS_SERVER = Form(r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[?[0-9a-fA-F:]+\]?|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$",
+                  "a host name or an IP address", "E023", 253)
+ABSOLUTE_PATH = Form(r"^/[^\x00]*$", "an absolute path", "E023", 4096)
 PERCENT = Form(r"^[0-9]+%$", "a whole number or a percentage such as '25%'", "E023")
 PORT_NAME = Form(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                  "a port name: up to 15 lowercase letters, digits and '-', with a letter, no '--'", "E008", 15)
@@ -208,6 +211,35 @@ class Cache:
     )
     existing_claim: str | None = field("Use this existing claim instead of creating one.", default=None,
                                        form=DNS_SUBDOMAIN)
+
+
+@attrs.frozen
+class NfsShare:
+    """An NFS export, which stackc mounts through a PersistentVolume and a claim."""
+
+    server: str = field("NFS server: a host name or an IP address.", form=NFS_SERVER)
+    path: str = field("Exported path on the server.", form=ABSOLUTE_PATH)
+
+
+@attrs.frozen
+class SharedCache:
+    """One cache every model without a `cache` of its own mounts, shared by all replicas: each model's
+    weights are downloaded once per stack instead of once per pod. Its source: a ReadWriteMany claim
+    stackc creates (`size`, `storage_class`, `selector`), an existing claim, or an NFS export (stackc
+    creates a PersistentVolume for it and a claim bound to it)."""
+
+    size: str | None = field("Size of the claim stackc creates (for `nfs`: the volume's nominal capacity), "
+                             "e.g. `2Ti`.", default=None, form=QUANTITY)
+    storage_class: str | None = field("StorageClass of that claim (one whose volumes many nodes mount: EFS, "
+                                      "Filestore, Azure Files, CephFS, NFS).", default=None, form=DNS_SUBDOMAIN)
+    selector: Mapping[str, str] = field(
+        "Labels of the pre-provisioned PersistentVolume the claim binds to (production-stack's `pvcMatchLabels`); "
+        "without `storage_class` the claim then waits for such a volume instead of provisioning one.",
+        factory=dict, keys=LABEL_KEY, form=LABEL_VALUE)
+    existing_claim: str | None = field("An existing ReadWriteMany claim to mount instead.", default=None,
+                                       form=DNS_SUBDOMAIN)
+    nfs: NfsShare | None = field("An NFS export, mounted through a PersistentVolume stackc creates (Pod Security "
+                                 "restricted admits claims, not inline NFS volumes).", default=None)
 
 
 @attrs.frozen
@@ -488,6 +520,8 @@ class Stack:
     network_policy: NetworkPolicy = field("Who may reach the model servers.", factory=NetworkPolicy)
     prometheus: str = field("Prometheus server the models' KEDA triggers query.",
                             default="http://prometheus-operated.monitoring.svc:9090", form=HTTP_URL)
+    shared_cache: SharedCache | None = field("A cache volume the models share (weights downloaded once per stack).",
+                                             default=None)
     extra_objects: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes objects stackc does not model, emitted as written into the stack's namespace (each needs "
         "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())

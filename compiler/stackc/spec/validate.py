@@ -78,6 +78,7 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
     if not spec.models:
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
     yield from extra_object_problems(spec)
+    yield from _shared_cache_problems(spec)
     for key in sorted(spec.models):
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
 
@@ -380,7 +381,27 @@ def _probe_problems(probe: ProbeOverride, path: Path, whole: bool) -> Iterator[D
         yield Diagnostic("E025", "a sidecar's probe needs the port it checks", path + ("port",))
 
 
-def _trap_warnings(model: Model) -> Iterator[Diagnostic]:
+def _shared_cache_problems(spec: Spec) -> Iterator[Diagnostic]:
+    shared = spec.stack.shared_cache
+    if shared is None:
+        return
+    path = ("stack", "shared_cache")
+    if shared.existing_claim:
+        for name in ("size", "storage_class", "selector", "nfs"):
+            if getattr(shared, name):
+                yield Diagnostic("E017", f"an existing claim takes no {name}", path + (name,),
+                                 "set existing_claim alone, or remove it")
+        return
+    if not shared.size:
+        yield Diagnostic("E017", "a shared cache needs a size" + (" (the NFS volume's capacity)" if shared.nfs else ""),
+                         path, 'e.g. size = "2Ti" with a storage_class whose volumes many nodes mount')
+    if shared.nfs is not None:
+        for name in ("storage_class", "selector"):
+            if getattr(shared, name):
+                yield Diagnostic("E017", f"an NFS export takes no {name}: stackc creates its volume", path + (name,))
+
+
+def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnostic]:
     """Settings Kubernetes accepts that fail later; paths relative to the model."""
     cache = model.cache
     most = max(model.replicas, model.autoscaling.max_replicas or 0)
@@ -394,11 +415,13 @@ def _trap_warnings(model: Model) -> Iterator[Diagnostic]:
     source = sources.parse(model.model)
     estimate = estimated_weight_bytes(model)
     ephemeral = quantity_value(model.resources.requests.get("ephemeral-storage", ""))
-    if (cache is None and source is not None and source.scheme in ("hf", "s3", "gs") and estimate is not None
+    if (cache is None and not shared_cache and source is not None and source.scheme in ("hf", "s3", "gs")
+            and estimate is not None
             and estimate >= LARGE_EMPTYDIR_BYTES and (ephemeral is None or ephemeral < estimate)):
         yield Diagnostic("W026", f"about {estimate // 10**9} GB of weights go to an emptyDir on the node's disk: "
                          "every new pod downloads them again, and a full disk evicts it", ("model",),
-                         'add a cache (cache.size = "200Gi"), or request ephemeral-storage for them',
+                         'add a cache (cache.size = "200Gi", or [stack.shared_cache]), or request '
+                         'ephemeral-storage for them',
                          Severity.WARNING)
 
 
@@ -466,7 +489,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     fraction = model.serving.gpu_memory_fraction
     if fraction is not None and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
-    for problem in (*_raw_table_problems(model), *_pod_problems(model), *_trap_warnings(model)):
+    for problem in (*_raw_table_problems(model), *_pod_problems(model), *_trap_warnings(model, spec.stack.shared_cache is not None)):
         yield attrs.evolve(problem, path=base + problem.path)
     yield from _adapter_problems(spec, model, registry, base)
     cache = model.cache

@@ -70,9 +70,12 @@ class LlamacppEngine:
                          "or put llama.cpp's llama-server on the PATH")
 
     def check(self, key: str, model: Model, options: LlamacppOptions) -> Iterator[Diagnostic]:
-        if model.model.startswith(("s3://", "gs://", "oci://")):
-            yield Diagnostic("E032", "llama.cpp reads one GGUF file: use hf://ORG/REPO/FILE.gguf, pvc://CLAIM/FILE.gguf "
-                             "or a path", ("model",))
+        if model.model.startswith("oci://"):
+            yield Diagnostic("E032", "llama.cpp needs the path of one GGUF file, and an OCI image mounts a folder",
+                             ("model",), "use hf://ORG/REPO/FILE.gguf, s3://BUCKET/FILE.gguf, pvc://CLAIM/FILE.gguf or a path")
+        elif model.model.startswith(("s3://", "gs://")) and not model.model.endswith(".gguf"):
+            yield Diagnostic("E032", "llama.cpp loads one GGUF file: name the .gguf object, not a folder", ("model",),
+                             "e.g. s3://bucket/models/model-Q4_K_M.gguf")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model

@@ -79,6 +79,8 @@ class VllmEngine:
     capabilities = frozenset(Capability) - {Capability.OLLAMA_LIBRARY}
     options_type = VllmOptions
     local_run = LocalRun({"vllm": ("vllm",)}, "pip install vllm (on a machine with a GPU)")
+    #: it streams s3:// and gs:// weights itself (Run:ai model streamer); other engines get them downloaded
+    object_storage = True
     owned_flags = OWNED_FLAGS
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:

@@ -152,7 +152,7 @@ class KserveTarget:
             if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
-        for stem, obj in kube.extra_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 

@@ -42,7 +42,7 @@ class ManifestsTarget:
         for component in plan.components:
             for kind, obj in kube.component_objects(plan.stack, component, options.service_type):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
-        for stem, obj in kube.extra_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 

@@ -68,7 +68,7 @@ class HelmTarget:
             values["models"][component.key] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
                 yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
-        for stem, obj in kube.extra_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack):
             # the spec's objects as written: only their namespace follows the release
             yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
