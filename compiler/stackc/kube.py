@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import signals
 from stackc.plan.engine import (
     ClaimRequest,
     ConfigMapData,
@@ -24,7 +26,7 @@ from stackc.plan.engine import (
     Probe,
     Volume,
 )
-from stackc.plan.model import Component, Pod, Stack
+from stackc.plan.model import Autoscaler, Component, Plan, Pod, Stack
 from stackc.registry import Artifact
 
 RESTRICTED_CONTAINER = {
@@ -187,7 +189,8 @@ def deployment(stack: Stack, component: Component) -> dict:
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(stack, component.name, component.labels),
         "spec": {
-            "replicas": component.scale.replicas,
+            # an autoscaler owns the count: a replicas field here would reset it on every apply
+            **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
             "selector": {"matchLabels": dict(component.selector)},
             "strategy": strategy,
             "progressDeadlineSeconds": startup_budget + _PROGRESS_MARGIN_SECONDS,
@@ -212,7 +215,7 @@ def leader_worker_set(stack: Stack, component: Component) -> dict:
         "metadata": metadata(stack, component.name, component.labels,
                              {EXCLUSIVE_TOPOLOGY: exclusive} if exclusive else None),
         "spec": {
-            "replicas": component.scale.replicas,
+            **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": strategy,
             "leaderWorkerTemplate": {
@@ -305,6 +308,110 @@ def pod_disruption_budget(stack: Stack, component: Component) -> dict:
     }
 
 
+def autoscaler(stack: Stack, component: Component) -> tuple[str, dict] | None:
+    """(file stem, object) of the one autoscaler owning the component's replicas: an HPA for CPU and
+    memory, a KEDA ScaledObject with a Prometheus trigger otherwise (None without an autoscaler)."""
+    scaler = component.scale.autoscaler
+    if scaler is None:
+        return None
+    if scaler.signal in signals.RESOURCE_SIGNALS:
+        return "horizontalpodautoscaler", horizontal_pod_autoscaler(
+            stack, scale_target(component), component.labels, scaler, [resource_metric(scaler.signal, scaler.target)])
+    trigger = signals.trigger(stack, component)
+    if trigger is None:
+        return None  # no series for the signal: reported with the model's autoscaling (E081)
+    return "scaledobject", scaled_object(stack, component, scaler, trigger)
+
+
+def scale_target(component: Component) -> dict[str, str]:
+    """The workload an autoscaler scales: the Deployment, or the LeaderWorkerSet (whole groups)."""
+    if component.topology.kind == "leader_worker":
+        return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": component.name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": component.name}
+
+
+def scale_behavior(scaler: Autoscaler) -> dict[str, Any]:
+    """The HPA ``behavior`` with the stabilization windows the spec sets."""
+    return {direction: {"stabilizationWindowSeconds": seconds}
+            for direction, seconds in (("scaleUp", scaler.scale_up_seconds), ("scaleDown", scaler.scale_down_seconds))
+            if seconds is not None}
+
+
+def horizontal_pod_autoscaler(stack: Stack, target: Mapping[str, str], labels: Mapping[str, str], scaler: Autoscaler,
+                              metrics: list[dict[str, Any]]) -> dict:
+    """An HPA for the workload ``target`` (its apiVersion, kind and name), named like it."""
+    name = target["name"]
+    spec: dict[str, Any] = {
+        "scaleTargetRef": dict(target),
+        "minReplicas": scaler.min_replicas, "maxReplicas": scaler.max_replicas, "metrics": metrics,
+    }
+    behavior = scale_behavior(scaler)
+    if behavior:
+        spec["behavior"] = behavior
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": metadata(stack, name, labels), "spec": spec}
+
+
+def resource_metric(resource: str, percent: int | float | None) -> dict[str, Any]:
+    """An HPA metric: average utilization of ``resource`` as a percentage of the pods' requests."""
+    return {"type": "Resource", "resource": {"name": resource, "target": {"type": "Utilization",
+                                                                          "averageUtilization": percent}}}
+
+
+def scaled_object(stack: Stack, component: Component, scaler: Autoscaler, trigger: signals.Trigger) -> dict:
+    """A KEDA ScaledObject whose Prometheus trigger reads one series (``stackc.plan.signals``)."""
+    trigger_metadata = {"serverAddress": scaler.prometheus, "query": trigger.query,
+                        "threshold": number_text(scaler.target)}
+    if scaler.min_replicas == 0:
+        trigger_metadata["activationThreshold"] = number_text(scaler.activation or 0)
+    spec: dict[str, Any] = {
+        "scaleTargetRef": scale_target(component),
+        "minReplicaCount": scaler.min_replicas, "maxReplicaCount": scaler.max_replicas,
+        "triggers": [{"type": "prometheus", "metricType": trigger.metric_type, "metadata": trigger_metadata}],
+    }
+    if scaler.min_replicas == 0 and scaler.scale_down_seconds is not None:
+        spec["cooldownPeriod"] = scaler.scale_down_seconds  # KEDA waits this long before scaling to zero
+    behavior = scale_behavior(scaler)
+    if behavior:
+        spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": metadata(stack, component.name, component.labels), "spec": spec}
+
+
+def number_text(value: int | float | None) -> str:
+    """A number as KEDA's string metadata and Kubernetes quantities take it (``5``, ``0.8``), exactly."""
+    return str(value if value is not None else 0)
+
+
+def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
+    """What plain Kubernetes autoscalers (KEDA, the HPA) cannot do with a model's autoscaling."""
+    for component in plan.components:
+        scaler = component.scale.autoscaler
+        path = ("models", component.key, "autoscaling")
+        if scaler is None:
+            continue
+        if scaler.signal is None:
+            yield Diagnostic("E083", f"target '{target}' has no platform that picks a signal: nothing would scale "
+                             "this model", path, 'set autoscaling.signal (e.g. "waiting") and autoscaling.target')
+        elif scaler.signal in ("concurrency", "rps"):
+            yield Diagnostic("E083", f"'{scaler.signal}' is Knative's metric (KServe); target '{target}' has no "
+                             "Knative", path + ("metric",), 'use signal = "running" (requests in flight per replica) '
+                             'or "router_pending"')
+    yield from unscraped_signals(plan)
+
+
+def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:
+    """Prometheus triggers select a model's series by the labels the monitoring target's PodMonitors give them."""
+    if "monitoring" in plan.stack.targets:
+        return
+    for component in plan.components:
+        if signals.trigger(plan.stack, component) is not None:
+            yield Diagnostic("W080", "the trigger selects series by namespace and the pods' labels (as the monitoring "
+                             "target's PodMonitors copy them); without that target your Prometheus must scrape and "
+                             "label them so", ("models", component.key, "autoscaling"),
+                             'add "monitoring" to stack.targets', Severity.WARNING)
+
+
 def network_policy(stack: Stack, component: Component) -> dict:
     """The component's pods accept their serving port from the stack's callers, metrics from scrapers.
 
@@ -364,6 +471,9 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
     yield from supporting_objects(stack, component)
     yield workload(stack, component)
     yield "service", service(stack, component, service_type)
+    scaling = autoscaler(stack, component)
+    if scaling is not None:
+        yield scaling
     if component.disruption_budget is not None:
         yield "poddisruptionbudget", pod_disruption_budget(stack, component)
     if stack.network_policy is not None:

@@ -29,7 +29,7 @@ from stackc.registry import Artifact, Provider, Registry
 from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
-from stackc.spec.validate import lowered_problems, validate_spec
+from stackc.spec.validate import autoscaling_problems, lowered_problems, validate_spec
 
 T = TypeVar("T")
 
@@ -259,16 +259,26 @@ def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence
 
 
 def _with_callers(plan: Plan, spec: Spec, registry: Registry, selected: Sequence[str]) -> Plan:
-    """Every selected target's pods that call the model servers, so their NetworkPolicies admit them."""
-    callers = []
+    """Every selected target's pods that call the model servers (their NetworkPolicies admit them) and
+    that export metrics (monitors scrape them, autoscalers and alerts read them)."""
+    callers = _contributions(plan, spec, registry, selected, "callers")
+    # the stack's router still deploys when a build selects other targets: autoscalers read its series
+    deployed = sorted(set(selected) | {name for name in spec.stack.targets if name in registry.targets})
+    exporters = sorted(_contributions(plan, spec, registry, deployed, "exporters"), key=lambda e: e.name)
+    return attrs.evolve(plan, stack=attrs.evolve(plan.stack, callers=tuple(callers), exporters=tuple(exporters)))
+
+
+def _contributions(plan: Plan, spec: Spec, registry: Registry, selected: Sequence[str], member: str) -> list[Any]:
+    """What the selected targets' optional ``member(plan, options)`` yield, in target order."""
+    found: list[Any] = []
     for name in sorted(selected):
         registered = registry.targets[name]
-        contribute = getattr(registered.obj, "callers", None)
+        contribute = getattr(registered.obj, member, None)
         if contribute is not None:
             options = target_options(spec, registry, name)
-            callers += _plugin_call(registered.provider, f"target '{name}' callers()",
-                                    lambda: list(contribute(plan, options)))
-    return attrs.evolve(plan, stack=attrs.evolve(plan.stack, callers=tuple(callers)))
+            found += _plugin_call(registered.provider, f"target '{name}' {member}()",
+                                  lambda: list(contribute(plan, options)))
+    return found
 
 
 def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterable[str]) -> list[Diagnostic]:
@@ -310,7 +320,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     plans = {path: _with_callers(_reached_through_services(lower(spec, registry, selected, path), registry, selected),
                                  spec, registry, selected)
              for path in sorted(weights_paths, key=str)}
-    problems = lowered_problems(plans[None]) + target_problems(spec, plans[None], registry, selected)
+    problems = (lowered_problems(plans[None]) + list(autoscaling_problems(plans[None]))
+                + target_problems(spec, plans[None], registry, selected))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):
         raise DiagnosticsError(located)

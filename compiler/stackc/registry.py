@@ -56,7 +56,9 @@ class Target(Protocol):
     itself (KServe: ``/mnt/models``), so engines load from there; ``serves_models`` says the
     target deploys the model servers and their Services; ``model_service(component)`` names the
     Service its platform puts in front of a model otherwise; ``callers(plan, options)`` yields
-    the target's pods that call the models, for their NetworkPolicies; ``bundle(plan, options,
+    the target's pods that call the models, for their NetworkPolicies; ``exporters(plan, options)``
+    yields its pods that export metrics (and a router's per-model series), for monitors and autoscalers;
+    ``bundle(plan, options,
     addons)`` is called after every target emitted, with the artifacts of the stack's add-on
     targets (those that neither serve the models nor name their Services), and returns more
     artifacts for the target's own folder (the Helm chart packages the router and monitoring).

@@ -32,6 +32,7 @@ def main() -> None:
     adapters = dict(module.split("=", 1) for module in args.lora_modules)  # name -> path
     runtime_loading = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("true", "1")
     started = time.monotonic()
+    served = [0]  # requests answered, for the counters on /metrics
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -57,9 +58,17 @@ def main() -> None:
                          for n, path in sorted(adapters.items())]
                 self.reply(200, {"object": "list", "data": data})
             elif self.path == "/metrics":
+                done = served[0]
                 self.reply(200, "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
                            # as vLLM: an info gauge whose labels (not sorted) give the KV cache's size
-                           'vllm:cache_config_info{num_gpu_blocks="2048",cache_dtype="auto",block_size="16"} 1.0\n',
+                           'vllm:cache_config_info{num_gpu_blocks="2048",cache_dtype="auto",block_size="16"} 1.0\n'
+                           # the series dashboards, alerts and autoscalers read, growing with requests served
+                           f"vllm:kv_cache_usage_perc 0.0\nvllm:generation_tokens_total {2 * done}\n"
+                           f"vllm:prefix_cache_queries_total {10 * done}\nvllm:prefix_cache_hits_total {5 * done}\n"
+                           f'vllm:time_to_first_token_seconds_bucket{{le="0.1"}} {done}\n'
+                           f'vllm:time_to_first_token_seconds_bucket{{le="+Inf"}} {done}\n'
+                           f"vllm:time_to_first_token_seconds_sum {0.05 * done}\n"
+                           f"vllm:time_to_first_token_seconds_count {done}\n",
                            "text/plain")
             else:
                 self.reply(404, {"error": {"message": "not found"}})
@@ -76,6 +85,7 @@ def main() -> None:
             if body.get("model") not in names and body.get("model") not in adapters:
                 self.reply(404, {"error": {"message": f"model {body.get('model')!r} not served", "type": "NotFound"}})
                 return
+            served[0] += 1
             chat = self.path.endswith("/chat/completions")
             base = {"id": "fake-1", "model": body["model"], "created": 0, "system_fingerprint": f"pid-{os.getpid()}"}
             if body.get("stream"):

@@ -39,7 +39,7 @@ def test_no_warning_for_a_cache_the_replicas_can_share(extra: str) -> None:
 
 
 def test_an_autoscaled_model_counts_its_most_replicas() -> None:
-    found = warnings(BASE + 'cache = { size = "10Gi" }\nautoscaling = { max_replicas = 4 }\n')
+    found = warnings(BASE + 'cache = { size = "10Gi" }\nautoscaling = { max_replicas = 4, signal = "waiting", target = 4 }\n')
     assert any("W024" in w and "of 4 replicas" in w for w in found), found
 
 

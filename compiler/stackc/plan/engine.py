@@ -130,6 +130,8 @@ class MetricNames:
     prefix_cache_hits: str | None = None
     prefix_cache_queries: str | None = None
     time_to_first_token: str | None = None
+    #: a counter of generated tokens (``tokens_per_second`` autoscaling)
+    generation_tokens: str | None = None
     #: the KV cache's capacity in tokens: this series' value times the values of ``kv_cache_capacity_labels``
     #: (vLLM publishes an info gauge of 1 labelled ``block_size`` and ``num_gpu_blocks``; SGLang the tokens)
     kv_cache_capacity: str | None = None

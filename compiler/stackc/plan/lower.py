@@ -35,6 +35,7 @@ from stackc.plan.engine import (
 from stackc.registry import Registry
 from stackc.spec import sources
 from stackc.spec.model import (
+    Autoscaling,
     ContainerPort,
     EnvSource,
     InitContainer,
@@ -298,7 +299,9 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     serving = _serving_container(engine_container, model, extra_mounts)
     spec_ports = (*model.ports, *(p for s in model.sidecars for p in s.ports))
     budget = model.disruption_budget
-    wants_budget = budget.enabled or (budget.enabled is None and model.replicas > 1)
+    scaler = autoscaler(model, spec.stack.prometheus)
+    most = scaler.max_replicas if scaler is not None else model.replicas
+    wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
     pod = _pod(model, labels, selector, serving, (*weight_downloads, *engine_init, *lora_downloads), volumes,
                account_name, result)
@@ -324,7 +327,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
                                       for p in spec_ports if p.service),
             peer_ports=_ports(spec_ports)),
         weights=model_weights,
-        scale=plan.Scale(model.replicas, model.autoscaling),
+        scale=plan.Scale(model.replicas, scaler),
         topology=topology, worker_pod=worker_pod,
         accelerators=model.accelerators, routing=model.routing, rollout=model.rollout,
         disruption_budget=budget.max_unavailable if wants_budget else None,
@@ -332,6 +335,21 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps),
     )
+
+
+def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:
+    """Who owns the replica count: None (``replicas``) unless the spec says anything about autoscaling.
+
+    Unset bounds default to ``replicas``; KServe's ``metric`` is a spelling of the signal.
+    """
+    scaling = model.autoscaling
+    if scaling == Autoscaling():
+        return None
+    low = scaling.min_replicas if scaling.min_replicas is not None else model.replicas
+    high = scaling.max_replicas if scaling.max_replicas is not None else max(model.replicas, 1)
+    return plan.Autoscaler(low, high, scaling.signal or scaling.metric, scaling.target, scaling.query,
+                           scaling.activation, scaling.scale_up_seconds, scaling.scale_down_seconds,
+                           scaling.prometheus or prometheus)
 
 
 def _with_home(container: Container) -> Container:

@@ -27,7 +27,7 @@ from stackc.plan.engine import (
 )
 
 # the spec's own data classes where the plan carries the same values
-from stackc.spec.model import Accelerators, Autoscaling, Rollout, Routing, SecretRef
+from stackc.spec.model import Accelerators, Rollout, Routing, SecretRef
 
 
 @attrs.frozen
@@ -65,12 +65,37 @@ class Topology:
     exclusive_key: str | None = None
 
 
+Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",
+                 "custom", "concurrency", "rps"]
+
+
+@attrs.frozen
+class Autoscaler:
+    """Bounds and the signal of the autoscaler that owns a component's replica count.
+
+    ``signal`` None leaves the choice to a platform that autoscales by itself (KServe);
+    ``concurrency`` and ``rps`` are Knative's, from KServe's spelling (``metric``).
+    """
+
+    min_replicas: int
+    max_replicas: int
+    signal: Signal | None = None
+    target: int | float | None = None
+    #: the user's PromQL for ``signal = "custom"``
+    query: str | None = None
+    activation: int | float | None = None
+    scale_up_seconds: int | None = None
+    scale_down_seconds: int | None = None
+    #: the Prometheus server Prometheus-signal triggers query
+    prometheus: str = ""
+
+
 @attrs.frozen
 class Scale:
-    """Replicas, or bounds and a signal for whatever autoscaler owns the count."""
+    """Replicas, or an autoscaler that owns the count (then nothing else sets it)."""
 
     replicas: int
-    autoscaling: Autoscaling = attrs.field(factory=Autoscaling)
+    autoscaler: Autoscaler | None = None
 
 
 @attrs.frozen
@@ -158,6 +183,41 @@ class NetworkPolicy:
 
 
 @attrs.frozen
+class RouterMetricNames:
+    """The per-model series a router in front of the models exports, labelled ``model_label``.
+
+    Held requests (``pending``, ``hold_rejected``) are labelled with the served name, the others
+    with the model's key. Autoscalers wake a model at zero replicas on ``pending``; alerts and dashboards use the rest.
+    """
+
+    model_label: str = "model"
+    pending: str | None = None
+    #: requests in flight to the model's replicas (a gauge)
+    in_flight: str | None = None
+    #: requests answered 503 while the model had no ready replica (a counter labelled with the name asked
+    #: for: the primary served name or an adapter's)
+    hold_rejected: str | None = None
+    requests: str | None = None
+    errors: str | None = None
+    retries: str | None = None
+    #: histograms (the ``_bucket`` series are queried)
+    latency: str | None = None
+    time_to_first_token: str | None = None
+
+
+@attrs.frozen
+class Exporter:
+    """Pods a target adds (a router, an endpoint picker) that export Prometheus metrics."""
+
+    name: str
+    pods: Mapping[str, str]
+    port: str
+    path: str = "/metrics"
+    #: set when the pods route requests to the models
+    router: RouterMetricNames | None = None
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
@@ -169,6 +229,8 @@ class Stack:
     network_policy: NetworkPolicy | None = None
     #: every target's pods that call the model servers
     callers: tuple[Caller, ...] = ()
+    #: every target's pods that export metrics, sorted by name
+    exporters: tuple[Exporter, ...] = ()
     #: objects the spec carries as written (``stack.extra_objects``), namespaced into the stack
     extra_objects: tuple[Mapping[str, Any], ...] = ()
     #: claims of the stack as a whole (the shared cache), created once by each target that deploys models,

@@ -48,6 +48,7 @@ HTTP_HEADER = Form(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name", "E02
 #: a name clients send in requests' ``model`` field, and a gateway matches as a header value
 MODEL_NAME = Form(r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
                   "a model name: no control characters, not empty, no blanks at either end", "E023", 256)
+HTTP_URL = Form(r"^https?://[^\s/]+(/\S*)?$", "an http:// or https:// URL", "E023")
 NFS_SERVER = Form(r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[?[0-9a-fA-F:]+\]?|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$",
                   "a host name or an IP address", "E023", 253)
 ABSOLUTE_PATH = Form(r"^/[^\x00]*$", "an absolute path", "E023", 4096)
@@ -324,7 +325,7 @@ class Rollout:
 
 @attrs.frozen
 class DisruptionBudget:
-    enabled: bool | None = field("Emit a PodDisruptionBudget (default: when replicas > 1).", default=None)
+    enabled: bool | None = field("Emit a PodDisruptionBudget (default: when replicas, or autoscaling.max_replicas, > 1).", default=None)
     max_unavailable: int | str = field("Pods a voluntary disruption may take down.", default=1, minimum=0,
                                        maximum=INT32_MAX, form=PERCENT)
 
@@ -359,14 +360,38 @@ class Security:
 
 @attrs.frozen
 class Autoscaling:
-    """Replica bounds and the signal to scale on, for targets whose platform autoscales (KServe)."""
+    """Replica bounds and the signal an autoscaler owning the replica count scales on.
 
-    min_replicas: int | None = field("Fewest replicas (0 allows scale to zero where supported).", default=None,
-                                     minimum=0, maximum=INT32_MAX)
+    manifests and helm emit a KEDA ScaledObject (Prometheus signals) or an HPA (`cpu`, `memory`);
+    kserve sets its predictor's own autoscaling.
+    """
+
+    min_replicas: int | None = field("Fewest replicas; 0 scales to zero (needs `signal = \"router_pending\"` or "
+                                     "`custom`, and the router target to hold requests while the model wakes).",
+                                     default=None, minimum=0, maximum=INT32_MAX)
     max_replicas: int | None = field("Most replicas.", default=None, minimum=1, maximum=INT32_MAX)
+    signal: Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",
+                    "custom"] | None = field(
+        "What to scale on: `waiting` or `running` requests per replica, `kv_cache_usage` (average fraction), "
+        "`tokens_per_second` generated per replica, `router_pending` (requests the router holds for the model), "
+        "`cpu` or `memory` (percent of the requests, an HPA), or `custom` (`query`).", default=None)
     metric: Literal["concurrency", "rps", "cpu", "memory"] | None = field(
-        "What to scale on (`concurrency` and `rps` need KServe's Knative mode).", default=None)
-    target: int | None = field("Target value of the metric per replica.", default=None, minimum=1, maximum=INT32_MAX)
+        "KServe's spelling of the signal (`concurrency` and `rps` need KServe's Knative mode); use `signal` "
+        "elsewhere.", default=None)
+    target: int | float | None = field(
+        "Target value of the signal per replica (`kv_cache_usage`: the average fraction; `cpu`, `memory`: percent).",
+        default=None)
+    query: str | None = field("PromQL for `signal = \"custom\"`; it must aggregate to one series (`sum(...)`).",
+                              default=None)
+    activation: int | float | None = field(
+        "Activation threshold: the signal must exceed it before the autoscaler wakes a model at zero replicas "
+        "(KEDA `activationThreshold`; default 0).", default=None)
+    scale_up_seconds: int | None = field("Stabilization window before scaling up, in seconds.", default=None,
+                                         minimum=0, maximum=3600)
+    scale_down_seconds: int | None = field("Stabilization window before scaling down, in seconds (a cold start "
+                                           "costs minutes: keep it long).", default=None, minimum=0, maximum=3600)
+    prometheus: str | None = field("Prometheus server the triggers query (default: `stack.prometheus`).",
+                                   default=None, form=HTTP_URL)
 
 
 @attrs.frozen
@@ -493,6 +518,8 @@ class Stack:
     annotations: Mapping[str, str] = field("Annotations added to every object.", factory=dict, keys=LABEL_KEY)
     targets: tuple[str, ...] = field("Target plugins to build (`stackc plugins` lists them).", default=("manifests",))
     network_policy: NetworkPolicy = field("Who may reach the model servers.", factory=NetworkPolicy)
+    prometheus: str = field("Prometheus server the models' KEDA triggers query.",
+                            default="http://prometheus-operated.monitoring.svc:9090", form=HTTP_URL)
     shared_cache: SharedCache | None = field("A cache volume the models share (weights downloaded once per stack).",
                                              default=None)
     extra_objects: tuple[Mapping[str, Any], ...] = field(

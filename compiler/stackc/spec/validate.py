@@ -11,6 +11,7 @@ import attrs
 
 from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
+from stackc.plan import signals
 from stackc.plan.engine import Capability
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
@@ -20,6 +21,7 @@ from stackc.spec.model import (
     DNS_SUBDOMAIN,
     NAME,
     QUANTITY,
+    Autoscaling,
     EnvSource,
     Form,
     InitContainer,
@@ -271,6 +273,62 @@ def _consistency_problems(model: Model) -> Iterator[Diagnostic]:
                          ("rollout", "max_surge"))
 
 
+def _autoscaling_problems(scaling: Autoscaling) -> Iterator[Diagnostic]:
+    """A signal that cannot drive an autoscaler, as written; paths relative to ``autoscaling``."""
+    if scaling.signal is not None and scaling.metric is not None:
+        yield Diagnostic("E080", "set either signal or metric (KServe's spelling of it), not both", ("metric",))
+    if scaling.signal is not None and scaling.target is None:
+        yield Diagnostic("E080", f"signal '{scaling.signal}' needs a target value per replica", ("signal",),
+                         "set autoscaling.target")
+    if scaling.signal == "custom" and not scaling.query:
+        yield Diagnostic("E080", "signal 'custom' needs a PromQL query", ("signal",),
+                         'set autoscaling.query = "sum(...)", aggregated to one series')
+    if scaling.query is not None and scaling.signal != "custom":
+        yield Diagnostic("E080", "a query is only read with signal = \"custom\"", ("query",))
+    for name in ("target", "activation"):
+        value = getattr(scaling, name)
+        if value is not None and (value < 0 or name == "target" and value == 0):
+            yield Diagnostic("E014", f"must be {'above' if name == 'target' else 'at least'} 0, got {value}", (name,))
+    signal = scaling.signal or scaling.metric
+    if signal in ("cpu", "memory") and scaling.target is not None and not isinstance(scaling.target, int):
+        yield Diagnostic("E080", f"the {signal} target is a whole percentage of the pods' requests, got {scaling.target}",
+                         ("target",))
+    if scaling.min_replicas == 0 and signal is not None and signal not in ("router_pending", "custom", "concurrency", "rps"):
+        yield Diagnostic("E082", f"with no replica running, nothing exports '{signal}': nothing would wake the model",
+                         ("min_replicas",), 'scale to zero on signal = "router_pending" (the router target holds '
+                         "requests and counts them), or keep min_replicas >= 1")
+    if scaling.activation is not None and scaling.min_replicas != 0:
+        yield Diagnostic("E080", "an activation threshold only applies when scaling from zero replicas",
+                         ("activation",), "set min_replicas = 0, or drop activation")
+
+
+def autoscaling_problems(plan: Plan) -> Iterator[Diagnostic]:
+    """Signals the lowered plan cannot provide: a series the engine does not export, no router to hold requests."""
+    for component in plan.components:
+        scaler = component.scale.autoscaler
+        if scaler is None:
+            continue
+        path = ("models", component.key, "autoscaling")
+        exporter = signals.router(plan.stack)
+        has_pending = exporter is not None and exporter.router is not None and exporter.router.pending
+        if scaler.signal in signals.ENGINE_SIGNALS and signals.engine_metric(component, scaler.signal) is None:
+            offered = [name for name in signals.ENGINE_SIGNALS if signals.engine_metric(component, name)]
+            yield Diagnostic("E081", f"engine '{component.engine}' exports no series for signal '{scaler.signal}'",
+                             path + ("signal",), "signals it exports: " + ", ".join(offered) if offered else
+                             f"engine '{component.engine}' exports no metrics: scale on cpu or memory")
+        if scaler.signal == "router_pending" and not has_pending:
+            yield Diagnostic("E081", "signal 'router_pending' counts the requests the router holds: the stack has "
+                             "no router", path + ("signal",), 'add "router" to stack.targets')
+        elif scaler.min_replicas == 0 and scaler.signal == "custom" and not has_pending:
+            yield Diagnostic("E082", "at zero replicas the model's requests need the router target to hold them "
+                             "until it wakes; without it they fail", path + ("min_replicas",),
+                             'add "router" to stack.targets, or keep min_replicas >= 1')
+        if scaler.signal in signals.RESOURCE_SIGNALS and scaler.signal not in \
+                component.pod.containers[0].resources.get("requests", {}):
+            yield Diagnostic("E080", f"an HPA measures {scaler.signal} against the pods' requests: the model "
+                             f"requests no {scaler.signal}", path, f'set resources.requests.{scaler.signal}')
+
+
 def _pod_problems(model: Model) -> Iterator[Diagnostic]:
     """The spec's pod settings: sources that say one thing, probes that can run; paths relative to the model."""
     for name in sorted(set(model.env) & set(model.secret_env)):
@@ -422,6 +480,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E014", f"{low_path[-1]} ({low}) is above max_replicas ({high}"
                          f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
+    yield from (attrs.evolve(p, path=base + ("autoscaling",) + p.path) for p in _autoscaling_problems(model.autoscaling))
     yield from _offload_memory_problems(model, base)
     if model.scheduling.group_topology is not None and model.serving.nodes == 1:
         yield Diagnostic("W021", "group_topology places leader/worker groups; this model runs one pod per replica",

@@ -37,7 +37,8 @@ IMAGES = {"": f"ghcr.io/ggml-org/llama.cpp:server-{BUILD}",
           "amd.com/": f"ghcr.io/ggml-org/llama.cpp:server-rocm-{BUILD}"}
 PORT = 8080
 BINARY = "/app/llama-server"  # the image entrypoint; not on the image's PATH
-METRICS = MetricNames(running="llamacpp:requests_processing", waiting="llamacpp:requests_deferred")
+METRICS = MetricNames(running="llamacpp:requests_processing", waiting="llamacpp:requests_deferred",
+                      generation_tokens="llamacpp:tokens_predicted_total")
 
 
 @attrs.frozen

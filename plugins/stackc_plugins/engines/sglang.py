@@ -43,6 +43,7 @@ METRICS = MetricNames(
     waiting="sglang:num_queue_reqs",
     kv_cache_usage="sglang:token_usage",
     time_to_first_token="sglang:time_to_first_token_seconds",
+    generation_tokens="sglang:generation_tokens_total",
     kv_cache_capacity="sglang:max_total_num_tokens",
 )
 

@@ -41,6 +41,7 @@ PORT = 8000
 SERVE_METRICS = MetricNames(
     running="trtllm_num_requests_running", waiting="trtllm_num_requests_waiting",
     kv_cache_usage="trtllm_kv_cache_utilization", time_to_first_token="trtllm_time_to_first_token_seconds",
+    generation_tokens="trtllm_generation_tokens_total",
 )
 TRITON_METRICS = MetricNames(
     running='nv_trt_llm_request_metrics{request_type="active"}',

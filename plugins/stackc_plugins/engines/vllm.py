@@ -67,6 +67,7 @@ METRICS = MetricNames(
     prefix_cache_hits="vllm:prefix_cache_hits_total",
     prefix_cache_queries="vllm:prefix_cache_queries_total",
     time_to_first_token="vllm:time_to_first_token_seconds",
+    generation_tokens="vllm:generation_tokens_total",
     kv_cache_capacity="vllm:cache_config_info",
     kv_cache_capacity_labels=("block_size", "num_gpu_blocks"),
 )

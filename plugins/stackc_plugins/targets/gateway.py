@@ -14,7 +14,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
 from stackc.output.render import to_yaml
-from stackc.plan.model import Caller, Component, Plan
+from stackc.plan.model import Caller, Component, Exporter, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import (
     DNS_LABEL,
@@ -138,6 +138,11 @@ class GatewayTarget:
         yield Caller(*proxy_pods(plan, options))
         for component in plan.components:
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
+
+    def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
+        """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
+        for component in plan.components:
+            yield Exporter(f"{component.key}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))

@@ -7,7 +7,8 @@ engine fetches itself, exactly once. KServe merges a runtime's container into th
 field by field (ports by number), so a runtime shared by two models would leak one model's
 command or ports into the other: each model gets its own runtime, stating its container, and
 the InferenceService states it again with the model's arguments, env, probes and resources.
-KServe owns the autoscaler of its workloads: none is emitted here.
+KServe owns the autoscaler of its workloads: none is emitted here; Prometheus signals become its
+KEDA external metrics (``autoscalerClass: keda``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.plan.model import Component, Plan
+from stackc.plan import signals
+from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
 
 MODEL_DIR = "/mnt/models"
 PREDICTOR_SUFFIX = "-predictor"  # KServe's Deployment and Service
 KNATIVE_REVISION_SUFFIX = "-predictor-00001"  # Knative's first revision (up to 99999 keep the length)
+#: the signals KServe names itself (``scaleMetric``); Prometheus signals go through KEDA
+PLATFORM_SIGNALS = ("concurrency", "rps", "cpu", "memory")
 
 
 _TIMEOUT = {"minimum": 1, "maximum": INT32_MAX}
@@ -95,6 +99,8 @@ class KserveTarget:
             yield Diagnostic("W071", "the router finds replicas through the predictor's EndpointSlices, which Knative "
                              "mode points at its activator", ("targets", "kserve", "deployment_mode"),
                              "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
+        yield from autoscaling_problems(plan, options)
+        yield from kube.unscraped_signals(plan)
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
@@ -192,11 +198,11 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
                                   "runtime": own.runtime or component.name, **container}
     if component.weights.platform_uri:
         model_spec["storageUri"] = component.weights.platform_uri
-    scaling = component.scale.autoscaling
+    scaler = component.scale.autoscaler
     replicas = component.scale.replicas
     predictor: dict[str, Any] = {
-        "minReplicas": scaling.min_replicas if scaling.min_replicas is not None else replicas,
-        "maxReplicas": scaling.max_replicas if scaling.max_replicas is not None else max(replicas, 1),
+        "minReplicas": scaler.min_replicas if scaler is not None else replicas,
+        "maxReplicas": scaler.max_replicas if scaler is not None else max(replicas, 1),
         "model": model_spec,
         # the pods carry the model's labels, so the gateway's pools, budgets and policies select them
         "labels": dict(component.pod.labels),
@@ -204,10 +210,12 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
     timeout = own.timeout or options.timeout
     if timeout is not None:
         predictor["timeout"] = timeout
-    if scaling.metric:
-        predictor["scaleMetric"] = scaling.metric
-    if scaling.target:
-        predictor["scaleTarget"] = scaling.target
+    service_annotations = {**options.annotations, **own.annotations,
+                           "serving.kserve.io/deploymentMode": options.deployment_mode}
+    if scaler is not None:
+        predictor.update(_autoscaling(plan, component, scaler))
+        if "autoScaling" in predictor and "metrics" in predictor["autoScaling"]:
+            service_annotations["serving.kserve.io/autoscalerClass"] = "keda"
     pod = kube.pod_spec(component.pod)
     pod.pop("containers")
     predictor.update(pod)
@@ -226,8 +234,6 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         if rolling and rollout.strategy == "RollingUpdate":
             strategy["rollingUpdate"] = rolling
         predictor["deploymentStrategy"] = strategy
-    service_annotations = {**options.annotations, **own.annotations,
-                           "serving.kserve.io/deploymentMode": options.deployment_mode}
     accelerators = component.accelerators
     if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
         service_annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
@@ -236,6 +242,58 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         "metadata": kube.metadata(plan.stack, component.name, component.labels, service_annotations),
         "spec": {"predictor": predictor},
     }
+
+
+def _autoscaling(plan: Plan, component: Component, scaler: Autoscaler) -> dict[str, Any]:
+    """KServe's own fields: scaleMetric for the metrics it knows, a KEDA external Prometheus metric otherwise."""
+    fields: dict[str, Any] = {}
+    auto_scaling: dict[str, Any] = {}
+    if scaler.signal in PLATFORM_SIGNALS:
+        fields["scaleMetric"] = scaler.signal
+    if scaler.target is not None and (scaler.signal in PLATFORM_SIGNALS or scaler.signal is None):
+        fields["scaleTarget"] = scaler.target
+    trigger = signals.trigger(plan.stack, component)
+    if trigger is not None:
+        value = kube.number_text(scaler.target)
+        target = {"type": "Value", "value": value} if trigger.metric_type == "Value" else \
+            {"type": "AverageValue", "averageValue": value}
+        auto_scaling["metrics"] = [{"type": "External", "external": {
+            "metric": {"backend": "prometheus", "serverAddress": scaler.prometheus, "query": trigger.query},
+            "target": target}}]
+    behavior = kube.scale_behavior(scaler)
+    if behavior:
+        auto_scaling["behavior"] = behavior
+    if auto_scaling:
+        fields["autoScaling"] = auto_scaling
+    return fields
+
+
+def autoscaling_problems(plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
+    """What KServe's autoscaling cannot do in the chosen deployment mode."""
+    knative = options.deployment_mode == "Knative"
+    for component in plan.components:
+        scaler = component.scale.autoscaler
+        if scaler is None:
+            continue
+        path = ("models", component.key, "autoscaling")
+        if knative and scaler.signal not in (*PLATFORM_SIGNALS, None):
+            yield Diagnostic("E083", f"KServe's Knative mode scales on {', '.join(PLATFORM_SIGNALS)}, not "
+                             f"'{scaler.signal}'", path + ("signal",), 'use deployment_mode = "Standard" (KEDA)')
+        if knative and (scaler.scale_up_seconds is not None or scaler.scale_down_seconds is not None):
+            yield Diagnostic("E083", "KServe's Knative mode takes no stabilization windows", path,
+                             "drop scale_up_seconds and scale_down_seconds, or use deployment_mode = \"Standard\"")
+        if not knative and scaler.signal in ("concurrency", "rps"):
+            yield Diagnostic("E083", f"'{scaler.signal}' is a Knative metric: KServe's Standard mode has none",
+                             path + ("metric",), 'use deployment_mode = "Knative", or signal = "running"')
+        if not knative and scaler.min_replicas == 0:
+            yield Diagnostic("E082", "the kserve target's Standard mode keeps at least one replica: nothing in it "
+                             "holds requests while a model wakes", path + ("min_replicas",),
+                             'use deployment_mode = "Knative" (its activator holds them), or the manifests or helm '
+                             "target with the router")
+        if scaler.activation is not None:
+            yield Diagnostic("E083", "KServe's autoscaling has no activation threshold", path + ("activation",))
+        if scaler.signal in PLATFORM_SIGNALS and scaler.target is not None and not isinstance(scaler.target, int):
+            yield Diagnostic("E083", f"KServe's scaleTarget is a whole number, got {scaler.target}", path + ("target",))
 
 
 @hookimpl

@@ -8,6 +8,7 @@ from typing import Literal
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Registry
 
@@ -26,6 +27,9 @@ class ManifestsTarget:
     description = "Plain Kubernetes objects with a kustomization.yaml (kubectl apply -k)"
     options_type = ManifestsOptions
     serves_models = True
+
+    def check(self, plan: Plan, options: ManifestsOptions) -> Iterator[Diagnostic]:
+        return kube.autoscaler_problems(plan, self.name)
 
     def emit(self, plan: Plan, options: ManifestsOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))

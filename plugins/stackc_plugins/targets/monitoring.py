@@ -1,7 +1,8 @@
-"""Observability: a PodMonitor per model and a Grafana dashboard, from the engines' metric names.
+"""Observability: PodMonitors, alerting rules and a Grafana dashboard, from declared metric names.
 
-Engines declare their Prometheus series as data (``MetricNames``); this target never names an
-engine, so a new engine gets monitoring for free.
+Engines declare their Prometheus series as data (``MetricNames``), and targets that add pods
+exporting metrics (the router, endpoint pickers) declare those (``Exporter``); this target never
+names an engine or a router, so a new one gets monitoring for free.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.plan import signals
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import LABEL_KEY, LABEL_VALUE, Form
@@ -34,21 +36,18 @@ class MonitoringOptions:
     dashboard_labels: Mapping[str, str] = attrs.field(
         factory=lambda: {"grafana_dashboard": "1"},
         metadata={"doc": "Labels the Grafana dashboard sidecar looks for.", "keys": LABEL_KEY, "form": LABEL_VALUE})
-
-
-_PANELS = (
-    ("running", "Requests running", "sum by (pod) ({metric}{{{selector}}})"),
-    ("waiting", "Requests waiting", "sum by (pod) ({metric}{{{selector}}})"),
-    ("kv_cache_usage", "KV-cache usage", "avg by (pod) ({metric}{{{selector}}})"),
-    ("time_to_first_token", "Time to first token p95 (s)",
-     "histogram_quantile(0.95, sum by (le) (rate({metric}_bucket{{{selector}}}[5m])))"),
-    ("prefix_cache_hits", "Prefix-cache hit rate", "sum(rate({metric}{{{selector}}}[5m])) / sum(rate({queries}{{{selector}}}[5m]))"),
-)
+    ttft_p95_seconds: float = attrs.field(default=2.0, metadata={
+        "doc": "Alert when a model's p95 time to first token stays above this many seconds."})
+    waiting_per_replica: int = attrs.field(default=10, metadata={
+        "doc": "Alert when more requests than this wait per replica.", "minimum": 1})
+    error_ratio: float = attrs.field(default=0.05, metadata={
+        "doc": "Alert when this fraction of a model's upstream attempts fail (with the router)."})
 
 
 class MonitoringTarget:
     name = "monitoring"
-    description = "PodMonitors (prometheus-operator) and a Grafana dashboard for every model"
+    description = ("PodMonitors for engines, routers and endpoint pickers, alerting rules and a Grafana dashboard "
+                   "(prometheus-operator)")
     options_type = MonitoringOptions
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
@@ -63,41 +62,181 @@ class MonitoringTarget:
             api_key = component.endpoint.api_key
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
-            yield Artifact(f"podmonitor-{component.key}.yaml", ({
-                "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
-                "metadata": kube.metadata(plan.stack, component.name, {**component.labels, **options.monitor_labels}),
-                "spec": {
-                    "selector": {"matchLabels": dict(component.endpoint.selector)},
-                    # copied onto every series, so dashboards select a model without guessing pod names
-                    "podTargetLabels": sorted(component.selector),
-                    "podMetricsEndpoints": [endpoint],
-                },
+            # the pods that answer (a multi-node group's leaders), labelled by the model's selector
+            yield Artifact(f"podmonitor-{component.key}.yaml", (pod_monitor(
+                plan, component.name, {**component.labels, **options.monitor_labels}, component.endpoint.selector,
+                endpoint, component.selector),))
+        for exporter in plan.stack.exporters:
+            labels = {**stack_labels(plan), **exporter.pods, **options.monitor_labels}
+            endpoint = {"port": exporter.port, "path": exporter.path, "interval": options.interval}
+            yield Artifact(f"podmonitor-{exporter.name}.yaml", (pod_monitor(
+                plan, f"{plan.stack.name}-{exporter.name}", labels, exporter.pods, endpoint),))
+        groups = alert_groups(plan, options)
+        if groups:
+            yield Artifact("prometheusrule.yaml", ({
+                "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                "metadata": kube.metadata(plan.stack, f"{plan.stack.name}-alerts",
+                                          {**stack_labels(plan), **options.monitor_labels}),
+                "spec": {"groups": groups},
             },))
         if options.dashboard:
             name = f"{plan.stack.name}-dashboard"
-            labels = {**plan.stack.labels, "app.kubernetes.io/instance": plan.stack.name,
-                      "app.kubernetes.io/part-of": plan.stack.name,
-                      "app.kubernetes.io/managed-by": "stackc", **options.dashboard_labels}
+            labels = {**stack_labels(plan), **options.dashboard_labels}
+            board = json.dumps(dashboard(plan), indent=1, sort_keys=True)
+            yield Artifact(f"dashboards/{plan.stack.name}.json", text=board + "\n")
             yield Artifact("dashboard.yaml", ({
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(plan.stack, name, labels),
-                "data": {f"{plan.stack.name}.json": json.dumps(dashboard(plan), indent=1, sort_keys=True)},
+                "data": {f"{plan.stack.name}.json": board},
             },))
 
 
+def stack_labels(plan: Plan) -> dict[str, str]:
+    return {**plan.stack.labels, "app.kubernetes.io/instance": plan.stack.name,
+            "app.kubernetes.io/part-of": plan.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+
+
+def pod_monitor(plan: Plan, name: str, labels: Mapping[str, str], pods: Mapping[str, str],
+                endpoint: dict[str, Any], copied: Mapping[str, str] | None = None) -> dict:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": kube.metadata(plan.stack, name, labels),
+        "spec": {
+            "selector": {"matchLabels": dict(pods)},
+            # copied onto every series, so queries select a model without guessing pod names
+            "podTargetLabels": sorted(pods if copied is None else copied),
+            "podMetricsEndpoints": [endpoint],
+        },
+    }
+
+
+def ready_replicas(plan: Plan, component: Component) -> str:
+    """Replicas whose metrics endpoint answers (Prometheus' own ``up``), 0 when none is scraped."""
+    return f"(sum({signals.model_series(plan.stack, component, signals.PROMETHEUS_UP)}) or vector(0))"
+
+
+def _histogram_quantile(quantile: float, histogram: str) -> str:
+    return f"histogram_quantile({quantile}, sum by (le) (rate({histogram}[5m])))"
+
+
+def _ratio(numerator: str, denominator: str) -> str:
+    return f"sum(rate({numerator}[5m])) / sum(rate({denominator}[5m]))"
+
+
+def model_expressions(plan: Plan, component: Component) -> Iterator[tuple[str, str, str]]:
+    """(panel title, unit, PromQL) for every signal the model's engine and the router declare."""
+    metrics = component.endpoint.metrics
+    names = metrics.names if metrics is not None else None
+    stack = plan.stack
+
+    def engine(metric: str) -> str:
+        return signals.model_series(stack, component, metric)
+
+    yield "Ready replicas", "short", ready_replicas(plan, component)
+    if component.scale.autoscaler is not None:  # from kube-state-metrics
+        yield ("Replicas set by the autoscaler", "short",
+               f"sum({signals.deployment_series(stack, component, signals.DEPLOYMENT_REPLICAS)})")
+        yield ("Replicas available", "short",
+               f"sum({signals.deployment_series(stack, component, signals.DEPLOYMENT_AVAILABLE)})")
+    if names is not None:
+        for field, title, how, unit in (("running", "Requests running", "sum", "short"),
+                                        ("waiting", "Requests waiting", "sum", "short"),
+                                        ("kv_cache_usage", "KV-cache usage", "avg", "percentunit")):
+            metric = getattr(names, field)
+            if metric:
+                yield title, unit, f"{how}({engine(metric)})"
+        if names.time_to_first_token:
+            histogram = engine(names.time_to_first_token + "_bucket")
+            for quantile in (0.5, 0.95):
+                yield f"Time to first token p{round(quantile * 100)} (engine)", "s", _histogram_quantile(quantile, histogram)
+        if names.prefix_cache_hits and names.prefix_cache_queries:
+            yield "Prefix-cache hit rate", "percentunit", _ratio(engine(names.prefix_cache_hits),
+                                                                 engine(names.prefix_cache_queries))
+        if names.generation_tokens:
+            yield "Generated tokens per second", "short", f"sum(rate({engine(names.generation_tokens)}[5m]))"
+    router = signals.router(stack)
+    if router is not None and router.router is not None:
+        declared = router.router
+
+        def routed(metric: str) -> str:
+            return signals.router_series(stack, component, metric) or ""
+
+        if declared.requests:
+            yield "Requests per second (router)", "reqps", f"sum(rate({routed(declared.requests)}[5m]))"
+        for field, title in (("latency", "Latency"), ("time_to_first_token", "Time to first token")):
+            metric = getattr(declared, field)
+            if metric:
+                for quantile in (0.5, 0.95):
+                    yield (f"{title} p{round(quantile * 100)} (router)", "s",
+                           _histogram_quantile(quantile, routed(metric + "_bucket")))
+        for field, title in (("retries", "Retries per second (router)"), ("errors", "Errors per second (router)")):
+            metric = getattr(declared, field)
+            if metric:
+                yield title, "short", f"sum(rate({routed(metric)}[5m]))"
+        if declared.pending:
+            yield ("Requests held, no ready replica (router)", "short",
+                   f"sum({signals.router_series(stack, component, declared.pending, by_served_name=True)})")
+        if declared.hold_rejected:
+            refused = signals.router_series(stack, component, declared.hold_rejected, with_adapters=True)
+            yield "Requests refused, no ready replica (router)", "reqps", f"sum(rate({refused}[5m]))"
+
+
+def alert_groups(plan: Plan, options: MonitoringOptions) -> list[dict[str, Any]]:
+    """One rule group per model: no ready replica, router errors, TTFT and queue SLOs."""
+    groups = []
+    router = signals.router(plan.stack)
+    declared = router.router if router is not None else None
+    for component in plan.components:
+        scaler = component.scale.autoscaler
+        labels = {"severity": "warning", "model": component.key, "namespace": plan.stack.namespace}
+        rules: list[dict[str, Any]] = []
+        if scaler is None or scaler.min_replicas > 0:  # at zero replicas by design, none is ready
+            rules.append(_alert("ModelNoReadyReplica", f"{ready_replicas(plan, component)} < 1", "5m",
+                                {**labels, "severity": "critical"}, f"Model {component.key} has no ready replica"))
+        if declared is not None and declared.errors and declared.requests:
+            errors = signals.router_series(plan.stack, component, declared.errors) or ""
+            requests = signals.router_series(plan.stack, component, declared.requests) or ""
+            rules.append(_alert("ModelErrorRate", f"{_ratio(errors, requests)} > {options.error_ratio}", "10m", labels,
+                                f"Over {options.error_ratio:.0%} of {component.key}'s upstream attempts fail"))
+        if declared is not None and declared.hold_rejected:
+            refused = signals.router_series(plan.stack, component, declared.hold_rejected, with_adapters=True)
+            rules.append(_alert("ModelRequestsRefusedNoReplica", f"sum(rate({refused}[5m])) > 0", "5m", labels,
+                                f"{component.key}: the router answers 503 while no replica is ready (hold queue "
+                                "full or timed out): raise hold_timeout_seconds past the cold start, or min_replicas"))
+        names = component.endpoint.metrics.names if component.endpoint.metrics is not None else None
+        if names is not None and names.time_to_first_token:
+            histogram = signals.model_series(plan.stack, component, names.time_to_first_token + "_bucket")
+            rules.append(_alert("ModelTimeToFirstTokenSLO",
+                                f"{_histogram_quantile(0.95, histogram)} > {options.ttft_p95_seconds}", "10m", labels,
+                                f"{component.key}: p95 time to first token above {options.ttft_p95_seconds} s"))
+        if names is not None and names.waiting:
+            waiting = signals.model_series(plan.stack, component, names.waiting)
+            rules.append(_alert("ModelQueueSLO", f"avg({waiting}) > {options.waiting_per_replica}", "10m", labels,
+                                f"{component.key}: over {options.waiting_per_replica} requests waiting per replica"))
+        if rules:
+            groups.append({"name": f"{plan.stack.name}-{component.key}", "rules": rules})
+    return groups
+
+
+def _alert(name: str, expr: str, duration: str, labels: Mapping[str, str], summary: str) -> dict[str, Any]:
+    return {"alert": name, "expr": expr, "for": duration, "labels": dict(labels), "annotations": {"summary": summary}}
+
+
 def dashboard(plan: Plan) -> dict[str, Any]:
-    """A Grafana dashboard: one row per model, a panel per signal its engine exports."""
+    """A Grafana dashboard: one row per model, a panel per signal its engine and the router export."""
     panels: list[dict[str, Any]] = []
-    for row, component in enumerate(plan.components):
+    y = 0
+    for component in plan.components:
         panels.append({"type": "row", "title": f"{component.key} ({component.engine})", "id": len(panels) + 1,
-                       "gridPos": {"x": 0, "y": row * 9, "w": 24, "h": 1}})
-        for column, (signal, title, expr) in enumerate(p for p in _PANELS if _metric(component, p[0])):
+                       "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}})
+        y += 1
+        for index, (title, unit, expr) in enumerate(model_expressions(plan, component)):
             panels.append({
                 "type": "timeseries", "title": title, "id": len(panels) + 1, "datasource": {"uid": "${datasource}"},
-                "gridPos": {"x": column * 5, "y": row * 9 + 1, "w": 5, "h": 8},
-                "targets": [{"refId": "A", "expr": expr.format(
-                    metric=_metric(component, signal), queries=_metric(component, "prefix_cache_queries") or "",
-                    selector=_series_selector(plan, component))}],
+                "gridPos": {"x": (index % 4) * 6, "y": y + (index // 4) * 8, "w": 6, "h": 8},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [{"refId": "A", "expr": expr}],
             })
+        y += 8 * ((index // 4) + 1)
     return {
         "title": f"stackc: {plan.stack.name}", "uid": f"stackc-{plan.stack.name}"[:40],
         "schemaVersion": 39, "tags": ["stackc", "llm"], "time": {"from": "now-6h", "to": "now"},
@@ -106,20 +245,10 @@ def dashboard(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _series_selector(plan: Plan, component: Component) -> str:
-    """PromQL matchers for one model's series (labels from ``podTargetLabels``, sanitised)."""
-    matchers = [f'namespace="{plan.stack.namespace}"']
-    matchers += [f'{key.replace(".", "_").replace("/", "_")}="{value}"' for key, value in sorted(component.selector.items())]
-    return ", ".join(matchers)
-
-
-def _metric(component: Component, signal: str) -> str | None:
-    metrics = component.endpoint.metrics
-    if metrics is None:
-        return None
-    if signal == "prefix_cache_hits" and not metrics.names.prefix_cache_queries:
-        return None
-    return getattr(metrics.names, signal)
+def expressions(plan: Plan, options: MonitoringOptions) -> list[str]:
+    """Every PromQL expression this target emits (alerts and dashboard panels)."""
+    found = [rule["expr"] for group in alert_groups(plan, options) for rule in group["rules"]]
+    return found + [expr for component in plan.components for _, _, expr in model_expressions(plan, component)]
 
 
 @hookimpl

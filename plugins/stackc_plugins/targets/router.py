@@ -14,10 +14,12 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
-from stackc.plan.model import Caller, Plan
+from stackc.plan.model import Autoscaler, Caller, Exporter, Plan, RouterMetricNames
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
+from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
 from stackc_router.from_plan import model_route
 
@@ -26,6 +28,12 @@ PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"
 UPSTREAM_KEYS_PATH = "/etc/stackc-router/upstream"
+#: what stackc-router exports on /metrics per model, as its runtime declares the families
+METRICS = RouterMetricNames(
+    model_label="model", pending=router_metrics.PENDING_REQUESTS.name, in_flight=router_metrics.IN_FLIGHT.name,
+    hold_rejected=router_metrics.HOLD_REJECTED.name,
+    requests=router_metrics.REQUESTS.name, errors=router_metrics.ERRORS.name, retries=router_metrics.RETRIES.name,
+    latency=router_metrics.LATENCY.name, time_to_first_token=router_metrics.TTFT.name)
 
 
 @attrs.frozen
@@ -42,6 +50,18 @@ class HttpRoute:
     gateway_namespace: str | None = attrs.field(default=None, metadata={"doc": "Its namespace (default: the stack's).",
                                                                         "form": DNS_LABEL})
     hostnames: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Host names to match.", "form": HOSTNAME})
+
+
+@attrs.frozen
+class RouterAutoscaling:
+    """An HPA on the router's CPU (the router is CPU-bound: it parses, picks and streams)."""
+
+    min_replicas: int = attrs.field(default=2, metadata={"doc": "Fewest router replicas.", "minimum": 1,
+                                                         "maximum": INT32_MAX})
+    max_replicas: int = attrs.field(default=10, metadata={"doc": "Most router replicas.", "minimum": 1,
+                                                          "maximum": INT32_MAX})
+    cpu: int = attrs.field(default=70, metadata={"doc": "Target CPU utilization, percent of the CPU request.",
+                                                 "minimum": 1, "maximum": INT32_MAX})
 
 
 @attrs.frozen
@@ -67,6 +87,8 @@ class RouterOptions:
         "doc": "How long a held request waits for a ready replica before a 503 with `Retry-After` "
                "(docs/router.md: why 60, and what to raise with it for a slow cold start).",
         "minimum": 1, "maximum": 3600})
+    autoscaling: RouterAutoscaling | None = attrs.field(
+        default=None, metadata={"doc": "Scale the router with an HPA on CPU (then `replicas` is not set)."})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
 
@@ -80,8 +102,21 @@ class RouterTarget:
     #: it loads a model's run-time LoRA adapters into each replica once the replica is healthy
     loads_adapters = True
 
+    def check(self, plan: Plan, options: RouterOptions) -> Iterator[Diagnostic]:
+        scaling = options.autoscaling
+        path = ("targets", "router", "autoscaling")
+        if scaling is not None and scaling.min_replicas > scaling.max_replicas:
+            yield Diagnostic("E014", f"min_replicas ({scaling.min_replicas}) is above max_replicas "
+                             f"({scaling.max_replicas})", path + ("min_replicas",))
+        if scaling is not None and "cpu" not in options.resources.get("requests", {}):
+            yield Diagnostic("E080", "an HPA measures CPU against the router's request: it requests no cpu",
+                             ("targets", "router", "resources"), "set resources.requests.cpu")
+
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
         yield Caller(router_selector(plan))
+
+    def exporters(self, plan: Plan, options: RouterOptions) -> Iterator[Exporter]:
+        yield Exporter("router", router_selector(plan), "http", "/metrics", METRICS)
 
     def emit(self, plan: Plan, options: RouterOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
@@ -116,7 +151,13 @@ class RouterTarget:
             "spec": {"selector": dict(selector),
                      "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
         },))
-        if options.replicas > 1:
+        scaling = options.autoscaling
+        if scaling is not None:
+            scaler = Autoscaler(scaling.min_replicas, scaling.max_replicas, "cpu", scaling.cpu)
+            yield Artifact("horizontalpodautoscaler.yaml", (kube.horizontal_pod_autoscaler(
+                stack, {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, labels, scaler,
+                [kube.resource_metric("cpu", scaling.cpu)]),))
+        if (scaling.max_replicas if scaling is not None else options.replicas) > 1:
             yield Artifact("poddisruptionbudget.yaml", ({
                 "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": kube.metadata(stack, name, labels),
                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
@@ -176,7 +217,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
-            "replicas": options.replicas,
+            **({"replicas": options.replicas} if options.autoscaling is None else {}),  # else the HPA owns it
             "selector": {"matchLabels": dict(selector)},
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": {"stackc.dev/config-hash": digest}},

@@ -55,7 +55,7 @@ def comparable(objects: list[dict]) -> list[dict]:
 
 def manifests_objects(compilation: pipeline.Compilation, folders: tuple[str, ...] = ("manifests/",)) -> list[dict]:
     return [d for name, content in sorted(compilation.files.items())
-            if name.startswith(folders) and not name.endswith("kustomization.yaml")
+            if name.startswith(folders) and name.endswith(".yaml") and not name.endswith("kustomization.yaml")
             for d in yaml.safe_load_all(content) if d]
 
 
@@ -127,6 +127,19 @@ def test_custom_resources_are_guarded_by_their_api() -> None:
     text = template("g", compilation.plan.components[0], monitor)
     assert text.startswith('{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor" }}')
     assert text.rstrip().endswith("{{- end }}")
+
+
+@needs_helm
+def test_an_autoscaled_model_takes_its_bounds_from_values_and_no_replicas(tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "autoscaling.toml", tmp_path)
+    keda = ("--api-versions", "keda.sh/v1alpha1/ScaledObject")
+    objects = rendered(chart, "autoscaling", "llm-scale", *keda, "--set", "models.llama.autoscaling.maxReplicas=12")
+    scaled = next(o for o in objects if o["kind"] == "ScaledObject" and o["metadata"]["name"] == "autoscaling-llama")
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 12)
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "autoscaling-llama")
+    assert "replicas" not in deployment["spec"]
+    bad = helm("template", "autoscaling", str(chart), "-n", "llm-scale", *keda, "--set", "models.llama.replicas=3")
+    assert bad.returncode != 0 and "replicas" in bad.stderr
 
 
 def test_add_on_targets_land_in_the_chart_in_the_release_namespace() -> None:

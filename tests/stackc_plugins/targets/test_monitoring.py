@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import attrs
 
 from stackc.testing import compile_text, objects
 
@@ -43,4 +46,79 @@ def test_dashboard_queries_use_engine_metric_names_and_never_mix_models() -> Non
     assert any("vllm:num_requests_waiting" in q for q in queries)
     llama = [q for q in queries if 'app_kubernetes_io_name="llama"' in q]
     big = [q for q in queries if 'app_kubernetes_io_name="llama-big"' in q]
-    assert len(llama) == len(big) == 5 and not set(llama) & set(big)
+    assert len(llama) == len(big) == 8 and not set(llama) & set(big)
+
+
+FULL = SPEC.replace('targets = ["monitoring"]', 'targets = ["manifests", "router", "gateway", "monitoring"]') + """
+[models.llama.autoscaling]
+min_replicas = 0
+max_replicas = 3
+signal = "router_pending"
+target = 4
+activation = 1
+[models.llama-big.autoscaling]
+max_replicas = 4
+signal = "tokens_per_second"
+target = 500
+"""
+
+
+def emitted_expressions(compilation) -> list[str]:
+    """Every PromQL expression in the output: triggers, alert rules, dashboard panels."""
+    found = objects(compilation.files)
+    exprs = [t["metadata"]["query"] for o in found if o["kind"] == "ScaledObject" for t in o["spec"]["triggers"]]
+    exprs += [r["expr"] for o in found if o["kind"] == "PrometheusRule" for g in o["spec"]["groups"] for r in g["rules"]]
+    boards = [json.loads(o["data"][key]) for o in found if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"]
+              for key in o["data"]]
+    return exprs + [t["expr"] for board in boards for p in board["panels"] for t in p.get("targets", [])]
+
+
+def declared_names(compilation) -> set[str]:
+    from stackc.plan import signals
+
+    plan = compilation.plan
+    names = {signals.PROMETHEUS_UP, signals.DEPLOYMENT_REPLICAS, signals.DEPLOYMENT_AVAILABLE}
+    for component in plan.components:
+        metrics = component.endpoint.metrics
+        values = attrs.asdict(metrics.names).values() if metrics is not None else ()
+        names |= {v.partition("{")[0] for v in values if isinstance(v, str)}
+    for exporter in plan.stack.exporters:
+        if exporter.router is not None:
+            names |= {v for k, v in attrs.asdict(exporter.router).items() if k != "model_label" and v}
+    return names | {f"{n}_bucket" for n in names}
+
+
+def test_every_expression_uses_only_declared_metric_names() -> None:
+    compilation = compile_text(FULL)
+    exprs = emitted_expressions(compilation)
+    assert len(exprs) > 20
+    used = {name for expr in exprs for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr)}
+    assert used and used <= declared_names(compilation), used - declared_names(compilation)
+
+
+def test_monitors_and_rules_validate_against_their_crds(crd_validator) -> None:
+    found = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(compile_text(FULL).files)}
+    checked = [o for o in found.values() if o["apiVersion"].startswith(("monitoring.coreos.com", "keda.sh"))]
+    assert {o["kind"] for o in checked} == {"PodMonitor", "PrometheusRule", "ScaledObject"}
+    assert [p for o in checked for p in crd_validator(o)] == []
+    assert {"PodMonitor/m-router", "PodMonitor/m-llama-endpoint-picker"} <= set(found)
+    rules = found["PrometheusRule/m-alerts"]["spec"]["groups"]
+    alerts = {g["name"]: [r["alert"] for r in g["rules"]] for g in rules}
+    # llama scales to zero by design: no replica is not an alert there
+    assert alerts["m-llama"] == ["ModelErrorRate", "ModelRequestsRefusedNoReplica", "ModelTimeToFirstTokenSLO",
+                                 "ModelQueueSLO"]
+    assert alerts["m-llama-big"][0] == "ModelNoReadyReplica"
+
+
+def test_the_dashboard_is_also_a_json_file() -> None:
+    files = compile_text(SPEC).files
+    board = json.loads(files["monitoring/dashboards/m.json"])
+    assert board == json.loads(found()["ConfigMap/m-dashboard"]["data"]["m.json"])
+
+
+def test_refusals_count_every_name_the_model_serves_its_adapters_too() -> None:
+    text = FULL.replace('model = "org/llama"\n', 'model = "org/llama"\n'
+                        'serving.lora_adapters = [{ name = "sql.v2", source = "org/sql-lora" }]\n', 1)
+    exprs = emitted_expressions(compile_text(text))
+    refused = [e for e in exprs if "stackc_router_hold_rejected_total" in e and 'app_kubernetes_io_name="router"' in e]
+    assert any('model=~"org/llama|sql\\\\.v2"' in e for e in refused), refused

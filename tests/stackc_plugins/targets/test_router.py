@@ -84,6 +84,23 @@ def test_engines_behind_an_api_key_get_it_from_the_router() -> None:
     assert {"name": "upstream-a", "secret": {"secretName": "engine-keys", "items": [{"key": "a", "path": "a"}]}} in pod["volumes"]
 
 
+def test_an_hpa_on_cpu_owns_the_router_replicas_and_a_budget_keeps_some_up() -> None:
+    found = {o["kind"]: o for o in objects(compile_text(
+        SPEC, settings=["targets.router.autoscaling.min_replicas=2", "targets.router.autoscaling.max_replicas=6"]).files)}
+    hpa, budget = found["HorizontalPodAutoscaler"], found["PodDisruptionBudget"]
+    assert validate_kubernetes(hpa) == [] and validate_kubernetes(budget) == []
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"][0]["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+    assert "replicas" not in found["Deployment"]["spec"]
+    assert budget["spec"]["selector"] == found["Deployment"]["spec"]["selector"]
+
+
+def test_router_autoscaling_bounds_are_checked() -> None:
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(SPEC, settings=["targets.router.autoscaling.min_replicas=5", "targets.router.autoscaling.max_replicas=3"])
+    assert "E014] targets.router.autoscaling.min_replicas: min_replicas (5) is above max_replicas (3)" in str(caught.value)
+
+
 def test_the_hold_queue_comes_from_the_spec_and_readiness_is_probed_apart_from_liveness() -> None:
     default = yaml.safe_load(router_objects()["ConfigMap/r-router"]["data"]["router.yaml"])
     assert default["hold"] == {"queue": 100, "timeout_s": 60.0}

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
@@ -50,6 +51,9 @@ class HelmTarget:
     description = "A Helm chart of the whole stack: the manifests (tunable through values), router, monitoring, gateway"
     options_type = HelmOptions
     serves_models = True
+
+    def check(self, plan: Plan, options: HelmOptions) -> Iterator[Diagnostic]:
+        return kube.autoscaler_problems(plan, self.name)
 
     def emit(self, plan: Plan, options: HelmOptions) -> Iterator[Artifact]:
         chart = options.chart or plan.stack.name
@@ -91,7 +95,9 @@ VALUES_HEADER = """\
 # global.imagePullSecrets: Secret names added to every pod; global.labels: labels on every object.
 # models.NAME: replicas, image (repository, tag, pullPolicy), resources, nodeSelector,
 #   tolerations, affinity, extraArgs (appended to the engine's arguments), extraEnv
-#   (name/value list), podAnnotations and imagePullSecrets for one model.
+#   (name/value list), podAnnotations and imagePullSecrets for one model. A model whose
+#   replica count an autoscaler owns (its ScaledObject or HPA) has autoscaling.minReplicas
+#   and autoscaling.maxReplicas instead of replicas.
 """
 
 
@@ -112,8 +118,11 @@ def model_values(component: Component) -> dict[str, Any]:
     image: dict[str, Any] = {"repository": repository, "tag": tag}
     if serving.image_pull_policy:
         image["pullPolicy"] = serving.image_pull_policy
+    scaler = component.scale.autoscaler
     return {
-        "replicas": component.scale.replicas,
+        # an autoscaler owns the count of an autoscaled model: only its bounds are values
+        **({"replicas": component.scale.replicas} if scaler is None else
+           {"autoscaling": {"minReplicas": scaler.min_replicas, "maxReplicas": scaler.max_replicas}}),
         "image": image,
         "resources": {kind: dict(table) for kind, table in serving.resources.items()},
         "nodeSelector": dict(pod.node_selector),
@@ -137,15 +146,21 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
     if component is not None:
         _labels(meta, chart, sentinel)
+    bounds = {"ScaledObject": ("minReplicaCount", "maxReplicaCount"),
+              "HorizontalPodAutoscaler": ("minReplicas", "maxReplicas")}.get(obj["kind"]) if component else None
+    if bounds is not None:
+        for key, value in zip(bounds, ("minReplicas", "maxReplicas"), strict=True):
+            obj["spec"][key] = sentinel("SCALAR", f"{{{{ $model.autoscaling.{value} }}}}")
     workload = component is not None and obj["kind"] in WORKLOAD_KINDS
     if workload:
         spec = obj["spec"]
-        spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
+        if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
+            spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
         members = spec.get("leaderWorkerTemplate", {})
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
-    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload else []
+    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
     return _expand(chart, obj, sentinel, head, guard=not workload)
 
 
@@ -285,15 +300,24 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
             "imagePullSecrets": {"type": "array", "items": {"type": "string"}},
         },
     }
+    # an autoscaler owns the replicas of these: their bounds are values, a replica count is not
+    autoscaled = {**model, "required": ["autoscaling"], "properties": {
+        **{key: value for key, value in model["properties"].items() if key != "replicas"},
+        "autoscaling": {"type": "object", "additionalProperties": False, "required": ["minReplicas", "maxReplicas"],
+                        "description": "Bounds of the autoscaler (ScaledObject or HPA) that owns the replica count.",
+                        "properties": {"minReplicas": {"type": "integer", "minimum": 0},
+                                       "maxReplicas": {"type": "integer", "minimum": 1}}}}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object", "additionalProperties": False, "required": ["global", "models"],
-        "$defs": {"model": model},  # once, not once per model: a 200-model chart's schema stays small
+        # once, not once per model: a 200-model chart's schema stays small
+        "$defs": {"model": model, "autoscaledModel": autoscaled},
         "properties": {
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": "#/$defs/model"} for name in values["models"]}},
+                       "properties": {name: {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values
+                                             else "#/$defs/model"} for name, model_values in values["models"].items()}},
         },
     }
 
