@@ -16,8 +16,10 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"  # apt's sandbox user writes the download here
-(cd "$work" && apt-get download -q prometheus >/dev/null 2>&1) || {
-  echo "install-prometheus: apt-get download prometheus failed (try apt-get update first)" >&2
+download() { (cd "$work" && apt-get download -q prometheus >/dev/null 2>&1); }
+# a fresh machine may have no package lists yet: fetch them once and try again
+download || { apt-get update -qq >/dev/null 2>&1 && download; } || {
+  echo "install-prometheus: apt-get download prometheus failed (even after apt-get update)" >&2
   exit 1
 }
 dpkg -x "$work"/prometheus_*.deb "$work/root"
