@@ -53,7 +53,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
     parsed = commandline.parse(commandline.words(command, args))
     for problem in parsed.problems:
         values.error((*path, "command"), problem)
-    aliases = [values.text((*path, "modelAlias", i)) for i in range(len(values.sequence((*path, "modelAlias"))))]
+    aliases = values.texts((*path, "modelAlias"))
     upstream = values.text((*path, "modelName")) or None
     served = upstream or (parsed.served_names[0] if parsed.served_names else None) or (aliases[0] if aliases else None)
     model: dict[str, Any] = {

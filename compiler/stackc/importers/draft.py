@@ -193,8 +193,7 @@ def init_container(values: Values, path: Path, handled: tuple[str, ...] = ()) ->
     env.update({key: {"secret": ref["name"], "key": ref["key"]} for key, ref in secrets.items()})
     _, resources = split_resources(values, (*path, "resources"))
     container = {"name": name, "image": image,
-                 "command": [values.text((*path, "command", i)) for i in range(len(values.sequence((*path, "command"))))],
-                 "args": [values.text((*path, "args", i)) for i in range(len(values.sequence((*path, "args"))))],
+                 "command": values.texts((*path, "command")), "args": values.texts((*path, "args")),
                  "env": env, "resources": resources,
                  "volume_mounts": volume_mounts(values, (*path, "volumeMounts")),
                  "image_pull_policy": values.text((*path, "imagePullPolicy")),

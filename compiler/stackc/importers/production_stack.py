@@ -458,10 +458,9 @@ def _routes(values: Values, options: dict[str, Any]) -> None:
         if gateway is None:
             values.error((*here, "parentRefs"), "an enabled route needs parentRefs[0].name")
             continue
-        hostnames = values.get((*here, "hostnames"), list, [])
         options["http_route"] = {"gateway": gateway,
                                  "gateway_namespace": values.text((*here, "parentRefs", 0, "namespace")),
-                                 "hostnames": [values.text((*here, "hostnames", i)) for i in range(len(hostnames))]}
+                                 "hostnames": values.texts((*here, "hostnames"))}
         values.consumed.add((*here, "apiVersion"))
         values.consumed.add((*here, "kind"))
         values.drop_unless((*here, "matches"), [{"path": {"type": "PathPrefix", "value": "/"}}], "route matches")

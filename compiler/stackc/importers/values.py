@@ -192,6 +192,17 @@ class Values:
             return "true" if value else "false"
         return str(value)
 
+    def texts(self, path: Path) -> list[str]:
+        """A list of strings; an empty (null) item is an error, not a hole in the spec."""
+        found = []
+        for index in range(len(self.sequence(path))):
+            item = self.text((*path, index))
+            if item is None:
+                self.error((*path, index), "an empty item in a list of strings")
+            else:
+                found.append(item)
+        return found
+
     def integer(self, path: Path, default: int | None = None) -> int | None:
         """A whole number, also when written as a string (charts quote them freely)."""
         value = self.get(path, (int, str))
