@@ -171,3 +171,13 @@ def test_engines_that_cannot_serve_adapters_say_so_where(engine: str, model: str
                                                          words: str) -> None:
     problems = adapter_errors(adapters, engine=engine, model=model, serving=serving)
     assert any(words in p for p in problems), problems
+
+
+def test_infinite_and_nan_numbers_are_refused_once_where_they_are_written() -> None:
+    text = ('version = 1\n[stack]\nname = "t"\n[models.m]\nengine = "vllm"\nmodel = "org/m"\n'
+            'accelerators = { count = 1 }\nserving = { gpu_memory_fraction = nan }\n'
+            'autoscaling = { max_replicas = 3, signal = "waiting", target = inf }\n')
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(text)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
+        ("E014", "models.m.serving.gpu_memory_fraction"), ("E014", "models.m.autoscaling.target")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
@@ -487,7 +488,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                          base + ("scheduling", "group_topology"), "set serving.nodes above 1, or remove it",
                          Severity.WARNING)
     fraction = model.serving.gpu_memory_fraction
-    if fraction is not None and not 0 < fraction <= 1:
+    if fraction is not None and math.isfinite(fraction) and not 0 < fraction <= 1:
         yield Diagnostic("E014", f"must be in (0, 1], got {fraction}", base + ("serving", "gpu_memory_fraction"))
     for problem in (*_raw_table_problems(model), *_pod_problems(model), *_trap_warnings(model, spec.stack.shared_cache is not None)):
         yield attrs.evolve(problem, path=base + problem.path)
@@ -570,7 +571,9 @@ def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:
 
 
 def _field_problems(value: Any, bounds: Mapping[str, Any], path: Path) -> Iterator[Diagnostic]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, float) and not math.isfinite(value):  # TOML's inf and nan reach no API as numbers
+        yield Diagnostic("E014", f"must be a finite number, got {value}", path)
+    elif isinstance(value, int) and not isinstance(value, bool):
         if "minimum" in bounds and value < bounds["minimum"]:
             yield Diagnostic("E014", f"must be at least {bounds['minimum']}, got {value}", path)
         if "maximum" in bounds and value > bounds["maximum"]:
