@@ -19,7 +19,6 @@ from stackc.testing import (
     compile_text,
     is_core_kind,
     objects,
-    validate_custom_resource,
     validate_kubernetes,
 )
 
@@ -102,9 +101,9 @@ def built():
     return compile_text(FEATURES).files
 
 
-def test_every_object_with_every_feature_validates(built) -> None:
+def test_every_object_with_every_feature_validates(built, crd_validator) -> None:
     found = objects(built)
-    problems = [p for o in found for p in (validate_kubernetes(o) if is_core_kind(o) else validate_custom_resource(o))]
+    problems = [p for o in found for p in (validate_kubernetes(o) if is_core_kind(o) else crd_validator(o))]
     assert problems == []
 
 
