@@ -135,12 +135,16 @@ def namespaced(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
     return {**obj, "metadata": {**obj.get("metadata", {}), "namespace": namespace}}
 
 
-def weights(source: ModelSource, platform_weights: str | None, revision: str | None = None) -> Weights:
+def weights(source: ModelSource, platform_weights: str | None, revision: str | None = None,
+            object_storage: bool = True) -> Weights:
     """Who fetches the weights and where the engine finds them.
 
     ``platform_weights`` is None for engines that load one file rather than a folder (the
     engine says so with ``platform_weights = False``), and for a Hugging Face *file*
     (ORG/REPO/FILE): a storage initializer would fetch the whole repository, every quantization.
+    Without ``object_storage`` (the engine can't read ``s3://``, ``gs://``) stackc downloads them
+    into a folder of the cache volume named after the source (``weight_downloads``), mounted
+    read-only where the engine loads them: one object (a GGUF file) or the folder.
     """
     hf_file = source.scheme == "hf" and source.location.count("/") >= 2
     if platform_weights and source.scheme in PLATFORM_SCHEMES and not hf_file:
@@ -150,7 +154,16 @@ def weights(source: ModelSource, platform_weights: str | None, revision: str | N
         return Weights(source, WEIGHTS_PATH + source.location.rstrip("/"), Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
     if source.scheme == "oci":
         return Weights(source, WEIGHTS_PATH, Mount(WEIGHTS_VOLUME, WEIGHTS_PATH, read_only=True))
+    if source.scheme in ("s3", "gs") and not object_storage:
+        name = source.location.rstrip("/").rsplit("/", 1)[-1]
+        location = f"{WEIGHTS_PATH}/{name}" if "." in name else WEIGHTS_PATH
+        return Weights(source, location, _fetched_folder(source, read_only=True))
     return Weights(source, source.location, revision=revision)
+
+
+def _fetched_folder(source: ModelSource, read_only: bool) -> Mount:
+    digest = hashlib.sha256(source.location.encode()).hexdigest()[:16]
+    return Mount(CACHE_VOLUME, WEIGHTS_PATH, sub_path=f"weights/{digest}", read_only=read_only)
 
 
 def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list[Volume], list[Mount], list[Container]]:
@@ -212,18 +225,14 @@ def download_credentials(model: Model) -> list[EnvVar]:
     return credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
 
 
-def fetched_weights(model: Model, model_weights: Weights) -> tuple[Weights, list[Container]]:
-    """Weights in object storage for an engine that can't read it: downloaded into the cache volume
-    before the engine starts, once per source (a folder named after it, which a cache claim keeps),
-    and mounted read-only where the engine loads them."""
-    source = model_weights.source
-    digest = hashlib.sha256(source.location.encode()).hexdigest()[:16]
-    folder = Mount(CACHE_VOLUME, WEIGHTS_PATH, sub_path=f"weights/{digest}")
-    download = download_container("weights-download", source.location, WEIGHTS_PATH, download_credentials(model),
-                                  folder)
-    name = source.location.rstrip("/").rsplit("/", 1)[-1]
-    location = f"{WEIGHTS_PATH}/{name}" if "." in name else WEIGHTS_PATH  # one object (a GGUF file), or a folder
-    return Weights(source, location, attrs.evolve(folder, read_only=True)), [download]
+def weight_downloads(model: Model, model_weights: Weights) -> list[Container]:
+    """The init container fetching weights ``weights`` placed in the cache volume, before the engine starts."""
+    mount = model_weights.mount
+    if mount is None or mount.volume != CACHE_VOLUME:
+        return []
+    folder = _fetched_folder(model_weights.source, read_only=False)
+    return [download_container("weights-download", model_weights.source.location, WEIGHTS_PATH,
+                               download_credentials(model), folder)]
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -267,14 +276,11 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     # a platform's downloader gets no credentials from the spec (they reach the engine's env only)
     credentials = model.security.hf_token is not None or bool(model.secret_env)
     loads_folders = getattr(registered.obj, "platform_weights", True)
-    model_weights = weights(source, platform_weights if loads_folders and not credentials else None, model.revision)
-    if model_weights.mount is not None:
+    model_weights = weights(source, platform_weights if loads_folders and not credentials else None, model.revision,
+                            getattr(registered.obj, "object_storage", False))
+    if model_weights.mount is not None and model_weights.mount.volume == WEIGHTS_VOLUME:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)
-    weight_downloads: list[Container] = []
-    if source.scheme in ("s3", "gs") and model_weights.location == source.location \
-            and not getattr(registered.obj, "object_storage", False):
-        model_weights, weight_downloads = fetched_weights(model, model_weights)
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
@@ -303,7 +309,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     most = scaler.max_replicas if scaler is not None else model.replicas
     wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe
-    pod = _pod(model, labels, selector, serving, (*weight_downloads, *engine_init, *lora_downloads), volumes,
+    pod = _pod(model, labels, selector, serving,
+               (*weight_downloads(model, model_weights), *engine_init, *lora_downloads), volumes,
                account_name, result)
     topology, worker_pod, answering = plan.Topology(), None, selector
     if model.serving.nodes > 1:
