@@ -41,6 +41,11 @@ EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 _PROGRESS_MARGIN_SECONDS = 600
 
 
+def stack_labels(stack: Stack) -> dict[str, str]:
+    """Labels of objects that belong to the stack as a whole rather than to one model."""
+    return {**stack.labels, "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+
+
 def metadata(stack: Stack, name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> dict:
     meta: dict[str, Any] = {"name": name, "namespace": stack.namespace, "labels": dict(labels)}
     merged = {**stack.annotations, **(annotations or {})}
@@ -262,7 +267,7 @@ def nfs_persistent_volume(stack: Stack, labels: Mapping[str, str], volume: NfsVo
 def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
     """(file stem, object) for what the stack as a whole needs: its shared claims, then the spec's extra
     objects as written (already in the stack's namespace)."""
-    labels = {**stack.labels, "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    labels = stack_labels(stack)
     for volume in stack.nfs_volumes:
         yield f"persistentvolume-{volume.name}", nfs_persistent_volume(stack, labels, volume)
     for claim in stack.claims:

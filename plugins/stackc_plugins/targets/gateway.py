@@ -197,8 +197,7 @@ def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
         if listener.tls_secret:
             item["tls"] = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": listener.tls_secret}]}
         listeners.append(item)
-    labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
-              "app.kubernetes.io/managed-by": "stackc"}
+    labels = kube.stack_labels(plan.stack)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
             "metadata": kube.metadata(plan.stack, name, labels),
             "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
@@ -225,8 +224,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     pool = component.name
     epp = f"{component.name}-epp"
     selector = picker_selector(plan, component)
-    labels = {**stack.labels, **selector, "app.kubernetes.io/component": "endpoint-picker",
-              "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    labels = {**kube.stack_labels(stack), **selector, "app.kubernetes.io/component": "endpoint-picker"}
     yield "inferencepool", {
         "apiVersion": f"{POOL_GROUP}/v1", "kind": "InferencePool",
         "metadata": kube.metadata(stack, pool, component.labels),

@@ -91,8 +91,7 @@ class MonitoringTarget:
 
 
 def stack_labels(plan: Plan) -> dict[str, str]:
-    return {**plan.stack.labels, "app.kubernetes.io/instance": plan.stack.name,
-            "app.kubernetes.io/part-of": plan.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    return {**kube.stack_labels(plan.stack), "app.kubernetes.io/instance": plan.stack.name}
 
 
 def pod_monitor(plan: Plan, name: str, labels: Mapping[str, str], pods: Mapping[str, str],

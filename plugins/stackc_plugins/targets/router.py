@@ -125,8 +125,7 @@ class RouterTarget:
         stack = plan.stack
         name = f"{stack.name}-router"
         selector = router_selector(plan)
-        labels = {**stack.labels, **selector, "app.kubernetes.io/component": "router",
-                  "app.kubernetes.io/part-of": stack.name, "app.kubernetes.io/managed-by": "stackc"}
+        labels = {**kube.stack_labels(stack), **selector, "app.kubernetes.io/component": "router"}
         config = router_config(plan, options)
         config_text = to_yaml(config)
         yield Artifact("configmap.yaml", ({
