@@ -180,13 +180,18 @@ def _rolling(component: Component) -> dict[str, Any]:
             if v is not None}
 
 
+def deployment_strategy(component: Component) -> dict[str, Any]:
+    """A Deployment's ``strategy`` from the component's rollout (KServe's ``deploymentStrategy`` too)."""
+    strategy: dict[str, Any] = {"type": component.rollout.strategy}
+    rolling = _rolling(component)
+    if component.rollout.strategy == "RollingUpdate" and rolling:
+        strategy["rollingUpdate"] = rolling
+    return strategy
+
+
 def deployment(stack: Stack, component: Component) -> dict:
     template = pod_template(component.pod, config_hash(component))
-    rollout = component.rollout
-    strategy: dict[str, Any] = {"type": rollout.strategy}
-    rolling = _rolling(component)
-    if rollout.strategy == "RollingUpdate" and rolling:
-        strategy["rollingUpdate"] = rolling
+    strategy = deployment_strategy(component)
     startup = component.pod.containers[0].startup_probe
     startup_budget = (startup.initial_delay_seconds + startup.period_seconds * startup.failure_threshold
                       if startup is not None else 30)

@@ -56,6 +56,8 @@ class Route:
     backends: dict[str, Backend]
     held: HoldQueue
     upstream_key: str | None = None
+    #: adapters the router loads into replicas itself (requests for them go where they are loaded)
+    runtime_adapters: frozenset[str] = frozenset()
 
     def ready_replicas(self) -> int:
         return sum(b.healthy for b in self.backends.values())
@@ -88,7 +90,8 @@ class Router:
             key = _read_key(model.upstream_api_key_file)
             # a static replica is ready once its first health check (at start) passes
             backends = {u: Backend.from_url(u, healthy=False) for u in model.backends}
-            route = Route(model, strategy, backends, HoldQueue(config.hold_queue), key)
+            route = Route(model, strategy, backends, HoldQueue(config.hold_queue), key,
+                          frozenset(name for name, _ in model.runtime_adapters))
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
@@ -288,7 +291,7 @@ class Router:
             return
         route, served = self.names[model]
         # a run-time adapter goes only to replicas the router loaded it into (held until one has it)
-        adapter = model if any(model == name for name, _ in route.config.runtime_adapters) else None
+        adapter = model if model in route.runtime_adapters else None
         candidates = await self._hold(route, adapter)
         if isinstance(candidates, tuple):
             reason, message = candidates

@@ -176,8 +176,7 @@ def serving_container(component: Component, options: KserveOptions) -> dict[str,
 
 def serving_runtime(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions) -> dict:
     defaults = {key: container[key] for key in ("image", "command", "ports") if key in container}
-    labels = {**plan.stack.labels, "app.kubernetes.io/part-of": plan.stack.name,
-              "app.kubernetes.io/managed-by": "stackc", "stackc.dev/engine": component.engine}
+    labels = {**kube.stack_labels(plan.stack), "stackc.dev/engine": component.engine}
     metadata = kube.metadata(plan.stack, component.name, labels)
     # plain (not native) sidecars: KServe keeps a runtime's containers after kserve-container
     sidecars = [kube.container(c) for c in component.pod.containers[1:]]
@@ -228,12 +227,7 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         predictor["annotations"] = annotations
     rollout = component.rollout
     if options.deployment_mode == "Standard" and rollout != type(rollout)():
-        strategy: dict[str, Any] = {"type": rollout.strategy}
-        rolling = {k: v for k, v in (("maxSurge", rollout.max_surge), ("maxUnavailable", rollout.max_unavailable))
-                   if v is not None}
-        if rolling and rollout.strategy == "RollingUpdate":
-            strategy["rollingUpdate"] = rolling
-        predictor["deploymentStrategy"] = strategy
+        predictor["deploymentStrategy"] = kube.deployment_strategy(component)
     accelerators = component.accelerators
     if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
         service_annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
