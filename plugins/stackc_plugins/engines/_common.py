@@ -62,6 +62,22 @@ def group_worker(leader: Container, args: list[str]) -> Container:
                         liveness_probe=None)
 
 
+def lora_args(request: EngineRequest, list_flag: str, max_loras_flag: str,
+              runtime_extra: tuple[str, ...] = ()) -> list[str]:
+    """The LoRA flags vLLM and SGLang share in form: adapters loaded at start as ``NAME=PATH`` after
+    ``list_flag``, ``runtime_extra`` when some are loaded at run time, then the limits."""
+    if not request.adapters:
+        return []
+    args = ["--enable-lora"]
+    at_startup = [a for a in request.adapters if not a.runtime]
+    if at_startup:
+        args += [list_flag, *(f"{a.name}={a.location}" for a in at_startup)]
+    if any(a.runtime for a in request.adapters):
+        args += runtime_extra
+    serving = request.model.serving
+    return args + flags([(max_loras_flag, serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
+
+
 def check_parallelism(model: Model, multi_node: bool = False) -> Iterator[Diagnostic]:
     """A replica needs one device per tensor × pipeline shard (engines that count GPUs); a
     multi-node replica shards over exactly the devices of its pods (``multi_node``: the engine can)."""

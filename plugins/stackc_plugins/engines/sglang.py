@@ -30,6 +30,7 @@ from stackc_plugins.engines._common import (
     flags,
     group_worker,
     hf_env,
+    lora_args,
     model_location,
     served_names,
 )
@@ -96,15 +97,7 @@ class SglangEngine:
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
-        at_startup = [a for a in request.adapters if not a.runtime]
-        if request.adapters:
-            args.append("--enable-lora")
-        if at_startup:
-            args += ["--lora-paths", *(f"{a.name}={a.location}" for a in at_startup)]
-        if any(a.runtime for a in request.adapters):
-            args += ["--lora-target-modules", "all"]
-        if request.adapters:
-            args += flags([("--max-loras-per-batch", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
+        args += lora_args(request, "--lora-paths", "--max-loras-per-batch", ("--lora-target-modules", "all"))
         env = hf_env(request)
         if model.security.api_key:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret

@@ -33,6 +33,7 @@ from stackc_plugins.engines._common import (
     group_worker,
     hf_env,
     http_probes,
+    lora_args,
     model_location,
     served_names,
 )
@@ -150,13 +151,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     if request.chat_template_volume:
         mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
         args += ["--chat-template", TEMPLATE_FILE]
-    at_startup = [a for a in request.adapters if not a.runtime]
-    if request.adapters:
-        args.append("--enable-lora")
-    if at_startup:
-        args += ["--lora-modules", *(f"{a.name}={a.location}" for a in at_startup)]
-    if request.adapters:
-        args += flags([("--max-loras", serving.max_loras), ("--max-lora-rank", serving.max_lora_rank)])
+    args += lora_args(request, "--lora-modules", "--max-loras")
     args += model.engine_args
     env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
