@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from stackc.importers.commandline import DTYPES
 from stackc.importers.draft import (
     Draft,
     model_key,
@@ -60,14 +61,13 @@ def convert(values: Values, name: str) -> Draft:
     repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
     model["image"] = f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}"
     model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
-    block = "neuron" if accelerator == "neuron" else "gpu"
-    if values.has((*DEPLOYMENT, "resources", block)):
-        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", block))
+    if values.has((*DEPLOYMENT, "resources", accelerator)):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", accelerator))
     else:  # the chart's default block: one device
         resource = "aws.amazon.com/neuron" if accelerator == "neuron" else "nvidia.com/gpu"
         model["accelerators"] = {"count": 1, "resource": resource}
     for other in values.keys((*DEPLOYMENT, "resources")):
-        if other != block:
+        if other != accelerator:
             values.raw((*DEPLOYMENT, "resources", other))  # the chart reads only the accelerator's block
     model["serving"], model["engine_args"], model["engine_options"] = _parameters(values, model["accelerators"],
                                                                                     accelerator)
@@ -109,7 +109,7 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None,
                                     else value if name == "quantization" else values.integer(here))
         elif name == "enablePrefixCaching" and isinstance(value, bool):
             serving["prefix_caching"] = True if value else None  # false writes no flag: vLLM's default
-        elif name == "dtype" and value in ("auto", "half", "float16", "bfloat16", "float32"):
+        elif name == "dtype" and value in DTYPES:
             serving["dtype"] = value
         elif name == "maxNumBatchedTokens" and isinstance(value, int):
             options["max_num_batched_tokens"] = value
@@ -181,7 +181,7 @@ def _scheduling(values: Values, accelerator: str, framework: str, stack: str, ke
     values.raw((*DEPLOYMENT, "podAffinity"))
     return {"tolerations": found, "node_selector": selector, "topology_spread": spread, "affinity": affinity,
             "scheduler_name": "my-scheduler" if accelerator == "neuron" else None,
-            "group_topology": ZONE if FRAMEWORKS[framework] == "lws" else None}
+            "group_topology": ZONE if lws else None}
 
 
 def _topology_key(term: Any) -> str:

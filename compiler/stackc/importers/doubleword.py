@@ -18,6 +18,7 @@ from stackc.importers.draft import (
     model_key,
     quantity,
     split_resources,
+    strings,
     tolerations,
 )
 from stackc.importers.values import Path, Values
@@ -48,8 +49,7 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
         values.raw(path)
         return None
     tag = values.text((*path, "image", "tag")) or "latest"  # the chart falls back to its appVersion
-    command = [values.text((*path, "command", i)) or "" for i in range(len(values.sequence((*path, "command"))))]
-    args = [values.text((*path, "args", i)) or "" for i in range(len(values.sequence((*path, "args"))))]
+    command, args = strings(values, (*path, "command")), strings(values, (*path, "args"))
     parsed = commandline.parse(commandline.words(command, args))
     for problem in parsed.problems:
         values.error((*path, "command"), problem)

@@ -205,6 +205,11 @@ def init_container(values: Values, path: Path, handled: tuple[str, ...] = ()) ->
     return container
 
 
+def strings(values: Values, path: Path) -> list[str]:
+    """A command or argument list as the container gets it: an empty item stays an empty word."""
+    return [values.text((*path, i)) or "" for i in range(len(values.sequence(path)))]
+
+
 def volume_mounts(values: Values, path: Path) -> list[dict[str, Any]]:
     """Kubernetes volumeMounts in the spec's form (volume, path, sub_path, read_only)."""
     mounts = []

@@ -18,6 +18,7 @@ from stackc.importers.draft import (
     env_list,
     model_key,
     split_resources,
+    strings,
     tolerations,
 )
 from stackc.importers.values import Path, Values, ValuesError, load_documents
@@ -27,7 +28,6 @@ NO_MODELS = "the files hold no InferenceService"
 MODES = {"RawDeployment": "Standard", "Standard": "Standard", "Serverless": "Knative", "Knative": "Knative"}
 METRICS = {"cpu": "cpu", "memory": "memory", "concurrency": "concurrency", "rps": "rps"}
 HF_SERVER = ("kserve-huggingfaceserver", "huggingfaceserver")
-SERVING_FIELDS = commandline.SERVING
 
 
 def read(paths: Sequence[str]) -> Values:
@@ -109,9 +109,8 @@ def _service(values: Values, path: Path, runtimes: dict[str, Path]) -> tuple[dic
                 values.error(here, f"unknown deployment mode {values.text(here)!r}")
         else:
             values.drop(here, f"the annotation {key}")
-    for key in ("labels",):
-        values.drop((*path, "metadata", key), "labels on the InferenceService",
-                    "labels = { … } puts them on the model's objects")
+    values.drop((*path, "metadata", "labels"), "labels on the InferenceService",
+                "labels = { … } puts them on the model's objects")
     predictor = (*path, "spec", "predictor")
     container = (*predictor, "model")
     if not values.has(container):
@@ -125,13 +124,13 @@ def _service(values: Values, path: Path, runtimes: dict[str, Path]) -> tuple[dic
     values.consumed.add((*container, "modelFormat", "version"))
     runtime = runtimes.get(runtime_name or "")
     image = values.text((*container, "image"))
-    command = _strings(values, (*container, "command"))
-    args = _strings(values, (*container, "args"))
+    command = strings(values, (*container, "command"))
+    args = strings(values, (*container, "args"))
     if runtime is not None:
         runtime_container = (*runtime, "spec", "containers", 0)
         image = image or values.text((*runtime_container, "image"))
-        command = command or _strings(values, (*runtime_container, "command"))
-        args = [*_strings(values, (*runtime_container, "args")), *args]
+        command = command or strings(values, (*runtime_container, "command"))
+        args = [*strings(values, (*runtime_container, "args")), *args]
     elif runtime_name:
         values.consumed.add((*container, "runtime"))
     model: dict[str, Any] = {"model": storage}
@@ -147,7 +146,7 @@ def _service(values: Values, path: Path, runtimes: dict[str, Path]) -> tuple[dic
     model["engine"] = parsed.engine
     model["served_name"] = parsed.served_names[0] if parsed.served_names else None
     model["aliases"] = parsed.served_names[1:]
-    model["serving"] = {k: v for k, v in parsed.fields.items() if k in SERVING_FIELDS}
+    model["serving"] = {k: v for k, v in parsed.fields.items() if k in commandline.SERVING}
     model["engine_args"] = parsed.extra_args
     if image and not hf_server:
         model["image"] = image
@@ -190,8 +189,6 @@ def _service(values: Values, path: Path, runtimes: dict[str, Path]) -> tuple[dic
     return model, namespace, mode
 
 
-def _strings(values: Values, path: Path) -> list[str]:
-    return [values.text((*path, i)) or "" for i in range(len(values.sequence(path)))]
 
 
 def _hf_server(args: list[str]) -> commandline.EngineCommand:

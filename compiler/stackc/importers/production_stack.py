@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stackc.importers.commandline import DTYPES
 from stackc.importers.draft import (
     Draft,
     env_list,
@@ -28,7 +29,6 @@ NO_MODELS = "servingEngineSpec.modelSpec lists none"
 ENGINE = ("servingEngineSpec",)
 ROUTER = ("routerSpec",)
 ROUTING = {"roundrobin": "round_robin", "session": "session", "prefixaware": "prefix"}
-DTYPES = ("auto", "half", "float16", "bfloat16", "float32")
 HAMI = (("GPUMem", "nvidia.com/gpumem"), ("GPUMemPercentage", "nvidia.com/gpumem-percentage"),
         ("GPUCores", "nvidia.com/gpucores"))
 
