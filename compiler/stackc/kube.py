@@ -180,6 +180,11 @@ def _rolling(component: Component) -> dict[str, Any]:
             if v is not None}
 
 
+def replicas(count: int, autoscaled: bool) -> dict[str, int]:
+    """A workload's ``replicas``, left out when an autoscaler owns the count (an apply would reset it)."""
+    return {} if autoscaled else {"replicas": count}
+
+
 def deployment_strategy(component: Component) -> dict[str, Any]:
     """A Deployment's ``strategy`` from the component's rollout (KServe's ``deploymentStrategy`` too)."""
     strategy: dict[str, Any] = {"type": component.rollout.strategy}
@@ -199,8 +204,7 @@ def deployment(stack: Stack, component: Component) -> dict:
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(stack, component.name, component.labels),
         "spec": {
-            # an autoscaler owns the count: a replicas field here would reset it on every apply
-            **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
+            **replicas(component.scale.replicas, component.scale.autoscaler is not None),
             "selector": {"matchLabels": dict(component.selector)},
             "strategy": strategy,
             "progressDeadlineSeconds": startup_budget + _PROGRESS_MARGIN_SECONDS,
@@ -225,7 +229,7 @@ def leader_worker_set(stack: Stack, component: Component) -> dict:
         "metadata": metadata(stack, component.name, component.labels,
                              {EXCLUSIVE_TOPOLOGY: exclusive} if exclusive else None),
         "spec": {
-            **({"replicas": component.scale.replicas} if component.scale.autoscaler is None else {}),
+            **replicas(component.scale.replicas, component.scale.autoscaler is not None),
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": strategy,
             "leaderWorkerTemplate": {

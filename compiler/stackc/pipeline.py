@@ -104,7 +104,7 @@ def _inherit(defaults: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str,
     merged = copy.deepcopy(dict(defaults))
     for key, value in model.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _inherit(merged[key], value)
+            merged[key] = _inherit(defaults[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     default_scheduling = defaults.get("scheduling")

@@ -216,7 +216,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
-            **({"replicas": options.replicas} if options.autoscaling is None else {}),  # else the HPA owns it
+            **kube.replicas(options.replicas, options.autoscaling is not None),
             "selector": {"matchLabels": dict(selector)},
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": {"stackc.dev/config-hash": digest}},
