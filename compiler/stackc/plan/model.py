@@ -137,9 +137,36 @@ class ServiceAccount:
     annotations: Mapping[str, str] = attrs.field(factory=dict)
 
 
+PrefillProtocol = Literal["kv_transfer_params", "prefill_then_decode", "bootstrap"]
+
+
+@attrs.frozen
+class Disaggregation:
+    """One role of a prefill/decode-disaggregated model, and how a router joins the two roles.
+
+    A disaggregated model is two components with the same ``key``: its ``prefill`` and ``decode``
+    roles, each with its own pods, Service and scale. ``protocol`` says what a router does, so it
+    needs no engine knowledge:
+
+    - ``kv_transfer_params`` (vLLM's NixlConnector): send the request to a prefill replica with
+      ``max_tokens`` 1, ``stream`` false and ``kv_transfer_params: {"do_remote_decode": true}``; send
+      the original request to a decode replica with the ``kv_transfer_params`` the prefill answered;
+    - ``prefill_then_decode`` (LMCache's P/D): send it to a prefill replica with ``max_tokens`` 1, then
+      the original request to a decode replica, which receives the KV cache from the prefill side;
+    - ``bootstrap`` (SGLang): send it to a prefill and a decode replica at once, both with
+      ``bootstrap_host`` (the prefill replica's address), ``bootstrap_port`` and one random
+      ``bootstrap_room``; the decode replica answers.
+    """
+
+    role: Literal["prefill", "decode"]
+    protocol: PrefillProtocol
+    #: the prefill servers' bootstrap port (``bootstrap``)
+    bootstrap_port: int | None = None
+
+
 @attrs.frozen
 class Component:
-    """One deployable unit: today a model server (one model key)."""
+    """One deployable unit: a model server (a model key, or one role of a disaggregated model)."""
 
     key: str
     name: str
@@ -161,6 +188,8 @@ class Component:
     service_account: ServiceAccount | None = None
     claims: tuple[ClaimRequest, ...] = ()
     config_maps: tuple[ConfigMapData, ...] = ()
+    #: the role this component plays when its model is prefill/decode-disaggregated
+    disaggregation: Disaggregation | None = None
 
 
 @attrs.frozen
@@ -241,7 +270,8 @@ class Stack:
 
 @attrs.frozen
 class Plan:
-    """Everything targets get: the stack and its components, sorted by key."""
+    """Everything targets get: the stack and its components, sorted by key (a disaggregated model's
+    prefill and decode components share it: decode, then prefill)."""
 
     stack: Stack
     components: tuple[Component, ...]
