@@ -237,3 +237,17 @@ def test_the_prefill_part_is_written_as_it_is_read() -> None:
     assert to_data(config)["models"]["tiny"]["prefill"] == {
         "protocol": "bootstrap", "backends": ["http://prefill:8000"], "bootstrap_port": 8998,
         "discovery": {"kubernetes": {"namespace": "ml", "service": "p", "port": 8000}}, "health": {"path": "/healthz"}}
+
+
+def test_a_client_that_leaves_during_a_bootstrap_pair_leaves_nothing_behind(engines, scripted) -> None:
+    def silent_decode(replica, connection) -> str:
+        replica.wait_for_hangup(connection, 5)
+        return "close"
+
+    prefill, decode = engines.start(), scripted(silent_decode)
+    config = parse(disaggregated([decode.url], [prefill], "bootstrap", bootstrap_port=8998))
+    with running_router(config) as (router, base):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{base}/v1/chat/completions", json={"model": "tiny", **CHAT, "stream": True}, timeout=1)
+        assert settled(router) == QUIET
+        until(lambda: decode.hangups == 1)  # the decode replica was told, by the router hanging up
