@@ -35,6 +35,8 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
+DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
 #: LeaderWorkerSet's annotation giving each group a topology domain of its own
 EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 # Startup probes allow long model loads; a rollout must not be declared failed before they end.
@@ -448,6 +450,10 @@ def network_policy(stack: Stack, component: Component) -> dict:
     if component.topology.kind == "leader_worker":
         # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
         rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
+    if component.disaggregation is not None:
+        # KV transfer between the model's prefill and decode pods: the connector's port (NIXL's side
+        # channel, SGLang's bootstrap) and the transport's, which UCX and Mooncake pick at run time
+        rules.append({"from": [{"podSelector": {"matchLabels": model_selector(component)}}]})
     if component.endpoint.peer_ports:
         # the spec's own ports: KV transfer between the stack's engines, a sidecar's API or metrics
         peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": stack.name}}},
@@ -463,11 +469,23 @@ def network_policy(stack: Stack, component: Component) -> dict:
     }
 
 
+def model_selector(component: Component) -> dict[str, str]:
+    """The labels of all of a model's pods: a disaggregated model's both roles."""
+    return {k: v for k, v in component.selector.items() if k != DISAGGREGATION_ROLE_LABEL}
+
+
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
     peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods)}}
     if namespace and namespace != stack.namespace:
         peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
     return peer
+
+
+def folder(component: Component) -> str:
+    """Where every target puts a component's files: the model's folder, and a disaggregated model's roles
+    each in a folder of their own inside it (``llama/prefill``)."""
+    roles = component.disaggregation
+    return component.key if roles is None else f"{component.key}/{roles.role}"
 
 
 def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str, dict]]:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
+from stackc.plan import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -29,11 +30,12 @@ from stackc.plan.engine import (
     NfsVolumeRequest,
     Port,
     Probe,
+    RoleRequest,
     Volume,
     Weights,
 )
 from stackc.registry import Registry
-from stackc.spec import sources
+from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     Autoscaling,
     ContainerPort,
@@ -89,8 +91,9 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
     """
-    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights)
-                       for key in sorted(spec.models) if spec.models[key].enabled)
+    components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
+                       for component in _components(spec, key, spec.models[key], registry, plugin_call,
+                                                    platform_weights, tuple(targets)))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
@@ -241,10 +244,21 @@ def _platform_uri(source: ModelSource) -> str:
     return source.location if source.scheme in ("s3", "gs") else f"{source.scheme}://{source.location}"
 
 
+def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
+                platform_weights: str | None, targets: tuple[str, ...]) -> list[plan.Component]:
+    """A model's component, or a disaggregated model's decode and prefill components."""
+    if model.disaggregation is None:
+        return [_component(spec, key, model, registry, plugin_call, platform_weights)]
+    return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
+        spec, key, served, registry, plugin_call, platform_weights, request))
+        for role in disaggregation.ROLES]
+
+
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-               platform_weights: str | None) -> plan.Component:
-    name = workload_name(spec, key)
-    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
+               platform_weights: str | None, role: RoleRequest | None = None) -> plan.Component:
+    name = workload_name(spec, key) + (f"-{role.role}" if role else "")
+    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
+                **({pd.ROLE_LABEL: role.role} if role else {})}
     labels = {
         **spec.stack.labels,
         **model.labels,
@@ -284,7 +298,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora)
+                            lora, role)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -341,7 +355,15 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps),
+        disaggregation=_role(role, result),
     )
+
+
+def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
+    if role is None:
+        return None
+    assert result.prefill_protocol is not None, "a disaggregating engine names its protocol"
+    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)  # type: ignore[arg-type]
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

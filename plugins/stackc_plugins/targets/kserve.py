@@ -104,6 +104,11 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.disaggregation is not None and component.disaggregation.role == "decode":
+                yield Diagnostic("E105", "an InferenceService runs one predictor: it can't split a model into "
+                                 "prefill and decode roles", ("models", component.key, "disaggregation"),
+                                 "KServe's way is an LLMInferenceService (llm-d); deploy this model with the "
+                                 "manifests or helm target, or drop disaggregation for kserve")
             if component.topology.kind == "leader_worker":
                 yield Diagnostic("E074", "the kserve target can't run one replica over several nodes yet (its "
                                  "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),

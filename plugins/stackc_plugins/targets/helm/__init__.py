@@ -65,9 +65,14 @@ class HelmTarget:
         })
         values: dict[str, Any] = {"global": {"imagePullSecrets": [], "labels": {}}, "models": {}}
         for component in plan.components:
-            values["models"][component.key] = model_values(component)
+            roles = component.disaggregation
+            if roles is None:
+                values["models"][component.key] = model_values(component)
+            else:  # a disaggregated model's roles: models.KEY.ROLE
+                values["models"].setdefault(component.key, {})[roles.role] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
-                yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
+                yield Artifact(f"{root}/templates/{kube.folder(component)}-{kind}.yaml",
+                               text=template(chart, component, obj))
         for stem, obj in kube.stack_objects(plan.stack):
             # the spec's objects as written: only their namespace follows the release
             yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
@@ -160,8 +165,14 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
-    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
+    head = [f'{{{{- $model := index .Values.models {values_keys(component)} }}}}'] if workload or bounds else []
     return _expand(chart, obj, sentinel, head, guard=not workload)
+
+
+def values_keys(component: Component) -> str:
+    """Where the component's values are under ``models``: its key, then a disaggregated model's role."""
+    roles = component.disaggregation
+    return " ".join(f'"{k}"' for k in (component.key, *([roles.role] if roles else [])))
 
 
 def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
@@ -278,6 +289,14 @@ def notes(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _model_ref(model_values: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's values' schema; a disaggregated model's are its roles', each a model's."""
+    if set(model_values) <= {"prefill", "decode"}:
+        return {"type": "object", "additionalProperties": False, "required": sorted(model_values),
+                "properties": {role: _model_ref(role_values) for role, role_values in sorted(model_values.items())}}
+    return {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values else "#/$defs/model"}
+
+
 def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
     """values.schema.json: types from the spec's IR (replicas an integer ≥ 0, …); typos rejected."""
     strings = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -316,8 +335,7 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values
-                                             else "#/$defs/model"} for name, model_values in values["models"].items()}},
+                       "properties": {name: _model_ref(model_values) for name, model_values in values["models"].items()}},
         },
     }
 
