@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.spec.model import Autoscaling, Model
+from stackc.spec.model import Autoscaling, Model, Spec
 
 #: the roles in plan order (a disaggregated model's components: decode, then prefill)
 ROLES = ("decode", "prefill")
@@ -48,6 +48,20 @@ def role_path(model: Model, role: str, path: tuple[str | int, ...]) -> tuple[str
             if path[1] == field and getattr(settings, name) is not None:
                 return ("disaggregation", role, name, *path[2:])
     return path
+
+
+def name_problems(spec: Spec, key: str, longest_suffix: int) -> Iterator[Diagnostic]:
+    """A role's objects are named STACK-KEY-ROLE…: they must not be another model's, and must fit a DNS label."""
+    for role in ROLES:
+        if f"{key}-{role}" in spec.models:
+            yield Diagnostic("E107", f"model '{key}-{role}' has the name of model '{key}''s {role} role: their "
+                             "objects would be the same", ("models", f"{key}-{role}"),
+                             f"rename model '{key}-{role}'")
+    plain = len(spec.stack.name) + 1 + len(key) + longest_suffix
+    if plain <= 63 < plain + len("-prefill"):  # longer names already drew the model's own E008
+        yield Diagnostic("E008", f"stack and model names together are too long for the roles' objects "
+                         f"('{spec.stack.name}-{key}-prefill')", ("models", key, "disaggregation"),
+                         f"keep stack name + model name under {63 - longest_suffix - len('--prefill')} characters")
 
 
 def problems(model: Model, connectors: tuple[str, ...], engine: str) -> Iterator[Diagnostic]:

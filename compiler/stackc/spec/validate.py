@@ -84,6 +84,8 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
     yield from _shared_cache_problems(spec)
     for key in sorted(spec.models):
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
+        if spec.models[key].disaggregation is not None and spec.models[key].enabled:
+            yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
