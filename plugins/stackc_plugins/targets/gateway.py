@@ -136,6 +136,12 @@ class GatewayTarget:
                                  f"'{component.key}' joins its roles by '{roles.protocol}' ({component.engine})",
                                  ("models", component.key, "disaggregation", "connector"),
                                  'use engine = "vllm" with connector = "nixl", or the router target instead of gateway')
+            if roles is not None and component.topology.kind == "leader_worker":
+                # one pool over both roles can't tell a group's leaders from its workers and single pods
+                yield Diagnostic("E106", f"the gateway pools both roles of model '{component.key}' by their model "
+                                 f"labels; its {roles.role} role spans several nodes, whose workers serve nothing",
+                                 ("models", component.key, "disaggregation", roles.role, "nodes"),
+                                 "keep disaggregated roles on one node each with the gateway, or use the router target")
         for component in models(plan):
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:

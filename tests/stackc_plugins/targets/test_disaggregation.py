@@ -97,3 +97,12 @@ def test_targets_that_cannot_split_a_model_say_so(engine: str, connector: str, t
     assert [(c, p) for c, p, _ in found] == [(code, path)]
     if code == "E105":
         assert "LLMInferenceService" in found[0][2]
+
+
+def test_the_gateway_refuses_a_role_spanning_nodes() -> None:
+    text = SPEC.format(engine="vllm", connector="nixl").replace(
+        "decode = { replicas = 2 }", "decode = { replicas = 2, nodes = 2, tensor_parallel = 2 }")
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(text)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
+        ("E106", "models.m.disaggregation.decode.nodes")]
