@@ -5,7 +5,7 @@ Each role's pods carry ``llm-d.ai/role: prefill|decode``, the label llm-d's ``pr
 the right role only. When the gateway target is built, the decode pods of a ``kv_transfer_params``
 model (vLLM's NixlConnector) get llm-d's P/D sidecar on the serving port: the endpoint picker names a
 prefill pod in a header, and the sidecar runs the prefill hop before handing the request to the engine,
-which moves to the serving port + ``PROXY_PORT_OFFSET``.
+which moves to the serving port + ``PROXY_PORT_OFFSET`` (− near the top of the port range).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stackc.kube import DISAGGREGATION_ROLE_LABEL
 from stackc.plan import model as plan
 from stackc.plan.engine import Container, Port, Probe, RoleRequest
 from stackc.spec import disaggregation
-from stackc.spec.model import Model, Spec
+from stackc.spec.model import PORT_MAX, Model, Spec
 
 ROLE_LABEL = DISAGGREGATION_ROLE_LABEL
 PROXY_IMAGE = "ghcr.io/llm-d/llm-d-router-disagg-sidecar:v0.10.0"
@@ -41,7 +41,9 @@ def role_component(spec: Spec, key: str, role: str, targets: tuple[str, ...], bu
     roles = component.disaggregation
     if role == "decode" and "gateway" in targets and roles is not None and roles.protocol == "kv_transfer_params":
         port = component.endpoint.port
-        component = with_proxy(build(attrs.evolve(served, port=port.number + PROXY_PORT_OFFSET), request), port)
+        behind = port.number + PROXY_PORT_OFFSET if port.number + PROXY_PORT_OFFSET <= PORT_MAX \
+            else port.number - PROXY_PORT_OFFSET
+        component = with_proxy(build(attrs.evolve(served, port=behind), request), port)
     return component
 
 

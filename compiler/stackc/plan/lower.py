@@ -363,7 +363,7 @@ def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation
     if role is None:
         return None
     assert result.prefill_protocol is not None, "a disaggregating engine names its protocol"
-    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)  # type: ignore[arg-type]
+    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

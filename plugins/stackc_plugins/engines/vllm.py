@@ -126,9 +126,11 @@ class VllmEngine:
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         protocol, kv_port = None, None
         if request.role is not None:
-            kv_port = Port("kv-transfer", kv_transfer_port(request.role))
             protocol = "kv_transfer_params" if request.role.connector == "nixl" else "prefill_then_decode"
-            container = attrs.evolve(container, ports=(*container.ports, kv_port))
+            # NIXL's side channel listens on both roles; LMCache's receiver on the decode side only
+            if protocol == "kv_transfer_params" or request.role.role == "decode":
+                kv_port = Port("kv-transfer", kv_transfer_port(request.role))
+                container = attrs.evolve(container, ports=(*container.ports, kv_port))
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,

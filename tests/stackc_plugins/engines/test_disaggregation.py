@@ -59,6 +59,8 @@ def test_vllm_lmcache_makes_prefill_the_producer_pushing_to_the_decode_service()
     assert (sender["LMCACHE_NIXL_RECEIVER_HOST"], receiver["LMCACHE_NIXL_RECEIVER_HOST"]) == ("pd-m-decode", "0.0.0.0")
     assert sender["LMCACHE_NIXL_RECEIVER_PORT"] == receiver["LMCACHE_NIXL_RECEIVER_PORT"] == "55600"
     assert sender["LMCACHE_LOCAL_CPU"] == "False"
+    assert [p.number for p in roles["decode"].ports] == [8000, 55600]
+    assert [p.number for p in roles["prefill"].ports] == [8000]
 
 
 def test_sglang_sets_mode_backend_and_the_prefill_bootstrap_port() -> None:

@@ -277,7 +277,8 @@ def notes(plan: Plan) -> str:
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
         port = component.endpoint.public_port or component.endpoint.port.number
-        lines.append(f"  {component.key}: service {component.name}:{port}  (model names: {names})")
+        role = f" ({component.disaggregation.role} role)" if component.disaggregation else ""
+        lines.append(f"  {component.key}{role}: service {component.name}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
