@@ -45,7 +45,10 @@ def comparable(objects: list[dict]) -> list[dict]:
         obj = json.loads(json.dumps(obj))
         spec = obj.get("spec", {})
         group = spec.get("leaderWorkerTemplate", {})
-        templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {})]
+        cluster = spec.get("rayClusterConfig", {})
+        templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {}),
+                     cluster.get("headGroupSpec", {}).get("template", {}),
+                     *(workers["template"] for workers in cluster.get("workerGroupSpecs", []))]
         for meta in (obj["metadata"], *(pod.get("metadata", {}) for pod in templates)):
             for label in CHART_ONLY_LABELS:
                 meta.get("labels", {}).pop(label, None)
