@@ -161,7 +161,7 @@ class RayVllmEngine:
             head=head, version=options.ray_version, serve=serve,
             workers_per_replica=max(1, math.ceil(parallel / max(model.accelerators.count, 1))),
             # the head schedules no replicas: it keeps Serve's controller and the GCS responsive
-            head_params={"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+            head_params={"num-cpus": "0", "num-gpus": "0", "dashboard-host": "0.0.0.0"},
             idle_timeout_seconds=options.idle_timeout_seconds, head_node_selector=dict(options.head_node_selector))
         return EngineResult(container=worker, served_names=names[:1], port=serve_port,
                             metrics=Metrics("metrics", "/metrics", METRICS), needs_shm=True,
