@@ -287,11 +287,11 @@ def notes(plan: Plan) -> str:
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
         port = component.endpoint.public_port or component.endpoint.port.number
-        lines.append(f"  {component.key}: service {component.name}:{port}  (model names: {names})")
+        lines.append(f"  {component.key}: service {component.endpoint.service}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
-                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} "
+                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.endpoint.service} "
                   f"8000:{first.endpoint.public_port or first.endpoint.port.number}",
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
@@ -328,17 +328,23 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
                         "description": "Bounds of the autoscaler (ScaledObject or HPA) that owns the replica count.",
                         "properties": {"minReplicas": {"type": "integer", "minimum": 0},
                                        "maxReplicas": {"type": "integer", "minimum": 1}}}}}
+    definitions = {"model": model, "autoscaledModel": autoscaled}
+    kinds = {name: "autoscaledModel" if "autoscaling" in model_values else "model" if "replicas" in model_values
+             else "rayModel" for name, model_values in values["models"].items()}
+    if "rayModel" in kinds.values():
+        # a Ray cluster's worker pods: Ray Serve owns the replicas and KubeRay the command line
+        definitions["rayModel"] = {**model, "properties": {
+            key: value for key, value in model["properties"].items() if key not in ("replicas", "extraArgs")}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object", "additionalProperties": False, "required": ["global", "models"],
         # once, not once per model: a 200-model chart's schema stays small
-        "$defs": {"model": model, "autoscaledModel": autoscaled},
+        "$defs": definitions,
         "properties": {
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values
-                                             else "#/$defs/model"} for name, model_values in values["models"].items()}},
+                       "properties": {name: {"$ref": f"#/$defs/{kind}"} for name, kind in kinds.items()}},
         },
     }
 
