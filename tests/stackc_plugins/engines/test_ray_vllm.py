@@ -88,7 +88,19 @@ def test_head_and_worker_groups_split_the_pod() -> None:
         assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
         assert pod["securityContext"]["runAsNonRoot"] is True
     assert head["template"]["metadata"]["labels"]["stackc.dev/role"] == "head"
-    assert validate_kubernetes({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": worker}) == []
+    for pod in (head_pod, worker):
+        assert validate_kubernetes({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod}) == []
+
+
+def test_weights_stackc_downloads_reach_the_workers_only() -> None:
+    service = ray_service(spec().replace('model = "hf://org/m"', 'model = "s3://bucket/models/m"'))
+    cluster = service["spec"]["rayClusterConfig"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    assert [c["name"] for c in worker["initContainers"]] == ["weights-download"]
+    assert "initContainers" not in cluster["headGroupSpec"]["template"]["spec"]
+    (llm,) = serve_config(service)["applications"][0]["args"]["llm_configs"]
+    mounted = {m["mountPath"] for m in worker["containers"][0]["volumeMounts"]}
+    assert llm["model_loading_config"]["model_source"] in mounted
 
 
 def test_autoscaling_is_serves_and_rays_not_an_hpa() -> None:
