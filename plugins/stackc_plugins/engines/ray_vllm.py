@@ -125,6 +125,10 @@ class RayVllmEngine:
             field = "service_port" if model.service_port is not None else "ports"
             yield Diagnostic("E115", "KubeRay makes the model's Service (NAME-serve-svc, port 8000) itself: stackc "
                              "cannot add ports to it", (field,), "remove it; reach other ports through the pods")
+        if model.accelerators.resource != "nvidia.com/gpu" and model.image is None:
+            yield Diagnostic("W111", f"Ray's LLM image is built for CUDA: it finds no GPU on "
+                             f"'{model.accelerators.resource}' devices", ("accelerators", "resource"),
+                             "set image to a Ray image with vLLM built for these devices", Severity.WARNING)
         if model.rollout != Rollout():
             yield Diagnostic("W110", "a RayService rolls out a changed cluster by starting a new one and switching "
                              "traffic when it is ready: the rollout settings are not applied", ("rollout",),

@@ -179,3 +179,16 @@ def test_kserve_and_the_gateway_say_why_they_cannot_serve_a_ray_cluster() -> Non
 def test_rollout_settings_draw_a_warning() -> None:
     compilation = compile_text(spec('rollout = { strategy = "Recreate" }'))
     assert [d.code for d in compilation.warnings] == ["W110"]
+
+
+def test_min_replicas_zero_is_serves_and_the_worker_groups_minimum() -> None:
+    service = ray_service(spec("replicas = 0\nautoscaling = { min_replicas = 0, max_replicas = 2 }"))
+    (llm,) = serve_config(service)["applications"][0]["args"]["llm_configs"]
+    assert llm["deployment_config"] == {"autoscaling_config": {"min_replicas": 0, "max_replicas": 2}}
+    workers = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (0, 0, 2)
+
+
+def test_the_cuda_image_on_other_devices_draws_a_warning() -> None:
+    text = spec().replace("accelerators = { count = 2 }", 'accelerators = { count = 2, resource = "amd.com/gpu" }')
+    assert [d.code for d in compile_text(text).warnings] == ["W111"]
