@@ -357,8 +357,9 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
     """The head's pod, the worker group's, and the cluster's bounds.
 
     The workers are the merged pod (accelerators, the spec's resources and scheduling). The head
-    takes the spec's env, mounts, security and sidecars but its own resources and node selector:
-    it holds no accelerators, so it neither needs nor should take an accelerator node. It skips the
+    takes the spec's env, mounts, security and sidecars but its own resources and node selector, and
+    neither the tolerations nor the affinity: it holds no accelerators, so it should not take an
+    accelerator node. It skips the
     weights' download (only workers load them). Ray's autoscaler keeps the worker pods between what
     Serve's fewest and most replicas occupy.
     """

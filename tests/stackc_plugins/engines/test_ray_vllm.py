@@ -192,3 +192,13 @@ def test_min_replicas_zero_is_serves_and_the_worker_groups_minimum() -> None:
 def test_the_cuda_image_on_other_devices_draws_a_warning() -> None:
     text = spec().replace("accelerators = { count = 2 }", 'accelerators = { count = 2, resource = "amd.com/gpu" }')
     assert [d.code for d in compile_text(text).warnings] == ["W111"]
+
+
+@pytest.mark.parametrize("extra", [
+    "",
+    'replicas = 2\nautoscaling = { min_replicas = 1, max_replicas = 4, signal = "running", target = 8 }',
+    "replicas = 0\nautoscaling = { min_replicas = 0, max_replicas = 2 }\nserving = { tensor_parallel = 4 }",
+    'security.pod_security = "privileged"\nengine_options = { head_node_selector = { pool = "cpu" } }',
+])
+def test_every_variant_validates_against_kuberays_crd(extra: str, crd_validator) -> None:
+    assert crd_validator(ray_service(spec(extra))) == []
