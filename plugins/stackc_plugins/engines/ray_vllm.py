@@ -129,6 +129,10 @@ class RayVllmEngine:
             yield Diagnostic("W111", f"Ray's LLM image is built for CUDA: it finds no GPU on "
                              f"'{model.accelerators.resource}' devices", ("accelerators", "resource"),
                              "set image to a Ray image with vLLM built for these devices", Severity.WARNING)
+        if model.autoscaling.activation is not None:
+            yield Diagnostic("W112", "Ray Serve starts a replica on the first request: the activation threshold "
+                             "(KEDA's) is not applied", ("autoscaling", "activation"), "remove activation",
+                             Severity.WARNING)
         if model.rollout != Rollout():
             yield Diagnostic("W110", "a RayService rolls out a changed cluster by starting a new one and switching "
                              "traffic when it is ready: the rollout settings are not applied", ("rollout",),

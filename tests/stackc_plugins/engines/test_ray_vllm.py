@@ -189,6 +189,11 @@ def test_min_replicas_zero_is_serves_and_the_worker_groups_minimum() -> None:
     assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (0, 0, 2)
 
 
+def test_an_activation_threshold_draws_a_warning() -> None:
+    compilation = compile_text(spec("replicas = 0\nautoscaling = { min_replicas = 0, max_replicas = 2, activation = 1 }"))
+    assert [(d.code, d.dotted_path) for d in compilation.warnings] == [("W112", "models.m.autoscaling.activation")]
+
+
 def test_the_cuda_image_on_other_devices_draws_a_warning() -> None:
     text = spec().replace("accelerators = { count = 2 }", 'accelerators = { count = 2, resource = "amd.com/gpu" }')
     assert [d.code for d in compile_text(text).warnings] == ["W111"]
