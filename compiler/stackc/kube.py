@@ -268,7 +268,7 @@ def ray_service(stack: Stack, component: Component) -> dict:
     config["headGroupSpec"] = {"rayStartParams": dict(cluster.head_params), "template": head}
     config["workerGroupSpecs"] = [{
         "groupName": "workers", "replicas": cluster.workers, "minReplicas": cluster.min_workers,
-        "maxReplicas": cluster.max_workers, "rayStartParams": dict(cluster.worker_params),
+        "maxReplicas": cluster.max_workers, "rayStartParams": {},  # KubeRay derives the GPUs from the limits
         "template": pod_template(component.worker_pod, annotations),
     }]
     serve = attrs.asdict(cluster.serve, filter=lambda _, value: value is not None,

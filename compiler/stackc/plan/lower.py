@@ -375,7 +375,7 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
         version=application.version, serve=application.serve,
         workers=min(max(model.replicas, low), high) * per_replica,
         min_workers=low * per_replica, max_workers=high * per_replica, autoscaling=scaler is not None,
-        head_params=dict(application.head_params), worker_params=dict(application.worker_params),
+        head_params=dict(application.head_params),
         idle_timeout_seconds=application.idle_timeout_seconds)
     return head_pod, worker_pod, cluster
 

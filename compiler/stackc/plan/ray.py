@@ -99,7 +99,6 @@ class RayApplication:
     workers_per_replica: int = 1
     #: ``ray start`` parameters of the head (values are strings, as KubeRay takes them)
     head_params: Mapping[str, str] = attrs.field(factory=dict)
-    worker_params: Mapping[str, str] = attrs.field(factory=dict)
     #: seconds an idle worker pod stays before Ray's autoscaler removes it
     idle_timeout_seconds: int = 60
     #: where the head may run (the model's scheduling targets the accelerator nodes of the workers)
@@ -120,5 +119,4 @@ class RayCluster:
     #: Ray's in-tree autoscaler runs beside the head (the model autoscales)
     autoscaling: bool
     head_params: Mapping[str, str] = attrs.field(factory=dict)
-    worker_params: Mapping[str, str] = attrs.field(factory=dict)
     idle_timeout_seconds: int = 60
