@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stackc.spec.model import Model, SecretRef
+
+if TYPE_CHECKING:
+    from stackc.plan.ray import RayApplication
 
 
 class Capability(str, Enum):
@@ -229,6 +232,9 @@ class EngineResult:
     #: or one its files allow); stackc gives it a writable HOME
     run_as_user: int = 1000
     run_as_group: int = 1000
+    #: set by engines that run on a Ray cluster: ``container`` is then the worker group's, this has the
+    #: head's and the Ray Serve config (the core deploys the component as topology ``ray_cluster``)
+    ray: RayApplication | None = None
 
 
 @attrs.frozen

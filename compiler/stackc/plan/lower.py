@@ -32,6 +32,7 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
 from stackc.spec import sources
 from stackc.spec.model import (
@@ -54,6 +55,8 @@ WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
 #: a leader/worker group's pods say which they are; Services and pools select the leaders
 ROLE_LABEL = "stackc.dev/role"
+#: Ray Serve's proxies answer health checks here on the Serve port
+RAY_SERVE_HEALTH = "/-/healthz"
 #: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
 HOME_VOLUME = "home"
 HOME_PATH = "/stackc/home"
@@ -313,7 +316,12 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
                (*weight_downloads(model, model_weights), *engine_init, *lora_downloads), volumes,
                account_name, result)
     topology, worker_pod, answering = plan.Topology(), None, selector
-    if model.serving.nodes > 1:
+    ray_cluster, service, health = None, name, probe.path if probe is not None else None
+    if result.ray is not None:
+        # KubeRay makes the Service (its Serve proxies run on every pod of the cluster)
+        pod, worker_pod, ray_cluster = _ray_cluster(model, pod, result.ray, restricted, extra_mounts, scaler)
+        topology, service, health = plan.Topology("ray_cluster"), f"{name}-serve-svc", RAY_SERVE_HEALTH
+    elif model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
         topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
         answering = {**selector, ROLE_LABEL: "leader"}
@@ -327,8 +335,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
             adapters=lora, adapter_load_path=result.adapter_load_path if any(a.runtime for a in lora) else None,
-            health_path=probe.path if probe is not None else None, metrics=result.metrics,
-            api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering,
+            health_path=health, metrics=result.metrics,
+            api_key=model.security.api_key, service=service, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
             extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
                                       for p in spec_ports if p.service),
@@ -340,8 +348,36 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         disruption_budget=budget.max_unavailable if wants_budget else None,
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
-        claims=tuple(claims), config_maps=tuple(config_maps),
+        claims=tuple(claims), config_maps=tuple(config_maps), ray=ray_cluster,
     )
+
+
+def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restricted: bool,
+                 extra_mounts: list[Mount], scaler: plan.Autoscaler | None) -> tuple[plan.Pod, plan.Pod, RayCluster]:
+    """The head's pod, the worker group's, and the cluster's bounds.
+
+    The workers are the merged pod (accelerators, the spec's resources and scheduling). The head
+    takes the spec's env, mounts, security and sidecars but its own resources and node selector, and
+    neither the tolerations nor the affinity: it holds no accelerators, so it should not take an
+    accelerator node. It skips the
+    weights' download (only workers load them). Ray's autoscaler keeps the worker pods between what
+    Serve's fewest and most replicas occupy.
+    """
+    head = _serving_container(_with_home(application.head) if restricted else application.head, model, extra_mounts)
+    head = attrs.evolve(head, resources={kind: dict(table) for kind, table in application.head.resources.items()})
+    head_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "head"}, containers=(head, *pod.containers[1:]),
+                            init_containers=tuple(c for c in pod.init_containers if c.spec_path),
+                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None)
+    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"})
+    per_replica = application.workers_per_replica
+    low, high = (scaler.min_replicas, scaler.max_replicas) if scaler is not None else (model.replicas, model.replicas)
+    cluster = RayCluster(
+        version=application.version, serve=application.serve,
+        workers=min(max(model.replicas, low), high) * per_replica,
+        min_workers=low * per_replica, max_workers=high * per_replica, autoscaling=scaler is not None,
+        head_params=dict(application.head_params),
+        idle_timeout_seconds=application.idle_timeout_seconds)
+    return head_pod, worker_pod, cluster
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

@@ -25,6 +25,7 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+from stackc.plan.ray import RayCluster
 
 # the spec's own data classes where the plan carries the same values
 from stackc.spec.model import Accelerators, Rollout, Routing, SecretRef
@@ -57,9 +58,13 @@ class Pod:
 
 @attrs.frozen
 class Topology:
-    """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves)."""
+    """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves).
 
-    kind: Literal["single", "leader_worker"] = "single"
+    ``ray_cluster``: the component is one Ray cluster whose application places its replicas itself
+    (``Component.ray``): a head pod and a worker group Ray's autoscaler sizes; ``size`` is unused.
+    """
+
+    kind: Literal["single", "leader_worker", "ray_cluster"] = "single"
     size: int = 1
     #: a node label whose domains each group has to itself
     exclusive_key: str | None = None
@@ -190,6 +195,8 @@ class Component:
     config_maps: tuple[ConfigMapData, ...] = ()
     #: the role this component plays when its model is prefill/decode-disaggregated
     disaggregation: Disaggregation | None = None
+    #: the Ray cluster and Serve application of topology ``ray_cluster``
+    ray: RayCluster | None = None
 
 
 @attrs.frozen

@@ -104,6 +104,13 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.topology.kind == "ray_cluster":
+                yield Diagnostic("E117", "the kserve target cannot deploy a Ray cluster: KServe runs its own pods "
+                                 "and Services, where KubeRay's RayService needs its head and worker groups",
+                                 ("models", component.key, "engine"),
+                                 "deploy this model with the manifests or helm target (a RayService), or use "
+                                 'engine = "vllm" under kserve')
+                continue
             if component.topology.kind == "leader_worker":
                 yield Diagnostic("E074", "the kserve target can't run one replica over several nodes yet (its "
                                  "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),
