@@ -207,6 +207,11 @@ class EngineRequest:
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
     #: the model's LoRA adapters (the core mounts the volumes their paths are on)
     adapters: tuple[Adapter, ...] = ()
+    #: where the core mounted the disk for offloaded KV blocks (``kv_offload.disk_gib``)
+    kv_disk_path: str | None = None
+    #: the stack's KV-cache server (``lm://HOST:PORT``) and its encoding, for a model with ``kv_offload.remote``
+    kv_cache_url: str | None = None
+    kv_cache_serde: str = "naive"
 
 
 @attrs.frozen

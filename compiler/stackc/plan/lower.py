@@ -58,6 +58,9 @@ ROLE_LABEL = "stackc.dev/role"
 HOME_VOLUME = "home"
 HOME_PATH = "/stackc/home"
 HOME_USER = "stackc"
+#: the disk offloaded KV blocks go to (``kv_offload.disk_gib``), mounted in the serving container
+KV_DISK_VOLUME = "kv-offload"
+KV_DISK_PATH = "/kv-offload"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -97,8 +100,58 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
-                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)))
+                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
+                       kv_cache_server=kv_cache_server(spec))
     return plan.Plan(stack, components)
+
+
+def kv_cache_server_name(spec: Spec) -> str:
+    return f"{spec.stack.name}-kv-cache-server"
+
+
+def kv_cache_server(spec: Spec) -> plan.KvCacheServer | None:
+    """LMCache's server as one restricted pod: it keeps blocks in memory and writes nothing but HOME."""
+    server = spec.stack.kv_cache_server
+    if server is None:
+        return None
+    name = kv_cache_server_name(spec)
+    selector = {"app.kubernetes.io/name": "kv-cache-server", "app.kubernetes.io/instance": spec.stack.name}
+    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "kv-cache-server",
+              "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    port = Port("lm", server.port)
+    # the server speaks its own protocol on a plain TCP port: probe that it accepts connections
+    alive = Probe(port=port.name, tcp=True, period_seconds=10, timeout_seconds=5)
+    container = _with_home(Container(
+        "kv-cache-server", server.image, command=(server.executable, "0.0.0.0", str(server.port)), ports=(port,),
+        readiness_probe=alive, liveness_probe=attrs.evolve(alive, initial_delay_seconds=30),
+        resources={kind: dict(table) for kind, table in (("requests", server.resources.requests),
+                                                          ("limits", server.resources.limits)) if table},
+        image_pull_policy=server.image_pull_policy, security_context=dict(RESTRICTED_CONTAINER)))
+    pod = plan.Pod(labels=labels, annotations={}, containers=(container,), volumes=(Volume(HOME_VOLUME, empty_dir={}),),
+                   security_context={"runAsNonRoot": True, "runAsUser": server.run_as_user, "runAsGroup": 0,
+                                     "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", **RESTRICTED_POD})
+    clients = {"app.kubernetes.io/component": "model-server", "app.kubernetes.io/part-of": spec.stack.name}
+    return plan.KvCacheServer(name, labels, selector, pod, port, clients)
+
+
+def kv_offload_storage(spec: Spec, model: Model) -> tuple[list[Volume], list[Mount], dict[str, Any]]:
+    """The disk a model offloads KV blocks to and the stack's cache server it shares them through: the pod's
+    volume (an emptyDir of ``disk_gib``, unless the spec names its own), the serving container's mount, and
+    what the engine is told."""
+    offload = model.kv_offload
+    if offload is None:
+        return [], [], {}
+    volumes, mounts, told = [], [], {}
+    if offload.disk_gib is not None:
+        volume = offload.disk_volume or KV_DISK_VOLUME
+        if offload.disk_volume is None:
+            volumes.append(Volume(KV_DISK_VOLUME, empty_dir={"sizeLimit": f"{offload.disk_gib}Gi"}))
+        mounts.append(Mount(volume, KV_DISK_PATH))
+        told["kv_disk_path"] = KV_DISK_PATH
+    server = spec.stack.kv_cache_server
+    if offload.remote and server is not None:
+        told.update(kv_cache_url=f"lm://{kv_cache_server_name(spec)}:{server.port}", kv_cache_serde=server.serde)
+    return volumes, mounts, told
 
 
 def shared_nfs_volumes(spec: Spec) -> list[NfsVolumeRequest]:
@@ -283,8 +336,11 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         volumes.append(volume)
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
+    kv_volumes, kv_mounts, kv_told = kv_offload_storage(spec, model)
+    volumes.extend(kv_volumes)
+    extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora)
+                            lora, **kv_told)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes

@@ -247,6 +247,19 @@ class Exporter:
 
 
 @attrs.frozen
+class KvCacheServer:
+    """A KV-cache server the stack's model servers share: one pod behind a Service, admitting only them."""
+
+    name: str
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    pod: Pod
+    port: Port
+    #: labels of the pods that may call it (the stack's model servers)
+    clients: Mapping[str, str]
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
@@ -266,6 +279,8 @@ class Stack:
     #: and the NFS volumes they bind
     claims: tuple[ClaimRequest, ...] = ()
     nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
+    #: the shared KV-cache server, created once by each target that deploys models
+    kv_cache_server: KvCacheServer | None = None
 
 
 @attrs.frozen

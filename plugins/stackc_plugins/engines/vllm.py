@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import attrs
@@ -35,6 +36,7 @@ from stackc_plugins.engines._common import (
     http_probes,
     lora_args,
     model_location,
+    ranks_per_pod,
     served_names,
 )
 
@@ -86,6 +88,14 @@ class VllmEngine:
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
+        offload = model.kv_offload
+        if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
+            yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
+                             "host memory only", ("kv_offload", "disk_gib"),
+                             'use backend = "lmcache" (an image with LMCache) to offload to disk')
+        if offload is not None and offload.backend == "native" and offload.remote:
+            yield Diagnostic("E123", "vLLM's native offloading has no client for LMCache's cache server",
+                             ("kv_offload", "remote"), 'use backend = "lmcache" (an image with LMCache)')
         image = model.image or IMAGE
         if model.accelerators.resource.startswith("aws.amazon.com/neuron") and image.startswith(IMAGE.split(":")[0]):
             yield Diagnostic("W030", f"the vLLM image '{image}' is built for CUDA: it finds no GPU on Neuron devices",
@@ -146,6 +156,9 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
         # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
         size = model.kv_offload.cpu_gib * serving.nodes
         args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
+        env_lmcache = lmcache_env(request) if model.kv_offload.backend == "lmcache" else []
+    else:
+        env_lmcache = []
     if options.enforce_eager:
         args.append("--enforce-eager")
     if request.chat_template_volume:
@@ -153,12 +166,28 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
         args += ["--chat-template", TEMPLATE_FILE]
     args += lora_args(request, "--lora-modules", "--max-loras")
     args += model.engine_args
-    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
+    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *env_lmcache]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
         env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"))
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env
+
+
+def lmcache_env(request: EngineRequest) -> list[EnvVar]:
+    """LMCache's tiers below host memory, which it reads from its ``LMCACHE_*`` variables: the local disk
+    (one store per tensor-parallel worker, so each gets its share of ``disk_gib``, in GB) and the stack's
+    cache server."""
+    env = []
+    offload = request.model.kv_offload
+    if request.kv_disk_path is not None and offload is not None and offload.disk_gib is not None:
+        share = math.floor(offload.disk_gib * 1000 / ranks_per_pod(request.model)) / 1000
+        env += [EnvVar("LMCACHE_LOCAL_DISK", f"file://{request.kv_disk_path}/"),
+                EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", f"{share:g}")]
+    if request.kv_cache_url is not None:
+        env += [EnvVar("LMCACHE_REMOTE_URL", request.kv_cache_url),
+                EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde)]
+    return env
 
 
 @hookimpl
