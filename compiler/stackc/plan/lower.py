@@ -86,13 +86,15 @@ def workload_name(spec: Spec, key: str) -> str:
 
 
 def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tuple[str, ...] = (),
-          platform_weights: str | None = None) -> plan.Plan:
+          platform_weights: str | None = None, ray_head: str | None = None) -> plan.Plan:
     """Every enabled model, in key order, as a Component.
 
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
+    ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
+    join (KServe); engines that can run on Ray are asked to.
     """
-    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights)
+    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights, ray_head)
                        for key in sorted(spec.models) if spec.models[key].enabled)
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
@@ -295,7 +297,7 @@ def _platform_uri(source: ModelSource) -> str:
 
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-               platform_weights: str | None) -> plan.Component:
+               platform_weights: str | None, ray_head: str | None = None) -> plan.Component:
     name = workload_name(spec, key)
     selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
     labels = {
@@ -340,7 +342,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     volumes.extend(kv_volumes)
     extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora, **kv_told)
+                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -371,7 +373,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     topology, worker_pod, answering = plan.Topology(), None, selector
     if model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
-        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
+        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology,
+                                 model.serving.tensor_parallel, model.serving.pipeline_parallel, result.ray_cluster)
         answering = {**selector, ROLE_LABEL: "leader"}
         worker = _serving_container(_with_home(result.worker) if restricted else result.worker, model, extra_mounts)
         # the worker runs the engine's worker in place of the server, beside the same sidecars

@@ -63,6 +63,11 @@ class Topology:
     size: int = 1
     #: a node label whose domains each group has to itself
     exclusive_key: str | None = None
+    #: how the engine divides the model over a group: KServe's workerSpec states both
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    #: the group is a Ray cluster the workers join at the leader (``EngineRequest.ray_head``)
+    ray_cluster: bool = False
 
 
 Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",

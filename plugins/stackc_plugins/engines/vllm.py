@@ -48,6 +48,8 @@ OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
 LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
+#: the Ray head's port on a leader (GCS), which the workers join
+RAY_PORT = 6379
 
 
 @attrs.frozen
@@ -119,14 +121,35 @@ class VllmEngine:
         )
         worker = None
         nodes = model.serving.nodes
-        if nodes > 1:
+        ray = nodes > 1 and request.ray_head is not None
+        if ray:
+            assert request.ray_head is not None
+            container, worker = ray_group(container, request.ray_head)
+        elif nodes > 1:
             # multiprocessing across nodes, no Ray: rank 0 serves the API, the others run headless
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
-                            adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP)
+                            adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
+                            ray_cluster=ray)
+
+
+def ray_group(container: Container, head: str) -> tuple[Container, Container]:
+    """vLLM over a Ray cluster the platform forms (KServe): the leader starts Ray's head, then ``vllm serve``
+    with the Ray executor, which waits for the workers' GPUs; each worker joins the head and blocks.
+    Ray and vLLM are told the pod's own address (a pod's hostname does not resolve to it)."""
+    env = (*container.env, *(EnvVar(name, value_from={"fieldRef": {"fieldPath": "status.podIP"}})
+                             for name in ("POD_IP", "VLLM_HOST_IP")))
+    start = 'ray start --node-ip-address="$POD_IP" --disable-usage-stats'
+    leader = attrs.evolve(
+        container, env=env,
+        command=("/bin/sh", "-c", f'{start} --head --port={RAY_PORT} && exec "$@"', "ray-head"),
+        args=(*container.command, *container.args, "--distributed-executor-backend", "ray"))
+    worker = group_worker(attrs.evolve(container, env=env, command=(
+        "/bin/sh", "-c", f'exec {start} --address="{head}:{RAY_PORT}" --block')), [])
+    return leader, worker
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
