@@ -200,7 +200,8 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
 def lmcache_env(request: EngineRequest) -> list[EnvVar]:
     """LMCache's tiers below host memory, which it reads from its ``LMCACHE_*`` variables: the local disk
     (one store per tensor-parallel worker, so each gets its share of ``disk_gib``, in GB) and the stack's
-    cache server."""
+    cache server. LMCache keys blocks with Python's ``hash()`` by default, which is salted per process
+    unless PYTHONHASHSEED is set: replicas sharing a server must agree on it, or they never hit."""
     env = []
     offload = request.model.kv_offload
     if request.kv_disk_path is not None and offload is not None and offload.disk_gib is not None:
@@ -209,7 +210,7 @@ def lmcache_env(request: EngineRequest) -> list[EnvVar]:
                 EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", f"{share:g}")]
     if request.kv_cache_url is not None:
         env += [EnvVar("LMCACHE_REMOTE_URL", request.kv_cache_url),
-                EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde)]
+                EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde), EnvVar("PYTHONHASHSEED", "0")]
     return env
 
 

@@ -122,6 +122,7 @@ def test_models_that_opt_in_reach_the_stacks_cache_server() -> None:
     env = env_of(pod("vllm", 'backend = "lmcache", remote = true', server=SERVER))
     assert env["LMCACHE_REMOTE_URL"] == "lm://kv-kv-cache-server:8080"
     assert env["LMCACHE_REMOTE_SERDE"] == "naive"
+    assert env["PYTHONHASHSEED"] == "0"  # every replica keys blocks alike
     assert "LMCACHE_LOCAL_DISK" not in env
 
 
