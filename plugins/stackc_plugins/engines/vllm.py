@@ -48,6 +48,8 @@ OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
 LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
+#: LMCache's vLLM connector, storing and loading blocks in both directions
+LMCACHE_CONNECTOR = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
 #: the Ray head's port on a leader (GCS), which the workers join
 RAY_PORT = 6379
 
@@ -175,13 +177,18 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     ])
     if serving.prefix_caching is not None:
         args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
-    if model.kv_offload is not None:
+    env_lmcache = []
+    if model.kv_offload is not None and model.kv_offload.backend == "lmcache" and (
+            request.kv_disk_path is not None or request.kv_cache_url is not None):
+        # the tiers below memory are LMCache's own configuration, which --kv-offloading-backend does not
+        # carry (newer vLLM hands that flag to LMCache's multiprocess server): LMCache's connector, configured
+        # by its LMCACHE_* variables, as LMCache and production-stack run it
+        args += ["--kv-transfer-config", LMCACHE_CONNECTOR]
+        env_lmcache = lmcache_env(request)
+    elif model.kv_offload is not None:
         # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
         size = model.kv_offload.cpu_gib * serving.nodes
         args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
-        env_lmcache = lmcache_env(request) if model.kv_offload.backend == "lmcache" else []
-    else:
-        env_lmcache = []
     if options.enforce_eager:
         args.append("--enforce-eager")
     if request.chat_template_volume:
@@ -198,20 +205,26 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
 
 
 def lmcache_env(request: EngineRequest) -> list[EnvVar]:
-    """LMCache's tiers below host memory, which it reads from its ``LMCACHE_*`` variables: the local disk
-    (one store per tensor-parallel worker, so each gets its share of ``disk_gib``, in GB) and the stack's
-    cache server. LMCache keys blocks with Python's ``hash()`` by default, which is salted per process
-    unless PYTHONHASHSEED is set: replicas sharing a server must agree on it, or they never hit."""
-    env = []
+    """LMCache's tiers, which it reads from its ``LMCACHE_*`` variables: host memory and the local disk
+    (one store of each per tensor-parallel worker, so each gets its share of the pod's GiB, in GB) and the
+    stack's cache server. LMCache keys blocks with Python's ``hash()`` by default, which is salted per
+    process unless PYTHONHASHSEED is set: replicas sharing a server must agree on it, or they never hit."""
     offload = request.model.kv_offload
-    if request.kv_disk_path is not None and offload is not None and offload.disk_gib is not None:
-        share = math.floor(offload.disk_gib * 1000 / ranks_per_pod(request.model)) / 1000
+    assert offload is not None
+    ranks = ranks_per_pod(request.model)
+    env = [EnvVar("LMCACHE_LOCAL_CPU", "True"), EnvVar("LMCACHE_MAX_LOCAL_CPU_SIZE", _gb_share(offload.cpu_gib, ranks))]
+    if request.kv_disk_path is not None and offload.disk_gib is not None:
         env += [EnvVar("LMCACHE_LOCAL_DISK", f"file://{request.kv_disk_path}/"),
-                EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", f"{share:g}")]
+                EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", _gb_share(offload.disk_gib, ranks))]
     if request.kv_cache_url is not None:
         env += [EnvVar("LMCACHE_REMOTE_URL", request.kv_cache_url),
                 EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde), EnvVar("PYTHONHASHSEED", "0")]
     return env
+
+
+def _gb_share(gib: int, ranks: int) -> str:
+    """One worker's share, in LMCache's GB, rounded down so the workers together stay within it."""
+    return f"{math.floor(gib * 1000 / ranks) / 1000:g}"
 
 
 @hookimpl

@@ -92,9 +92,15 @@ def env_of(spec: dict) -> dict[str, str]:
 
 def test_lmcache_spills_to_an_emptydir_of_disk_gib_each_worker_filling_its_share() -> None:
     spec = pod("vllm", 'backend = "lmcache", disk_gib = 100')
+    args = spec["containers"][0]["args"]
+    # LMCache's connector, configured by its variables: the high-level flag carries host memory only
+    assert args[args.index("--kv-transfer-config") + 1] == '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+    assert "--kv-offloading-backend" not in args
     env = env_of(spec)
-    assert env["LMCACHE_LOCAL_DISK"] == "file:///kv-offload/"
-    assert env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == "50"  # two tensor-parallel workers, one store each
+    # two tensor-parallel workers, one store of each tier per worker
+    assert [(k, v) for k, v in env.items() if k.startswith("LMCACHE_")] == [
+        ("LMCACHE_LOCAL_CPU", "True"), ("LMCACHE_MAX_LOCAL_CPU_SIZE", "12"),
+        ("LMCACHE_LOCAL_DISK", "file:///kv-offload/"), ("LMCACHE_MAX_LOCAL_DISK_SIZE", "50")]
     assert {"name": "kv-offload", "emptyDir": {"sizeLimit": "100Gi"}} in spec["volumes"]
     assert {"name": "kv-offload", "mountPath": "/kv-offload"} in spec["containers"][0]["volumeMounts"]
     assert "LMCACHE_REMOTE_URL" not in env
