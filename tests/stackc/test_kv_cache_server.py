@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from stackc.diagnostics import DiagnosticsError
 from stackc.testing import compile_text, objects, pod_security_problems, pod_templates
 
 SPEC = """
@@ -91,3 +92,10 @@ def test_the_engines_are_told_where_it_is(files: dict[str, bytes]) -> None:
 def test_without_network_policies_the_server_gets_none() -> None:
     text = SPEC.replace('namespace = "llm"', 'namespace = "llm"\nnetwork_policy = { enabled = false }')
     assert sorted(server_objects(compile_text(text).files, "manifests")) == ["Deployment", "Service"]
+
+
+def test_a_model_cannot_take_the_servers_names() -> None:
+    text = SPEC.replace("[models.m]", "[models.kv-cache-server]")
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(text)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [("E126", "models.kv-cache-server")]

@@ -61,6 +61,8 @@ HOME_USER = "stackc"
 #: the disk offloaded KV blocks go to (``kv_offload.disk_gib``), mounted in the serving container
 KV_DISK_VOLUME = "kv-offload"
 KV_DISK_PATH = "/kv-offload"
+#: the stack's KV-cache server is named, and labelled, as a model with this key would be
+KV_CACHE_SERVER = "kv-cache-server"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -108,7 +110,7 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
 
 
 def kv_cache_server_name(spec: Spec) -> str:
-    return f"{spec.stack.name}-kv-cache-server"
+    return workload_name(spec, KV_CACHE_SERVER)
 
 
 def kv_cache_server(spec: Spec) -> plan.KvCacheServer | None:
@@ -117,8 +119,8 @@ def kv_cache_server(spec: Spec) -> plan.KvCacheServer | None:
     if server is None:
         return None
     name = kv_cache_server_name(spec)
-    selector = {"app.kubernetes.io/name": "kv-cache-server", "app.kubernetes.io/instance": spec.stack.name}
-    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": "kv-cache-server",
+    selector = {"app.kubernetes.io/name": KV_CACHE_SERVER, "app.kubernetes.io/instance": spec.stack.name}
+    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": KV_CACHE_SERVER,
               "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
     port = Port("lm", server.port)
     # the server speaks its own protocol on a plain TCP port: probe that it accepts connections

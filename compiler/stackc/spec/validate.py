@@ -14,6 +14,7 @@ from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.engine import Capability
+from stackc.plan.lower import KV_CACHE_SERVER
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
 from stackc.spec import sources
@@ -276,9 +277,13 @@ def _offload_storage_problems(spec: Spec, model: Model, base: Path) -> Iterator[
 
 
 def _kv_cache_server_problems(spec: Spec) -> Iterator[Diagnostic]:
-    """A cache server nothing uses is a pod of memory for nothing."""
+    """A cache server nothing uses is a pod of memory for nothing; its objects' names must be its own."""
     if spec.stack.kv_cache_server is None:
         return
+    if KV_CACHE_SERVER in spec.models:
+        yield Diagnostic("E126", f"a model named '{KV_CACHE_SERVER}' would take the names of the stack's KV-cache server "
+                         "(its Deployment, Service and pod labels)", ("models", KV_CACHE_SERVER),
+                         "rename the model")
     if not any(m.enabled and m.kv_offload is not None and m.kv_offload.remote for m in spec.models.values()):
         yield Diagnostic("W121", "the KV-cache server is deployed, but no model shares KV blocks through it",
                          ("stack", "kv_cache_server"), "set kv_offload.remote = true on the models that should",
