@@ -26,7 +26,7 @@ from stackc.plan.engine import (
     Probe,
     Volume,
 )
-from stackc.plan.model import Autoscaler, Component, Plan, Pod, Stack
+from stackc.plan.model import Autoscaler, Component, KvCacheServer, Plan, Pod, Stack
 from stackc.registry import Artifact
 
 RESTRICTED_CONTAINER = {
@@ -314,15 +314,52 @@ def nfs_persistent_volume(stack: Stack, labels: Mapping[str, str], volume: NfsVo
 
 
 def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
-    """(file stem, object) for what the stack as a whole needs: its shared claims, then the spec's extra
-    objects as written (already in the stack's namespace)."""
+    """(file stem, object) for what the stack as a whole needs: its shared claims, the KV-cache server, then
+    the spec's extra objects as written (already in the stack's namespace)."""
     labels = stack_labels(stack)
     for volume in stack.nfs_volumes:
         yield f"persistentvolume-{volume.name}", nfs_persistent_volume(stack, labels, volume)
     for claim in stack.claims:
         yield f"persistentvolumeclaim-{claim.name}", persistent_volume_claim(stack, labels, claim)
+    server = stack.kv_cache_server
+    if server is not None:
+        yield f"deployment-{server.name}", kv_cache_server_deployment(stack, server)
+        yield f"service-{server.name}", kv_cache_server_service(stack, server)
+        if stack.network_policy is not None:
+            yield f"networkpolicy-{server.name}", kv_cache_server_network_policy(stack, server)
     for obj in stack.extra_objects:
         yield f"{obj['kind'].lower()}-{obj['metadata']['name']}", json.loads(json.dumps(obj))
+
+
+def kv_cache_server_deployment(stack: Stack, server: KvCacheServer) -> dict:
+    """One replica (a second would be a second, separate store), replaced rather than rolled for the same reason."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"replicas": 1, "selector": {"matchLabels": dict(server.selector)}, "strategy": {"type": "Recreate"},
+                 "template": pod_template(server.pod)},
+    }
+
+
+def kv_cache_server_service(stack: Stack, server: KvCacheServer) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"type": "ClusterIP", "selector": dict(server.selector),
+                 "ports": [{"name": server.port.name, "port": server.port.number, "targetPort": server.port.name,
+                            "protocol": "TCP"}]},
+    }
+
+
+def kv_cache_server_network_policy(stack: Stack, server: KvCacheServer) -> dict:
+    """Only the stack's model servers may store and fetch KV blocks: they hold the users' prompts."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"podSelector": {"matchLabels": dict(server.selector)}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": dict(server.clients)}}],
+                              "ports": [{"port": server.port.name, "protocol": "TCP"}]}]},
+    }
 
 
 def service_account(stack: Stack, component: Component) -> dict:

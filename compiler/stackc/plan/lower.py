@@ -61,6 +61,11 @@ RAY_SERVE_HEALTH = "/-/healthz"
 HOME_VOLUME = "home"
 HOME_PATH = "/stackc/home"
 HOME_USER = "stackc"
+#: the disk offloaded KV blocks go to (``kv_offload.disk_gib``), mounted in the serving container
+KV_DISK_VOLUME = "kv-offload"
+KV_DISK_PATH = "/kv-offload"
+#: the stack's KV-cache server is named, and labelled, as a model with this key would be
+KV_CACHE_SERVER = "kv-cache-server"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -86,13 +91,15 @@ def workload_name(spec: Spec, key: str) -> str:
 
 
 def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tuple[str, ...] = (),
-          platform_weights: str | None = None) -> plan.Plan:
+          platform_weights: str | None = None, ray_head: str | None = None) -> plan.Plan:
     """Every enabled model, in key order, as a Component.
 
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
+    ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
+    join (KServe); engines that can run on Ray are asked to.
     """
-    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights)
+    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights, ray_head)
                        for key in sorted(spec.models) if spec.models[key].enabled)
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
@@ -100,8 +107,58 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
-                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)))
+                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
+                       kv_cache_server=kv_cache_server(spec))
     return plan.Plan(stack, components)
+
+
+def kv_cache_server_name(spec: Spec) -> str:
+    return workload_name(spec, KV_CACHE_SERVER)
+
+
+def kv_cache_server(spec: Spec) -> plan.KvCacheServer | None:
+    """LMCache's server as one restricted pod: it keeps blocks in memory and writes nothing but HOME."""
+    server = spec.stack.kv_cache_server
+    if server is None:
+        return None
+    name = kv_cache_server_name(spec)
+    selector = {"app.kubernetes.io/name": KV_CACHE_SERVER, "app.kubernetes.io/instance": spec.stack.name}
+    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": KV_CACHE_SERVER,
+              "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    port = Port("lm", server.port)
+    # the server speaks its own protocol on a plain TCP port: probe that it accepts connections
+    alive = Probe(port=port.name, tcp=True, period_seconds=10, timeout_seconds=5)
+    container = _with_home(Container(
+        "kv-cache-server", server.image, command=(server.executable, "0.0.0.0", str(server.port)), ports=(port,),
+        readiness_probe=alive, liveness_probe=attrs.evolve(alive, initial_delay_seconds=30),
+        resources={kind: dict(table) for kind, table in (("requests", server.resources.requests),
+                                                          ("limits", server.resources.limits)) if table},
+        image_pull_policy=server.image_pull_policy, security_context=dict(RESTRICTED_CONTAINER)))
+    pod = plan.Pod(labels=labels, annotations={}, containers=(container,), volumes=(Volume(HOME_VOLUME, empty_dir={}),),
+                   security_context={"runAsNonRoot": True, "runAsUser": server.run_as_user, "runAsGroup": 0,
+                                     "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", **RESTRICTED_POD})
+    clients = {"app.kubernetes.io/component": "model-server", "app.kubernetes.io/part-of": spec.stack.name}
+    return plan.KvCacheServer(name, labels, selector, pod, port, clients)
+
+
+def kv_offload_storage(spec: Spec, model: Model) -> tuple[list[Volume], list[Mount], dict[str, Any]]:
+    """The disk a model offloads KV blocks to and the stack's cache server it shares them through: the pod's
+    volume (an emptyDir of ``disk_gib``, unless the spec names its own), the serving container's mount, and
+    what the engine is told."""
+    offload = model.kv_offload
+    if offload is None:
+        return [], [], {}
+    volumes, mounts, told = [], [], {}
+    if offload.disk_gib is not None:
+        volume = offload.disk_volume or KV_DISK_VOLUME
+        if offload.disk_volume is None:
+            volumes.append(Volume(KV_DISK_VOLUME, empty_dir={"sizeLimit": f"{offload.disk_gib}Gi"}))
+        mounts.append(Mount(volume, KV_DISK_PATH))
+        told["kv_disk_path"] = KV_DISK_PATH
+    server = spec.stack.kv_cache_server
+    if offload.remote and server is not None:
+        told.update(kv_cache_url=f"lm://{kv_cache_server_name(spec)}:{server.port}", kv_cache_serde=server.serde)
+    return volumes, mounts, told
 
 
 def shared_nfs_volumes(spec: Spec) -> list[NfsVolumeRequest]:
@@ -245,7 +302,7 @@ def _platform_uri(source: ModelSource) -> str:
 
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-               platform_weights: str | None) -> plan.Component:
+               platform_weights: str | None, ray_head: str | None = None) -> plan.Component:
     name = workload_name(spec, key)
     selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
     labels = {
@@ -286,8 +343,11 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         volumes.append(volume)
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
+    kv_volumes, kv_mounts, kv_told = kv_offload_storage(spec, model)
+    volumes.extend(kv_volumes)
+    extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora)
+                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -323,7 +383,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         topology, service, health = plan.Topology("ray_cluster"), f"{name}-serve-svc", RAY_SERVE_HEALTH
     elif model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
-        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
+        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology,
+                                 model.serving.tensor_parallel, model.serving.pipeline_parallel, result.ray_group)
         answering = {**selector, ROLE_LABEL: "leader"}
         worker = _serving_container(_with_home(result.worker) if restricted else result.worker, model, extra_mounts)
         # the worker runs the engine's worker in place of the server, beside the same sidecars

@@ -68,6 +68,11 @@ class Topology:
     size: int = 1
     #: a node label whose domains each group has to itself
     exclusive_key: str | None = None
+    #: how the engine divides the model over a group: KServe's workerSpec states both
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    #: the group is a Ray cluster the workers join at the leader (``EngineRequest.ray_head``)
+    ray_group: bool = False
 
 
 Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",
@@ -254,6 +259,19 @@ class Exporter:
 
 
 @attrs.frozen
+class KvCacheServer:
+    """A KV-cache server the stack's model servers share: one pod behind a Service, admitting only them."""
+
+    name: str
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    pod: Pod
+    port: Port
+    #: labels of the pods that may call it (the stack's model servers)
+    clients: Mapping[str, str]
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
@@ -273,6 +291,8 @@ class Stack:
     #: and the NFS volumes they bind
     claims: tuple[ClaimRequest, ...] = ()
     nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
+    #: the shared KV-cache server, created once by each target that deploys models
+    kv_cache_server: KvCacheServer | None = None
 
 
 @attrs.frozen
