@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stackc.spec.model import Model, SecretRef
+
+if TYPE_CHECKING:
+    from stackc.plan.ray import RayApplication
 
 
 class Capability(str, Enum):
@@ -221,6 +224,14 @@ class EngineRequest:
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
     #: the model's LoRA adapters (the core mounts the volumes their paths are on)
     adapters: tuple[Adapter, ...] = ()
+    #: where the core mounted the disk for offloaded KV blocks (``kv_offload.disk_gib``)
+    kv_disk_path: str | None = None
+    #: the stack's KV-cache server (``lm://HOST:PORT``) and its encoding, for a model with ``kv_offload.remote``
+    kv_cache_url: str | None = None
+    kv_cache_serde: str = "naive"
+    #: set when the target's platform forms a multi-node replica as a Ray cluster (KServe): the host the
+    #: workers reach the Ray head at (the engine chooses its port); the leader starts the head and the engine
+    ray_head: str | None = None
     #: set when the model is disaggregated: the role this component serves
     role: RoleRequest | None = None
 
@@ -239,6 +250,8 @@ class EngineResult:
     #: the container of a multi-node replica's other pods (ranks 1…nodes-1), which serve no HTTP;
     #: engines with ``Capability.MULTI_NODE`` return it when ``serving.nodes`` > 1
     worker: Container | None = None
+    #: the group runs as the Ray cluster ``EngineRequest.ray_head`` asked for (the engine honoured it)
+    ray_group: bool = False
     #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
     adapter_load_path: str | None = None
     #: for a disaggregated role: how a router joins the roles (``plan.model.PrefillProtocol``) and the
@@ -251,6 +264,9 @@ class EngineResult:
     #: or one its files allow); stackc gives it a writable HOME
     run_as_user: int = 1000
     run_as_group: int = 1000
+    #: set by engines that run on a Ray cluster: ``container`` is then the worker group's, this has the
+    #: head's and the Ray Serve config (the core deploys the component as topology ``ray_cluster``)
+    ray: RayApplication | None = None
 
 
 @attrs.frozen

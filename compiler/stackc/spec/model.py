@@ -252,6 +252,16 @@ class KvOffload:
     backend: Literal["native", "lmcache"] = field(
         "vLLM: its own offloading connector (`native`), or LMCache (`lmcache`, the image must include it); "
         "SGLang uses its hierarchical cache and takes `native` only.", default="native")
+    disk_gib: int | None = field(
+        "Local disk per pod for KV blocks evicted from host memory, in GiB: LMCache's local disk, SGLang's "
+        "HiCache file storage (vLLM's `native` backend offloads to memory only). Without `disk_volume`, an "
+        "emptyDir of this size (count it in `resources` ephemeral-storage).", default=None, minimum=1,
+        maximum=1 << 20)
+    disk_volume: str | None = field(
+        "A volume of `extra_volumes` to keep those blocks on (a local NVMe, an ephemeral volume) instead of an "
+        "emptyDir.", default=None, form=DNS_LABEL)
+    remote: bool = field("Share KV blocks through the stack's `[stack.kv_cache_server]` (LMCache's `lm://` server; "
+                         "`backend = \"lmcache\"`).", default=False)
 
 
 @attrs.frozen
@@ -555,6 +565,26 @@ class NetworkPolicy:
 
 
 @attrs.frozen
+class KvCacheServer:
+    """LMCache's cache server: one store of KV blocks the stack's models share (`kv_offload.remote`), so a
+    prefix one replica computed is fetched by the others instead of computed again. One replica: a second
+    would hold a separate store behind the same Service."""
+
+    image: str = field("Image with LMCache's `lmcache_server` (e.g. `lmcache/vllm-openai:TAG`; pin a tested tag).")
+    executable: str = field("The server program in the image.", default="/opt/venv/bin/lmcache_server",
+                            form=Form(r"^\S+$", "a program name or path without spaces"))
+    port: int = field("Port the server listens on (and its Service's).", default=8080, minimum=1, maximum=PORT_MAX)
+    serde: Literal["naive", "cachegen"] = field(
+        "How engines encode blocks for the server (`LMCACHE_REMOTE_SERDE`): raw tensors, or CacheGen-compressed.",
+        default="naive")
+    resources: Resources = field("CPU and memory of the server (it keeps the blocks in memory: size its memory "
+                                 "for them).", factory=Resources)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
+    run_as_user: int = field("Non-root user the server runs as (Pod Security restricted).", default=1000,
+                             minimum=1, maximum=INT32_MAX)
+
+
+@attrs.frozen
 class Stack:
     name: str = field("Stack name: prefixes object names and names the output folder.", form=NAME)
     namespace: str = field("Namespace every object goes to.", default="default", form=NAME)
@@ -566,6 +596,8 @@ class Stack:
                             default="http://prometheus-operated.monitoring.svc:9090", form=HTTP_URL)
     shared_cache: SharedCache | None = field("A cache volume the models share (weights downloaded once per stack).",
                                              default=None)
+    kv_cache_server: KvCacheServer | None = field(
+        "A KV-cache server the models share (`kv_offload.remote`), deployed with the models.", default=None)
     extra_objects: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes objects stackc does not model, emitted as written into the stack's namespace (each needs "
         "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())

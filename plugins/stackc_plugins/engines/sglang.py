@@ -32,6 +32,7 @@ from stackc_plugins.engines._common import (
     hf_env,
     lora_args,
     model_location,
+    ranks_per_pod,
     served_names,
 )
 
@@ -65,6 +66,10 @@ class SglangEngine:
         if model.kv_offload is not None and model.kv_offload.backend != "native":
             yield Diagnostic("E020", "SGLang offloads KV blocks with its own hierarchical cache, not LMCache",
                              ("kv_offload", "backend"), 'use backend = "native"')
+        if model.kv_offload is not None and model.kv_offload.remote:
+            yield Diagnostic("E123", "SGLang's HiCache has no client for LMCache's cache server",
+                             ("kv_offload", "remote"), 'serve this model with engine = "vllm" and backend = "lmcache", '
+                             "or give HiCache a shared storage backend of its own through engine_args")
         if model.kv_offload is not None and model.serving.prefix_caching is False:
             yield Diagnostic("E020", "SGLang's hierarchical cache extends its radix (prefix) cache, which "
                              "prefix_caching = false turns off", ("kv_offload",), "remove one of them")
@@ -103,11 +108,17 @@ class SglangEngine:
         if model.kv_offload is not None:
             # HiCache: the radix tree spills to a host-memory tier of this many GB
             args += ["--enable-hierarchical-cache", "--hicache-size", str(model.kv_offload.cpu_gib)]
+        env = hf_env(request)
+        if model.kv_offload is not None and model.kv_offload.disk_gib is not None and request.kv_disk_path:
+            # below host memory, HiCache's file storage: one cap per tensor-parallel rank, sharing the folder
+            share = model.kv_offload.disk_gib * 1024 // ranks_per_pod(model)
+            args += ["--hicache-storage-backend", "file"]
+            env += [EnvVar("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", request.kv_disk_path),
+                    EnvVar("SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE", f"{share}Mi")]
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
         args += lora_args(request, "--lora-paths", "--max-loras-per-batch", ("--lora-target-modules", "all"))
-        env = hf_env(request)
         if model.security.api_key:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
             env.append(EnvVar("SGLANG_API_KEY", secret=model.security.api_key))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 
 import attrs
@@ -37,6 +38,7 @@ from stackc_plugins.engines._common import (
     http_probes,
     lora_args,
     model_location,
+    ranks_per_pod,
     served_names,
 )
 
@@ -48,6 +50,10 @@ OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
 LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
+#: LMCache's vLLM connector, storing and loading blocks in both directions
+LMCACHE_CONNECTOR = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+#: the Ray head's port on a leader (GCS), which the workers join
+RAY_PORT = 6379
 #: the NixlConnector's side channel (its handshake; the transfer itself goes over UCX) and LMCache's P/D
 #: receiver, by default
 NIXL_PORT = 5600
@@ -96,6 +102,14 @@ class VllmEngine:
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
         yield from check_disaggregation(model)
+        offload = model.kv_offload
+        if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
+            yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
+                             "host memory only", ("kv_offload", "disk_gib"),
+                             'use backend = "lmcache" (an image with LMCache) to offload to disk')
+        if offload is not None and offload.backend == "native" and offload.remote:
+            yield Diagnostic("E123", "vLLM's native offloading has no client for LMCache's cache server",
+                             ("kv_offload", "remote"), 'use backend = "lmcache" (an image with LMCache)')
         image = model.image or IMAGE
         if model.accelerators.resource.startswith("aws.amazon.com/neuron") and image.startswith(IMAGE.split(":")[0]):
             yield Diagnostic("W030", f"the vLLM image '{image}' is built for CUDA: it finds no GPU on Neuron devices",
@@ -119,7 +133,11 @@ class VllmEngine:
         )
         worker = None
         nodes = model.serving.nodes
-        if nodes > 1:
+        ray = nodes > 1 and request.ray_head is not None
+        if ray:
+            assert request.ray_head is not None
+            container, worker = ray_group(container, request.ray_head)
+        elif nodes > 1:
             # multiprocessing across nodes, no Ray: rank 0 serves the API, the others run headless
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
@@ -134,7 +152,23 @@ class VllmEngine:
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
-                            prefill_protocol=protocol, kv_port=kv_port)
+                            prefill_protocol=protocol, kv_port=kv_port, ray_group=ray)
+
+
+def ray_group(container: Container, head: str) -> tuple[Container, Container]:
+    """vLLM over a Ray cluster the platform forms (KServe): the leader starts Ray's head, then ``vllm serve``
+    with the Ray executor, which waits for the workers' GPUs; each worker joins the head and blocks.
+    Ray and vLLM are told the pod's own address (a pod's hostname does not resolve to it)."""
+    env = (*container.env, *(EnvVar(name, value_from={"fieldRef": {"fieldPath": "status.podIP"}})
+                             for name in ("POD_IP", "VLLM_HOST_IP")))
+    start = 'ray start --node-ip-address="$POD_IP" --disable-usage-stats'
+    leader = attrs.evolve(
+        container, env=env,
+        command=("/bin/sh", "-c", f'{start} --head --port={RAY_PORT} && exec "$@"', "ray-head"),
+        args=(*container.command, *container.args, "--distributed-executor-backend", "ray"))
+    worker = group_worker(attrs.evolve(container, env=env, command=(
+        "/bin/sh", "-c", f'exec {start} --address="{head}:{RAY_PORT}" --block')), [])
+    return leader, worker
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
@@ -160,7 +194,15 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     ])
     if serving.prefix_caching is not None:
         args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
-    if model.kv_offload is not None:
+    env_lmcache = []
+    if model.kv_offload is not None and model.kv_offload.backend == "lmcache" and (
+            request.kv_disk_path is not None or request.kv_cache_url is not None):
+        # the tiers below memory are LMCache's own configuration, which --kv-offloading-backend does not
+        # carry (newer vLLM hands that flag to LMCache's multiprocess server): LMCache's connector, configured
+        # by its LMCACHE_* variables, as LMCache and production-stack run it
+        args += ["--kv-transfer-config", LMCACHE_CONNECTOR]
+        env_lmcache = lmcache_env(request)
+    elif model.kv_offload is not None:
         # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
         size = model.kv_offload.cpu_gib * serving.nodes
         args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
@@ -173,7 +215,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     kv_args, kv_env = kv_transfer(request.role) if request.role is not None else ([], [])
     args += kv_args
     args += model.engine_args
-    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *kv_env]
+    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *env_lmcache, *kv_env]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
         env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"))
     if model.security.api_key:
@@ -226,6 +268,29 @@ def check_disaggregation(model: Model) -> Iterator[Diagnostic]:
         if arg.split("=", 1)[0] in KV_FLAGS:
             yield Diagnostic("E102", f"engine_args sets {arg.split('=', 1)[0]}, which stackc sets from disaggregation",
                              ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+
+
+def lmcache_env(request: EngineRequest) -> list[EnvVar]:
+    """LMCache's tiers, which it reads from its ``LMCACHE_*`` variables: host memory and the local disk
+    (one store of each per tensor-parallel worker, so each gets its share of the pod's GiB, in GB) and the
+    stack's cache server. LMCache keys blocks with Python's ``hash()`` by default, which is salted per
+    process unless PYTHONHASHSEED is set: replicas sharing a server must agree on it, or they never hit."""
+    offload = request.model.kv_offload
+    assert offload is not None
+    ranks = ranks_per_pod(request.model)
+    env = [EnvVar("LMCACHE_LOCAL_CPU", "True"), EnvVar("LMCACHE_MAX_LOCAL_CPU_SIZE", _gb_share(offload.cpu_gib, ranks))]
+    if request.kv_disk_path is not None and offload.disk_gib is not None:
+        env += [EnvVar("LMCACHE_LOCAL_DISK", f"file://{request.kv_disk_path}/"),
+                EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", _gb_share(offload.disk_gib, ranks))]
+    if request.kv_cache_url is not None:
+        env += [EnvVar("LMCACHE_REMOTE_URL", request.kv_cache_url),
+                EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde), EnvVar("PYTHONHASHSEED", "0")]
+    return env
+
+
+def _gb_share(gib: int, ranks: int) -> str:
+    """One worker's share, in LMCache's GB, rounded down so the workers together stay within it."""
+    return f"{math.floor(gib * 1000 / ranks) / 1000:g}"
 
 
 @hookimpl

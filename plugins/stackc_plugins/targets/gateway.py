@@ -130,6 +130,13 @@ class GatewayTarget:
                 yield Diagnostic("E062", "an HTTPS listener needs its certificate Secret",
                                  ("targets", "gateway", "listeners", index, "protocol"), "set tls_secret")
         for component in plan.components:
+            if component.topology.kind == "ray_cluster":
+                # the picker chooses a pod by its engine's queue, but Ray Serve's proxy on that pod hands the
+                # request to any replica in the cluster: the choice would not hold
+                yield Diagnostic("E118", "the gateway's endpoint picker routes to pods by their engine's load; a Ray "
+                                 "cluster's proxies route between replicas themselves", ("models", component.key, "engine"),
+                                 f"reach it through the router target, or route to KubeRay's Service "
+                                 f"'{component.endpoint.service}' (port {component.endpoint.service_port})")
             roles = component.disaggregation
             if roles is not None and roles.protocol != "kv_transfer_params" and roles.role == "decode":
                 yield Diagnostic("E106", f"the gateway's P/D sidecar drives vLLM's NIXL connector; model "
