@@ -119,3 +119,13 @@ def test_stackc_up_refuses_a_disaggregated_model(tmp_path: Path) -> None:
     plan = compile_text(SPEC).plan
     planned, found = processes.plan(plan.components, {"vllm": None}, tmp_path)
     assert planned == [] and [(d.code, d.dotted_path) for d in found] == [("E107", "models.m.disaggregation")]
+
+
+def test_the_model_is_checked_as_its_roles_run_it() -> None:
+    # the model's own 1 device is too few for tensor_parallel = 2, but both roles bring 2
+    text = SPEC.replace("accelerators.count = 1", "accelerators.count = 1\nserving.tensor_parallel = 2").replace(
+        "[models.m.disaggregation.prefill]\n", "[models.m.disaggregation.prefill]\naccelerators = { count = 2 }\n")
+    assert compile_text(text).plan.components[1].pod.containers[0].resources["limits"] == {"nvidia.com/gpu": "2"}
+    # the prefill role inherits tensor_parallel: its problem is located at the model's field, once
+    assert problems(text.replace("serving.tensor_parallel = 2", "serving.tensor_parallel = 4")) == [
+        ("E030", "models.m.serving.tensor_parallel")]

@@ -581,31 +581,35 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                              Severity.WARNING)
     if model.engine_options is None and engine.options_type is not None:
         return  # its options had errors, already reported
+    if model.disaggregation is not None and Capability.DISAGGREGATION in engine.capabilities:
+        # the model runs only as its roles: the engine checks each role's settings
+        yield from _role_problems(key, model, engine, registered.provider, plugin_call)
+        return
     problems = plugin_call(registered.provider, f"engine '{engine.name}' check()",
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
-    if model.disaggregation is not None and Capability.DISAGGREGATION in engine.capabilities:
-        yield from _role_problems(key, model, engine, registered.provider, plugin_call, set(problems))
 
 
-def _role_problems(key: str, model: Model, engine: Any, provider: Any, plugin_call: Callable[..., Any],
-                   seen: set[Diagnostic]) -> Iterator[Diagnostic]:
+def _role_problems(key: str, model: Model, engine: Any, provider: Any,
+                   plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
     """A disaggregated model's roles: what they must agree on, and the engine's checks of each role's
-    settings (problems the model's own check found are not repeated)."""
+    settings, located in the role's table where the role sets the field (once where both roles share it)."""
     base = ("models", key)
     yield from (attrs.evolve(p, path=base + p.path)
                 for p in disaggregation.problems(model, getattr(engine, "kv_connectors", ()), engine.name))
+    seen: set[Diagnostic] = set()
     for role in disaggregation.ROLES:
         served = disaggregation.role_model(model, role)
         problems = plugin_call(provider, f"engine '{engine.name}' check()",
                                lambda: list(engine.check(key, served, served.engine_options)))
         for problem in problems:
-            if problem not in seen:
-                seen.add(problem)
-                yield Diagnostic(problem.code, problem.message,
+            located = Diagnostic(problem.code, problem.message,
                                  base + disaggregation.role_path(model, role, tuple(problem.path)), problem.hint,
                                  problem.severity)
+            if located not in seen:
+                seen.add(located)
+                yield located
 
 
 def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:
