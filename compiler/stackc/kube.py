@@ -35,6 +35,8 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
+DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
 #: the pods of KubeRay's operator (its Helm chart's name label)
 KUBERAY_OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}
 #: LeaderWorkerSet's annotation giving each group a topology domain of its own
@@ -555,6 +557,10 @@ def network_policy(stack: Stack, component: Component) -> dict:
         # KubeRay's operator, wherever it is installed, submits the Serve config to the head's dashboard
         rules.append({"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": KUBERAY_OPERATOR}}],
                       "ports": [{"port": "dashboard", "protocol": "TCP"}]})
+    if component.disaggregation is not None:
+        # KV transfer between the model's prefill and decode pods: the connector's port (NIXL's side
+        # channel, SGLang's bootstrap) and the transport's, which UCX and Mooncake pick at run time
+        rules.append({"from": [{"podSelector": {"matchLabels": model_selector(component)}}]})
     if component.endpoint.peer_ports:
         # the spec's own ports: KV transfer between the stack's engines, a sidecar's API or metrics
         peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": stack.name}}},
@@ -570,11 +576,23 @@ def network_policy(stack: Stack, component: Component) -> dict:
     }
 
 
+def model_selector(component: Component) -> dict[str, str]:
+    """The labels of all of a model's pods: a disaggregated model's both roles."""
+    return {k: v for k, v in component.selector.items() if k != DISAGGREGATION_ROLE_LABEL}
+
+
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
     peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods)}}
     if namespace and namespace != stack.namespace:
         peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
     return peer
+
+
+def folder(component: Component) -> str:
+    """Where every target puts a component's files: the model's folder, and a disaggregated model's roles
+    each in a folder of their own inside it (``llama/prefill``)."""
+    roles = component.disaggregation
+    return component.key if roles is None else f"{component.key}/{roles.role}"
 
 
 def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str, dict]]:

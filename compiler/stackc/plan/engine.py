@@ -45,6 +45,8 @@ class Capability(str, Enum):
     KV_OFFLOAD = "kv_offload"
     #: listens on the port the spec sets (``port``)
     PORT = "port"
+    #: serves a model as separate prefill and decode roles (``disaggregation``), configuring the KV transfer
+    DISAGGREGATION = "disaggregation"
 
 
 @attrs.frozen
@@ -197,6 +199,18 @@ class Adapter:
 
 
 @attrs.frozen
+class RoleRequest:
+    """The role an engine serves of a disaggregated model, and where the other role is."""
+
+    role: str  # "prefill" or "decode"
+    connector: str  # the spec's ``disaggregation.connector``
+    #: the KV-transfer port (None: the engine's default)
+    kv_port: int | None
+    #: the decode role's Service, which a prefill server pushes KV to (LMCache's P/D)
+    decode_service: str
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -218,6 +232,8 @@ class EngineRequest:
     #: set when the target's platform forms a multi-node replica as a Ray cluster (KServe): the host the
     #: workers reach the Ray head at (the engine chooses its port); the leader starts the head and the engine
     ray_head: str | None = None
+    #: set when the model is disaggregated: the role this component serves
+    role: RoleRequest | None = None
 
 
 @attrs.frozen
@@ -238,6 +254,12 @@ class EngineResult:
     ray_group: bool = False
     #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
     adapter_load_path: str | None = None
+    #: for a disaggregated role: how a router joins the roles (``plan.model.PrefillProtocol``) and the
+    #: KV-transfer port the engine opened (also on ``container.ports``)
+    prefill_protocol: str | None = None
+    kv_port: Port | None = None
+    #: the prefill servers' bootstrap port (protocol ``bootstrap``), on both roles' results
+    bootstrap_port: int | None = None
     #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
     #: or one its files allow); stackc gives it a writable HOME
     run_as_user: int = 1000

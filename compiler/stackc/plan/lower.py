@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
+from stackc.plan import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -29,12 +30,13 @@ from stackc.plan.engine import (
     NfsVolumeRequest,
     Port,
     Probe,
+    RoleRequest,
     Volume,
     Weights,
 )
 from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
-from stackc.spec import sources
+from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     Autoscaling,
     ContainerPort,
@@ -99,8 +101,9 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
     join (KServe); engines that can run on Ray are asked to.
     """
-    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights, ray_head)
-                       for key in sorted(spec.models) if spec.models[key].enabled)
+    components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
+                       for component in _components(spec, key, spec.models[key], registry, plugin_call,
+                                                    platform_weights, ray_head, tuple(targets)))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
@@ -301,10 +304,22 @@ def _platform_uri(source: ModelSource) -> str:
     return source.location if source.scheme in ("s3", "gs") else f"{source.scheme}://{source.location}"
 
 
+def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
+                platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...]) -> list[plan.Component]:
+    """A model's component, or a disaggregated model's decode and prefill components."""
+    if model.disaggregation is None:
+        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head)]
+    return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
+        spec, key, served, registry, plugin_call, platform_weights, ray_head, request))
+        for role in disaggregation.ROLES]
+
+
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-               platform_weights: str | None, ray_head: str | None = None) -> plan.Component:
-    name = workload_name(spec, key)
-    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
+               platform_weights: str | None, ray_head: str | None = None,
+               role: RoleRequest | None = None) -> plan.Component:
+    name = workload_name(spec, key) + (f"-{role.role}" if role else "")
+    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
+                **({pd.ROLE_LABEL: role.role} if role else {})}
     labels = {
         **spec.stack.labels,
         **model.labels,
@@ -347,7 +362,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     volumes.extend(kv_volumes)
     extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None)
+                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -410,6 +425,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps), ray=ray_cluster,
+        disaggregation=_role(role, result),
     )
 
 
@@ -439,6 +455,13 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
         head_params=dict(application.head_params),
         idle_timeout_seconds=application.idle_timeout_seconds)
     return head_pod, worker_pod, cluster
+
+
+def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
+    if role is None:
+        return None
+    assert result.prefill_protocol is not None, "a disaggregating engine names its protocol"
+    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

@@ -17,7 +17,7 @@ from stackc.plan.engine import Capability
 from stackc.plan.lower import KV_CACHE_SERVER
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
-from stackc.spec import sources
+from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
@@ -57,6 +57,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
     Capability.KV_OFFLOAD: (("kv_offload",), "KV-cache offloading", lambda m: m.kv_offload is not None),
     Capability.PORT: (("port",), "setting its port here", lambda m: m.port is not None),
+    Capability.DISAGGREGATION: (("disaggregation",), "prefill/decode disaggregation",
+                                lambda m: m.disaggregation is not None),
 }
 #: an emptyDir cache above this many bytes of weights draws W026: node root disks (EKS: 20 GiB by default)
 #: also hold the images, an emptyDir fills them, and every restart downloads again. 20 GB is a 10B model in 16 bits.
@@ -84,6 +86,8 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
     yield from _kv_cache_server_problems(spec)
     for key in sorted(spec.models):
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
+        if spec.models[key].disaggregation is not None and spec.models[key].enabled:
+            yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
@@ -577,10 +581,35 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                              Severity.WARNING)
     if model.engine_options is None and engine.options_type is not None:
         return  # its options had errors, already reported
+    if model.disaggregation is not None and Capability.DISAGGREGATION in engine.capabilities:
+        # the model runs only as its roles: the engine checks each role's settings
+        yield from _role_problems(key, model, engine, registered.provider, plugin_call)
+        return
     problems = plugin_call(registered.provider, f"engine '{engine.name}' check()",
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _role_problems(key: str, model: Model, engine: Any, provider: Any,
+                   plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
+    """A disaggregated model's roles: what they must agree on, and the engine's checks of each role's
+    settings, located in the role's table where the role sets the field (once where both roles share it)."""
+    base = ("models", key)
+    yield from (attrs.evolve(p, path=base + p.path)
+                for p in disaggregation.problems(model, getattr(engine, "kv_connectors", ()), engine.name))
+    seen: set[Diagnostic] = set()
+    for role in disaggregation.ROLES:
+        served = disaggregation.role_model(model, role)
+        problems = plugin_call(provider, f"engine '{engine.name}' check()",
+                               lambda: list(engine.check(key, served, served.engine_options)))
+        for problem in problems:
+            located = Diagnostic(problem.code, problem.message,
+                                 base + disaggregation.role_path(model, role, tuple(problem.path)), problem.hint,
+                                 problem.severity)
+            if located not in seen:
+                seen.add(located)
+                yield located
 
 
 def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:

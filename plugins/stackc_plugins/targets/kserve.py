@@ -108,6 +108,11 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.disaggregation is not None and component.disaggregation.role == "decode":
+                yield Diagnostic("E105", "an InferenceService runs one predictor: it can't split a model into "
+                                 "prefill and decode roles", ("models", component.key, "disaggregation"),
+                                 "KServe's way is an LLMInferenceService (llm-d); deploy this model with the "
+                                 "manifests or helm target, or drop disaggregation for kserve")
             if component.topology.kind == "ray_cluster":
                 yield Diagnostic("E117", "the kserve target cannot deploy a Ray cluster: KServe runs its own pods "
                                  "and Services, where KubeRay's RayService needs its head and worker groups",

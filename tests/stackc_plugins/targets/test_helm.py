@@ -168,3 +168,15 @@ def test_add_on_targets_land_in_the_chart_in_the_release_namespace() -> None:
     assert {name.split("/")[3] for name in files if name.startswith("helm/prod/templates/") and name.count("/") == 4} \
         == {"router", "monitoring"}
     assert not any(name.startswith("helm/prod/templates/manifests/") for name in files)  # templated per model instead
+
+
+@needs_helm
+def test_a_disaggregated_models_roles_are_tuned_apart(tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "disaggregated-sglang.toml", tmp_path)
+    before = comparable(rendered(chart, "sglang-pd", "llm-pd"))
+    after = comparable(rendered(chart, "sglang-pd", "llm-pd", "--set", "models.qwen.prefill.replicas=4"))
+    changed = [(a["kind"], a["metadata"]["name"], a["spec"].get("replicas")) for a, b in zip(after, before, strict=True)
+               if a != b]
+    assert changed == [("Deployment", "sglang-pd-qwen-prefill", 4)]
+    bad = helm("template", "sglang-pd", str(chart), "-n", "llm-pd", "--set", "models.qwen.replicas=4")
+    assert bad.returncode != 0 and "replicas" in bad.stderr

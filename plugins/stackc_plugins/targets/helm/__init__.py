@@ -65,9 +65,14 @@ class HelmTarget:
         })
         values: dict[str, Any] = {"global": {"imagePullSecrets": [], "labels": {}}, "models": {}}
         for component in plan.components:
-            values["models"][component.key] = model_values(component)
+            roles = component.disaggregation
+            if roles is None:
+                values["models"][component.key] = model_values(component)
+            else:  # a disaggregated model's roles: models.KEY.ROLE
+                values["models"].setdefault(component.key, {})[roles.role] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
-                yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
+                yield Artifact(f"{root}/templates/{kube.folder(component)}-{kind}.yaml",
+                               text=template(chart, component, obj))
         for stem, obj in kube.stack_objects(plan.stack):
             # the spec's objects as written: only their namespace follows the release
             yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
@@ -178,8 +183,14 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
-    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
+    head = [f'{{{{- $model := index .Values.models {values_keys(component)} }}}}'] if workload or bounds else []
     return _expand(chart, obj, sentinel, head, guard=not workload)
+
+
+def values_keys(component: Component) -> str:
+    """Where the component's values are under ``models``: its key, then a disaggregated model's role."""
+    roles = component.disaggregation
+    return " ".join(f'"{k}"' for k in (component.key, *([roles.role] if roles else [])))
 
 
 def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any,
@@ -287,7 +298,8 @@ def notes(plan: Plan) -> str:
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
         port = component.endpoint.public_port or component.endpoint.port.number
-        lines.append(f"  {component.key}: service {component.endpoint.service}:{port}  (model names: {names})")
+        role = f" ({component.disaggregation.role} role)" if component.disaggregation else ""
+        lines.append(f"  {component.key}{role}: service {component.endpoint.service}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
@@ -297,6 +309,26 @@ def notes(plan: Plan) -> str:
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]
     return "\n".join(lines) + "\n"
+
+
+def _role_values(model_values: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A model's values, or a disaggregated model's roles' values (``models.KEY.ROLE``)."""
+    if set(model_values) <= {"prefill", "decode"}:
+        return [model_values[role] for role in sorted(model_values)]
+    return [model_values]
+
+
+def _kind(model_values: Mapping[str, Any]) -> str:
+    return "autoscaledModel" if "autoscaling" in model_values else "model" if "replicas" in model_values \
+        else "rayModel"
+
+
+def _model_ref(model_values: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's values' schema; a disaggregated model's are its roles', each a model's."""
+    if set(model_values) <= {"prefill", "decode"}:
+        return {"type": "object", "additionalProperties": False, "required": sorted(model_values),
+                "properties": {role: _model_ref(role_values) for role, role_values in sorted(model_values.items())}}
+    return {"$ref": f"#/$defs/{_kind(model_values)}"}
 
 
 def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,9 +361,8 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
                         "properties": {"minReplicas": {"type": "integer", "minimum": 0},
                                        "maxReplicas": {"type": "integer", "minimum": 1}}}}}
     definitions = {"model": model, "autoscaledModel": autoscaled}
-    kinds = {name: "autoscaledModel" if "autoscaling" in model_values else "model" if "replicas" in model_values
-             else "rayModel" for name, model_values in values["models"].items()}
-    if "rayModel" in kinds.values():
+    kinds = {_kind(leaf) for model_values in values["models"].values() for leaf in _role_values(model_values)}
+    if "rayModel" in kinds:
         # a Ray cluster's worker pods: Ray Serve owns the replicas and KubeRay the command line
         definitions["rayModel"] = {**model, "properties": {
             key: value for key, value in model["properties"].items() if key not in ("replicas", "extraArgs")}}
@@ -344,7 +375,7 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": f"#/$defs/{kind}"} for name, kind in kinds.items()}},
+                       "properties": {name: _model_ref(model_values) for name, model_values in values["models"].items()}},
         },
     }
 
