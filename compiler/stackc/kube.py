@@ -26,7 +26,7 @@ from stackc.plan.engine import (
     Probe,
     Volume,
 )
-from stackc.plan.model import Autoscaler, Component, Plan, Pod, Stack
+from stackc.plan.model import Autoscaler, Component, KvCacheServer, Plan, Pod, Stack
 from stackc.registry import Artifact
 
 RESTRICTED_CONTAINER = {
@@ -35,6 +35,10 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
+DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
+#: the pods of KubeRay's operator (its Helm chart's name label)
+KUBERAY_OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}
 #: LeaderWorkerSet's annotation giving each group a topology domain of its own
 EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 # Startup probes allow long model loads; a rollout must not be declared failed before they end.
@@ -242,8 +246,46 @@ def leader_worker_set(stack: Stack, component: Component) -> dict:
     }
 
 
+def ray_service(stack: Stack, component: Component) -> dict:
+    """A Ray cluster and its Serve application (KubeRay's RayService): the head, one worker group Ray's
+    autoscaler sizes, and the typed Serve config rendered into the YAML string KubeRay takes.
+
+    KubeRay creates the Services (``NAME-serve-svc`` on Serve's port, ``NAME-head-svc``) and, on a
+    changed cluster, a new cluster it switches traffic to once it serves.
+    """
+    from stackc.output.render import to_yaml
+
+    cluster = component.ray
+    assert cluster is not None and component.worker_pod is not None
+    annotations = config_hash(component)
+    head = pod_template(component.pod, annotations)
+    config: dict[str, Any] = {"rayVersion": cluster.version}
+    if cluster.autoscaling:
+        autoscaler_container: dict[str, Any] = {"idleTimeoutSeconds": cluster.idle_timeout_seconds,
+                                                "upscalingMode": "Default"}
+        security = component.pod.containers[0].security_context
+        if security is not None:  # the autoscaler runs beside the head, under the same Pod Security level
+            autoscaler_container["securityContext"] = dict(security)
+        config.update(enableInTreeAutoscaling=True, autoscalerOptions=autoscaler_container)
+    config["headGroupSpec"] = {"rayStartParams": dict(cluster.head_params), "template": head}
+    config["workerGroupSpecs"] = [{
+        "groupName": "workers", "replicas": cluster.workers, "minReplicas": cluster.min_workers,
+        "maxReplicas": cluster.max_workers, "rayStartParams": {},  # KubeRay derives the GPUs from the limits
+        "template": pod_template(component.worker_pod, annotations),
+    }]
+    serve = attrs.asdict(cluster.serve, filter=lambda _, value: value is not None,
+                         value_serializer=lambda _, __, value: dict(value) if isinstance(value, Mapping) else value)
+    return {
+        "apiVersion": "ray.io/v1", "kind": "RayService",
+        "metadata": metadata(stack, component.name, component.labels),
+        "spec": {"serveConfigV2": to_yaml(serve), "rayClusterConfig": config},
+    }
+
+
 def workload(stack: Stack, component: Component) -> tuple[str, dict]:
     """(file stem, object) of what runs the component's pods, by its topology."""
+    if component.topology.kind == "ray_cluster":
+        return "rayservice", ray_service(stack, component)
     if component.topology.kind == "leader_worker":
         return "leaderworkerset", leader_worker_set(stack, component)
     return "deployment", deployment(stack, component)
@@ -274,15 +316,52 @@ def nfs_persistent_volume(stack: Stack, labels: Mapping[str, str], volume: NfsVo
 
 
 def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
-    """(file stem, object) for what the stack as a whole needs: its shared claims, then the spec's extra
-    objects as written (already in the stack's namespace)."""
+    """(file stem, object) for what the stack as a whole needs: its shared claims, the KV-cache server, then
+    the spec's extra objects as written (already in the stack's namespace)."""
     labels = stack_labels(stack)
     for volume in stack.nfs_volumes:
         yield f"persistentvolume-{volume.name}", nfs_persistent_volume(stack, labels, volume)
     for claim in stack.claims:
         yield f"persistentvolumeclaim-{claim.name}", persistent_volume_claim(stack, labels, claim)
+    server = stack.kv_cache_server
+    if server is not None:
+        yield f"deployment-{server.name}", kv_cache_server_deployment(stack, server)
+        yield f"service-{server.name}", kv_cache_server_service(stack, server)
+        if stack.network_policy is not None:
+            yield f"networkpolicy-{server.name}", kv_cache_server_network_policy(stack, server)
     for obj in stack.extra_objects:
         yield f"{obj['kind'].lower()}-{obj['metadata']['name']}", json.loads(json.dumps(obj))
+
+
+def kv_cache_server_deployment(stack: Stack, server: KvCacheServer) -> dict:
+    """One replica (a second would be a second, separate store), replaced rather than rolled for the same reason."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"replicas": 1, "selector": {"matchLabels": dict(server.selector)}, "strategy": {"type": "Recreate"},
+                 "template": pod_template(server.pod)},
+    }
+
+
+def kv_cache_server_service(stack: Stack, server: KvCacheServer) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"type": "ClusterIP", "selector": dict(server.selector),
+                 "ports": [{"name": server.port.name, "port": server.port.number, "targetPort": server.port.name,
+                            "protocol": "TCP"}]},
+    }
+
+
+def kv_cache_server_network_policy(stack: Stack, server: KvCacheServer) -> dict:
+    """Only the stack's model servers may store and fetch KV blocks: they hold the users' prompts."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": metadata(stack, server.name, server.labels),
+        "spec": {"podSelector": {"matchLabels": dict(server.selector)}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": dict(server.clients)}}],
+                              "ports": [{"port": server.port.name, "protocol": "TCP"}]}]},
+    }
 
 
 def service_account(stack: Stack, component: Component) -> dict:
@@ -326,7 +405,7 @@ def autoscaler(stack: Stack, component: Component) -> tuple[str, dict] | None:
     """(file stem, object) of the one autoscaler owning the component's replicas: an HPA for CPU and
     memory, a KEDA ScaledObject with a Prometheus trigger otherwise (None without an autoscaler)."""
     scaler = component.scale.autoscaler
-    if scaler is None:
+    if scaler is None or component.topology.kind == "ray_cluster":  # Ray Serve and Ray's autoscaler scale it
         return None
     if scaler.signal in signals.RESOURCE_SIGNALS:
         return "horizontalpodautoscaler", horizontal_pod_autoscaler(
@@ -399,10 +478,11 @@ def number_text(value: int | float | None) -> str:
 
 def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
     """What plain Kubernetes autoscalers (KEDA, the HPA) cannot do with a model's autoscaling."""
+    yield from ray_problems(plan)
     for component in plan.components:
         scaler = component.scale.autoscaler
         path = ("models", component.key, "autoscaling")
-        if scaler is None:
+        if scaler is None or component.topology.kind == "ray_cluster":
             continue
         if scaler.signal is None:
             yield Diagnostic("E083", f"target '{target}' has no platform that picks a signal: nothing would scale "
@@ -419,11 +499,35 @@ def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:
     if "monitoring" in plan.stack.targets:
         return
     for component in plan.components:
-        if signals.trigger(plan.stack, component) is not None:
+        if component.topology.kind != "ray_cluster" and signals.trigger(plan.stack, component) is not None:
             yield Diagnostic("W080", "the trigger selects series by namespace and the pods' labels (as the monitoring "
                              "target's PodMonitors copy them); without that target your Prometheus must scrape and "
                              "label them so", ("models", component.key, "autoscaling"),
                              'add "monitoring" to stack.targets', Severity.WARNING)
+
+
+#: KubeRay refuses longer RayService names: it appends 6 characters for the cluster, then ``-serve-svc``
+RAY_SERVICE_NAME_LIMIT = 47
+#: Serve autoscales on requests in flight per replica: the one signal a Ray cluster can use
+RAY_SIGNALS = (None, "running")
+
+
+def ray_problems(plan: Plan) -> Iterator[Diagnostic]:
+    """What KubeRay and Ray Serve refuse in a component run as a Ray cluster."""
+    for component in plan.components:
+        if component.topology.kind != "ray_cluster":
+            continue
+        if len(component.name) > RAY_SERVICE_NAME_LIMIT:
+            yield Diagnostic("E110", f"the RayService '{component.name}' (stack name + '-' + model key) has "
+                             f"{len(component.name)} characters; KubeRay takes at most {RAY_SERVICE_NAME_LIMIT}",
+                             ("models", component.key), f"shorten the stack name or the model key to "
+                             f"{RAY_SERVICE_NAME_LIMIT - 1} characters together")
+        scaler = component.scale.autoscaler
+        if scaler is not None and scaler.signal not in RAY_SIGNALS:
+            yield Diagnostic("E116", f"Ray Serve scales replicas on requests in flight per replica, not on "
+                             f"'{scaler.signal}'", ("models", component.key, "autoscaling", "signal"),
+                             'use signal = "running" with target (requests per replica), or leave signal out '
+                             "for Serve's default")
 
 
 def network_policy(stack: Stack, component: Component) -> dict:
@@ -445,9 +549,18 @@ def network_policy(stack: Stack, component: Component) -> dict:
         scrapers.append({"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}})
         rules.append({"from": scrapers, "ports": [{"port": metrics.port, "protocol": "TCP"}]})
-    if component.topology.kind == "leader_worker":
-        # the group's collective traffic (NCCL, the engine's rendezvous) uses ports chosen at run time
+    if component.topology.kind in ("leader_worker", "ray_cluster"):
+        # the group's collective traffic (NCCL, the engine's rendezvous, Ray's GCS, raylets and object
+        # transfer) uses ports chosen at run time
         rules.append({"from": [{"podSelector": {"matchLabels": dict(component.selector)}}]})
+    if component.topology.kind == "ray_cluster":
+        # KubeRay's operator, wherever it is installed, submits the Serve config to the head's dashboard
+        rules.append({"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": KUBERAY_OPERATOR}}],
+                      "ports": [{"port": "dashboard", "protocol": "TCP"}]})
+    if component.disaggregation is not None:
+        # KV transfer between the model's prefill and decode pods: the connector's port (NIXL's side
+        # channel, SGLang's bootstrap) and the transport's, which UCX and Mooncake pick at run time
+        rules.append({"from": [{"podSelector": {"matchLabels": model_selector(component)}}]})
     if component.endpoint.peer_ports:
         # the spec's own ports: KV transfer between the stack's engines, a sidecar's API or metrics
         peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": stack.name}}},
@@ -463,11 +576,23 @@ def network_policy(stack: Stack, component: Component) -> dict:
     }
 
 
+def model_selector(component: Component) -> dict[str, str]:
+    """The labels of all of a model's pods: a disaggregated model's both roles."""
+    return {k: v for k, v in component.selector.items() if k != DISAGGREGATION_ROLE_LABEL}
+
+
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
     peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods)}}
     if namespace and namespace != stack.namespace:
         peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
     return peer
+
+
+def folder(component: Component) -> str:
+    """Where every target puts a component's files: the model's folder, and a disaggregated model's roles
+    each in a folder of their own inside it (``llama/prefill``)."""
+    roles = component.disaggregation
+    return component.key if roles is None else f"{component.key}/{roles.role}"
 
 
 def supporting_objects(stack: Stack, component: Component) -> Iterator[tuple[str, dict]]:
@@ -484,7 +609,8 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
     """(file stem, object) for every object one component needs as plain Kubernetes, in a fixed order."""
     yield from supporting_objects(stack, component)
     yield workload(stack, component)
-    yield "service", service(stack, component, service_type)
+    if component.topology.kind != "ray_cluster":  # KubeRay makes a Ray cluster's Services
+        yield "service", service(stack, component, service_type)
     scaling = autoscaler(stack, component)
     if scaling is not None:
         yield scaling

@@ -198,19 +198,30 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
     return options_type() if options_type is not None else None
 
 
-def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None) -> Plan:
+def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None,
+          ray_head: str | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
-    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights)
+    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights, ray_head)
 
 
-def emit(spec: Spec, plans: Mapping[str | None, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
-    """Each target translates the plan lowered for where its platform puts weights."""
+#: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights
+#: (``weights_path``), where multi-node workers join a Ray head (``ray_head``)
+Platform = tuple[str | None, str | None]
+NO_PLATFORM: Platform = (None, None)
+
+
+def platform(target: object) -> Platform:
+    return getattr(target, "weights_path", None), getattr(target, "ray_head", None)
+
+
+def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
+    """Each target translates the plan lowered for its platform."""
     files: dict[str, bytes] = {}
     emitted: dict[str, tuple[Artifact, ...]] = {}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
         options = target_options(spec, registry, name)
-        plan = plans[getattr(registered.obj, "weights_path", None)]
+        plan = plans[platform(registered.obj)]
         emitted[name] = _plugin_call(registered.provider, f"target '{name}' emit()",
                                      lambda: tuple(registered.obj.emit(plan, options)))
         _add(files, name, emitted[name], registered.provider)
@@ -225,7 +236,8 @@ def emit(spec: Spec, plans: Mapping[str | None, Plan], registry: Registry, targe
             options = target_options(spec, registry, name)
             others = {other: artifacts for other, artifacts in addons.items() if other != name}
             _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
-                                           lambda: tuple(bundle(plans[None], options, others))), registered.provider)
+                                           lambda: tuple(bundle(plans[NO_PLATFORM], options, others))),
+                 registered.provider)
     return files
 
 
@@ -281,14 +293,17 @@ def _contributions(plan: Plan, spec: Spec, registry: Registry, selected: Sequenc
     return found
 
 
-def target_problems(spec: Spec, plan: Plan, registry: Registry, targets: Iterable[str]) -> list[Diagnostic]:
-    """What the targets' own ``check`` says (spec paths, so each is located where the spec says it)."""
+def target_problems(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry,
+                    targets: Iterable[str]) -> list[Diagnostic]:
+    """What the targets' own ``check`` says of the plan lowered for each (spec paths, so each is located
+    where the spec says it)."""
     problems = []
     for name in sorted(set(targets)):
         registered = registry.targets[name]
         check = getattr(registered.obj, "check", None)
         if check is None:
             continue
+        plan = plans[platform(registered.obj)]
         found = _plugin_call(registered.provider, f"target '{name}' check()",
                              lambda: list(check(plan, target_options(spec, registry, name))))
         problems += found
@@ -316,17 +331,17 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     checked = check(paths, registry, settings, targets, texts)
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
-    weights_paths = {getattr(registry.target(name), "weights_path", None) for name in selected} | {None}
-    plans = {path: _with_callers(_reached_through_services(lower(spec, registry, selected, path), registry, selected),
-                                 spec, registry, selected)
-             for path in sorted(weights_paths, key=str)}
-    problems = (lowered_problems(plans[None]) + list(autoscaling_problems(plans[None]))
-                + target_problems(spec, plans[None], registry, selected))
+    platforms = {platform(registry.target(name)) for name in selected} | {NO_PLATFORM}
+    plans = {where: _with_callers(_reached_through_services(lower(spec, registry, selected, *where), registry,
+                                                            selected), spec, registry, selected)
+             for where in sorted(platforms, key=str)}
+    problems = (lowered_problems(plans[NO_PLATFORM]) + list(autoscaling_problems(plans[NO_PLATFORM]))
+                + target_problems(spec, plans, registry, selected))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):
         raise DiagnosticsError(located)
     files = emit(spec, plans, registry, selected)
-    return Compilation(spec, plans[None], selected, files, (*checked.warnings, *located))
+    return Compilation(spec, plans[NO_PLATFORM], selected, files, (*checked.warnings, *located))
 
 
 @attrs.frozen

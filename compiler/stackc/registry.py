@@ -53,7 +53,9 @@ class Target(Protocol):
 
     Optional members (docs/hooks.md): ``check(plan, options)`` yields diagnostics with full spec
     paths; ``weights_path`` names where the target's platform puts the weights it downloads
-    itself (KServe: ``/mnt/models``), so engines load from there; ``serves_models`` says the
+    itself (KServe: ``/mnt/models``), so engines load from there; ``ray_head`` is where the workers of a
+    multi-node replica reach the leader when the platform forms the group as a Ray cluster (KServe:
+    ``$(HEAD_SVC)``), so engines that can start Ray's head and join it do; ``serves_models`` says the
     target deploys the model servers and their Services; ``model_service(component)`` names the
     Service its platform puts in front of a model otherwise; ``callers(plan, options)`` yields
     the target's pods that call the models, for their NetworkPolicies; ``exporters(plan, options)``

@@ -327,9 +327,17 @@ _RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral
 
 
 def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
-    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors."""
+    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors,
+    leader/worker groups and Ray clusters."""
     spec = obj.get("spec") or {}
     kind = obj.get("kind")
+    if kind in ("LeaderWorkerSet", "RayService"):
+        group = spec.get("leaderWorkerTemplate") or {}
+        cluster = spec.get("rayClusterConfig") or {}
+        templates = [group.get("leaderTemplate"), group.get("workerTemplate"),
+                     (cluster.get("headGroupSpec") or {}).get("template"),
+                     *((workers or {}).get("template") for workers in cluster.get("workerGroupSpecs") or [])]
+        return [(t.get("metadata") or {}, t.get("spec") or {}) for t in templates if t]
     if kind == "Pod":
         return [(obj.get("metadata") or {}, spec)]
     if kind == "CronJob":

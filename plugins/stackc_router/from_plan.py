@@ -20,7 +20,8 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
     ``prefill`` its prefill role (``prefill_route``)."""
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
-    metrics = endpoint.metrics
+    # the router scrapes a replica where it sends requests: metrics on another port (Triton's, Ray's) it can't read
+    metrics = endpoint.metrics if endpoint.metrics is not None and endpoint.metrics.port == endpoint.port.name else None
     names = metrics.names if metrics is not None else MetricNames()
     return ModelRoute(
         name=component.key, served_name=primary,

@@ -63,7 +63,7 @@ def test_without_it_the_same_spec_fails_naming_the_known_engines(tmp_path: Path)
     assert result.returncode == 2
     line = next(l for l in result.stderr.splitlines() if "E010" in l)
     assert "unknown engine 'tgi'" in line
-    assert "expected one of: 'command', 'llamacpp', 'neuron', 'ollama', 'sglang', 'trtllm', 'vllm'" in line
+    assert "expected one of: 'command', 'llamacpp', 'neuron', 'ollama', 'ray-vllm', 'sglang', 'trtllm', 'vllm'" in line
 
 
 def test_plugin_authors_test_it_in_process_with_stackc_testing() -> None:

@@ -116,9 +116,10 @@ def test_too_few_accelerators_suggests_spreading_over_nodes() -> None:
     assert problem.code == "E030" and "serving.nodes = 2" in (problem.hint or "")
 
 
-def test_kserve_says_it_cannot_run_a_group_yet() -> None:
-    problems = located(SPEC.format(engine="vllm", tp=8, pp=2), targets=["kserve"])
+def test_kserve_says_which_engine_cannot_run_over_its_ray_cluster() -> None:
+    problems = located(SPEC.format(engine="sglang", tp=16, pp=1), targets=["kserve"])
     assert [(code, path) for code, path, _ in problems] == [("E074", "models.m.serving.nodes")]
+    assert "engine 'sglang'" in problems[0][2]
 
 
 def test_group_topology_on_a_single_pod_model_warns() -> None:

@@ -56,7 +56,7 @@ def test_an_entry_point_name_taken_twice_names_both_distributions(tmp_path: Path
     assert "acme-plugins 1.0" in result.stderr and "stackc 0.1.0" in result.stderr
     assert "Traceback" not in result.stderr
     blocked = run_cli("plugins", "--disable-plugin", "vllm", path=path)
-    assert blocked.returncode == 0 and "vllm" not in blocked.stdout
+    assert blocked.returncode == 0 and "vllm" not in [line.split()[1] for line in blocked.stdout.splitlines()]
 
 
 def test_an_engine_name_taken_twice_names_both_distributions(tmp_path: Path) -> None:

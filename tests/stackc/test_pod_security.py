@@ -35,8 +35,10 @@ def test_every_emitted_pod_of_every_example_is_restricted(spec: Path) -> None:
     checked = pipeline.check([spec], registry).spec
     opted_out = [key for key, model in checked.models.items() if model.security.pod_security != "restricted"]
     assert opted_out == []  # no example needs root; an opt-out would be skipped here
-    # KServe's predictors too, where KServe can run the models (not multi-node ones, nor ones scaled to zero)
+    # KServe's predictors too, where KServe can run the models (not multi-node ones, nor ones scaled to zero,
+    # nor Ray clusters, nor disaggregated ones)
     kserve = {"kserve"} if all(model.serving.nodes == 1 and model.autoscaling.min_replicas != 0
+                               and model.engine != "ray-vllm" and model.disaggregation is None
                                for model in checked.models.values()) else set()
     targets = sorted({*checked.stack.targets, *kserve})
     found = pods(pipeline.compile_stack([spec], registry, targets=targets).files)

@@ -165,3 +165,13 @@ def test_api_keys_are_required_and_enforced_as_in_the_cluster(tmp_path: Path) ->
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
+
+
+def test_a_model_sharing_the_kv_cache_server_is_located() -> None:
+    """stackc up runs no KV-cache server: an engine told of one would find nothing there."""
+    result = subprocess.run([sys.executable, "-m", "stackc", "up", "specs/kv-cache-server.toml"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert ("error[E125] models.mistral.kv_offload.remote: stackc up runs no KV-cache server, which model 'mistral' "
+            "shares KV blocks through (hint: --set models.mistral.kv_offload.remote=false, or --skip mistral)"
+            in result.stderr)

@@ -1,10 +1,11 @@
 """ai-on-eks inference-charts: one model per release, ``inference`` + ``modelParameters``.
 
 ``inference.framework`` vllm (a Deployment running ``vllm serve``), lws-vllm (a LeaderWorkerSet
-group of ``pipelineParallelSize`` pods per replica: ``serving.nodes``) or rayVllm (a Ray Serve
-RayService, served here by a plain vLLM Deployment and reported); ``inference.accelerator`` gpu
-or neuron picks the resources block, the Neuron engine, its toleration and scheduler. Every
-``modelParameters`` key is a vLLM flag (camelCase to kebab-case), as the chart renders it.
+group of ``pipelineParallelSize`` pods per replica: ``serving.nodes``) or rayVllm (a KubeRay
+RayService: engine ``ray-vllm`` on GPUs; on Neuron, whose Ray image is private, a Neuron
+Deployment, reported); ``inference.accelerator`` gpu or neuron picks the resources block, the
+Neuron engine, its toleration and scheduler. Every ``modelParameters`` key is a vLLM flag
+(camelCase to kebab-case), as the chart renders it, or under Ray an engine argument (snake case).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def convert(values: Values, name: str) -> Draft:
     draft.namespace = values.text(("inference", "serviceNamespace"), "default")
     service = values.text(("inference", "serviceName"), "inference")
     key = model_key(service)
-    model: dict[str, Any] = {"engine": "neuron" if accelerator == "neuron" else "vllm", "model": model_id}
+    ray = FRAMEWORKS[framework] == "ray" and accelerator == "gpu"
+    engine = "neuron" if accelerator == "neuron" else "ray-vllm" if ray else "vllm"
+    model: dict[str, Any] = {"engine": engine, "model": model_id}
     if path := values.text(("modelPath",)):
         model.update(model=path, served_name=model_id)
     repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
@@ -70,8 +73,10 @@ def convert(values: Values, name: str) -> Draft:
         if other != accelerator:
             values.raw((*DEPLOYMENT, "resources", other))  # the chart reads only the accelerator's block
     model["serving"], model["engine_args"], model["engine_options"] = _parameters(values, model["accelerators"],
-                                                                                    accelerator)
-    if FRAMEWORKS[framework] == "ray":
+                                                                                    accelerator, ray)
+    if ray:
+        _ray_service(values, model)
+    elif FRAMEWORKS[framework] == "ray":
         _ray(values, model)
     else:
         model["replicas"] = values.integer((*DEPLOYMENT, "replicas"), 1)
@@ -81,8 +86,12 @@ def convert(values: Values, name: str) -> Draft:
     model["scheduling"] = _scheduling(values, accelerator, framework, draft.name, key)
     model["shm_size"] = quantity(values.get((*DEPLOYMENT, "sharedMemory"), (str, int)))
     model["termination_grace_seconds"] = values.integer((*DEPLOYMENT, "terminationGracePeriodSeconds"))
-    model["probes"] = {kind: _probe(values, (*DEPLOYMENT, f"{kind}Probe")) for kind in ("startup", "liveness",
-                                                                                          "readiness")}
+    if ray:  # KubeRay probes Ray's pods itself
+        for kind in ("startup", "liveness", "readiness"):
+            values.drop((*DEPLOYMENT, f"{kind}Probe"), "a probe of the Ray pods", "KubeRay probes them itself")
+    else:
+        model["probes"] = {kind: _probe(values, (*DEPLOYMENT, f"{kind}Probe")) for kind in ("startup", "liveness",
+                                                                                              "readiness")}
     env = {k: values.text((*SERVER, "env", k)) or "" for k in values.keys((*SERVER, "env"))}
     model["env"] = env
     model["security"] = _security(values)
@@ -93,11 +102,13 @@ def convert(values: Values, name: str) -> Draft:
     return draft
 
 
-def _parameters(values: Values, accelerators: dict[str, Any] | None,
-                accelerator: str) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator: str,
+                ray: bool = False) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """The spec's serving fields, and the rest as flags, or under Ray as engine arguments."""
     serving: dict[str, Any] = {}
     args: list[str] = []
     options: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     path = ("modelParameters",)
     for name in values.keys(path):
         here = (*path, name)
@@ -111,8 +122,10 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None,
             serving["prefix_caching"] = True if value else None  # false writes no flag: vLLM's default
         elif name == "dtype" and value in DTYPES:
             serving["dtype"] = value
-        elif name == "maxNumBatchedTokens" and isinstance(value, int):
+        elif name == "maxNumBatchedTokens" and isinstance(value, int) and not ray:
             options["max_num_batched_tokens"] = value
+        elif ray and value is not None:
+            kwargs[_kebab(name).replace("-", "_")] = value
         elif isinstance(value, bool):
             if value:
                 args.append(f"--{_kebab(name)}")
@@ -122,7 +135,12 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None,
         # the chart derives it from the devices requested (Neuron: two cores per device)
         serving["tensor_parallel"] = accelerators["count"] * (2 if accelerator == "neuron" else 1)
     if load_format := values.text(("vllm", "loadFormat")):
-        options["load_format"] = load_format
+        if ray:
+            kwargs["load_format"] = load_format
+        else:
+            options["load_format"] = load_format
+    if kwargs:
+        options["engine_kwargs"] = kwargs
     return serving, args, options
 
 
@@ -130,8 +148,33 @@ def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).lower()
 
 
+def _ray_service(values: Values, model: dict[str, Any]) -> None:
+    """A RayService of the ray-vllm engine: Ray Serve LLM's own application instead of the chart's script,
+    Serve's fixed replicas (``minActors``), a worker group stackc sizes to them."""
+    options = ("inference", "rayOptions")
+    model.pop("image")
+    values.drop((*SERVER, "image"), "the chart's Ray image (it pip-installs vLLM to run its own Serve script)",
+                "ray-vllm runs Ray's LLM image of the same Ray version (engine_options.ray_version)")
+    model["engine_options"]["ray_version"] = values.text((*options, "rayVersion"), "2.47.0")
+    model["replicas"] = values.integer((*options, "autoscaling", "actorAutoscaling", "minActors"), 1)
+    values.drop_unless((*options, "autoscaling", "actorAutoscaling", "maxActors"), 1, "Ray Serve's max_replicas_per_node")
+    # the chart's Serve replicas are fixed; Ray's autoscaler only fits the worker group to them, as stackc does
+    values.consumed.add((*options, "autoscaling", "enabled"))
+    if (idle := values.integer((*options, "autoscaling", "idleTimeoutSeconds"))) is not None:
+        model["engine_options"]["idle_timeout_seconds"] = idle
+    values.drop_unless((*options, "autoscaling", "upscalingMode"), "Default", "Ray's autoscaler upscaling mode")
+    values.feature((*options, "gcs", "highAvailability"), "Ray GCS fault tolerance")
+    values.raw(options)
+    for bound in ("minReplicas", "maxReplicas"):
+        values.drop((*DEPLOYMENT, bound), "Ray worker group bounds", "stackc sizes the worker group to the Serve replicas")
+    values.raw(("fluentbit",))
+    values.raw(("inference", "modelServer", "vllmVersion"))
+    values.raw(("inference", "modelServer", "pythonVersion"))
+
+
 def _ray(values: Values, model: dict[str, Any]) -> None:
-    """Ray Serve's replicas are vLLM engines; the RayService around them has no stackc counterpart."""
+    """On Neuron, Ray Serve's replicas are Neuron vLLM engines; the RayService around them is not imported
+    (the chart's Ray Neuron image is private)."""
     values.drop(("inference", "framework"), "Ray Serve (a RayService with a head node and Fluent Bit sidecars)",
                 "the model is served by a vLLM Deployment with the same parameters instead")
     model.pop("image")

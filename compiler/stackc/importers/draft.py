@@ -30,6 +30,7 @@ class Draft:
     #: where each model came from in the values, to locate problems with the spec it became
     origins: dict[str, Location] = attrs.field(factory=dict)
     extra_objects: list[dict[str, Any]] = attrs.field(factory=list)
+    kv_cache_server: dict[str, Any] | None = None
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
@@ -51,6 +52,7 @@ class Draft:
     def data(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"version": 1, "stack": prune({"name": self.name, "namespace": self.namespace,
                                                               "targets": list(self.targets),
+                                                              "kv_cache_server": self.kv_cache_server,
                                                               "extra_objects": list(self.extra_objects)})}
         spec["models"] = {key: prune(model) for key, model in self.models.items()}
         options = {k: prune(v) for k, v in self.target_options.items() if prune(v)}

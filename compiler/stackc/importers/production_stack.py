@@ -243,6 +243,42 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
     return None
 
 
+def _cache_server(values: Values, draft: Draft) -> None:
+    """``cacheserverSpec``: LMCache's server as the stack's KV-cache server, which the models whose LMCache
+    offloading became ``kv_offload`` share (the chart points every LMCache engine at it)."""
+    path = ("cacheserverSpec",)
+    if not values.get((*path, "enabled"), bool, False):
+        values.feature(path, "the LMCache cache server")  # off: consumed quietly
+        return
+    for key in ("repository", "tag"):
+        values.drop((*path, key), f"cacheserverSpec.{key}, which the chart ignores",
+                    "the chart reads cacheserverSpec.image.repository and image.tag")
+    repository = values.text((*path, "image", "repository"))
+    tag = values.text((*path, "image", "tag"))
+    if repository is None or tag is None:
+        values.error((*path, "image"), "missing: the cache server's image (image.repository and image.tag)")
+        values.raw(path)
+        return
+    accelerators, resources = split_resources(values, (*path, "resources"))
+    if accelerators:
+        values.drop((*path, "resources"), "accelerators for the cache server, which keeps blocks in memory")
+    draft.kv_cache_server = {"image": f"{repository}:{tag}", "port": values.integer((*path, "containerPort")),
+                             "serde": values.text((*path, "serde")), "resources": resources,
+                             "image_pull_policy": values.text((*path, "image", "pullPolicy"))}
+    values.drop_unless((*path, "replicaCount"), 1, "more than one cache server replica",
+                       "stackc runs one: each replica would be a separate store behind the same Service")
+    values.drop_unless((*path, "serviceType"), "ClusterIP", "the cache server's Service type")
+    values.drop((*path, "servicePort"), "the cache server's Service port", "stackc's Service listens on its "
+                "containerPort, which the engines are told")
+    for key in values.keys(path):
+        if key not in ("enabled", "image", "containerPort", "serde", "resources", "repository", "tag",
+                       "replicaCount", "serviceType", "servicePort"):
+            values.drop((*path, key), f"cacheserverSpec.{key}")
+    for model in draft.models.values():
+        if (model.get("kv_offload") or {}).get("backend") == "lmcache":
+            model["kv_offload"]["remote"] = True
+
+
 def _executable(repository: str, tag: str) -> str | None:
     """LMCache's images keep vllm in a virtualenv; the chart calls it there for these tags."""
     if tag in ("2025-05-27-v1", "2025-05-17-v1", "latest-nightly") or tag.startswith("nightly-") or (
@@ -514,7 +550,7 @@ def _lora_adapters(values: Values, draft: Draft, keys: dict[str, str]) -> None:
 def _top_level(values: Values, draft: Draft) -> None:
     values.feature(("loraController",), "the LoRA controller", "adapters are loaded at start "
                    "(serving.lora_adapters)", switch="enableLoraController")
-    values.feature(("cacheserverSpec",), "the LMCache cache server")
+    _cache_server(values, draft)
     values.feature(("sharedPvcStorage",), "one shared volume for every model",
                    "give each model cache = { existing_claim = CLAIM, access_mode = \"ReadWriteMany\" }")
     values.feature(("kube-prometheus-stack",), "the bundled Prometheus")

@@ -75,6 +75,13 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
         if component.key in skipped:
             continue
         path = ("models", component.key)
+        if component.disaggregation is not None:
+            if component.disaggregation.role == "decode":
+                problems.append(Diagnostic(
+                    "E107", "stackc up runs no disaggregated model: its roles pass KV caches over NIXL or Mooncake, "
+                    "which needs the accelerators and engines of a cluster", path + ("disaggregation",),
+                    f"skip it with --skip {component.key}, or drop disaggregation for local runs"))
+            continue
         run = local_runs.get(component.engine)
         if run is None:
             problems.append(Diagnostic("E040", f"engine '{component.engine}' cannot run on this machine with stackc up",

@@ -118,7 +118,7 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     running = [c for c in components if c.key not in skip]
     processes, unrunnable = plan(running, local_runs, state, environ=environ,
                                  relisten=lambda component, port: _listening_on(spec, registry, component, port))
-    problems += unrunnable + api_key_problems(spec, running, environ)
+    problems += unrunnable + api_key_problems(spec, running, environ) + kv_cache_server_problems(spec, running)
     if problems:
         raise DiagnosticsError(pipeline.locate(problems, source_map))
     if not processes:
@@ -133,6 +133,14 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     names = sorted({name for c in components if any(p.model == c.key for p in processes)
                     for name in (*c.endpoint.served_names, *c.endpoint.aliases)})
     return f"http://127.0.0.1:{router.port}/v1", names
+
+
+def kv_cache_server_problems(spec: Spec, running: Sequence[Component]) -> list[Diagnostic]:
+    """This machine runs no KV-cache server: an engine told to share blocks through it would find nothing there."""
+    return [Diagnostic("E125", f"stackc up runs no KV-cache server, which model '{c.key}' shares KV blocks through",
+                       ("models", c.key, "kv_offload", "remote"),
+                       f"--set models.{c.key}.kv_offload.remote=false, or --skip {c.key}")
+            for c in running if (offload := spec.models[c.key].kv_offload) is not None and offload.remote]
 
 
 def _listening_on(spec: Spec, registry: Registry, component: Component, port: int) -> Component | None:

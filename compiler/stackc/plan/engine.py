@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stackc.spec.model import Model, SecretRef
+
+if TYPE_CHECKING:
+    from stackc.plan.ray import RayApplication
 
 
 class Capability(str, Enum):
@@ -42,6 +45,8 @@ class Capability(str, Enum):
     KV_OFFLOAD = "kv_offload"
     #: listens on the port the spec sets (``port``)
     PORT = "port"
+    #: serves a model as separate prefill and decode roles (``disaggregation``), configuring the KV transfer
+    DISAGGREGATION = "disaggregation"
 
 
 @attrs.frozen
@@ -194,6 +199,18 @@ class Adapter:
 
 
 @attrs.frozen
+class RoleRequest:
+    """The role an engine serves of a disaggregated model, and where the other role is."""
+
+    role: str  # "prefill" or "decode"
+    connector: str  # the spec's ``disaggregation.connector``
+    #: the KV-transfer port (None: the engine's default)
+    kv_port: int | None
+    #: the decode role's Service, which a prefill server pushes KV to (LMCache's P/D)
+    decode_service: str
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -207,6 +224,16 @@ class EngineRequest:
     chat_template_volume: str | None  # a ConfigMap volume holding `chat-template.jinja`, if any
     #: the model's LoRA adapters (the core mounts the volumes their paths are on)
     adapters: tuple[Adapter, ...] = ()
+    #: where the core mounted the disk for offloaded KV blocks (``kv_offload.disk_gib``)
+    kv_disk_path: str | None = None
+    #: the stack's KV-cache server (``lm://HOST:PORT``) and its encoding, for a model with ``kv_offload.remote``
+    kv_cache_url: str | None = None
+    kv_cache_serde: str = "naive"
+    #: set when the target's platform forms a multi-node replica as a Ray cluster (KServe): the host the
+    #: workers reach the Ray head at (the engine chooses its port); the leader starts the head and the engine
+    ray_head: str | None = None
+    #: set when the model is disaggregated: the role this component serves
+    role: RoleRequest | None = None
 
 
 @attrs.frozen
@@ -223,12 +250,23 @@ class EngineResult:
     #: the container of a multi-node replica's other pods (ranks 1…nodes-1), which serve no HTTP;
     #: engines with ``Capability.MULTI_NODE`` return it when ``serving.nodes`` > 1
     worker: Container | None = None
+    #: the group runs as the Ray cluster ``EngineRequest.ray_head`` asked for (the engine honoured it)
+    ray_group: bool = False
     #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
     adapter_load_path: str | None = None
+    #: for a disaggregated role: how a router joins the roles (``plan.model.PrefillProtocol``) and the
+    #: KV-transfer port the engine opened (also on ``container.ports``)
+    prefill_protocol: str | None = None
+    kv_port: Port | None = None
+    #: the prefill servers' bootstrap port (protocol ``bootstrap``), on both roles' results
+    bootstrap_port: int | None = None
     #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
     #: or one its files allow); stackc gives it a writable HOME
     run_as_user: int = 1000
     run_as_group: int = 1000
+    #: set by engines that run on a Ray cluster: ``container`` is then the worker group's, this has the
+    #: head's and the Ray Serve config (the core deploys the component as topology ``ray_cluster``)
+    ray: RayApplication | None = None
 
 
 @attrs.frozen

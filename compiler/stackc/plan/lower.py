@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
+from stackc.plan import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -29,11 +30,13 @@ from stackc.plan.engine import (
     NfsVolumeRequest,
     Port,
     Probe,
+    RoleRequest,
     Volume,
     Weights,
 )
+from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
-from stackc.spec import sources
+from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     Autoscaling,
     ContainerPort,
@@ -54,10 +57,17 @@ WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
 #: a leader/worker group's pods say which they are; Services and pools select the leaders
 ROLE_LABEL = "stackc.dev/role"
+#: Ray Serve's proxies answer health checks here on the Serve port
+RAY_SERVE_HEALTH = "/-/healthz"
 #: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
 HOME_VOLUME = "home"
 HOME_PATH = "/stackc/home"
 HOME_USER = "stackc"
+#: the disk offloaded KV blocks go to (``kv_offload.disk_gib``), mounted in the serving container
+KV_DISK_VOLUME = "kv-offload"
+KV_DISK_PATH = "/kv-offload"
+#: the stack's KV-cache server is named, and labelled, as a model with this key would be
+KV_CACHE_SERVER = "kv-cache-server"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -83,22 +93,75 @@ def workload_name(spec: Spec, key: str) -> str:
 
 
 def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tuple[str, ...] = (),
-          platform_weights: str | None = None) -> plan.Plan:
+          platform_weights: str | None = None, ray_head: str | None = None) -> plan.Plan:
     """Every enabled model, in key order, as a Component.
 
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
+    ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
+    join (KServe); engines that can run on Ray are asked to.
     """
-    components = tuple(_component(spec, key, spec.models[key], registry, plugin_call, platform_weights)
-                       for key in sorted(spec.models) if spec.models[key].enabled)
+    components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
+                       for component in _components(spec, key, spec.models[key], registry, plugin_call,
+                                                    platform_weights, ray_head, tuple(targets)))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
-                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)))
+                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
+                       kv_cache_server=kv_cache_server(spec))
     return plan.Plan(stack, components)
+
+
+def kv_cache_server_name(spec: Spec) -> str:
+    return workload_name(spec, KV_CACHE_SERVER)
+
+
+def kv_cache_server(spec: Spec) -> plan.KvCacheServer | None:
+    """LMCache's server as one restricted pod: it keeps blocks in memory and writes nothing but HOME."""
+    server = spec.stack.kv_cache_server
+    if server is None:
+        return None
+    name = kv_cache_server_name(spec)
+    selector = {"app.kubernetes.io/name": KV_CACHE_SERVER, "app.kubernetes.io/instance": spec.stack.name}
+    labels = {**spec.stack.labels, **selector, "app.kubernetes.io/component": KV_CACHE_SERVER,
+              "app.kubernetes.io/part-of": spec.stack.name, "app.kubernetes.io/managed-by": "stackc"}
+    port = Port("lm", server.port)
+    # the server speaks its own protocol on a plain TCP port: probe that it accepts connections
+    alive = Probe(port=port.name, tcp=True, period_seconds=10, timeout_seconds=5)
+    container = _with_home(Container(
+        "kv-cache-server", server.image, command=(server.executable, "0.0.0.0", str(server.port)), ports=(port,),
+        readiness_probe=alive, liveness_probe=attrs.evolve(alive, initial_delay_seconds=30),
+        resources={kind: dict(table) for kind, table in (("requests", server.resources.requests),
+                                                          ("limits", server.resources.limits)) if table},
+        image_pull_policy=server.image_pull_policy, security_context=dict(RESTRICTED_CONTAINER)))
+    pod = plan.Pod(labels=labels, annotations={}, containers=(container,), volumes=(Volume(HOME_VOLUME, empty_dir={}),),
+                   security_context={"runAsNonRoot": True, "runAsUser": server.run_as_user, "runAsGroup": 0,
+                                     "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", **RESTRICTED_POD})
+    clients = {"app.kubernetes.io/component": "model-server", "app.kubernetes.io/part-of": spec.stack.name}
+    return plan.KvCacheServer(name, labels, selector, pod, port, clients)
+
+
+def kv_offload_storage(spec: Spec, model: Model) -> tuple[list[Volume], list[Mount], dict[str, Any]]:
+    """The disk a model offloads KV blocks to and the stack's cache server it shares them through: the pod's
+    volume (an emptyDir of ``disk_gib``, unless the spec names its own), the serving container's mount, and
+    what the engine is told."""
+    offload = model.kv_offload
+    if offload is None:
+        return [], [], {}
+    volumes, mounts, told = [], [], {}
+    if offload.disk_gib is not None:
+        volume = offload.disk_volume or KV_DISK_VOLUME
+        if offload.disk_volume is None:
+            volumes.append(Volume(KV_DISK_VOLUME, empty_dir={"sizeLimit": f"{offload.disk_gib}Gi"}))
+        mounts.append(Mount(volume, KV_DISK_PATH))
+        told["kv_disk_path"] = KV_DISK_PATH
+    server = spec.stack.kv_cache_server
+    if offload.remote and server is not None:
+        told.update(kv_cache_url=f"lm://{kv_cache_server_name(spec)}:{server.port}", kv_cache_serde=server.serde)
+    return volumes, mounts, told
 
 
 def shared_nfs_volumes(spec: Spec) -> list[NfsVolumeRequest]:
@@ -241,10 +304,22 @@ def _platform_uri(source: ModelSource) -> str:
     return source.location if source.scheme in ("s3", "gs") else f"{source.scheme}://{source.location}"
 
 
+def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
+                platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...]) -> list[plan.Component]:
+    """A model's component, or a disaggregated model's decode and prefill components."""
+    if model.disaggregation is None:
+        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head)]
+    return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
+        spec, key, served, registry, plugin_call, platform_weights, ray_head, request))
+        for role in disaggregation.ROLES]
+
+
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-               platform_weights: str | None) -> plan.Component:
-    name = workload_name(spec, key)
-    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name}
+               platform_weights: str | None, ray_head: str | None = None,
+               role: RoleRequest | None = None) -> plan.Component:
+    name = workload_name(spec, key) + (f"-{role.role}" if role else "")
+    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
+                **({pd.ROLE_LABEL: role.role} if role else {})}
     labels = {
         **spec.stack.labels,
         **model.labels,
@@ -283,8 +358,11 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         volumes.append(volume)
     lora, lora_volumes, extra_mounts, lora_downloads = adapters(model, CACHE_VOLUME)
     volumes.extend(lora_volumes)
+    kv_volumes, kv_mounts, kv_told = kv_offload_storage(spec, model)
+    volumes.extend(kv_volumes)
+    extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora)
+                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -313,9 +391,15 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
                (*weight_downloads(model, model_weights), *engine_init, *lora_downloads), volumes,
                account_name, result)
     topology, worker_pod, answering = plan.Topology(), None, selector
-    if model.serving.nodes > 1:
+    ray_cluster, service, health = None, name, probe.path if probe is not None else None
+    if result.ray is not None:
+        # KubeRay makes the Service (its Serve proxies run on every pod of the cluster)
+        pod, worker_pod, ray_cluster = _ray_cluster(model, pod, result.ray, restricted, extra_mounts, scaler)
+        topology, service, health = plan.Topology("ray_cluster"), f"{name}-serve-svc", RAY_SERVE_HEALTH
+    elif model.serving.nodes > 1:
         assert result.worker is not None, f"engine '{model.engine}' returned no worker for a multi-node model"
-        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology)
+        topology = plan.Topology("leader_worker", model.serving.nodes, model.scheduling.group_topology,
+                                 model.serving.tensor_parallel, model.serving.pipeline_parallel, result.ray_group)
         answering = {**selector, ROLE_LABEL: "leader"}
         worker = _serving_container(_with_home(result.worker) if restricted else result.worker, model, extra_mounts)
         # the worker runs the engine's worker in place of the server, beside the same sidecars
@@ -327,8 +411,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         endpoint=plan.Endpoint(
             port=result.port, served_names=result.served_names, aliases=model.aliases,
             adapters=lora, adapter_load_path=result.adapter_load_path if any(a.runtime for a in lora) else None,
-            health_path=probe.path if probe is not None else None, metrics=result.metrics,
-            api_key=model.security.api_key, service=name, service_port=result.port.number, selector=answering,
+            health_path=health, metrics=result.metrics,
+            api_key=model.security.api_key, service=service, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
             extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
                                       for p in spec_ports if p.service),
@@ -340,8 +424,44 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         disruption_budget=budget.max_unavailable if wants_budget else None,
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
-        claims=tuple(claims), config_maps=tuple(config_maps),
+        claims=tuple(claims), config_maps=tuple(config_maps), ray=ray_cluster,
+        disaggregation=_role(role, result),
     )
+
+
+def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restricted: bool,
+                 extra_mounts: list[Mount], scaler: plan.Autoscaler | None) -> tuple[plan.Pod, plan.Pod, RayCluster]:
+    """The head's pod, the worker group's, and the cluster's bounds.
+
+    The workers are the merged pod (accelerators, the spec's resources and scheduling). The head
+    takes the spec's env, mounts, security and sidecars but its own resources and node selector, and
+    neither the tolerations nor the affinity: it holds no accelerators, so it should not take an
+    accelerator node. It skips the
+    weights' download (only workers load them). Ray's autoscaler keeps the worker pods between what
+    Serve's fewest and most replicas occupy.
+    """
+    head = _serving_container(_with_home(application.head) if restricted else application.head, model, extra_mounts)
+    head = attrs.evolve(head, resources={kind: dict(table) for kind, table in application.head.resources.items()})
+    head_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "head"}, containers=(head, *pod.containers[1:]),
+                            init_containers=tuple(c for c in pod.init_containers if c.spec_path),
+                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None)
+    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"})
+    per_replica = application.workers_per_replica
+    low, high = (scaler.min_replicas, scaler.max_replicas) if scaler is not None else (model.replicas, model.replicas)
+    cluster = RayCluster(
+        version=application.version, serve=application.serve,
+        workers=min(max(model.replicas, low), high) * per_replica,
+        min_workers=low * per_replica, max_workers=high * per_replica, autoscaling=scaler is not None,
+        head_params=dict(application.head_params),
+        idle_timeout_seconds=application.idle_timeout_seconds)
+    return head_pod, worker_pod, cluster
+
+
+def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
+    if role is None:
+        return None
+    assert result.prefill_protocol is not None, "a disaggregating engine names its protocol"
+    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

@@ -25,6 +25,7 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+from stackc.plan.ray import RayCluster
 
 # the spec's own data classes where the plan carries the same values
 from stackc.spec.model import Accelerators, Rollout, Routing, SecretRef
@@ -57,12 +58,21 @@ class Pod:
 
 @attrs.frozen
 class Topology:
-    """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves)."""
+    """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves).
 
-    kind: Literal["single", "leader_worker"] = "single"
+    ``ray_cluster``: the component is one Ray cluster whose application places its replicas itself
+    (``Component.ray``): a head pod and a worker group Ray's autoscaler sizes; ``size`` is unused.
+    """
+
+    kind: Literal["single", "leader_worker", "ray_cluster"] = "single"
     size: int = 1
     #: a node label whose domains each group has to itself
     exclusive_key: str | None = None
+    #: how the engine divides the model over a group: KServe's workerSpec states both
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    #: the group is a Ray cluster the workers join at the leader (``EngineRequest.ray_head``)
+    ray_group: bool = False
 
 
 Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "router_pending", "cpu", "memory",
@@ -190,6 +200,8 @@ class Component:
     config_maps: tuple[ConfigMapData, ...] = ()
     #: the role this component plays when its model is prefill/decode-disaggregated
     disaggregation: Disaggregation | None = None
+    #: the Ray cluster and Serve application of topology ``ray_cluster``
+    ray: RayCluster | None = None
 
 
 @attrs.frozen
@@ -247,6 +259,19 @@ class Exporter:
 
 
 @attrs.frozen
+class KvCacheServer:
+    """A KV-cache server the stack's model servers share: one pod behind a Service, admitting only them."""
+
+    name: str
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    pod: Pod
+    port: Port
+    #: labels of the pods that may call it (the stack's model servers)
+    clients: Mapping[str, str]
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
@@ -266,6 +291,8 @@ class Stack:
     #: and the NFS volumes they bind
     claims: tuple[ClaimRequest, ...] = ()
     nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
+    #: the shared KV-cache server, created once by each target that deploys models
+    kv_cache_server: KvCacheServer | None = None
 
 
 @attrs.frozen

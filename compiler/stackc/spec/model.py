@@ -252,6 +252,16 @@ class KvOffload:
     backend: Literal["native", "lmcache"] = field(
         "vLLM: its own offloading connector (`native`), or LMCache (`lmcache`, the image must include it); "
         "SGLang uses its hierarchical cache and takes `native` only.", default="native")
+    disk_gib: int | None = field(
+        "Local disk per pod for KV blocks evicted from host memory, in GiB: LMCache's local disk, SGLang's "
+        "HiCache file storage (vLLM's `native` backend offloads to memory only). Without `disk_volume`, an "
+        "emptyDir of this size (count it in `resources` ephemeral-storage).", default=None, minimum=1,
+        maximum=1 << 20)
+    disk_volume: str | None = field(
+        "A volume of `extra_volumes` to keep those blocks on (a local NVMe, an ephemeral volume) instead of an "
+        "emptyDir.", default=None, form=DNS_LABEL)
+    remote: bool = field("Share KV blocks through the stack's `[stack.kv_cache_server]` (LMCache's `lm://` server; "
+                         "`backend = \"lmcache\"`).", default=False)
 
 
 @attrs.frozen
@@ -436,6 +446,48 @@ class Sidecar(InitContainer):
 
 
 @attrs.frozen
+class DisaggregationRole:
+    """What one role (prefill or decode) of a disaggregated model sets for itself; unset fields inherit
+    the model's."""
+
+    replicas: int | None = field("Replicas (pods) of this role.", default=None, minimum=0, maximum=INT32_MAX)
+    accelerators: Accelerators | None = field("Accelerators per pod of this role.", default=None)
+    resources: Resources | None = field("CPU, memory and other resources of this role's engine.", default=None)
+    tensor_parallel: int | None = field("Tensor-parallel degree of this role (vLLM's NIXL connector transfers "
+                                        "between different degrees).", default=None, minimum=1, maximum=INT32_MAX)
+    nodes: int | None = field("Pods one replica of this role spans (`serving.nodes`).", default=None, minimum=1,
+                              maximum=INT32_MAX)
+    autoscaling: Autoscaling | None = field("Autoscaling of this role (replaces the model's).", default=None)
+    engine_args: tuple[str, ...] = field("Arguments appended after the model's `engine_args` on this role.",
+                                         default=())
+    env: Mapping[str, str | EnvSource] = field("Environment variables of this role, over the model's.",
+                                              factory=dict, keys=ENV_NAME)
+    scheduling: Scheduling | None = field("Where this role's pods may run (replaces the model's).", default=None)
+    annotations: Mapping[str, str] = field("Annotations on this role's pods, over the model's.", factory=dict,
+                                           keys=LABEL_KEY)
+
+
+@attrs.frozen
+class Disaggregation:
+    """Prefill/decode disaggregation: the model runs as two roles, prefill pods computing the prompt's KV
+    cache and decode pods generating from it, with their own replicas, resources and scale. A router or
+    gateway sends each request to both (see `docs/disaggregation.md`)."""
+
+    connector: Literal["nixl", "lmcache", "mooncake"] = field(
+        "How the KV cache moves from prefill to decode: vLLM `nixl` (its NixlConnector) or `lmcache` (LMCache's "
+        "P/D over NIXL; the image must include LMCache); SGLang `nixl` or `mooncake` "
+        "(`--disaggregation-transfer-backend`).", default="nixl")
+    kv_port: int | None = field(
+        "The KV-transfer port on the pods (default: vLLM NIXL's side channel 5600, LMCache's receiver 55555, "
+        "SGLang's bootstrap port 8998).", default=None, minimum=1, maximum=PORT_MAX)
+    ib_devices: tuple[str, ...] = field("InfiniBand devices SGLang transfers over (`--disaggregation-ib-device`), "
+                                        "e.g. `mlx5_0`; the pods need them as resources.", default=(),
+                                        form=Form(r"^[A-Za-z0-9_:.-]+$", "a device name such as 'mlx5_0'"))
+    prefill: DisaggregationRole = field("The prefill role's own settings.", factory=DisaggregationRole)
+    decode: DisaggregationRole = field("The decode role's own settings.", factory=DisaggregationRole)
+
+
+@attrs.frozen
 class Model:
     """One served model: what to serve, with which engine, on what."""
 
@@ -471,6 +523,8 @@ class Model:
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
     cache: Cache | None = field("Model cache volume; without it the cache is an emptyDir.", default=None)
     kv_offload: KvOffload | None = field("Offload KV-cache blocks to host memory (engines that can).", default=None)
+    disaggregation: Disaggregation | None = field(
+        "Serve the model as separate prefill and decode roles (engines that can).", default=None)
     shm_size: str | None = field(
         "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None,
         form=QUANTITY,
@@ -511,6 +565,26 @@ class NetworkPolicy:
 
 
 @attrs.frozen
+class KvCacheServer:
+    """LMCache's cache server: one store of KV blocks the stack's models share (`kv_offload.remote`), so a
+    prefix one replica computed is fetched by the others instead of computed again. One replica: a second
+    would hold a separate store behind the same Service."""
+
+    image: str = field("Image with LMCache's `lmcache_server` (e.g. `lmcache/vllm-openai:TAG`; pin a tested tag).")
+    executable: str = field("The server program in the image.", default="/opt/venv/bin/lmcache_server",
+                            form=Form(r"^\S+$", "a program name or path without spaces"))
+    port: int = field("Port the server listens on (and its Service's).", default=8080, minimum=1, maximum=PORT_MAX)
+    serde: Literal["naive", "cachegen"] = field(
+        "How engines encode blocks for the server (`LMCACHE_REMOTE_SERDE`): raw tensors, or CacheGen-compressed.",
+        default="naive")
+    resources: Resources = field("CPU and memory of the server (it keeps the blocks in memory: size its memory "
+                                 "for them).", factory=Resources)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = field("Image pull policy.", default=None)
+    run_as_user: int = field("Non-root user the server runs as (Pod Security restricted).", default=1000,
+                             minimum=1, maximum=INT32_MAX)
+
+
+@attrs.frozen
 class Stack:
     name: str = field("Stack name: prefixes object names and names the output folder.", form=NAME)
     namespace: str = field("Namespace every object goes to.", default="default", form=NAME)
@@ -522,6 +596,8 @@ class Stack:
                             default="http://prometheus-operated.monitoring.svc:9090", form=HTTP_URL)
     shared_cache: SharedCache | None = field("A cache volume the models share (weights downloaded once per stack).",
                                              default=None)
+    kv_cache_server: KvCacheServer | None = field(
+        "A KV-cache server the models share (`kv_offload.remote`), deployed with the models.", default=None)
     extra_objects: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes objects stackc does not model, emitted as written into the stack's namespace (each needs "
         "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())

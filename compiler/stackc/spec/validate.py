@@ -14,9 +14,10 @@ from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.engine import Capability
+from stackc.plan.lower import KV_CACHE_SERVER
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
-from stackc.spec import sources
+from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
@@ -56,6 +57,8 @@ _CAPABILITY_FIELDS: dict[Capability, tuple[tuple[str, ...], str, Callable[[Model
     Capability.MULTI_NODE: (("serving", "nodes"), "one replica over several nodes", lambda m: m.serving.nodes > 1),
     Capability.KV_OFFLOAD: (("kv_offload",), "KV-cache offloading", lambda m: m.kv_offload is not None),
     Capability.PORT: (("port",), "setting its port here", lambda m: m.port is not None),
+    Capability.DISAGGREGATION: (("disaggregation",), "prefill/decode disaggregation",
+                                lambda m: m.disaggregation is not None),
 }
 #: an emptyDir cache above this many bytes of weights draws W026: node root disks (EKS: 20 GiB by default)
 #: also hold the images, an emptyDir fills them, and every restart downloads again. 20 GB is a 10B model in 16 bits.
@@ -80,8 +83,11 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
     yield from extra_object_problems(spec)
     yield from _shared_cache_problems(spec)
+    yield from _kv_cache_server_problems(spec)
     for key in sorted(spec.models):
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
+        if spec.models[key].disaggregation is not None and spec.models[key].enabled:
+            yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
@@ -243,6 +249,48 @@ def _offload_memory_problems(model: Model, base: Path) -> Iterator[Diagnostic]:
         got = f"requests only {request} of memory" if request is not None else "requests no memory"
         yield Diagnostic("W022", f"kv_offload keeps {model.kv_offload.cpu_gib} GiB in host memory, but the pod {got}",
                          base + ("kv_offload", "cpu_gib"), "add the offload buffer to resources.requests.memory",
+                         Severity.WARNING)
+
+
+def _offload_storage_problems(spec: Spec, model: Model, base: Path) -> Iterator[Diagnostic]:
+    """The disk and the server a model's KV blocks go to must exist; an emptyDir must be requested."""
+    offload = model.kv_offload
+    if offload is None:
+        return
+    path = base + ("kv_offload",)
+    volumes = [str(v.get("name", "")) for v in model.extra_volumes]
+    if offload.disk_volume is not None and offload.disk_volume not in volumes:
+        yield Diagnostic("E121", f"kv_offload.disk_volume names no volume of extra_volumes: '{offload.disk_volume}'",
+                         path + ("disk_volume",), did_you_mean(offload.disk_volume, volumes)
+                         or "add the volume to extra_volumes, or drop disk_volume for an emptyDir")
+    if offload.disk_volume is not None and offload.disk_gib is None:
+        yield Diagnostic("E124", "kv_offload.disk_volume without disk_gib: the engine needs to know how much of it "
+                         "to fill", path + ("disk_volume",), "set kv_offload.disk_gib")
+    if offload.remote and spec.stack.kv_cache_server is None:
+        yield Diagnostic("E122", "kv_offload.remote shares KV blocks through the stack's cache server, and the stack "
+                         "has none", path + ("remote",), "add [stack.kv_cache_server] with its image")
+    if offload.disk_gib is not None and offload.disk_volume is None:
+        request = model.resources.requests.get("ephemeral-storage")
+        requested = quantity_value(request) if request is not None else None
+        if request is None or (requested is not None and requested < offload.disk_gib * 2**30):
+            got = f"requests only {request} of" if request is not None else "requests no"
+            yield Diagnostic("W120", f"kv_offload puts up to {offload.disk_gib} GiB on an emptyDir, but the pod {got} "
+                             "ephemeral-storage: the scheduler may place it on a node without that much disk",
+                             path + ("disk_gib",), "add it to resources.requests.ephemeral-storage (with the image and "
+                             "logs), or name a volume of your own in kv_offload.disk_volume", Severity.WARNING)
+
+
+def _kv_cache_server_problems(spec: Spec) -> Iterator[Diagnostic]:
+    """A cache server nothing uses is a pod of memory for nothing; its objects' names must be its own."""
+    if spec.stack.kv_cache_server is None:
+        return
+    if KV_CACHE_SERVER in spec.models:
+        yield Diagnostic("E126", f"a model named '{KV_CACHE_SERVER}' would take the names of the stack's KV-cache server "
+                         "(its Deployment, Service and pod labels)", ("models", KV_CACHE_SERVER),
+                         "rename the model")
+    if not any(m.enabled and m.kv_offload is not None and m.kv_offload.remote for m in spec.models.values()):
+        yield Diagnostic("W121", "the KV-cache server is deployed, but no model shares KV blocks through it",
+                         ("stack", "kv_cache_server"), "set kv_offload.remote = true on the models that should",
                          Severity.WARNING)
 
 
@@ -483,6 +531,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
     yield from (attrs.evolve(p, path=base + ("autoscaling",) + p.path) for p in _autoscaling_problems(model.autoscaling))
     yield from _offload_memory_problems(model, base)
+    yield from _offload_storage_problems(spec, model, base)
     if model.scheduling.group_topology is not None and model.serving.nodes == 1:
         yield Diagnostic("W021", "group_topology places leader/worker groups; this model runs one pod per replica",
                          base + ("scheduling", "group_topology"), "set serving.nodes above 1, or remove it",
@@ -532,10 +581,35 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                              Severity.WARNING)
     if model.engine_options is None and engine.options_type is not None:
         return  # its options had errors, already reported
+    if model.disaggregation is not None and Capability.DISAGGREGATION in engine.capabilities:
+        # the model runs only as its roles: the engine checks each role's settings
+        yield from _role_problems(key, model, engine, registered.provider, plugin_call)
+        return
     problems = plugin_call(registered.provider, f"engine '{engine.name}' check()",
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _role_problems(key: str, model: Model, engine: Any, provider: Any,
+                   plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
+    """A disaggregated model's roles: what they must agree on, and the engine's checks of each role's
+    settings, located in the role's table where the role sets the field (once where both roles share it)."""
+    base = ("models", key)
+    yield from (attrs.evolve(p, path=base + p.path)
+                for p in disaggregation.problems(model, getattr(engine, "kv_connectors", ()), engine.name))
+    seen: set[Diagnostic] = set()
+    for role in disaggregation.ROLES:
+        served = disaggregation.role_model(model, role)
+        problems = plugin_call(provider, f"engine '{engine.name}' check()",
+                               lambda: list(engine.check(key, served, served.engine_options)))
+        for problem in problems:
+            located = Diagnostic(problem.code, problem.message,
+                                 base + disaggregation.role_path(model, role, tuple(problem.path)), problem.hint,
+                                 problem.severity)
+            if located not in seen:
+                seen.add(located)
+                yield located
 
 
 def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:

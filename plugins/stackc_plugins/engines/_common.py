@@ -98,3 +98,9 @@ def check_parallelism(model: Model, multi_node: bool = False) -> Iterator[Diagno
             hint += f", or serving.nodes = {parallel // count} to spread each replica over {parallel // count} pods"
         yield Diagnostic("E030", f"tensor_parallel × pipeline_parallel = {parallel} needs {parallel} accelerators "
                          f"per replica, accelerators.count is {count}", ("serving", "tensor_parallel"), hint)
+
+
+def ranks_per_pod(model: Model) -> int:
+    """The engine's workers on one pod: tensor × pipeline parallelism, divided over a multi-node replica's pods."""
+    serving = model.serving
+    return max(1, serving.tensor_parallel * serving.pipeline_parallel // serving.nodes)

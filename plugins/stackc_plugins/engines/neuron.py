@@ -41,7 +41,8 @@ class NeuronEngine:
     description = "vLLM on AWS Inferentia/Trainium (Neuron SDK); tensor parallelism in NeuronCores"
     capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.RUNTIME_LORA,
                                             Capability.GPU_MEMORY_FRACTION, Capability.OLLAMA_LIBRARY,
-                                            Capability.MULTI_NODE, Capability.KV_OFFLOAD}
+                                            Capability.MULTI_NODE, Capability.KV_OFFLOAD,
+                                            Capability.DISAGGREGATION}
     options_type = VllmOptions
     owned_flags = OWNED_FLAGS
 

@@ -32,6 +32,7 @@ from stackc_plugins.engines._common import (
     hf_env,
     lora_args,
     model_location,
+    ranks_per_pod,
     served_names,
 )
 
@@ -39,6 +40,8 @@ IMAGE = "lmsysorg/sglang:v0.5.19"
 PORT = 30000
 #: where rank 0 listens for the other ranks of a multi-node replica (``--dist-init-addr``)
 DIST_INIT_PORT = 20000
+#: where prefill servers answer decode servers' bootstrap requests (``--disaggregation-bootstrap-port``)
+BOOTSTRAP_PORT = 8998
 METRICS = MetricNames(
     running="sglang:num_running_reqs",
     waiting="sglang:num_queue_reqs",
@@ -56,15 +59,26 @@ class SglangEngine:
                                             Capability.OLLAMA_LIBRARY}
     options_type = None
     owned_flags = {"--port": "port", "--served-model-name": "served_name"}
+    kv_connectors = ("nixl", "mooncake")
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
         if model.kv_offload is not None and model.kv_offload.backend != "native":
             yield Diagnostic("E020", "SGLang offloads KV blocks with its own hierarchical cache, not LMCache",
                              ("kv_offload", "backend"), 'use backend = "native"')
+        if model.kv_offload is not None and model.kv_offload.remote:
+            yield Diagnostic("E123", "SGLang's HiCache has no client for LMCache's cache server",
+                             ("kv_offload", "remote"), 'serve this model with engine = "vllm" and backend = "lmcache", '
+                             "or give HiCache a shared storage backend of its own through engine_args")
         if model.kv_offload is not None and model.serving.prefix_caching is False:
             yield Diagnostic("E020", "SGLang's hierarchical cache extends its radix (prefix) cache, which "
                              "prefix_caching = false turns off", ("kv_offload",), "remove one of them")
+        if model.disaggregation is not None:
+            for index, arg in enumerate(model.engine_args):
+                if arg.startswith("--disaggregation-"):
+                    yield Diagnostic("E102", f"engine_args sets {arg.split('=', 1)[0]}, which stackc sets from "
+                                     "disaggregation", ("engine_args", index),
+                                     "remove it; set disaggregation.connector, kv_port or ib_devices")
         adapters = model.serving.lora_adapters
         if any(a.load == "runtime" for a in adapters) and model.serving.max_lora_rank is None:
             # SGLang sizes its LoRA buffers at start: from the flags, for adapters it hasn't seen yet
@@ -94,11 +108,17 @@ class SglangEngine:
         if model.kv_offload is not None:
             # HiCache: the radix tree spills to a host-memory tier of this many GB
             args += ["--enable-hierarchical-cache", "--hicache-size", str(model.kv_offload.cpu_gib)]
+        env = hf_env(request)
+        if model.kv_offload is not None and model.kv_offload.disk_gib is not None and request.kv_disk_path:
+            # below host memory, HiCache's file storage: one cap per tensor-parallel rank, sharing the folder
+            share = model.kv_offload.disk_gib * 1024 // ranks_per_pod(model)
+            args += ["--hicache-storage-backend", "file"]
+            env += [EnvVar("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", request.kv_disk_path),
+                    EnvVar("SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE", f"{share}Mi")]
         if request.chat_template_volume:
             mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
             args += ["--chat-template", TEMPLATE_FILE]
         args += lora_args(request, "--lora-paths", "--max-loras-per-batch", ("--lora-target-modules", "all"))
-        env = hf_env(request)
         if model.security.api_key:
             # Kubernetes expands $(VAR) from the container's env: the key stays in its Secret
             env.append(EnvVar("SGLANG_API_KEY", secret=model.security.api_key))
@@ -107,11 +127,21 @@ class SglangEngine:
             # every rank runs the same command; rank 0 (the leader) serves HTTP
             args += ["--nnodes", str(serving.nodes), "--node-rank", WORKER_INDEX,
                      "--dist-init-addr", f"{LEADER_ADDRESS}:{DIST_INIT_PORT}"]
+        role, kv_port, bootstrap = request.role, None, None
+        if role is not None:
+            # the decode server learns the prefill server's address and bootstrap port from each request
+            bootstrap = role.kv_port or BOOTSTRAP_PORT
+            args += ["--disaggregation-mode", role.role, "--disaggregation-transfer-backend", role.connector]
+            if role.role == "prefill":
+                args += ["--disaggregation-bootstrap-port", str(bootstrap)]
+                kv_port = Port("kv-bootstrap", bootstrap)
+            if model.disaggregation is not None and model.disaggregation.ib_devices:
+                args += ["--disaggregation-ib-device", ",".join(model.disaggregation.ib_devices)]
         args += model.engine_args
         # /health runs a one-token generation with a 20 s budget: probe timeouts must exceed it
         container = Container(
             name="engine", image=model.image or IMAGE, command=("python3", "-m", "sglang.launch_server"),
-            args=tuple(args), env=tuple(env), ports=(port,), mounts=tuple(mounts),
+            args=tuple(args), env=tuple(env), ports=(port, *([kv_port] if kv_port else [])), mounts=tuple(mounts),
             startup_probe=Probe("/health", period_seconds=10, timeout_seconds=25, failure_threshold=180),
             readiness_probe=Probe("/health", period_seconds=10, timeout_seconds=25, failure_threshold=3),
             liveness_probe=Probe("/health", period_seconds=30, timeout_seconds=25, failure_threshold=5),
@@ -119,7 +149,9 @@ class SglangEngine:
         worker = group_worker(container, args) if serving.nodes > 1 else None
         return EngineResult(container=container, served_names=(primary,), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
-                            adapter_load_path="/load_lora_adapter")
+                            adapter_load_path="/load_lora_adapter",
+                            prefill_protocol="bootstrap" if role is not None else None, kv_port=kv_port,
+                            bootstrap_port=bootstrap)
 
 
 @hookimpl

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 
 import attrs
@@ -19,6 +21,7 @@ from stackc.plan.engine import (
     Metrics,
     Mount,
     Port,
+    RoleRequest,
 )
 from stackc.registry import Registry
 from stackc.spec.model import Form, Model
@@ -35,6 +38,7 @@ from stackc_plugins.engines._common import (
     http_probes,
     lora_args,
     model_location,
+    ranks_per_pod,
     served_names,
 )
 
@@ -46,6 +50,16 @@ OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
 PORT = 8000
 LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
+#: LMCache's vLLM connector, storing and loading blocks in both directions
+LMCACHE_CONNECTOR = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+#: the Ray head's port on a leader (GCS), which the workers join
+RAY_PORT = 6379
+#: the NixlConnector's side channel (its handshake; the transfer itself goes over UCX) and LMCache's P/D
+#: receiver, by default
+NIXL_PORT = 5600
+LMCACHE_PORT = 55555
+#: flags stackc sets from ``disaggregation``
+KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend")
 
 
 @attrs.frozen
@@ -83,9 +97,19 @@ class VllmEngine:
     #: it streams s3:// and gs:// weights itself (Run:ai model streamer); other engines get them downloaded
     object_storage = True
     owned_flags = OWNED_FLAGS
+    kv_connectors = ("nixl", "lmcache")
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
+        yield from check_disaggregation(model)
+        offload = model.kv_offload
+        if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
+            yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
+                             "host memory only", ("kv_offload", "disk_gib"),
+                             'use backend = "lmcache" (an image with LMCache) to offload to disk')
+        if offload is not None and offload.backend == "native" and offload.remote:
+            yield Diagnostic("E123", "vLLM's native offloading has no client for LMCache's cache server",
+                             ("kv_offload", "remote"), 'use backend = "lmcache" (an image with LMCache)')
         image = model.image or IMAGE
         if model.accelerators.resource.startswith("aws.amazon.com/neuron") and image.startswith(IMAGE.split(":")[0]):
             yield Diagnostic("W030", f"the vLLM image '{image}' is built for CUDA: it finds no GPU on Neuron devices",
@@ -109,14 +133,42 @@ class VllmEngine:
         )
         worker = None
         nodes = model.serving.nodes
-        if nodes > 1:
+        ray = nodes > 1 and request.ray_head is not None
+        if ray:
+            assert request.ray_head is not None
+            container, worker = ray_group(container, request.ray_head)
+        elif nodes > 1:
             # multiprocessing across nodes, no Ray: rank 0 serves the API, the others run headless
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
+        protocol, kv_port = None, None
+        if request.role is not None:
+            protocol = "kv_transfer_params" if request.role.connector == "nixl" else "prefill_then_decode"
+            # NIXL's side channel listens on both roles; LMCache's receiver on the decode side only
+            if protocol == "kv_transfer_params" or request.role.role == "decode":
+                kv_port = Port("kv-transfer", kv_transfer_port(request.role))
+                container = attrs.evolve(container, ports=(*container.ports, kv_port))
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
-                            adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP)
+                            adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
+                            prefill_protocol=protocol, kv_port=kv_port, ray_group=ray)
+
+
+def ray_group(container: Container, head: str) -> tuple[Container, Container]:
+    """vLLM over a Ray cluster the platform forms (KServe): the leader starts Ray's head, then ``vllm serve``
+    with the Ray executor, which waits for the workers' GPUs; each worker joins the head and blocks.
+    Ray and vLLM are told the pod's own address (a pod's hostname does not resolve to it)."""
+    env = (*container.env, *(EnvVar(name, value_from={"fieldRef": {"fieldPath": "status.podIP"}})
+                             for name in ("POD_IP", "VLLM_HOST_IP")))
+    start = 'ray start --node-ip-address="$POD_IP" --disable-usage-stats'
+    leader = attrs.evolve(
+        container, env=env,
+        command=("/bin/sh", "-c", f'{start} --head --port={RAY_PORT} && exec "$@"', "ray-head"),
+        args=(*container.command, *container.args, "--distributed-executor-backend", "ray"))
+    worker = group_worker(attrs.evolve(container, env=env, command=(
+        "/bin/sh", "-c", f'exec {start} --address="{head}:{RAY_PORT}" --block')), [])
+    return leader, worker
 
 
 def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[list[str], list[Mount], list[EnvVar]]:
@@ -142,7 +194,15 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     ])
     if serving.prefix_caching is not None:
         args.append("--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching")
-    if model.kv_offload is not None:
+    env_lmcache = []
+    if model.kv_offload is not None and model.kv_offload.backend == "lmcache" and (
+            request.kv_disk_path is not None or request.kv_cache_url is not None):
+        # the tiers below memory are LMCache's own configuration, which --kv-offloading-backend does not
+        # carry (newer vLLM hands that flag to LMCache's multiprocess server): LMCache's connector, configured
+        # by its LMCACHE_* variables, as LMCache and production-stack run it
+        args += ["--kv-transfer-config", LMCACHE_CONNECTOR]
+        env_lmcache = lmcache_env(request)
+    elif model.kv_offload is not None:
         # vLLM sizes the buffer over all tensor-parallel ranks of a replica: cpu_gib is per pod
         size = model.kv_offload.cpu_gib * serving.nodes
         args += ["--kv-offloading-backend", model.kv_offload.backend, "--kv-offloading-size", str(size)]
@@ -152,13 +212,85 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
         mounts.append(Mount(request.chat_template_volume, TEMPLATE_PATH, read_only=True))
         args += ["--chat-template", TEMPLATE_FILE]
     args += lora_args(request, "--lora-modules", "--max-loras")
+    kv_args, kv_env = kv_transfer(request.role) if request.role is not None else ([], [])
+    args += kv_args
     args += model.engine_args
-    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm")]
+    env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *env_lmcache, *kv_env]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
         env.append(EnvVar("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"))
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env
+
+
+def kv_transfer_port(role: RoleRequest) -> int:
+    return role.kv_port or (NIXL_PORT if role.connector == "nixl" else LMCACHE_PORT)
+
+
+def kv_transfer(role: RoleRequest) -> tuple[list[str], list[EnvVar]]:
+    """``--kv-transfer-config`` and the environment of one role's KV connector.
+
+    NIXL: both roles ``kv_both``; the decode side pulls blocks the prefill side names in its answer's
+    ``kv_transfer_params``, after a handshake on the side channel at the pod's IP. LMCache's P/D over NIXL
+    (production-stack's layout): prefill produces and pushes each prompt's KV to the decode role's
+    Service, where the decode side receives it.
+    """
+    port = str(kv_transfer_port(role))
+    if role.connector == "nixl":
+        config = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+        env = [EnvVar("VLLM_NIXL_SIDE_CHANNEL_HOST", value_from={"fieldRef": {"fieldPath": "status.podIP"}}),
+               EnvVar("VLLM_NIXL_SIDE_CHANNEL_PORT", port)]
+    else:
+        prefill = role.role == "prefill"
+        config = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_producer" if prefill else "kv_consumer",
+                  "kv_connector_extra_config": {"discard_partial_chunks": False,
+                                                "lmcache_rpc_port": "producer1" if prefill else "consumer1"}}
+        env = [EnvVar("LMCACHE_LOCAL_CPU", "False"), EnvVar("LMCACHE_MAX_LOCAL_CPU_SIZE", "0"),
+               EnvVar("LMCACHE_ENABLE_NIXL", "True"), EnvVar("LMCACHE_NIXL_ROLE", "sender" if prefill else "receiver"),
+               EnvVar("LMCACHE_NIXL_RECEIVER_HOST", role.decode_service if prefill else "0.0.0.0"),
+               EnvVar("LMCACHE_NIXL_RECEIVER_PORT", port),
+               EnvVar("LMCACHE_NIXL_BUFFER_SIZE", str(2**30)), EnvVar("LMCACHE_NIXL_BUFFER_DEVICE", "cuda"),
+               EnvVar("LMCACHE_NIXL_ENABLE_GC", "True")]
+    return ["--kv-transfer-config", json.dumps(config, separators=(",", ":"))], env
+
+
+def check_disaggregation(model: Model) -> Iterator[Diagnostic]:
+    """What vLLM can't combine with disaggregation: another KV connector, flags stackc sets from it."""
+    if model.disaggregation is None:
+        return
+    if model.kv_offload is not None:
+        yield Diagnostic("E103", "vLLM runs one KV connector: kv_offload's and disaggregation's would replace each "
+                         "other", ("kv_offload",), "drop kv_offload from a disaggregated vLLM model")
+    if model.disaggregation.ib_devices:
+        yield Diagnostic("E104", "ib_devices is SGLang's flag; vLLM's NIXL picks devices through UCX",
+                         ("disaggregation", "ib_devices"), "set UCX_NET_DEVICES in env instead")
+    for index, arg in enumerate(model.engine_args):
+        if arg.split("=", 1)[0] in KV_FLAGS:
+            yield Diagnostic("E102", f"engine_args sets {arg.split('=', 1)[0]}, which stackc sets from disaggregation",
+                             ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+
+
+def lmcache_env(request: EngineRequest) -> list[EnvVar]:
+    """LMCache's tiers, which it reads from its ``LMCACHE_*`` variables: host memory and the local disk
+    (one store of each per tensor-parallel worker, so each gets its share of the pod's GiB, in GB) and the
+    stack's cache server. LMCache keys blocks with Python's ``hash()`` by default, which is salted per
+    process unless PYTHONHASHSEED is set: replicas sharing a server must agree on it, or they never hit."""
+    offload = request.model.kv_offload
+    assert offload is not None
+    ranks = ranks_per_pod(request.model)
+    env = [EnvVar("LMCACHE_LOCAL_CPU", "True"), EnvVar("LMCACHE_MAX_LOCAL_CPU_SIZE", _gb_share(offload.cpu_gib, ranks))]
+    if request.kv_disk_path is not None and offload.disk_gib is not None:
+        env += [EnvVar("LMCACHE_LOCAL_DISK", f"file://{request.kv_disk_path}/"),
+                EnvVar("LMCACHE_MAX_LOCAL_DISK_SIZE", _gb_share(offload.disk_gib, ranks))]
+    if request.kv_cache_url is not None:
+        env += [EnvVar("LMCACHE_REMOTE_URL", request.kv_cache_url),
+                EnvVar("LMCACHE_REMOTE_SERDE", request.kv_cache_serde), EnvVar("PYTHONHASHSEED", "0")]
+    return env
+
+
+def _gb_share(gib: int, ranks: int) -> str:
+    """One worker's share, in LMCache's GB, rounded down so the workers together stay within it."""
+    return f"{math.floor(gib * 1000 / ranks) / 1000:g}"
 
 
 @hookimpl

@@ -1,7 +1,9 @@
 """Gateway API Inference Extension: per model an InferencePool with its own endpoint picker (EPP),
 an HTTPRoute matching the model's names, and one Gateway for the stack (created or referenced).
 
-Several pools in one stack: each model gets its own pool, picker, config and route.
+Several pools in one stack: each model gets its own pool, picker, config and route. A prefill/decode-
+disaggregated model gets one pool over both roles' pods and a picker with a P/D profile: it picks a
+decode pod and names a prefill pod to the P/D sidecar lowering put on decode pods.
 """
 
 from __future__ import annotations
@@ -128,6 +130,26 @@ class GatewayTarget:
                 yield Diagnostic("E062", "an HTTPS listener needs its certificate Secret",
                                  ("targets", "gateway", "listeners", index, "protocol"), "set tls_secret")
         for component in plan.components:
+            if component.topology.kind == "ray_cluster":
+                # the picker chooses a pod by its engine's queue, but Ray Serve's proxy on that pod hands the
+                # request to any replica in the cluster: the choice would not hold
+                yield Diagnostic("E118", "the gateway's endpoint picker routes to pods by their engine's load; a Ray "
+                                 "cluster's proxies route between replicas themselves", ("models", component.key, "engine"),
+                                 f"reach it through the router target, or route to KubeRay's Service "
+                                 f"'{component.endpoint.service}' (port {component.endpoint.service_port})")
+            roles = component.disaggregation
+            if roles is not None and roles.protocol != "kv_transfer_params" and roles.role == "decode":
+                yield Diagnostic("E106", f"the gateway's P/D sidecar drives vLLM's NIXL connector; model "
+                                 f"'{component.key}' joins its roles by '{roles.protocol}' ({component.engine})",
+                                 ("models", component.key, "disaggregation", "connector"),
+                                 'use engine = "vllm" with connector = "nixl", or the router target instead of gateway')
+            if roles is not None and component.topology.kind == "leader_worker":
+                # one pool over both roles can't tell a group's leaders from its workers and single pods
+                yield Diagnostic("E106", f"the gateway pools both roles of model '{component.key}' by their model "
+                                 f"labels; its {roles.role} role spans several nodes, whose workers serve nothing",
+                                 ("models", component.key, "disaggregation", roles.role, "nodes"),
+                                 "keep disaggregated roles on one node each with the gateway, or use the router target")
+        for component in models(plan):
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:
                 yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
@@ -136,12 +158,12 @@ class GatewayTarget:
     def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
         """The gateway's proxies send the requests; each model's endpoint picker scrapes its metrics."""
         yield Caller(*proxy_pods(plan, options))
-        for component in plan.components:
+        for component in models(plan):
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
 
     def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
         """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
-        for component in plan.components:
+        for component in models(plan):
             yield Exporter(f"{component.key}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
@@ -151,9 +173,14 @@ class GatewayTarget:
         gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
-        for component in plan.components:
+        for component in models(plan):
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+
+
+def models(plan: Plan) -> list[Component]:
+    """A component per model: a disaggregated model's decode role (the one a pool's requests end on)."""
+    return list({component.key: component for component in reversed(plan.components)}.values())[::-1]
 
 
 def gateway_name(plan: Plan, options: GatewayOptions) -> str:
@@ -203,39 +230,55 @@ def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
             "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
 
 
-def picker_config(options: GatewayOptions, adapters: bool = False) -> dict:
-    """The picker's scorers; with LoRA adapters, also the one that reads which replica has which loaded."""
+def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated: bool = False) -> dict:
+    """The picker's scorers; with LoRA adapters, also the one that reads which replica has which loaded.
+
+    Disaggregated: a ``prefill`` and a ``decode`` profile, each filtering pods by their ``llm-d.ai/role``,
+    and the disaggregation profile handler running both for every request (``always-disagg-pd-decider``,
+    declared before the handler); the headers handler tells the decode pod's sidecar the prefill pod.
+    """
     scorers = options.scorers
     lora = [("lora-affinity-scorer", scorers.lora_affinity)] if adapters else []
     weighted = [("queue-scorer", scorers.queue), ("kv-cache-utilization-scorer", scorers.kv_cache_utilization),
                 ("prefix-cache-scorer", scorers.prefix_cache), *lora]
+    scored = [*({"pluginRef": name, "weight": weight} for name, weight in weighted), {"pluginRef": "max-score-picker"}]
+    plugins = [*({"type": name} for name, _ in weighted), {"type": "max-score-picker"}]
+    if not disaggregated:
+        return {"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
+                "plugins": [*plugins, {"type": "single-profile-handler"}],
+                "schedulingProfiles": [{"name": "default", "plugins": scored}]}
     return {
         "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
-        "plugins": [*({"type": name} for name, _ in weighted), {"type": "max-score-picker"},
-                    {"type": "single-profile-handler"}],
-        "schedulingProfiles": [{"name": "default", "plugins": [
-            *({"pluginRef": name, "weight": weight} for name, weight in weighted),
-            {"pluginRef": "max-score-picker"}]}],
+        "plugins": [*plugins, {"type": "prefill-filter"}, {"type": "decode-filter"},
+                    {"type": "disagg-headers-handler"}, {"type": "always-disagg-pd-decider"},
+                    {"type": "disagg-profile-handler",
+                     "parameters": {"deciders": {"prefill": "always-disagg-pd-decider"}}}],
+        "schedulingProfiles": [{"name": role, "plugins": [{"pluginRef": f"{role}-filter"}, *scored]}
+                               for role in ("prefill", "decode")],
     }
 
 
 def model_objects(plan: Plan, component: Component, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
     stack = plan.stack
-    pool = component.name
-    epp = f"{component.name}-epp"
+    pool = f"{stack.name}-{component.key}"
+    epp = f"{pool}-epp"
+    # a disaggregated model's pool holds both roles' pods: the picker's filters tell them apart
+    pods = {k: v for k, v in component.endpoint.selector.items() if k != kube.DISAGGREGATION_ROLE_LABEL}
+    labels_of_pool = {k: v for k, v in component.labels.items() if k != kube.DISAGGREGATION_ROLE_LABEL}
     selector = picker_selector(plan, component)
     labels = {**kube.stack_labels(stack), **selector, "app.kubernetes.io/component": "endpoint-picker"}
     yield "inferencepool", {
         "apiVersion": f"{POOL_GROUP}/v1", "kind": "InferencePool",
-        "metadata": kube.metadata(stack, pool, component.labels),
+        "metadata": kube.metadata(stack, pool, labels_of_pool),
         "spec": {
-            "selector": {"matchLabels": dict(component.endpoint.selector)},
+            "selector": {"matchLabels": pods},
             "targetPorts": [{"number": component.endpoint.port.number}],
             "endpointPickerRef": {"name": epp, "port": {"number": 9002}, "failureMode": options.failure_mode},
         },
     }
     yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, epp, labels),
-                            "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters)))}}
+                            "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters),
+                                                                         component.disaggregation is not None))}}
     yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
                                  "metadata": kube.metadata(stack, epp, labels)}
     yield "epp-role", {
@@ -252,7 +295,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
         "subjects": [{"kind": "ServiceAccount", "name": epp, "namespace": stack.namespace}],
     }
-    yield "epp-deployment", epp_deployment(plan, component, epp, labels, selector, options)
+    yield "epp-deployment", epp_deployment(plan, pool, epp, labels, selector, options)
     yield "epp-service", {
         "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, epp, labels),
         "spec": {"selector": dict(selector), "ports": [
@@ -266,7 +309,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
                 "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names]
     yield "httproute", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": kube.metadata(stack, pool, component.labels),
+        "metadata": kube.metadata(stack, pool, labels_of_pool),
         "spec": {
             "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
                                                 if options.gateway_namespace else {})}],
@@ -281,7 +324,7 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     if unserved:  # the engine answers to one name: the picker rewrites the aliases to it
         yield "inferencemodelrewrite", {
             "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceModelRewrite",
-            "metadata": kube.metadata(stack, pool, component.labels),
+            "metadata": kube.metadata(stack, pool, labels_of_pool),
             "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool},
                      "rules": [{"matches": [{"model": {"type": "Exact", "value": name}} for name in unserved],
                                 "targets": [{"modelRewrite": component.endpoint.served_names[0], "weight": 1}]}]},
@@ -290,25 +333,25 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         if name == component.key:
             yield "inferenceobjective", {
                 "apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceObjective",
-                "metadata": kube.metadata(stack, pool, component.labels),
+                "metadata": kube.metadata(stack, pool, labels_of_pool),
                 "spec": {"poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}, "priority": priority},
             }
     if options.envoy_extension_policy:
         yield "envoyextensionpolicy", {
             "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
-            "metadata": kube.metadata(stack, pool, component.labels),
+            "metadata": kube.metadata(stack, pool, labels_of_pool),
             "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": pool}],
                      "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
                                   "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
         }
 
 
-def epp_deployment(plan: Plan, component: Component, name: str, labels: dict, selector: dict,
+def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dict,
                    options: GatewayOptions) -> dict:
     grpc_probe = {"grpc": {"port": 9003, "service": "inference-extension"}, "periodSeconds": 10}
     container = {
         "name": "epp", "image": options.epp_image,
-        "args": ["--pool-name", component.name, "--pool-namespace", plan.stack.namespace,
+        "args": ["--pool-name", pool, "--pool-namespace", plan.stack.namespace,
                  "--pool-group", POOL_GROUP, "--config-file", f"/config/{CONFIG_FILE}", "--zap-encoder", "json",
                  "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090"],
         "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},

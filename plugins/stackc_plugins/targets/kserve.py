@@ -27,6 +27,8 @@ from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
 
 MODEL_DIR = "/mnt/models"
 PREDICTOR_SUFFIX = "-predictor"  # KServe's Deployment and Service
+#: the container KServe's multi-node workers run, by the name it merges the runtime's and the predictor's by
+WORKER_CONTAINER = "worker-container"
 KNATIVE_REVISION_SUFFIX = "-predictor-00001"  # Knative's first revision (up to 99999 keep the length)
 #: the signals KServe names itself (``scaleMetric``); Prometheus signals go through KEDA
 PLATFORM_SIGNALS = ("concurrency", "rps", "cpu", "memory")
@@ -77,6 +79,8 @@ class KserveTarget:
     options_type = KserveOptions
     #: KServe's storage initializer downloads weights here before the engine starts
     weights_path = MODEL_DIR
+    #: a multi-node predictor is a Ray cluster: KServe gives each worker HEAD_SVC, its head's headless Service
+    ray_head = "$(HEAD_SVC)"
 
     def model_service(self, component: Component) -> tuple[str, int]:
         """The Service KServe (Standard mode) puts in front of a model's pods, and the pods' port."""
@@ -104,10 +108,20 @@ class KserveTarget:
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
+            if component.disaggregation is not None and component.disaggregation.role == "decode":
+                yield Diagnostic("E105", "an InferenceService runs one predictor: it can't split a model into "
+                                 "prefill and decode roles", ("models", component.key, "disaggregation"),
+                                 "KServe's way is an LLMInferenceService (llm-d); deploy this model with the "
+                                 "manifests or helm target, or drop disaggregation for kserve")
+            if component.topology.kind == "ray_cluster":
+                yield Diagnostic("E117", "the kserve target cannot deploy a Ray cluster: KServe runs its own pods "
+                                 "and Services, where KubeRay's RayService needs its head and worker groups",
+                                 ("models", component.key, "engine"),
+                                 "deploy this model with the manifests or helm target (a RayService), or use "
+                                 'engine = "vllm" under kserve')
+                continue
             if component.topology.kind == "leader_worker":
-                yield Diagnostic("E074", "the kserve target can't run one replica over several nodes yet (its "
-                                 "multi-node runtimes drive Ray)", ("models", component.key, "serving", "nodes"),
-                                 "deploy this model with the manifests or helm target (a LeaderWorkerSet)")
+                yield from multi_node_problems(component, options)
             # KServe and Knative derive names from the InferenceService's; each must stay a DNS label
             if len(component.name) + len(suffix) > 63:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
@@ -156,6 +170,39 @@ class KserveTarget:
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 
+LWS_HINT = "deploy this model with the manifests or helm target (a LeaderWorkerSet)"
+
+
+def multi_node_problems(component: Component, options: KserveOptions) -> Iterator[Diagnostic]:
+    """What KServe's multi-node predictors (a Ray cluster: a head Deployment, a worker Deployment) can't do."""
+    path = ("models", component.key)
+    if not component.topology.ray_group:
+        yield Diagnostic("E074", f"engine '{component.engine}' can't run over the Ray cluster KServe's multi-node "
+                         "predictors form", path + ("serving", "nodes"), LWS_HINT)
+        return
+    uri = component.weights.platform_uri or ""
+    if not uri.startswith(("pvc://", "oci://")):
+        yield Diagnostic("E074", "KServe's multi-node predictors load weights only from a claim or an OCI image "
+                         "(storageUri pvc:// or oci://), which every node mounts", path + ("model",),
+                         "put the weights on a ReadWriteMany claim: model = \"pvc://CLAIM/PATH\" (without "
+                         "credentials: KServe mounts it), or " + LWS_HINT)
+    if component.scale.autoscaler is not None or component.scale.replicas != 1:
+        yield Diagnostic("E074", "KServe runs one Ray cluster per multi-node InferenceService: one replica, no "
+                         "autoscaler (autoscalerClass none)", path + (
+                             "autoscaling" if component.scale.autoscaler is not None else "replicas",),
+                         "set replicas = 1 and no autoscaling, or " + LWS_HINT)
+    if options.deployment_mode != "Standard":
+        yield Diagnostic("E074", "KServe runs multi-node predictors in Standard mode only",
+                         ("targets", "kserve", "deployment_mode"), 'use deployment_mode = "Standard"')
+    if model_options(component, options).runtime is not None:
+        yield Diagnostic("E074", "a multi-node model needs stackc's own runtime: it labels the head and the "
+                         "workers, so traffic reaches the head only", ("targets", "kserve", "models", component.key,
+                                                                       "runtime"), "drop runtime for this model")
+    if len(component.pod.containers) > 1:
+        yield Diagnostic("E074", "KServe runs one container in a multi-node predictor's workers: plain sidecars "
+                         "can't follow them", path + ("sidecars",), "make the sidecars native (native = true)")
+
+
 def model_options(component: Component, options: KserveOptions) -> KserveModel:
     return options.models.get(component.key) or KserveModel()
 
@@ -184,6 +231,16 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
         "supportedModelFormats": [{"name": component.engine, "autoSelect": False}],
         "containers": [{"name": "kserve-container", **defaults}, *sidecars],
     }
+    if component.worker_pod is not None:
+        # the head's and the workers' own labels (their role) go on the runtime: KServe gives the predictor's
+        # labels to both
+        worker = kube.container(component.worker_pod.containers[0])
+        spec["labels"] = own_labels(component.pod.labels, component.worker_pod.labels)
+        spec["workerSpec"] = {
+            "containers": [{"name": WORKER_CONTAINER, **{key: worker[key] for key in ("image", "command")}}],
+            "labels": own_labels(component.worker_pod.labels, component.pod.labels),
+            **parallel_sizes(component),
+        }
     if options.cluster_runtimes:
         metadata.pop("namespace")
         return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime", "metadata": metadata,
@@ -199,12 +256,14 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         model_spec["storageUri"] = component.weights.platform_uri
     scaler = component.scale.autoscaler
     replicas = component.scale.replicas
+    worker_pod = component.worker_pod
     predictor: dict[str, Any] = {
         "minReplicas": scaler.min_replicas if scaler is not None else replicas,
         "maxReplicas": scaler.max_replicas if scaler is not None else max(replicas, 1),
         "model": model_spec,
         # the pods carry the model's labels, so the gateway's pools, budgets and policies select them
-        "labels": dict(component.pod.labels),
+        "labels": dict(component.pod.labels) if worker_pod is None else {
+            key: value for key, value in component.pod.labels.items() if worker_pod.labels.get(key) == value},
     }
     timeout = own.timeout or options.timeout
     if timeout is not None:
@@ -228,6 +287,11 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
     rollout = component.rollout
     if options.deployment_mode == "Standard" and rollout != type(rollout)():
         predictor["deploymentStrategy"] = kube.deployment_strategy(component)
+    if worker_pod is not None:
+        worker = kube.pod_spec(worker_pod)
+        worker["containers"] = [{**kube.container(worker_pod.containers[0]), "name": WORKER_CONTAINER}]
+        predictor["workerSpec"] = {**parallel_sizes(component), **worker}
+        service_annotations["serving.kserve.io/autoscalerClass"] = "none"  # the only class KServe allows it
     accelerators = component.accelerators
     if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
         service_annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
@@ -236,6 +300,17 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
         "metadata": kube.metadata(plan.stack, component.name, component.labels, service_annotations),
         "spec": {"predictor": predictor},
     }
+
+
+def own_labels(labels: Mapping[str, str], others: Mapping[str, str]) -> dict[str, str]:
+    """The labels one member of a group has and the other hasn't (its role)."""
+    return {key: value for key, value in labels.items() if others.get(key) != value}
+
+
+def parallel_sizes(component: Component) -> dict[str, int]:
+    """KServe's split of a multi-node model: it runs tensor × pipeline GPUs over pods of the worker's GPU count."""
+    return {"tensorParallelSize": component.topology.tensor_parallel,
+            "pipelineParallelSize": component.topology.pipeline_parallel}
 
 
 def _autoscaling(plan: Plan, component: Component, scaler: Autoscaler) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class ManifestsTarget:
             yield Artifact("namespace.yaml", (namespace,))
         for component in plan.components:
             for kind, obj in kube.component_objects(plan.stack, component, options.service_type):
-                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+                yield Artifact(f"{kube.folder(component)}/{kind}.yaml", (obj,))
         for stem, obj in kube.stack_objects(plan.stack):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 

@@ -63,7 +63,7 @@ class MonitoringTarget:
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
             # the pods that answer (a multi-node group's leaders), labelled by the model's selector
-            yield Artifact(f"podmonitor-{component.key}.yaml", (pod_monitor(
+            yield Artifact(f"podmonitor-{component.name.removeprefix(plan.stack.name + '-')}.yaml", (pod_monitor(
                 plan, component.name, {**component.labels, **options.monitor_labels}, component.endpoint.selector,
                 endpoint, component.selector),))
         for exporter in plan.stack.exporters:
@@ -186,18 +186,23 @@ def alert_groups(plan: Plan, options: MonitoringOptions) -> list[dict[str, Any]]
     declared = router.router if router is not None else None
     for component in plan.components:
         scaler = component.scale.autoscaler
-        labels = {"severity": "warning", "model": component.key, "namespace": plan.stack.namespace}
+        labels = {"severity": "warning", "model": component.key, "namespace": plan.stack.namespace,
+                  **({"role": component.disaggregation.role} if component.disaggregation else {})}
         rules: list[dict[str, Any]] = []
+        roles = component.disaggregation
+        who = component.key if roles is None else f"{component.key} ({roles.role})"
+        # the router's series are the model's: one role's group carries their alerts
+        routed = declared if roles is None or roles.role == "decode" else None
         if scaler is None or scaler.min_replicas > 0:  # at zero replicas by design, none is ready
             rules.append(_alert("ModelNoReadyReplica", f"{ready_replicas(plan, component)} < 1", "5m",
-                                {**labels, "severity": "critical"}, f"Model {component.key} has no ready replica"))
-        if declared is not None and declared.errors and declared.requests:
-            errors = signals.router_series(plan.stack, component, declared.errors) or ""
-            requests = signals.router_series(plan.stack, component, declared.requests) or ""
+                                {**labels, "severity": "critical"}, f"Model {who} has no ready replica"))
+        if routed is not None and routed.errors and routed.requests:
+            errors = signals.router_series(plan.stack, component, routed.errors) or ""
+            requests = signals.router_series(plan.stack, component, routed.requests) or ""
             rules.append(_alert("ModelErrorRate", f"{_ratio(errors, requests)} > {options.error_ratio}", "10m", labels,
                                 f"Over {options.error_ratio:.0%} of {component.key}'s upstream attempts fail"))
-        if declared is not None and declared.hold_rejected:
-            refused = signals.router_series(plan.stack, component, declared.hold_rejected, with_adapters=True)
+        if routed is not None and routed.hold_rejected:
+            refused = signals.router_series(plan.stack, component, routed.hold_rejected, with_adapters=True)
             rules.append(_alert("ModelRequestsRefusedNoReplica", f"sum(rate({refused}[5m])) > 0", "5m", labels,
                                 f"{component.key}: the router answers 503 while no replica is ready (hold queue "
                                 "full or timed out): raise hold_timeout_seconds past the cold start, or min_replicas"))
@@ -206,13 +211,13 @@ def alert_groups(plan: Plan, options: MonitoringOptions) -> list[dict[str, Any]]
             histogram = signals.model_series(plan.stack, component, names.time_to_first_token + "_bucket")
             rules.append(_alert("ModelTimeToFirstTokenSLO",
                                 f"{_histogram_quantile(0.95, histogram)} > {options.ttft_p95_seconds}", "10m", labels,
-                                f"{component.key}: p95 time to first token above {options.ttft_p95_seconds} s"))
+                                f"{who}: p95 time to first token above {options.ttft_p95_seconds} s"))
         if names is not None and names.waiting:
             waiting = signals.model_series(plan.stack, component, names.waiting)
             rules.append(_alert("ModelQueueSLO", f"avg({waiting}) > {options.waiting_per_replica}", "10m", labels,
-                                f"{component.key}: over {options.waiting_per_replica} requests waiting per replica"))
+                                f"{who}: over {options.waiting_per_replica} requests waiting per replica"))
         if rules:
-            groups.append({"name": f"{plan.stack.name}-{component.key}", "rules": rules})
+            groups.append({"name": component.name, "rules": rules})
     return groups
 
 
@@ -225,7 +230,8 @@ def dashboard(plan: Plan) -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     y = 0
     for component in plan.components:
-        panels.append({"type": "row", "title": f"{component.key} ({component.engine})", "id": len(panels) + 1,
+        role = f" {component.disaggregation.role}" if component.disaggregation else ""
+        panels.append({"type": "row", "title": f"{component.key}{role} ({component.engine})", "id": len(panels) + 1,
                        "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}})
         y += 1
         for index, (title, unit, expr) in enumerate(model_expressions(plan, component)):

@@ -167,17 +167,21 @@ def test_ai_on_eks_neuron_deployment():
     assert {e["name"]: e.get("value") for e in container["env"]}["NEURON_RT_LOG_LEVEL"] == "INFO"
 
 
-def test_ai_on_eks_ray_vllm_becomes_a_vllm_deployment_and_says_so():
+def test_ai_on_eks_ray_vllm_becomes_a_ray_service_with_the_same_model_and_engine_arguments():
     text, report = imported("ai-on-eks", "ai-on-eks-ray.yaml")
-    entry = pods(text)["ai-on-eks-ray-llama-32-1b"]
-    container = engine(entry)
-    assert entry["obj"]["spec"]["replicas"] == 2  # Ray Serve's minActors
-    assert container["command"] == ["vllm", "serve"] and container["args"][0] == "NousResearch/Llama-3.2-1B"
-    args = container["args"]
-    assert args[args.index("--max-num-batched-tokens") + 1] == "8192" and "--enable-prefix-caching" in args
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert {d.dotted_path for d in report} == {"inference.framework", "inference.modelServer.image",
-                                               "inference.rayOptions.autoscaling"}
+    service = next(o for o in objects(compile_text(text).files) if o["kind"] == "RayService")
+    (llm,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]["llm_configs"]
+    assert llm["model_loading_config"]["model_source"] == "NousResearch/Llama-3.2-1B"
+    assert llm["deployment_config"] == {"num_replicas": 2}  # Ray Serve's minActors
+    assert llm["engine_kwargs"] == {"gpu_memory_utilization": 0.8, "max_model_len": 8192, "enable_prefix_caching": True,
+                                    "max_num_batched_tokens": 8192}
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.47.0"
+    worker = cluster["workerGroupSpecs"][0]
+    assert worker["replicas"] == 2
+    assert worker["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # the chart's image runs its own Serve script; Ray's LLM image replaces it
+    assert {d.dotted_path for d in report} == {"inference.modelServer.image"}
 
 
 def test_ai_on_eks_lws_vllm_is_a_leader_worker_group_per_replica():

@@ -45,7 +45,10 @@ def comparable(objects: list[dict]) -> list[dict]:
         obj = json.loads(json.dumps(obj))
         spec = obj.get("spec", {})
         group = spec.get("leaderWorkerTemplate", {})
-        templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {})]
+        cluster = spec.get("rayClusterConfig", {})
+        templates = [spec.get("template", {}), group.get("leaderTemplate", {}), group.get("workerTemplate", {}),
+                     cluster.get("headGroupSpec", {}).get("template", {}),
+                     *(workers["template"] for workers in cluster.get("workerGroupSpecs", []))]
         for meta in (obj["metadata"], *(pod.get("metadata", {}) for pod in templates)):
             for label in CHART_ONLY_LABELS:
                 meta.get("labels", {}).pop(label, None)
@@ -142,6 +145,22 @@ def test_an_autoscaled_model_takes_its_bounds_from_values_and_no_replicas(tmp_pa
     assert bad.returncode != 0 and "replicas" in bad.stderr
 
 
+@needs_helm
+def test_a_ray_models_values_tune_its_worker_group_and_replicas_are_not_one(tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "ray-vllm.toml", tmp_path)
+    ray = ("--api-versions", "ray.io/v1/RayService")
+    objects = rendered(chart, "ray", "llm-ray", *ray, "--set", "models.llama-1b.image.tag=nightly",
+                       "--set-string", "models.llama-1b.resources.limits.nvidia\\.com/gpu=2")
+    cluster = next(o for o in objects if o["kind"] == "RayService")["spec"]["rayClusterConfig"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert worker["image"] == "rayproject/ray-llm:nightly" and worker["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert head["image"] == "rayproject/ray-llm:2.50.1-py311-cu124" and "nvidia.com/gpu" not in head["resources"]["limits"]
+    for value in ("replicas=3", "extraArgs={--x}"):  # Serve's replicas and KubeRay's command line
+        bad = helm("template", "ray", str(chart), "-n", "llm-ray", *ray, "--set", f"models.llama-1b.{value}")
+        assert bad.returncode != 0 and value.split("=")[0] in bad.stderr
+
+
 def test_add_on_targets_land_in_the_chart_in_the_release_namespace() -> None:
     files = pipeline.compile_stack([REPO / "specs" / "prod.toml"], load_registry()).files
     router = files["helm/prod/templates/router/deployment.yaml"].decode()
@@ -149,3 +168,15 @@ def test_add_on_targets_land_in_the_chart_in_the_release_namespace() -> None:
     assert {name.split("/")[3] for name in files if name.startswith("helm/prod/templates/") and name.count("/") == 4} \
         == {"router", "monitoring"}
     assert not any(name.startswith("helm/prod/templates/manifests/") for name in files)  # templated per model instead
+
+
+@needs_helm
+def test_a_disaggregated_models_roles_are_tuned_apart(tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "disaggregated-sglang.toml", tmp_path)
+    before = comparable(rendered(chart, "sglang-pd", "llm-pd"))
+    after = comparable(rendered(chart, "sglang-pd", "llm-pd", "--set", "models.qwen.prefill.replicas=4"))
+    changed = [(a["kind"], a["metadata"]["name"], a["spec"].get("replicas")) for a, b in zip(after, before, strict=True)
+               if a != b]
+    assert changed == [("Deployment", "sglang-pd-qwen-prefill", 4)]
+    bad = helm("template", "sglang-pd", str(chart), "-n", "llm-pd", "--set", "models.qwen.replicas=4")
+    assert bad.returncode != 0 and "replicas" in bad.stderr

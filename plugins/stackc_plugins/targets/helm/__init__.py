@@ -19,7 +19,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
-from stackc.plan.model import Component, Plan
+from stackc.plan.model import Component, Plan, Pod
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import Form
 
@@ -29,7 +29,7 @@ SEMVER = Form(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A
               "a SemVer 2 version such as '1.2.3'")
 #: what runs a model's pods: their engine container, replicas and scheduling come from the values;
 #: a cluster without the API fails the install rather than dropping the model
-WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet", "RayService")
 CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
@@ -65,9 +65,14 @@ class HelmTarget:
         })
         values: dict[str, Any] = {"global": {"imagePullSecrets": [], "labels": {}}, "models": {}}
         for component in plan.components:
-            values["models"][component.key] = model_values(component)
+            roles = component.disaggregation
+            if roles is None:
+                values["models"][component.key] = model_values(component)
+            else:  # a disaggregated model's roles: models.KEY.ROLE
+                values["models"].setdefault(component.key, {})[roles.role] = model_values(component)
             for kind, obj in kube.component_objects(plan.stack, component):
-                yield Artifact(f"{root}/templates/{component.key}-{kind}.yaml", text=template(chart, component, obj))
+                yield Artifact(f"{root}/templates/{kube.folder(component)}-{kind}.yaml",
+                               text=template(chart, component, obj))
         for stem, obj in kube.stack_objects(plan.stack):
             # the spec's objects as written: only their namespace follows the release
             yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
@@ -112,17 +117,29 @@ def _split_image(image: str) -> tuple[str, str]:
 
 
 def model_values(component: Component) -> dict[str, Any]:
-    pod = component.pod
-    serving = pod.containers[0]
-    repository, tag = _split_image(serving.image)
-    image: dict[str, Any] = {"repository": repository, "tag": tag}
-    if serving.image_pull_policy:
-        image["pullPolicy"] = serving.image_pull_policy
+    if component.ray is not None:
+        # the worker group's pods run the model; Ray Serve owns the replicas (inside serveConfigV2) and
+        # KubeRay the command line, so neither is a value
+        assert component.worker_pod is not None
+        values = _pod_values(component.worker_pod)
+        del values["extraArgs"]
+        return values
     scaler = component.scale.autoscaler
     return {
         # an autoscaler owns the count of an autoscaled model: only its bounds are values
         **({"replicas": component.scale.replicas} if scaler is None else
            {"autoscaling": {"minReplicas": scaler.min_replicas, "maxReplicas": scaler.max_replicas}}),
+        **_pod_values(component.pod),
+    }
+
+
+def _pod_values(pod: Pod) -> dict[str, Any]:
+    serving = pod.containers[0]
+    repository, tag = _split_image(serving.image)
+    image: dict[str, Any] = {"repository": repository, "tag": tag}
+    if serving.image_pull_policy:
+        image["pullPolicy"] = serving.image_pull_policy
+    return {
         "image": image,
         "resources": {kind: dict(table) for kind, table in serving.resources.items()},
         "nodeSelector": dict(pod.node_selector),
@@ -152,7 +169,13 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         for key, value in zip(bounds, ("minReplicas", "maxReplicas"), strict=True):
             obj["spec"][key] = sentinel("SCALAR", f"{{{{ $model.autoscaling.{value} }}}}")
     workload = component is not None and obj["kind"] in WORKLOAD_KINDS
-    if workload:
+    if workload and obj["kind"] == "RayService":
+        cluster = obj["spec"]["rayClusterConfig"]
+        head = cluster["headGroupSpec"]["template"]
+        _labels(head["metadata"], chart, sentinel)
+        head["spec"]["imagePullSecrets"] = sentinel("PULLSECRETS", "")
+        _lift_pod(cluster["workerGroupSpecs"][0]["template"], chart, component, sentinel, args=False)
+    elif workload:
         spec = obj["spec"]
         if component.scale.autoscaler is None:  # else its ScaledObject or HPA owns the count
             spec["replicas"] = sentinel("SCALAR", "{{ $model.replicas }}")
@@ -160,11 +183,20 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         # a leader/worker group's pods all run the engine: the model's values apply to both
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
-    head = [f'{{{{- $model := index .Values.models "{component.key}" }}}}'] if workload or bounds else []
+    head = [f'{{{{- $model := index .Values.models {values_keys(component)} }}}}'] if workload or bounds else []
     return _expand(chart, obj, sentinel, head, guard=not workload)
 
 
-def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any) -> None:
+def values_keys(component: Component) -> str:
+    """Where the component's values are under ``models``: its key, then a disaggregated model's role."""
+    roles = component.disaggregation
+    return " ".join(f'"{k}"' for k in (component.key, *([roles.role] if roles else [])))
+
+
+def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any,
+              args: bool = True) -> None:
+    """The model's values in a pod that runs it; ``args`` False where the engine's command line is not
+    stackc's (KubeRay writes the Ray containers' own)."""
     template_meta = pod_template["metadata"]
     _labels(template_meta, chart, sentinel)
     annotations = template_meta.pop("annotations", {})
@@ -175,12 +207,12 @@ def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, se
     else:
         template_meta["annotations"] = sentinel("BLOCK", "$model.podAnnotations")
     pod = pod_template["spec"]
-    serving_name = component.pod.containers[0].name
-    engine = next(c for c in pod["containers"] if c["name"] == serving_name)
+    serving_names = {p.containers[0].name for p in (component.pod, component.worker_pod) if p is not None}
+    engine = next(c for c in pod["containers"] if c["name"] in serving_names)
     engine["image"] = sentinel("SCALAR", '"{{ $model.image.repository }}:{{ $model.image.tag }}"')
     engine["imagePullPolicy"] = sentinel("BLOCK", "$model.image.pullPolicy")
     engine["resources"] = sentinel("BLOCK", "$model.resources")
-    for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv")):
+    for key, extra in (("args", "$model.extraArgs"), ("env", "$model.extraEnv"))[0 if args else 1:]:
         # appended to the engine's own list; a key the engine leaves out appears only when set
         engine[key] = [*engine[key], sentinel("ITEMS", extra)] if engine.get(key) else sentinel("BLOCK", extra)
     for key in ("nodeSelector", "tolerations", "affinity"):
@@ -266,16 +298,37 @@ def notes(plan: Plan) -> str:
     for component in plan.components:
         names = ", ".join(component.endpoint.served_names)
         port = component.endpoint.public_port or component.endpoint.port.number
-        lines.append(f"  {component.key}: service {component.name}:{port}  (model names: {names})")
+        role = f" ({component.disaggregation.role} role)" if component.disaggregation else ""
+        lines.append(f"  {component.key}{role}: service {component.endpoint.service}:{port}  (model names: {names})")
     if plan.components:
         first = plan.components[0]
         lines += ["", "Try one:",
-                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.name} "
+                  f"  kubectl -n {{{{ .Release.Namespace }}}} port-forward svc/{first.endpoint.service} "
                   f"8000:{first.endpoint.public_port or first.endpoint.port.number}",
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]
     return "\n".join(lines) + "\n"
+
+
+def _role_values(model_values: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A model's values, or a disaggregated model's roles' values (``models.KEY.ROLE``)."""
+    if set(model_values) <= {"prefill", "decode"}:
+        return [model_values[role] for role in sorted(model_values)]
+    return [model_values]
+
+
+def _kind(model_values: Mapping[str, Any]) -> str:
+    return "autoscaledModel" if "autoscaling" in model_values else "model" if "replicas" in model_values \
+        else "rayModel"
+
+
+def _model_ref(model_values: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's values' schema; a disaggregated model's are its roles', each a model's."""
+    if set(model_values) <= {"prefill", "decode"}:
+        return {"type": "object", "additionalProperties": False, "required": sorted(model_values),
+                "properties": {role: _model_ref(role_values) for role, role_values in sorted(model_values.items())}}
+    return {"$ref": f"#/$defs/{_kind(model_values)}"}
 
 
 def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -307,17 +360,22 @@ def values_schema(values: Mapping[str, Any]) -> dict[str, Any]:
                         "description": "Bounds of the autoscaler (ScaledObject or HPA) that owns the replica count.",
                         "properties": {"minReplicas": {"type": "integer", "minimum": 0},
                                        "maxReplicas": {"type": "integer", "minimum": 1}}}}}
+    definitions = {"model": model, "autoscaledModel": autoscaled}
+    kinds = {_kind(leaf) for model_values in values["models"].values() for leaf in _role_values(model_values)}
+    if "rayModel" in kinds:
+        # a Ray cluster's worker pods: Ray Serve owns the replicas and KubeRay the command line
+        definitions["rayModel"] = {**model, "properties": {
+            key: value for key, value in model["properties"].items() if key not in ("replicas", "extraArgs")}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object", "additionalProperties": False, "required": ["global", "models"],
         # once, not once per model: a 200-model chart's schema stays small
-        "$defs": {"model": model, "autoscaledModel": autoscaled},
+        "$defs": definitions,
         "properties": {
             "global": {"type": "object", "additionalProperties": False, "properties": {
                 "imagePullSecrets": {"type": "array", "items": {"type": "string"}}, "labels": strings}},
             "models": {"type": "object", "additionalProperties": False,
-                       "properties": {name: {"$ref": "#/$defs/autoscaledModel" if "autoscaling" in model_values
-                                             else "#/$defs/model"} for name, model_values in values["models"].items()}},
+                       "properties": {name: _model_ref(model_values) for name, model_values in values["models"].items()}},
         },
     }
 
