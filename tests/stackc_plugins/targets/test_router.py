@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 import yaml
@@ -170,3 +172,24 @@ def test_both_roles_admit_the_router_and_it_may_watch_both_services() -> None:
         assert router_pods in kube.network_policy(plan.stack, component)["spec"]["ingress"][0]["from"]
     rules = {f"{a.objects[0]['kind']}": a.objects[0] for a in RouterTarget().emit(plan, RouterOptions()) if a.objects}
     assert rules["Role"]["rules"][0]["resources"] == ["endpointslices"]  # no resourceNames: every Service in the namespace
+
+
+@pytest.mark.parametrize(("spec", "settings", "protocol"), [
+    ("specs/disaggregated.toml", [], "kv_transfer_params"),
+    ("specs/disaggregated.toml", ["models.llama.disaggregation.connector=lmcache"], "prefill_then_decode"),
+    ("specs/disaggregated-sglang.toml", [], "bootstrap")])
+def test_the_disaggregated_examples_route_through_both_roles(spec, settings, protocol) -> None:
+    text = (Path(__file__).resolve().parents[3] / spec).read_text()
+    found = objects(compile_text(text, settings=settings, targets=["manifests", "router"]).files)
+    config = parse(yaml.safe_load(next(o for o in found if o["kind"] == "ConfigMap")["data"]["router.yaml"]))
+    (route,) = config.models
+    assert route.prefill is not None and route.prefill.protocol == protocol
+    decode = route.kubernetes.service
+    assert decode.endswith("-decode") and route.prefill.kubernetes.service == decode.removesuffix("-decode") + "-prefill"
+    assert route.prefill.bootstrap_port == (8998 if protocol == "bootstrap" else None)
+    router = {"app.kubernetes.io/name": "router"}
+    policies = [o for o in found if o["kind"] == "NetworkPolicy"]
+    assert len(policies) == 2  # one per role, each admitting the router's pods
+    for policy in policies:
+        assert any(router.items() <= peer.get("podSelector", {}).get("matchLabels", {}).items()
+                   for rule in policy["spec"]["ingress"] for peer in rule.get("from", []))
