@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STRATEGIES = ("prefix", "least_loaded", "session", "round_robin")
+#: how a prefill/decode-disaggregated model's two roles are joined (docs/router.md, "Prefill/decode")
+PREFILL_PROTOCOLS = ("kv_transfer_params", "prefill_then_decode", "bootstrap")
 
 
 class ConfigError(Exception):
@@ -19,6 +21,18 @@ class KubernetesDiscovery:
     namespace: str
     service: str
     port: int
+
+
+@dataclass(frozen=True)
+class PrefillRoute:
+    """The prefill role of a disaggregated model: its replicas, and how the router joins them to decode."""
+
+    protocol: str
+    backends: tuple[str, ...] = ()
+    kubernetes: KubernetesDiscovery | None = None
+    #: the prefill servers' bootstrap port, sent to both roles (``bootstrap``)
+    bootstrap_port: int | None = None
+    health_path: str = "/health"
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class ModelRoute:
     #: of ``{"lora_name", "lora_path"}`` to ``adapter_load_path``
     runtime_adapters: tuple[tuple[str, str], ...] = ()
     adapter_load_path: str | None = None
+    #: a disaggregated model's prefill role; ``backends``/``kubernetes`` above are then its decode role
+    prefill: PrefillRoute | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,43 @@ def _typed(problems: list[str], table: dict, key: str, path: str, kind: type | t
     return value
 
 
+def _replicas(problems: list[str], table: dict, path: str) -> tuple[tuple[str, ...], KubernetesDiscovery | None]:
+    """A role's replicas: listed ``backends``, or ``discovery.kubernetes`` (its Service's EndpointSlices)."""
+    backends = _typed(problems, table, "backends", path, list, [])
+    for index, url in enumerate(backends):
+        if not isinstance(url, str) or not url.startswith("http://"):
+            problems.append(f"{path}.backends[{index}]: expected an http:// URL, got {url!r}")
+    discovery = _check(problems, table.get("discovery", {}), f"{path}.discovery", {"kubernetes"})
+    kubernetes = None
+    if "kubernetes" in discovery:
+        k8s = _check(problems, discovery["kubernetes"], f"{path}.discovery.kubernetes", {"namespace", "service", "port"})
+        try:
+            kubernetes = KubernetesDiscovery(str(k8s["namespace"]), str(k8s["service"]), int(k8s["port"]))
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{path}.discovery.kubernetes: needs namespace, service and port")
+    if not backends and kubernetes is None:
+        problems.append(f"{path}: needs backends or discovery.kubernetes")
+    return tuple(u.rstrip("/") for u in backends if isinstance(u, str)), kubernetes
+
+
+def _prefill(problems: list[str], raw: Any, path: str) -> PrefillRoute:
+    table = _check(problems, raw, path, {"protocol", "backends", "discovery", "bootstrap_port", "health"})
+    protocol = _typed(problems, table, "protocol", path, str, None)
+    if protocol not in PREFILL_PROTOCOLS:
+        problems.append(f"{path}.protocol: expected one of {', '.join(PREFILL_PROTOCOLS)}, got {protocol!r}")
+    backends, kubernetes = _replicas(problems, table, path)
+    port = _typed(problems, table, "bootstrap_port", path, int, None)
+    if port is not None and not 1 <= port <= 65535:
+        problems.append(f"{path}.bootstrap_port: expected a port (1-65535), got {port}")
+    if protocol == "bootstrap" and port is None:
+        problems.append(f"{path}.bootstrap_port: the bootstrap protocol needs the prefill servers' bootstrap port")
+    elif protocol in PREFILL_PROTOCOLS and protocol != "bootstrap" and "bootstrap_port" in table:
+        problems.append(f"{path}.bootstrap_port: only the bootstrap protocol uses it (protocol is {protocol})")
+    health = _check(problems, table.get("health", {}), f"{path}.health", {"path"})
+    health_path = _typed(problems, health, "path", f"{path}.health", str, "/health")
+    return PrefillRoute(str(protocol), backends, kubernetes, port, health_path)  # used only when no problem was found
+
+
 def parse(data: Any) -> Config:
     """A Config from loaded YAML, or ConfigError listing every problem."""
     problems: list[str] = []
@@ -117,24 +170,11 @@ def parse(data: Any) -> Config:
         path = f"models.{name}"
         table = _check(problems, raw, path, {"served_name", "aliases", "adapters", "runtime_adapters", "strategy",
                                              "session", "backends", "discovery", "health", "metrics",
-                                             "upstream_auth", "cache_chars"})
+                                             "upstream_auth", "cache_chars", "prefill"})
         strategy = _typed(problems, table, "strategy", path, str, "prefix")
         if strategy not in STRATEGIES:
             problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        backends = _typed(problems, table, "backends", path, list, [])
-        for index, url in enumerate(backends):
-            if not isinstance(url, str) or not url.startswith("http://"):
-                problems.append(f"{path}.backends[{index}]: expected an http:// URL, got {url!r}")
-        discovery = _check(problems, table.get("discovery", {}), f"{path}.discovery", {"kubernetes"})
-        kubernetes = None
-        if "kubernetes" in discovery:
-            k8s = _check(problems, discovery["kubernetes"], f"{path}.discovery.kubernetes", {"namespace", "service", "port"})
-            try:
-                kubernetes = KubernetesDiscovery(str(k8s["namespace"]), str(k8s["service"]), int(k8s["port"]))
-            except (KeyError, TypeError, ValueError):
-                problems.append(f"{path}.discovery.kubernetes: needs namespace, service and port")
-        if not backends and kubernetes is None:
-            problems.append(f"{path}: needs backends or discovery.kubernetes")
+        backends, kubernetes = _replicas(problems, table, path)
         session = _check(problems, table.get("session", {}), f"{path}.session", {"header"})
         health = _check(problems, table.get("health", {}), f"{path}.health", {"path", "interval_s"})
         metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "running", "waiting", "kv_usage",
@@ -154,7 +194,7 @@ def parse(data: Any) -> Config:
             adapters=tuple(map(str, adapters)),
             runtime_adapters=tuple((str(n), str(p)) for n, p in sorted(loaded.items())), adapter_load_path=endpoint,
             strategy=strategy, session_header=str(session.get("header", "x-session-id")).lower(),
-            backends=tuple(u.rstrip("/") for u in backends if isinstance(u, str)), kubernetes=kubernetes,
+            backends=backends, kubernetes=kubernetes,
             health_path=str(health.get("path", "/health")),
             health_interval_s=float(_typed(problems, health, "interval_s", f"{path}.health", (int, float), 5.0)),
             metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
@@ -162,6 +202,7 @@ def parse(data: Any) -> Config:
             kv_capacity_metric=metrics.get("kv_capacity"), kv_capacity_labels=tuple(map(str, capacity_labels)),
             upstream_api_key_file=upstream.get("api_key_file"),
             cache_chars=_typed(problems, table, "cache_chars", path, int, 1_000_000),
+            prefill=_prefill(problems, table["prefill"], f"{path}.prefill") if "prefill" in table else None,
         ))
     names: dict[str, str] = {}
     for route in routes:
@@ -230,11 +271,7 @@ def _route_data(route: ModelRoute) -> dict[str, Any]:
         entry["adapters"] = list(route.adapters)
     if route.runtime_adapters:
         entry["runtime_adapters"] = {"endpoint": route.adapter_load_path, "adapters": dict(route.runtime_adapters)}
-    if route.backends:
-        entry["backends"] = list(route.backends)
-    if route.kubernetes is not None:
-        entry["discovery"] = {"kubernetes": {"namespace": route.kubernetes.namespace,
-                                             "service": route.kubernetes.service, "port": route.kubernetes.port}}
+    entry.update(_replicas_data(route.backends, route.kubernetes))
     if route.strategy == "session" or route.session_header != defaults.session_header:
         entry["session"] = {"header": route.session_header}
     entry["health"] = {"path": route.health_path}
@@ -249,6 +286,22 @@ def _route_data(route: ModelRoute) -> dict[str, Any]:
         entry["upstream_auth"] = {"api_key_file": route.upstream_api_key_file}
     if route.cache_chars != defaults.cache_chars:
         entry["cache_chars"] = route.cache_chars
+    if route.prefill is not None:
+        prefill = route.prefill
+        entry["prefill"] = {"protocol": prefill.protocol, **_replicas_data(prefill.backends, prefill.kubernetes),
+                            "health": {"path": prefill.health_path}}
+        if prefill.bootstrap_port is not None:
+            entry["prefill"]["bootstrap_port"] = prefill.bootstrap_port
+    return entry
+
+
+def _replicas_data(backends: tuple[str, ...], kubernetes: KubernetesDiscovery | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if backends:
+        entry["backends"] = list(backends)
+    if kubernetes is not None:
+        entry["discovery"] = {"kubernetes": {"namespace": kubernetes.namespace, "service": kubernetes.service,
+                                             "port": kubernetes.port}}
     return entry
 
 

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 
 from stackc.plan.engine import MetricNames
 from stackc.plan.model import Component
-from stackc_router.config import KubernetesDiscovery, ModelRoute
+from stackc_router.config import KubernetesDiscovery, ModelRoute, PrefillRoute
 
 
 def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,
-                upstream_key_file: str | None = None) -> ModelRoute:
+                upstream_key_file: str | None = None, prefill: PrefillRoute | None = None) -> ModelRoute:
     """One model: its names (aliases rewritten to what the engine serves, adapters passed as they are),
-    routing, health and metrics."""
+    routing, health and metrics; for a disaggregated model ``component`` is its decode role and
+    ``prefill`` its prefill role (``prefill_route``)."""
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
     # the router scrapes a replica where it sends requests: metrics on another port (Triton's, Ray's) it can't read
@@ -34,5 +35,14 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
         metrics_path=metrics.path if metrics is not None else None,
         running_metric=names.running, waiting_metric=names.waiting, kv_usage_metric=names.kv_cache_usage,
         kv_capacity_metric=names.kv_cache_capacity, kv_capacity_labels=names.kv_cache_capacity_labels,
-        upstream_api_key_file=upstream_key_file,
+        upstream_api_key_file=upstream_key_file, prefill=prefill,
     )
+
+
+def prefill_route(component: Component, *, backends: Sequence[str] = (),
+                  kubernetes: KubernetesDiscovery | None = None) -> PrefillRoute:
+    """The prefill role of a disaggregated model, joined to its decode role as its plan says."""
+    role = component.disaggregation
+    assert role is not None and role.role == "prefill", "prefill_route takes a prefill component"
+    return PrefillRoute(protocol=role.protocol, backends=tuple(backends), kubernetes=kubernetes,
+                        bootstrap_port=role.bootstrap_port, health_path=component.endpoint.health_path or "/health")

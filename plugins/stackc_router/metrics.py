@@ -32,6 +32,10 @@ IN_FLIGHT = Family("stackc_router_in_flight", "gauge", "requests in flight")
 BACKEND_HEALTHY = Family("stackc_router_backend_healthy", "gauge", "1 while the replica passes its health checks")
 LATENCY = Family("stackc_router_latency_seconds", "histogram", "request latency through the router, seconds")
 TTFT = Family("stackc_router_ttft_seconds", "histogram", "time to the first response byte, seconds")
+#: a disaggregated model's prefill hop (backend: the prefill replica)
+PREFILL_LATENCY = Family("stackc_router_prefill_latency_seconds", "histogram",
+                         "prefill requests of disaggregated models, from sending to the whole answer, seconds")
+PREFILL_ERRORS = Family("stackc_router_prefill_errors_total", "counter", "failed prefill attempts")
 #: the scale-from-zero signal: requests held because the model has no ready replica (label: primary served name)
 PENDING_REQUESTS = Family("stackc_router_pending_requests", "gauge",
                           "requests held until the model has a ready replica", ("model",))
@@ -39,9 +43,10 @@ HOLD_REJECTED = Family("stackc_router_hold_rejected_total", "counter",
                        "requests answered 503 for want of a ready replica (reason: timeout, queue_full, no_replica)",
                        ("model", "reason"))
 
-FAMILIES = (REQUESTS, ERRORS, RETRIES, IN_FLIGHT, BACKEND_HEALTHY, LATENCY, TTFT, PENDING_REQUESTS, HOLD_REJECTED)
-COUNTERS = (REQUESTS, ERRORS, RETRIES)
-HISTOGRAMS = (LATENCY, TTFT)
+FAMILIES = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS, IN_FLIGHT, BACKEND_HEALTHY, LATENCY, TTFT, PREFILL_LATENCY,
+            PENDING_REQUESTS, HOLD_REJECTED)
+COUNTERS = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS)
+HISTOGRAMS = (LATENCY, TTFT, PREFILL_LATENCY)
 
 
 def _labels(**values: str) -> str:
@@ -83,7 +88,7 @@ class Metrics:
             lines += [f"{family.name}{{{_labels(model=model, backend=backend)}}} {value}"
                       for (kind, model, backend), value in sorted(self.counters.items(), key=_by_name) if kind == family]
         backends = [(_labels(model=route.config.name, backend=backend.url), backend)
-                    for route in router.routes.values() for backend in route.backends.values()]
+                    for route in router.routes.values() for role in route.roles() for backend in role.backends.values()]
         lines += _header(IN_FLIGHT)
         lines += [f"{IN_FLIGHT.name}{{{labels}}} {backend.in_flight}" for labels, backend in backends]
         lines += _header(BACKEND_HEALTHY)

@@ -5,14 +5,17 @@ the client, so streaming responses are never mixed; once a response has started,
 replica cuts the client's connection (the only honest signal left). HTTP itself lives in
 ``downstream`` (clients) and ``upstream`` (replicas). A request for a model with no ready
 replica is held (``hold``) until one is ready, so a model scaled to zero wakes up instead of
-failing.
+failing. A prefill/decode-disaggregated model has a second set of replicas, its prefill role
+(``Route.prefill``): a request goes to both, joined as the model's protocol says (``_disaggregated``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import math
+import random
 import resource
 import time
 from collections.abc import Iterable
@@ -31,7 +34,16 @@ from stackc_router.downstream import (
     error_body,
 )
 from stackc_router.hold import HoldQueue, QueueFull
-from stackc_router.metrics import ERRORS, LATENCY, REQUESTS, RETRIES, TTFT, Metrics
+from stackc_router.metrics import (
+    ERRORS,
+    LATENCY,
+    PREFILL_ERRORS,
+    PREFILL_LATENCY,
+    REQUESTS,
+    RETRIES,
+    TTFT,
+    Metrics,
+)
 from stackc_router.scrape import capacity_chars, metric_value
 from stackc_router.strategies import STRATEGIES, Strategy
 from stackc_router.upstream import (
@@ -43,6 +55,11 @@ from stackc_router.upstream import (
 )
 
 OPENAI_POSTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+#: what a disaggregated model serves through both roles; anything else goes to decode alone, which computes it whole
+GENERATING_POSTS = ("/v1/chat/completions", "/v1/completions")
+#: what the prefill role of vLLM's NixlConnector is sent: produce the KV cache for a decode replica to pull
+REMOTE_DECODE = {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
+                 "remote_block_ids": None, "remote_host": None, "remote_port": None}
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"proxy-connection", b"te",
               b"trailer", b"upgrade"}
 FILES_PER_CLIENT = 2  # the client's socket and, while it is served, one to a replica
@@ -58,9 +75,30 @@ class Route:
     upstream_key: str | None = None
     #: adapters the router loads into replicas itself (requests for them go where they are loaded)
     runtime_adapters: frozenset[str] = frozenset()
+    #: a disaggregated model's prefill role: replicas checked, discovered and picked like these ones
+    prefill: Route | None = None
 
     def ready_replicas(self) -> int:
         return sum(b.healthy for b in self.backends.values())
+
+    def roles(self) -> tuple[Route, ...]:
+        return (self,) if self.prefill is None else (self, self.prefill)
+
+
+class PrefillFailed(Exception):
+    """No prefill replica could prefill the request; ``error`` is the last one's failure."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error) or type(error).__name__)
+        self.error = error
+
+
+class PrefillRefused(Exception):
+    """A prefill replica refused the request itself (a 4xx): the client gets its answer."""
+
+    def __init__(self, status: int, body: bytes):
+        super().__init__(f"status {status}")
+        self.status, self.body = status, body
 
 
 def connection_cap(configured: int) -> int:
@@ -85,18 +123,27 @@ class Router:
                                         config.header_timeout_s, config.body_timeout_s, config.idle_timeout_s),
                                  self.handle)
         for model in config.models:
-            strategy = STRATEGIES[model.strategy](load_factor=config.load_factor, block_chars=config.prefix_block_chars,
-                                                  session_header=model.session_header, cache_chars=model.cache_chars)
             key = _read_key(model.upstream_api_key_file)
-            # a static replica is ready once its first health check (at start) passes
-            backends = {u: Backend.from_url(u, healthy=False) for u in model.backends}
-            route = Route(model, strategy, backends, HoldQueue(config.hold_queue), key,
-                          frozenset(name for name, _ in model.runtime_adapters))
+            route = self._route(model, key)
+            if model.prefill is not None:  # the same model and engine: its names, adapters and metrics hold there too
+                prefill = model.prefill
+                route.prefill = self._route(dataclasses.replace(
+                    model, backends=prefill.backends, kubernetes=prefill.kubernetes, health_path=prefill.health_path,
+                    prefill=None), key)
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
             for name in (*model.adapters, *(adapter for adapter, _ in model.runtime_adapters)):
                 self.names[name] = (route, name)  # the engine serves an adapter under its own name
+
+    def _route(self, model: ModelRoute, key: str | None) -> Route:
+        strategy = STRATEGIES[model.strategy](load_factor=self.config.load_factor,
+                                              block_chars=self.config.prefix_block_chars,
+                                              session_header=model.session_header, cache_chars=model.cache_chars)
+        # a static replica is ready once its first health check (at start) passes
+        backends = {u: Backend.from_url(u, healthy=False) for u in model.backends}
+        return Route(model, strategy, backends, HoldQueue(self.config.hold_queue), key,
+                     frozenset(name for name, _ in model.runtime_adapters))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
@@ -104,12 +151,12 @@ class Router:
         server = await loop.create_server(self.listener.protocol, host or self.config.host,
                                           self.config.port if port is None else port, reuse_address=True,
                                           backlog=1024)
-        for route in self.routes.values():
-            self._spawn(self._watch_health(route))
-            if route.config.kubernetes is not None:
+        for role in (role for route in self.routes.values() for role in route.roles()):
+            self._spawn(self._watch_health(role))
+            if role.config.kubernetes is not None:
                 from stackc_router.discovery import watch_endpoint_slices
 
-                self._spawn(watch_endpoint_slices(route.config.kubernetes, lambda urls, r=route: self.set_backends(r, urls)))
+                self._spawn(watch_endpoint_slices(role.config.kubernetes, lambda urls, r=role: self.set_backends(r, urls)))
         return server
 
     def _spawn(self, coroutine: Any) -> None:
@@ -123,8 +170,9 @@ class Router:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for route in self.routes.values():
-            for backend in route.backends.values():
-                backend.close_idle()
+            for role in route.roles():
+                for backend in role.backends.values():
+                    backend.close_idle()
 
     def set_backends(self, route: Route, urls: Iterable[str]) -> None:
         """Discovery results: keep the state of replicas that stay, drop the ones that left.
@@ -143,12 +191,18 @@ class Router:
         """Ready while some model can be served: one has a ready replica, or requests are held
         until one has (scale from zero needs the router ready while every model sleeps).
 
-        The detail, per model (primary served name): ready and known replicas, held requests.
+        The detail, per model (primary served name): ready and known replicas, held requests, and
+        for a disaggregated model its prefill role's replicas.
         """
-        models = {route.config.served_name: {"ready": route.ready_replicas(), "total": len(route.backends),
-                                             "pending": len(route.held)} for route in self.routes.values()}
+        models: dict[str, dict] = {}
+        for route in self.routes.values():
+            models[route.config.served_name] = detail = {"ready": route.ready_replicas(), "total": len(route.backends),
+                                                         "pending": len(route.held)}
+            if route.prefill is not None:
+                detail["prefill"] = {"ready": route.prefill.ready_replicas(), "total": len(route.prefill.backends)}
         holding = self.config.hold_queue > 0
-        return holding or any(m["ready"] for m in models.values()), models
+        servable = (all(role.ready_replicas() for role in route.roles()) for route in self.routes.values())
+        return holding or any(servable), models
 
     # -- health and load ----------------------------------------------------------------------
     async def _watch_health(self, route: Route) -> None:
@@ -183,8 +237,10 @@ class Router:
                 if model.kv_capacity_metric:  # read each time: a restarted replica may have another cache
                     backend.cache_chars = capacity_chars(text, model.kv_capacity_metric, model.kv_capacity_labels)
 
-    def _release_held(self, route: Route) -> None:
-        if len(route.held) and self._candidates(route):
+    def _release_held(self, role: Route) -> None:
+        """Held requests go on once each role of their model has a replica for them."""
+        route = self.routes[role.config.name]
+        if len(route.held) and all(self._candidates(r) for r in route.roles()):
             route.held.release()
 
     def _candidates(self, route: Route, adapter: str | None = None) -> list[Backend]:
@@ -199,16 +255,18 @@ class Router:
         """Candidates once a replica is ready, else why not: (reason, message) for the 503."""
         name = adapter or route.config.served_name
         deadline = time.monotonic() + self.config.hold_timeout_s
-        while not (candidates := self._candidates(route, adapter)):
+        while not (candidates := self._candidates(route, adapter)) or (
+                route.prefill is not None and not self._candidates(route.prefill, adapter)):
+            replica = "prefill replica" if candidates else "replica"
             if self.config.hold_queue == 0:
-                return "no_replica", f"no replica of '{name}' is ready"
+                return "no_replica", f"no {replica} of '{name}' is ready"
             try:
                 await route.held.wait(deadline - time.monotonic())
             except QueueFull:
-                return "queue_full", (f"no replica of '{name}' is ready and {self.config.hold_queue} requests "
+                return "queue_full", (f"no {replica} of '{name}' is ready and {self.config.hold_queue} requests "
                                       "already wait for one; retry shortly")
             except TimeoutError:
-                return "timeout", (f"no replica of '{name}' became ready within {self.config.hold_timeout_s:g} s "
+                return "timeout", (f"no {replica} of '{name}' became ready within {self.config.hold_timeout_s:g} s "
                                    "(it may be starting); retry shortly")
         return candidates
 
@@ -312,12 +370,113 @@ class Router:
         ordered = route.strategy.order(candidates, payload, request.headers)[: 1 + self.config.retries]
         self.in_flight += 1
         try:
-            await self._forward(route, ordered, request, body, client)
+            if route.prefill is not None and request.path in GENERATING_POSTS:
+                await self._disaggregated(route, adapter, ordered, request, payload, client)
+            else:
+                await self._forward(route, ordered, request, body, client)
         finally:
             self.in_flight -= 1
 
+    async def _disaggregated(self, route: Route, adapter: str | None, decodes: list[Backend], request: Request,
+                             payload: dict[str, Any], client: ClientConnection) -> None:
+        """Prefill on one role, decode on the other, joined as the model's protocol says; the client
+        gets the decode replica's answer, or the prefill's when it refused the request."""
+        role = route.prefill
+        assert role is not None and route.config.prefill is not None
+        protocol = route.config.prefill.protocol
+        prefills = role.strategy.order(self._candidates(role, adapter), payload, request.headers)[: 1 + self.config.retries]
+        try:
+            if protocol == "bootstrap":
+                await self._bootstrap(route, prefills, decodes, request, payload, client)
+                return
+            first = {**payload, "stream": False, "max_tokens": 1}  # the prompt's KV cache, and one token
+            first.pop("stream_options", None)
+            if "max_completion_tokens" in payload:
+                first["max_completion_tokens"] = 1
+            if protocol == "kv_transfer_params":
+                first["kv_transfer_params"] = REMOTE_DECODE
+            answer = await self._prefilled(role, prefills, request, orjson.dumps(first))
+            params = _kv_transfer_params(answer) if protocol == "kv_transfer_params" else None
+            await self._forward(route, decodes, request,
+                                orjson.dumps({**payload, "kv_transfer_params": params} if params else payload), client)
+        except PrefillRefused as refused:
+            client.respond(request, refused.status, refused.body)
+        except PrefillFailed as failed:
+            client.respond(request, 504 if isinstance(failed.error, TimeoutError) else 502,
+                           error_body(f"no prefill replica could prefill the request: {failed}", "server_error",
+                                      "upstream_error"))
+
+    async def _bootstrap(self, route: Route, prefills: list[Backend], decodes: list[Backend], request: Request,
+                         payload: dict[str, Any], client: ClientConnection) -> None:
+        """SGLang's protocol: the same request to a prefill and a decode replica at once, both naming
+        the prefill replica and a fresh room, where the decode replica fetches the KV cache from.
+
+        A prefill replica that fails before the decode replica answers takes the decode request down
+        with it (its room will never be filled): both go again, to the next prefill replica.
+        """
+        assert route.prefill is not None and route.config.prefill is not None
+        port = route.config.prefill.bootstrap_port
+        failure = PrefillFailed(UpstreamError("no prefill replica is ready"))
+        for backend in prefills:
+            body = orjson.dumps({**payload, "bootstrap_host": backend.host, "bootstrap_port": port,
+                                 "bootstrap_room": random.getrandbits(63)})
+            prefill = asyncio.ensure_future(self._prefilled(route.prefill, [backend], request, body))
+            prefill.add_done_callback(_retrieve)
+            try:
+                if await self._forward(route, decodes, request, body, client, prefill):
+                    # the client has its answer and may leave: the prefill's is read to its end (timed, a
+                    # failure counted) by the router
+                    self.tasks.add(prefill)
+                    prefill.add_done_callback(self.tasks.discard)
+                return
+            except PrefillFailed as failed:
+                failure = failed
+            finally:
+                if prefill not in self.tasks:
+                    prefill.cancel()  # failed, refused, the decode side failed, or the client left
+        raise failure
+
+    async def _prefilled(self, role: Route, prefills: list[Backend], request: Request, body: bytes) -> bytes:
+        """A prefill replica's answer to ``body``, trying the next one when one fails."""
+        model = role.config.name
+        failure: Exception = UpstreamError("no prefill replica is ready")
+        for backend in prefills:
+            started = time.monotonic()
+            backend.in_flight += 1
+            upstream = None
+            try:
+                upstream = await backend.connect(self.config.connect_timeout_s)
+                upstream.send(_upstream_head(request, backend, len(body), role.upstream_key) + body,
+                              self.config.read_timeout_s)
+                await upstream.response_end()
+                status, answer = upstream.status, b"".join(upstream.body)
+                backend.release(upstream)
+                upstream = None
+                if status >= 500:
+                    raise UpstreamError(f"status {status}")
+            except (OSError, TimeoutError, UpstreamError) as error:
+                self._failed(backend)
+                self.metrics.count(PREFILL_ERRORS, model, backend.url)
+                failure = error
+                continue
+            finally:
+                backend.in_flight -= 1
+                if upstream is not None:  # failed, or the request was abandoned: the replica stops
+                    upstream.close()
+            if not 200 <= status < 300:
+                raise PrefillRefused(status, answer)
+            backend.failures = 0
+            self.metrics.observe(PREFILL_LATENCY, model, backend.url, time.monotonic() - started)
+            return answer
+        raise PrefillFailed(failure)
+
     async def _forward(self, route: Route, ordered: list[Backend], request: Request, body: bytes,
-                       client: ClientConnection) -> None:
+                       client: ClientConnection, prefill: asyncio.Future | None = None) -> bool:
+        """True once a replica's response was relayed; False when the client got the router's error.
+
+        ``prefill``: the prefill running beside this request (``bootstrap``); its failure before the
+        response starts is raised here.
+        """
         model = route.config.name
         for attempt, backend in enumerate(ordered):
             last = attempt == len(ordered) - 1
@@ -332,7 +491,10 @@ class Router:
                     upstream = await backend.connect(self.config.connect_timeout_s)
                     upstream.send(_upstream_head(request, backend, len(body), route.upstream_key) + body,
                                   self.config.read_timeout_s)
-                    await upstream.response_head()
+                    if prefill is None:
+                        await upstream.response_head()
+                    else:
+                        await _head_unless_prefill_fails(upstream, prefill)
                     if upstream.status >= 500 and not last:
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
@@ -343,14 +505,14 @@ class Router:
                     status = 504 if isinstance(error, TimeoutError) else 502
                     client.respond(request, status, error_body(f"upstream replica failed: {str(error) or type(error).__name__}",
                                                                "server_error", "upstream_error"))
-                    return
+                    return False
                 try:
                     await _relay(request, upstream, client)
                 except (TimeoutError, UpstreamError):
                     self._failed(backend)
                     self.metrics.count(ERRORS, model, backend.url)
                     client.close()  # the response was cut: closing is the only signal left
-                    return
+                    return False
                 if upstream.first_byte_at is not None:
                     self.metrics.observe(TTFT, model, backend.url, upstream.first_byte_at - started)
                 if upstream.status < 500:
@@ -360,11 +522,40 @@ class Router:
                 backend.release(upstream)
                 upstream = None
                 self.metrics.observe(LATENCY, model, backend.url, time.monotonic() - started)
-                return
+                return True
             finally:
                 backend.in_flight -= 1
                 if upstream is not None:  # failed, or the client went away (cancelled): the replica stops
                     upstream.close()
+        return False
+
+
+async def _head_unless_prefill_fails(upstream: UpstreamConnection, prefill: asyncio.Future) -> None:
+    """The decode replica's response head, or the prefill's failure when that comes first (the
+    decode replica would wait for its KV cache in vain)."""
+    head = asyncio.ensure_future(upstream.response_head())
+    try:
+        await asyncio.wait((head, prefill), return_when=asyncio.FIRST_COMPLETED)
+        if not head.done() and prefill.exception() is not None:
+            raise prefill.exception()
+        await head
+    finally:
+        head.cancel()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A prefill's failure is counted where it happens; retrieved here so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _kv_transfer_params(answer: bytes) -> dict[str, Any] | None:
+    """What a vLLM prefill replica answered for the decode replica to fetch its KV cache (None: nothing)."""
+    try:
+        params = orjson.loads(answer).get("kv_transfer_params")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return params if isinstance(params, dict) and params else None
 
 
 async def _relay(request: Request, upstream: UpstreamConnection, client: ClientConnection) -> None:

@@ -4,6 +4,10 @@ Answers /health, /v1/models, /v1/chat/completions and /v1/completions (JSON or S
 /metrics in vLLM's names. Each reply says which process served it (``system_fingerprint``).
 LoRA adapters as vLLM serves them: ``--lora-modules NAME=PATH…`` at start, and with
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` ``POST /v1/load_lora_adapter`` while it runs.
+Prefill/decode disaggregation as vLLM's NixlConnector speaks it to a router: a request with
+``kv_transfer_params.do_remote_decode`` is answered with the parameters a decode replica pulls the
+KV cache with. ``GET /debug/requests`` lists the bodies of the POSTs it received, for tests to
+see what a router sent.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def main() -> None:
     runtime_loading = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("true", "1")
     started = time.monotonic()
     served = [0]  # requests answered, for the counters on /metrics
+    received: list[dict] = []  # every POST body, for /debug/requests
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -52,6 +57,8 @@ def main() -> None:
             if self.path == "/health":
                 loading = time.monotonic() - started < args.startup_delay
                 self.reply(503 if loading else 200, {"status": "loading" if loading else "ok"})
+            elif self.path == "/debug/requests":
+                self.reply(200, {"requests": received})
             elif self.path == "/v1/models":
                 data = [{"id": n, "object": "model", "owned_by": "fake"} for n in names]
                 data += [{"id": n, "object": "model", "owned_by": "fake", "parent": names[0], "root": path}
@@ -75,6 +82,7 @@ def main() -> None:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            received.append(body)
             if self.path == "/v1/load_lora_adapter" and runtime_loading:
                 if body.get("lora_name") in adapters:
                     self.reply(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already been loaded."}})
@@ -88,6 +96,10 @@ def main() -> None:
             served[0] += 1
             chat = self.path.endswith("/chat/completions")
             base = {"id": "fake-1", "model": body["model"], "created": 0, "system_fingerprint": f"pid-{os.getpid()}"}
+            if (body.get("kv_transfer_params") or {}).get("do_remote_decode"):  # a prefill for a remote decode
+                base["kv_transfer_params"] = {"do_remote_prefill": True, "do_remote_decode": False,
+                                              "remote_engine_id": f"engine-{args.port}", "remote_block_ids": [1, 2, 3],
+                                              "remote_host": args.host, "remote_port": args.port}
             if body.get("stream"):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -16,12 +16,19 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
-from stackc.plan.model import Autoscaler, Caller, Exporter, Plan, RouterMetricNames
+from stackc.plan.model import (
+    Autoscaler,
+    Caller,
+    Component,
+    Exporter,
+    Plan,
+    RouterMetricNames,
+)
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
 from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
-from stackc_router.from_plan import model_route
+from stackc_router.from_plan import model_route, prefill_route
 
 IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080
@@ -171,15 +178,27 @@ def router_selector(plan: Plan) -> dict[str, str]:
     return {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": plan.stack.name}
 
 
-def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
-    """The ``stackc-router`` config file: one entry per model, discovered through its Service."""
-    routes = []
+def models(plan: Plan) -> Iterator[tuple[Component, Component | None]]:
+    """Each model once: the component that answers clients (a disaggregated model's decode role)
+    and, for a disaggregated model, its prefill role."""
+    prefills = {c.key: c for c in plan.components if c.disaggregation is not None and c.disaggregation.role == "prefill"}
     for component in plan.components:
-        endpoint = component.endpoint
-        engine_key = endpoint.api_key  # the engine demands its key: the router presents it
+        if component is not prefills.get(component.key):
+            yield component, prefills.get(component.key)
+
+
+def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
+    """The ``stackc-router`` config file: one entry per model, each role discovered through its Service."""
+    def discovery(component: Component) -> KubernetesDiscovery:
+        return KubernetesDiscovery(plan.stack.namespace, component.endpoint.service, component.endpoint.service_port)
+
+    routes = []
+    for component, prefill in models(plan):
+        engine_key = component.endpoint.api_key  # the engine demands its key: the router presents it (to both roles)
         routes.append(model_route(
-            component, kubernetes=KubernetesDiscovery(plan.stack.namespace, endpoint.service, endpoint.service_port),
-            upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None))
+            component, kubernetes=discovery(component),
+            upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None,
+            prefill=prefill_route(prefill, kubernetes=discovery(prefill)) if prefill is not None else None))
     config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
                     max_in_flight=options.max_in_flight, hold_queue=options.hold_queue,
                     hold_timeout_s=float(options.hold_timeout_seconds),
@@ -193,7 +212,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
     if options.api_keys is not None:
         mounts.append({"name": "api-keys", "mountPath": KEYS_PATH, "readOnly": True})
         volumes.append({"name": "api-keys", "secret": {"secretName": options.api_keys.name}})
-    for component in plan.components:
+    for component, _ in models(plan):
         engine_key = component.endpoint.api_key
         if engine_key is not None:
             volume = f"upstream-{component.key}"

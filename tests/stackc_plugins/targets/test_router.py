@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 import yaml
 
+from stackc import kube
 from stackc.diagnostics import DiagnosticsError
+from stackc.plan.model import Disaggregation, Plan
 from stackc.testing import compile_text, is_core_kind, objects, validate_kubernetes
+from stackc_plugins.targets.router import RouterOptions, RouterTarget
+from stackc_router.config import parse
 
 SPEC = """
 version = 1
@@ -119,3 +126,70 @@ def test_hold_settings_out_of_range_are_located_errors() -> None:
     assert [d.render() for d in error.value.diagnostics] == [
         "spec.toml:19:14: error[E014] targets.router.hold_queue: must be at least 0, got -1",
         "spec.toml:20:24: error[E014] targets.router.hold_timeout_seconds: must be at least 1, got 0"]
+
+
+def disaggregated(protocol: str, bootstrap_port: int | None = None) -> Plan:
+    """The plan of SPEC with model ``a`` split into a decode and a prefill role, each with its own
+    Service (as lowering makes it; built by hand so the router is tested apart from the engines)."""
+    spec = SPEC.replace('routing = { strategy = "session", session_header = "x-user" }',
+                        'routing = { strategy = "session", session_header = "x-user" }\n'
+                        'security.api_key = { name = "engine-keys", key = "a" }')
+    plan = compile_text(spec).plan
+    a, b = plan.components
+    decode = attrs.evolve(a, disaggregation=Disaggregation("decode", protocol))
+    prefill = attrs.evolve(a, name="r-a-prefill", endpoint=attrs.evolve(a.endpoint, service="r-a-prefill", health_path="/ping"),
+                           selector={**a.selector, "stackc.dev/role": "prefill"},
+                           disaggregation=Disaggregation("prefill", protocol, bootstrap_port))
+    return attrs.evolve(plan, components=(decode, prefill, b))
+
+
+@pytest.mark.parametrize(("protocol", "port"), [("kv_transfer_params", None), ("prefill_then_decode", None),
+                                                ("bootstrap", 8998)])
+def test_a_disaggregated_model_is_one_route_with_both_roles_discovered(protocol, port) -> None:
+    plan = disaggregated(protocol, port)
+    found = {f"{a.objects[0]['kind']}/{a.objects[0]['metadata']['name']}": a.objects[0]
+             for a in RouterTarget().emit(plan, RouterOptions()) if a.objects}
+    assert [p for o in found.values() if is_core_kind(o) for p in validate_kubernetes(o)] == []
+    text = found["ConfigMap/r-router"]["data"]["router.yaml"]
+    config = parse(yaml.safe_load(text))  # the router reads what the target writes
+    assert [route.name for route in config.models] == ["a", "b"]
+    a = config.models[0]
+    assert (a.served_name, a.aliases, a.kubernetes.service) == ("a-served", ("a1", "a2"), "r-a")
+    assert a.upstream_api_key_file == "/etc/stackc-router/upstream/a/a"
+    assert yaml.safe_load(text)["models"]["a"]["prefill"] == {
+        "protocol": protocol, "discovery": {"kubernetes": {"namespace": "ns", "service": "r-a-prefill", "port": 8000}},
+        "health": {"path": "/ping"}, **({"bootstrap_port": port} if port else {})}
+    assert config.models[1].prefill is None
+    volumes = found["Deployment/r-router"]["spec"]["template"]["spec"]["volumes"]
+    assert [v["name"] for v in volumes].count("upstream-a") == 1  # one key for both roles of the model
+
+
+def test_both_roles_admit_the_router_and_it_may_watch_both_services() -> None:
+    plan = disaggregated("kv_transfer_params")
+    decode, prefill, _ = plan.components
+    router_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "router", "app.kubernetes.io/instance": "r"}}}
+    for component in (decode, prefill):
+        assert router_pods in kube.network_policy(plan.stack, component)["spec"]["ingress"][0]["from"]
+    rules = {f"{a.objects[0]['kind']}": a.objects[0] for a in RouterTarget().emit(plan, RouterOptions()) if a.objects}
+    assert rules["Role"]["rules"][0]["resources"] == ["endpointslices"]  # no resourceNames: every Service in the namespace
+
+
+@pytest.mark.parametrize(("spec", "settings", "protocol"), [
+    ("specs/disaggregated.toml", [], "kv_transfer_params"),
+    ("specs/disaggregated.toml", ["models.llama.disaggregation.connector=lmcache"], "prefill_then_decode"),
+    ("specs/disaggregated-sglang.toml", [], "bootstrap")])
+def test_the_disaggregated_examples_route_through_both_roles(spec, settings, protocol) -> None:
+    text = (Path(__file__).resolve().parents[3] / spec).read_text()
+    found = objects(compile_text(text, settings=settings, targets=["manifests", "router"]).files)
+    config = parse(yaml.safe_load(next(o for o in found if o["kind"] == "ConfigMap")["data"]["router.yaml"]))
+    (route,) = config.models
+    assert route.prefill is not None and route.prefill.protocol == protocol
+    decode = route.kubernetes.service
+    assert decode.endswith("-decode") and route.prefill.kubernetes.service == decode.removesuffix("-decode") + "-prefill"
+    assert route.prefill.bootstrap_port == (8998 if protocol == "bootstrap" else None)
+    router = {"app.kubernetes.io/name": "router"}
+    policies = [o for o in found if o["kind"] == "NetworkPolicy"]
+    assert len(policies) == 2  # one per role, each admitting the router's pods
+    for policy in policies:
+        assert any(router.items() <= peer.get("podSelector", {}).get("matchLabels", {}).items()
+                   for rule in policy["spec"]["ingress"] for peer in rule.get("from", []))
