@@ -47,6 +47,8 @@ class ModelRoute:
     health_path: str = "/health"
     health_interval_s: float = 5.0
     metrics_path: str | None = None
+    #: the replicas' metrics port when it isn't the one requests go to (Triton's, Ray's, an engine behind a proxy)
+    metrics_port: int | None = None
     running_metric: str | None = None
     waiting_metric: str | None = None
     kv_usage_metric: str | None = None
@@ -177,8 +179,12 @@ def parse(data: Any) -> Config:
         backends, kubernetes = _replicas(problems, table, path)
         session = _check(problems, table.get("session", {}), f"{path}.session", {"header"})
         health = _check(problems, table.get("health", {}), f"{path}.health", {"path", "interval_s"})
-        metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "running", "waiting", "kv_usage",
-                                                                                "kv_capacity", "kv_capacity_labels"})
+        metrics = _check(problems, table.get("metrics", {}), f"{path}.metrics", {"path", "port", "running", "waiting",
+                                                                                "kv_usage", "kv_capacity",
+                                                                                "kv_capacity_labels"})
+        metrics_port = _typed(problems, metrics, "port", f"{path}.metrics", int, None)
+        if metrics_port is not None and not 0 < metrics_port < 65536:
+            problems.append(f"{path}.metrics.port: {metrics_port} is not a port number (1-65535)")
         upstream = _check(problems, table.get("upstream_auth", {}), f"{path}.upstream_auth", {"api_key_file"})
         aliases = _typed(problems, table, "aliases", path, list, [])
         adapters = _typed(problems, table, "adapters", path, list, [])
@@ -197,7 +203,7 @@ def parse(data: Any) -> Config:
             backends=backends, kubernetes=kubernetes,
             health_path=str(health.get("path", "/health")),
             health_interval_s=float(_typed(problems, health, "interval_s", f"{path}.health", (int, float), 5.0)),
-            metrics_path=metrics.get("path"), running_metric=metrics.get("running"),
+            metrics_path=metrics.get("path"), metrics_port=metrics_port, running_metric=metrics.get("running"),
             waiting_metric=metrics.get("waiting"), kv_usage_metric=metrics.get("kv_usage"),
             kv_capacity_metric=metrics.get("kv_capacity"), kv_capacity_labels=tuple(map(str, capacity_labels)),
             upstream_api_key_file=upstream.get("api_key_file"),
@@ -279,7 +285,7 @@ def _route_data(route: ModelRoute) -> dict[str, Any]:
         entry["health"]["interval_s"] = route.health_interval_s
     if route.metrics_path:
         entry["metrics"] = {"path": route.metrics_path, **{key: value for key, value in (
-            ("running", route.running_metric), ("waiting", route.waiting_metric), ("kv_usage", route.kv_usage_metric),
+            ("port", route.metrics_port), ("running", route.running_metric), ("waiting", route.waiting_metric), ("kv_usage", route.kv_usage_metric),
             ("kv_capacity", route.kv_capacity_metric), ("kv_capacity_labels", list(route.kv_capacity_labels)))
             if value}}
     if route.upstream_api_key_file:

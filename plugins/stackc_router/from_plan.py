@@ -20,8 +20,14 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
     ``prefill`` its prefill role (``prefill_route``)."""
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
-    # the router scrapes a replica where it sends requests: metrics on another port (Triton's, Ray's) it can't read
-    metrics = endpoint.metrics if endpoint.metrics is not None and endpoint.metrics.port == endpoint.port.name else None
+    metrics, metrics_port = endpoint.metrics, None
+    if component.topology.kind == "ray_cluster":
+        metrics = None  # a Ray pod's proxy hands requests to any replica: its node's load says nothing of where they go
+    elif metrics is not None and metrics.port != endpoint.port.name:
+        # on another port (Triton's, an engine behind a proxy): each pod's own, when the router finds the pods;
+        # replicas on one host (``stackc up``) would share the number, so those it doesn't scrape
+        metrics_port = _port_number(component, metrics.port) if kubernetes is not None else None
+        metrics = metrics if metrics_port is not None else None
     names = metrics.names if metrics is not None else MetricNames()
     return ModelRoute(
         name=component.key, served_name=primary,
@@ -32,7 +38,7 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
         strategy=component.routing.strategy, session_header=component.routing.session_header,
         backends=tuple(backends), kubernetes=kubernetes,
         health_path=endpoint.health_path or "/health",
-        metrics_path=metrics.path if metrics is not None else None,
+        metrics_path=metrics.path if metrics is not None else None, metrics_port=metrics_port,
         running_metric=names.running, waiting_metric=names.waiting, kv_usage_metric=names.kv_cache_usage,
         kv_capacity_metric=names.kv_cache_capacity, kv_capacity_labels=names.kv_cache_capacity_labels,
         upstream_api_key_file=upstream_key_file, prefill=prefill,
@@ -46,3 +52,9 @@ def prefill_route(component: Component, *, backends: Sequence[str] = (),
     assert role is not None and role.role == "prefill", "prefill_route takes a prefill component"
     return PrefillRoute(protocol=role.protocol, backends=tuple(backends), kubernetes=kubernetes,
                         bootstrap_port=role.bootstrap_port, health_path=component.endpoint.health_path or "/health")
+
+
+def _port_number(component: Component, name: str) -> int | None:
+    """The number of the serving pod's port called ``name`` (its engine's or a sidecar's)."""
+    containers = (*component.pod.containers, *component.pod.init_containers)
+    return next((port.number for container in containers for port in container.ports if port.name == name), None)

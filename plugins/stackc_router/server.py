@@ -230,7 +230,7 @@ class Router:
             self._spawn(self._load_adapters(route, backend))
         if model.metrics_path and (model.waiting_metric or model.kv_capacity_metric) and backend.healthy:
             status, text = await simple_get(backend, model.metrics_path, self.config.connect_timeout_s,
-                                            route.upstream_key)
+                                            route.upstream_key, model.metrics_port)
             if status == 200:
                 if model.waiting_metric:
                     backend.waiting = metric_value(text, model.waiting_metric)

@@ -290,22 +290,26 @@ class Backend:
         self.idle.clear()
 
 
-async def simple_get(backend: Backend, path: str, timeout: float, key: str | None) -> tuple[int, str]:
-    """A one-off GET on its own connection (health checks never queue behind requests)."""
-    return await simple_request(backend, "GET", path, timeout, key)
+async def simple_get(backend: Backend, path: str, timeout: float, key: str | None,
+                     port: int | None = None) -> tuple[int, str]:
+    """A one-off GET on its own connection (health checks never queue behind requests), on another
+    ``port`` of the replica's host when given."""
+    return await simple_request(backend, "GET", path, timeout, key, port=port)
 
 
 async def simple_request(backend: Backend, method: str, path: str, timeout: float, key: str | None,
-                         json_body: bytes | None = None) -> tuple[int, str]:
+                         json_body: bytes | None = None, port: int | None = None) -> tuple[int, str]:
     """A one-off request on its own connection: the status (0 when none came) and the body's text."""
     connection = None
+    authority = backend.authority if port is None else f"[{backend.host}]:{port}" if ":" in backend.host \
+        else f"{backend.host}:{port}"
     try:
         loop = asyncio.get_running_loop()
         _, connection = await asyncio.wait_for(
-            loop.create_connection(UpstreamConnection, backend.host, backend.port), timeout)
+            loop.create_connection(UpstreamConnection, backend.host, port or backend.port), timeout)
         auth = f"Authorization: Bearer {key}\r\n" if key else ""
         body = f"Content-Type: application/json\r\nContent-Length: {len(json_body)}\r\n" if json_body is not None else ""
-        connection.send(f"{method} {path} HTTP/1.1\r\nHost: {backend.authority}\r\n{auth}{body}"
+        connection.send(f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}{body}"
                         "Connection: close\r\n\r\n".encode() + (json_body or b""), timeout)
         await asyncio.wait_for(connection.response_end(), timeout)
         return connection.status, b"".join(connection.body).decode("utf-8", "replace")

@@ -44,7 +44,8 @@ def test_the_written_form_reads_back_as_it_was() -> None:
 
     config = Config(
         models=(ModelRoute("a", "org/a", ("a1",), "session", "x-user", kubernetes=KubernetesDiscovery("ns", "svc", 8000),
-                           health_path="/ready", health_interval_s=2.0, metrics_path="/metrics", running_metric="r",
+                           health_path="/ready", health_interval_s=2.0, metrics_path="/metrics", metrics_port=9400,
+                           running_metric="r",
                            waiting_metric="w", kv_usage_metric="kv", kv_capacity_metric="c",
                            kv_capacity_labels=("block_size", "num_gpu_blocks"), upstream_api_key_file="/k",
                            cache_chars=5000),
@@ -100,3 +101,11 @@ def test_adapters_read_back_and_their_names_are_checked() -> None:
         parse(clash)
     assert error.value.problems == ["models.b.runtime_adapters.endpoint: expected the engine's path for loading adapters",
                                     "models.b: name 'b' is also used by models.a"]
+
+
+def test_a_metrics_port_must_be_a_port_number() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse({"models": {"a": {"backends": ["http://127.0.0.1:1"], "metrics": {"path": "/metrics", "port": 70000}},
+                          "b": {"backends": ["http://127.0.0.1:1"], "metrics": {"path": "/metrics", "port": "8002"}}}})
+    assert error.value.problems == ["models.a.metrics.port: 70000 is not a port number (1-65535)",
+                                    "models.b.metrics.port: expected int, got '8002'"]

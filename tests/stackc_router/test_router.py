@@ -132,17 +132,36 @@ def test_metrics_count_per_model_and_backend_without_stalling(engines) -> None:
         assert "stackc_router_latency_seconds_bucket" in text and "stackc_router_ttft_seconds_count" in text
 
 
+def learned_capacity(backend, seconds: float = 5.0) -> int | None:
+    """The cache size the router read from the replica's metrics, once it has."""
+    deadline = time.monotonic() + seconds
+    while backend.cache_chars is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return backend.cache_chars
+
+
 def test_the_router_learns_a_replicas_kv_cache_capacity_from_its_metrics(engines) -> None:
     url = engines.start()
     config = config_for([url])
     config["models"]["tiny"]["metrics"] = {"path": "/metrics", "kv_capacity": "vllm:cache_config_info",
                                            "kv_capacity_labels": ["block_size", "num_gpu_blocks"]}
     with running_router(parse(config)) as (router, _):
-        backend = router.routes["tiny"].backends[url]
-        deadline = time.monotonic() + 5
-        while backend.cache_chars is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert backend.cache_chars == 16 * 2048 * CHARS_PER_TOKEN
+        assert learned_capacity(router.routes["tiny"].backends[url]) == 16 * 2048 * CHARS_PER_TOKEN
+
+
+def test_metrics_on_a_port_of_their_own_are_read_on_the_replicas_host(engines) -> None:
+    url = engines.start()
+    metrics_url = engines.start()  # stands for the engine's metrics listener beside its serving port
+    config = config_for([url])
+    config["models"]["tiny"]["metrics"] = {"path": "/metrics", "port": int(metrics_url.rsplit(":", 1)[1]),
+                                           "kv_capacity": "vllm:cache_config_info",
+                                           "kv_capacity_labels": ["block_size", "num_gpu_blocks"]}
+    with running_router(parse(config)) as (router, _):
+        assert learned_capacity(router.routes["tiny"].backends[url]) == 16 * 2048 * CHARS_PER_TOKEN
+    engines.kill(metrics_url)
+    with running_router(parse(config)) as (router, _):  # nothing listens there: the replica is still served
+        time.sleep(0.3)
+        assert router.routes["tiny"].backends[url].cache_chars is None and router.routes["tiny"].backends[url].healthy
 
 
 def test_json_nested_100k_deep_is_a_400_not_a_traceback(engines) -> None:

@@ -121,6 +121,11 @@ class RouterTarget:
 
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
         yield Caller(router_selector(plan))
+        # the router reads each replica's load from its metrics, also where they are on a port of their own
+        for key in sorted({c.key for c in plan.components
+                           if c.endpoint.metrics is not None and c.endpoint.metrics.port != c.endpoint.port.name
+                           and c.topology.kind != "ray_cluster"}):
+            yield Caller(router_selector(plan), port="metrics", component=key)
 
     def exporters(self, plan: Plan, options: RouterOptions) -> Iterator[Exporter]:
         yield Exporter("router", router_selector(plan), "http", "/metrics", METRICS)

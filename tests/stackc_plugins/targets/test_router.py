@@ -193,3 +193,26 @@ def test_the_disaggregated_examples_route_through_both_roles(spec, settings, pro
     for policy in policies:
         assert any(router.items() <= peer.get("podSelector", {}).get("matchLabels", {}).items()
                    for rule in policy["spec"]["ingress"] for peer in rule.get("from", []))
+
+
+def test_metrics_on_their_own_port_are_scraped_there_and_the_policy_admits_the_router() -> None:
+    """Triton's metrics listen on a port of their own; the router reads load there, the NetworkPolicy lets it."""
+    spec = """
+version = 1
+[stack]
+name = "t"
+targets = ["manifests", "router"]
+[models.trt]
+engine = "trtllm"
+model = "Salesforce/codegen-2B-multi"
+accelerators = { count = 1 }
+engine_options = { mode = "triton", checkpoint_dir = "/cache/checkpoints/codegen-2B-multi" }
+"""
+    built = objects(compile_text(spec).files)
+    config = yaml.safe_load(next(o for o in built if o["kind"] == "ConfigMap")["data"]["router.yaml"])
+    metrics = config["models"]["trt"]["metrics"]
+    policy = next(o for o in built if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "t-trt")
+    rule = next(r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": "metrics", "protocol": "TCP"}])
+    router = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "t", "app.kubernetes.io/name": "router"}}}
+    assert metrics["port"] == 8002 and metrics["waiting"].startswith("nv_trt_llm_request_metrics")
+    assert router in rule["from"]
