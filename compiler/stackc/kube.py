@@ -549,6 +549,11 @@ def network_policy(stack: Stack, component: Component) -> dict:
         scrapers.append({"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": stack.network_policy.metrics_namespace}}})
         rules.append({"from": scrapers, "ports": [{"port": metrics.port, "protocol": "TCP"}]})
+    events = component.endpoint.kv_events_port
+    subscribers = [_peer(stack, c.pods, c.namespace) for c in callers if c.port == "kv_events"]
+    if events is not None and subscribers:
+        # the engine's KV-event socket: only the pickers that index its blocks subscribe
+        rules.append({"from": subscribers, "ports": [{"port": events.name, "protocol": events.protocol}]})
     if component.topology.kind in ("leader_worker", "ray_cluster"):
         # the group's collective traffic (NCCL, the engine's rendezvous, Ray's GCS, raylets and object
         # transfer) uses ports chosen at run time

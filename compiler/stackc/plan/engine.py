@@ -47,6 +47,9 @@ class Capability(str, Enum):
     PORT = "port"
     #: serves a model as separate prefill and decode roles (``disaggregation``), configuring the KV transfer
     DISAGGREGATION = "disaggregation"
+    #: publishes its KV-cache block events (stored, removed, cleared) over ZMQ for a precise prefix-cache
+    #: index (``routing.kv_events``), returning ``EngineResult.kv_events_port``
+    KV_EVENTS = "kv_events"
 
 
 @attrs.frozen
@@ -234,6 +237,8 @@ class EngineRequest:
     ray_head: str | None = None
     #: set when the model is disaggregated: the role this component serves
     role: RoleRequest | None = None
+    #: a target indexes the model's KV blocks from its engines' events (``routing.kv_events``): publish them
+    kv_events: bool = False
 
 
 @attrs.frozen
@@ -260,6 +265,8 @@ class EngineResult:
     kv_port: Port | None = None
     #: the prefill servers' bootstrap port (protocol ``bootstrap``), on both roles' results
     bootstrap_port: int | None = None
+    #: where the engine publishes its KV events (asked by ``EngineRequest.kv_events``; also on ``container.ports``)
+    kv_events_port: Port | None = None
     #: the non-root user and group the image runs under with Pod Security "restricted" (one its image has,
     #: or one its files allow); stackc gives it a writable HOME
     run_as_user: int = 1000

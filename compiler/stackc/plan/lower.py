@@ -19,6 +19,7 @@ from stackc.plan import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
+    Capability,
     ClaimRequest,
     ConfigMapData,
     Container,
@@ -103,7 +104,8 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     """
     components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
-                                                    platform_weights, ray_head, tuple(targets)))
+                                                    platform_weights, ray_head, tuple(targets),
+                                                    kv_event_consumers(spec, registry, targets)))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
@@ -113,6 +115,15 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
                        claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
                        kv_cache_server=kv_cache_server(spec))
     return plan.Plan(stack, components)
+
+
+def kv_event_consumers(spec: Spec, registry: Registry, targets: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The targets, of this build or the stack's, that route on the engines' KV events (``routes_on_kv_events``):
+    engines publish them only for those, and on every build, so the model pods stay the same whichever
+    targets one build selects."""
+    names = sorted(set(targets) | set(spec.stack.targets))
+    return [name for name in names if name in registry.targets
+            and getattr(registry.target(name), "routes_on_kv_events", False)]
 
 
 def kv_cache_server_name(spec: Spec) -> str:
@@ -305,10 +316,13 @@ def _platform_uri(source: ModelSource) -> str:
 
 
 def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
-                platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...]) -> list[plan.Component]:
+                platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...],
+                kv_event_targets: list[str] | None = None) -> list[plan.Component]:
     """A model's component, or a disaggregated model's decode and prefill components."""
     if model.disaggregation is None:
-        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head)]
+        engine = registry.engines[model.engine].obj
+        kv_events = bool(kv_event_targets) and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
+        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events)]
     return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
         spec, key, served, registry, plugin_call, platform_weights, ray_head, request))
         for role in disaggregation.ROLES]
@@ -316,7 +330,7 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
                platform_weights: str | None, ray_head: str | None = None,
-               role: RoleRequest | None = None) -> plan.Component:
+               role: RoleRequest | None = None, kv_events: bool = False) -> plan.Component:
     name = workload_name(spec, key) + (f"-{role.role}" if role else "")
     selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
                 **({pd.ROLE_LABEL: role.role} if role else {})}
@@ -362,7 +376,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     volumes.extend(kv_volumes)
     extra_mounts.extend(kv_mounts)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
-                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role)
+                            lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role,
+                            kv_events=kv_events)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -416,7 +431,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             public_port=model.service_port,
             extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
                                       for p in spec_ports if p.service),
-            peer_ports=_ports(spec_ports)),
+            peer_ports=_ports(spec_ports), kv_events_port=result.kv_events_port),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),
         topology=topology, worker_pod=worker_pod,

@@ -137,6 +137,8 @@ class Endpoint:
     #: the spec's own ports (engine ``ports``, sidecars'), which the stack's pods, metric scrapers and
     #: ``allow_from`` peers may reach through the NetworkPolicy
     peer_ports: tuple[Port, ...] = ()
+    #: the port the engine publishes its KV events on, which the stack's event consumers reach
+    kv_events_port: Port | None = None
 
 
 @attrs.frozen
@@ -211,8 +213,8 @@ class Caller:
     pods: Mapping[str, str]
     #: their namespace, when not the stack's
     namespace: str | None = None
-    #: what they reach: the serving port, or the metrics port
-    port: Literal["serving", "metrics"] = "serving"
+    #: what they reach: the serving port, the metrics port, or the port the engine publishes KV events on
+    port: Literal["serving", "metrics", "kv_events"] = "serving"
     #: one model's key, or None for every model
     component: str | None = None
 

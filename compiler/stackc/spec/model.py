@@ -414,6 +414,10 @@ class Routing:
         default="prefix",
     )
     session_header: str = field("Header whose value keys `session` routing.", default="x-session-id", form=HTTP_HEADER)
+    kv_events: bool = field(
+        "Route on the engines' own KV-cache events (`prefix` strategy, engines that publish them, the `gateway` "
+        "target): each engine publishes the blocks it stores and evicts, and the endpoint picker keeps an exact "
+        "index of them instead of guessing from the prompts it sent (see `docs/kv-offload.md`).", default=False)
 
 
 @attrs.frozen

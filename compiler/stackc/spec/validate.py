@@ -14,7 +14,7 @@ from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.engine import Capability
-from stackc.plan.lower import KV_CACHE_SERVER
+from stackc.plan.lower import KV_CACHE_SERVER, kv_event_consumers
 from stackc.plan.model import Component, Plan
 from stackc.registry import Registry
 from stackc.spec import disaggregation, sources
@@ -571,6 +571,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     if model.accelerators.count == 0 and Capability.CPU_ONLY not in engine.capabilities and model.enabled:
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),
                          "set accelerators.count (and accelerators.resource)")
+    yield from _kv_event_problems(spec, model, engine, registry, base)
     owned = getattr(engine, "owned_flags", {})
     for index, arg in enumerate(model.engine_args):
         flag = arg.split("=", 1)[0]
@@ -589,6 +590,44 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                            lambda: list(engine.check(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry,
+                       base: tuple[str | int, ...]) -> Iterator[Diagnostic]:
+    """``routing.kv_events``: an engine that publishes them, a target that routes on them, and a model whose
+    events the picker can tie to its pods and tokenize for."""
+    if not model.routing.kv_events:
+        return
+    where = (*base, "routing", "kv_events")
+    if Capability.KV_EVENTS not in engine.capabilities:
+        able = sorted(n for n, r in registry.engines.items() if Capability.KV_EVENTS in r.obj.capabilities)
+        yield Diagnostic("E130", f"engine '{engine.name}' publishes no KV-cache events", where,
+                         f"engines that do: {', '.join(able)}; or remove kv_events (the picker then guesses "
+                         "from the prompts it sent)" if able else "remove kv_events")
+        return
+    if model.routing.strategy != "prefix":
+        yield Diagnostic("E131", f"KV events feed prefix-cache routing; the strategy is '{model.routing.strategy}'",
+                         where, 'set routing.strategy = "prefix", or remove kv_events')
+    if not kv_event_consumers(spec, registry):
+        routers = sorted(n for n, r in registry.targets.items() if getattr(r.obj, "routes_on_kv_events", False))
+        yield Diagnostic("W130", "no target of the stack routes on KV events, so the engines publish none (the "
+                         "router target keeps its own approximate prefix index)", where,
+                         f"add {' or '.join(repr(n) for n in routers)} to stack.targets, or remove kv_events",
+                         Severity.WARNING)
+        return
+    if model.security.api_key is not None:
+        yield Diagnostic("E133", "the endpoint picker tokenizes prompts through the engine's /v1/completions/render, "
+                         "which the model's API key guards, and it sends no key", (*base, "security", "api_key"),
+                         "remove kv_events, or the API key (keep callers out with the NetworkPolicy instead)")
+    if model.disaggregation is not None:
+        yield Diagnostic("E134", "stackc wires KV events for models served by one role; this model is "
+                         "disaggregated", where, "remove kv_events (the P/D picker uses its approximate prefix index)")
+    elif model.serving.nodes > 1:
+        yield Diagnostic("E134", "stackc wires KV events for replicas of one pod; this model's replicas span "
+                         f"{model.serving.nodes} pods", where, "remove kv_events, or serve the model on one node")
+    if model.served_name is not None and "@" in model.served_name:
+        yield Diagnostic("E134", f"the served name '{model.served_name}' contains '@', which separates the fields of a KV-event "
+                         "topic (kv@POD@MODEL)", (*base, "served_name"), "serve the model under a name without '@'")
 
 
 def _role_problems(key: str, model: Model, engine: Any, provider: Any,

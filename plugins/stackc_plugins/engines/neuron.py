@@ -42,7 +42,7 @@ class NeuronEngine:
     capabilities = frozenset(Capability) - {Capability.CPU_ONLY, Capability.LORA, Capability.RUNTIME_LORA,
                                             Capability.GPU_MEMORY_FRACTION, Capability.OLLAMA_LIBRARY,
                                             Capability.MULTI_NODE, Capability.KV_OFFLOAD,
-                                            Capability.DISAGGREGATION}
+                                            Capability.DISAGGREGATION, Capability.KV_EVENTS}
     options_type = VllmOptions
     owned_flags = OWNED_FLAGS
 

@@ -56,7 +56,7 @@ class SglangEngine:
     name = "sglang"
     description = "SGLang server (one served name; aliases are served by the router or gateway)"
     capabilities = frozenset(Capability) - {Capability.MULTIPLE_SERVED_NAMES, Capability.CPU_ONLY,
-                                            Capability.OLLAMA_LIBRARY}
+                                            Capability.OLLAMA_LIBRARY, Capability.KV_EVENTS}
     options_type = None
     owned_flags = {"--port": "port", "--served-model-name": "served_name"}
     kv_connectors = ("nixl", "mooncake")

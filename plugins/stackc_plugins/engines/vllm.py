@@ -60,6 +60,8 @@ NIXL_PORT = 5600
 LMCACHE_PORT = 55555
 #: flags stackc sets from ``disaggregation``
 KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend")
+#: where vLLM publishes KV events by default (its ZMQ PUB socket), which llm-d's picker dials on each pod
+KV_EVENTS_PORT = 5557
 
 
 @attrs.frozen
@@ -102,6 +104,10 @@ class VllmEngine:
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
         yield from check_disaggregation(model)
+        for index, arg in enumerate(model.engine_args):
+            if model.routing.kv_events and arg.split("=", 1)[0] == "--kv-events-config":
+                yield Diagnostic("E132", "engine_args sets --kv-events-config, which stackc sets from routing.kv_events",
+                                 ("engine_args", index), "remove it")
         offload = model.kv_offload
         if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
             yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
@@ -149,10 +155,14 @@ class VllmEngine:
             if protocol == "kv_transfer_params" or request.role.role == "decode":
                 kv_port = Port("kv-transfer", kv_transfer_port(request.role))
                 container = attrs.evolve(container, ports=(*container.ports, kv_port))
+        events_port = None
+        if request.kv_events:
+            events_port = Port("kv-events", KV_EVENTS_PORT)
+            container = attrs.evolve(container, ports=(*container.ports, events_port))
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
-                            prefill_protocol=protocol, kv_port=kv_port, ray_group=ray)
+                            prefill_protocol=protocol, kv_port=kv_port, ray_group=ray, kv_events_port=events_port)
 
 
 def ray_group(container: Container, head: str) -> tuple[Container, Container]:
@@ -214,6 +224,9 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     args += lora_args(request, "--lora-modules", "--max-loras")
     kv_args, kv_env = kv_transfer(request.role) if request.role is not None else ([], [])
     args += kv_args
+    if request.kv_events:
+        args += ["--kv-events-config", kv_events_config(served_names(request)[0])]
+        kv_env.append(EnvVar("POD_IP", value_from={"fieldRef": {"fieldPath": "status.podIP"}}))
     args += model.engine_args
     env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *env_lmcache, *kv_env]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
@@ -221,6 +234,15 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env
+
+
+def kv_events_config(served_name: str) -> str:
+    """``--kv-events-config``: publish every stored, removed and cleared block on the pod's ZMQ socket, under
+    the topic llm-d's picker parses (``kv@POD@MODEL``; the model part must be the name requests target, as
+    the picker keys blocks by model). Kubernetes puts the pod's IP in for ``$(POD_IP)``."""
+    config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://*:{KV_EVENTS_PORT}",
+              "topic": f"kv@$(POD_IP)@{served_name}"}
+    return json.dumps(config, separators=(",", ":"))
 
 
 def kv_transfer_port(role: RoleRequest) -> int:

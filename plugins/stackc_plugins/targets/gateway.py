@@ -31,6 +31,8 @@ from stackc.spec.model import (
 EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
 POOL_GROUP = "inference.networking.k8s.io"
 CONFIG_FILE = "default-plugins.yaml"
+#: llm-d's producer of prefix matches from the engines' KV events, which the prefix-cache scorer reads by name
+PRECISE_PRODUCER = "precise-prefix-cache-producer"
 #: Gateway API limits: 64 matches in one rule, 128 in one route
 MATCHES_PER_RULE = 64
 MATCHES_PER_ROUTE = 128
@@ -101,6 +103,8 @@ class GatewayTarget:
     options_type = GatewayOptions
     #: routes match every alias to the model's pool; an InferenceModelRewrite renames it for the engine
     serves_aliases = True
+    #: models with ``routing.kv_events`` publish their KV events to the endpoint picker
+    routes_on_kv_events = True
 
     def check(self, plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
         keys = [component.key for component in plan.components]
@@ -160,6 +164,10 @@ class GatewayTarget:
         yield Caller(*proxy_pods(plan, options))
         for component in models(plan):
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
+            if component.endpoint.kv_events_port is not None:
+                # it subscribes to each pod's KV events, and tokenizes prompts through the engine's render API
+                yield Caller(picker_selector(plan, component), port="kv_events", component=component.key)
+                yield Caller(picker_selector(plan, component), component=component.key)
 
     def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
         """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
@@ -230,8 +238,12 @@ def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
             "spec": {"gatewayClassName": options.gateway_class, "listeners": listeners}}
 
 
-def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated: bool = False) -> dict:
+def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated: bool = False,
+                  kv_events: tuple[dict, ...] = ()) -> dict:
     """The picker's scorers; with LoRA adapters, also the one that reads which replica has which loaded.
+
+    With ``kv_events`` (the plugins ``precise_prefix`` returns), the prefix-cache scorer reads the precise
+    producer's index of the engines' KV events instead of guessing from the prompts the picker sent.
 
     Disaggregated: a ``prefill`` and a ``decode`` profile, each filtering pods by their ``llm-d.ai/role``,
     and the disaggregation profile handler running both for every request (``always-disagg-pd-decider``,
@@ -243,9 +255,15 @@ def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated
                 ("prefix-cache-scorer", scorers.prefix_cache), *lora]
     scored = [*({"pluginRef": name, "weight": weight} for name, weight in weighted), {"pluginRef": "max-score-picker"}]
     plugins = [*({"type": name} for name, _ in weighted), {"type": "max-score-picker"}]
+    if kv_events:
+        plugins = [*kv_events, *({**plugin, "parameters": {"prefixMatchInfoProducerName": PRECISE_PRODUCER}}
+                                 if plugin["type"] == "prefix-cache-scorer" else plugin for plugin in plugins)]
     if not disaggregated:
         return {"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
                 "plugins": [*plugins, {"type": "single-profile-handler"}],
+                **({"dataLayer": {"sources": [{"pluginRef": "endpoint-notification-source",
+                                               "extractors": [{"pluginRef": PRECISE_PRODUCER}]}]}}
+                   if kv_events else {}),
                 "schedulingProfiles": [{"name": "default", "plugins": scored}]}
     return {
         "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
@@ -256,6 +274,23 @@ def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated
         "schedulingProfiles": [{"name": role, "plugins": [{"pluginRef": f"{role}-filter"}, *scored]}
                                for role in ("prefill", "decode")],
     }
+
+
+def precise_prefix(plan: Plan, component: Component) -> tuple[dict, ...]:
+    """llm-d's precise prefix-cache pipeline for a model whose engines publish KV events: the token producer
+    tokenizes each prompt through the engine's own render API (the model's Service; the engine's tokenizer and
+    its credentials, none in the picker), and the producer dials every pod of the pool on its KV-event port,
+    keeping an index of the blocks each holds. It recomputes block keys from the events' tokens, so the
+    engines' block size and hash seed need not match its own."""
+    events = component.endpoint.kv_events_port
+    if events is None:
+        return ()
+    endpoint = component.endpoint
+    url = f"http://{endpoint.service}.{plan.stack.namespace}.svc:{endpoint.service_port}"
+    return ({"type": "token-producer", "parameters": {"modelName": endpoint.served_names[0], "vllm": {"url": url}}},
+            {"type": "endpoint-notification-source"},
+            {"type": PRECISE_PRODUCER, "parameters": {"kvEventsConfig": {
+                "topicFilter": "kv@", "discoverPods": True, "podDiscoveryConfig": {"socketPort": events.number}}}})
 
 
 def model_objects(plan: Plan, component: Component, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
@@ -278,7 +313,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     }
     yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, epp, labels),
                             "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters),
-                                                                         component.disaggregation is not None))}}
+                                                                         component.disaggregation is not None,
+                                                                         precise_prefix(plan, component)))}}
     yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
                                  "metadata": kube.metadata(stack, epp, labels)}
     yield "epp-role", {
