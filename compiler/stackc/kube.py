@@ -374,6 +374,20 @@ def service_account(stack: Stack, component: Component) -> dict:
     }
 
 
+def api_reader(stack: Stack, name: str, labels: Mapping[str, str],
+               rules: list[dict[str, Any]]) -> tuple[dict, dict, dict]:
+    """The identity of a target's pods that read the Kubernetes API (the router, an endpoint picker):
+    a ServiceAccount, a Role of ``rules`` in the stack's namespace, and the RoleBinding between them."""
+    return (
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(stack, name, labels)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(stack, name, labels),
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata(stack, name, labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": stack.namespace}]},
+    )
+
+
 def persistent_volume_claim(stack: Stack, labels: Mapping[str, str], claim: ClaimRequest) -> dict:
     spec: dict[str, Any] = {"accessModes": [claim.access_mode], "resources": {"requests": {"storage": claim.size}}}
     if claim.storage_class:

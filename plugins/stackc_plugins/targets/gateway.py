@@ -315,22 +315,15 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
                             "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters),
                                                                          component.disaggregation is not None,
                                                                          precise_prefix(plan, component)))}}
-    yield "epp-serviceaccount", {"apiVersion": "v1", "kind": "ServiceAccount",
-                                 "metadata": kube.metadata(stack, epp, labels)}
-    yield "epp-role", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(stack, epp, labels),
-        "rules": [
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["llm-d.ai", "inference.networking.x-k8s.io"],
-             "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": ["get", "list", "watch"]},
-        ],
-    }
-    yield "epp-rolebinding", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(stack, epp, labels),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
-        "subjects": [{"kind": "ServiceAccount", "name": epp, "namespace": stack.namespace}],
-    }
+    account, role, binding = kube.api_reader(stack, epp, labels, [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["llm-d.ai", "inference.networking.x-k8s.io"],
+         "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": ["get", "list", "watch"]},
+    ])
+    yield "epp-serviceaccount", account
+    yield "epp-role", role
+    yield "epp-rolebinding", binding
     yield "epp-deployment", epp_deployment(plan, pool, epp, labels, selector, options)
     yield "epp-service", {
         "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, epp, labels),

@@ -144,18 +144,11 @@ class RouterTarget:
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, name, labels),
             "data": {"router.yaml": config_text},
         },))
-        yield Artifact("serviceaccount.yaml", ({
-            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": kube.metadata(stack, name, labels),
-        },))
-        yield Artifact("role.yaml", ({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": kube.metadata(stack, name, labels),
-            "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}],
-        },))
-        yield Artifact("rolebinding.yaml", ({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": kube.metadata(stack, name, labels),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": stack.namespace}],
-        },))
+        account, role, binding = kube.api_reader(stack, name, labels, [
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}])
+        yield Artifact("serviceaccount.yaml", (account,))
+        yield Artifact("role.yaml", (role,))
+        yield Artifact("rolebinding.yaml", (binding,))
         yield Artifact("deployment.yaml", (deployment(plan, options, name, labels, selector, config_text),))
         yield Artifact("service.yaml", ({
             "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, name, labels),
