@@ -13,7 +13,6 @@ from stackc.testing import (
     compile_text,
     is_core_kind,
     objects,
-    validate_custom_resource,
     validate_kubernetes,
 )
 
@@ -72,14 +71,14 @@ def test_the_roles_inherit_the_model_and_override_what_they_set() -> None:
     assert {e["name"]: e.get("value") for e in d["env"]}["OVERRIDDEN"] == "model"
 
 
-def test_the_models_pods_reach_each_other_for_kv_transfer_and_everything_validates() -> None:
+def test_the_models_pods_reach_each_other_for_kv_transfer_and_everything_validates(crd_validator) -> None:
     found = by_name()
     for role in ("prefill", "decode"):
         policy = found[("NetworkPolicy", f"pd-m-{role}")]["spec"]
         assert policy["podSelector"]["matchLabels"]["llm-d.ai/role"] == role
         assert {"from": [{"podSelector": {"matchLabels": MODEL}}]} in policy["ingress"]
     for obj in found.values():
-        problems = validate_custom_resource(obj) if not is_core_kind(obj) else validate_kubernetes(obj)
+        problems = crd_validator(obj) if not is_core_kind(obj) else validate_kubernetes(obj)
         assert problems == [], obj["metadata"]["name"]
 
 
