@@ -236,7 +236,8 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
     for key in ("enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize",
                 "nixlBufferDevice", "nixlEnableGc"):
         values.drop((*path, key), "prefill/decode disaggregation (hostIPC, NIXL peers)",
-                    "stackc has no disaggregated serving yet")
+                    "write the prefill and decode entries as one model with [models.KEY.disaggregation] "
+                    "connector = \"lmcache\" and prefill/decode tables (docs/disaggregation.md)")
     for key in ("enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort",
                 "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
         values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
