@@ -37,6 +37,7 @@ from stackc_plugins.engines._common import (
     model_location,
     served_names,
 )
+from stackc_plugins.engines.vllm import engine_arguments
 
 RAY_VERSION = "2.50.1"
 #: Ray's LLM image (Ray Serve LLM and vLLM), as KubeRay's own Serve LLM sample runs it
@@ -177,19 +178,8 @@ class RayVllmEngine:
 
 
 def engine_kwargs(model: Model, revision: str | None) -> dict[str, Any]:
-    """vLLM's engine arguments from the spec's engine-neutral fields (those it sets)."""
-    serving = model.serving
-    pairs: list[tuple[str, Any]] = [
-        ("tensor_parallel_size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
-        ("pipeline_parallel_size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
-        ("max_model_len", serving.max_context),
-        ("gpu_memory_utilization", serving.gpu_memory_fraction),
-        ("dtype", serving.dtype),
-        ("quantization", serving.quantization),
-        ("max_num_seqs", serving.max_concurrent_sequences),
-        ("enable_prefix_caching", serving.prefix_caching),
-        ("revision", revision),
-    ]
+    """vLLM's engine arguments from the spec's engine-neutral fields (those it sets), as ``vllm serve`` gets them."""
+    pairs = (*engine_arguments(model.serving, revision), ("enable_prefix_caching", model.serving.prefix_caching))
     return {name: value for name, value in pairs if value is not None}
 
 

@@ -24,7 +24,7 @@ from stackc.plan.engine import (
     RoleRequest,
 )
 from stackc.registry import Registry
-from stackc.spec.model import Form, Model
+from stackc.spec.model import Form, Model, Serving
 from stackc_plugins.engines._common import (
     CACHE_PATH,
     LEADER_ADDRESS,
@@ -169,8 +169,7 @@ def ray_group(container: Container, head: str) -> tuple[Container, Container]:
     """vLLM over a Ray cluster the platform forms (KServe): the leader starts Ray's head, then ``vllm serve``
     with the Ray executor, which waits for the workers' GPUs; each worker joins the head and blocks.
     Ray and vLLM are told the pod's own address (a pod's hostname does not resolve to it)."""
-    env = (*container.env, *(EnvVar(name, value_from={"fieldRef": {"fieldPath": "status.podIP"}})
-                             for name in ("POD_IP", "VLLM_HOST_IP")))
+    env = (*container.env, pod_ip("POD_IP"), pod_ip("VLLM_HOST_IP"))
     start = 'ray start --node-ip-address="$POD_IP" --disable-usage-stats'
     leader = attrs.evolve(
         container, env=env,
@@ -190,14 +189,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
             "--served-model-name", *served_names(request)]
     streamed = request.weights.location.startswith(("s3://", "gs://"))  # the engine streams them itself
     args += flags([
-        ("--revision", request.weights.revision),
-        ("--tensor-parallel-size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
-        ("--pipeline-parallel-size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
-        ("--max-model-len", serving.max_context),
-        ("--gpu-memory-utilization", serving.gpu_memory_fraction),
-        ("--dtype", serving.dtype),
-        ("--quantization", serving.quantization),
-        ("--max-num-seqs", serving.max_concurrent_sequences),
+        *((f"--{name.replace('_', '-')}", value) for name, value in engine_arguments(serving, request.weights.revision)),
         ("--load-format", options.load_format or ("runai_streamer" if streamed else None)),
         ("--kv-cache-dtype", options.kv_cache_dtype),
         ("--max-num-batched-tokens", options.max_num_batched_tokens),
@@ -226,7 +218,7 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     args += kv_args
     if request.kv_events:
         args += ["--kv-events-config", kv_events_config(served_names(request)[0])]
-        kv_env.append(EnvVar("POD_IP", value_from={"fieldRef": {"fieldPath": "status.podIP"}}))
+        kv_env.append(pod_ip("POD_IP"))
     args += model.engine_args
     env = [*hf_env(request), EnvVar("VLLM_CACHE_ROOT", f"{CACHE_PATH}/vllm"), *env_lmcache, *kv_env]
     if any(a.runtime for a in request.adapters):  # opens /v1/load_lora_adapter
@@ -234,6 +226,26 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     if model.security.api_key:
         env.append(EnvVar("VLLM_API_KEY", secret=model.security.api_key))
     return args, mounts, env
+
+
+def engine_arguments(serving: Serving, revision: str | None) -> list[tuple[str, object]]:
+    """vLLM's engine arguments the spec's engine-neutral fields set, by keyword: ``vllm serve`` takes them as
+    kebab-case flags, Ray Serve LLM as ``engine_kwargs`` (prefix caching is a pair of flags, so apart)."""
+    return [
+        ("revision", revision),
+        ("tensor_parallel_size", serving.tensor_parallel if serving.tensor_parallel > 1 else None),
+        ("pipeline_parallel_size", serving.pipeline_parallel if serving.pipeline_parallel > 1 else None),
+        ("max_model_len", serving.max_context),
+        ("gpu_memory_utilization", serving.gpu_memory_fraction),
+        ("dtype", serving.dtype),
+        ("quantization", serving.quantization),
+        ("max_num_seqs", serving.max_concurrent_sequences),
+    ]
+
+
+def pod_ip(name: str) -> EnvVar:
+    """A variable holding the pod's own address (the downward API): what peers reach it at."""
+    return EnvVar(name, value_from={"fieldRef": {"fieldPath": "status.podIP"}})
 
 
 def kv_events_config(served_name: str) -> str:
@@ -260,7 +272,7 @@ def kv_transfer(role: RoleRequest) -> tuple[list[str], list[EnvVar]]:
     port = str(kv_transfer_port(role))
     if role.connector == "nixl":
         config = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
-        env = [EnvVar("VLLM_NIXL_SIDE_CHANNEL_HOST", value_from={"fieldRef": {"fieldPath": "status.podIP"}}),
+        env = [pod_ip("VLLM_NIXL_SIDE_CHANNEL_HOST"),
                EnvVar("VLLM_NIXL_SIDE_CHANNEL_PORT", port)]
     else:
         prefill = role.role == "prefill"
