@@ -490,9 +490,14 @@ def number_text(value: int | float | None) -> str:
     return str(value if value is not None else 0)
 
 
+def workload_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
+    """What the workloads and autoscalers ``component_objects`` writes cannot do with the plan."""
+    yield from ray_problems(plan)
+    yield from autoscaler_problems(plan, target)
+
+
 def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
     """What plain Kubernetes autoscalers (KEDA, the HPA) cannot do with a model's autoscaling."""
-    yield from ray_problems(plan)
     for component in plan.components:
         scaler = component.scale.autoscaler
         path = ("models", component.key, "autoscaling")

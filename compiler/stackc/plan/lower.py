@@ -102,10 +102,10 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
     join (KServe); engines that can run on Ray are asked to.
     """
+    events_routed = bool(kv_event_consumers(spec, registry, targets))
     components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
-                                                    platform_weights, ray_head, tuple(targets),
-                                                    kv_event_consumers(spec, registry, targets)))
+                                                    platform_weights, ray_head, tuple(targets), events_routed))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        tuple(sorted(set(targets))),
@@ -317,11 +317,12 @@ def _platform_uri(source: ModelSource) -> str:
 
 def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
                 platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...],
-                kv_event_targets: list[str] | None = None) -> list[plan.Component]:
-    """A model's component, or a disaggregated model's decode and prefill components."""
+                events_routed: bool = False) -> list[plan.Component]:
+    """A model's component, or a disaggregated model's decode and prefill components; ``events_routed``: a
+    target routes on KV events, so engines that can publish them for models that ask."""
     if model.disaggregation is None:
         engine = registry.engines[model.engine].obj
-        kv_events = bool(kv_event_targets) and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
+        kv_events = events_routed and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
         return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events)]
     return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
         spec, key, served, registry, plugin_call, platform_weights, ray_head, request))

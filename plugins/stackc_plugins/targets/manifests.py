@@ -29,7 +29,7 @@ class ManifestsTarget:
     serves_models = True
 
     def check(self, plan: Plan, options: ManifestsOptions) -> Iterator[Diagnostic]:
-        return kube.autoscaler_problems(plan, self.name)
+        return kube.workload_problems(plan, self.name)
 
     def emit(self, plan: Plan, options: ManifestsOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))

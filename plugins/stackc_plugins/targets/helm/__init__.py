@@ -53,7 +53,7 @@ class HelmTarget:
     serves_models = True
 
     def check(self, plan: Plan, options: HelmOptions) -> Iterator[Diagnostic]:
-        return kube.autoscaler_problems(plan, self.name)
+        return kube.workload_problems(plan, self.name)
 
     def emit(self, plan: Plan, options: HelmOptions) -> Iterator[Artifact]:
         chart = options.chart or plan.stack.name
