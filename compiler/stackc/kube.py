@@ -602,7 +602,17 @@ def network_policy(stack: Stack, component: Component) -> dict:
 
 def model_selector(component: Component) -> dict[str, str]:
     """The labels of all of a model's pods: a disaggregated model's both roles."""
-    return {k: v for k, v in component.selector.items() if k != DISAGGREGATION_ROLE_LABEL}
+    return without_role(component.selector)
+
+
+def without_role(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels with a disaggregated model's role left out: what its two roles share."""
+    return {k: v for k, v in labels.items() if k != DISAGGREGATION_ROLE_LABEL}
+
+
+def models(plan: Plan) -> list[Component]:
+    """Each model once, as the component clients reach: a disaggregated model's decode role."""
+    return [c for c in plan.components if c.disaggregation is None or c.disaggregation.role == "decode"]
 
 
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:

@@ -153,7 +153,7 @@ class GatewayTarget:
                                  f"labels; its {roles.role} role spans several nodes, whose workers serve nothing",
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
-        for component in models(plan):
+        for component in kube.models(plan):
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:
                 yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
@@ -162,7 +162,7 @@ class GatewayTarget:
     def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
         """The gateway's proxies send the requests; each model's endpoint picker scrapes its metrics."""
         yield Caller(*proxy_pods(plan, options))
-        for component in models(plan):
+        for component in kube.models(plan):
             yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
             if component.endpoint.kv_events_port is not None:
                 # it subscribes to each pod's KV events, and tokenizes prompts through the engine's render API
@@ -171,7 +171,7 @@ class GatewayTarget:
 
     def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
         """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
-        for component in models(plan):
+        for component in kube.models(plan):
             yield Exporter(f"{component.key}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
@@ -181,14 +181,9 @@ class GatewayTarget:
         gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
-        for component in models(plan):
+        for component in kube.models(plan):
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
-
-
-def models(plan: Plan) -> list[Component]:
-    """A component per model: a disaggregated model's decode role (the one a pool's requests end on)."""
-    return list({component.key: component for component in reversed(plan.components)}.values())[::-1]
 
 
 def gateway_name(plan: Plan, options: GatewayOptions) -> str:
@@ -298,8 +293,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     pool = f"{stack.name}-{component.key}"
     epp = f"{pool}-epp"
     # a disaggregated model's pool holds both roles' pods: the picker's filters tell them apart
-    pods = {k: v for k, v in component.endpoint.selector.items() if k != kube.DISAGGREGATION_ROLE_LABEL}
-    labels_of_pool = {k: v for k, v in component.labels.items() if k != kube.DISAGGREGATION_ROLE_LABEL}
+    pods = kube.without_role(component.endpoint.selector)
+    labels_of_pool = kube.without_role(component.labels)
     selector = picker_selector(plan, component)
     labels = {**kube.stack_labels(stack), **selector, "app.kubernetes.io/component": "endpoint-picker"}
     yield "inferencepool", {

@@ -180,9 +180,8 @@ def models(plan: Plan) -> Iterator[tuple[Component, Component | None]]:
     """Each model once: the component that answers clients (a disaggregated model's decode role)
     and, for a disaggregated model, its prefill role."""
     prefills = {c.key: c for c in plan.components if c.disaggregation is not None and c.disaggregation.role == "prefill"}
-    for component in plan.components:
-        if component is not prefills.get(component.key):
-            yield component, prefills.get(component.key)
+    for component in kube.models(plan):
+        yield component, prefills.get(component.key)
 
 
 def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
