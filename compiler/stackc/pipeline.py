@@ -198,10 +198,9 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
     return options_type() if options_type is not None else None
 
 
-def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None,
-          ray_head: str | None = None) -> Plan:
+def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
-    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights, ray_head)
+    return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head)
 
 
 #: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights
@@ -250,13 +249,13 @@ def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], pr
         files[full] = render(artifact)
 
 
-def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence[str]) -> Plan:
+def _reached_through_services(plan: Plan, registry: Registry, deployed: Sequence[str]) -> Plan:
     """Routers and gateways reach each model through the Service of the target that deploys it.
 
     A target with ``serves_models`` creates the Service the plan names by default; otherwise a
     target with ``model_service(component)`` (KServe's predictor Service) names it.
     """
-    targets = [registry.target(name) for name in selected]
+    targets = [registry.target(name) for name in deployed]
     if any(getattr(target, "serves_models", False) for target in targets):
         return plan
     provider = next((target for target in targets if hasattr(target, "model_service")), None)
@@ -270,20 +269,18 @@ def _reached_through_services(plan: Plan, registry: Registry, selected: Sequence
     return attrs.evolve(plan, components=tuple(components))
 
 
-def _with_callers(plan: Plan, spec: Spec, registry: Registry, selected: Sequence[str]) -> Plan:
-    """Every selected target's pods that call the model servers (their NetworkPolicies admit them) and
+def _with_callers(plan: Plan, spec: Spec, registry: Registry, deployed: Sequence[str]) -> Plan:
+    """Every deployed target's pods that call the model servers (their NetworkPolicies admit them) and
     that export metrics (monitors scrape them, autoscalers and alerts read them)."""
-    callers = _contributions(plan, spec, registry, selected, "callers")
-    # the stack's router still deploys when a build selects other targets: autoscalers read its series
-    deployed = sorted(set(selected) | {name for name in spec.stack.targets if name in registry.targets})
+    callers = _contributions(plan, spec, registry, deployed, "callers")
     exporters = sorted(_contributions(plan, spec, registry, deployed, "exporters"), key=lambda e: e.name)
     return attrs.evolve(plan, stack=attrs.evolve(plan.stack, callers=tuple(callers), exporters=tuple(exporters)))
 
 
-def _contributions(plan: Plan, spec: Spec, registry: Registry, selected: Sequence[str], member: str) -> list[Any]:
-    """What the selected targets' optional ``member(plan, options)`` yield, in target order."""
+def _contributions(plan: Plan, spec: Spec, registry: Registry, deployed: Sequence[str], member: str) -> list[Any]:
+    """What the deployed targets' optional ``member(plan, options)`` yield, in target order."""
     found: list[Any] = []
-    for name in sorted(selected):
+    for name in sorted(deployed):
         registered = registry.targets[name]
         contribute = getattr(registered.obj, member, None)
         if contribute is not None:
@@ -327,20 +324,28 @@ def _plugin_call(provider: Provider, what: str, function: Callable[..., T], *arg
 def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
                   targets: Sequence[str] | None = None,
                   texts: Sequence[tuple[str, str]] | None = None) -> Compilation:
-    """Compile spec files to rendered files; raises DiagnosticsError listing every problem."""
+    """Compile spec files to rendered files; raises DiagnosticsError listing every problem.
+
+    The plan and every target's files are those of the whole stack (``stack.targets``, to which ``check``
+    adds any target ``targets`` names that the stack lacks); ``targets`` then selects which folders are
+    returned, last, so a partial build writes exactly what the full build writes there.
+    """
     checked = check(paths, registry, settings, targets, texts)
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
-    platforms = {platform(registry.target(name)) for name in selected} | {NO_PLATFORM}
-    plans = {where: _with_callers(_reached_through_services(lower(spec, registry, selected, *where), registry,
-                                                            selected), spec, registry, selected)
+    deployed = tuple(sorted(set(spec.stack.targets)))
+    platforms = {platform(registry.target(name)) for name in deployed} | {NO_PLATFORM}
+    plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
+                                                            deployed), spec, registry, deployed)
              for where in sorted(platforms, key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + list(autoscaling_problems(plans[NO_PLATFORM]))
-                + target_problems(spec, plans, registry, selected))
+                + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):
         raise DiagnosticsError(located)
-    files = emit(spec, plans, registry, selected)
+    files = emit(spec, plans, registry, deployed)
+    chosen = tuple(f"{name}/" for name in selected)
+    files = {path: content for path, content in files.items() if path.startswith(chosen)}
     return Compilation(spec, plans[NO_PLATFORM], selected, files, (*checked.warnings, *located))
 
 
@@ -360,6 +365,7 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     if not diagnostics:
         spec, diagnostics = structure(document, registry)
         if spec is not None:
+            spec = _deploying(spec, [name for name in targets or () if name in registry.targets])
             diagnostics += validate_spec(spec, registry, _plugin_call)
     for name in targets or ():
         if name not in registry.targets:
@@ -370,6 +376,14 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     if errors or spec is None:
         raise DiagnosticsError(located)
     return Checked(spec, document.source_map, tuple(located))
+
+
+def _deploying(spec: Spec, selected: Sequence[str]) -> Spec:
+    """A target a build selects that the stack lacks is built as if ``stack.targets`` listed it."""
+    missing = tuple(sorted(set(selected) - set(spec.stack.targets)))
+    if not missing:
+        return spec
+    return attrs.evolve(spec, stack=attrs.evolve(spec.stack, targets=(*spec.stack.targets, *missing)))
 
 
 def locate(diagnostics: Iterable[Diagnostic], source_map: SourceMap) -> list[Diagnostic]:

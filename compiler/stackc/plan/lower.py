@@ -93,22 +93,24 @@ def workload_name(spec: Spec, key: str) -> str:
     return f"{spec.stack.name}-{key}"
 
 
-def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tuple[str, ...] = (),
+def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
           platform_weights: str | None = None, ray_head: str | None = None) -> plan.Plan:
-    """Every enabled model, in key order, as a Component.
+    """Every enabled model, in key order, as a Component: a function of the spec (its targets included),
+    never of which targets one build writes.
 
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
     ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
     join (KServe); engines that can run on Ray are asked to.
     """
-    events_routed = bool(kv_event_consumers(spec, registry, targets))
+    targets = tuple(sorted(set(spec.stack.targets)))
+    events_routed = bool(kv_event_consumers(spec, registry))
     components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
                                                     platform_weights, ray_head, tuple(targets), events_routed))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
-                       tuple(sorted(set(targets))),
+                       targets,
                        plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
@@ -117,12 +119,10 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall, targets: tupl
     return plan.Plan(stack, components)
 
 
-def kv_event_consumers(spec: Spec, registry: Registry, targets: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The targets, of this build or the stack's, that route on the engines' KV events (``routes_on_kv_events``):
-    engines publish them only for those, and on every build, so the model pods stay the same whichever
-    targets one build selects."""
-    names = sorted(set(targets) | set(spec.stack.targets))
-    return [name for name in names if name in registry.targets
+def kv_event_consumers(spec: Spec, registry: Registry) -> list[str]:
+    """The stack's targets that route on the engines' KV events (``routes_on_kv_events``): engines publish
+    them only for those."""
+    return [name for name in sorted(set(spec.stack.targets)) if name in registry.targets
             and getattr(registry.target(name), "routes_on_kv_events", False)]
 
 

@@ -176,7 +176,9 @@ def test_both_roles_admit_the_router_and_it_may_watch_both_services() -> None:
 
 @pytest.mark.parametrize(("spec", "settings", "protocol"), [
     ("specs/disaggregated.toml", [], "kv_transfer_params"),
-    ("specs/disaggregated.toml", ["models.llama.disaggregation.connector=lmcache"], "prefill_then_decode"),
+    # the gateway's P/D sidecar drives NIXL only: a stack with LMCache's connector routes through the router alone
+    ("specs/disaggregated.toml", ["models.llama.disaggregation.connector=lmcache",
+                                  'stack.targets=["manifests", "router"]'], "prefill_then_decode"),
     ("specs/disaggregated-sglang.toml", [], "bootstrap")])
 def test_the_disaggregated_examples_route_through_both_roles(spec, settings, protocol) -> None:
     text = (Path(__file__).resolve().parents[3] / spec).read_text()
