@@ -356,7 +356,7 @@ def _schema(args: argparse.Namespace) -> ExitCode:
 
 def _plugins(args: argparse.Namespace) -> ExitCode:
     registry = _registry(args)
-    rows = [(kind, name, entry.provider, entry.obj.description)
+    rows = [(kind, name, entry.provider, entry.traits.description)
             for kind, table in (("engine", registry.engines), ("target", registry.targets))
             for name, entry in sorted(table.items())]
     if args.format == "json":

@@ -104,7 +104,7 @@ class SpecGenerator:
             data["defaults"] = {k: v for k, v in self.model().items() if rng.random() < 0.4}
         options = {}
         for name in self.subset(targets):
-            options_type = self.registry.target(name).options_type
+            options_type = self.registry.targets[name].traits.options_type
             options[name] = self.object(options_type, name) if options_type else {}
         if options:
             data["targets"] = options
@@ -129,7 +129,7 @@ class SpecGenerator:
         registered = self.registry.engines.get(engine) if isinstance(engine, str) else None
         if registered is None:
             return model
-        options_type = registered.obj.options_type
+        options_type = registered.traits.options_type
         if options_type is not None and (self.rng.random() < 0.6 or _has_required_fields(options_type)):
             model["engine_options"] = self.object(options_type, "engine_options")
         elif options_type is None:
@@ -138,7 +138,7 @@ class SpecGenerator:
             return model
         for key, value in copy.deepcopy(_ENGINE_NEEDS.get(engine, {})).items():
             model[key] = {**model[key], **value} if isinstance(model.get(key), dict) and isinstance(value, dict) else value
-        if Capability.CPU_ONLY not in registered.obj.capabilities:
+        if Capability.CPU_ONLY not in registered.traits.capabilities:
             accelerators = model.setdefault("accelerators", {})
             if isinstance(accelerators, dict):
                 accelerators.setdefault("count", 1)

@@ -26,17 +26,19 @@ from stackc.plan.engine import (
     Probe,
     Volume,
 )
-from stackc.plan.model import Autoscaler, Component, KvCacheServer, Plan, Pod, Stack
+from stackc.plan.model import (
+    DISAGGREGATION_ROLE_LABEL,
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
+    Autoscaler,
+    Component,
+    KvCacheServer,
+    Plan,
+    Pod,
+    Stack,
+)
 from stackc.registry import Artifact
 
-RESTRICTED_CONTAINER = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
-#: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
-DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
 #: the pods of KubeRay's operator (its Helm chart's name label)
 KUBERAY_OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}
 #: LeaderWorkerSet's annotation giving each group a topology domain of its own
@@ -515,7 +517,7 @@ def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
 
 def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:
     """Prometheus triggers select a model's series by the labels the monitoring target's PodMonitors give them."""
-    if "monitoring" in plan.stack.targets:
+    if plan.stack.monitored:
         return
     for component in plan.components:
         if component.topology.kind != "ray_cluster" and signals.trigger(plan.stack, component) is not None:

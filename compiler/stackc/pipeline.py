@@ -25,7 +25,7 @@ from stackc.diagnostics import (
 from stackc.output.render import render
 from stackc.plan import lower as lowering
 from stackc.plan.model import Plan
-from stackc.registry import Artifact, Provider, Registry
+from stackc.registry import Artifact, Provider, Registered, Registry
 from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
@@ -135,7 +135,7 @@ def structure(document: Document, registry: Registry) -> tuple[Spec | None, list
         if engine is None:
             models[key] = model  # an unknown engine is reported by validation with a hint
             continue
-        options, problems = _structure_options(model.engine_options, engine.obj.options_type,
+        options, problems = _structure_options(model.engine_options, engine.traits.options_type,
                                                ("models", key, "engine_options"), f"engine '{model.engine}'")
         diagnostics += problems
         models[key] = attrs.evolve(model, engine_options=options)
@@ -144,7 +144,7 @@ def structure(document: Document, registry: Registry) -> tuple[Spec | None, list
         target = registry.targets.get(name)
         if target is None:
             continue  # reported by validation with a hint
-        options, problems = _structure_options(raw, target.obj.options_type, ("targets", name), f"target '{name}'")
+        options, problems = _structure_options(raw, target.traits.options_type, ("targets", name), f"target '{name}'")
         diagnostics += problems
         targets[name] = options
     return attrs.evolve(spec, models=models, targets=targets), diagnostics
@@ -194,7 +194,7 @@ def _structure_options(raw: Mapping[str, Any], options_type: type | None, path: 
 def target_options(spec: Spec, registry: Registry, name: str) -> Any:
     if name in spec.targets:
         return spec.targets[name]
-    options_type = registry.target(name).options_type
+    options_type = registry.targets[name].traits.options_type
     return options_type() if options_type is not None else None
 
 
@@ -209,8 +209,8 @@ Platform = tuple[str | None, str | None]
 NO_PLATFORM: Platform = (None, None)
 
 
-def platform(target: object) -> Platform:
-    return getattr(target, "weights_path", None), getattr(target, "ray_head", None)
+def platform(target: Registered) -> Platform:
+    return target.traits.weights_path, target.traits.ray_head
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
@@ -220,23 +220,19 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
     for name in sorted(set(targets)):
         registered = registry.targets[name]
         options = target_options(spec, registry, name)
-        plan = plans[platform(registered.obj)]
+        plan = plans[platform(registered)]
         emitted[name] = _plugin_call(registered.provider, f"target '{name}' emit()",
-                                     lambda: tuple(registered.obj.emit(plan, options)))
+                                     lambda: tuple(registered.method("emit")(plan, options)))
         _add(files, name, emitted[name], registered.provider)
     # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
-    addons = {name: artifacts for name, artifacts in emitted.items()
-              if not getattr(registry.targets[name].obj, "serves_models", False)
-              and not hasattr(registry.targets[name].obj, "model_service")}
+    addons = {name: artifacts for name, artifacts in emitted.items() if not registry.targets[name].traits.serves_models}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
-        bundle = getattr(registered.obj, "bundle", None)
-        if bundle is not None:
-            options = target_options(spec, registry, name)
-            others = {other: artifacts for other, artifacts in addons.items() if other != name}
-            _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
-                                           lambda: tuple(bundle(plans[NO_PLATFORM], options, others))),
-                 registered.provider)
+        options = target_options(spec, registry, name)
+        others = {other: artifacts for other, artifacts in addons.items() if other != name}
+        _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
+                                       lambda: tuple(registered.method("bundle")(plans[NO_PLATFORM], options, others))),
+             registered.provider)
     return files
 
 
@@ -252,18 +248,19 @@ def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], pr
 def _reached_through_services(plan: Plan, registry: Registry, deployed: Sequence[str]) -> Plan:
     """Routers and gateways reach each model through the Service of the target that deploys it.
 
-    A target with ``serves_models`` creates the Service the plan names by default; otherwise a
-    target with ``model_service(component)`` (KServe's predictor Service) names it.
+    A target that deploys the models itself creates the Service the plan names (its ``model_service``
+    names none); when only targets whose platform puts its own Service in front (KServe's predictor)
+    deploy a model, routers reach it there.
     """
-    targets = [registry.target(name) for name in deployed]
-    if any(getattr(target, "serves_models", False) for target in targets):
-        return plan
-    provider = next((target for target in targets if hasattr(target, "model_service")), None)
-    if provider is None:
-        return plan
+    deployers = [registry.targets[name] for name in sorted(deployed) if registry.targets[name].traits.serves_models]
     components = []
     for component in plan.components:
-        service, port = provider.model_service(component)
+        named = [_plugin_call(d.provider, f"target '{d.traits.name}' model_service()",
+                              d.method("model_service"), component) for d in deployers]
+        if not named or None in named:
+            components.append(component)
+            continue
+        service, port = named[0]
         components.append(attrs.evolve(component, endpoint=attrs.evolve(component.endpoint, service=service,
                                                                          service_port=port)))
     return attrs.evolve(plan, components=tuple(components))
@@ -278,15 +275,13 @@ def _with_callers(plan: Plan, spec: Spec, registry: Registry, deployed: Sequence
 
 
 def _contributions(plan: Plan, spec: Spec, registry: Registry, deployed: Sequence[str], member: str) -> list[Any]:
-    """What the deployed targets' optional ``member(plan, options)`` yield, in target order."""
+    """What the deployed targets' ``member(plan, options)`` yield, in target order."""
     found: list[Any] = []
     for name in sorted(deployed):
         registered = registry.targets[name]
-        contribute = getattr(registered.obj, member, None)
-        if contribute is not None:
-            options = target_options(spec, registry, name)
-            found += _plugin_call(registered.provider, f"target '{name}' {member}()",
-                                  lambda: list(contribute(plan, options)))
+        options = target_options(spec, registry, name)
+        found += _plugin_call(registered.provider, f"target '{name}' {member}()",
+                              lambda: list(registered.method(member)(plan, options)))
     return found
 
 
@@ -297,13 +292,9 @@ def target_problems(spec: Spec, plans: Mapping[Platform, Plan], registry: Regist
     problems = []
     for name in sorted(set(targets)):
         registered = registry.targets[name]
-        check = getattr(registered.obj, "check", None)
-        if check is None:
-            continue
-        plan = plans[platform(registered.obj)]
-        found = _plugin_call(registered.provider, f"target '{name}' check()",
-                             lambda: list(check(plan, target_options(spec, registry, name))))
-        problems += found
+        plan = plans[platform(registered)]
+        problems += _plugin_call(registered.provider, f"target '{name}' check()",
+                                 lambda: list(registered.method("check")(plan, target_options(spec, registry, name))))
     return problems
 
 
@@ -334,7 +325,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
-    platforms = {platform(registry.target(name)) for name in deployed} | {NO_PLATFORM}
+    platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
     plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
                                                             deployed), spec, registry, deployed)
              for where in sorted(platforms, key=str)}

@@ -15,7 +15,7 @@ import attrs
 import pluggy
 
 from stackc import hookspecs
-from stackc.registry import DuplicateNameError, Provider, Registry
+from stackc.registry import ContractError, DuplicateNameError, Provider, Registry
 
 ENTRY_POINT_GROUP = "stackc"
 
@@ -82,6 +82,8 @@ def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
                 call(registry=registry.providing(plugin.provider))
             except DuplicateNameError as error:
                 raise PluginConflict(plugin.provider, str(error)) from error
+            except ContractError as error:
+                raise PluginError(plugin.provider, str(error)) from None
             except Exception as error:
                 raise PluginError(plugin.provider, f"plugin {plugin.provider} crashed in {hook_name}: {error!r}") from error
     return registry

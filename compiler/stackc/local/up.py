@@ -114,7 +114,7 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     problems = lowered_problems(lowered)
     problems += [Diagnostic("E045", f"unknown model '{name}' in --skip", (), did_you_mean(name, spec.models),
                             location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
-    local_runs = {name: getattr(entry.obj, "local_run", None) for name, entry in registry.engines.items()}
+    local_runs = {name: entry.traits.local_run for name, entry in registry.engines.items()}
     running = [c for c in components if c.key not in skip]
     processes, unrunnable = plan(running, local_runs, state, environ=environ,
                                  relisten=lambda component, port: _listening_on(spec, registry, component, port))
@@ -147,7 +147,7 @@ def _listening_on(spec: Spec, registry: Registry, component: Component, port: in
     """The model lowered again as if its spec set ``port`` (engines that take one), so the engine's own
     arguments, probes and endpoint agree on it; None for an engine whose port is its command's."""
     model = spec.models[component.key]
-    if Capability.PORT not in registry.engines[model.engine].obj.capabilities:
+    if Capability.PORT not in registry.engines[model.engine].traits.capabilities:
         return None
     alone = attrs.evolve(spec, models={component.key: attrs.evolve(model, port=port)})
     return pipeline.lower(alone, registry).components[0]

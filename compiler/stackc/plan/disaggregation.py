@@ -2,8 +2,9 @@
 
 Each role's pods carry ``llm-d.ai/role: prefill|decode``, the label llm-d's ``prefill-filter`` and
 ``decode-filter`` select on, also in the role's Deployment and Service selectors so traffic reaches
-the right role only. When the gateway target is built, the decode pods of a ``kv_transfer_params``
-model (vLLM's NixlConnector) get llm-d's P/D sidecar on the serving port: the endpoint picker names a
+the right role only. When a stack target reaches decode pods through llm-d's P/D sidecar (the gateway's
+``proxies_pd_decode``), the decode pods of a ``kv_transfer_params`` model (vLLM's NixlConnector) get the
+sidecar on the serving port: the endpoint picker names a
 prefill pod in a header, and the sidecar runs the prefill hop before handing the request to the engine,
 which moves to the serving port + ``PROXY_PORT_OFFSET`` (− near the top of the port range).
 """
@@ -14,9 +15,9 @@ from collections.abc import Callable
 
 import attrs
 
-from stackc.kube import DISAGGREGATION_ROLE_LABEL
 from stackc.plan import model as plan
 from stackc.plan.engine import Container, Port, Probe, RoleRequest
+from stackc.plan.model import DISAGGREGATION_ROLE_LABEL
 from stackc.spec import disaggregation
 from stackc.spec.model import PORT_MAX, Model, Spec
 
@@ -30,21 +31,31 @@ ENGINE_PORT = "engine"
 Build = Callable[[Model, RoleRequest], plan.Component]
 
 
-def role_component(spec: Spec, key: str, role: str, targets: tuple[str, ...], build: Build) -> plan.Component:
-    """One role of a disaggregated model as a component, built by ``build`` from the role's model."""
+def role_components(spec: Spec, key: str, protocol: str, proxied: bool, build: Build) -> list[plan.Component]:
+    """A disaggregated model's decode and prefill components, each built once by ``build`` from the role's model.
+
+    ``protocol`` is how a router joins the roles (the engine declares it per connector); ``proxied``: a stack
+    target reaches decode pods through llm-d's P/D sidecar, which then takes the serving port the prefill
+    pods have (one pool, one target port) and the decode engine is built behind it.
+    """
+    prefill = _role(spec, key, "prefill", protocol, build)
+    if not (proxied and protocol == "kv_transfer_params"):
+        return [_role(spec, key, "decode", protocol, build), prefill]
+    front = prefill.endpoint.port
+    behind = front.number + PROXY_PORT_OFFSET if front.number + PROXY_PORT_OFFSET <= PORT_MAX \
+        else front.number - PROXY_PORT_OFFSET
+    return [with_proxy(_role(spec, key, "decode", protocol, build, port=behind), front), prefill]
+
+
+def _role(spec: Spec, key: str, role: str, protocol: str, build: Build, port: int | None = None) -> plan.Component:
     model = spec.models[key]
     assert model.disaggregation is not None
     served = disaggregation.role_model(model, role)
-    request = RoleRequest(role, model.disaggregation.connector, model.disaggregation.kv_port,
+    if port is not None:
+        served = attrs.evolve(served, port=port)
+    request = RoleRequest(role, model.disaggregation.connector, protocol, model.disaggregation.kv_port,
                           f"{spec.stack.name}-{key}-decode")
-    component = build(served, request)
-    roles = component.disaggregation
-    if role == "decode" and "gateway" in targets and roles is not None and roles.protocol == "kv_transfer_params":
-        port = component.endpoint.port
-        behind = port.number + PROXY_PORT_OFFSET if port.number + PROXY_PORT_OFFSET <= PORT_MAX \
-            else port.number - PROXY_PORT_OFFSET
-        component = with_proxy(build(attrs.evolve(served, port=behind), request), port)
-    return component
+    return build(served, request)
 
 
 def with_proxy(component: plan.Component, port: Port) -> plan.Component:

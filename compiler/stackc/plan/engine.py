@@ -207,6 +207,8 @@ class RoleRequest:
 
     role: str  # "prefill" or "decode"
     connector: str  # the spec's ``disaggregation.connector``
+    #: how a router joins the roles with this connector (the engine's ``kv_connectors`` says)
+    protocol: str
     #: the KV-transfer port (None: the engine's default)
     kv_port: int | None
     #: the decode role's Service, which a prefill server pushes KV to (LMCache's P/D)
@@ -259,9 +261,7 @@ class EngineResult:
     ray_group: bool = False
     #: where a POST of ``{"lora_name", "lora_path"}`` loads an adapter (engines with ``RUNTIME_LORA``)
     adapter_load_path: str | None = None
-    #: for a disaggregated role: how a router joins the roles (``plan.model.PrefillProtocol``) and the
-    #: KV-transfer port the engine opened (also on ``container.ports``)
-    prefill_protocol: str | None = None
+    #: for a disaggregated role: the KV-transfer port the engine opened (also on ``container.ports``)
     kv_port: Port | None = None
     #: the prefill servers' bootstrap port (protocol ``bootstrap``), on both roles' results
     bootstrap_port: int | None = None

@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 
-from stackc.kube import RESTRICTED_CONTAINER, RESTRICTED_POD
 from stackc.plan import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
@@ -35,9 +34,10 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
+from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD
 from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
-from stackc.spec import disaggregation, sources
+from stackc.spec import sources
 from stackc.spec.model import (
     Autoscaling,
     ContainerPort,
@@ -115,7 +115,9 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
                        claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
-                       kv_cache_server=kv_cache_server(spec))
+                       kv_cache_server=kv_cache_server(spec),
+                       monitored=any(registry.targets[name].traits.monitors_models for name in targets
+                                     if name in registry.targets))
     return plan.Plan(stack, components)
 
 
@@ -123,7 +125,7 @@ def kv_event_consumers(spec: Spec, registry: Registry) -> list[str]:
     """The stack's targets that route on the engines' KV events (``routes_on_kv_events``): engines publish
     them only for those."""
     return [name for name in sorted(set(spec.stack.targets)) if name in registry.targets
-            and getattr(registry.target(name), "routes_on_kv_events", False)]
+            and registry.targets[name].traits.routes_on_kv_events]
 
 
 def kv_cache_server_name(spec: Spec) -> str:
@@ -324,9 +326,10 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
         engine = registry.engines[model.engine].obj
         kv_events = events_routed and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
         return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events)]
-    return [pd.role_component(spec, key, role, targets, lambda served, request: _component(
+    protocol = registry.engines[model.engine].traits.kv_connectors[model.disaggregation.connector]
+    proxied = any(registry.targets[name].traits.proxies_pd_decode for name in targets if name in registry.targets)
+    return pd.role_components(spec, key, protocol, proxied, lambda served, request: _component(
         spec, key, served, registry, plugin_call, platform_weights, ray_head, request))
-        for role in disaggregation.ROLES]
 
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
@@ -365,9 +368,9 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     registered = registry.engines[model.engine]
     # a platform's downloader gets no credentials from the spec (they reach the engine's env only)
     credentials = model.security.hf_token is not None or bool(model.secret_env)
-    loads_folders = getattr(registered.obj, "platform_weights", True)
+    loads_folders = registered.traits.platform_weights
     model_weights = weights(source, platform_weights if loads_folders and not credentials else None, model.revision,
-                            getattr(registered.obj, "object_storage", False))
+                            registered.traits.object_storage)
     if model_weights.mount is not None and model_weights.mount.volume == WEIGHTS_VOLUME:
         volume = Volume(WEIGHTS_VOLUME, claim=source.claim) if source.scheme == "pvc" else Volume(WEIGHTS_VOLUME, image=source.location)
         volumes.append(volume)
@@ -379,7 +382,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
                             lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role,
                             kv_events=kv_events)
-    result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.obj.lower, request)
+    result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.method("lower"), request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
     if model.shm_size or (result.needs_shm and parallel > 1):
@@ -476,8 +479,7 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
 def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
     if role is None:
         return None
-    assert result.prefill_protocol is not None, "a disaggregating engine names its protocol"
-    return plan.Disaggregation(role.role, result.prefill_protocol, result.bootstrap_port)
+    return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

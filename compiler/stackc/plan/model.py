@@ -30,6 +30,16 @@ from stackc.plan.ray import RayCluster
 # the spec's own data classes where the plan carries the same values
 from stackc.spec.model import Accelerators, Rollout, Routing, SecretRef
 
+#: Pod Security "restricted": what every container and pod stackc runs gets unless the spec relaxes it
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
+DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
+
 
 @attrs.frozen
 class Pod:
@@ -279,10 +289,13 @@ class Stack:
     namespace: str
     labels: Mapping[str, str] = attrs.field(factory=dict)
     annotations: Mapping[str, str] = attrs.field(factory=dict)
-    #: the targets being built, so one target can make room for another
+    #: the stack's targets, so one target can make room for another
     targets: tuple[str, ...] = ()
     #: policies for the model servers' pods, or None when the spec turns them off
     network_policy: NetworkPolicy | None = None
+    #: a stack target has Prometheus scrape every model's metrics labelled with the pods' labels
+    #: (``monitors_models``), which autoscaler triggers select
+    monitored: bool = False
     #: every target's pods that call the model servers
     callers: tuple[Caller, ...] = ()
     #: every target's pods that export metrics, sorted by name

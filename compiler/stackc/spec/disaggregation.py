@@ -3,7 +3,7 @@ must agree on. Lowering and validation both read a role through ``role_model``."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import attrs
@@ -64,14 +64,14 @@ def name_problems(spec: Spec, key: str, longest_suffix: int) -> Iterator[Diagnos
                          f"keep stack name + model name under {63 - longest_suffix - len('--prefill')} characters")
 
 
-def problems(model: Model, connectors: tuple[str, ...], engine: str) -> Iterator[Diagnostic]:
+def problems(model: Model, connectors: Collection[str], engine: str) -> Iterator[Diagnostic]:
     """What a disaggregated model's roles must agree on, relative to the model's path."""
     settings = model.disaggregation
     assert settings is not None
     if settings.connector not in connectors:
         yield Diagnostic("E100", f"engine '{engine}' transfers KV caches with {' or '.join(connectors)}, not "
                          f"'{settings.connector}'", ("disaggregation", "connector"),
-                         f'set connector = "{connectors[0]}"' if connectors else None)
+                         f'set connector = "{next(iter(connectors))}"' if connectors else None)
     for role in ROLES:
         served = role_model(model, role)
         scaling = served.autoscaling

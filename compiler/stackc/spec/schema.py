@@ -34,7 +34,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
     definitions["ModelDefaults"]["properties"]["engine"] = {**definitions["Model"]["properties"]["engine"]}
     engine_options = []
     for name in engines:
-        options_type = registry.engine(name).options_type
+        options_type = registry.engines[name].traits.options_type
         if options_type is not None:
             engine_options.append({
                 "if": {"properties": {"engine": {"const": name}}, "required": ["engine"]},
@@ -44,7 +44,7 @@ def spec_schema(registry: Registry) -> dict[str, Any]:
         definitions["Model"]["allOf"] = engine_options
     target_properties = {}
     for name in sorted(registry.targets):
-        options_type = registry.target(name).options_type
+        options_type = registry.targets[name].traits.options_type
         target_properties[name] = _type_schema(options_type, definitions) if options_type else {
             "type": "object", "additionalProperties": False}
     root["properties"]["targets"] = {"type": "object", "description": root["properties"]["targets"].get("description", ""),

@@ -16,7 +16,7 @@ from stackc.plan import signals
 from stackc.plan.engine import Capability
 from stackc.plan.lower import KV_CACHE_SERVER, kv_event_consumers
 from stackc.plan.model import Component, Plan
-from stackc.registry import Registry
+from stackc.registry import Registered, Registry
 from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
     DNS_LABEL,
@@ -552,9 +552,9 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     if registered is None:
         yield Diagnostic("E010", f"unknown engine '{model.engine}'", base + ("engine",), did_you_mean(model.engine, registry.engines))
         return
-    engine = registered.obj
+    engine = registered.traits
     alias_servers = sorted(t for t in spec.stack.targets
-                           if t in registry.targets and getattr(registry.target(t), "serves_aliases", False))
+                           if t in registry.targets and registry.targets[t].traits.serves_aliases)
     for capability, (path, what, used) in _CAPABILITY_FIELDS.items():
         if capability is Capability.MULTIPLE_SERVED_NAMES and used(model) and alias_servers \
                 and capability not in engine.capabilities:
@@ -562,17 +562,17 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                              f"target '{alias_servers[0]}'", base + path, severity=Severity.WARNING)
             continue
         if used(model) and capability not in engine.capabilities:
-            able = sorted(n for n, r in registry.engines.items() if capability in r.obj.capabilities)
+            able = sorted(n for n, r in registry.engines.items() if capability in r.traits.capabilities)
             hint = f"engines that can: {', '.join(able)}" if able else None
             if capability is Capability.MULTIPLE_SERVED_NAMES:
-                servers = sorted(n for n, r in registry.targets.items() if getattr(r.obj, "serves_aliases", False))
+                servers = sorted(n for n, r in registry.targets.items() if r.traits.serves_aliases)
                 hint = f"add a target that serves aliases ({', '.join(servers)}) to stack.targets, or drop the aliases"
             yield Diagnostic("E020", f"engine '{engine.name}' does not support {what}", base + path, hint)
     if model.accelerators.count == 0 and Capability.CPU_ONLY not in engine.capabilities and model.enabled:
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),
                          "set accelerators.count (and accelerators.resource)")
     yield from _kv_event_problems(spec, model, engine, registry, base)
-    owned = getattr(engine, "owned_flags", {})
+    owned = registered.traits.owned_flags
     for index, arg in enumerate(model.engine_args):
         flag = arg.split("=", 1)[0]
         if flag in owned:
@@ -580,14 +580,14 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                              "Service, router and gateway would disagree with the engine",
                              base + ("engine_args", index), f"set {owned[flag].split(' and ')[0]} instead",
                              Severity.WARNING)
-    if model.engine_options is None and engine.options_type is not None:
+    if model.engine_options is None and registered.traits.options_type is not None:
         return  # its options had errors, already reported
     if model.disaggregation is not None and Capability.DISAGGREGATION in engine.capabilities:
         # the model runs only as its roles: the engine checks each role's settings
-        yield from _role_problems(key, model, engine, registered.provider, plugin_call)
+        yield from _role_problems(key, model, registered, plugin_call)
         return
     problems = plugin_call(registered.provider, f"engine '{engine.name}' check()",
-                           lambda: list(engine.check(key, model, model.engine_options)))
+                           lambda: list(registered.method("check")(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
 
@@ -600,7 +600,7 @@ def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry
         return
     where = (*base, "routing", "kv_events")
     if Capability.KV_EVENTS not in engine.capabilities:
-        able = sorted(n for n, r in registry.engines.items() if Capability.KV_EVENTS in r.obj.capabilities)
+        able = sorted(n for n, r in registry.engines.items() if Capability.KV_EVENTS in r.traits.capabilities)
         yield Diagnostic("E130", f"engine '{engine.name}' publishes no KV-cache events", where,
                          f"engines that do: {', '.join(able)}; or remove kv_events (the picker then guesses "
                          "from the prompts it sent)" if able else "remove kv_events")
@@ -609,7 +609,7 @@ def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry
         yield Diagnostic("E131", f"KV events feed prefix-cache routing; the strategy is '{model.routing.strategy}'",
                          where, 'set routing.strategy = "prefix", or remove kv_events')
     if not kv_event_consumers(spec, registry):
-        routers = sorted(n for n, r in registry.targets.items() if getattr(r.obj, "routes_on_kv_events", False))
+        routers = sorted(n for n, r in registry.targets.items() if r.traits.routes_on_kv_events)
         yield Diagnostic("W130", "no target of the stack routes on KV events, so the engines publish none (the "
                          "router target keeps its own approximate prefix index)", where,
                          f"add {' or '.join(repr(n) for n in routers)} to stack.targets, or remove kv_events",
@@ -630,18 +630,18 @@ def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry
                          "topic (kv@POD@MODEL)", (*base, "served_name"), "serve the model under a name without '@'")
 
 
-def _role_problems(key: str, model: Model, engine: Any, provider: Any,
+def _role_problems(key: str, model: Model, registered: Registered,
                    plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
     """A disaggregated model's roles: what they must agree on, and the engine's checks of each role's
     settings, located in the role's table where the role sets the field (once where both roles share it)."""
     base = ("models", key)
     yield from (attrs.evolve(p, path=base + p.path)
-                for p in disaggregation.problems(model, getattr(engine, "kv_connectors", ()), engine.name))
+                for p in disaggregation.problems(model, registered.traits.kv_connectors, registered.traits.name))
     seen: set[Diagnostic] = set()
     for role in disaggregation.ROLES:
         served = disaggregation.role_model(model, role)
-        problems = plugin_call(provider, f"engine '{engine.name}' check()",
-                               lambda: list(engine.check(key, served, served.engine_options)))
+        problems = plugin_call(registered.provider, f"engine '{registered.traits.name}' check()",
+                               lambda: list(registered.method("check")(key, served, served.engine_options)))
         for problem in problems:
             located = Diagnostic(problem.code, problem.message,
                                  base + disaggregation.role_path(model, role, tuple(problem.path)), problem.hint,
@@ -661,8 +661,7 @@ def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) 
                              "or an absolute path")
         elif adapter.revision is not None and source.scheme != "hf":
             yield Diagnostic("E022", "a revision pins only a Hugging Face adapter", path + ("revision",))
-    loaders = sorted(name for name, registered in registry.targets.items()
-                     if getattr(registered.obj, "loads_adapters", False))
+    loaders = sorted(name for name, registered in registry.targets.items() if registered.traits.loads_adapters)
     if any(a.load == "runtime" for a in model.serving.lora_adapters) and not set(loaders) & set(spec.stack.targets):
         index = next(i for i, a in enumerate(model.serving.lora_adapters) if a.load == "runtime")
         yield Diagnostic("E028", "no target in the stack loads run-time adapters into the replicas",

@@ -59,7 +59,8 @@ class SglangEngine:
                                             Capability.OLLAMA_LIBRARY, Capability.KV_EVENTS}
     options_type = None
     owned_flags = {"--port": "port", "--served-model-name": "served_name"}
-    kv_connectors = ("nixl", "mooncake")
+    #: either transfer backend: the router pairs a prefill and a decode server through the bootstrap port
+    kv_connectors = {"nixl": "bootstrap", "mooncake": "bootstrap"}
 
     def check(self, key: str, model: Model, options: None) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
@@ -150,7 +151,7 @@ class SglangEngine:
         return EngineResult(container=container, served_names=(primary,), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path="/load_lora_adapter",
-                            prefill_protocol="bootstrap" if role is not None else None, kv_port=kv_port,
+                            kv_port=kv_port,
                             bootstrap_port=bootstrap)
 
 

@@ -99,7 +99,8 @@ class VllmEngine:
     #: it streams s3:// and gs:// weights itself (Run:ai model streamer); other engines get them downloaded
     object_storage = True
     owned_flags = OWNED_FLAGS
-    kv_connectors = ("nixl", "lmcache")
+    #: NIXL hands the decode request the prefill's kv_transfer_params; LMCache's P/D pushes KV to decode
+    kv_connectors = {"nixl": "kv_transfer_params", "lmcache": "prefill_then_decode"}
 
     def check(self, key: str, model: Model, options: VllmOptions) -> Iterator[Diagnostic]:
         yield from check_parallelism(model, multi_node=True)
@@ -148,11 +149,10 @@ class VllmEngine:
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
-        protocol, kv_port = None, None
+        kv_port = None
         if request.role is not None:
-            protocol = "kv_transfer_params" if request.role.connector == "nixl" else "prefill_then_decode"
             # NIXL's side channel listens on both roles; LMCache's receiver on the decode side only
-            if protocol == "kv_transfer_params" or request.role.role == "decode":
+            if request.role.protocol == "kv_transfer_params" or request.role.role == "decode":
                 kv_port = Port("kv-transfer", kv_transfer_port(request.role))
                 container = attrs.evolve(container, ports=(*container.ports, kv_port))
         events_port = None
@@ -162,7 +162,7 @@ class VllmEngine:
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
-                            prefill_protocol=protocol, kv_port=kv_port, ray_group=ray, kv_events_port=events_port)
+                            kv_port=kv_port, ray_group=ray, kv_events_port=events_port)
 
 
 def ray_group(container: Container, head: str) -> tuple[Container, Container]:

@@ -105,6 +105,8 @@ class GatewayTarget:
     serves_aliases = True
     #: models with ``routing.kv_events`` publish their KV events to the endpoint picker
     routes_on_kv_events = True
+    #: the P/D picker names a prefill pod in a header; llm-d's sidecar on the decode pods runs that hop
+    proxies_pd_decode = True
 
     def check(self, plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
         keys = [component.key for component in plan.components]

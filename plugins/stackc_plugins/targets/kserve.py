@@ -77,6 +77,8 @@ class KserveTarget:
     name = "kserve"
     description = "KServe: a ServingRuntime and an InferenceService per model"
     options_type = KserveOptions
+    #: KServe deploys the model servers, behind its predictor Services (``model_service``)
+    serves_models = True
     #: KServe's storage initializer downloads weights here before the engine starts
     weights_path = MODEL_DIR
     #: a multi-node predictor is a Ray cluster: KServe gives each worker HEAD_SVC, its head's headless Service

@@ -49,6 +49,8 @@ class MonitoringTarget:
     description = ("PodMonitors for engines, routers and endpoint pickers, alerting rules and a Grafana dashboard "
                    "(prometheus-operator)")
     options_type = MonitoringOptions
+    #: a PodMonitor per model copies the pods' labels onto its series, which autoscaler triggers select
+    monitors_models = True
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
