@@ -10,7 +10,7 @@ import pytest
 
 from stackc import hookspecs
 from stackc.plugins import load_registry
-from stackc.spec.schema import spec_schema
+from stackc.check.schema import spec_schema
 from tests.update_docs import block, generated_blocks
 
 REPO = Path(__file__).resolve().parent.parent

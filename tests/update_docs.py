@@ -9,7 +9,7 @@ from pathlib import Path
 from stackc import registry as contract
 from stackc.plugins import load_registry
 from stackc.registry import Registry
-from stackc.spec.schema import spec_reference, spec_schema
+from stackc.check.schema import spec_reference, spec_schema
 
 REPO = Path(__file__).resolve().parent.parent
 

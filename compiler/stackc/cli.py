@@ -345,7 +345,7 @@ def _init(args: argparse.Namespace) -> ExitCode:
 
 
 def _schema(args: argparse.Namespace) -> ExitCode:
-    from stackc.spec.schema import spec_reference, spec_schema
+    from stackc.check.schema import spec_reference, spec_schema
 
     if args.format == "markdown":
         sys.stdout.write(spec_reference(_registry(args)))

@@ -28,8 +28,6 @@ from stackc.plan.engine import (
 )
 from stackc.plan.model import (
     DISAGGREGATION_ROLE_LABEL,
-    RESTRICTED_CONTAINER,
-    RESTRICTED_POD,
     Autoscaler,
     Component,
     KvCacheServer,
@@ -513,6 +511,15 @@ def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
                              "Knative", path + ("metric",), 'use signal = "running" (requests in flight per replica) '
                              'or "router_pending"')
     yield from unscraped_signals(plan)
+
+
+def extra_object_clashes(plan: Plan) -> list[Diagnostic]:
+    """An extra object must not replace one stackc emits for a model (checked once the plan is lowered)."""
+    own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components
+           for _, obj in component_objects(plan.stack, c)}
+    return [Diagnostic("E027", f"stackc already emits {obj['kind']} '{obj['metadata']['name']}'",
+                       ("stack", "extra_objects", index, "metadata", "name"), "give it another name")
+            for index, obj in enumerate(plan.stack.extra_objects) if (obj["kind"], obj["metadata"]["name"]) in own]
 
 
 def unscraped_signals(plan: Plan) -> Iterator[Diagnostic]:

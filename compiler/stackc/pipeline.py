@@ -23,13 +23,15 @@ from stackc.diagnostics import (
     sorted_unique,
 )
 from stackc.output.render import render
-from stackc.plan import lower as lowering
+from stackc.lowering import lower as lowering
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registered, Registry
 from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
-from stackc.spec.validate import autoscaling_problems, lowered_problems, validate_spec
+from stackc import kube
+from stackc.check.plan import autoscaling_problems, lowered_problems
+from stackc.check.spec import validate_spec
 
 T = TypeVar("T")
 
@@ -199,7 +201,7 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None) -> Plan:
-    """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
+    """The plan of a checked spec (see ``stackc.lowering.lower``); engine crashes name the plugin."""
     return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head)
 
 
@@ -329,7 +331,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
                                                             deployed), spec, registry, deployed)
              for where in sorted(platforms, key=str)}
-    problems = (lowered_problems(plans[NO_PLATFORM]) + list(autoscaling_problems(plans[NO_PLATFORM]))
+    problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
+                + list(autoscaling_problems(plans[NO_PLATFORM]))
                 + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):

@@ -17,10 +17,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.diagnostics import did_you_mean
 from stackc.plan.engine import Capability, EngineRequest, EngineResult, LocalRun
-from stackc.plan.model import Caller, Component, Exporter, Plan
-from stackc.spec.model import Model
+from stackc.plan.model import Plan
 
 
 def _declared(doc: str, default: Any = attrs.NOTHING, *, kind: type | tuple[type, ...]) -> Any:
@@ -253,6 +252,12 @@ class Registry:
 
     def target(self, name: str) -> Target:
         return self.targets[name].obj
+
+    def targets_having(self, trait: str, names: Iterable[str] | None = None) -> list[str]:
+        """The registered targets (of ``names``, or all) whose boolean trait ``trait`` is set, sorted."""
+        assert trait in attrs.fields_dict(TargetTraits), trait
+        chosen = self.targets if names is None else [name for name in names if name in self.targets]
+        return sorted({name for name in chosen if getattr(self.targets[name].traits, trait)})
 
 
 def contract_members(traits_type: type, methods: tuple[Method, ...]) -> dict[str, bool]:

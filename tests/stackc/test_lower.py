@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stackc.plan.engine import Mount
-from stackc.plan.lower import weights
+from stackc.lowering.lower import weights
 from stackc.spec import sources
 from stackc.testing import compile_text, objects
 

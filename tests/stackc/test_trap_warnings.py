@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stackc.spec.validate import estimated_weight_bytes
+from stackc.check.spec import estimated_weight_bytes
 from stackc.testing import compile_text
 
 BASE = """\

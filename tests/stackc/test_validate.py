@@ -79,7 +79,7 @@ def test_the_json_schema_carries_the_same_bounds() -> None:
     import jsonschema
 
     from stackc.plugins import load_registry
-    from stackc.spec.schema import spec_schema
+    from stackc.check.schema import spec_schema
 
     validator = jsonschema.Draft202012Validator(spec_schema(load_registry()))
     found = {".".join(map(str, e.absolute_path)) for e in validator.iter_errors(tomllib.loads(ALL_WRONG))}

@@ -18,7 +18,7 @@ import attrs
 
 from stackc.diagnostics import Diagnostic
 from stackc.plan.engine import Container, LocalRun
-from stackc.plan.lower import CACHE_VOLUME
+from stackc.lowering.lower import CACHE_VOLUME
 from stackc.plan.model import Component
 
 _PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}

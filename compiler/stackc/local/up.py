@@ -23,7 +23,7 @@ from stackc.plan.engine import Capability
 from stackc.plan.model import Component
 from stackc.registry import Registry
 from stackc.spec.model import SecretRef, Spec
-from stackc.spec.validate import lowered_problems
+from stackc.check.plan import lowered_problems
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0

@@ -1,1 +1,1 @@
-"""Lowering: the checked spec becomes the deployment plan that targets translate."""
+"""The deployment plan: what lowering decided, the only thing targets read (data, no decisions)."""

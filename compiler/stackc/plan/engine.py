@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stackc.spec.model import Model, SecretRef
+from stackc.spec.sources import ModelSource
 
 if TYPE_CHECKING:
+    from stackc.plan.model import Autoscaler
     from stackc.plan.ray import RayApplication
 
 
@@ -166,15 +168,6 @@ class LocalRun:
 
 
 @attrs.frozen
-class ModelSource:
-    """A parsed ``model`` field: where weights come from."""
-
-    scheme: str  # "hf", "s3", "gs", "pvc", "oci", "path"
-    location: str  # the id, bucket/key, image reference or absolute path
-    claim: str | None = None  # for pvc://CLAIM/PATH
-
-
-@attrs.frozen
 class Weights:
     """Where the engine loads the model from: decided before the engine builds its command line."""
 
@@ -241,6 +234,9 @@ class EngineRequest:
     role: RoleRequest | None = None
     #: a target indexes the model's KV blocks from its engines' events (``routing.kv_events``): publish them
     kv_events: bool = False
+    #: who owns the replica count, as the core decided from ``autoscaling`` (None: ``replicas``), for an
+    #: engine whose platform scales the replicas itself (Ray Serve)
+    autoscaler: Autoscaler | None = None
 
 
 @attrs.frozen

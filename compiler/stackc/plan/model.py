@@ -1,6 +1,6 @@
 """The deployment plan: what the lowering stage decided, and the only thing targets read.
 
-After validation, ``stackc.plan.lower`` turns the spec into a Plan once: every component with its
+After validation, ``stackc.lowering.lower`` turns the spec into a Plan once: every component with its
 fully merged pod (the engine's container with the spec's env, mounts, probes, resources and
 security applied), its topology, scale, endpoint and where its weights come from. Targets and
 ``stackc up`` translate the plan; none of them reads the spec's models or re-derives a pod.
@@ -37,6 +37,8 @@ RESTRICTED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_POD = {"seccompProfile": {"type": "RuntimeDefault"}}
+#: the stack's KV-cache server is named, and labelled, as a model with this key would be
+KV_CACHE_SERVER = "kv-cache-server"
 #: the role of a prefill/decode-disaggregated model's pods: llm-d's prefill-filter and decode-filter select on it
 DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
 

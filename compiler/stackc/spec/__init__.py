@@ -1,1 +1,1 @@
-"""Reading and checking a stack spec: the IR, TOML with positions, conversion, validation, schema."""
+"""Reading a stack spec: the IR, TOML with positions, conversion, model sources."""

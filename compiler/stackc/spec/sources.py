@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 
-from stackc.plan.engine import ModelSource
+import attrs
 
 SCHEMES = ("hf", "s3", "gs", "pvc", "oci", "ollama")
 #: where LoRA adapters may come from (an OCI image or the Ollama library holds no adapter engines load)
 ADAPTER_SCHEMES = ("hf", "s3", "gs", "pvc", "path")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")
+
+
+@attrs.frozen
+class ModelSource:
+    """A parsed ``model`` field: where weights come from (``stackc.plan.engine`` passes it to engines)."""
+
+    scheme: str  # "hf", "s3", "gs", "pvc", "oci", "path"
+    location: str  # the id, bucket/key, image reference or absolute path
+    claim: str | None = None  # for pvc://CLAIM/PATH
 
 
 def parse(text: str) -> ModelSource | None:

@@ -28,7 +28,7 @@ from stackc.plan.engine import (
     Mount,
     Port,
 )
-from stackc.plan.lower import autoscaler
+from stackc.plan.model import Autoscaler
 from stackc.registry import Registry
 from stackc.spec.model import QUANTITY, Form, Model, Probes, Quantity, Rollout
 from stackc_plugins.engines._common import (
@@ -159,7 +159,7 @@ class RayVllmEngine:
         names = served_names(request)
         config = ray.LLMConfig(
             model_loading_config=ray.ModelLoadingConfig(model_id=names[0], model_source=source),
-            deployment_config=deployment_config(model, options),
+            deployment_config=deployment_config(model, options, request.autoscaler),
             engine_kwargs={**engine_kwargs(model, request.weights.revision), **options.engine_kwargs},
             accelerator_type=options.accelerator_type,
             log_engine_metrics=True,
@@ -183,10 +183,9 @@ def engine_kwargs(model: Model, revision: str | None) -> dict[str, Any]:
     return {name: value for name, value in pairs if value is not None}
 
 
-def deployment_config(model: Model, options: RayVllmOptions) -> ray.DeploymentConfig:
+def deployment_config(model: Model, options: RayVllmOptions, scaler: Autoscaler | None) -> ray.DeploymentConfig:
     """Serve's replicas: a fixed count, or Serve's autoscaler within the model's bounds (it scales on
     requests in flight per replica: ``signal = "running"`` sets its target)."""
-    scaler = autoscaler(model, "")
     if scaler is None:
         return ray.DeploymentConfig(num_replicas=model.replicas, max_ongoing_requests=options.max_ongoing_requests)
     initial = model.replicas if scaler.min_replicas <= model.replicas <= scaler.max_replicas else None

@@ -16,7 +16,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, did_you_mean
 from stackc.output.render import to_yaml
-from stackc.plan.model import Caller, Component, Exporter, Plan
+from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD, Caller, Component, Exporter, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import (
     DNS_LABEL,
@@ -388,7 +388,7 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
         "readinessProbe": grpc_probe, "livenessProbe": {**grpc_probe, "initialDelaySeconds": 5},
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
         "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True}],
-        "securityContext": {**kube.RESTRICTED_CONTAINER, "runAsNonRoot": True, "readOnlyRootFilesystem": True},
+        "securityContext": {**RESTRICTED_CONTAINER, "runAsNonRoot": True, "readOnlyRootFilesystem": True},
     }
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
@@ -398,7 +398,7 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
             "selector": {"matchLabels": dict(selector)},
             "template": {"metadata": {"labels": dict(labels)}, "spec": {
                 "serviceAccountName": name, "terminationGracePeriodSeconds": 130,
-                "securityContext": {**kube.RESTRICTED_POD, "runAsNonRoot": True},
+                "securityContext": {**RESTRICTED_POD, "runAsNonRoot": True},
                 "containers": [container],
                 "volumes": [{"name": "config", "configMap": {"name": name}}],
             }},

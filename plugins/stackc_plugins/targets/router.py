@@ -17,6 +17,8 @@ from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
 from stackc.plan.model import (
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
     Autoscaler,
     Caller,
     Component,
@@ -225,7 +227,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
         "resources": {k: dict(v) for k, v in options.resources.items()},
         "volumeMounts": mounts,
-        "securityContext": {**kube.RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                             "runAsUser": 10001, "runAsGroup": 10001},
     }
     digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
@@ -240,7 +242,7 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
                     "serviceAccountName": name,
                     "automountServiceAccountToken": True,  # the EndpointSlice watch needs the token
                     "enableServiceLinks": False,
-                    "securityContext": {**kube.RESTRICTED_POD, "runAsNonRoot": True},
+                    "securityContext": {**RESTRICTED_POD, "runAsNonRoot": True},
                     "containers": [container],
                     "volumes": volumes,
                     "topologySpreadConstraints": [{

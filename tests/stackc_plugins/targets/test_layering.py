@@ -9,7 +9,7 @@ import pytest
 
 TARGETS = Path(__file__).resolve().parents[3] / "plugins" / "stackc_plugins" / "targets"
 FORBIDDEN_NAMES = {("stackc.spec.model", "Model"), ("stackc.spec.model", "Spec")}
-FORBIDDEN_MODULES = ("stackc.plan.lower", "stackc.pipeline", "stackc_plugins.engines")
+FORBIDDEN_MODULES = ("stackc.lowering", "stackc.check", "stackc.pipeline", "stackc_plugins.engines")
 
 
 def imports(path: Path) -> list[tuple[str, str | None]]:
@@ -50,7 +50,7 @@ def test_a_target_reads_only_the_plan(path: Path) -> None:
 def test_the_check_catches_planted_imports(tmp_path: Path) -> None:
     planted = tmp_path / "manifests.py"
     planted.write_text((TARGETS / "manifests.py").read_text() + "\nfrom stackc_plugins.targets.helm import template\n"
-                       "from stackc.spec.model import Model\nimport stackc.plan.lower\n")
+                       "from stackc.spec.model import Model\nimport stackc.lowering.lower\n")
     assert layering_problems(planted, "stackc_plugins.targets.manifests") == [
         "imports another target: stackc_plugins.targets.helm", "reads the spec: stackc.spec.model.Model",
-        "imports a stage before the plan: stackc.plan.lower"]
+        "imports a stage before the plan: stackc.lowering.lower"]

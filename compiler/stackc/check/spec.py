@@ -10,12 +10,9 @@ from typing import Any
 
 import attrs
 
-from stackc import kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.plan import signals
 from stackc.plan.engine import Capability
-from stackc.plan.lower import KV_CACHE_SERVER, kv_event_consumers
-from stackc.plan.model import Component, Plan
+from stackc.plan.model import KV_CACHE_SERVER
 from stackc.registry import Registered, Registry
 from stackc.spec import disaggregation, sources
 from stackc.spec.model import (
@@ -90,77 +87,6 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
             yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
 
 
-def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
-    """Every name a client may send must lead to one model, or one adapter (engines decide the primary names)."""
-    owners: dict[str, str] = {}
-    problems = []
-    for component in plan.components:
-        for name in dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)):
-            if name in owners and owners[name] != component.key:
-                problems.append(Diagnostic("E012", f"'{name}' is already a name of model '{owners[name]}'",
-                                           ("models", component.key, "aliases"),
-                                           "every served name and alias must be unique in a stack"))
-            owners.setdefault(name, component.key)
-    for component in plan.components:
-        for index, adapter in enumerate(component.endpoint.adapters):
-            owner = owners.get(adapter.name)
-            if owner is not None:
-                what = "an adapter" if owner.startswith("adapter ") else "a name"
-                problems.append(Diagnostic("E012", f"'{adapter.name}' is already {what} of model "
-                                           f"'{owner.removeprefix('adapter ')}'",
-                                           ("models", component.key, "serving", "lora_adapters", index, "name"),
-                                           "an adapter's name must differ from every model name, alias and adapter"))
-            owners.setdefault(adapter.name, f"adapter {component.key}")
-    return problems
-
-
-def lowered_problems(plan: Plan) -> list[Diagnostic]:
-    """Problems only visible once engines have lowered the models: names, ports and volumes of the pods."""
-    return served_name_conflicts(plan) + [problem for c in plan.components for problem in (
-        *_pod_volume_problems(c), *_pod_conflicts(c))] + _extra_object_clashes(plan)
-
-
-def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
-    """Containers share the pod's network: a port number, a port name or a container name only once."""
-    base = ("models", component.key)
-    pod = component.pod
-    # the engine's containers first: a clash is reported on the spec's container
-    everything = sorted((*pod.containers, *pod.init_containers), key=lambda c: bool(c.spec_path))
-    names: set[str] = set()
-    for container in everything:
-        if container.name in names:
-            yield Diagnostic("E024", f"a container named '{container.name}' is already in the pod",
-                             base + container.spec_path + ("name",), "stackc's own containers: " +
-                             ", ".join(c.name for c in everything if not c.spec_path))
-        names.add(container.name)
-    numbers: dict[tuple[int, str], str] = {}
-    port_names: dict[str, str] = {}
-    # an init container's ports are closed before the others start; a native sidecar's stay open
-    for container in (c for c in everything if c.restart_policy or c in pod.containers):
-        owner = f"container '{container.name}'"
-        for index, port in enumerate(container.ports):
-            # the engine's container lists the engine's ports, then the spec's `ports`
-            here = base + (container.spec_path + ("ports", index) if container.spec_path else ("ports",))
-            if (port.number, port.protocol) in numbers:
-                yield Diagnostic("E024", f"port {port.number}/{port.protocol} ('{port.name}') is already opened by "
-                                 f"{numbers[(port.number, port.protocol)]}", here,
-                                 "the containers of a pod share its network: pick another port")
-            elif port.name in port_names:
-                yield Diagnostic("E024", f"a port named '{port.name}' is already in {port_names[port.name]}", here,
-                                 "port names are the Service's too: they must differ")
-            numbers.setdefault((port.number, port.protocol), owner)
-            port_names.setdefault(port.name, owner)
-
-
-def _extra_object_clashes(plan: Plan) -> list[Diagnostic]:
-    """An extra object must not replace one stackc emits for a model."""
-    own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components
-           for _, obj in kube.component_objects(plan.stack, c)}
-    return [Diagnostic("E027", f"stackc already emits {obj['kind']} '{obj['metadata']['name']}'",
-                       ("stack", "extra_objects", index, "metadata", "name"), "give it another name")
-            for index, obj in enumerate(plan.stack.extra_objects) if (obj["kind"], obj["metadata"]["name"]) in own]
-
-
 def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
     """What an extra object needs before it is emitted as written: a kind, a name, this stack's namespace."""
     seen: set[tuple[str, str, str]] = set()
@@ -188,38 +114,6 @@ def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
         if identity in seen:
             yield Diagnostic("E027", f"a {obj['kind']} named '{name}' is already in extra_objects", path + ("metadata", "name"))
         seen.add(identity)
-
-
-def _pod_volume_problems(component: Component) -> Iterator[Diagnostic]:
-    base = ("models", component.key)
-    pod = component.pod
-    own = [v.name for v in pod.volumes if v.raw is None]
-    declared = set(own)
-    for index, volume in enumerate(v for v in pod.volumes if v.raw is not None):
-        if volume.name in declared:
-            yield Diagnostic("E018", f"a volume named '{volume.name}' is already in the pod",
-                             base + ("extra_volumes", index, "name"), f"stackc's own volumes: {', '.join(own)}")
-        declared.add(volume.name)
-    serving = pod.containers[0]
-    for index, mount in enumerate(serving.raw_mounts):
-        name = mount.get("name")
-        if isinstance(name, str) and name not in declared:
-            yield Diagnostic("E018", f"mounts the volume '{name}', which the pod does not have",
-                             base + ("extra_volume_mounts", index, "name"),
-                             "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
-    paths = [m.path for m in serving.mounts]
-    for index, mount in enumerate(serving.raw_mounts):
-        path = mount.get("mountPath")
-        if path in paths:
-            yield Diagnostic("E018", f"'{path}' is already a mount path of the engine container",
-                             base + ("extra_volume_mounts", index, "mountPath"))
-        paths.append(path)
-    for container in (c for c in (*pod.init_containers, *pod.containers) if c.spec_path):
-        for index, mount in enumerate(container.mounts):
-            if mount.volume not in declared:
-                yield Diagnostic("E018", f"mounts the volume '{mount.volume}', which the pod does not have",
-                                 base + container.spec_path + ("volume_mounts", index, "volume"),
-                                 "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
 
 
 _QUANTITY_SUFFIXES = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
@@ -349,33 +243,6 @@ def _autoscaling_problems(scaling: Autoscaling) -> Iterator[Diagnostic]:
     if scaling.activation is not None and scaling.min_replicas != 0:
         yield Diagnostic("E080", "an activation threshold only applies when scaling from zero replicas",
                          ("activation",), "set min_replicas = 0, or drop activation")
-
-
-def autoscaling_problems(plan: Plan) -> Iterator[Diagnostic]:
-    """Signals the lowered plan cannot provide: a series the engine does not export, no router to hold requests."""
-    for component in plan.components:
-        scaler = component.scale.autoscaler
-        if scaler is None:
-            continue
-        path = ("models", component.key, "autoscaling")
-        exporter = signals.router(plan.stack)
-        has_pending = exporter is not None and exporter.router is not None and exporter.router.pending
-        if scaler.signal in signals.ENGINE_SIGNALS and signals.engine_metric(component, scaler.signal) is None:
-            offered = [name for name in signals.ENGINE_SIGNALS if signals.engine_metric(component, name)]
-            yield Diagnostic("E081", f"engine '{component.engine}' exports no series for signal '{scaler.signal}'",
-                             path + ("signal",), "signals it exports: " + ", ".join(offered) if offered else
-                             f"engine '{component.engine}' exports no metrics: scale on cpu or memory")
-        if scaler.signal == "router_pending" and not has_pending:
-            yield Diagnostic("E081", "signal 'router_pending' counts the requests the router holds: the stack has "
-                             "no router", path + ("signal",), 'add "router" to stack.targets')
-        elif scaler.min_replicas == 0 and scaler.signal == "custom" and not has_pending:
-            yield Diagnostic("E082", "at zero replicas the model's requests need the router target to hold them "
-                             "until it wakes; without it they fail", path + ("min_replicas",),
-                             'add "router" to stack.targets, or keep min_replicas >= 1')
-        if scaler.signal in signals.RESOURCE_SIGNALS and scaler.signal not in \
-                component.pod.containers[0].resources.get("requests", {}):
-            yield Diagnostic("E080", f"an HPA measures {scaler.signal} against the pods' requests: the model "
-                             f"requests no {scaler.signal}", path, f'set resources.requests.{scaler.signal}')
 
 
 def _pod_problems(model: Model) -> Iterator[Diagnostic]:
@@ -553,8 +420,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E010", f"unknown engine '{model.engine}'", base + ("engine",), did_you_mean(model.engine, registry.engines))
         return
     engine = registered.traits
-    alias_servers = sorted(t for t in spec.stack.targets
-                           if t in registry.targets and registry.targets[t].traits.serves_aliases)
+    alias_servers = registry.targets_having("serves_aliases", spec.stack.targets)
     for capability, (path, what, used) in _CAPABILITY_FIELDS.items():
         if capability is Capability.MULTIPLE_SERVED_NAMES and used(model) and alias_servers \
                 and capability not in engine.capabilities:
@@ -565,7 +431,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
             able = sorted(n for n, r in registry.engines.items() if capability in r.traits.capabilities)
             hint = f"engines that can: {', '.join(able)}" if able else None
             if capability is Capability.MULTIPLE_SERVED_NAMES:
-                servers = sorted(n for n, r in registry.targets.items() if r.traits.serves_aliases)
+                servers = registry.targets_having("serves_aliases")
                 hint = f"add a target that serves aliases ({', '.join(servers)}) to stack.targets, or drop the aliases"
             yield Diagnostic("E020", f"engine '{engine.name}' does not support {what}", base + path, hint)
     if model.accelerators.count == 0 and Capability.CPU_ONLY not in engine.capabilities and model.enabled:
@@ -608,8 +474,8 @@ def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry
     if model.routing.strategy != "prefix":
         yield Diagnostic("E131", f"KV events feed prefix-cache routing; the strategy is '{model.routing.strategy}'",
                          where, 'set routing.strategy = "prefix", or remove kv_events')
-    if not kv_event_consumers(spec, registry):
-        routers = sorted(n for n, r in registry.targets.items() if r.traits.routes_on_kv_events)
+    if not registry.targets_having("routes_on_kv_events", spec.stack.targets):
+        routers = registry.targets_having("routes_on_kv_events")
         yield Diagnostic("W130", "no target of the stack routes on KV events, so the engines publish none (the "
                          "router target keeps its own approximate prefix index)", where,
                          f"add {' or '.join(repr(n) for n in routers)} to stack.targets, or remove kv_events",
@@ -661,7 +527,7 @@ def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) 
                              "or an absolute path")
         elif adapter.revision is not None and source.scheme != "hf":
             yield Diagnostic("E022", "a revision pins only a Hugging Face adapter", path + ("revision",))
-    loaders = sorted(name for name, registered in registry.targets.items() if registered.traits.loads_adapters)
+    loaders = registry.targets_having("loads_adapters")
     if any(a.load == "runtime" for a in model.serving.lora_adapters) and not set(loaders) & set(spec.stack.targets):
         index = next(i for i, a in enumerate(model.serving.lora_adapters) if a.load == "runtime")
         yield Diagnostic("E028", "no target in the stack loads run-time adapters into the replicas",

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from stackc.plan import disaggregation as pd
+from stackc.lowering import disaggregation as pd
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -34,7 +34,7 @@ from stackc.plan.engine import (
     Volume,
     Weights,
 )
-from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD
+from stackc.plan.model import KV_CACHE_SERVER, RESTRICTED_CONTAINER, RESTRICTED_POD
 from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
 from stackc.spec import sources
@@ -67,8 +67,6 @@ HOME_USER = "stackc"
 #: the disk offloaded KV blocks go to (``kv_offload.disk_gib``), mounted in the serving container
 KV_DISK_VOLUME = "kv-offload"
 KV_DISK_PATH = "/kv-offload"
-#: the stack's KV-cache server is named, and labelled, as a model with this key would be
-KV_CACHE_SERVER = "kv-cache-server"
 #: kinds without a namespace that an extra object may be (others are put in the stack's namespace)
 CLUSTER_SCOPED_KINDS = frozenset({
     "APIService", "CSIDriver", "CSINode", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -104,7 +102,7 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
     join (KServe); engines that can run on Ray are asked to.
     """
     targets = tuple(sorted(set(spec.stack.targets)))
-    events_routed = bool(kv_event_consumers(spec, registry))
+    events_routed = bool(registry.targets_having("routes_on_kv_events", targets))
     components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
                                                     platform_weights, ray_head, tuple(targets), events_routed))
@@ -116,16 +114,8 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
                        claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
                        kv_cache_server=kv_cache_server(spec),
-                       monitored=any(registry.targets[name].traits.monitors_models for name in targets
-                                     if name in registry.targets))
+                       monitored=bool(registry.targets_having("monitors_models", targets)))
     return plan.Plan(stack, components)
-
-
-def kv_event_consumers(spec: Spec, registry: Registry) -> list[str]:
-    """The stack's targets that route on the engines' KV events (``routes_on_kv_events``): engines publish
-    them only for those."""
-    return [name for name in sorted(set(spec.stack.targets)) if name in registry.targets
-            and registry.targets[name].traits.routes_on_kv_events]
 
 
 def kv_cache_server_name(spec: Spec) -> str:
@@ -327,7 +317,7 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
         kv_events = events_routed and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
         return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events)]
     protocol = registry.engines[model.engine].traits.kv_connectors[model.disaggregation.connector]
-    proxied = any(registry.targets[name].traits.proxies_pd_decode for name in targets if name in registry.targets)
+    proxied = bool(registry.targets_having("proxies_pd_decode", targets))
     return pd.role_components(spec, key, protocol, proxied, lambda served, request: _component(
         spec, key, served, registry, plugin_call, platform_weights, ray_head, request))
 
@@ -379,9 +369,10 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     kv_volumes, kv_mounts, kv_told = kv_offload_storage(spec, model)
     volumes.extend(kv_volumes)
     extra_mounts.extend(kv_mounts)
+    scaler = autoscaler(model, spec.stack.prometheus)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
                             lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role,
-                            kv_events=kv_events)
+                            kv_events=kv_events, autoscaler=scaler)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.method("lower"), request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes
@@ -402,7 +393,6 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     serving = _serving_container(engine_container, model, extra_mounts)
     spec_ports = (*model.ports, *(p for s in model.sidecars for p in s.ports))
     budget = model.disruption_budget
-    scaler = autoscaler(model, spec.stack.prometheus)
     most = scaler.max_replicas if scaler is not None else model.replicas
     wants_budget = budget.enabled or (budget.enabled is None and most > 1)
     probe = serving.readiness_probe

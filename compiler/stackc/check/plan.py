@@ -1,0 +1,131 @@
+"""Checks of the lowered plan: what only shows once engines have lowered the models (names, ports and
+volumes of the pods, the series autoscalers read). They run once, after lowering, and build no objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stackc.diagnostics import Diagnostic
+from stackc.plan import signals
+from stackc.plan.model import Component, Plan
+
+
+def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
+    """Every name a client may send must lead to one model, or one adapter (engines decide the primary names)."""
+    owners: dict[str, str] = {}
+    problems = []
+    for component in plan.components:
+        for name in dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)):
+            if name in owners and owners[name] != component.key:
+                problems.append(Diagnostic("E012", f"'{name}' is already a name of model '{owners[name]}'",
+                                           ("models", component.key, "aliases"),
+                                           "every served name and alias must be unique in a stack"))
+            owners.setdefault(name, component.key)
+    for component in plan.components:
+        for index, adapter in enumerate(component.endpoint.adapters):
+            owner = owners.get(adapter.name)
+            if owner is not None:
+                what = "an adapter" if owner.startswith("adapter ") else "a name"
+                problems.append(Diagnostic("E012", f"'{adapter.name}' is already {what} of model "
+                                           f"'{owner.removeprefix('adapter ')}'",
+                                           ("models", component.key, "serving", "lora_adapters", index, "name"),
+                                           "an adapter's name must differ from every model name, alias and adapter"))
+            owners.setdefault(adapter.name, f"adapter {component.key}")
+    return problems
+
+
+def lowered_problems(plan: Plan) -> list[Diagnostic]:
+    """Problems only visible once engines have lowered the models: names, ports and volumes of the pods."""
+    return served_name_conflicts(plan) + [problem for c in plan.components for problem in (
+        *_pod_volume_problems(c), *_pod_conflicts(c))]
+
+
+def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
+    """Containers share the pod's network: a port number, a port name or a container name only once."""
+    base = ("models", component.key)
+    pod = component.pod
+    # the engine's containers first: a clash is reported on the spec's container
+    everything = sorted((*pod.containers, *pod.init_containers), key=lambda c: bool(c.spec_path))
+    names: set[str] = set()
+    for container in everything:
+        if container.name in names:
+            yield Diagnostic("E024", f"a container named '{container.name}' is already in the pod",
+                             base + container.spec_path + ("name",), "stackc's own containers: " +
+                             ", ".join(c.name for c in everything if not c.spec_path))
+        names.add(container.name)
+    numbers: dict[tuple[int, str], str] = {}
+    port_names: dict[str, str] = {}
+    # an init container's ports are closed before the others start; a native sidecar's stay open
+    for container in (c for c in everything if c.restart_policy or c in pod.containers):
+        owner = f"container '{container.name}'"
+        for index, port in enumerate(container.ports):
+            # the engine's container lists the engine's ports, then the spec's `ports`
+            here = base + (container.spec_path + ("ports", index) if container.spec_path else ("ports",))
+            if (port.number, port.protocol) in numbers:
+                yield Diagnostic("E024", f"port {port.number}/{port.protocol} ('{port.name}') is already opened by "
+                                 f"{numbers[(port.number, port.protocol)]}", here,
+                                 "the containers of a pod share its network: pick another port")
+            elif port.name in port_names:
+                yield Diagnostic("E024", f"a port named '{port.name}' is already in {port_names[port.name]}", here,
+                                 "port names are the Service's too: they must differ")
+            numbers.setdefault((port.number, port.protocol), owner)
+            port_names.setdefault(port.name, owner)
+
+
+def _pod_volume_problems(component: Component) -> Iterator[Diagnostic]:
+    base = ("models", component.key)
+    pod = component.pod
+    own = [v.name for v in pod.volumes if v.raw is None]
+    declared = set(own)
+    for index, volume in enumerate(v for v in pod.volumes if v.raw is not None):
+        if volume.name in declared:
+            yield Diagnostic("E018", f"a volume named '{volume.name}' is already in the pod",
+                             base + ("extra_volumes", index, "name"), f"stackc's own volumes: {', '.join(own)}")
+        declared.add(volume.name)
+    serving = pod.containers[0]
+    for index, mount in enumerate(serving.raw_mounts):
+        name = mount.get("name")
+        if isinstance(name, str) and name not in declared:
+            yield Diagnostic("E018", f"mounts the volume '{name}', which the pod does not have",
+                             base + ("extra_volume_mounts", index, "name"),
+                             "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
+    paths = [m.path for m in serving.mounts]
+    for index, mount in enumerate(serving.raw_mounts):
+        path = mount.get("mountPath")
+        if path in paths:
+            yield Diagnostic("E018", f"'{path}' is already a mount path of the engine container",
+                             base + ("extra_volume_mounts", index, "mountPath"))
+        paths.append(path)
+    for container in (c for c in (*pod.init_containers, *pod.containers) if c.spec_path):
+        for index, mount in enumerate(container.mounts):
+            if mount.volume not in declared:
+                yield Diagnostic("E018", f"mounts the volume '{mount.volume}', which the pod does not have",
+                                 base + container.spec_path + ("volume_mounts", index, "volume"),
+                                 "declare it in extra_volumes; the pod has: " + ", ".join(sorted(declared)))
+
+
+def autoscaling_problems(plan: Plan) -> Iterator[Diagnostic]:
+    """Signals the lowered plan cannot provide: a series the engine does not export, no router to hold requests."""
+    for component in plan.components:
+        scaler = component.scale.autoscaler
+        if scaler is None:
+            continue
+        path = ("models", component.key, "autoscaling")
+        exporter = signals.router(plan.stack)
+        has_pending = exporter is not None and exporter.router is not None and exporter.router.pending
+        if scaler.signal in signals.ENGINE_SIGNALS and signals.engine_metric(component, scaler.signal) is None:
+            offered = [name for name in signals.ENGINE_SIGNALS if signals.engine_metric(component, name)]
+            yield Diagnostic("E081", f"engine '{component.engine}' exports no series for signal '{scaler.signal}'",
+                             path + ("signal",), "signals it exports: " + ", ".join(offered) if offered else
+                             f"engine '{component.engine}' exports no metrics: scale on cpu or memory")
+        if scaler.signal == "router_pending" and not has_pending:
+            yield Diagnostic("E081", "signal 'router_pending' counts the requests the router holds: the stack has "
+                             "no router", path + ("signal",), 'add "router" to stack.targets')
+        elif scaler.min_replicas == 0 and scaler.signal == "custom" and not has_pending:
+            yield Diagnostic("E082", "at zero replicas the model's requests need the router target to hold them "
+                             "until it wakes; without it they fail", path + ("min_replicas",),
+                             'add "router" to stack.targets, or keep min_replicas >= 1')
+        if scaler.signal in signals.RESOURCE_SIGNALS and scaler.signal not in \
+                component.pod.containers[0].resources.get("requests", {}):
+            yield Diagnostic("E080", f"an HPA measures {scaler.signal} against the pods' requests: the model "
+                             f"requests no {scaler.signal}", path, f'set resources.requests.{scaler.signal}')
