@@ -24,6 +24,7 @@ from stackc.diagnostics import (
 )
 from stackc.output.render import render
 from stackc.plan import lower as lowering
+from stackc.plan.engine import Listen
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registry
 from stackc.spec import convert
@@ -199,9 +200,9 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None,
-          ray_head: str | None = None) -> Plan:
+          ray_head: str | None = None, listen: Listen | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
-    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights, ray_head)
+    return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights, ray_head, listen)
 
 
 #: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights

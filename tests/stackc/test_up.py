@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,12 +110,12 @@ name = "fake"
 targets = ["manifests", "router"]
 [models.echo]
 engine = "command"
-model = "/models/echo"
+model = "{FAKE_ENGINE.parent}"
 image = "example.com/fake-engine:1"
 [models.echo.engine_options]
 port = 9000
 command = ["{sys.executable}", "{FAKE_ENGINE}"]
-args = ["--host", "0.0.0.0", "--port", "{{port}}", "--served-model-name", "{{served_name}}"]
+args = ["--host", "{{host}}", "--port", "{{port}}", "--served-model-name", "{{served_name}}"]
 """
 
 
@@ -175,3 +176,91 @@ def test_a_model_sharing_the_kv_cache_server_is_located() -> None:
     assert ("error[E125] models.mistral.kv_offload.remote: stackc up runs no KV-cache server, which model 'mistral' "
             "shares KV blocks through (hint: --set models.mistral.kv_offload.remote=false, or --skip mistral)"
             in result.stderr)
+
+
+def start_up(tmp_path: Path, spec: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """``stackc up`` in the background, once it printed its base URL."""
+    (tmp_path / "fake.toml").write_text(spec)
+    process = subprocess.Popen([sys.executable, "-m", "stackc", "up", str(tmp_path / "fake.toml"), *args], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **(env or {})})
+    line = process.stdout.readline()
+    if not line.startswith("OpenAI base URL: "):
+        process.kill()
+        pytest.fail(process.stderr.read())
+    return process, line.split(": ", 1)[1].strip()
+
+
+def test_replicas_listen_where_the_port_placeholder_stands(tmp_path: Path) -> None:
+    """{port} inside an argument, not after a flag stackc knows: each replica still gets its own port."""
+    script = tmp_path / "engine.sh"
+    script.write_text(f'address="${{1#--listen=}}"\nexec "{sys.executable}" "{FAKE_ENGINE}" --host "${{address%:*}}" '
+                      f'--port "${{address##*:}}" --served-model-name echo\n')
+    spec = FAKE_SPEC.replace(f'command = ["{sys.executable}", "{FAKE_ENGINE}"]', f'command = ["sh", "{script}"]')
+    spec = spec.replace('args = ["--host", "{host}", "--port", "{port}", "--served-model-name", "{served_name}"]',
+                        'args = ["--listen={host}:{port}"]').replace("[models.echo]", "[models.echo]\nreplicas = 3")
+    process, base_url = start_up(tmp_path, spec)
+    try:
+        engines = [argv for pid in children(process.pid)
+                   if b"fake_engine" in (argv := Path(f"/proc/{pid}/cmdline").read_bytes())]
+        addresses = {tuple(re.findall(rb"--host\0([^\0]+)\0--port\0(\d+)", argv)) for argv in engines}
+        assert len(engines) == len(addresses) == 3, addresses  # the script got --listen=HOST:PORT, each its own
+        assert all(address[0][0] == b"127.0.0.1" for address in addresses)
+        request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{base_url}/chat/completions", json=request).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+
+
+def test_replicas_of_a_command_without_the_port_placeholder_are_a_located_error(tmp_path: Path) -> None:
+    spec = FAKE_SPEC.replace('"--port", "{port}"', '"--port", "9000"').replace("[models.echo]", "[models.echo]\nreplicas = 2")
+    result = run_up(tmp_path, spec=spec)
+    assert result.returncode == 2
+    assert (f"{tmp_path / 'fake.toml'}:7:12: error[E047] models.echo.replicas: model 'echo' has 2 replicas, but its "
+            "engine listens on port 9000 whatever stackc up asks" in result.stderr), result.stderr
+    assert "a command engine takes its port where {port} stands in engine_options.args" in result.stderr
+
+
+def test_a_busy_router_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_up(tmp_path, "--port", str(port))
+    assert result.returncode == 2
+    assert (f"--port:1:1: error[E048] port {port} is in use on this machine: the router can't listen there "
+            "(hint: choose another --port, or leave --port out for a free one)" in result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_each_process_gets_only_the_environment_it_needs(tmp_path: Path) -> None:
+    spec = (FAKE_SPEC + '[models.echo.security]\napi_key = { name = "echo-key", key = "key" }\n'
+            '[targets.router]\napi_keys = { name = "router-keys", key = "keys" }\n')
+    process, _ = start_up(tmp_path, spec, env={"STACKC_ROUTER_API_KEYS": "router-key", "STACKC_API_KEY": "engine-key",
+                                               "AWS_SECRET_ACCESS_KEY": "cloud-key", "LANG": "C.UTF-8"})
+    try:
+        environments = {}
+        for pid in children(process.pid):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            name = "engine" if b"fake_engine" in argv else "router" if b"stackc_router" in argv else None
+            if name:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                environments[name] = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+        assert set(environments) == {"engine", "router"}
+        for name, environ in environments.items():
+            assert "STACKC_ROUTER_API_KEYS" not in environ and "AWS_SECRET_ACCESS_KEY" not in environ, name
+            assert environ["LANG"] == "C.UTF-8" and "PATH" in environ
+        assert environments["engine"]["STACKC_API_KEY"] == "engine-key"  # its own, from its Secret
+        assert "STACKC_API_KEY" not in environments["router"]  # the router reads it from a file
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+
+
+def test_a_local_model_file_that_does_not_exist_is_located_with_a_set_hint() -> None:
+    result = subprocess.run([sys.executable, "-m", "stackc", "up", "specs/local.toml"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert ("specs/local.toml:13:9: error[E046] models.tiny.model: model 'tiny' loads from /models/tiny.gguf, which "
+            "does not exist on this machine (hint: --set models.tiny.model=/path/to/tiny.gguf)" in result.stderr)

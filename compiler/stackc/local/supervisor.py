@@ -98,7 +98,7 @@ class Supervisor:
             spec.log.parent.mkdir(parents=True, exist_ok=True)
             with open(spec.log, "ab") as log:
                 popen = subprocess.Popen(
-                    spec.argv, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL, stdout=log,
+                    spec.argv, env=dict(spec.env), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
                 )
             self.running.append(Running(spec, popen, time.monotonic()))

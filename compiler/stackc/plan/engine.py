@@ -214,6 +214,14 @@ class RoleRequest:
 
 
 @attrs.frozen
+class Listen:
+    """Where an engine listens when it runs on one machine (``stackc up``), not in a pod."""
+
+    host: str
+    port: int
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -239,6 +247,9 @@ class EngineRequest:
     role: RoleRequest | None = None
     #: a target indexes the model's KV blocks from its engines' events (``routing.kv_events``): publish them
     kv_events: bool = False
+    #: set when lowering one replica for this machine (``stackc up``): listen here instead of on every
+    #: interface at the spec's port, so replicas side by side never bind one port
+    listen: Listen | None = None
 
 
 @attrs.frozen
