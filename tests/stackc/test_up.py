@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_up_serves_through_the_router_and_stops_everything(tmp_path: Path) -> No
         descendants = children(process.pid)
         assert len(descendants) >= 3  # two engines and the router
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        assert process.wait(30) == 130  # as a shell reports Ctrl-C
         time.sleep(0.2)
         assert [pid for pid in descendants if alive(pid)] == []
         assert (tmp_path / "state" / "logs" / "tiny-0.log").exists()
@@ -165,7 +166,7 @@ def test_api_keys_are_required_and_enforced_as_in_the_cluster(tmp_path: Path) ->
             assert answer.status_code == 200, answer.text
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        assert process.wait(30) == 130  # as a shell reports Ctrl-C
 
 
 def test_a_model_sharing_the_kv_cache_server_is_located() -> None:
@@ -176,6 +177,30 @@ def test_a_model_sharing_the_kv_cache_server_is_located() -> None:
     assert ("error[E125] models.mistral.kv_offload.remote: stackc up runs no KV-cache server, which model 'mistral' "
             "shares KV blocks through (hint: --set models.mistral.kv_offload.remote=false, or --skip mistral)"
             in result.stderr)
+
+
+def groups_of(pids: set[int]) -> set[int]:
+    """The process groups of ``pids`` (those still there)."""
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[2]))
+        except (OSError, IndexError):
+            pass
+    return groups
+
+
+def left_in(groups: set[int]) -> list[int]:
+    """Live (not zombie) processes in any of ``groups``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(") ", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue
+        if int(group) in groups and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 def start_up(tmp_path: Path, spec: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -189,6 +214,72 @@ def start_up(tmp_path: Path, spec: str, *args: str, env: dict | None = None) -> 
         process.kill()
         pytest.fail(process.stderr.read())
     return process, line.split(": ", 1)[1].strip()
+
+
+def forking_engine(tmp_path: Path) -> str:
+    """FAKE_SPEC with an engine that starts a background child first, as a shell wrapper would."""
+    script = tmp_path / "engine.sh"
+    script.write_text(f'sleep 300 &\nexec "{sys.executable}" "{FAKE_ENGINE}" "$@"\n')
+    return FAKE_SPEC.replace(f'command = ["{sys.executable}", "{FAKE_ENGINE}"]', f'command = ["sh", "{script}"]')
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_nothing_an_engine_forked_outlives_up_however_it_ends(tmp_path: Path, signum: int, code: int) -> None:
+    process, _ = start_up(tmp_path, forking_engine(tmp_path).replace("[models.echo]", "[models.echo]\nreplicas = 2"))
+    try:
+        descendants = children(process.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in descendants if alive(pid)]
+        assert sum(b"sleep\x00300" in command for command in commands) == 2  # each engine's background child
+        groups = groups_of(descendants) - groups_of({process.pid})
+        assert len(groups) >= 4  # two engines, the router, the watchdog: each a group of its own
+        process.send_signal(signum)
+        assert process.wait(30) == code
+        deadline = time.monotonic() + 15
+        while left_in(groups) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left_in(groups) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_replica_that_dies_restarts_with_backoff_while_the_router_routes_around_it(tmp_path: Path) -> None:
+    failing = tmp_path / "fail"  # while it exists, the engine fails at once (a crash loop)
+    script = tmp_path / "engine.sh"
+    script.write_text(f'[ -e "{failing}" ] && exit 1\nexec "{sys.executable}" "{FAKE_ENGINE}" "$@"\n')
+    spec = FAKE_SPEC.replace(f'command = ["{sys.executable}", "{FAKE_ENGINE}"]', f'command = ["sh", "{script}"]')
+    process, base_url = start_up(tmp_path, spec.replace("[models.echo]", "[models.echo]\nreplicas = 2"))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    metrics = base_url.removesuffix("/v1") + "/metrics"
+
+    def healthy() -> list[int]:
+        return [int(v) for v in re.findall(r"stackc_router_backend_healthy\{[^}]*\} (\d+)", httpx.get(metrics).text)]
+
+    def wait_for(condition, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+
+    try:
+        request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        engine = next(pid for pid in children(process.pid) if b"fake_engine" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        failing.touch()
+        os.kill(engine, signal.SIGKILL)
+        wait_for(lambda: any("restarting in 4s" in line for line in lines))
+        restarts = [line for line in lines if "restarting in" in line]
+        assert [re.findall(r"restarting in (\d+)s", line) for line in restarts] == [["1"], ["2"], ["4"]], restarts
+        assert "ended: killed by SIGKILL" in restarts[0] and "ended: exit code 1" in restarts[1]
+        wait_for(lambda: sorted(healthy()) == [0, 1])  # the router sees it down meanwhile…
+        for _ in range(8):  # …and sends every request to the replica that runs
+            assert httpx.post(f"{base_url}/chat/completions", json=request).status_code == 200
+        failing.unlink()
+        wait_for(lambda: healthy() == [1, 1])  # back after the 4 s wait, and routed to again
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
 
 
 def test_replicas_listen_where_the_port_placeholder_stands(tmp_path: Path) -> None:
@@ -210,7 +301,7 @@ def test_replicas_listen_where_the_port_placeholder_stands(tmp_path: Path) -> No
         assert httpx.post(f"{base_url}/chat/completions", json=request).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        assert process.wait(30) == 130
 
 
 def test_replicas_of_a_command_without_the_port_placeholder_are_a_located_error(tmp_path: Path) -> None:
@@ -255,7 +346,7 @@ def test_each_process_gets_only_the_environment_it_needs(tmp_path: Path) -> None
         assert "STACKC_API_KEY" not in environments["router"]  # the router reads it from a file
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        assert process.wait(30) == 130
 
 
 def test_a_local_model_file_that_does_not_exist_is_located_with_a_set_hint() -> None:

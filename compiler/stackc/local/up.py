@@ -7,6 +7,7 @@ Each process sees only its own: the router reads keys from files, an engine gets
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -28,6 +29,8 @@ from stackc.spec.validate import lowered_problems
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0
+#: how often the router checks the replicas here (cheap on loopback): one that died, or came back, is seen within it
+HEALTH_INTERVAL_SECONDS = 1.0
 #: the keys clients must send when ``[targets.router] api_keys`` is set (comma- or newline-separated)
 ROUTER_KEYS_ENV = "STACKC_ROUTER_API_KEYS"
 
@@ -90,7 +93,8 @@ def router_process(components: Sequence[Component], replicas: Sequence[LocalProc
             continue
         variable = _engine_key_variable(component)
         key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
-        routes.append(model_route(component, backends=backends, upstream_key_file=key_file))
+        route = model_route(component, backends=backends, upstream_key_file=key_file)
+        routes.append(dataclasses.replace(route, health_interval_s=HEALTH_INTERVAL_SECONDS))
     keys_file = None
     if _router_keys(spec) is not None:
         keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
