@@ -264,6 +264,7 @@ def _up(args: argparse.Namespace) -> int:
     from stackc.local.supervisor import Supervisor
 
     supervisor = Supervisor()
+    supervisor.adopt_orphans()  # this process starts nothing but the supervisor's
     stop = threading.Event()
     stopped_by: list[int] = []
 

@@ -217,20 +217,24 @@ def start_up(tmp_path: Path, spec: str, *args: str, env: dict | None = None) -> 
 
 
 def forking_engine(tmp_path: Path) -> str:
-    """FAKE_SPEC with an engine that starts a background child first, as a shell wrapper would."""
+    """FAKE_SPEC with an engine that starts a background child first, as a shell wrapper would, and a
+    daemon that leaves its process group (``setsid``)."""
     script = tmp_path / "engine.sh"
-    script.write_text(f'sleep 300 &\nexec "{sys.executable}" "{FAKE_ENGINE}" "$@"\n')
+    script.write_text(f'sleep 300 &\nsetsid sleep 301 &\nexec "{sys.executable}" "{FAKE_ENGINE}" "$@"\n')
     return FAKE_SPEC.replace(f'command = ["{sys.executable}", "{FAKE_ENGINE}"]', f'command = ["sh", "{script}"]')
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_nothing_an_engine_forked_outlives_up_however_it_ends(tmp_path: Path, signum: int, code: int) -> None:
     process, _ = start_up(tmp_path, forking_engine(tmp_path).replace("[models.echo]", "[models.echo]\nreplicas = 2"))
+    daemons: set[int] = set()
     try:
         descendants = children(process.pid)
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in descendants if alive(pid)]
         assert sum(b"sleep\x00300" in command for command in commands) == 2  # each engine's background child
-        groups = groups_of(descendants) - groups_of({process.pid})
+        daemons |= {pid for pid in descendants if alive(pid) and b"sleep\x00301" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        assert len(daemons) == 2
+        groups = groups_of(descendants) - groups_of({process.pid}) - groups_of(daemons)
         assert len(groups) >= 4  # two engines, the router, the watchdog: each a group of its own
         process.send_signal(signum)
         assert process.wait(30) == code
@@ -238,9 +242,14 @@ def test_nothing_an_engine_forked_outlives_up_however_it_ends(tmp_path: Path, si
         while left_in(groups) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert left_in(groups) == []
+        if signum != signal.SIGKILL:  # stackc up adopted them (a sub-reaper) and ended them; SIGKILL leaves no one to
+            assert [pid for pid in daemons if alive(pid)] == []
     finally:
         if process.poll() is None:
             process.kill()
+        for pid in daemons:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_replica_that_dies_restarts_with_backoff_while_the_router_routes_around_it(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Runs local processes for ``stackc up``: start, watch until ready, restart what dies, stop everything.
 
-Each child gets its own process group, which ``stop`` ends whole (what an engine forked too).
-Should stackc itself be killed, its engines get SIGTERM (``PR_SET_PDEATHSIG`` on Linux) and a
-watchdog process (``stackc.local.watchdog``) ends their groups: nothing is left running.
+Each child gets its own process group, which ``stop`` ends whole (what an engine forked too),
+and with ``adopt_orphans`` what left its group as well. Should stackc itself be killed, its
+engines get SIGTERM (``PR_SET_PDEATHSIG`` on Linux) and a watchdog process
+(``stackc.local.watchdog``) ends their groups.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import attrs
@@ -22,14 +24,32 @@ import attrs
 from stackc.local.processes import LocalProcess
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+#: rounds of ending adopted processes (each round's may have forked before they died)
+_ADOPTED_ROUNDS = 10
 STARTING, LOADING, READY, FAILED = "starting", "loading", "ready", "failed"
 
 
-def _die_with_parent() -> None:
+def _prctl(option: int, value: int) -> bool:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value) == 0
     except (OSError, AttributeError):
-        pass  # not Linux: stop() still cleans up on every normal exit
+        return False  # not Linux: stop() still ends every process group on every normal exit
+
+
+def _die_with_parent() -> None:
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    found: set[int] = set()
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.update(map(int, path.read_text().split()))
+        except OSError:
+            pass
+    return found
 
 
 @attrs.define
@@ -108,6 +128,14 @@ class Supervisor:
         self.live = _is_terminal(stream) and _is_terminal(sys.stdout) if live is None else live
         self._drawn = 0
         self._watchdog: subprocess.Popen | None = None
+        self._adopting = False
+
+    def adopt_orphans(self) -> None:
+        """Become the sub-reaper of everything started here (Linux): a process that leaves its engine's
+        group (a daemon's ``setsid``) is reparented to this one when its parent dies, and ``stop`` ends it.
+
+        Only for a process whose every child is the supervisor's (``stackc up``): ``stop`` ends any other."""
+        self._adopting = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
     def start(self, processes: Sequence[LocalProcess]) -> None:
         for spec in processes:
@@ -239,9 +267,25 @@ class Supervisor:
                 pass
         for item in self.running:
             self._end_group(item.popen)
+        if self._adopting:
+            self._end_adopted()
         if self._watchdog is not None:
             self._watchdog.stdin.close()  # type: ignore[union-attr]
             self._watchdog.wait()
+
+    def _end_adopted(self) -> None:
+        """Kill and reap the processes reparented here: every child that is not one this supervisor started."""
+        started = {item.popen.pid for item in self.running} | {self._watchdog.pid if self._watchdog else 0}
+        for _ in range(_ADOPTED_ROUNDS):
+            adopted = children_of(os.getpid()) - started
+            if not adopted:
+                return
+            for pid in adopted:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ChildProcessError, ProcessLookupError):  # gone and reaped meanwhile
+                    pass
 
     def _end_group(self, popen: subprocess.Popen) -> None:
         """Kill what is left of a process's group (its leader ended: what it forked may not have) and reap it."""
