@@ -364,3 +364,21 @@ def test_a_local_model_file_that_does_not_exist_is_located_with_a_set_hint() -> 
     assert result.returncode == 2
     assert ("specs/local.toml:13:9: error[E046] models.tiny.model: model 'tiny' loads from /models/tiny.gguf, which "
             "does not exist on this machine (hint: --set models.tiny.model=/path/to/tiny.gguf)" in result.stderr)
+
+
+def test_ctrl_c_while_engines_load_exits_130_and_stops_them(tmp_path: Path) -> None:
+    spec = forking_engine(tmp_path).replace('"{served_name}"]', '"{served_name}", "--startup-delay", "60"]')
+    (tmp_path / "fake.toml").write_text(spec)
+    process = subprocess.Popen([sys.executable, "-m", "stackc", "up", str(tmp_path / "fake.toml")], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "loading" not in (line := process.stderr.readline()):
+            assert line, "stackc up ended before its engine loaded"
+        groups = groups_of(children(process.pid)) - groups_of({process.pid})
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        assert "stackc up: interrupted" in process.stderr.read()
+        assert left_in(groups) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
