@@ -255,7 +255,7 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _up(args: argparse.Namespace) -> ExitCode:
+def _up(args: argparse.Namespace) -> int:
     import signal
     import tempfile
     import threading
@@ -264,9 +264,16 @@ def _up(args: argparse.Namespace) -> ExitCode:
     from stackc.local.supervisor import Supervisor
 
     supervisor = Supervisor()
+    supervisor.adopt_orphans()  # this process starts nothing but the supervisor's
     stop = threading.Event()
+    stopped_by: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     with tempfile.TemporaryDirectory(prefix="stackc-up-") as scratch:  # kept only with --state-dir
         state = Path(args.state_dir) if args.state_dir else Path(scratch)
         try:
@@ -284,13 +291,12 @@ def _up(args: argparse.Namespace) -> ExitCode:
             sys.stdout.flush()
             print("stackc up: ready; Ctrl-C stops everything", file=sys.stderr)
             while not stop.wait(0.5):
-                for item in supervisor.newly_exited():
-                    print(f"stackc up: {item.spec.name} ended: {supervisor.cause(item)}", file=sys.stderr)
-            return ExitCode.OK
+                supervisor.tend()
+            return _interrupted(stopped_by)
         except up.StartupFailed as error:
             supervisor.settle()
             print(f"stackc up: {error}", file=sys.stderr)
-            return ExitCode.INVALID
+            return _interrupted(stopped_by) if stopped_by else ExitCode.INVALID
         except OSError as error:
             print(f"stackc up: error: {error.strerror or error}: {error.filename or state}", file=sys.stderr)
             return ExitCode.INVALID
@@ -298,6 +304,11 @@ def _up(args: argparse.Namespace) -> ExitCode:
             if any(item.popen.poll() is None for item in supervisor.running):
                 print("stackc up: stopping", file=sys.stderr)
             supervisor.stop()
+
+
+def _interrupted(signals: Sequence[int]) -> int:
+    """The shell's code for a program its first signal ended: 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
+    return 128 + signals[0]
 
 
 def _import(args: argparse.Namespace) -> ExitCode:

@@ -24,6 +24,7 @@ from stackc.diagnostics import (
 )
 from stackc.output.render import render
 from stackc.lowering import lower as lowering
+from stackc.plan.engine import Listen
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registered, Registry
 from stackc.spec import convert
@@ -200,9 +201,10 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
     return options_type() if options_type is not None else None
 
 
-def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None) -> Plan:
+def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None,
+          listen: Listen | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.lowering.lower``); engine crashes name the plugin."""
-    return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head)
+    return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head, listen)
 
 
 #: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights

@@ -126,7 +126,10 @@ ENGINE_METHODS = (
            '`LWS_LEADER_ADDRESS`, `LWS_WORKER_INDEX`, `LWS_GROUP_SIZE` in every pod), or, when '
            "`request.ray_head` is set, a leader that starts Ray's head and the engine over it and a worker that "
            'joins it (`ray_group = True`); `request.kv_disk_path`, `kv_cache_url` and `kv_cache_serde` say where'
-           " the core mounted the disk for offloaded KV blocks and where the stack's KV-cache server is", required=True),
+           " the core mounted the disk for offloaded KV blocks and where the stack's KV-cache server is"
+           "; `request.listen` (host and port), set when `stackc up` lowers one replica for the local machine, is "
+           "where the engine listens instead of every interface at the spec's port (`stackc up` refuses several "
+           "replicas of an engine that ignores it)", required=True),
     Method("check", ("key", "model", "options"), "yields `Diagnostic`s for engine-specific rules; paths are "
            "relative to `models.KEY`", default=_nothing),
 )

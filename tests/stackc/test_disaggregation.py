@@ -116,7 +116,7 @@ def test_warnings_a_role_without_replicas_and_lmcache_with_several_decode_pods()
 
 def test_stackc_up_refuses_a_disaggregated_model(tmp_path: Path) -> None:
     plan = compile_text(SPEC).plan
-    planned, found = processes.plan(plan.components, {"vllm": None}, tmp_path)
+    planned, found = processes.plan(plan.components, {"vllm": None}, tmp_path, lambda component, listen: component)
     assert planned == [] and [(d.code, d.dotted_path) for d in found] == [("E107", "models.m.disaggregation")]
 
 

@@ -11,6 +11,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.local.processes import plan
+from stackc.local.up import lower_replica
 from stackc.local.supervisor import READY, Supervisor
 from stackc.plan.engine import (
     Capability,
@@ -21,6 +22,7 @@ from stackc.plan.engine import (
     Port,
     Probe,
 )
+from stackc.plugins import load_registry
 from stackc.testing import compile_text
 
 FAKE_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "fake_engine.py"
@@ -39,10 +41,11 @@ class FakeEngine:
         return ()
 
     def lower(self, request):
-        port = Port("http", 9000)
+        host, number = (request.listen.host, request.listen.port) if request.listen else ("0.0.0.0", 9000)
+        port = Port("http", number)
         container = Container(
             name="engine", image="python:3.11", command=("python", str(FAKE_ENGINE)),
-            args=("--host", "0.0.0.0", "--port", "9000", "--served-model-name", request.model_key,
+            args=("--host", host, "--port", str(number), "--served-model-name", request.model_key,
                   "--startup-delay", "0.3"),
             mounts=(Mount(request.cache_volume, "/cache"),),
             readiness_probe=Probe("/health"),
@@ -61,12 +64,20 @@ def fake_plugin() -> types.ModuleType:
     return module
 
 
-SPEC = 'version = 1\n[stack]\nname = "l"\n[models.tiny]\nengine = "fake"\nmodel = "/models/tiny"\nreplicas = 2\n'
+def on_this_machine(compilation, plugins=()):
+    """Lowers each replica of the compiled spec for this machine, as stackc up does."""
+    registry = load_registry(extra=plugins)
+    return lambda component, listen: lower_replica(compilation.spec, registry, component, listen)
+
+
+#: the fake engine loads nothing: its model is a folder this machine has
+SPEC = f'version = 1\n[stack]\nname = "l"\n[models.tiny]\nengine = "fake"\nmodel = "{FAKE_ENGINE.parent}"\nreplicas = 2\n'
 
 
 def test_plan_substitutes_host_port_and_paths(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
-    processes, problems = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path)
+    processes, problems = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path,
+                                 on_this_machine(compilation, [fake_plugin()]))
     assert problems == []
     first, second = processes
     assert first.argv[:2] == (sys.executable, str(FAKE_ENGINE))
@@ -78,19 +89,22 @@ def test_plan_substitutes_host_port_and_paths(tmp_path: Path) -> None:
 def test_missing_binary_and_missing_accelerator_are_explained(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
     missing = LocalRun({"python": ("no-such-python-binary",)}, "pip install 'stackc[local]'")
-    _, problems = plan(compilation.plan.components, {"fake": missing}, tmp_path)
+    _, problems = plan(compilation.plan.components, {"fake": missing}, tmp_path,
+                       on_this_machine(compilation, [fake_plugin()]))
     assert [(p.code, p.hint) for p in problems] == [("E042", "pip install 'stackc[local]'")]
     component = compilation.plan.components[0]
     gpu = attrs.evolve(component, accelerators=attrs.evolve(component.accelerators, count=1))
-    _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path)
+    _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path, on_this_machine(compilation, [fake_plugin()]))
     assert [p.code for p in problems] == ["E041"] and "--skip tiny" in problems[0].hint
-    _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path, skip=["tiny"])
+    _, problems = plan([gpu], {"fake": FakeEngine.local_run}, tmp_path, on_this_machine(compilation, [fake_plugin()]),
+                       skip=["tiny"])
     assert problems == []
 
 
 def test_supervisor_starts_until_ready_and_leaves_no_process_behind(tmp_path: Path) -> None:
     compilation = compile_text(SPEC, plugins=[fake_plugin()])
-    processes, _ = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path)
+    processes, _ = plan(compilation.plan.components, {"fake": FakeEngine.local_run}, tmp_path,
+                                 on_this_machine(compilation, [fake_plugin()]))
     supervisor = Supervisor(open(os.devnull, "w"))
     try:
         supervisor.start(processes)
@@ -107,5 +121,5 @@ def test_weights_the_cluster_downloads_first_are_not_fetched_here(tmp_path: Path
     compilation = compile_text('version = 1\n[stack]\nname = "l"\n[models.q]\nengine = "llamacpp"\n'
                                'model = "s3://bucket/q4.gguf"\n')
     _, problems = plan(compilation.plan.components, {"llamacpp": LocalRun({"/app/llama-server": (sys.executable,)})},
-                       tmp_path)
+                       tmp_path, on_this_machine(compilation))
     assert [p.code for p in problems] == ["E043"] and "s3://bucket/q4.gguf" in problems[0].message

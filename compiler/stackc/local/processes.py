@@ -1,12 +1,15 @@
 """From the plan's components to processes on this machine (``stackc up``).
 
-The engines' compiled containers are run as they are, with only what a host needs changed:
-container paths become folders under a state directory, the serving port becomes a free local
-port, ``0.0.0.0`` becomes ``127.0.0.1``, and Secret references come from the user's environment.
+Each replica is lowered for this machine (``EngineRequest.listen``: 127.0.0.1 and a free port of
+its own), and its compiled container runs as it is but for what a pod's volumes are: container
+paths become folders under a state directory. Secret references come from the user's environment,
+and every process starts from the few variables a program needs (``BASE_ENVIRONMENT``), so no
+key reaches a process that isn't meant to read it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -17,12 +20,20 @@ from pathlib import Path
 import attrs
 
 from stackc.diagnostics import Diagnostic
-from stackc.plan.engine import Container, LocalRun
 from stackc.lowering.lower import CACHE_VOLUME
+from stackc.plan.engine import Container, Listen, LocalRun
 from stackc.plan.model import Component
 
-_PORT_FLAGS = {"--port", "-p", "--http-port", "--http_port", "--server-port"}
 _HOST_PATHS = {"/dev/shm"}
+LOOPBACK = "127.0.0.1"
+#: what every process gets from the user's environment (their own Secret variables come on top)
+BASE_ENVIRONMENT = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+})
+#: ...and the variables with these prefixes: locale, folders, and the accelerators' runtime settings
+BASE_ENVIRONMENT_PREFIXES = ("LC_", "XDG_", "CUDA_", "NVIDIA_", "ROCR_", "HIP_", "OMP_")
 
 
 @attrs.frozen
@@ -40,8 +51,25 @@ class LocalProcess:
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something on this machine holds ``port`` (a server started here would fail to bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the user's environment every process may see: no keys, no tokens."""
+    return {name: value for name, value in environ.items()
+            if name in BASE_ENVIRONMENT or name.startswith(BASE_ENVIRONMENT_PREFIXES)}
 
 
 def accelerator_present(resource: str) -> bool:
@@ -55,17 +83,17 @@ def accelerator_present(resource: str) -> bool:
     return False
 
 
-#: the component lowered again with the engine listening on a given port (None: the engine's port is fixed)
-Relisten = Callable[[Component, int], "Component | None"]
+#: a model lowered for one replica on this machine, listening where it is told
+LowerReplica = Callable[[Component, Listen], Component]
 
 
 def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | None], state: Path,
-         skip: Iterable[str] = (), environ: Mapping[str, str] | None = None,
-         relisten: Relisten | None = None) -> tuple[list[LocalProcess], list[Diagnostic]]:
+         lower_replica: LowerReplica, skip: Iterable[str] = (),
+         environ: Mapping[str, str] | None = None) -> tuple[list[LocalProcess], list[Diagnostic]]:
     """The processes for every replica, or diagnostics saying why a model can't run here.
 
-    Each replica listens on a free port: with ``relisten`` the engine is told so, as the spec's
-    ``port`` would; an engine whose port can't be set has it replaced in its arguments.
+    Each replica is lowered to listen on 127.0.0.1 at a free port; an engine that keeps its own
+    port can run one replica (on that port, if it is free), not several.
     """
     environ = os.environ if environ is None else environ
     skipped = set(skip)
@@ -101,16 +129,35 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
                                        f"for engine '{component.engine}' is not installed", path + ("engine",),
                                        run.install_hint))
             continue
-        for replica in range(max(component.scale.replicas, 1)):
-            port = free_port()
-            listening = relisten(component, port) if relisten is not None else None
-            planned = _replica(listening or component, executable, replica, state, environ, port,
-                               rewrite_port=listening is None)
+        replicas = max(component.scale.replicas, 1)
+        for replica in range(replicas):
+            listen = Listen(LOOPBACK, free_port())
+            lowered = lower_replica(component, listen)
+            planned = _port_problem(lowered, listen, replicas) or _replica(lowered, executable, replica, state, environ)
             if isinstance(planned, Diagnostic):
                 problems.append(planned)
                 break
             processes.append(planned)
     return processes, problems
+
+
+def _port_problem(component: Component, listen: Listen, replicas: int) -> Diagnostic | None:
+    """An engine that keeps its port: several replicas would all bind it; one needs it free."""
+    port = component.endpoint.port.number
+    if port == listen.port:
+        return None
+    path = ("models", component.key)
+    if replicas > 1:
+        return Diagnostic(
+            "E047", f"model '{component.key}' has {replicas} replicas, but its engine listens on port {port} whatever "
+            "stackc up asks: they would all bind that port", path + ("replicas",),
+            f"a command engine takes its port where {{port}} stands in engine_options.args; "
+            f"or --set models.{component.key}.replicas=1")
+    if port_in_use(port):
+        return Diagnostic("E048", f"port {port}, which model '{component.key}' listens on, is in use on this machine",
+                          path + ("engine",), "stop what holds it; a command engine takes a free port where {port} "
+                          "stands in engine_options.args")
+    return None
 
 
 def _find_executable(container: Container, run: LocalRun) -> str | None:
@@ -122,8 +169,8 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
     return None
 
 
-def _replica(component: Component, executable: str, replica: int, state: Path, environ: Mapping[str, str],
-             port: int, rewrite_port: bool) -> LocalProcess | Diagnostic:
+def _replica(component: Component, executable: str, replica: int, state: Path,
+             environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
     container = component.pod.containers[0]
     home = state / component.key
     paths: dict[str, str] = {}
@@ -151,36 +198,34 @@ def _replica(component: Component, executable: str, replica: int, state: Path, e
                 ("models", component.key, "model"), f"--set models.{component.key}.model=/path/to/local/model")
         host.mkdir(parents=True, exist_ok=True)
         paths[mount.path] = str(host)
-    container_port = component.endpoint.port.number
 
-    def substitute(text: str) -> str:
+    def on_host(text: str) -> str:
+        """A path inside a mounted volume, as the folder that stands for the volume here."""
         for inside in sorted(paths, key=len, reverse=True):
             if text == inside or text.startswith(inside + "/"):
                 return paths[inside] + text[len(inside):]
-        text = text.replace("0.0.0.0", "127.0.0.1")
-        if rewrite_port and text.endswith(f":{container_port}"):
-            text = text[: -len(str(container_port))] + str(port)
         return text
 
-    args = list(container.args)
-    for index, arg in enumerate(args):
-        if rewrite_port and index and args[index - 1] in _PORT_FLAGS and arg == str(container_port):
-            args[index] = str(port)
-        else:
-            args[index] = substitute(arg)
-    env: dict[str, str] = {}
+    if source.scheme == "path" and on_host(source.location) == source.location and not Path(source.location).exists():
+        # in the cluster the file is in the image or on a node's disk; here it must be on this machine
+        return Diagnostic("E046", f"model '{component.key}' loads from {source.location}, which does not exist on "
+                          "this machine", ("models", component.key, "model"),
+                          f"--set models.{component.key}.model=/path/to/{Path(source.location).name}")
+    own: dict[str, str] = {}
     for var in container.env:
         if var.value_from is not None:
             continue  # the pod's IP, a ConfigMap key…: nothing to read on this machine
         if var.secret is not None:
             if var.name in environ:
-                env[var.name] = environ[var.name]
+                own[var.name] = environ[var.name]
             continue
-        env[var.name] = substitute(var.value or "")
+        own[var.name] = on_host(var.value or "")
     # Kubernetes expands $(NAME) in args from the container's environment; so do we
-    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg) for arg in args]
+    args = [re.sub(r"\$\((\w+)\)", lambda m: own.get(m.group(1), m.group(0)), on_host(arg)) for arg in container.args]
     probe = container.readiness_probe
     ready_path = probe.path if probe is not None and probe.path else "/"
     name = f"{component.key}-{replica}"
     log = state / "logs" / f"{name}.log"
-    return LocalProcess(name, component.key, (executable, *container.command[1:], *args), env, port, ready_path, log)
+    return LocalProcess(name, component.key, (executable, *container.command[1:], *args),
+                        {**base_environment(environ), **own},
+                        component.endpoint.port.number, ready_path, log)

@@ -2,10 +2,12 @@
 
 API keys are enforced as in the cluster: what the router's and the engines' pods read from
 Secrets comes from environment variables here, and a missing one is an error, not an open door.
+Each process sees only its own: the router reads keys from files, an engine gets its own variable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -16,10 +18,10 @@ import attrs
 
 from stackc import pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
-from stackc.local.processes import LocalProcess, free_port, plan
+from stackc.local.processes import LOOPBACK, LocalProcess, base_environment, free_port, plan, port_in_use
 from stackc.local.supervisor import READY, Supervisor, last_lines
 from stackc.output.render import to_yaml
-from stackc.plan.engine import Capability
+from stackc.plan.engine import Listen
 from stackc.plan.model import Component
 from stackc.registry import Registry
 from stackc.spec.model import SecretRef, Spec
@@ -27,6 +29,8 @@ from stackc.check.plan import lowered_problems
 
 ENGINE_TIMEOUT_SECONDS = 600.0
 ROUTER_TIMEOUT_SECONDS = 30.0
+#: how often the router checks the replicas here (cheap on loopback): one that died, or came back, is seen within it
+HEALTH_INTERVAL_SECONDS = 1.0
 #: the keys clients must send when ``[targets.router] api_keys`` is set (comma- or newline-separated)
 ROUTER_KEYS_ENV = "STACKC_ROUTER_API_KEYS"
 
@@ -84,20 +88,21 @@ def router_process(components: Sequence[Component], replicas: Sequence[LocalProc
 
     routes = []
     for component in components:
-        backends = [f"http://127.0.0.1:{p.port}" for p in replicas if p.model == component.key]
+        backends = [f"http://{LOOPBACK}:{p.port}" for p in replicas if p.model == component.key]
         if not backends:
             continue
         variable = _engine_key_variable(component)
         key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
-        routes.append(model_route(component, backends=backends, upstream_key_file=key_file))
+        route = model_route(component, backends=backends, upstream_key_file=key_file)
+        routes.append(dataclasses.replace(route, health_interval_s=HEALTH_INTERVAL_SECONDS))
     keys_file = None
     if _router_keys(spec) is not None:
         keys = [key.strip() for key in environ[ROUTER_KEYS_ENV].replace(",", "\n").splitlines() if key.strip()]
         keys_file = _write_secret(state / "keys" / "router", "\n".join(keys) + "\n")
     path = state / "router.yaml"
-    path.write_text(to_yaml(to_data(Config(models=tuple(routes), host="127.0.0.1", port=port, api_keys_file=keys_file))))
-    return LocalProcess("router", "", (sys.executable, "-m", "stackc_router", "--config", str(path)), {}, port,
-                        "/ready", state / "logs" / "router.log")
+    path.write_text(to_yaml(to_data(Config(models=tuple(routes), host=LOOPBACK, port=port, api_keys_file=keys_file))))
+    return LocalProcess("router", "", (sys.executable, "-m", "stackc_router", "--config", str(path)),
+                        base_environment(environ), port, "/ready", state / "logs" / "router.log")
 
 
 def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], registry: Registry,
@@ -114,10 +119,14 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
     problems = lowered_problems(lowered)
     problems += [Diagnostic("E045", f"unknown model '{name}' in --skip", (), did_you_mean(name, spec.models),
                             location=Location("--skip", 1, 1)) for name in sorted(set(skip) - set(spec.models))]
+    if port is not None and port_in_use(port):
+        problems.append(Diagnostic("E048", f"port {port} is in use on this machine: the router can't listen there",
+                                   (), "choose another --port, or leave --port out for a free one",
+                                   location=Location("--port", 1, 1)))
     local_runs = {name: entry.traits.local_run for name, entry in registry.engines.items()}
     running = [c for c in components if c.key not in skip]
-    processes, unrunnable = plan(running, local_runs, state, environ=environ,
-                                 relisten=lambda component, port: _listening_on(spec, registry, component, port))
+    processes, unrunnable = plan(running, local_runs, state, lambda c, listen: lower_replica(spec, registry, c, listen),
+                                 environ=environ)
     problems += unrunnable + api_key_problems(spec, running, environ) + kv_cache_server_problems(spec, running)
     if problems:
         raise DiagnosticsError(pipeline.locate(problems, source_map))
@@ -132,7 +141,7 @@ def run(supervisor: Supervisor, stop: threading.Event, specs: Sequence[str], reg
         raise StartupFailed(_not_ready(supervisor, "the router", stop))
     names = sorted({name for c in components if any(p.model == c.key for p in processes)
                     for name in (*c.endpoint.served_names, *c.endpoint.aliases)})
-    return f"http://127.0.0.1:{router.port}/v1", names
+    return f"http://{LOOPBACK}:{router.port}/v1", names
 
 
 def kv_cache_server_problems(spec: Spec, running: Sequence[Component]) -> list[Diagnostic]:
@@ -143,14 +152,11 @@ def kv_cache_server_problems(spec: Spec, running: Sequence[Component]) -> list[D
             for c in running if (offload := spec.models[c.key].kv_offload) is not None and offload.remote]
 
 
-def _listening_on(spec: Spec, registry: Registry, component: Component, port: int) -> Component | None:
-    """The model lowered again as if its spec set ``port`` (engines that take one), so the engine's own
-    arguments, probes and endpoint agree on it; None for an engine whose port is its command's."""
-    model = spec.models[component.key]
-    if Capability.PORT not in registry.engines[model.engine].traits.capabilities:
-        return None
-    alone = attrs.evolve(spec, models={component.key: attrs.evolve(model, port=port)})
-    return pipeline.lower(alone, registry).components[0]
+def lower_replica(spec: Spec, registry: Registry, component: Component, listen: Listen) -> Component:
+    """The model lowered for one replica on this machine: its engine listens at ``listen``, so its own
+    arguments, probes and endpoint agree on the address (nothing is rewritten after lowering)."""
+    alone = attrs.evolve(spec, models={component.key: spec.models[component.key]})
+    return pipeline.lower(alone, registry, listen=listen).components[0]
 
 
 def _not_ready(supervisor: Supervisor, what: str, stop: threading.Event) -> str:

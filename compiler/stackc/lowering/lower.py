@@ -25,6 +25,7 @@ from stackc.plan.engine import (
     EngineRequest,
     EngineResult,
     EnvVar,
+    Listen,
     ModelSource,
     Mount,
     NfsVolumeRequest,
@@ -92,20 +93,22 @@ def workload_name(spec: Spec, key: str) -> str:
 
 
 def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
-          platform_weights: str | None = None, ray_head: str | None = None) -> plan.Plan:
+          platform_weights: str | None = None, ray_head: str | None = None, listen: Listen | None = None) -> plan.Plan:
     """Every enabled model, in key order, as a Component: a function of the spec (its targets included),
     never of which targets one build writes.
 
     ``platform_weights`` is where a target's platform puts downloaded weights (KServe:
     ``/mnt/models``); engines are then told to load from there instead of fetching themselves.
     ``ray_head`` is where a platform that forms multi-node replicas as Ray clusters has the workers
-    join (KServe); engines that can run on Ray are asked to.
+    join (KServe); engines that can run on Ray are asked to. ``listen`` is where engines listen on one
+    machine (``stackc up`` lowers each replica with its own).
     """
     targets = tuple(sorted(set(spec.stack.targets)))
     events_routed = bool(registry.targets_having("routes_on_kv_events", targets))
     components = tuple(component for key in sorted(spec.models) if spec.models[key].enabled
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
-                                                    platform_weights, ray_head, tuple(targets), events_routed))
+                                                    platform_weights, ray_head, tuple(targets), events_routed,
+                                                    listen))
     policy = spec.stack.network_policy
     stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
                        targets,
@@ -309,13 +312,14 @@ def _platform_uri(source: ModelSource) -> str:
 
 def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
                 platform_weights: str | None, ray_head: str | None, targets: tuple[str, ...],
-                events_routed: bool = False) -> list[plan.Component]:
+                events_routed: bool = False, listen: Listen | None = None) -> list[plan.Component]:
     """A model's component, or a disaggregated model's decode and prefill components; ``events_routed``: a
     target routes on KV events, so engines that can publish them for models that ask."""
     if model.disaggregation is None:
         engine = registry.engines[model.engine].obj
         kv_events = events_routed and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
-        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events)]
+        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events,
+                           listen=listen)]
     protocol = registry.engines[model.engine].traits.kv_connectors[model.disaggregation.connector]
     proxied = bool(registry.targets_having("proxies_pd_decode", targets))
     return pd.role_components(spec, key, protocol, proxied, lambda served, request: _component(
@@ -324,7 +328,7 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
                platform_weights: str | None, ray_head: str | None = None,
-               role: RoleRequest | None = None, kv_events: bool = False) -> plan.Component:
+               role: RoleRequest | None = None, kv_events: bool = False, listen: Listen | None = None) -> plan.Component:
     name = workload_name(spec, key) + (f"-{role.role}" if role else "")
     selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
                 **({pd.ROLE_LABEL: role.role} if role else {})}
@@ -372,7 +376,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
     scaler = autoscaler(model, spec.stack.prometheus)
     request = EngineRequest(key, model, model.engine_options, source, name, model_weights, CACHE_VOLUME, template_volume,
                             lora, **kv_told, ray_head=ray_head if model.serving.nodes > 1 else None, role=role,
-                            kv_events=kv_events, autoscaler=scaler)
+                            kv_events=kv_events, autoscaler=scaler, listen=listen)
     result: EngineResult = plugin_call(registered.provider, f"engine '{model.engine}' lower()", registered.method("lower"), request)
     # the shards on one pod (a multi-node replica divides them over its pods)
     parallel = model.serving.tensor_parallel * model.serving.pipeline_parallel // model.serving.nodes

@@ -1,8 +1,11 @@
 """stackc owns ``OUT/STACK/``: it is replaced whole and atomically, or left untouched.
 
 A build is written to a temporary sibling, then swapped in with one ``renameat2
-(RENAME_EXCHANGE)`` on Linux (two renames elsewhere, repaired on the next run). A manifest of
-the files stackc wrote lets it prune stale files and refuse to delete anything it didn't write.
+(RENAME_EXCHANGE)`` on Linux. Where the file system can't exchange, it takes two renames
+(``STACK`` to ``.STACK.old``, the new tree to ``STACK``); a kill between them leaves only
+``.STACK.old``, which readers (``diff``, ``--check``) read as the tree and the next build puts
+back before writing. A manifest of the files stackc wrote lets it prune stale files and refuse to
+delete anything it didn't write.
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ class OutputError(Exception):
 
 def read_tree(root: Path, prefixes: tuple[str, ...] = ("",)) -> dict[str, bytes]:
     """The files stackc wrote under ``root`` (per its manifest) whose paths start with one of ``prefixes``."""
+    root = _current(root)
     return {name: (root / name).read_bytes() for name in owned_files(root)
             if name.startswith(prefixes) and (root / name).is_file()}
 
 
 def owned_files(root: Path) -> list[str]:
     """The relative paths stackc wrote under ``root``, from its manifest (the files are not read)."""
-    path = root / MANIFEST
+    path = _current(root) / MANIFEST
     if not path.exists():
         return []
     return [line for line in path.read_text("utf-8").splitlines() if line and not line.startswith("#")]
@@ -156,16 +160,28 @@ def _swap_in(staging: Path, root: Path) -> None:
     if _exchange(staging, root):
         shutil.rmtree(staging)  # now holds the old tree
         return
-    old = root.with_name(f".{root.name}.old")
+    old = _old(root)
     shutil.rmtree(old, ignore_errors=True)
     os.rename(root, old)
     os.rename(staging, root)
     shutil.rmtree(old)
 
 
+def _old(root: Path) -> Path:
+    return root.with_name(f".{root.name}.old")
+
+
+def _current(root: Path) -> Path:
+    """Where the tree is: ``root``, or its old copy when a two-rename swap was cut between the renames.
+
+    Readers don't repair (``--check`` never writes); the next build does (``_recover``)."""
+    old = _old(root)
+    return old if not root.exists() and old.is_dir() else root
+
+
 def _recover(root: Path) -> None:
-    """Finish a two-rename swap that was interrupted, and clear leftover staging folders."""
-    old = root.with_name(f".{root.name}.old")
+    """Undo a two-rename swap that was interrupted (the old tree comes back), and clear leftover staging folders."""
+    old = _old(root)
     if old.exists():
         if root.exists():
             shutil.rmtree(old)

@@ -209,6 +209,14 @@ class RoleRequest:
 
 
 @attrs.frozen
+class Listen:
+    """Where an engine listens when it runs on one machine (``stackc up``), not in a pod."""
+
+    host: str
+    port: int
+
+
+@attrs.frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -237,6 +245,9 @@ class EngineRequest:
     #: who owns the replica count, as the core decided from ``autoscaling`` (None: ``replicas``), for an
     #: engine whose platform scales the replicas itself (Ray Serve)
     autoscaler: Autoscaler | None = None
+    #: set when lowering one replica for this machine (``stackc up``): listen here instead of on every
+    #: interface at the spec's port, so replicas side by side never bind one port
+    listen: Listen | None = None
 
 
 @attrs.frozen

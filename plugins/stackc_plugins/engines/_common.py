@@ -29,6 +29,18 @@ def model_location(request: EngineRequest, mounts: list[Mount]) -> str:
     return request.weights.location
 
 
+#: a pod's engine listens on every interface: the Service, probes and other pods reach it by the pod's IP
+ALL_INTERFACES = "0.0.0.0"
+
+
+def listen_address(request: EngineRequest, default_port: int) -> tuple[str, int]:
+    """The host and port the engine listens on: in a pod every interface at the spec's port (else the
+    engine's default); on one machine where ``request.listen`` says (``stackc up``, one per replica)."""
+    if request.listen is not None:
+        return request.listen.host, request.listen.port
+    return ALL_INTERFACES, request.model.port or default_port
+
+
 def hf_env(request: EngineRequest) -> list[EnvVar]:
     env = [EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface")]
     if request.model.security.hf_token:

@@ -2,8 +2,10 @@
 
 A new engine never blocks a user: until it has a plugin, ``engine = "command"`` runs it with
 probes and metrics the spec names. Arguments may use ``{model}``, ``{served_name}``,
-``{aliases}`` (comma-separated) and ``{port}``; an API key from ``security.api_key`` is in the
-environment as ``STACKC_API_KEY`` (write ``$(STACKC_API_KEY)`` in an argument to pass it).
+``{aliases}`` (comma-separated), ``{host}`` and ``{port}`` (``0.0.0.0`` and ``engine_options.port``
+in a pod; ``stackc up`` gives each replica 127.0.0.1 and a port of its own through them); an API
+key from ``security.api_key`` is in the environment as ``STACKC_API_KEY`` (write
+``$(STACKC_API_KEY)`` in an argument to pass it).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from stackc.plan.engine import (
 from stackc.registry import Registry
 from stackc.spec.model import INT32_MAX, Model
 from stackc_plugins.engines._common import (
+    ALL_INTERFACES,
     CACHE_PATH,
     http_probes,
     model_location,
     served_names,
 )
 
-PLACEHOLDERS = ("model", "served_name", "aliases", "port")
+PLACEHOLDERS = ("model", "served_name", "aliases", "host", "port")
 
 
 @attrs.frozen
@@ -45,7 +48,7 @@ class CommandOptions:
 
     port: int = attrs.field(metadata={"doc": "Port the server listens on.", "minimum": 1, "maximum": 65535})
     command: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Container command (default: the image's)."})
-    args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {port}."})
+    args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {host}, {port}."})
     ready_path: str = attrs.field(default="/health", metadata={"doc": "HTTP path answering 200 once the model is loaded."})
     alive_path: str | None = attrs.field(default=None, metadata={"doc": "Liveness path (default: ready_path)."})
     metrics_path: str | None = attrs.field(default=None, metadata={"doc": "Prometheus metrics path, if any."})
@@ -85,14 +88,15 @@ class CommandEngine:
         options: CommandOptions = request.options
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         names = served_names(request)
+        host, number = _listen(request, options)
         values = {"model": model_location(request, mounts), "served_name": names[0], "aliases": ",".join(names),
-                  "port": str(options.port)}
+                  "host": host, "port": str(number)}
         env = [EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface")]
         if model.security.hf_token:
             env.append(EnvVar("HF_TOKEN", secret=model.security.hf_token))
         if model.security.api_key:
             env.append(EnvVar("STACKC_API_KEY", secret=model.security.api_key))
-        port = Port("http", options.port)
+        port = Port("http", number)
         probes = http_probes(options.ready_path, startup_minutes=options.startup_minutes)
         if options.alive_path:
             probes["liveness_probe"] = attrs.evolve(probes["liveness_probe"], path=options.alive_path)
@@ -105,6 +109,22 @@ class CommandEngine:
                    if options.metrics_path else None)
         return EngineResult(container=container, served_names=names, port=port, metrics=metrics,
                             needs_shm=options.shared_memory)
+
+
+def _listen(request: EngineRequest, options: CommandOptions) -> tuple[str, int]:
+    """In a pod every interface at ``engine_options.port``; on one machine (``stackc up``) where the request
+    says, the port only if the arguments take it as ``{port}`` (else it stays fixed)."""
+    if request.listen is None:
+        return ALL_INTERFACES, options.port
+    takes_port = any("port" in _placeholder_names(arg) for arg in options.args)
+    return request.listen.host, request.listen.port if takes_port else options.port
+
+
+def _placeholder_names(arg: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(arg) if name is not None}
+    except ValueError:  # check() reported it
+        return set()
 
 
 def _placeholder_problem(arg: str) -> str | None:

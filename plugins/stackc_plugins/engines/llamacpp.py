@@ -28,6 +28,7 @@ from stackc_plugins.engines._common import (
     TEMPLATE_PATH,
     flags,
     http_probes,
+    listen_address,
     model_location,
 )
 
@@ -82,8 +83,9 @@ class LlamacppEngine:
         options: LlamacppOptions = request.options or LlamacppOptions()
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         names = (model.served_name or request.model_key, *model.aliases)
-        port = Port("http", model.port or PORT)
-        args = [*_model_flags(request, mounts), "--host", "0.0.0.0", "--port", str(port.number),
+        host, number = listen_address(request, PORT)
+        port = Port("http", number)
+        args = [*_model_flags(request, mounts), "--host", host, "--port", str(port.number),
                 "--alias", ",".join(dict.fromkeys(names)), "--metrics"]
         gpu_layers = options.gpu_layers if options.gpu_layers is not None else (999 if model.accelerators.count else None)
         args += flags([

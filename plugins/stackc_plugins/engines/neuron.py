@@ -22,7 +22,7 @@ from stackc.plan.engine import (
 )
 from stackc.registry import Registry
 from stackc.spec.model import Model
-from stackc_plugins.engines._common import CACHE_PATH, served_names
+from stackc_plugins.engines._common import CACHE_PATH, listen_address, served_names
 from stackc_plugins.engines.vllm import (
     METRICS,
     OWNED_FLAGS,
@@ -63,7 +63,7 @@ class NeuronEngine:
         args, mounts, env = vllm_command_line(request, request.options or VllmOptions())
         env += [EnvVar("NEURON_COMPILED_ARTIFACTS", f"{CACHE_PATH}/neuron/{request.model_key}"),
                 EnvVar("NEURON_CC_FLAGS", f"--cache_dir={CACHE_PATH}/neuron/compile-cache")]
-        port = Port("http", model.port or PORT)
+        port = Port("http", listen_address(request, PORT)[1])
         executable = (request.options or VllmOptions()).executable
         container = Container(
             name="engine", image=model.image or IMAGE, command=(executable, "serve"), args=tuple(args), env=tuple(env),

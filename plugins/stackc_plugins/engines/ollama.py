@@ -24,7 +24,7 @@ from stackc.plan.engine import (
 )
 from stackc.registry import Registry
 from stackc.spec.model import Model
-from stackc_plugins.engines._common import CACHE_PATH
+from stackc_plugins.engines._common import CACHE_PATH, listen_address
 
 IMAGE = "ollama/ollama:0.12.10"
 PORT = 11434
@@ -66,10 +66,11 @@ class OllamaEngine:
         ])
         pull = Container(name="pull-model", image=model.image or IMAGE, command=("/bin/sh", "-c", script),
                          env=(*env, EnvVar("OLLAMA_HOST", f"127.0.0.1:{PORT}")), mounts=mounts)
-        port = Port("http", model.port or PORT)
+        host, number = listen_address(request, PORT)
+        port = Port("http", number)
         container = Container(
             name="engine", image=model.image or IMAGE, command=(BINARY, "serve"), args=tuple(model.engine_args),
-            env=(*env, EnvVar("OLLAMA_HOST", f"0.0.0.0:{port.number}")), ports=(port,), mounts=mounts,
+            env=(*env, EnvVar("OLLAMA_HOST", f"{host}:{port.number}")), ports=(port,), mounts=mounts,
             startup_probe=Probe("/", period_seconds=5, timeout_seconds=5, failure_threshold=60),
             readiness_probe=Probe("/", period_seconds=5, timeout_seconds=5, failure_threshold=3),
             liveness_probe=Probe("/", period_seconds=10, timeout_seconds=5, failure_threshold=3),

@@ -36,6 +36,7 @@ from stackc_plugins.engines._common import (
     group_worker,
     hf_env,
     http_probes,
+    listen_address,
     lora_args,
     model_location,
     ranks_per_pod,
@@ -126,7 +127,7 @@ class VllmEngine:
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
         args, mounts, env = vllm_command_line(request, request.options or VllmOptions())
-        port = Port("http", model.port or PORT)
+        port = Port("http", listen_address(request, PORT)[1])
         container = Container(
             name="engine",
             image=model.image or (IMAGE if model.accelerators.count else CPU_IMAGE),
@@ -185,7 +186,8 @@ def vllm_command_line(request: EngineRequest, options: VllmOptions) -> tuple[lis
     model = request.model
     serving = model.serving
     mounts = [Mount(request.cache_volume, CACHE_PATH)]
-    args = [model_location(request, mounts), "--host", "0.0.0.0", "--port", str(model.port or PORT),
+    host, port = listen_address(request, PORT)
+    args = [model_location(request, mounts), "--host", host, "--port", str(port),
             "--served-model-name", *served_names(request)]
     streamed = request.weights.location.startswith(("s3://", "gs://"))  # the engine streams them itself
     args += flags([
