@@ -243,3 +243,11 @@ def test_the_router_image_recipe_builds_the_tag_the_target_emits() -> None:
     assert re.search(r"docker build --pull -t (\S+) \.", (REPO / "Dockerfile").read_text()).group(1) == IMAGE
     emitted = yaml.safe_load((REPO / "out" / "prod" / "router" / "deployment.yaml").read_text())
     assert emitted["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_the_json_example_in_cli_md_is_the_real_output(run_stackc) -> None:
+    blocks = fences(REPO / "docs" / "cli.md")
+    command = next(i for i, (language, _, body) in enumerate(blocks) if language == "sh" and "--format json" in body)
+    argv = shlex.split(blocks[command][2], comments=True)
+    assert blocks[command + 1][0] == "json"
+    assert json.loads(blocks[command + 1][2]) == json.loads(run_stackc(*argv[1:]).stdout)

@@ -367,3 +367,17 @@ def test_the_cli_module_imports_no_completion_or_spec_machinery():
             "if m in sys.modules])")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_import_json_carries_every_value_left_out(run_stackc):
+    values = "tests/stackc/importers/data/production-stack.yaml"
+    text = run_stackc("import", "--from", "production-stack", values)
+    as_json = run_stackc("import", "--from", "production-stack", values, "--format", "json")
+    payload = envelope(as_json.stdout)
+    shown = [line for line in text.stderr.splitlines() if "warning[W090]" in line]
+    assert shown and [rendered(d) for d in payload["diagnostics"]] == shown
+    assert payload["exit_code"] == as_json.returncode == text.returncode == ExitCode.DIFFERENCES
+    assert payload["spec"] == text.stdout
+    broken = run_stackc("import", "--from", "production-stack", "specs/prod.toml", "--format", "json")
+    assert envelope(broken.stdout)["exit_code"] == broken.returncode == ExitCode.INVALID
+    assert [d["code"] for d in envelope(broken.stdout)["diagnostics"]] == ["E090"]
