@@ -78,22 +78,24 @@ def test_every_shell_block_is_sh_with_known_markers() -> None:
 
 def stackc_commands(body: str) -> list[list[str]]:
     """The ``stackc …`` commands of a shell block, as argv (pipelines, ``&&``, ``;`` and loops split)."""
+    separators, redirections = {"&&", "||", ";", "|", "&"}, {">", ">>", "<"}
     commands = []
     for line in body.replace("\\\n", " ").splitlines():
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)  # '#' starts a comment
         lexer.whitespace_split = True
-        words, command = list(lexer), []
-        for word in [*words, ";"]:
-            if word in {"&&", "||", ";", "|", "&", ">", "<"} or (word.startswith(">") and not command):
-                if command and command[0] == "stackc":
+        command: list[str] = []
+        skip_target = False
+        for word in [*lexer, ";"]:
+            if skip_target:
+                skip_target = False
+            elif word in separators:
+                if command[:1] == ["stackc"]:
                     commands.append(command)
-                command = [] if word != ">" else ["redirected"]
-            elif not command and word in {"do", "then", "else", "time"}:
-                continue
-            elif command != ["redirected"]:
+                command = []
+            elif word in redirections:
+                skip_target = True
+            elif command or word not in {"do", "then", "else", "time"}:
                 command.append(word)
-            else:
-                command = ["skip"]
     return commands
 
 
