@@ -133,9 +133,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     except DiagnosticsError as error:
         return _report(args, ExitCode.INVALID, error.diagnostics)
     except OutputError as error:
-        from stackc.diagnostics import Diagnostic
-
-        return _report(args, ExitCode.INVALID, [Diagnostic("E050", str(error), hint=error.hint)])
+        return _report(args, ExitCode.INVALID, [_output_problem(error)])
     except PluginConflict as error:
         print(f"stackc: error: {error}\n(hint: uninstall one of them, or skip one with --disable-plugin NAME)",
               file=sys.stderr)
@@ -156,13 +154,22 @@ def _internal_error(error: BaseException) -> ExitCode:
     return ExitCode.INTERNAL
 
 
-def _report(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any]) -> ExitCode:
-    """A command that stopped on errors: every diagnostic (its warnings too) on stderr and in the envelope."""
-    _print_json(args, code, diagnostics)
+def _report(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any], shown: Sequence[Any] = ()) -> ExitCode:
+    """A command that stopped on errors: every diagnostic (its warnings too) on stderr and in the envelope.
+
+    ``shown``: warnings stderr already holds (a build that compiled, then could not write).
+    """
+    _print_json(args, code, [*shown, *diagnostics])
     _print_diagnostics(diagnostics)
     count = sum(1 for d in diagnostics if d.severity.value == "error")
     print(f"stackc: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
     return code
+
+
+def _output_problem(error: Any) -> Any:
+    from stackc.diagnostics import Diagnostic
+
+    return Diagnostic("E050", str(error), hint=error.hint)
 
 
 def _failed(args: argparse.Namespace, code: ExitCode, message: str) -> ExitCode:
@@ -214,12 +221,15 @@ def _stack_root(args: argparse.Namespace, compilation: Any) -> Path:
 
 
 def _build(args: argparse.Namespace) -> ExitCode:
-    from stackc.output.tree import write_tree
+    from stackc.output.tree import OutputError, write_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
-    keep = () if args.targets is None else _other_targets(root, compilation.targets)
-    write_tree(root, compilation.files, keep_prefixes=keep)
+    try:
+        keep = () if args.targets is None else _other_targets(root, compilation.targets)
+        write_tree(root, compilation.files, keep_prefixes=keep)
+    except OutputError as error:
+        return _report(args, ExitCode.INVALID, [_output_problem(error)], shown=compilation.warnings)
     _print_json(args, ExitCode.OK, compilation.warnings, stack=compilation.spec.stack.name, out=root.as_posix(),
                 targets=list(compilation.targets), files=sorted(compilation.files))
     if args.format == "text":

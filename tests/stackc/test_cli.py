@@ -381,3 +381,16 @@ def test_import_json_carries_every_value_left_out(run_stackc):
     broken = run_stackc("import", "--from", "production-stack", "specs/prod.toml", "--format", "json")
     assert envelope(broken.stdout)["exit_code"] == broken.returncode == ExitCode.INVALID
     assert [d["code"] for d in envelope(broken.stdout)["diagnostics"]] == ["E090"]
+
+
+def test_a_build_that_cannot_write_keeps_its_warnings_in_the_json(tmp_path, run_stackc):
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "mine.txt").write_text("not stackc's")  # a folder stackc did not write
+    text = run_stackc("build", "specs/gateway.toml", "-o", str(tmp_path))
+    as_json = run_stackc("build", "specs/gateway.toml", "-o", str(tmp_path), "--format", "json")
+    payload = envelope(as_json.stdout)
+    assert text.returncode == as_json.returncode == payload["exit_code"] == ExitCode.INVALID
+    codes = [d["code"] for d in payload["diagnostics"]]
+    assert codes[-1] == "E050" and "W020" in codes[:-1]
+    shown = [line for line in text.stderr.splitlines() if re.search(r"(error|warning)\[[EW]\d{3}\]", line)]
+    assert [rendered(d) for d in payload["diagnostics"]] == shown
