@@ -185,7 +185,8 @@ def pre_commit_examples() -> list[dict]:
     """The .pre-commit-config.yaml examples: docs/cli.md's and the one in .pre-commit-hooks.yaml's comment."""
     import yaml
 
-    cli = next(body for language, _, body in fences(REPO / "docs" / "cli.md") if language == "yaml" and "repos:" in body)
+    cli = next(body for language, _, body in fences(REPO / "docs" / "cli.md")
+               if language == "yaml" and "repos:" in body)
     comment = (REPO / ".pre-commit-hooks.yaml").read_text().split("\n#\n")[1]  # after "In your …:"
     commented = "\n".join(line[2:] for line in comment.splitlines() if line.startswith("#   "))
     return [yaml.safe_load(cli)["repos"][0], yaml.safe_load(commented)[0]]

@@ -100,9 +100,10 @@ def _parser(files: object = None, folders: object = None) -> argparse.ArgumentPa
                                   description="list engines and targets with their providers")
     plugins.add_argument("--format", choices=("text", "json"), default="text")
     plugins.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME")
-    completion = commands.add_parser("completion", help="print a shell completion script",
-                                     description="print the completion script of SHELL; for example "
-                                                 "`stackc completion bash > ~/.local/share/bash-completion/completions/stackc`")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script",
+        description="print the completion script of SHELL; for example "
+                    "`stackc completion bash > ~/.local/share/bash-completion/completions/stackc`")
     completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help=", ".join(SHELLS))
     return parser
 
@@ -154,7 +155,8 @@ def _internal_error(error: BaseException) -> ExitCode:
     return ExitCode.INTERNAL
 
 
-def _report(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any], shown: Sequence[Any] = ()) -> ExitCode:
+def _report(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any],
+            shown: Sequence[Any] = ()) -> ExitCode:
     """A command that stopped on errors: every diagnostic (its warnings too) on stderr and in the envelope.
 
     ``shown``: warnings stderr already holds (a build that compiled, then could not write).

@@ -253,8 +253,9 @@ def test_files_of_two_stacks_are_a_located_error_that_says_how_to_build_both(run
     result = run_stackc("check", "specs/prod.toml", "specs/local.toml")
     assert result.returncode == ExitCode.INVALID and TRACEBACK not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error[" in line]
-    assert len(errors) == 1 and errors[0].startswith("specs/local.toml:7:8: error[E029] stack.name: stack 'local' here, "
-                                                      "but specs/prod.toml is stack 'prod'")
+    assert len(errors) == 1
+    assert errors[0].startswith("specs/local.toml:7:8: error[E029] stack.name: stack 'local' here, "
+                                "but specs/prod.toml is stack 'prod'")
     assert "`stackc build specs/prod.toml`, then `stackc build specs/local.toml`" in errors[0]
     assert 'for spec in specs/prod.toml specs/local.toml; do stackc build "$spec"; done' in errors[0]
 
