@@ -254,3 +254,14 @@ def test_the_json_example_in_cli_md_is_the_real_output(run_stackc) -> None:
     argv = shlex.split(blocks[command][2], comments=True)
     assert blocks[command + 1][0] == "json"
     assert json.loads(blocks[command + 1][2]) == json.loads(run_stackc(*argv[1:]).stdout)
+
+
+def test_the_readme_names_every_program_the_tool_installers_need() -> None:
+    """`.ci/install-tools` stops when a program it needs is missing: the README says which, before."""
+    needed = set()
+    for script in sorted((REPO / ".ci").glob("install-*.sh")):
+        needed |= set(re.findall(r"if ! command -v (\S+) >/dev/null", script.read_text()))
+        needed |= set(re.findall(r"\|\| ! command -v (\S+) >/dev/null", script.read_text()))
+    readme = (REPO / "README.md").read_text()
+    assert needed >= {"npm", "apt-get", "dpkg"}
+    assert sorted(program for program in needed if f"`{program}`" not in readme) == []
