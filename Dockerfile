@@ -1,4 +1,5 @@
-# The stackc-router image: `docker build -t stackc-router .`
+# The stackc-router image, tagged as the router target emits it (docs/router.md#the-image):
+#   docker build --pull -t ghcr.io/stackc-dev/stackc-router:0.1.0 .
 # Only the router runtime and its dependencies; runs as a non-root user on a read-only root.
 FROM python:3.12-slim
 

@@ -1,7 +1,8 @@
 """The ``stackc`` command. Exit codes and stdout are API:
 
 0 ok · 1 differences found (``diff``) · 2 invalid input or usage · 3 internal error (a bug).
-Data goes to stdout, messages to stderr; ``--format json`` wraps data in a versioned envelope.
+Data goes to stdout, messages to stderr; ``--format json`` wraps data and every diagnostic in a
+versioned envelope (docs/cli-output.schema.json).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -18,7 +20,9 @@ from typing import Any, NoReturn
 from stackc import __version__
 from stackc.importers import CHARTS as IMPORT_CHARTS
 
-JSON_ENVELOPE_VERSION = 1
+#: 2: every envelope names its command and exit code and carries every diagnostic, warnings included
+JSON_ENVELOPE_VERSION = 2
+SHELLS = ("bash", "zsh", "fish")
 
 
 class ExitCode(enum.IntEnum):
@@ -34,14 +38,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.INVALID, f"{self.prog}: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(files: object = None, folders: object = None) -> argparse.ArgumentParser:
+    """``files`` and ``folders`` are shtab's completers, given only by ``stackc completion``."""
     parser = _Parser(prog="stackc", description="Compile an LLM inference stack spec into Kubernetes deployments.")
     parser.add_argument("--version", action="version", version=f"stackc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
+    def path_argument(sub: argparse.ArgumentParser, *names: str, completer: object, **options: Any) -> None:
+        action = sub.add_argument(*names, **options)
+        if completer is not None:
+            action.complete = completer  # type: ignore[attr-defined]  # read by shtab
+
     def spec_command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("specs", nargs="+", metavar="SPEC", help="spec files; later ones override earlier ones")
+        path_argument(sub, "specs", nargs="+", metavar="SPEC", help="spec files of one stack; later ones override "
+                      "earlier ones", completer=files)
         sub.add_argument("--set", dest="settings", action="append", default=[], metavar="PATH=VALUE",
                          help="override one value, e.g. models.llama.replicas=3 (repeatable)")
         sub.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME",
@@ -50,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     def output_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("-o", "--out", default="out", metavar="DIR", help="output root (default: out)")
+        path_argument(sub, "-o", "--out", default="out", metavar="DIR", help="output root (default: out)",
+                      completer=folders)
         sub.add_argument("--target", dest="targets", action="append", metavar="NAME",
                          help="build only this target, overriding the spec's list (repeatable)")
 
@@ -62,21 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="the router's port (default: a free one)")
     up.add_argument("--skip", action="append", default=[], metavar="MODEL",
                     help="do not run this model (e.g. a GPU model on a laptop; repeatable)")
-    up.add_argument("--state-dir", default=None, metavar="DIR", help="where caches and logs go (default: a temp dir)")
+    path_argument(up, "--state-dir", default=None, metavar="DIR", help="where caches and logs go (default: a temp dir)",
+                  completer=folders)
     importing = commands.add_parser(
         "import", help="turn another chart's Helm values into a spec; report what does not map",
         description="turn another chart's Helm values into a commented spec (stdout or -o FILE) and list, on "
                     "stderr, every value that could not be mapped (exit 1 when there is one)")
     importing.add_argument("--from", dest="chart", required=True, choices=sorted(IMPORT_CHARTS),
                            help="the chart the values are for")
-    importing.add_argument("values", nargs="+", metavar="VALUES", help="values files; later ones override earlier "
-                           "ones as with helm -f (kserve: InferenceService and ServingRuntime YAML)")
-    importing.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: stdout)")
+    path_argument(importing, "values", nargs="+", metavar="VALUES", help="values files; later ones override earlier "
+                  "ones as with helm -f (kserve: InferenceService and ServingRuntime YAML)", completer=files)
+    path_argument(importing, "-o", "--output", metavar="FILE", help="write the spec here (default: stdout)",
+                  completer=files)
     importing.add_argument("--name", help="the stack's name (default: from the values file's name)")
     importing.add_argument("--namespace", help="the stack's namespace")
     importing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     init = commands.add_parser("init", help="write a commented starter spec", description="write a commented starter spec")
-    init.add_argument("path", nargs="?", help="file to create (default: print to stdout)")
+    path_argument(init, "path", nargs="?", help="file to create, with its folders (default: print to stdout)",
+                  completer=files)
     schema = commands.add_parser("schema", help="print the spec's JSON Schema (or its Markdown reference)",
                                  description="print the spec's JSON Schema (or its Markdown reference)")
     schema.add_argument("--format", choices=("json", "markdown"), default="json")
@@ -85,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
                                   description="list engines and targets with their providers")
     plugins.add_argument("--format", choices=("text", "json"), default="text")
     plugins.add_argument("--disable-plugin", dest="blocked", action="append", default=[], metavar="NAME")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script",
+        description="print the completion script of SHELL; for example "
+                    "`stackc completion bash > ~/.local/share/bash-completion/completions/stackc`")
+    completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help=", ".join(SHELLS))
     return parser
 
 
@@ -98,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitCode.OK
     except Exception as error:  # the last line of defence: a bug, never a user mistake
-        return _internal_error(error)
+        code = _internal_error(error)
+        _failed(args, code, f"internal error: {type(error).__name__}: {error}")
+        return code
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
@@ -110,24 +132,20 @@ def _run(args: argparse.Namespace) -> ExitCode:
     try:
         return _COMMANDS[args.command](args)
     except DiagnosticsError as error:
-        _report(error.diagnostics, getattr(args, "format", "text"))
-        return ExitCode.INVALID
+        return _report(args, ExitCode.INVALID, error.diagnostics)
     except OutputError as error:
-        from stackc.diagnostics import Diagnostic
-
-        _report([Diagnostic("E050", str(error), hint=error.hint)], getattr(args, "format", "text"))
-        return ExitCode.INVALID
+        return _report(args, ExitCode.INVALID, [_output_problem(error)])
     except PluginConflict as error:
         print(f"stackc: error: {error}\n(hint: uninstall one of them, or skip one with --disable-plugin NAME)",
               file=sys.stderr)
-        return ExitCode.INVALID
+        return _failed(args, ExitCode.INVALID, str(error))
     except (PluginCrash, PluginError) as error:
         print(f"stackc: error: {error}", file=sys.stderr)
         cause = error.__cause__
         if cause is not None:
             print("".join(traceback.format_exception(cause)[-6:]), file=sys.stderr, end="")
         print("This is a bug in the plugin, not in your spec: please report it to its authors.", file=sys.stderr)
-        return ExitCode.INTERNAL
+        return _failed(args, ExitCode.INTERNAL, str(error))
 
 
 def _internal_error(error: BaseException) -> ExitCode:
@@ -137,17 +155,53 @@ def _internal_error(error: BaseException) -> ExitCode:
     return ExitCode.INTERNAL
 
 
-def _report(diagnostics: Sequence[Any], output_format: str) -> None:
-    if output_format == "json":
-        _print_json({"command": "error", "diagnostics": [d.as_json() for d in diagnostics]})
-    for diagnostic in diagnostics:
-        print(diagnostic.render(), file=sys.stderr)
+def _report(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any],
+            shown: Sequence[Any] = ()) -> ExitCode:
+    """A command that stopped on errors: every diagnostic (its warnings too) on stderr and in the envelope.
+
+    ``shown``: warnings stderr already holds (a build that compiled, then could not write).
+    """
+    _print_json(args, code, [*shown, *diagnostics])
+    _print_diagnostics(diagnostics)
     count = sum(1 for d in diagnostics if d.severity.value == "error")
     print(f"stackc: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+    return code
 
 
-def _print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({"stackc": JSON_ENVELOPE_VERSION, **payload}, indent=2, sort_keys=True) + "\n")
+def _output_problem(error: Any) -> Any:
+    from stackc.diagnostics import Diagnostic
+
+    return Diagnostic("E050", str(error), hint=error.hint)
+
+
+def _failed(args: argparse.Namespace, code: ExitCode, message: str) -> ExitCode:
+    """A failure that is no spec diagnostic (a plugin conflict or crash): the envelope says so too."""
+    _print_json(args, code, (), error=message)
+    return code
+
+
+def _print_diagnostics(diagnostics: Sequence[Any]) -> None:
+    colour = _colour(sys.stderr)
+    for diagnostic in diagnostics:
+        print(diagnostic.render(colour), file=sys.stderr)
+
+
+def _colour(stream: Any) -> bool:
+    """Colour only on a terminal, never with NO_COLOR set (https://no-color.org); FORCE_COLOR forces it."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _print_json(args: argparse.Namespace, code: ExitCode, diagnostics: Sequence[Any], **data: Any) -> None:
+    """The envelope (docs/cli-output.schema.json), only with ``--format json``."""
+    if getattr(args, "format", "text") != "json":
+        return
+    envelope = {"stackc": JSON_ENVELOPE_VERSION, "command": args.command, "exit_code": int(code),
+                "diagnostics": [d.as_json() for d in diagnostics], **data}
+    sys.stdout.write(json.dumps(envelope, indent=2, sort_keys=True) + "\n")
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -160,8 +214,7 @@ def _compile(args: argparse.Namespace) -> Any:
     from stackc import pipeline
 
     compilation = pipeline.compile_stack(args.specs, _registry(args), args.settings, args.targets)
-    for warning in compilation.warnings:
-        print(warning.render(), file=sys.stderr)
+    _print_diagnostics(compilation.warnings)
     return compilation
 
 
@@ -170,16 +223,18 @@ def _stack_root(args: argparse.Namespace, compilation: Any) -> Path:
 
 
 def _build(args: argparse.Namespace) -> ExitCode:
-    from stackc.output.tree import write_tree
+    from stackc.output.tree import OutputError, write_tree
 
     compilation = _compile(args)
     root = _stack_root(args, compilation)
-    keep = () if args.targets is None else _other_targets(root, compilation.targets)
-    write_tree(root, compilation.files, keep_prefixes=keep)
-    if args.format == "json":
-        _print_json({"command": "build", "stack": compilation.spec.stack.name, "out": root.as_posix(),
-                     "targets": list(compilation.targets), "files": sorted(compilation.files)})
-    else:
+    try:
+        keep = () if args.targets is None else _other_targets(root, compilation.targets)
+        write_tree(root, compilation.files, keep_prefixes=keep)
+    except OutputError as error:
+        return _report(args, ExitCode.INVALID, [_output_problem(error)], shown=compilation.warnings)
+    _print_json(args, ExitCode.OK, compilation.warnings, stack=compilation.spec.stack.name, out=root.as_posix(),
+                targets=list(compilation.targets), files=sorted(compilation.files))
+    if args.format == "text":
         print(f"stackc: wrote {root.as_posix()}/ ({len(compilation.files)} files: "
               f"{', '.join(compilation.targets)})", file=sys.stderr)
     return ExitCode.OK
@@ -194,10 +249,9 @@ def _other_targets(root: Path, selected: Sequence[str]) -> list[str]:
 
 def _check(args: argparse.Namespace) -> ExitCode:
     compilation = _compile(args)
-    if args.format == "json":
-        _print_json({"command": "check", "stack": compilation.spec.stack.name, "diagnostics": [],
-                     "targets": list(compilation.targets)})
-    else:
+    _print_json(args, ExitCode.OK, compilation.warnings, stack=compilation.spec.stack.name,
+                targets=list(compilation.targets))
+    if args.format == "text":
         print(f"stackc: {', '.join(args.specs)}: ok ({len(compilation.plan.components)} models, "
               f"{len(compilation.files)} files)", file=sys.stderr)
     return ExitCode.OK
@@ -214,20 +268,37 @@ def _diff(args: argparse.Namespace) -> ExitCode:
     changes = file_changes(current, compilation.files)
     added, removed = sum(c.added for c in changes), sum(c.removed for c in changes)
     summary = f"{len(changes)} file{'s' if len(changes) != 1 else ''} changed, +{added} -{removed}"
-    if args.format == "json":
-        _print_json({"command": "diff", "stack": compilation.spec.stack.name, "changed": [c.path for c in changes],
-                     "files": [c._asdict() for c in changes], "summary": summary, "diff": text})
-    else:
+    code = ExitCode.DIFFERENCES if changes else ExitCode.OK
+    _print_json(args, code, compilation.warnings, stack=compilation.spec.stack.name, out=root.as_posix(),
+                changed=[c.path for c in changes], files=[c._asdict() for c in changes], summary=summary, diff=text,
+                rebuild=_rebuild_command(args))
+    if args.format == "text":
         sys.stdout.write(text)
     if changes and args.format == "text":
         width = max(len(c.path) for c in changes)
-        print(f"stackc: {root.as_posix()}/ is stale; run `stackc build {' '.join(args.specs)}`", file=sys.stderr)
+        print(f"stackc: {root.as_posix()}/ is stale; run `{_rebuild_command(args)}`", file=sys.stderr)
         for change in changes:
             counts = f"+{change.added} -{change.removed}"
             print(f"  {change.status:<7}  {change.path:<{width}}  {counts:<11} {', '.join(change.objects)}".rstrip(),
                   file=sys.stderr)
         print(f"stackc: {summary}", file=sys.stderr)
-    return ExitCode.DIFFERENCES if changes else ExitCode.OK
+    return code
+
+
+def _rebuild_command(args: argparse.Namespace) -> str:
+    """The build that refreshes what ``diff`` compared: the same specs, settings, targets and output root."""
+    import shlex
+
+    words = ["stackc", "build", *args.specs]
+    for setting in args.settings:
+        words += ["--set", setting]
+    for target in args.targets or ():
+        words += ["--target", target]
+    for blocked in args.blocked:
+        words += ["--disable-plugin", blocked]
+    if args.out != "out":
+        words += ["-o", args.out]
+    return shlex.join(words)
 
 
 def _explain(args: argparse.Namespace) -> ExitCode:
@@ -236,11 +307,11 @@ def _explain(args: argparse.Namespace) -> ExitCode:
     from stackc import pipeline
     from stackc.spec import convert
 
-    spec = pipeline.check(args.specs, _registry(args), args.settings).spec
-    data = _drop_none(convert.unstructure(spec))
-    if args.format == "json":
-        _print_json({"command": "explain", "spec": data})
-    else:
+    checked = pipeline.check(args.specs, _registry(args), args.settings)
+    _print_diagnostics(checked.warnings)
+    data = _drop_none(convert.unstructure(checked.spec))
+    _print_json(args, ExitCode.OK, checked.warnings, spec=data)
+    if args.format == "text":
         sys.stdout.write(tomlkit.dumps(data))
     return ExitCode.OK
 
@@ -283,9 +354,8 @@ def _up(args: argparse.Namespace) -> int:
             base_url, names = up.run(supervisor, stop, args.specs, _registry(args), args.settings, args.port,
                                      args.skip, state)
             supervisor.settle()
-            if args.format == "json":
-                _print_json({"command": "up", "base_url": base_url, "models": names})
-            else:
+            _print_json(args, ExitCode.OK, (), base_url=base_url, models=names)
+            if args.format == "text":
                 print(f"OpenAI base URL: {base_url}")
                 print("models: " + ", ".join(names))
             sys.stdout.flush()
@@ -318,26 +388,24 @@ def _import(args: argparse.Namespace) -> ExitCode:
     try:
         imported = import_values(args.chart, args.values, args.name, args.namespace)
     except ValuesError as error:
-        _report(error.diagnostics, args.format)
-        return ExitCode.INVALID
+        return _report(args, ExitCode.INVALID, error.diagnostics)
     if args.output:
         try:
             Path(args.output).write_text(imported.text, "utf-8")
         except OSError as error:
-            print(f"stackc: error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
-            return ExitCode.INVALID
-    if args.format == "json":
-        _print_json({"command": "import", "chart": args.chart, "spec": imported.text, "output": args.output,
-                     "not_imported": [d.as_json() for d in imported.report]})
-    elif not args.output:
-        sys.stdout.write(imported.text)
-    for diagnostic in imported.report:
-        print(diagnostic.render(), file=sys.stderr)
-    where = f"wrote {args.output}" if args.output else "spec on stdout"
+            message = f"cannot write {args.output}: {error.strerror or error}"
+            print(f"stackc: error: {message}", file=sys.stderr)
+            return _failed(args, ExitCode.INVALID, message)
     count = len(imported.report)
+    code = ExitCode.DIFFERENCES if count else ExitCode.OK
+    _print_json(args, code, imported.report, chart=args.chart, spec=imported.text, output=args.output)
+    if args.format == "text" and not args.output:
+        sys.stdout.write(imported.text)
+    _print_diagnostics(imported.report)
+    where = f"wrote {args.output}" if args.output else "spec on stdout"
     print(f"stackc import: {where}; {count} value{'s' if count != 1 else ''} not imported"
           + (" (listed above)" if count else ""), file=sys.stderr)
-    return ExitCode.DIFFERENCES if count else ExitCode.OK
+    return code
 
 
 def _init(args: argparse.Namespace) -> ExitCode:
@@ -350,7 +418,13 @@ def _init(args: argparse.Namespace) -> ExitCode:
     if path.exists():
         print(f"stackc: error: {path} exists; not overwriting it", file=sys.stderr)
         return ExitCode.INVALID
-    path.write_text(STARTER_SPEC, "utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as file:
+            file.write(STARTER_SPEC)
+    except OSError as error:
+        print(f"stackc: error: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+        return ExitCode.INVALID
     print(f"stackc: wrote {path}; next: stackc build {path}", file=sys.stderr)
     return ExitCode.OK
 
@@ -371,10 +445,10 @@ def _plugins(args: argparse.Namespace) -> ExitCode:
             for kind, table in (("engine", registry.engines), ("target", registry.targets))
             for name, entry in sorted(table.items())]
     if args.format == "json":
-        _print_json({"command": "plugins", "plugins": [
+        _print_json(args, ExitCode.OK, (), plugins=[
             {"kind": kind, "name": name, "distribution": p.distribution, "version": p.version,
              "entry_point": p.plugin, "description": description}
-            for kind, name, p, description in rows]})
+            for kind, name, p, description in rows])
         return ExitCode.OK
     width = max((len(name) for _, name, _, _ in rows), default=4)
     for kind, name, provider, description in rows:
@@ -382,8 +456,15 @@ def _plugins(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _completion(args: argparse.Namespace) -> ExitCode:
+    import shtab  # generates the script from the parser itself, so completion never lags behind the options
+
+    sys.stdout.write(shtab.complete(_parser(files=shtab.FILE, folders=shtab.DIRECTORY), shell=args.shell))
+    return ExitCode.OK
+
+
 _COMMANDS = {
-    "build": _build, "check": _check, "diff": _diff, "explain": _explain,
+    "build": _build, "check": _check, "completion": _completion, "diff": _diff, "explain": _explain,
     "import": _import, "init": _init, "schema": _schema, "plugins": _plugins, "up": _up,
 }
 

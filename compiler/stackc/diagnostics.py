@@ -26,6 +26,10 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+_PLAIN = {"bold": "", "error": "", "warning": "", "hint": "", "reset": ""}
+_ANSI = {"bold": "\x1b[1m", "error": "\x1b[1;31m", "warning": "\x1b[1;33m", "hint": "\x1b[2m", "reset": "\x1b[0m"}
+
+
 @attrs.frozen
 class Diagnostic:
     """One problem found in a spec, located and explained.
@@ -49,12 +53,15 @@ class Diagnostic:
         loc = self.location or Location("")
         return (loc.file, loc.line, loc.column, self.dotted_path, self.code, self.message)
 
-    def render(self) -> str:
-        where = f"{self.location}: " if self.location else ""
+    def render(self, colour: bool = False) -> str:
+        """One line; ``colour`` adds ANSI styles (the CLI decides, from the terminal and NO_COLOR)."""
+        style = _ANSI if colour else _PLAIN
+        where = f"{style['bold']}{self.location}:{style['reset']} " if self.location else ""
         path = f" {self.dotted_path}:" if self.path else ""
-        text = f"{where}{self.severity.value}[{self.code}]{path} {self.message}"
+        label = f"{style[self.severity.value]}{self.severity.value}[{self.code}]{style['reset']}"
+        text = f"{where}{label}{path} {self.message}"
         if self.hint:
-            text += f" (hint: {self.hint})"
+            text += f" {style['hint']}(hint: {self.hint}){style['reset']}"
         return text
 
     def as_json(self) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,24 @@ from stackc.cli import ExitCode
 REPO = Path(__file__).resolve().parents[2]
 
 TRACEBACK = "Traceback (most recent call last)"
+ENVELOPE_SCHEMA = json.loads((REPO / "docs" / "cli-output.schema.json").read_text())
+
+
+def envelope(stdout: str) -> dict:
+    """The JSON a command printed, checked against the envelope's published schema."""
+    import jsonschema
+
+    payload = json.loads(stdout)
+    jsonschema.Draft202012Validator(ENVELOPE_SCHEMA).validate(payload)
+    return payload
+
+
+def rendered(diagnostic: dict) -> str:
+    """A JSON diagnostic as the text output renders it: both must tell the same."""
+    where = f"{diagnostic['file']}:{diagnostic['line']}:{diagnostic['column']}: " if diagnostic["file"] else ""
+    path = f" {diagnostic['path']}:" if diagnostic["path"] else ""
+    hint = f" (hint: {diagnostic['hint']})" if diagnostic["hint"] else ""
+    return f"{where}{diagnostic['severity']}[{diagnostic['code']}]{path} {diagnostic['message']}{hint}"
 
 
 def copy_project(repo: Path, tmp_path: Path) -> Path:
@@ -69,8 +88,9 @@ def test_three_independent_mistakes_are_reported_in_one_run(repo, run_stackc):
 
 def test_json_format_is_a_versioned_envelope(repo, run_stackc):
     result = run_stackc("check", "specs/invalid/typos.toml", "--format", "json")
-    payload = json.loads(result.stdout)
-    assert payload["stackc"] == 1 and len(payload["diagnostics"]) == 3
+    payload = envelope(result.stdout)
+    assert payload["stackc"] == 2 and payload["command"] == "check" and payload["exit_code"] == result.returncode == 2
+    assert len(payload["diagnostics"]) == 3
     assert payload["diagnostics"][0] | {"hint": None} == {
         "code": "E010", "severity": "error", "path": "models.llama.engine", "file": "specs/invalid/typos.toml",
         "line": 8, "column": 10, "message": "unknown engine 'vlm'", "hint": None}
@@ -97,7 +117,7 @@ def test_build_writes_check_writes_nothing(tmp_path, repo, run_stackc):
     assert not out.exists()
     result = run_stackc("build", "specs/prod.toml", "-o", str(out), "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert "manifests/llama-8b/deployment.yaml" in json.loads(result.stdout)["files"]
+    assert "manifests/llama-8b/deployment.yaml" in envelope(result.stdout)["files"]
     assert (out / "prod" / "manifests" / "llama-8b" / "deployment.yaml").is_file()
 
 
@@ -130,7 +150,7 @@ def test_schema_is_valid_json_schema_and_accepts_the_example_specs(repo, run_sta
 
 def test_plugins_lists_engines_and_targets_with_their_distribution(run_stackc):
     result = run_stackc("plugins", "--format", "json")
-    rows = {(p["kind"], p["name"]): p for p in json.loads(result.stdout)["plugins"]}
+    rows = {(p["kind"], p["name"]): p for p in envelope(result.stdout)["plugins"]}
     assert rows[("engine", "vllm")]["distribution"] == "stackc"
     assert rows[("target", "manifests")]["entry_point"] == "manifests"
     text = run_stackc("plugins").stdout
@@ -170,7 +190,7 @@ def test_explain_works_on_every_example_spec_as_toml_and_json(spec: str, capsys)
     assert main(["explain", str(REPO / spec)]) == ExitCode.OK
     explained = tomllib.loads(capsys.readouterr().out)
     assert main(["explain", "--format", "json", str(REPO / spec)]) == ExitCode.OK
-    assert json.loads(capsys.readouterr().out)["spec"] == explained
+    assert envelope(capsys.readouterr().out)["spec"] == explained
 
 
 def test_diff_summarises_each_changed_file_with_its_objects(repo, tmp_path, run_stackc):
@@ -185,6 +205,193 @@ def test_diff_summarises_each_changed_file_with_its_objects(repo, tmp_path, run_
                      re.M), changed.stderr
     assert re.search(r"^  added    monitoring/dashboard\.yaml +\+\d+ -0 +ConfigMap/prod-dashboard$", changed.stderr, re.M)
     assert lines[-1].startswith("stackc: 3 files changed, +")
-    envelope = json.loads(run_stackc("diff", "specs/prod.toml", "--format", "json", cwd=project).stdout)
-    assert envelope["changed"] == [f["path"] for f in envelope["files"]]
-    assert envelope["summary"] == lines[-1].removeprefix("stackc: ")
+    payload = envelope(run_stackc("diff", "specs/prod.toml", "--format", "json", cwd=project).stdout)
+    assert payload["changed"] == [f["path"] for f in payload["files"]]
+    assert payload["summary"] == lines[-1].removeprefix("stackc: ")
+
+
+SPECS = sorted(str(p.relative_to(REPO)) for p in (REPO / "specs").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("command", ["check", "build", "diff"])
+def test_json_carries_every_diagnostic_the_text_shows(spec, command, tmp_path, capsys, monkeypatch):
+    from stackc.cli import main
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    outputs = {}
+    for output_format in ("text", "json"):
+        code = main([command, spec, "-o", str(tmp_path / output_format), "--format", output_format])
+        outputs[output_format] = code, capsys.readouterr()
+    (text_code, text), (json_code, as_json) = outputs["text"], outputs["json"]
+    payload = envelope(as_json.out)
+    shown = [line for line in text.err.splitlines() if re.search(r"\b(error|warning)\[[EW]\d{3}\]", line)]
+    assert [rendered(d) for d in payload["diagnostics"]] == shown
+    assert payload["exit_code"] == json_code == text_code and payload["command"] == command
+    assert all(d["file"] and d["line"] for d in payload["diagnostics"]), "every spec diagnostic is located"
+
+
+def test_the_example_specs_show_warnings_so_the_json_test_compares_some():
+    from stackc.cli import main
+
+    warned = [spec for spec in ("specs/gateway.toml", "specs/multinode.toml") if "warning[" in _stderr_of(main, spec)]
+    assert warned == ["specs/gateway.toml", "specs/multinode.toml"]
+
+
+def _stderr_of(main, spec: str) -> str:
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        main(["check", str(REPO / spec)])
+    return stderr.getvalue()
+
+
+def test_files_of_two_stacks_are_a_located_error_that_says_how_to_build_both(run_stackc):
+    result = run_stackc("check", "specs/prod.toml", "specs/local.toml")
+    assert result.returncode == ExitCode.INVALID and TRACEBACK not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error[" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("specs/local.toml:7:8: error[E029] stack.name: stack 'local' here, "
+                                "but specs/prod.toml is stack 'prod'")
+    assert "`stackc build specs/prod.toml`, then `stackc build specs/local.toml`" in errors[0]
+    assert 'for spec in specs/prod.toml specs/local.toml; do stackc build "$spec"; done' in errors[0]
+
+
+def test_init_creates_missing_folders_and_refuses_a_file_in_the_way(tmp_path, run_stackc):
+    spec = tmp_path / "newdir" / "deeper" / "stack.toml"
+    created = run_stackc("init", str(spec))
+    assert created.returncode == ExitCode.OK, created.stderr
+    assert run_stackc("check", str(spec)).returncode == ExitCode.OK
+    (tmp_path / "file").write_text("")
+    blocked = run_stackc("init", str(tmp_path / "file" / "stack.toml"))
+    assert blocked.returncode == ExitCode.INVALID and TRACEBACK not in blocked.stderr
+    assert blocked.stderr.startswith(f"stackc: error: cannot write {tmp_path / 'file' / 'stack.toml'}: ")
+
+
+def test_a_yaml_file_passed_as_a_spec_points_at_stackc_import(tmp_path, run_stackc):
+    values = tmp_path / "values.yaml"
+    values.write_text("servingEngineSpec:\n  modelSpec:\n    - name: llama\n")
+    result = run_stackc("check", str(values))
+    assert result.returncode == ExitCode.INVALID
+    assert f"(hint: {values} looks like YAML, and specs are TOML; for a Helm chart's values (or KServe YAML) run " \
+           f"`stackc import --from CHART {values} -o stack.toml`" in result.stderr
+
+
+def test_diff_says_the_build_that_refreshes_the_folder_it_compared(tmp_path, run_stackc):
+    out = tmp_path / "my out"
+    result = run_stackc("diff", "specs/prod.toml", "-o", str(out), "--set", "models.llama-8b.replicas=3")
+    assert result.returncode == ExitCode.DIFFERENCES
+    command = f"stackc build specs/prod.toml --set models.llama-8b.replicas=3 -o '{out}'"
+    assert f"is stale; run `{command}`" in result.stderr
+    assert run_stackc("diff", "specs/prod.toml", "-o", str(out), "--format", "json").returncode == 1
+    rebuilt = run_stackc(*shlex.split(command)[1:])  # the command as a shell passes it
+    assert rebuilt.returncode == ExitCode.OK, rebuilt.stderr
+    assert run_stackc("diff", "specs/prod.toml", "-o", str(out), "--set", "models.llama-8b.replicas=3").returncode == 0
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """stderr of the CLI run with a pseudo-terminal as stderr (what `isatty()` sees in a shell)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")} | env
+    try:
+        subprocess.run([sys.executable, "-m", "stackc", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=follower,
+                       env=environment, timeout=120)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_colour_on_a_terminal_unless_no_color(run_stackc):
+    args = ["check", "specs/invalid/typos.toml"]
+    coloured = _on_a_terminal(args, {"TERM": "xterm"})
+    assert "\x1b[1;31merror[E010]\x1b[0m" in coloured
+    assert "\x1b[" not in _on_a_terminal(args, {"TERM": "xterm", "NO_COLOR": "1"})
+    assert "\x1b[" not in _on_a_terminal(args, {"TERM": "dumb"})
+    assert "\x1b[" not in run_stackc(*args, env={"NO_COLOR": "", "FORCE_COLOR": ""}).stderr  # not a terminal
+    assert "\x1b[1;31merror[E010]" in run_stackc(*args, env={"FORCE_COLOR": "1"}).stderr
+    assert "\x1b[" not in run_stackc(*args, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stderr
+
+
+def test_bash_completion_completes_commands_options_and_choices(tmp_path, run_stackc):
+    import subprocess
+
+    script = tmp_path / "stackc.bash"
+    script.write_text(run_stackc("completion", "bash").stdout)
+
+    def complete(*words: str) -> list[str]:
+        words_list = " ".join(f"'{w}'" for w in ("stackc", *words))
+        probe = (f"source {script}; COMP_WORDS=({words_list}); COMP_CWORD={len(words)}; "
+                 f"COMP_LINE='stackc {' '.join(words)}'; COMP_POINT=${{#COMP_LINE}}; "
+                 "_shtab_stackc stackc; printf '%s\\n' \"${COMPREPLY[@]}\"")
+        result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30, cwd=REPO)
+        return sorted(result.stdout.split())
+
+    assert complete("ch") == ["check"]
+    assert "completion" in complete("")
+    assert complete("check", "--for") == ["--format"]
+    assert complete("check", "--format", "") == ["json", "text"]
+    assert complete("completion", "") == ["bash", "fish", "zsh"]
+    assert "specs/prod.toml" in complete("build", "specs/pro")
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_completion_name_every_command(shell, run_stackc):
+    result = run_stackc("completion", shell)
+    assert result.returncode == ExitCode.OK
+    for command in ("build", "check", "diff", "explain", "import", "init", "completion", "--format", "--set"):
+        assert command in result.stdout, command
+
+
+def test_the_cli_module_imports_no_completion_or_spec_machinery():
+    import subprocess
+    import sys
+
+    code = ("import sys, stackc.cli; print([m for m in ('shtab', 'cattrs', 'tomlkit', 'yaml', 'kubernetes') "
+            "if m in sys.modules])")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_import_json_carries_every_value_left_out(run_stackc):
+    values = "tests/stackc/importers/data/production-stack.yaml"
+    text = run_stackc("import", "--from", "production-stack", values)
+    as_json = run_stackc("import", "--from", "production-stack", values, "--format", "json")
+    payload = envelope(as_json.stdout)
+    shown = [line for line in text.stderr.splitlines() if "warning[W090]" in line]
+    assert shown and [rendered(d) for d in payload["diagnostics"]] == shown
+    assert payload["exit_code"] == as_json.returncode == text.returncode == ExitCode.DIFFERENCES
+    assert payload["spec"] == text.stdout
+    broken = run_stackc("import", "--from", "production-stack", "specs/prod.toml", "--format", "json")
+    assert envelope(broken.stdout)["exit_code"] == broken.returncode == ExitCode.INVALID
+    assert [d["code"] for d in envelope(broken.stdout)["diagnostics"]] == ["E090"]
+
+
+def test_a_build_that_cannot_write_keeps_its_warnings_in_the_json(tmp_path, run_stackc):
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "mine.txt").write_text("not stackc's")  # a folder stackc did not write
+    text = run_stackc("build", "specs/gateway.toml", "-o", str(tmp_path))
+    as_json = run_stackc("build", "specs/gateway.toml", "-o", str(tmp_path), "--format", "json")
+    payload = envelope(as_json.stdout)
+    assert text.returncode == as_json.returncode == payload["exit_code"] == ExitCode.INVALID
+    codes = [d["code"] for d in payload["diagnostics"]]
+    assert codes[-1] == "E050" and "W020" in codes[:-1]
+    shown = [line for line in text.stderr.splitlines() if re.search(r"(error|warning)\[[EW]\d{3}\]", line)]
+    assert [rendered(d) for d in payload["diagnostics"]] == shown

@@ -55,12 +55,14 @@ def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] =
     keys: dict[Path, Location] = {}
     values: dict[Path, Location] = {}
     diagnostics: list[Diagnostic] = []
+    stacks: dict[str, str] = {}  # stack name -> the first file naming it
     for name, text in named_texts:
         parsed, problem = parse_toml(name, text)
         if problem is not None:
             diagnostics.append(problem)
             continue
         file_keys, file_values = scan_positions(name, text)
+        diagnostics.extend(_another_stack(name, parsed, file_values, stacks))
         keys.setdefault((), Location(name, 1, 1))  # what no key explains is reported at the top
         _overlay(data, parsed, (), values, keys)
         keys.update(file_keys)
@@ -68,6 +70,24 @@ def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] =
     for index, setting in enumerate(settings, start=1):
         diagnostics.extend(_apply_setting(data, keys, values, index, setting))
     return Document(data, SourceMap(keys, values)), diagnostics
+
+
+def _another_stack(name: str, parsed: Mapping[str, Any], file_values: Mapping[Path, Location],
+                   stacks: dict[str, str]) -> list[Diagnostic]:
+    """Files passed together are overlays of one stack; one naming another stack would merge two stacks."""
+    stack = parsed.get("stack")
+    own = stack.get("name") if isinstance(stack, Mapping) else None
+    if not isinstance(own, str):
+        return []
+    stacks.setdefault(own, name)
+    if len(stacks) == 1:
+        return []
+    first_name, first_file = next(iter(stacks.items()))
+    return [Diagnostic(
+        "E029", f"stack '{own}' here, but {first_file} is stack '{first_name}': the files passed together are "
+        "overlays of one stack", ("stack", "name"), location=file_values.get(("stack", "name")),
+        hint=f"compile each stack with its own command (`stackc build {first_file}`, then `stackc build {name}`), "
+             f"or in a loop: `for spec in {first_file} {name}; do stackc build \"$spec\"; done`")]
 
 
 def parse_toml(name: str, text: str) -> tuple[dict[str, Any], Diagnostic | None]:
@@ -91,13 +111,21 @@ def parse_toml(name: str, text: str) -> tuple[dict[str, Any], Diagnostic | None]
         return {}, _decode_error(name, fast_error)
 
 
+def _toml_hint(name: str) -> str:
+    """A YAML file passed as a spec is most likely a chart's values: ``stackc import`` reads those."""
+    if name.lower().endswith((".yaml", ".yml")):
+        return (f"{name} looks like YAML, and specs are TOML; for a Helm chart's values (or KServe YAML) run "
+                f"`stackc import --from CHART {name} -o stack.toml` (see docs/migrating.md)")
+    return "see https://toml.io/en/v1.0.0 for the syntax"
+
+
 def _decode_error(name: str, error: tomllib.TOMLDecodeError) -> Diagnostic:
     """What tomllib rejects and tomlkit accepts: tomllib's own message and position."""
     match = re.search(r"\(at line (\d+), column (\d+)\)$", str(error))
     line, column = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
     message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", str(error))
     return Diagnostic("E001", f"invalid TOML: {message[:1].lower()}{message[1:]}", location=Location(name, line, column),
-                      hint="see https://toml.io/en/v1.0.0 for the syntax")
+                      hint=_toml_hint(name))
 
 
 def _syntax_error(name: str, error: tomlkit.exceptions.ParseError) -> Diagnostic:
@@ -108,7 +136,7 @@ def _syntax_error(name: str, error: tomlkit.exceptions.ParseError) -> Diagnostic
         code="E001",
         message=f"invalid TOML: {message[:1].lower()}{message[1:]}",
         location=Location(name, error.line, max(error.col, 1)),
-        hint="see https://toml.io/en/v1.0.0 for the syntax",
+        hint=_toml_hint(name),
     )
 
 
