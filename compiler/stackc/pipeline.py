@@ -199,19 +199,23 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, targets: Sequence[str] = (), platform_weights: str | None = None,
-          ray_head: str | None = None) -> Plan:
+          ray_head: str | None = None, release_namespace: str | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.plan.lower``); engine crashes name the plugin."""
+    if release_namespace is not None:
+        spec = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
     return lowering.lower(spec, registry, _plugin_call, tuple(targets), platform_weights, ray_head)
 
 
 #: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights
-#: (``weights_path``), where multi-node workers join a Ray head (``ray_head``)
-Platform = tuple[str | None, str | None]
-NO_PLATFORM: Platform = (None, None)
+#: (``weights_path``), where multi-node workers join a Ray head (``ray_head``), the namespace when the
+#: platform picks it at install time (``release_namespace``: a placeholder Helm's chart templates)
+Platform = tuple[str | None, str | None, str | None]
+NO_PLATFORM: Platform = (None, None, None)
 
 
 def platform(target: object) -> Platform:
-    return getattr(target, "weights_path", None), getattr(target, "ray_head", None)
+    return (getattr(target, "weights_path", None), getattr(target, "ray_head", None),
+            getattr(target, "release_namespace", None))
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
@@ -220,10 +224,7 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
     emitted: dict[str, tuple[Artifact, ...]] = {}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
-        options = target_options(spec, registry, name)
-        plan = plans[platform(registered.obj)]
-        emitted[name] = _plugin_call(registered.provider, f"target '{name}' emit()",
-                                     lambda: tuple(registered.obj.emit(plan, options)))
+        emitted[name] = _emitted(spec, plans[platform(registered.obj)], registry, name)
         _add(files, name, emitted[name], registered.provider)
     # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
     addons = {name: artifacts for name, artifacts in emitted.items()
@@ -234,11 +235,20 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
         bundle = getattr(registered.obj, "bundle", None)
         if bundle is not None:
             options = target_options(spec, registry, name)
-            others = {other: artifacts for other, artifacts in addons.items() if other != name}
+            plan = plans[platform(registered.obj)]
+            # the add-ons as they are on the bundling target's platform (a chart's namespace is the release's)
+            others = {other: artifacts if plans[platform(registry.targets[other].obj)] is plan
+                      else _emitted(spec, plan, registry, other) for other, artifacts in addons.items() if other != name}
             _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
-                                           lambda: tuple(bundle(plans[NO_PLATFORM], options, others))),
+                                           lambda: tuple(bundle(plan, options, others))),
                  registered.provider)
     return files
+
+
+def _emitted(spec: Spec, plan: Plan, registry: Registry, name: str) -> tuple[Artifact, ...]:
+    registered = registry.targets[name]
+    options = target_options(spec, registry, name)
+    return _plugin_call(registered.provider, f"target '{name}' emit()", lambda: tuple(registered.obj.emit(plan, options)))
 
 
 def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], provider: Provider) -> None:

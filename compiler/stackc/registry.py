@@ -55,14 +55,17 @@ class Target(Protocol):
     paths; ``weights_path`` names where the target's platform puts the weights it downloads
     itself (KServe: ``/mnt/models``), so engines load from there; ``ray_head`` is where the workers of a
     multi-node replica reach the leader when the platform forms the group as a Ray cluster (KServe:
-    ``$(HEAD_SVC)``), so engines that can start Ray's head and join it do; ``serves_models`` says the
+    ``$(HEAD_SVC)``), so engines that can start Ray's head and join it do; ``release_namespace`` is a
+    placeholder the plan is lowered with when the platform picks the namespace at install time (Helm's
+    release), which the target turns into the platform's own; ``serves_models`` says the
     target deploys the model servers and their Services; ``model_service(component)`` names the
     Service its platform puts in front of a model otherwise; ``callers(plan, options)`` yields
     the target's pods that call the models, for their NetworkPolicies; ``exporters(plan, options)``
     yields its pods that export metrics (and a router's per-model series), for monitors and autoscalers;
     ``bundle(plan, options,
     addons)`` is called after every target emitted, with the artifacts of the stack's add-on
-    targets (those that neither serve the models nor name their Services), and returns more
+    targets (those that neither serve the models nor name their Services) emitted for the bundling
+    target's plan, and returns more
     artifacts for the target's own folder (the Helm chart packages the router and monitoring).
     """
 
