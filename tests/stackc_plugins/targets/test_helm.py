@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,12 +14,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stackc import pipeline
+from stackc.output.render import to_yaml
 from stackc.output.tree import write_tree
 from stackc.plugins import load_registry
 from stackc.testing import compile_text
-from stackc_plugins.targets.helm import OBSERVABILITY_GROUPS, RELEASE_NAMESPACE, addon_template, template
+from stackc_plugins.targets.helm import (NOT_PLAIN_LABELS, OBSERVABILITY_GROUPS, RELEASE_NAMESPACE, addon_template,
+                                         template)
 
 REPO = Path(__file__).resolve().parents[3]
 HELM = os.environ.get("STACKC_HELM") or shutil.which("helm")
@@ -111,6 +116,22 @@ def test_lint_is_clean_and_template_equals_the_whole_stack_in_any_namespace(spec
 
 
 @needs_helm
+@pytest.mark.parametrize("namespace", ["true", "null"])  # a spec's namespace starts with a letter
+def test_a_namespace_yaml_reads_as_another_type_stays_a_string_in_objects_and_config_files(namespace: str,
+                                                                                           tmp_path: Path) -> None:
+    _, chart = build(REPO / "specs" / "prod.toml", tmp_path / "chart")
+    compiled = whole_stack(build(REPO / "specs" / "prod.toml", tmp_path / "there", f"stack.namespace={namespace!r}")[0])
+    assert comparable(rendered(chart, "prod", namespace, *api_versions(compiled))) == comparable(compiled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?\Z") | st.sampled_from(
+    ["yes", "no", "true", "false", "on", "off", "null", "0", "07", "08", "0b101", "0x1f", "1e3", "2024-01-02"]))
+def test_the_chart_quotes_exactly_the_namespaces_stackc_quotes(label: str) -> None:
+    assert (re.fullmatch(NOT_PLAIN_LABELS, label) is not None) == (to_yaml({"a": label}) != f"a: {label}\n")
+
+
+@needs_helm
 def test_notes_name_the_observability_objects_a_cluster_without_their_api_skips(tmp_path: Path) -> None:
     _, chart = build(REPO / "specs" / "prod.toml", tmp_path)
     bare = helm("install", "prod", str(chart), "-n", "llm-prod", "--dry-run=client")
@@ -171,7 +192,8 @@ def test_the_placeholder_namespace_becomes_the_release_namespace_wherever_it_is_
     assert "  namespace: '{{ .Release.Namespace }}'" in text  # quoted: a namespace such as 123 stays a string
     assert """query: 'up{namespace="{{ .Release.Namespace }}", job=''a''}'""" in text
     assert "url: 'http://x.{{ .Release.Namespace }}.svc:80'" in text
-    assert "    namespace: {{ .Release.Namespace }}" in text  # inside the config file's literal block
+    # inside the config file's literal block: quoted only where YAML would read another type
+    assert '    namespace: {{ include "c.plainNamespace" . }}' in text
     assert """literal: '{{ "{{" }} x {{ "}}" }}'""" in text
     assert f'hash: {{{{ include "c.namespaced.{digest[:16]}" . | sha256sum | trunc 16 | quote }}}}' in text
 

@@ -48,6 +48,11 @@ _NAMESPACE_EXPRESSION = "{{ .Release.Namespace }}"
 #: a hex digest is at least this long when it is taken for the digest of a text that holds the namespace
 _DIGEST_MIN = 16
 _HEX = re.compile("[0-9a-f]+")
+#: the placeholder as a whole plain scalar of a YAML text: a mapping's value or a list item, ending the line
+_PLAIN_NAMESPACE = re.compile(rf"(^|: |- ){RELEASE_NAMESPACE}$", re.MULTILINE)
+#: the DNS labels YAML 1.1 reads as something else than a string (bool, null, int, date): stackc's renderer
+#: single-quotes them (tests compare this with PyYAML's resolver)
+NOT_PLAIN_LABELS = "^(yes|no|true|false|on|off|null|0b[01]+|0[0-7]+|0|[1-9][0-9]*|0x[0-9a-f]+|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 
@@ -98,7 +103,7 @@ class HelmTarget:
                            text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
-        yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
+        yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart).replace("NOT_PLAIN", NOT_PLAIN_LABELS))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
 
     def bundle(self, plan: Plan, options: HelmOptions, addons: Mapping[str, tuple[Artifact, ...]]) -> Iterator[Artifact]:
@@ -287,14 +292,17 @@ def namespaced_texts(objects: list[Mapping[str, Any]]) -> dict[str, str]:
 
 def namespaced_definitions(chart: str, texts: Mapping[str, str]) -> str:
     """One named template per namespaced text, which renders it byte for byte (its digest is Helm's)."""
-    return "".join(f'{{{{ define "{chart}.namespaced.{digest[:_DIGEST_MIN]}" }}}}{_in_release(text)}{{{{ end }}}}\n'
-                   for digest, text in sorted(texts.items()))
+    return "".join(f'{{{{ define "{chart}.namespaced.{digest[:_DIGEST_MIN]}" }}}}{_in_release(chart, text)}'
+                   "{{ end }}\n" for digest, text in sorted(texts.items()))
 
 
-def _in_release(text: str) -> str:
-    """Template text: literal ``{{ }}`` kept literal, the placeholder namespace the release's."""
+def _in_release(chart: str, text: str) -> str:
+    """Template text: literal ``{{ }}`` kept literal, the placeholder namespace the release's. Where it is a
+    whole plain scalar of a YAML file the text holds (the router's config), it is quoted as stackc's
+    renderer would quote that namespace, so the file stays the one compiled for it, digest included."""
     escaped = _GO_DELIMITERS.sub(lambda m: '{{ "%s" }}' % m.group(), text)
-    return escaped.replace(RELEASE_NAMESPACE, _NAMESPACE_EXPRESSION)
+    plain = _PLAIN_NAMESPACE.sub(lambda m: f'{m.group(1)}{{{{ include "{chart}.plainNamespace" . }}}}', escaped)
+    return plain.replace(RELEASE_NAMESPACE, _NAMESPACE_EXPRESSION)
 
 
 def _release_scalars(node: Any, blocks: _Blocks, chart: str, texts: Mapping[str, str]) -> Any:
@@ -310,7 +318,7 @@ def _release_scalars(node: Any, blocks: _Blocks, chart: str, texts: Mapping[str,
         return node
     if RELEASE_NAMESPACE in node:
         quoted = "'%s'" % node.replace("'", "''") if node.isprintable() else json.dumps(node, ensure_ascii=False)
-        return blocks("SCALAR", _in_release(quoted))
+        return blocks("SCALAR", _in_release(chart, quoted))
     if len(node) >= _DIGEST_MIN and _HEX.fullmatch(node):
         digest = next((d for d in sorted(texts) if d.startswith(node)), None)
         if digest is not None:
@@ -328,7 +336,7 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
-            lines.append(_in_release(line))
+            lines.append(_in_release(chart, line))
             continue
         kind, body = blocks[int(match.group(2))]
         indent = len(line) - len(line.lstrip())
@@ -376,6 +384,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.global.labels }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* The release's namespace as a plain YAML scalar in a text: quoted where YAML would read another type. */}}
+{{- define "CHART.plainNamespace" -}}
+{{- if regexMatch "NOT_PLAIN" .Release.Namespace -}}
+'{{ .Release.Namespace }}'
+{{- else -}}
+{{ .Release.Namespace }}
+{{- end -}}
 {{- end }}
 """
 

@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "autoscaling.plainNamespace" . }}
         port: 8000
         service: autoscaling-llama
     health:
@@ -32,7 +32,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "autoscaling.plainNamespace" . }}
         port: 30000
         service: autoscaling-qwen
     health:

@@ -13,7 +13,7 @@ models:
     - llama-3.1-8b
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "disagg.plainNamespace" . }}
         port: 8000
         service: disagg-llama-decode
     health:
@@ -31,7 +31,7 @@ models:
     prefill:
       discovery:
         kubernetes:
-          namespace: {{ .Release.Namespace }}
+          namespace: {{ include "disagg.plainNamespace" . }}
           port: 8000
           service: disagg-llama-prefill
       health:

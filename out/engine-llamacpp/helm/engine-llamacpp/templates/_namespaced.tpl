@@ -13,7 +13,7 @@ models:
     - qwen-0.5b
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "engine-llamacpp.plainNamespace" . }}
         port: 8080
         service: engine-llamacpp-qwen-small
     health:

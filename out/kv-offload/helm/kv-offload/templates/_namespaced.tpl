@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-offload.plainNamespace" . }}
         port: 8000
         service: kv-offload-llama
     health:
@@ -32,7 +32,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-offload.plainNamespace" . }}
         port: 8000
         service: kv-offload-mistral
     health:
@@ -52,7 +52,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-offload.plainNamespace" . }}
         port: 30000
         service: kv-offload-qwen
     health:

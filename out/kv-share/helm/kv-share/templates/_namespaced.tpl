@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-share.plainNamespace" . }}
         port: 8000
         service: kv-share-llama
     health:
@@ -32,7 +32,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-share.plainNamespace" . }}
         port: 8000
         service: kv-share-mistral
     health:
@@ -54,7 +54,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "kv-share.plainNamespace" . }}
         port: 30000
         service: kv-share-qwen
     health:

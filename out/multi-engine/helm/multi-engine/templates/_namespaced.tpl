@@ -15,7 +15,7 @@ models:
     - sentence-transformer
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "multi-engine.plainNamespace" . }}
         port: 30001
         service: multi-engine-sglang-embed
     health:
@@ -35,7 +35,7 @@ models:
     - programming
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "multi-engine.plainNamespace" . }}
         port: 8000
         service: multi-engine-tensorrt-codegen
     health:
@@ -55,7 +55,7 @@ models:
     - text-generation
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "multi-engine.plainNamespace" . }}
         port: 8000
         service: multi-engine-vllm-llama
     health:

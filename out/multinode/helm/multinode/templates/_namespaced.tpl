@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "multinode.plainNamespace" . }}
         port: 30000
         service: multinode-deepseek
     health:
@@ -30,7 +30,7 @@ models:
     - llama-4-scout
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "multinode.plainNamespace" . }}
         port: 8000
         service: multinode-scout
     health:

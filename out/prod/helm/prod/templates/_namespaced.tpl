@@ -15,7 +15,7 @@ models:
     - llama-3.3-70b
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "prod.plainNamespace" . }}
         port: 8000
         service: prod-llama-70b
     health:
@@ -37,7 +37,7 @@ models:
     - llama-3.1-8b
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "prod.plainNamespace" . }}
         port: 8000
         service: prod-llama-8b
     health:

@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "ray.plainNamespace" . }}
         port: 8000
         service: ray-llama-1b-serve-svc
     health:

@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "sglang-pd.plainNamespace" . }}
         port: 30000
         service: sglang-pd-qwen-decode
     health:
@@ -27,7 +27,7 @@ models:
       bootstrap_port: 8998
       discovery:
         kubernetes:
-          namespace: {{ .Release.Namespace }}
+          namespace: {{ include "sglang-pd.plainNamespace" . }}
           port: 30000
           service: sglang-pd-qwen-prefill
       health:

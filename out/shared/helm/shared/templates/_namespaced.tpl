@@ -12,7 +12,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "shared.plainNamespace" . }}
         port: 8000
         service: shared-llama-70b
     health:
@@ -32,7 +32,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "shared.plainNamespace" . }}
         port: 8000
         service: shared-llama-8b
     health:
@@ -52,7 +52,7 @@ models:
     aliases: []
     discovery:
       kubernetes:
-        namespace: {{ .Release.Namespace }}
+        namespace: {{ include "shared.plainNamespace" . }}
         port: 8000
         service: shared-qwen-14b
     health:
