@@ -238,7 +238,8 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
             plan = plans[platform(registered.obj)]
             # the add-ons as they are on the bundling target's platform (a chart's namespace is the release's)
             others = {other: artifacts if plans[platform(registry.targets[other].obj)] is plan
-                      else _emitted(spec, plan, registry, other) for other, artifacts in addons.items() if other != name}
+                      else _emitted(spec, plan, registry, other)
+                      for other, artifacts in addons.items() if other != name}
             _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
                                            lambda: tuple(bundle(plan, options, others))),
                  registered.provider)
@@ -248,7 +249,8 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
 def _emitted(spec: Spec, plan: Plan, registry: Registry, name: str) -> tuple[Artifact, ...]:
     registered = registry.targets[name]
     options = target_options(spec, registry, name)
-    return _plugin_call(registered.provider, f"target '{name}' emit()", lambda: tuple(registered.obj.emit(plan, options)))
+    return _plugin_call(registered.provider, f"target '{name}' emit()",
+                        lambda: tuple(registered.obj.emit(plan, options)))
 
 
 def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], provider: Provider) -> None:

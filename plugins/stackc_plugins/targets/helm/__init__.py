@@ -52,7 +52,8 @@ _HEX = re.compile("[0-9a-f]+")
 _PLAIN_NAMESPACE = re.compile(rf"(^|: |- ){RELEASE_NAMESPACE}$", re.MULTILINE)
 #: the DNS labels YAML 1.1 reads as something else than a string (bool, null, int, date): stackc's renderer
 #: single-quotes them (tests compare this with PyYAML's resolver)
-NOT_PLAIN_LABELS = "^(yes|no|true|false|on|off|null|0b[01]+|0[0-7]+|0|[1-9][0-9]*|0x[0-9a-f]+|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+NOT_PLAIN_LABELS = ("^(yes|no|true|false|on|off|null|0b[01]+|0[0-7]+|0|[1-9][0-9]*|0x[0-9a-f]+"
+                    "|[0-9]{4}-[0-9]{2}-[0-9]{2})$")
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 
@@ -103,7 +104,8 @@ class HelmTarget:
                            text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
-        yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart).replace("NOT_PLAIN", NOT_PLAIN_LABELS))
+        yield Artifact(f"{root}/templates/_helpers.tpl",
+                       text=HELPERS.replace("CHART", chart).replace("NOT_PLAIN", NOT_PLAIN_LABELS))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
 
     def bundle(self, plan: Plan, options: HelmOptions, addons: Mapping[str, tuple[Artifact, ...]]) -> Iterator[Artifact]:
@@ -341,8 +343,8 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
         kind, body = blocks[int(match.group(2))]
         indent = len(line) - len(line.lstrip())
         key = line.strip().split(":", 1)[0]
-        if kind == "SCALAR":
-            lines.append(_SENTINEL.sub(lambda _: body, line))
+        if kind == "SCALAR":  # a key and its value may both be one
+            lines.append(_SENTINEL.sub(lambda m: blocks[int(m.group(2))][1], line))
         elif kind == "BLOCK":
             lines += [f"{{{{- with {body} }}}}", f"{' ' * indent}{key}:",
                       f"  {{{{- toYaml . | nindent {indent + 2} }}}}", "{{- end }}"]
