@@ -302,6 +302,8 @@ def _in_release(chart: str, text: str) -> str:
     """Template text: literal ``{{ }}`` kept literal, the placeholder namespace the release's. Where it is a
     whole plain scalar of a YAML file the text holds (the router's config), it is quoted as stackc's
     renderer would quote that namespace, so the file stays the one compiled for it, digest included."""
+    if RELEASE_NAMESPACE not in text and "{{" not in text and "}}" not in text:
+        return text  # most lines: nothing to escape or template
     escaped = _GO_DELIMITERS.sub(lambda m: '{{ "%s" }}' % m.group(), text)
     plain = _PLAIN_NAMESPACE.sub(lambda m: f'{m.group(1)}{{{{ include "{chart}.plainNamespace" . }}}}', escaped)
     return plain.replace(RELEASE_NAMESPACE, _NAMESPACE_EXPRESSION)
