@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httptools
@@ -95,10 +95,12 @@ class Listener:
     def admit(self, connection: ClientConnection) -> Rejected | None:
         """Room for one more connection, or why not.
 
-        Only a connection with no request head in progress or complete is closed to make room
-        (``sheddable``: closing it loses no work): an address at its own limit makes room among its
-        own connections; when the router is full, the address holding the most makes room. One
-        client hoarding half-open connections therefore never locks the others out.
+        Only a connection with no request under way and no complete head is closed to make room
+        (``sheddable``: closing it loses no work), the oldest first: an address at its own limit
+        makes room among its own connections. When the router is full, a connection that never
+        sent a whole request goes first (a hoarder's, from one address or many), then one of the
+        address holding the most (idle keep-alive connections). One client hoarding half-open
+        connections therefore never locks the others out.
         """
         mine = self.by_address.get(connection.address, {})
         if len(mine) >= self.limits.max_connections_per_address:
@@ -107,8 +109,9 @@ class Listener:
                 return Rejected(429, "too many open connections from this address; reuse or close them",
                                 "client_connection_limit")
         elif len(self.connections) >= self.limits.max_connections:
+            never_served = (c for c in self.connections if not c.served)
             holders = sorted(self.by_address.values(), key=len, reverse=True)
-            if not any(self._shed(group, "connections") for group in holders):
+            if not any(self._shed(group, "connections") for group in (never_served, *holders)):
                 self.metrics.limit(LIMITED, "connections")
                 return Rejected(503, "the router has too many open connections; retry shortly", "too_many_connections")
         self.by_address.setdefault(connection.address, {})[connection] = None
@@ -117,7 +120,7 @@ class Listener:
             self.sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return None
 
-    def _shed(self, group: dict[ClientConnection, None], limit: str) -> bool:
+    def _shed(self, group: Iterable[ClientConnection], limit: str) -> bool:
         victim = next((c for c in group if c.sheddable), None)  # the oldest: nearest its header deadline
         if victim is None:
             return False
@@ -191,6 +194,7 @@ class ClientConnection(asyncio.Protocol):
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.idle = True  # between requests
+        self.served = False  # a request of its own was answered: not a hoarder's
         self.in_head = False  # a request's head has begun and is not complete
         self.head_began_in_read = False  # ... and it began in the read being parsed
         self.raw_head_bytes = 0  # the head's bytes in the reads that neither began nor ended it
@@ -341,6 +345,7 @@ class ClientConnection(asyncio.Protocol):
         finally:
             self.task = None
             self.relay = None
+            self.served = True
         if not request.keep_alive:
             self.close()
         elif self.closed:

@@ -117,6 +117,23 @@ def test_when_the_router_is_full_the_address_holding_most_is_shed_and_others_nev
         assert settled(router) == QUIET
 
 
+def test_half_open_connections_from_many_addresses_go_before_a_served_keep_alive_connection(scripted) -> None:
+    replica = scripted(answer_ok)
+    with running_router(config(replica.url, max_connections=8)) as (router, base):
+        keep_alive = connect(base, OTHER)
+        keep_alive.sendall(request(close=False))
+        wait_until(lambda: replica.requests and all(c.idle for c in router.listener.by_address.get(OTHER, ())))
+        hoard = [connect(base, f"127.0.2.{n}") for n in range(1, 31)]  # one each: no address holds the most
+        for connection in hoard:
+            connection.sendall(HEAD_ONLY)
+        wait_until(lambda: router.metrics.limits[(SHED, "connections")] == 23)
+        keep_alive.sendall(request())
+        assert answers(keep_alive) == [(200, b"{}"), (200, b"{}")]
+        for connection in hoard:
+            connection.close()
+        assert settled(router) == QUIET
+
+
 def test_requests_in_flight_are_limited_per_address(gated) -> None:
     with running_router(config(gated.url, max_in_flight_per_address=2)) as (router, base):
         running = [in_background(base, request(), HOARDER) for _ in range(2)]
