@@ -80,12 +80,24 @@ def model_key(name: str) -> str:
     return key[:50].rstrip("-")
 
 
-def stack_name(paths: Sequence[str], fallback: str) -> str:
+#: stack name + '-' + model key: KubeRay's RayService names are the tightest limit stackc checks
+#: (47 characters), so a derived name that fits it fits every target
+NAME_ROOM = 46
+
+
+def stack_name(paths: Sequence[str], fallback: str, model_keys: Sequence[str]) -> str:
+    """A legal stack name from the last values file's name (``values-`` and a number dropped), cut at a '-' so that
+    it fits beside the longest model key; the chart's own name when the file tells nothing."""
     from pathlib import Path as FsPath
 
     stem = FsPath(paths[-1]).stem if paths else ""
-    key = model_key(stem) if stem and stem != "values" else fallback
-    return key[:40].rstrip("-") or fallback
+    stem = re.sub(r"^(values[-_.]?)?([0-9]+[-_.]?)?", "", stem)
+    key = model_key(stem) if stem and stem[0].isalpha() else fallback
+    room = max(NAME_ROOM - 1 - max((len(k) for k in model_keys), default=0), 1)
+    if len(key) > room:
+        cut = key[:room + 1].rfind("-")
+        key = key[:cut] if cut > 0 else key[:room]
+    return key.rstrip("-") or fallback[:room].rstrip("-") or "s"
 
 
 def quantity(value: Any) -> str | None:

@@ -360,3 +360,13 @@ def test_import_never_tracebacks_on_a_damaged_real_values_file(tmp_path, sample,
     target = tmp_path / "values.yaml"
     target.write_text(yaml.safe_dump_all(values))
     imports_or_locates(chart, target)
+
+
+def test_a_derived_stack_name_fits_beside_the_model_keys_and_a_given_one_is_hinted(tmp_path, capsys):
+    values = tmp_path / "values-15-a-minimal-pipeline-parallel-example-raycluster.yaml"
+    values.write_text("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: distilgpt2-raycluster\n"
+                      "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: distilbert/distilgpt2\n")
+    stack = tomllib.loads(import_values("production-stack", [str(values)]).text)["stack"]
+    assert stack["name"] == "a-minimal-pipeline"  # cut at a word to fit KubeRay's 47 with the model key
+    assert main(["import", "--from", "production-stack", str(values), "--name", "x" * 40]) == 2
+    assert "pass a shorter stack name with --name" in capsys.readouterr().err
