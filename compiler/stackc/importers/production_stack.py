@@ -252,28 +252,25 @@ def _cache_server(values: Values, draft: Draft) -> None:
         values.feature(path, "the LMCache cache server")  # off: consumed quietly
         return
     for key in ("repository", "tag"):
-        values.drop((*path, key), f"cacheserverSpec.{key}, which the chart ignores",
-                    "the chart reads cacheserverSpec.image.repository and image.tag")
-    repository = values.text((*path, "image", "repository"))
-    tag = values.text((*path, "image", "tag"))
-    if repository is None or tag is None:
-        values.error((*path, "image"), "missing: the cache server's image (image.repository and image.tag)")
-        values.raw(path)
-        return
+        values.drop((*path, key), f"cacheserverSpec.{key}, which the chart ignores (it runs image.{key}, by "
+                    "default lmcache/vllm-openai:latest)", f"move it to cacheserverSpec.image.{key}")
+    # the chart's defaults, as `helm install` fills them in
+    repository = values.text((*path, "image", "repository"), "lmcache/vllm-openai")
+    tag = values.text((*path, "image", "tag"), "latest")
     accelerators, resources = split_resources(values, (*path, "resources"))
     if accelerators:
         values.drop((*path, "resources"), "accelerators for the cache server, which keeps blocks in memory")
     draft.kv_cache_server = {"image": f"{repository}:{tag}", "port": values.integer((*path, "containerPort")),
                              "serde": values.text((*path, "serde")), "resources": resources,
-                             "image_pull_policy": values.text((*path, "image", "pullPolicy"))}
+                             "image_pull_policy": values.text((*path, "imagePullPolicy"), "IfNotPresent")}
     values.drop_unless((*path, "replicaCount"), 1, "more than one cache server replica",
                        "stackc runs one: each replica would be a separate store behind the same Service")
     values.drop_unless((*path, "serviceType"), "ClusterIP", "the cache server's Service type")
     values.drop((*path, "servicePort"), "the cache server's Service port", "stackc's Service listens on its "
                 "containerPort, which the engines are told")
     for key in values.keys(path):
-        if key not in ("enabled", "image", "containerPort", "serde", "resources", "repository", "tag",
-                       "replicaCount", "serviceType", "servicePort"):
+        if key not in ("enabled", "image", "imagePullPolicy", "containerPort", "serde", "resources", "repository",
+                       "tag", "replicaCount", "serviceType", "servicePort"):
             values.drop((*path, key), f"cacheserverSpec.{key}")
     for model in draft.models.values():
         if (model.get("kv_offload") or {}).get("backend") == "lmcache":
