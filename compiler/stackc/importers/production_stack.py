@@ -169,8 +169,28 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     model["init_containers"] = _init_container(values, (*path, "initContainer"))
     model["disruption_budget"] = _pdb(values, (*path, "pdb"))
     values.feature((*path, "keda"), "KEDA autoscaling", "stackc keeps a fixed replica count here")
-    values.feature((*path, "raySpec"), "a multi-node RayCluster", "stackc serves one model per pod")
+    _ray_cluster(values, (*path, "raySpec"), model)
     return model
+
+
+def _ray_cluster(values: Values, path: Path, model: dict[str, Any]) -> None:
+    """``raySpec``: the chart's RayCluster is one replica over a head pod and ``replicaCount`` worker
+    pods; stackc spreads a replica over ``serving.nodes`` pods (a LeaderWorkerSet, vLLM without Ray)."""
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return
+    head = (*path, "headNode")
+    model["serving"]["nodes"] = model["replicas"] + 1
+    model["replicas"] = 1
+    head_accelerators, head_resources = _resources(values, head)
+    if head_accelerators != model["accelerators"] or head_resources != model["resources"]:
+        values.drop(head, "resources for the Ray head pod that differ from the worker pods'",
+                    "stackc gives every pod of a multi-node replica the model's resources")
+    values.drop((*head, "initContainer"), "an init container for the Ray head pod only",
+                "init_containers run in every pod of the replica")
+    for key in values.keys(path):
+        if key not in ("enabled", "headNode"):
+            values.drop((*path, key), f"raySpec.{key}")
 
 
 def _vllm_config(values: Values, path: Path, serving: dict[str, Any], args: list[str], env: dict[str, str]) -> None:

@@ -370,3 +370,18 @@ def test_a_derived_stack_name_fits_beside_the_model_keys_and_a_given_one_is_hint
     assert stack["name"] == "a-minimal-pipeline"  # cut at a word to fit KubeRay's 47 with the model key
     assert main(["import", "--from", "production-stack", str(values), "--name", "x" * 40]) == 2
     assert "pass a shorter stack name with --name" in capsys.readouterr().err
+
+
+def test_a_ray_cluster_is_one_replica_over_the_head_and_worker_pods(tmp_path):
+    values = tmp_path / "ray.yaml"
+    values.write_text("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: gpt\n"
+                      "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: distilbert/distilgpt2\n"
+                      "    replicaCount: 2\n    requestGPU: 1\n    vllmConfig: {pipelineParallelSize: 3}\n"
+                      "    raySpec:\n      enabled: true\n      headNode: {requestGPU: 1, requestCPU: 4}\n")
+    result = import_values("production-stack", [str(values)])
+    model = tomllib.loads(result.text)["models"]["gpt"]
+    assert (model["replicas"], model["serving"]["nodes"], model["accelerators"]["count"]) == (1, 3, 1)
+    [head] = [d for d in result.report if d.dotted_path == "servingEngineSpec.modelSpec[0].raySpec.headNode"]
+    assert "head pod" in head.message and head.location.line == 13  # its CPU differs from the workers'
+    [group] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "LeaderWorkerSet"]
+    assert group["spec"]["replicas"] == 1 and group["spec"]["leaderWorkerTemplate"]["size"] == 3
