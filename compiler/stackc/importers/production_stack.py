@@ -42,18 +42,57 @@ def convert(values: Values, name: str) -> Draft:
         values.drop((*ENGINE, "modelSpec"), "enableEngine is false: a router-only install has no models to import")
         return draft
     keys = {}
+    entries = []
     for index, _ in enumerate(values.sequence((*ENGINE, "modelSpec"))):
         path = (*ENGINE, "modelSpec", index)
         model = _model(values, path, shared)
-        if model is None:
-            continue
-        model.update(routing)
-        chart_name = values.text((*path, "name")) or f"model-{index}"
-        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{index}]",
+        if model is not None:
+            model.update(routing)
+            entries.append((values.text((*path, "name")) or f"model-{index}", path, model))
+    for chart_name, path, model in _disaggregated(values, entries):
+        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{path[-1]}]",
                                            values.location(path))
     _lora_adapters(values, draft, keys)
     _top_level(values, draft)
     return draft
+
+
+#: what a role of a disaggregated model sets for itself (docs/disaggregation.md); the rest is the model's
+ROLE_FIELDS = ("replicas", "accelerators", "resources", "engine_args", "env", "annotations", "scheduling")
+PD_ROLES = {"kv_producer": "prefill", "kv_consumer": "decode"}
+
+
+def _disaggregated(values: Values, entries: list[tuple[str, Path, dict[str, Any]]]) -> list[tuple[str, Path, dict]]:
+    """A prefill entry and a decode entry of one model (LMCache with ``enablePD``) become one model with
+    ``disaggregation``: stackc wires the connector, the router joins the roles."""
+    roles = {name: model.pop("pd_role") for name, _, model in entries if "pd_role" in model}
+    merged = []
+    paired: set[str] = set()
+    for name, path, model in entries:
+        if roles.get(name) != "decode":
+            continue
+        partner = next((e for e in entries if roles.get(e[0]) == "prefill" and e[0] not in paired
+                        and e[2]["model"] == model["model"]), None)
+        if partner is None:
+            continue
+        prefill_name, prefill_path, prefill = partner
+        paired |= {name, prefill_name}
+        decode_role = {field: model.pop(field) for field in ROLE_FIELDS if field in model}
+        prefill_role = {field: prefill.get(field) for field in ROLE_FIELDS if field in prefill}
+        for field in sorted((set(model) | set(prefill)) - set(ROLE_FIELDS)):
+            if prefill.get(field) != model.get(field):
+                values.drop(prefill_path, f"the prefill entry's {field}, which differs from the decode entry's",
+                            f"a disaggregated model's roles share everything but {', '.join(ROLE_FIELDS)}")
+        model["disaggregation"] = {"connector": "lmcache", "prefill": prefill_role, "decode": decode_role}
+        common = name.removesuffix("-decode") if name.endswith("-decode") else name
+        merged.append((common if prefill_name == f"{common}-prefill" else name, path, model))
+    for name, path, model in entries:
+        if name in roles and name not in paired:
+            values.drop((*path, "lmcacheConfig", "enablePD"), f"a {roles[name]} entry without its partner",
+                        "list the prefill (kv_producer) and decode (kv_consumer) entries of one modelURL")
+        if name not in paired:
+            merged.append((name, path, model))
+    return sorted(merged, key=lambda entry: entry[1][-1])
 
 
 def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
@@ -123,7 +162,11 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     env = dict(shared["env"])
     secret_env: dict[str, Any] = {}
     _vllm_config(values, (*path, "vllmConfig"), serving, args, env)
-    model["kv_offload"] = _lmcache(values, path, args, env)
+    offload = _lmcache(values, path, args, env)
+    if offload and "pd_role" in offload:
+        model["pd_role"] = offload["pd_role"]
+    else:
+        model["kv_offload"] = offload
     if values.get((*path, "enableLoRA"), bool, False):
         args.append("--enable-lora")
     if values.get((*path, "enableTool"), bool, False):
@@ -235,6 +278,8 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
         return None
     role = values.text((*path, "kvRole"), "kv_both")
     v0 = values.text((*model, "vllmConfig", "v0")) == "1"
+    if values.get((*path, "enablePD"), bool, False) and role in PD_ROLES and not v0:
+        return _pd_role(values, path, role, env)
     cpu = values.text((*path, "cpuOffloadingBufferSize"))
     if not v0 and role == "kv_both" and cpu and cpu.isdigit() and int(cpu) > 0 \
             and set(values.keys(path)) <= {"enabled", "cpuOffloadingBufferSize", "kvRole", "logLevel"}:
@@ -262,6 +307,29 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
                 "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
         values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
     return None
+
+
+def _pd_role(values: Values, path: Path, role: str, env: dict[str, str]) -> dict[str, Any]:
+    """One side of a P/D pair: stackc's ``lmcache`` connector writes the chart's NIXL wiring itself."""
+    values.drop_unless((*path, "enableNixl"), True, "LMCache's P/D without NIXL", "stackc's lmcache connector uses NIXL")
+    values.consumed.update({(*path, "nixlRole"), (*path, "nixlPeerHost")})  # the roles' sender/receiver wiring
+    values.drop_unless((*path, "nixlPeerPort"), "55555", "a NIXL port other than LMCache's 55555")
+    values.drop_unless((*path, "nixlBufferSize"), str(2**30), "a NIXL buffer other than 1 GiB")
+    values.drop_unless((*path, "nixlBufferDevice"), "cuda", "a NIXL buffer off the GPU")
+    values.consumed.add((*path, "nixlEnableGc"))
+    cpu = values.text((*path, "cpuOffloadingBufferSize"))
+    if cpu and _positive(cpu):
+        values.drop((*path, "cpuOffloadingBufferSize"), "CPU offloading beside P/D transfer")
+    if devices := values.text((*path, "cudaVisibleDevices")):
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    if level := values.text((*path, "logLevel")):
+        env["LMCACHE_LOG_LEVEL"] = level
+    for key in values.keys(path):
+        if key not in ("enabled", "kvRole", "enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort",
+                       "nixlBufferSize", "nixlBufferDevice", "nixlEnableGc", "cpuOffloadingBufferSize",
+                       "cudaVisibleDevices", "logLevel"):
+            values.drop((*path, key), f"lmcacheConfig.{key} on a P/D role")
+    return {"pd_role": PD_ROLES[role]}
 
 
 def _cache_server(values: Values, draft: Draft) -> None:
@@ -436,6 +504,10 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     routing: dict[str, Any] = {}
     if logic in ROUTING:
         routing["strategy"] = ROUTING[logic]
+    elif logic == "disaggregated_prefill":
+        # stackc's router sends each request to a disaggregated model's prefill role, then its decode role
+        values.consumed.add((*ROUTER, "enablePD"))
+        _pd_labels(values)
     else:
         values.drop((*ROUTER, "routingLogic"), f"routing logic {logic!r}",
                     "stackc routes by prefix, least_loaded, session or round_robin")
@@ -458,7 +530,8 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
                 "nodeSelectorTerms", "nodeSelector", "tolerations", "priorityClassName", "securityContext",
                 "containerSecurityContext", "imagePullSecrets", "hf_token", "lmcacheControllerPort",
                 "serviceAccountName", "livenessProbe", "readinessProbe", "startupProbe", "serviceMonitor"):
-        values.drop((*ROUTER, key), f"the production-stack router's {key}")
+        if (*ROUTER, key) not in values.taken:
+            values.drop((*ROUTER, key), f"the production-stack router's {key}")
     values.drop_unless((*ROUTER, "lmcacheConfig", "logLevel"), "INFO", "the router's LMCache log level")
     values.drop((*ROUTER, "vllmApiKey", "secretName"), "the key the router forwards to engines",
                 "the engines' key is security.api_key; the router's own keys are [targets.router] api_keys")
@@ -469,6 +542,17 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     values.feature((*ROUTER, "pdb"), "a custom PodDisruptionBudget for the router",
                    "stackc gives the router its own budget")
     return {"routing": routing}
+
+
+def _pd_labels(values: Values) -> None:
+    """The chart's router finds the P/D pair by label flags; stackc's router knows the roles from the spec."""
+    path = (*ROUTER, "extraArgs")
+    args = values.find(path)
+    if not isinstance(args, list) or len(args) % 2:
+        return
+    flags = args[0::2]
+    if set(flags) <= {"--prefill-model-labels", "--decode-model-labels"}:
+        values.raw(path)
 
 
 def _ingress(values: Values, options: dict[str, Any]) -> None:

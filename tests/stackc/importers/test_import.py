@@ -385,3 +385,41 @@ def test_a_ray_cluster_is_one_replica_over_the_head_and_worker_pods(tmp_path):
     assert "head pod" in head.message and head.location.line == 13  # its CPU differs from the workers'
     [group] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "LeaderWorkerSet"]
     assert group["spec"]["replicas"] == 1 and group["spec"]["leaderWorkerTemplate"]["size"] == 3
+
+
+PD_PAIR = """servingEngineSpec:
+  runtimeClassName: ""
+  modelSpec:
+  - name: llama-prefill
+    repository: lmcache/vllm-openai
+    tag: v0.3.5
+    modelURL: meta-llama/Llama-3.1-8B-Instruct
+    requestGPU: 1
+    requestCPU: 12
+    lmcacheConfig: {enabled: true, kvRole: kv_producer, enableNixl: true, nixlRole: sender, enablePD: true,
+                    nixlPeerHost: pd-llama-decode-engine-service, nixlPeerPort: "55555"}
+  - name: llama-decode
+    repository: lmcache/vllm-openai
+    tag: v0.3.5
+    modelURL: meta-llama/Llama-3.1-8B-Instruct
+    requestGPU: 1
+    requestCPU: 8
+    lmcacheConfig: {enabled: true, kvRole: kv_consumer, enableNixl: true, nixlRole: receiver, enablePD: true,
+                    nixlPeerHost: 0.0.0.0, nixlPeerPort: "55555"}
+routerSpec:
+  routingLogic: disaggregated_prefill
+  enablePD: true
+  extraArgs: [--prefill-model-labels, llama-prefill, --decode-model-labels, llama-decode]
+"""
+
+
+def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
+    (tmp_path / "pd.yaml").write_text(PD_PAIR)
+    result = import_values("production-stack", [str(tmp_path / "pd.yaml")])
+    assert not result.report
+    [(key, model)] = tomllib.loads(result.text)["models"].items()
+    assert key == "llama" and model["disaggregation"]["connector"] == "lmcache"
+    roles = model["disaggregation"]
+    assert roles["prefill"]["resources"]["requests"]["cpu"] == "12" and roles["decode"]["resources"]["requests"]["cpu"] == "8"
+    names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
+    assert {"pd-llama-prefill", "pd-llama-decode"} <= names
