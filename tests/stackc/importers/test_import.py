@@ -387,30 +387,21 @@ def test_a_ray_cluster_is_one_replica_over_the_head_and_worker_pods(tmp_path):
     assert group["spec"]["replicas"] == 1 and group["spec"]["leaderWorkerTemplate"]["size"] == 3
 
 
-PD_PAIR = """servingEngineSpec:
-  runtimeClassName: ""
-  modelSpec:
-  - name: llama-prefill
+PD_ENTRY = """  - name: llama-{role}
     repository: lmcache/vllm-openai
     tag: v0.3.5
     modelURL: meta-llama/Llama-3.1-8B-Instruct
     requestGPU: 1
-    requestCPU: 12
-    lmcacheConfig: {enabled: true, kvRole: kv_producer, enableNixl: true, nixlRole: sender, enablePD: true,
-                    nixlPeerHost: pd-llama-decode-engine-service, nixlPeerPort: "55555"}
-  - name: llama-decode
-    repository: lmcache/vllm-openai
-    tag: v0.3.5
-    modelURL: meta-llama/Llama-3.1-8B-Instruct
-    requestGPU: 1
-    requestCPU: 8
-    lmcacheConfig: {enabled: true, kvRole: kv_consumer, enableNixl: true, nixlRole: receiver, enablePD: true,
-                    nixlPeerHost: 0.0.0.0, nixlPeerPort: "55555"}
-routerSpec:
-  routingLogic: disaggregated_prefill
-  enablePD: true
-  extraArgs: [--prefill-model-labels, llama-prefill, --decode-model-labels, llama-decode]
+    requestCPU: {cpu}
+    lmcacheConfig: {{enabled: true, kvRole: {kv_role}, enableNixl: true, nixlRole: {nixl}, enablePD: true,
+                    nixlPeerHost: {peer}, nixlPeerPort: "55555"}}
 """
+PD_PAIR = ("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n"
+           + PD_ENTRY.format(role="prefill", cpu=12, kv_role="kv_producer", nixl="sender",
+                             peer="pd-llama-decode-engine-service")
+           + PD_ENTRY.format(role="decode", cpu=8, kv_role="kv_consumer", nixl="receiver", peer="0.0.0.0")
+           + "routerSpec:\n  routingLogic: disaggregated_prefill\n  enablePD: true\n"
+           "  extraArgs: [--prefill-model-labels, llama-prefill, --decode-model-labels, llama-decode]\n")
 
 
 def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
