@@ -29,7 +29,7 @@ SERVING_FIELDS = commandline.SERVING
 
 
 def convert(values: Values, name: str) -> Draft:
-    draft = Draft(name, targets=["manifests", "router"])
+    draft = Draft(name, targets=["manifests", "helm", "router"])
     for group in values.keys(("modelGroups",)):
         path = ("modelGroups", group)
         if not isinstance(values.find(path), dict):

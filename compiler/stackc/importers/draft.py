@@ -23,7 +23,8 @@ class Draft:
 
     name: str
     namespace: str = "default"
-    targets: list[str] = attrs.field(factory=lambda: ["manifests"])
+    #: the user came from a Helm chart: they get one back beside the plain manifests
+    targets: list[str] = attrs.field(factory=lambda: ["manifests", "helm"])
     models: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     target_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     comments: dict[tuple[str, ...], str] = attrs.field(factory=dict)

@@ -22,7 +22,7 @@ from stackc.importers.draft import (
     tolerations,
     volume_mounts,
 )
-from stackc.importers.values import Path, Values
+from stackc.importers.values import MISSING, Path, Values
 
 DEFAULT_NAME = "vllm-stack"
 NO_MODELS = "servingEngineSpec.modelSpec lists none"
@@ -211,9 +211,78 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     model["extra_volume_mounts"] = values.raw((*path, "extraVolumeMounts"), list)
     model["init_containers"] = _init_container(values, (*path, "initContainer"))
     model["disruption_budget"] = _pdb(values, (*path, "pdb"))
-    values.feature((*path, "keda"), "KEDA autoscaling", "stackc keeps a fixed replica count here")
     _ray_cluster(values, (*path, "raySpec"), model)
+    model["autoscaling"] = _keda(values, (*path, "keda"), model)
     return model
+
+
+#: vLLM's series in a KEDA trigger's query -> the spec's signal
+SIGNALS = {"vllm:num_requests_waiting": "waiting", "vllm:num_requests_running": "running",
+           "vllm:gpu_cache_usage_perc": "kv_cache_usage", "vllm:kv_cache_usage_perc": "kv_cache_usage"}
+KEDA_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+
+
+def _keda(values: Values, path: Path, model: dict[str, Any]) -> dict[str, Any] | None:
+    """``keda``: the chart's ScaledObject as the spec's ``autoscaling`` (which stackc emits as a KEDA
+    ScaledObject); KEDA's own defaults (min 0, max 100) where the values leave them out."""
+    if not values.get((*path, "enabled"), bool, False) or values.has((*path[:-1], "raySpec", "enabled")) and \
+            values.get((*path[:-1], "raySpec", "enabled"), bool, False):
+        values.raw(path)  # the chart renders no ScaledObject for a RayCluster
+        return None
+    scaling: dict[str, Any] = {"min_replicas": values.integer((*path, "minReplicaCount"), 0),
+                               "max_replicas": values.integer((*path, "maxReplicaCount"), 100),
+                               "scale_down_seconds": values.integer((*path, "cooldownPeriod"))}
+    triggers = (*path, "triggers")
+    found = values.find(triggers)
+    trigger = triggers if isinstance(found, dict) else (*triggers, 0)  # values.yaml's sample is a mapping
+    if isinstance(found, list) and len(found) > 1:
+        values.drop((*triggers, 1), "a second KEDA trigger", "stackc scales a model on one signal")
+    if found in (MISSING, None):  # the chart's default trigger: queued requests, 5 per replica
+        scaling.update(signal="waiting", target=5)
+    elif values.text((*trigger, "type")) != "prometheus":
+        values.drop(trigger, f"a {values.text((*trigger, 'type'))} KEDA trigger",
+                    "stackc scales on the engines' Prometheus series (autoscaling.signal)")
+        scaling.update(signal="waiting", target=5)
+    else:
+        meta = (*trigger, "metadata")
+        query = values.text((*meta, "query")) or ""
+        signal = next((signal for series, signal in SIGNALS.items() if query.startswith(series)), None)
+        scaling["signal"] = signal or "custom"
+        if signal is None:
+            scaling["query"] = query
+        elif "{" in query:
+            values.consumed.add((*meta, "query"))  # stackc selects the model's series by its own labels
+        threshold = values.number((*meta, "threshold"))
+        scaling["target"] = int(threshold) if threshold is not None and threshold.is_integer() else threshold
+        scaling["activation"] = values.number((*meta, "activationThreshold"))
+        server = values.text((*meta, "serverAddress"))
+        scaling["prometheus"] = server if server and server != KEDA_PROMETHEUS else None
+        values.consumed.add((*meta, "metricName"))  # a label of the trigger, not what it reads
+        for key in values.keys(meta):
+            if key not in ("query", "threshold", "activationThreshold", "serverAddress", "metricName"):
+                values.drop((*meta, key), f"the KEDA trigger's {key}")
+        for key in values.keys(trigger):
+            if key not in ("type", "metadata"):
+                values.drop((*trigger, key), f"the KEDA trigger's {key}")
+    if scaling["min_replicas"] == 0 and scaling["signal"] not in ("custom", "router_pending"):
+        # the engines' series vanish with the last replica, so the chart's model never wakes; stackc's
+        # router holds its requests and counts them (plus those in flight), which KEDA wakes it on
+        router = values.get((*ROUTER, "enableRouter"), bool, True)
+        values.drop((*path, "minReplicaCount") if values.has((*path, "minReplicaCount")) else path,
+                    f"scaling to zero on {scaling['signal']} requests, a series that disappears with the last "
+                    "replica" + ("; scaled on the requests the router holds instead" if router else ""),
+                    "signal = \"router_pending\" wakes the model" if router else
+                    "stackc wakes a model at zero through its router: enable it, or keep min_replicas = 1")
+        if router:
+            scaling["signal"] = "router_pending"
+        else:
+            scaling["min_replicas"] = 1
+    values.drop_unless((*path, "pollingInterval"), 30, "KEDA's polling interval")
+    values.drop((*path, "idleReplicaCount"), "KEDA's idle replica count",
+                "min_replicas = 0 with signal = \"router_pending\" scales to zero and wakes")
+    for key in ("initialCooldownPeriod", "fallback", "advanced"):
+        values.drop((*path, key), f"KEDA's {key}")
+    return scaling
 
 
 def _ray_cluster(values: Values, path: Path, model: dict[str, Any]) -> None:

@@ -101,11 +101,13 @@ def test_production_stack_models_router_and_lora():
     router_config = next(o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap"
                          and o["metadata"]["name"].endswith("router"))
     assert "sql-lora" in str(router_config["data"])
-    assert spec["stack"]["targets"] == ["manifests", "router"]
+    assert spec["stack"]["targets"] == ["manifests", "helm", "router"]  # a chart's user gets a chart back
     assert spec["targets"]["router"]["ingress"] == {"host": "llm.example.com", "class_name": "nginx",
                                                      "tls_secret": "llm-tls"}
     assert spec["models"]["llama3"]["routing"] == {"strategy": "session", "session_header": "x-user-id"}
-    assert [d.dotted_path for d in report] == ["servingEngineSpec.modelSpec[1].keda"]
+    assert report == []
+    assert spec["models"]["mistral"]["autoscaling"] == {"min_replicas": 1, "max_replicas": 4, "signal": "waiting",
+                                                        "target": 5}  # the chart's default trigger
 
 
 def test_doubleword_groups_parse_engine_and_flags_from_the_command():
@@ -414,3 +416,46 @@ def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
     assert roles["prefill"]["resources"]["requests"]["cpu"] == "12" and roles["decode"]["resources"]["requests"]["cpu"] == "8"
     names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
     assert {"pd-llama-prefill", "pd-llama-decode"} <= names
+
+
+KEDA = """servingEngineSpec:
+  runtimeClassName: ""
+  modelSpec:
+  - name: llama
+    repository: vllm/vllm-openai
+    tag: v0.10.1
+    modelURL: meta-llama/Llama-3.1-8B-Instruct
+    requestGPU: 1
+    keda:
+      enabled: true
+      minReplicaCount: {low}
+      maxReplicaCount: 4
+      cooldownPeriod: 600
+      triggers:
+      - type: prometheus
+        metadata:
+          serverAddress: http://prometheus-operated.monitoring.svc:9090
+          metricName: vllm:num_requests_running
+          query: vllm:num_requests_running{{model="llama"}}
+          threshold: "8"
+"""
+
+
+def test_keda_is_the_models_autoscaling(tmp_path):
+    (tmp_path / "keda.yaml").write_text(KEDA.format(low=1))
+    result = import_values("production-stack", [str(tmp_path / "keda.yaml")])
+    assert not result.report
+    assert tomllib.loads(result.text)["models"]["llama"]["autoscaling"] == {
+        "min_replicas": 1, "max_replicas": 4, "scale_down_seconds": 600, "signal": "running", "target": 8}
+    [scaled] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "ScaledObject"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 4)
+
+
+def test_keda_to_zero_wakes_on_the_requests_the_router_holds(tmp_path):
+    (tmp_path / "keda.yaml").write_text(KEDA.format(low=0))
+    result = import_values("production-stack", [str(tmp_path / "keda.yaml")])
+    scaling = tomllib.loads(result.text)["models"]["llama"]["autoscaling"]
+    assert (scaling["min_replicas"], scaling["signal"]) == (0, "router_pending")
+    [changed] = result.report
+    assert changed.dotted_path == "servingEngineSpec.modelSpec[0].keda.minReplicaCount" and changed.location.line == 11
+    compile_text(result.text)
