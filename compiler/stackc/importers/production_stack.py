@@ -45,7 +45,7 @@ def convert(values: Values, name: str) -> Draft:
     entries = []
     for index, _ in enumerate(values.sequence((*ENGINE, "modelSpec"))):
         path = (*ENGINE, "modelSpec", index)
-        model = _model(values, path, shared)
+        model = _model(values, path, shared, draft.name)
         if model is not None:
             model.update(routing)
             entries.append((values.text((*path, "name")) or f"model-{index}", path, model))
@@ -54,6 +54,9 @@ def convert(values: Values, name: str) -> Draft:
                                            values.location(path))
     _lora_adapters(values, draft, keys)
     _top_level(values, draft)
+    if "router" in draft.targets and (api_key := shared["security"].get("api_key")):
+        # the chart's engines refuse requests without the key; stackc's router asks for it in front of them
+        draft.target_options["router"]["api_keys"] = api_key
     return draft
 
 
@@ -103,8 +106,7 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
     security: dict[str, Any] = {}
     api_key = values.find((*ENGINE, "vllmApiKey"))
     if isinstance(api_key, str):
-        values.drop((*ENGINE, "vllmApiKey"), "an API key written into the values", "create a Secret and give "
-                    "vllmApiKey: {secretName, secretKey}; stackc never inlines secrets")
+        security["api_key"] = _inline_secret(values, (*ENGINE, "vllmApiKey"), draft.name, "vllmApiKey", "API key")
     elif secret := _secret(values, (*ENGINE, "vllmApiKey")):
         security["api_key"] = secret
     security["pod_security_context"] = values.raw((*ENGINE, "securityContext"), dict) or None
@@ -141,7 +143,7 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
     return shared
 
 
-def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any] | None:
+def _model(values: Values, path: Path, shared: dict[str, Any], stack: str) -> dict[str, Any] | None:
     name = values.require((*path, "name"), str, "the model's name")
     repository = values.require((*path, "repository"), str, "the engine image's repository")
     tag = values.text((*path, "tag"))
@@ -186,8 +188,8 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     security = dict(shared["security"])
     hf_token = values.find((*path, "hf_token"))
     if isinstance(hf_token, str):
-        values.drop((*path, "hf_token"), "a Hugging Face token written into the values",
-                    "create a Secret and give hf_token: {secretName, secretKey}; stackc never inlines secrets")
+        security["hf_token"] = _inline_secret(values, (*path, "hf_token"), stack, f"hf_token_{name}",
+                                              "Hugging Face token")
     elif secret := _secret(values, (*path, "hf_token")):
         security["hf_token"] = secret
     if pull_secret := values.text((*path, "imagePullSecret")):
@@ -741,6 +743,17 @@ def _top_level(values: Values, draft: Draft) -> None:
             values.drop(("extraObjects", index), "a templated extra object", "write it out as a mapping")
     values.drop_unless(("nameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
     values.drop_unless(("fullnameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
+
+
+def _inline_secret(values: Values, path: Path, stack: str, key: str, what: str) -> dict[str, str]:
+    """A secret written into the values: the chart stores it in the Secret RELEASE-secrets under ``key``;
+    the spec reads the same key from STACK-secrets, which the user creates (stackc never inlines one),
+    so the endpoint stays closed."""
+    name = f"{stack}-secrets"
+    values.drop(path, f"the {what} written into the values; the spec reads it from the Secret {name} "
+                f"(key {key}), which you create", f"kubectl create secret generic {name} "
+                f"--from-literal={key}=… (the chart kept it in RELEASE-secrets under the same key)")
+    return {"name": name, "key": key}
 
 
 def _secret(values: Values, path: Path) -> dict[str, str] | None:

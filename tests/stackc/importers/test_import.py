@@ -459,3 +459,23 @@ def test_keda_to_zero_wakes_on_the_requests_the_router_holds(tmp_path):
     [changed] = result.report
     assert changed.dotted_path == "servingEngineSpec.modelSpec[0].keda.minReplicaCount" and changed.location.line == 11
     compile_text(result.text)
+
+
+def test_a_key_written_into_the_values_is_a_secret_the_router_and_engines_require(tmp_path):
+    (tmp_path / "secure.yaml").write_text(
+        "servingEngineSpec:\n  runtimeClassName: ''\n  vllmApiKey: abc123XYZ987\n  modelSpec:\n  - name: opt\n"
+        "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    hf_token: hf_x\n")
+    result = import_values("production-stack", [str(tmp_path / "secure.yaml")], name="secure")
+    assert "abc123XYZ987" not in result.text and "hf_x" not in result.text
+    spec = tomllib.loads(result.text)
+    key = {"name": "secure-secrets", "key": "vllmApiKey"}  # the chart's RELEASE-secrets layout
+    assert spec["models"]["opt"]["security"] == {"api_key": key, "hf_token": {"name": "secure-secrets",
+                                                                              "key": "hf_token_opt"}}
+    assert spec["targets"]["router"]["api_keys"] == key
+    told = {d.dotted_path: d.message for d in result.report}
+    assert "Secret secure-secrets (key vllmApiKey), which you create" in told["servingEngineSpec.vllmApiKey"]
+    assert "key hf_token_opt" in told["servingEngineSpec.modelSpec[0].hf_token"]
+    found = objects(compile_text(result.text).files)
+    router = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "secure-router")
+    assert {"secretName": "secure-secrets"}.items() <= next(
+        v["secret"] for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys").items()
