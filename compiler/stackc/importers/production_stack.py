@@ -218,6 +218,9 @@ def _model(values: Values, path: Path, shared: dict[str, Any], stack: str) -> di
     return model
 
 
+LMCACHE_CONTROLLER = "KV-aware routing through the LMCache controller"
+LMCACHE_CONTROLLER_HINT = ("stackc's router does not talk to the controller: it routes by prompt prefix "
+                           "(routing.strategy = \"prefix\"; with the gateway target, on the engines' KV events)")
 #: vLLM's series in a KEDA trigger's query -> the spec's signal
 SIGNALS = {"vllm:num_requests_waiting": "waiting", "vllm:num_requests_running": "running",
            "vllm:gpu_cache_usage_perc": "kv_cache_usage", "vllm:kv_cache_usage_perc": "kv_cache_usage"}
@@ -369,14 +372,13 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
         env["CUDA_VISIBLE_DEVICES"] = devices
     if level := values.text((*path, "logLevel")):
         env["LMCACHE_LOG_LEVEL"] = level
-    for key in ("enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize",
-                "nixlBufferDevice", "nixlEnableGc"):
-        values.drop((*path, key), "prefill/decode disaggregation (hostIPC, NIXL peers)",
-                    "write the prefill and decode entries as one model with [models.KEY.disaggregation] "
-                    "connector = \"lmcache\" and prefill/decode tables (docs/disaggregation.md)")
-    for key in ("enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort",
-                "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
-        values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
+    values.drop_feature("prefill/decode disaggregation without its partner entry", [(*path, key) for key in (
+        "enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize", "nixlBufferDevice",
+        "nixlEnableGc")], "list a kv_producer and a kv_consumer entry of one modelURL with enablePD: they become "
+        "one model with [models.KEY.disaggregation] (docs/disaggregation.md)")
+    values.drop_feature(LMCACHE_CONTROLLER, [(*path, key) for key in (
+        "enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort", "workerPorts",
+        "p2pHost", "p2pInitPorts", "workerHeartbeatTime")], LMCACHE_CONTROLLER_HINT)
     return None
 
 
@@ -567,14 +569,18 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     options["replicas"] = values.integer((*ROUTER, "replicaCount"), 1)
     _, resources = split_resources(values, (*ROUTER, "resources"))
     options["resources"] = resources or None
-    for key in ("repository", "tag"):
-        values.drop((*ROUTER, key), "the production-stack router's image",
-                    "stackc deploys its own router ([targets.router] image)")
+    values.drop_feature("the production-stack router's image", [(*ROUTER, "repository"), (*ROUTER, "tag")],
+                        "stackc deploys its own router ([targets.router] image)")
     values.consumed.add((*ROUTER, "imagePullPolicy"))
     logic = values.text((*ROUTER, "routingLogic"), "roundrobin")
     routing: dict[str, Any] = {}
     if logic in ROUTING:
         routing["strategy"] = ROUTING[logic]
+    elif logic == "kvaware":
+        routing["strategy"] = "prefix"  # the closest stackc has: where the prompt's prefix was sent before
+        values.drop_feature(LMCACHE_CONTROLLER, [(*ROUTER, "routingLogic")], LMCACHE_CONTROLLER_HINT)
+        values.drop_feature(LMCACHE_CONTROLLER, [(*ROUTER, key) for key in (
+            "lmcacheControllerPort", "lmcacheControllerReplyPort", "lmcacheControllerHeartbeatPort")])
     elif logic == "disaggregated_prefill":
         # stackc's router sends each request to a disaggregated model's prefill role, then its decode role
         values.consumed.add((*ROUTER, "enablePD"))
@@ -600,6 +606,7 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
                 "extraVolumeMounts", "podAnnotations", "serviceAnnotations", "nodePort", "strategy", "affinity",
                 "nodeSelectorTerms", "nodeSelector", "tolerations", "priorityClassName", "securityContext",
                 "containerSecurityContext", "imagePullSecrets", "hf_token", "lmcacheControllerPort",
+                "lmcacheControllerReplyPort", "lmcacheControllerHeartbeatPort",
                 "serviceAccountName", "livenessProbe", "readinessProbe", "startupProbe", "serviceMonitor"):
         if (*ROUTER, key) not in values.taken:
             values.drop((*ROUTER, key), f"the production-stack router's {key}")

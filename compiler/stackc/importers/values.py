@@ -12,9 +12,10 @@ import datetime
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
 import yaml
 
-from stackc.diagnostics import Diagnostic, Location, Severity
+from stackc.diagnostics import Diagnostic, Location, Severity, format_path
 
 Path = tuple[str | int, ...]
 MISSING = object()
@@ -200,6 +201,8 @@ class Values:
         self.taken: set[Path] = set()  # subtrees taken (or dropped) whole
         self.dropped: list[Diagnostic] = []
         self.errors: list[Diagnostic] = []
+        #: feature -> the key its report is located at, and the other keys it stands for
+        self.features: dict[str, tuple[Path, list[Path]]] = {}
 
     def find(self, path: Path) -> Any:
         node = self.data
@@ -306,6 +309,25 @@ class Values:
             return
         self.dropped.append(Diagnostic("W090", f"not imported: {reason}", path, hint, Severity.WARNING,
                                        self.location(path)))
+
+    def drop_feature(self, feature: str, paths: Sequence[Path], hint: str | None = None) -> None:
+        """One report for one feature spread over several keys: located at the first key set, naming the
+        others it stands for; reporting each key would bury the feature in repeats."""
+        present = [path for path in paths if self.has(path)]
+        for path in paths:
+            self._consume_tree(path)
+        if not present:
+            return
+        first, others = self.features.setdefault(feature, (present[0], []))
+        others.extend(path for path in present if path != first)
+        also = f" (also {', '.join(format_path(path) for path in others)})" if others else ""
+        report = Diagnostic("W090", f"not imported: {feature}{also}", first, hint, Severity.WARNING,
+                            self.location(first))
+        index = next((i for i, d in enumerate(self.dropped) if d.path == first and d.code == "W090"), None)
+        if index is None:
+            self.dropped.append(report)
+        else:
+            self.dropped[index] = attrs.evolve(report, hint=self.dropped[index].hint or hint)
 
     def feature(self, path: Path, reason: str, hint: str | None = None, switch: str = "enabled") -> bool:
         """A switchable block: consumed quietly when off, reported when on. True when it is on."""

@@ -479,3 +479,17 @@ def test_a_key_written_into_the_values_is_a_secret_the_router_and_engines_requir
     router = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "secure-router")
     assert {"secretName": "secure-secrets"}.items() <= next(
         v["secret"] for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys").items()
+
+
+def test_one_feature_spread_over_many_keys_is_one_report(tmp_path):
+    (tmp_path / "kv.yaml").write_text(
+        "servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: opt\n    repository: vllm/vllm-openai\n"
+        "    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    lmcacheConfig:\n      enabled: true\n"
+        "      cpuOffloadingBufferSize: '4'\n      enableController: true\n      controllerPort: '9000'\n"
+        "      p2pHost: localhost\nrouterSpec:\n  routingLogic: kvaware\n  lmcacheControllerPort: 9000\n")
+    result = import_values("production-stack", [str(tmp_path / "kv.yaml")])
+    [report] = result.report
+    assert (report.dotted_path, report.location.line) == ("routerSpec.routingLogic", 15)
+    assert "also routerSpec.lmcacheControllerPort, servingEngineSpec.modelSpec[0].lmcacheConfig.enableController" \
+        in report.message
+    assert tomllib.loads(result.text)["models"]["opt"]["routing"] == {"strategy": "prefix"}
