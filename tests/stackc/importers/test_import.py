@@ -493,3 +493,28 @@ def test_one_feature_spread_over_many_keys_is_one_report(tmp_path):
     assert "also routerSpec.lmcacheControllerPort, servingEngineSpec.modelSpec[0].lmcacheConfig.enableController" \
         in report.message
     assert tomllib.loads(result.text)["models"]["opt"]["routing"] == {"strategy": "prefix"}
+
+
+def test_doubleword_readme_image_form_and_disabled_incomplete_groups(tmp_path):
+    (tmp_path / "dw.yaml").write_text(
+        "modelGroups:\n  vllm-llama:\n    enabled: true\n    image: vllm/vllm-openai\n    tag: v0.10.1\n"
+        "    modelAlias: [llama]\n    command: [vllm, serve, --model, meta-llama/Llama-3.1-8B-Instruct]\n"
+        "    resources: {limits: {nvidia.com/gpu: 1}}\n"
+        "  draft:\n    enabled: false\n    modelAlias: [draft]\n")
+    result = import_values("doubleword", [str(tmp_path / "dw.yaml")])
+    models = tomllib.loads(result.text)["models"]
+    assert list(models) == ["vllm-llama"] and models["vllm-llama"]["image"] == "vllm/vllm-openai:v0.10.1"
+    [skipped] = result.report
+    assert (skipped.dotted_path, skipped.location.line) == ("modelGroups.draft", 9)
+    compile_text(result.text)
+
+
+def test_doubleword_init_container_mount_of_an_undeclared_volume_is_reported(tmp_path):
+    (tmp_path / "dw.yaml").write_text(
+        "modelGroups:\n  g:\n    enabled: true\n    image: {repository: vllm/vllm-openai, tag: v0.10.1}\n"
+        "    command: [vllm, serve, --model, org/m]\n    initContainers:\n    - name: fetch\n      image: busybox\n"
+        "      volumeMounts:\n      - {name: model-data, mountPath: /models}\n")
+    result = import_values("doubleword", [str(tmp_path / "dw.yaml")])
+    [mount] = result.report
+    assert mount.dotted_path == "modelGroups.g.initContainers[0].volumeMounts[0]" and mount.location.line == 10
+    compile_text(result.text)
