@@ -18,6 +18,12 @@ from stackc.testing import compile_text, objects
 DATA = Path(__file__).parent / "data"
 
 
+def import_text(tmp_path: Path, chart: str, text: str, **options):
+    """Import values written here (a case too small for a file in data/)."""
+    (tmp_path / "values.yaml").write_text(text)
+    return import_values(chart, [str(tmp_path / "values.yaml")], **options)
+
+
 def imported(chart: str, name: str) -> tuple[str, list]:
     result = import_values(chart, [str(DATA / name)])
     return result.text, list(result.report)
@@ -407,13 +413,13 @@ PD_PAIR = ("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n"
 
 
 def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
-    (tmp_path / "pd.yaml").write_text(PD_PAIR)
-    result = import_values("production-stack", [str(tmp_path / "pd.yaml")])
+    result = import_text(tmp_path, "production-stack", PD_PAIR, name="pd")
     assert not result.report
     [(key, model)] = tomllib.loads(result.text)["models"].items()
     assert key == "llama" and model["disaggregation"]["connector"] == "lmcache"
     roles = model["disaggregation"]
-    assert roles["prefill"]["resources"]["requests"]["cpu"] == "12" and roles["decode"]["resources"]["requests"]["cpu"] == "8"
+    assert roles["prefill"]["resources"]["requests"]["cpu"] == "12"
+    assert roles["decode"]["resources"]["requests"]["cpu"] == "8"
     names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
     assert {"pd-llama-prefill", "pd-llama-decode"} <= names
 
@@ -442,8 +448,7 @@ KEDA = """servingEngineSpec:
 
 
 def test_keda_is_the_models_autoscaling(tmp_path):
-    (tmp_path / "keda.yaml").write_text(KEDA.format(low=1))
-    result = import_values("production-stack", [str(tmp_path / "keda.yaml")])
+    result = import_text(tmp_path, "production-stack", KEDA.format(low=1))
     assert not result.report
     assert tomllib.loads(result.text)["models"]["llama"]["autoscaling"] == {
         "min_replicas": 1, "max_replicas": 4, "scale_down_seconds": 600, "signal": "running", "target": 8}
@@ -452,8 +457,7 @@ def test_keda_is_the_models_autoscaling(tmp_path):
 
 
 def test_keda_to_zero_wakes_on_the_requests_the_router_holds(tmp_path):
-    (tmp_path / "keda.yaml").write_text(KEDA.format(low=0))
-    result = import_values("production-stack", [str(tmp_path / "keda.yaml")])
+    result = import_text(tmp_path, "production-stack", KEDA.format(low=0))
     scaling = tomllib.loads(result.text)["models"]["llama"]["autoscaling"]
     assert (scaling["min_replicas"], scaling["signal"]) == (0, "router_pending")
     [changed] = result.report
@@ -462,10 +466,11 @@ def test_keda_to_zero_wakes_on_the_requests_the_router_holds(tmp_path):
 
 
 def test_a_key_written_into_the_values_is_a_secret_the_router_and_engines_require(tmp_path):
-    (tmp_path / "secure.yaml").write_text(
+    result = import_text(
+        tmp_path, "production-stack",
         "servingEngineSpec:\n  runtimeClassName: ''\n  vllmApiKey: abc123XYZ987\n  modelSpec:\n  - name: opt\n"
-        "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    hf_token: hf_x\n")
-    result = import_values("production-stack", [str(tmp_path / "secure.yaml")], name="secure")
+        "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    hf_token: hf_x\n",
+        name="secure")
     assert "abc123XYZ987" not in result.text and "hf_x" not in result.text
     spec = tomllib.loads(result.text)
     key = {"name": "secure-secrets", "key": "vllmApiKey"}  # the chart's RELEASE-secrets layout
@@ -482,12 +487,12 @@ def test_a_key_written_into_the_values_is_a_secret_the_router_and_engines_requir
 
 
 def test_one_feature_spread_over_many_keys_is_one_report(tmp_path):
-    (tmp_path / "kv.yaml").write_text(
+    result = import_text(
+        tmp_path, "production-stack",
         "servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: opt\n    repository: vllm/vllm-openai\n"
         "    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    lmcacheConfig:\n      enabled: true\n"
         "      cpuOffloadingBufferSize: '4'\n      enableController: true\n      controllerPort: '9000'\n"
         "      p2pHost: localhost\nrouterSpec:\n  routingLogic: kvaware\n  lmcacheControllerPort: 9000\n")
-    result = import_values("production-stack", [str(tmp_path / "kv.yaml")])
     [report] = result.report
     assert (report.dotted_path, report.location.line) == ("routerSpec.routingLogic", 15)
     assert "also routerSpec.lmcacheControllerPort, servingEngineSpec.modelSpec[0].lmcacheConfig.enableController" \
@@ -496,12 +501,12 @@ def test_one_feature_spread_over_many_keys_is_one_report(tmp_path):
 
 
 def test_doubleword_readme_image_form_and_disabled_incomplete_groups(tmp_path):
-    (tmp_path / "dw.yaml").write_text(
+    result = import_text(
+        tmp_path, "doubleword",
         "modelGroups:\n  vllm-llama:\n    enabled: true\n    image: vllm/vllm-openai\n    tag: v0.10.1\n"
         "    modelAlias: [llama]\n    command: [vllm, serve, --model, meta-llama/Llama-3.1-8B-Instruct]\n"
         "    resources: {limits: {nvidia.com/gpu: 1}}\n"
         "  draft:\n    enabled: false\n    modelAlias: [draft]\n")
-    result = import_values("doubleword", [str(tmp_path / "dw.yaml")])
     models = tomllib.loads(result.text)["models"]
     assert list(models) == ["vllm-llama"] and models["vllm-llama"]["image"] == "vllm/vllm-openai:v0.10.1"
     [skipped] = result.report
@@ -510,11 +515,11 @@ def test_doubleword_readme_image_form_and_disabled_incomplete_groups(tmp_path):
 
 
 def test_doubleword_init_container_mount_of_an_undeclared_volume_is_reported(tmp_path):
-    (tmp_path / "dw.yaml").write_text(
+    result = import_text(
+        tmp_path, "doubleword",
         "modelGroups:\n  g:\n    enabled: true\n    image: {repository: vllm/vllm-openai, tag: v0.10.1}\n"
         "    command: [vllm, serve, --model, org/m]\n    initContainers:\n    - name: fetch\n      image: busybox\n"
         "      volumeMounts:\n      - {name: model-data, mountPath: /models}\n")
-    result = import_values("doubleword", [str(tmp_path / "dw.yaml")])
     [mount] = result.report
     assert mount.dotted_path == "modelGroups.g.initContainers[0].volumeMounts[0]" and mount.location.line == 10
     compile_text(result.text)
