@@ -25,7 +25,9 @@ from stackc.importers.values import Path, Values
 
 DEFAULT_NAME = "inference"
 NO_MODELS = "set model (or modelParameters.modelId)"
-FRAMEWORKS = {"vllm": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
+FRAMEWORKS = {"vllm": "vllm", "aibrix": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
+#: AIBrix's gateway finds a model's pods by this label, and asks for the model by the service's name
+AIBRIX_LABEL = "model.aibrix.ai/name"
 SERVER = ("inference", "modelServer")
 DEPLOYMENT = (*SERVER, "deployment")
 #: modelParameters the spec types; the rest become flags verbatim
@@ -43,7 +45,7 @@ def convert(values: Values, name: str) -> Draft:
     draft = Draft(name)
     if framework not in FRAMEWORKS:
         values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
-                     "the importer reads vllm, rayVllm and lws-vllm")
+                     "the importer reads vllm, aibrix, rayVllm and lws-vllm")
         return draft
     if accelerator not in ("gpu", "neuron"):
         values.error(("inference", "accelerator"), f"accelerator {accelerator!r} cannot be imported",
@@ -66,7 +68,9 @@ def convert(values: Values, name: str) -> Draft:
     model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
     if values.has((*DEPLOYMENT, "resources", accelerator)):
         model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", accelerator))
-    else:  # the chart's default block: one device
+    if not model.get("accelerators"):
+        # Helm merges the values over the chart's block, which asks for one device: a block that sets only
+        # memory (the Neuron examples) still gets it
         resource = "aws.amazon.com/neuron" if accelerator == "neuron" else "nvidia.com/gpu"
         model["accelerators"] = {"count": 1, "resource": resource}
     for other in values.keys((*DEPLOYMENT, "resources")):
@@ -97,6 +101,9 @@ def convert(values: Values, name: str) -> Draft:
     model["security"] = _security(values)
     labels = values.mapping(("extraLabels",))
     model["labels"] = {k: values.text(("extraLabels", k)) for k in labels}
+    if framework == "aibrix":  # the chart's vLLM Deployment, labelled and named for AIBrix's gateway
+        model["labels"][AIBRIX_LABEL] = service
+        model["served_name"] = service  # --served-model-name: the model's id is not a name clients send
     _unused(values)
     draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
     return draft
@@ -115,7 +122,9 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator
         value = values.get(here, (str, int, float, bool))
         if name in ("modelId", "numGpus"):  # the seed-era model id, and Ray's GPUs per actor
             continue
-        if name in TYPED:
+        if name == "gpuMemoryUtilization" and accelerator == "neuron" and value is not None:
+            args += ["--gpu-memory-utilization", values.text(here) or ""]  # a flag vLLM-Neuron takes as is
+        elif name in TYPED:
             serving[TYPED[name]] = (values.number(here) if name == "gpuMemoryUtilization"
                                     else value if name == "quantization" else values.integer(here))
         elif name == "enablePrefixCaching" and isinstance(value, bool):

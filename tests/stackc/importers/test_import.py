@@ -523,3 +523,23 @@ def test_doubleword_init_container_mount_of_an_undeclared_volume_is_reported(tmp
     [mount] = result.report
     assert mount.dotted_path == "modelGroups.g.initContainers[0].volumeMounts[0]" and mount.location.line == 10
     compile_text(result.text)
+
+
+def test_ai_on_eks_aibrix_is_the_vllm_deployment_labelled_and_named_for_aibrix(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: NousResearch/Llama-3.2-1B\ninference:\n"
+                         "  serviceName: llama-aibrix\n  framework: aibrix\n")
+    model = tomllib.loads(result.text)["models"]["llama-aibrix"]
+    assert model["labels"] == {"model.aibrix.ai/name": "llama-aibrix"} and model["served_name"] == "llama-aibrix"
+    [deployment] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["model.aibrix.ai/name"] == "llama-aibrix"
+
+
+def test_ai_on_eks_neuron_values_that_set_only_memory_keep_the_charts_device(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: meta-llama/Llama-3.1-8B-Instruct\nmodelParameters:\n"
+                         "  gpuMemoryUtilization: 0.8\ninference:\n  accelerator: neuron\n  framework: vllm\n"
+                         "  modelServer:\n    deployment:\n      resources:\n        neuron:\n"
+                         "          requests: {memory: 50Gi}\n")
+    model = tomllib.loads(result.text)["models"]["inference"]
+    assert model["accelerators"] == {"count": 1, "resource": "aws.amazon.com/neuron"}  # Helm merges the default
+    assert model["engine_args"][-2:] == ["--gpu-memory-utilization", "0.8"]  # vLLM-Neuron's flag, as the chart
+    compile_text(result.text)
