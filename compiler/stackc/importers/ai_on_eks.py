@@ -17,6 +17,7 @@ from stackc.importers.commandline import DTYPES
 from stackc.importers.draft import (
     Draft,
     model_key,
+    probe,
     quantity,
     split_resources,
     tolerations,
@@ -43,6 +44,8 @@ def convert(values: Values, name: str) -> Draft:
     framework = values.text(("inference", "framework"), "vllm")
     accelerator = values.text(("inference", "accelerator"), "gpu")
     draft = Draft(name)
+    if framework == "nim-container":
+        return _nim(values, draft)
     if framework not in FRAMEWORKS:
         values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
                      "the importer reads vllm, aibrix, rayVllm and lws-vllm")
@@ -104,6 +107,66 @@ def convert(values: Values, name: str) -> Draft:
     if framework == "aibrix":  # the chart's vLLM Deployment, labelled and named for AIBrix's gateway
         model["labels"][AIBRIX_LABEL] = service
         model["served_name"] = service  # --served-model-name: the model's id is not a name clients send
+    _unused(values)
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
+    return draft
+
+
+NIM = (*DEPLOYMENT, "nim")
+#: the chart's nim block (values.yaml), which Helm merges under the values file's
+NIM_ENV = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+           "NIM_CACHE_PATH": "/opt/nim/.cache"}
+NIM_SECRETS = {"ngcApiKey": ("NGC_API_KEY", "ngc-api", "NGC_API_KEY"), "hfToken": ("HF_TOKEN", "hf-token", "HF_TOKEN")}
+NIM_PROBES = {"liveness": ("/v1/health/live", 30), "readiness": ("/v1/health/ready", 10)}
+
+
+def _nim(values: Values, draft: Draft) -> Draft:
+    """``nim-container``: NVIDIA's NIM image serves the model baked into it (an OpenAI API on port 8000),
+    so it runs under the ``command`` engine as the chart runs it, with the chart's NIM defaults."""
+    model_id = values.require(("model",), str, "the model the NIM image serves")
+    if model_id is None:
+        return draft
+    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
+    service = values.text(("inference", "serviceName"), "inference")
+    key = model_key(service)
+    repository = values.require((*SERVER, "image", "repository"), str, "the NIM image")
+    model: dict[str, Any] = {
+        "engine": "command", "model": model_id, "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
+        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
+        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1),
+    }
+    probes = {}
+    for kind, (default, period) in NIM_PROBES.items():
+        here = (*NIM, f"{kind}Probe")
+        probes[kind] = probe(values, here) or {}
+        probes[kind] = {"initial_delay_seconds": 900, "period_seconds": period, "timeout_seconds": 10,
+                        "failure_threshold": 3, **{k: v for k, v in probes[kind].items() if v is not None}}
+        probes[kind]["path"] = probes[kind].get("path") or default
+    model["probes"] = probes
+    model["engine_options"] = {"port": 8000, "ready_path": probes["readiness"]["path"],
+                               "alive_path": probes["liveness"]["path"], "metrics_path": "/v1/metrics"}
+    if values.has((*DEPLOYMENT, "resources", "gpu")):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
+    values.raw((*DEPLOYMENT, "resources"))
+    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
+    env = dict(NIM_ENV)
+    env.update({k: values.text((*NIM, "env", k)) or "" for k in values.keys((*NIM, "env"))})
+    secrets = {}
+    for name, (variable, secret, secret_key) in NIM_SECRETS.items():
+        here = (*NIM, "secrets", name)
+        secrets[variable] = {"name": values.text((*here, "name"), secret), "key": values.text((*here, "key"), secret_key)}
+    model["env"], model["secret_env"] = env, secrets
+    context = values.raw((*NIM, "podSecurityContext"), dict, {"fsGroup": 1000, "runAsUser": 1000, "runAsGroup": 1000})
+    pulls = values.sequence(("imagePullSecrets",))
+    model["security"] = {"pod_security_context": context,
+                         "container_security_context": values.raw((*NIM, "securityContext"), dict),
+                         "image_pull_secrets": [values.text(("imagePullSecrets", i, "name")) for i in range(len(pulls))]}
+    if values.get((*NIM, "shm", "enabled"), bool, True):
+        model["shm_size"] = quantity(values.get((*NIM, "shm", "sizeLimit"), (str, int))) or "1Gi"
+    values.drop_unless((*NIM, "shm", "medium"), "Memory", "a /dev/shm that is not in memory")
+    model["annotations"] = {k: values.text((*DEPLOYMENT, "annotations", k))
+                            for k in values.keys((*DEPLOYMENT, "annotations"))}
+    model["scheduling"] = _scheduling(values, "gpu", "vllm", draft.name, key)
     _unused(values)
     draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
     return draft

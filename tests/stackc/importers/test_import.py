@@ -543,3 +543,20 @@ def test_ai_on_eks_neuron_values_that_set_only_memory_keep_the_charts_device(tmp
     assert model["accelerators"] == {"count": 1, "resource": "aws.amazon.com/neuron"}  # Helm merges the default
     assert model["engine_args"][-2:] == ["--gpu-memory-utilization", "0.8"]  # vLLM-Neuron's flag, as the chart
     compile_text(result.text)
+
+
+def test_ai_on_eks_nim_runs_the_nim_image_with_the_charts_nim_defaults(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: meta/llama3-8b-instruct\ninference:\n  serviceName: nim-llama\n"
+                         "  framework: nim-container\n  modelServer:\n    image: {repository: nvcr.io/nim/meta/llama3-8b-instruct,"
+                         " tag: '1.0'}\n    deployment:\n      nim:\n        env: {NIM_MAX_MODEL_LEN: '4096'}\n"
+                         "imagePullSecrets: [{name: ngc-secret}]\n")
+    assert not result.report
+    [deployment] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["NIM_MAX_MODEL_LEN"] == "4096" and env["NIM_CACHE_PATH"] == "/opt/nim/.cache"
+    assert env["NGC_API_KEY"] == {"name": "ngc-api", "key": "NGC_API_KEY"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
+    assert container["livenessProbe"]["initialDelaySeconds"] == 900
+    assert pod["imagePullSecrets"] == [{"name": "ngc-secret"}] and pod["securityContext"]["runAsUser"] == 1000
