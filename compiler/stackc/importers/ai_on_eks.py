@@ -10,6 +10,7 @@ Neuron engine, its toleration and scheduler. Every ``modelParameters`` key is a 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -46,6 +47,8 @@ def convert(values: Values, name: str) -> Draft:
     draft = Draft(name)
     if framework == "nim-container":
         return _nim(values, draft)
+    if framework in SERVERS:
+        return _server(values, draft, framework)
     if framework not in FRAMEWORKS:
         values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
                      "the importer reads vllm, aibrix, rayVllm and lws-vllm")
@@ -110,6 +113,87 @@ def convert(values: Values, name: str) -> Draft:
     _unused(values)
     draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
     return draft
+
+
+#: frameworks whose server is not an engine stackc knows: the chart's container under the command engine
+SERVERS = {
+    "triton-vllm": {"command": ["tritonserver"], "args": [
+        "--model-repository=/models", "--grpc-port=8001", "--http-port=8000", "--metrics-port=8002",
+        "--allow-grpc=true", "--allow-http=true", "--allow-metrics=true", "--log-verbose=1"],
+        "ready_path": "/v2/health/ready", "alive_path": "/v2/health/live", "mount": "/models/vllm_model",
+        "config_map": "triton-model-repository", "protocol": "Triton's KServe v2 protocol (/v2/models/…)"},
+    "diffusers": {"command": ["/bin/sh", "-c"], "args": [
+        "python3 -m uv pip install --no-cache-dir sentencepiece==0.2.0 diffusers==0.34.0 uvicorn==0.35.0 "
+        "fastapi==0.116.1 && python3 /app/serve_script.py"],
+        # FastAPI answers /docs only once the startup hook has loaded the pipeline
+        "ready_path": "/docs", "alive_path": "/docs", "mount": "/app/serve_script.py",
+        "config_map": "diffusers-serve", "protocol": "image generation (POST /v1/generations)"},
+}
+
+
+def _server(values: Values, draft: Draft, framework: str) -> Draft:
+    """Triton with its vLLM backend, or the chart's diffusers script: the chart's container, command and
+    probes under the ``command`` engine. Triton's model repository is the chart's ConfigMap, written
+    here as an extra object; the diffusers script is the chart's own file, which the stack mounts."""
+    server = SERVERS[framework]
+    model_id = values.require(("model",), str, "the model to serve")
+    if model_id is None:
+        return draft
+    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
+    service = values.text(("inference", "serviceName"), "inference")
+    key = model_key(service)
+    repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
+    model: dict[str, Any] = {
+        "engine": "command", "model": model_id,
+        "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
+        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
+        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1),
+        "engine_options": {"port": 8000, "command": server["command"], "args": server["args"],
+                           "ready_path": server["ready_path"], "alive_path": server["alive_path"]},
+        "shm_size": "1Gi", "security": {}, "secret_env": {}, "env": {},
+    }
+    if values.has((*DEPLOYMENT, "resources", "gpu")):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
+    values.raw((*DEPLOYMENT, "resources"))
+    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
+    if framework == "triton-vllm":
+        parameters = {_snake(k): values.raw(("modelParameters", k)) for k in values.keys(("modelParameters",))}
+        config = {"backend": "vllm", "model.json": json.dumps({**parameters, "model": model_id}, sort_keys=True)}
+        draft.extra_objects.append({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": server["config_map"]},
+                                    "data": {"config.pbtxt": TRITON_CONFIG, "model.json": config["model.json"]}})
+        items = [{"key": "config.pbtxt", "path": "config.pbtxt"}, {"key": "model.json", "path": "./1/model.json"}]
+        mount = {"name": "model-repository", "mountPath": server["mount"]}
+        model["secret_env"]["HUGGING_FACE_HUB_TOKEN"] = {"name": "hf-token", "key": "token"}
+    else:
+        model["env"] = {"MODEL": model_id, "PIPELINE": values.text(("modelParameters", "pipeline")) or ""}
+        values.raw(("modelParameters",))
+        items = [{"key": "serve_script.py", "path": "serve_script.py"}]
+        mount = {"name": "serve-script", "mountPath": server["mount"], "subPath": "serve_script.py"}
+        model["secret_env"]["HUGGING_FACE_HUB_TOKEN"] = {"name": "hf-token", "key": "token"}
+    script = framework == "diffusers"
+    values.drop(("inference", "framework"), f"{framework}: the server speaks {server['protocol']}, not the OpenAI API "
+                "stackc's router and gateway route" + ("; its script is the chart's diffusers-serve ConfigMap" if script
+                                                       else ""),
+                "clients call the model's Service directly" + (
+                    "; keep the chart's ConfigMap diffusers-serve in the namespace (templates/diffusers-configmap.yaml):"
+                    " the imported stack mounts it" if script else ""))
+    model["extra_volumes"] = [{"name": mount["name"], "configMap": {"name": server["config_map"], "items": items}}]
+    model["extra_volume_mounts"] = [mount]
+    if values.text(("inference", "accelerator"), "gpu") != "gpu":
+        values.drop(("inference", "accelerator"), "a Neuron device for a server the chart runs on GPUs only")
+    model["scheduling"] = _scheduling(values, "gpu", "vllm", draft.name, key)
+    model["security"] = _security(values)
+    _unused(values)
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
+    return draft
+
+
+TRITON_CONFIG = 'backend: "vllm"\n\ninstance_group [\n  {\n    kind: KIND_MODEL\n    count: 1\n  }\n]\n'
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
 NIM = (*DEPLOYMENT, "nim")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -560,3 +561,19 @@ def test_ai_on_eks_nim_runs_the_nim_image_with_the_charts_nim_defaults(tmp_path)
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
     assert container["livenessProbe"]["initialDelaySeconds"] == 900
     assert pod["imagePullSecrets"] == [{"name": "ngc-secret"}] and pod["securityContext"]["runAsUser"] == 1000
+
+
+def test_ai_on_eks_triton_runs_tritonserver_over_the_charts_model_repository(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: Qwen/Qwen3-1.7B\nmodelParameters:\n  maxModelLen: 8192\n"
+                         "inference:\n  serviceName: qwen-triton\n  framework: triton-vllm\n  modelServer:\n"
+                         "    image: {repository: nvcr.io/nvidia/tritonserver, tag: 25.06-vllm-python-py3}\n")
+    [protocol] = result.report
+    assert protocol.dotted_path == "inference.framework" and "KServe v2 protocol" in protocol.message
+    found = objects(compile_text(result.text).files)
+    [repository] = [o for o in found if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "triton-model-repository"]
+    assert json.loads(repository["data"]["model.json"]) == {"max_model_len": 8192, "model": "Qwen/Qwen3-1.7B"}
+    [deployment] = [o for o in found if o["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["tritonserver"] and "--model-repository=/models" in container["args"]
+    assert {"name": "model-repository", "mountPath": "/models/vllm_model"}.items() <= next(
+        m for m in container["volumeMounts"] if m["name"] == "model-repository").items()
