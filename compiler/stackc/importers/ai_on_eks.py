@@ -136,26 +136,14 @@ def _server(values: Values, draft: Draft, framework: str) -> Draft:
     probes under the ``command`` engine. Triton's model repository is the chart's ConfigMap, written
     here as an extra object; the diffusers script is the chart's own file, which the stack mounts."""
     server = SERVERS[framework]
-    model_id = values.require(("model",), str, "the model to serve")
-    if model_id is None:
+    found = _gpu_container(values, draft, "the model to serve")
+    if found is None:
         return draft
-    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
-    service = values.text(("inference", "serviceName"), "inference")
-    key = model_key(service)
-    repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
-    model: dict[str, Any] = {
-        "engine": "command", "model": model_id,
-        "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
-        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
-        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1),
-        "engine_options": {"port": 8000, "command": server["command"], "args": server["args"],
-                           "ready_path": server["ready_path"], "alive_path": server["alive_path"]},
-        "shm_size": "1Gi", "security": {}, "secret_env": {}, "env": {},
-    }
-    if values.has((*DEPLOYMENT, "resources", "gpu")):
-        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
-    values.raw((*DEPLOYMENT, "resources"))
-    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
+    service, key, model = found
+    model_id = model["model"]
+    model.update(engine_options={"port": 8000, "command": server["command"], "args": server["args"],
+                                 "ready_path": server["ready_path"], "alive_path": server["alive_path"]},
+                 shm_size="1Gi", security={}, secret_env={}, env={})
     if framework == "triton-vllm":
         parameters = {_snake(k): values.raw(("modelParameters", k)) for k in values.keys(("modelParameters",))}
         config = {"backend": "vllm", "model.json": json.dumps({**parameters, "model": model_id}, sort_keys=True)}
@@ -189,6 +177,27 @@ def _server(values: Values, draft: Draft, framework: str) -> Draft:
     return draft
 
 
+def _gpu_container(values: Values, draft: Draft, what: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The service, model key and the command-engine model the chart's own container makes (image, replicas,
+    its GPU block merged over the chart's one device)."""
+    model_id = values.require(("model",), str, what)
+    if model_id is None:
+        return None
+    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
+    service = values.text(("inference", "serviceName"), "inference") or "inference"
+    repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
+    model: dict[str, Any] = {
+        "engine": "command", "model": model_id,
+        "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
+        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
+        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1)}
+    if values.has((*DEPLOYMENT, "resources", "gpu")):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
+    values.raw((*DEPLOYMENT, "resources"))
+    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
+    return service, model_key(service), model
+
+
 TRITON_CONFIG = 'backend: "vllm"\n\ninstance_group [\n  {\n    kind: KIND_MODEL\n    count: 1\n  }\n]\n'
 
 
@@ -207,18 +216,10 @@ NIM_PROBES = {"liveness": ("/v1/health/live", 30), "readiness": ("/v1/health/rea
 def _nim(values: Values, draft: Draft) -> Draft:
     """``nim-container``: NVIDIA's NIM image serves the model baked into it (an OpenAI API on port 8000),
     so it runs under the ``command`` engine as the chart runs it, with the chart's NIM defaults."""
-    model_id = values.require(("model",), str, "the model the NIM image serves")
-    if model_id is None:
+    found = _gpu_container(values, draft, "the model the NIM image serves")
+    if found is None:
         return draft
-    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
-    service = values.text(("inference", "serviceName"), "inference")
-    key = model_key(service)
-    repository = values.require((*SERVER, "image", "repository"), str, "the NIM image")
-    model: dict[str, Any] = {
-        "engine": "command", "model": model_id, "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
-        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
-        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1),
-    }
+    service, key, model = found
     probes = {}
     for kind, (default, period) in NIM_PROBES.items():
         here = (*NIM, f"{kind}Probe")
@@ -229,10 +230,6 @@ def _nim(values: Values, draft: Draft) -> Draft:
     model["probes"] = probes
     model["engine_options"] = {"port": 8000, "ready_path": probes["readiness"]["path"],
                                "alive_path": probes["liveness"]["path"], "metrics_path": "/v1/metrics"}
-    if values.has((*DEPLOYMENT, "resources", "gpu")):
-        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
-    values.raw((*DEPLOYMENT, "resources"))
-    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
     env = dict(NIM_ENV)
     env.update({k: values.text((*NIM, "env", k)) or "" for k in values.keys((*NIM, "env"))})
     secrets = {}
