@@ -27,6 +27,7 @@ def charts_dir() -> Path | None:
 #: chart -> the importer's name, the chart folder, and the glob of its example values files
 SEED_CHARTS = {
     "production-stack": ("production-stack", "production-stack/helm", "production-stack/tutorials/assets/values-*.yaml"),
+    "lmstack": ("lmstack", "lmstack/helm", "lmstack/helm/values-example.yaml"),
     "doubleword": ("doubleword", "doubleword-inference-stack", "doubleword-inference-stack/examples/*.yaml"),
     "ai-on-eks": ("ai-on-eks", "ai-on-eks-inference-charts/charts/inference-charts",
                   "ai-on-eks-inference-charts/charts/inference-charts/values-*.yaml"),
