@@ -12,4 +12,5 @@ CHARTS = {
     "doubleword": "stackc.importers.doubleword",
     "ai-on-eks": "stackc.importers.ai_on_eks",
     "kserve": "stackc.importers.kserve",
+    "inference-stack": "stackc.importers.inference_stack",
 }
