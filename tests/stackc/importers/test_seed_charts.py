@@ -7,30 +7,17 @@ the tests skip with a reason where it is absent, as the CRD tests do.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from stackc.cli import main
-from stackc.testing import compile_text
+from stackc.testing import charts_dir, compile_text
 
-
-def charts_dir() -> Path | None:
-    """The seed charts: $STACKC_CHARTS_DIR, else ``shared/charts`` beside the checkout (None if absent)."""
-    configured = os.environ.get("STACKC_CHARTS_DIR")
-    candidates = [Path(configured)] if configured else [Path.cwd().parent / "shared" / "charts",
-                                                         Path(__file__).resolve().parents[4] / "shared" / "charts"]
-    return next((c for c in candidates if c.is_dir()), None)
-
-
-#: chart -> the importer's name, the chart folder, and the glob of its example values files
+#: chart -> the importer's name and the glob of its example values files
 SEED_CHARTS = {
-    "production-stack": ("production-stack", "production-stack/helm", "production-stack/tutorials/assets/values-*.yaml"),
-    "lmstack": ("lmstack", "lmstack/helm", "lmstack/helm/values-example.yaml"),
-    "doubleword": ("doubleword", "doubleword-inference-stack", "doubleword-inference-stack/examples/*.yaml"),
-    "ai-on-eks": ("ai-on-eks", "ai-on-eks-inference-charts/charts/inference-charts",
-                  "ai-on-eks-inference-charts/charts/inference-charts/values-*.yaml"),
+    "production-stack": ("production-stack", "production-stack/tutorials/assets/values-*.yaml"),
+    "lmstack": ("lmstack", "lmstack/helm/values-example.yaml"),
+    "doubleword": ("doubleword", "doubleword-inference-stack/examples/*.yaml"),
+    "ai-on-eks": ("ai-on-eks", "ai-on-eks-inference-charts/charts/inference-charts/values-*.yaml"),
 }
 
 
@@ -40,7 +27,7 @@ def examples() -> list:
         return [pytest.param(None, None, marks=pytest.mark.skip(
             reason="the seed charts are not here: set STACKC_CHARTS_DIR or put shared/charts beside the checkout"))]
     return [pytest.param(importer, path, id=f"{chart}/{path.name}")
-            for chart, (importer, _, pattern) in SEED_CHARTS.items() for path in sorted(root.glob(pattern))]
+            for chart, (importer, pattern) in SEED_CHARTS.items() for path in sorted(root.glob(pattern))]
 
 
 #: example files that deploy no model at all: a spec without one is refused, located (exit 2)

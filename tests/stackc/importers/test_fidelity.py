@@ -1,0 +1,195 @@
+"""Fidelity: each production-stack example rendered by the chart (``helm template``) against the
+same values imported and compiled by stackc, engine container by engine container.
+
+Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
+and startup budget, and the name each engine serves (what the router's table routes on). Every
+difference is either a stackc improvement listed in IMPROVEMENTS with its reason, or reported by
+the import as a located W090 on that model's modelSpec entry. Mounts differ by design (stackc's
+cache volume and home, see IMPROVEMENTS) and are not compared. Helm and the seed charts are found
+as the other seed-chart tests find them; absent, the test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stackc.importers.draft import model_key
+from stackc.importers.run import import_values
+from stackc.testing import charts_dir, compile_text, objects
+
+RELEASE = "rel"
+#: (field, key) -> why stackc differs from the chart on purpose
+IMPROVEMENTS = {
+    ("flags", "--served-model-name"): "stackc names the served model explicitly (the same name vLLM defaults to)",
+    ("flags", "--tensor-parallel-size"): "1 is vLLM's default: stackc writes the flag only for more",
+    ("flags", "--kv-transfer-config"): "plain CPU offloading is vLLM's --kv-offloading-backend lmcache, the same "
+                                       "LMCache buffer; P/D roles name stackc's connector ports",
+    ("flags", "--kv-offloading-backend"): "see --kv-transfer-config",
+    ("flags", "--kv-offloading-size"): "see --kv-transfer-config",
+    ("env", "HF_HOME"): "stackc's cache volume holds the weights (/cache), not the chart's /data or /tmp",
+    ("env", "VLLM_CACHE_ROOT"): "stackc keeps vLLM's compile cache on the cache volume",
+    ("env", "HOME"): "a writable home for a non-root engine (Pod Security restricted)",
+    ("env", "USER"): "a writable home for a non-root engine (Pod Security restricted)",
+    ("env", "POD_IP"): "vllm serve reads no POD_IP; stackc sets it only for engines that do",
+    ("env", "PYTHONHASHSEED"): "stackc fixes the hash seed where hashes must agree across pods (a shared KV cache)",
+    ("env", "PROMETHEUS_MULTIPROC_DIR"): "vLLM manages its multiprocess metrics directory itself",
+    ("env", "LMCACHE_USE_EXPERIMENTAL"): "a switch of vLLM's v0 LMCache integration; V1 ignores it",
+    ("env", "VLLM_RPC_TIMEOUT"): "a v0-engine RPC timeout; V1 ignores it",
+    ("env", "LMCACHE_LOCAL_CPU"): "see --kv-transfer-config: the buffer is sized by --kv-offloading-size",
+    ("env", "LMCACHE_MAX_LOCAL_CPU_SIZE"): "see --kv-transfer-config: the buffer is sized by --kv-offloading-size",
+    ("env", "LMCACHE_LOG_LEVEL"): "INFO is LMCache's default",
+    ("env", "LMCACHE_LMCACHE_INSTANCE_ID"): "read by the LMCache controller only, which is reported (W090)",
+    ("env", "LMCACHE_REMOTE_URL"): "stackc's cache server Service has its own name and port",
+    ("env", "LMCACHE_REMOTE_SERDE"): "stackc's cache server states its serde",
+    ("env", "LMCACHE_NIXL_RECEIVER_HOST"): "stackc's decode Service has its own name",
+    ("env", "UCX_TLS"): "the chart shares the node's IPC for CUDA IPC; stackc's pods stay restricted and UCX picks "
+                        "its transports (docs/disaggregation.md)",
+    ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the chart's "
+                           "startup time",
+}
+
+
+_CONTROLLER = "lmcacheConfig.enableController"
+#: (field, key) -> what the located W090 on the model's entry names (its key or its reason)
+REPORTED = {
+    ("flags", "--chat-template"): "chatTemplate",  # a template file on the chart's own PVC
+    ("env", "HF_TOKEN"): "security",  # a P/D pair's prefill entry with a token of its own
+    **{("env", name): _CONTROLLER for name in (
+        "LMCACHE_ENABLE_CONTROLLER", "LMCACHE_CONTROLLER_PULL_URL", "LMCACHE_CONTROLLER_REPLY_URL",
+        "LMCACHE_LMCACHE_WORKER_HEARTBEAT_TIME", "LMCACHE_LMCACHE_WORKER_PORTS", "LMCACHE_P2P_HOST",
+        "LMCACHE_P2P_INIT_PORTS")},
+}
+
+
+def helm() -> str | None:
+    return shutil.which("helm") or next((str(p) for p in [Path(sys.prefix) / "bin" / "helm"] if p.exists()), None)
+
+
+@pytest.fixture(scope="module")
+def production_stack_chart(tmp_path_factory) -> Path:
+    """The chart with empty stubs for its two optional remote subcharts (SOURCES.md), which are off."""
+    root = charts_dir()
+    if root is None or helm() is None:
+        pytest.skip("helm or the seed charts are not here: set STACKC_CHARTS_DIR, run .ci/install-tools")
+    chart = tmp_path_factory.mktemp("chart") / "vllm-stack"
+    shutil.copytree(root / "production-stack" / "helm", chart)
+    for name in ("kube-prometheus-stack", "prometheus-adapter"):
+        (chart / "charts" / name).mkdir(parents=True)
+        (chart / "charts" / name / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: 0.0.0\n")
+    return chart
+
+
+def examples() -> list:
+    root = charts_dir()
+    if root is None:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="the seed charts are not here"))]
+    return [pytest.param(p, id=p.name) for p in sorted((root / "production-stack/tutorials/assets").glob("values-*.yaml"))]
+
+
+def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    flags: dict[str, Any] = {}
+    positional = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word.startswith("--"):
+            name, _, value = word.partition("=")
+            name = name.replace("_", "-")
+            if not value and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+                value, index = argv[index + 1], index + 1
+            flags[name] = _canonical(value) if value else True
+        elif word not in ("vllm", "serve", "/opt/venv/bin/vllm"):
+            positional.append(word)
+        index += 1
+    env = {e["name"]: e.get("value", json.dumps(e.get("valueFrom"), sort_keys=True)) for e in container.get("env", [])}
+    resources = {k: v for k, v in (container.get("resources") or {}).items() if v}
+    probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
+    return {"image": container["image"], "flags": flags, "positional": positional, "env": env,
+            "resources": resources, "replicas": replicas, "probes": probes}
+
+
+def _canonical(value: str) -> str:
+    try:
+        return json.dumps(json.loads(value), sort_keys=True)  # JSON flags compare by value, not spacing
+    except ValueError:
+        return value
+
+
+def chart_engines(chart: Path, values: Path) -> dict[str, dict[str, Any]]:
+    rendered = subprocess.run([helm(), "template", RELEASE, str(chart), "-f", str(values), "--namespace", "default"],
+                              capture_output=True, text=True, check=True).stdout
+    found = {}
+    for obj in yaml.safe_load_all(rendered):
+        if obj and obj["kind"] == "Deployment" and "model" in obj["metadata"].get("labels", {}):
+            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
+            found[model_key(obj["metadata"]["labels"]["model"])] = view(engine, obj["spec"].get("replicas"))
+    return found
+
+
+def stackc_engines(text: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for obj in objects(compile_text(text).files):
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "Deployment" and name.startswith(f"{RELEASE}-"):
+            engines = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "engine"]
+            if engines:
+                found[name.removeprefix(f"{RELEASE}-")] = view(engines[0], obj["spec"].get("replicas"))
+    return found
+
+
+def differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    found = []
+    for field in ("flags", "env"):
+        for key in sorted(set(chart[field]) | set(ours[field])):
+            if chart[field].get(key) != ours[field].get(key):
+                found.append((field, key, chart[field].get(key), ours[field].get(key)))
+    for field in ("image", "positional", "resources", "replicas"):
+        if chart[field] != ours[field]:
+            found.append((field, field, chart[field], ours[field]))
+    for kind, probe in chart["probes"].items():
+        mine = ours["probes"].get(kind, {})
+        if probe.get("httpGet", {}).get("path") != mine.get("httpGet", {}).get("path"):
+            found.append(("probes", f"{kind} path", probe, mine))
+        elif probe != mine:
+            found.append(("probes", "timings", probe, mine))
+    return found
+
+
+def _budget(probe: dict[str, Any]) -> int:
+    return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+
+
+@pytest.mark.parametrize("values", examples())
+def test_production_stack_engines_match_the_chart_or_say_why(production_stack_chart, values):
+    chart = chart_engines(production_stack_chart, values)
+    imported = import_values("production-stack", [str(values)], name=RELEASE)
+    ours = stackc_engines(imported.text)
+    entries = {model_key(e.get("name", "")): i for i, e in
+               enumerate(yaml.safe_load(values.read_text())["servingEngineSpec"]["modelSpec"])}
+    unexplained = []
+    for key, engine in chart.items():
+        assert key in ours, f"{key}: the chart deploys it, the imported spec does not"
+        here = f"servingEngineSpec.modelSpec[{entries[key]}]"
+        reported = [f"{d.dotted_path} {d.message}" for d in imported.report
+                    if d.code == "W090" and (here in d.dotted_path or here in d.message)]
+        served = engine["flags"].get("--served-model-name") or engine["positional"][0]
+        assert ours[key]["flags"]["--served-model-name"] == served  # the router's table routes this name
+        for field, name, theirs, mine in differences(engine, ours[key]):
+            if (field, name) in IMPROVEMENTS:
+                continue
+            because = REPORTED.get((field, name))
+            if because is None or not any(because in text for text in reported):
+                unexplained.append(f"{key} {field} {name}: chart {theirs!r}, stackc {mine!r}")
+        startup = engine["probes"].get("startupProbe")
+        if startup:
+            assert _budget(ours[key]["probes"]["startupProbe"]) >= _budget(startup)  # never gives up sooner
+    assert not unexplained, "\n".join(unexplained)
