@@ -1,5 +1,6 @@
-"""Fidelity: each production-stack example rendered by the chart (``helm template``) against the
-same values imported and compiled by stackc, engine container by engine container.
+"""Fidelity: each example values file rendered by its chart (``helm template``) against the same
+values imported and compiled by stackc, engine container by engine container (production-stack and
+LMStack so far).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
 and startup budget, and the name each engine serves (what the router's table routes on). Every
@@ -73,25 +74,43 @@ def helm() -> str | None:
     return shutil.which("helm") or next((str(p) for p in [Path(sys.prefix) / "bin" / "helm"] if p.exists()), None)
 
 
+#: chart -> its folder, its example values, the importer, and how its engine Deployments are found:
+#: the container's name and the model's name from the Deployment
+CHARTS = {
+    "production-stack": ("production-stack/helm", "production-stack/tutorials/assets/values-*.yaml", "production-stack",
+                         "vllm", lambda obj: obj["metadata"].get("labels", {}).get("model")),
+    "lmstack": ("lmstack/helm", "lmstack/helm/values-example.yaml", "lmstack", "vllm",
+                lambda obj: _between(obj["metadata"]["name"], f"{RELEASE}-", "-deployment-vllm")),
+}
+
+
+def _between(name: str, prefix: str, suffix: str) -> str | None:
+    return name[len(prefix):-len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else None
+
+
 @pytest.fixture(scope="module")
-def production_stack_chart(tmp_path_factory) -> Path:
-    """The chart with empty stubs for its two optional remote subcharts (SOURCES.md), which are off."""
+def rendered_charts(tmp_path_factory) -> Path:
+    """A writable copy of the seed charts, production-stack's with empty stubs for its two optional remote
+    subcharts (SOURCES.md), which are off."""
     root = charts_dir()
     if root is None or helm() is None:
         pytest.skip("helm or the seed charts are not here: set STACKC_CHARTS_DIR, run .ci/install-tools")
-    chart = tmp_path_factory.mktemp("chart") / "vllm-stack"
-    shutil.copytree(root / "production-stack" / "helm", chart)
+    copy = tmp_path_factory.mktemp("charts")
+    for chart, (folder, *_) in CHARTS.items():
+        shutil.copytree(root / folder, copy / chart)
     for name in ("kube-prometheus-stack", "prometheus-adapter"):
-        (chart / "charts" / name).mkdir(parents=True)
-        (chart / "charts" / name / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: 0.0.0\n")
-    return chart
+        stub = copy / "production-stack" / "charts" / name
+        stub.mkdir(parents=True)
+        (stub / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: 0.0.0\n")
+    return copy
 
 
 def examples() -> list:
     root = charts_dir()
     if root is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="the seed charts are not here"))]
-    return [pytest.param(p, id=p.name) for p in sorted((root / "production-stack/tutorials/assets").glob("values-*.yaml"))]
+        return [pytest.param(None, None, marks=pytest.mark.skip(reason="the seed charts are not here"))]
+    return [pytest.param(chart, path, id=f"{chart}/{path.name}")
+            for chart, (_, pattern, *_) in CHARTS.items() for path in sorted(root.glob(pattern))]
 
 
 def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
@@ -124,14 +143,15 @@ def _canonical(value: str) -> str:
         return value
 
 
-def chart_engines(chart: Path, values: Path) -> dict[str, dict[str, Any]]:
-    rendered = subprocess.run([helm(), "template", RELEASE, str(chart), "-f", str(values), "--namespace", "default"],
+def chart_engines(chart: str, folder: Path, values: Path) -> dict[str, dict[str, Any]]:
+    _, _, _, container, model_of = CHARTS[chart]
+    rendered = subprocess.run([helm(), "template", RELEASE, str(folder), "-f", str(values), "--namespace", "default"],
                               capture_output=True, text=True, check=True).stdout
     found = {}
     for obj in yaml.safe_load_all(rendered):
-        if obj and obj["kind"] == "Deployment" and "model" in obj["metadata"].get("labels", {}):
-            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
-            found[model_key(obj["metadata"]["labels"]["model"])] = view(engine, obj["spec"].get("replicas"))
+        if obj and obj["kind"] == "Deployment" and (name := model_of(obj)):
+            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == container]
+            found[model_key(name)] = view(engine, obj["spec"].get("replicas"))
     return found
 
 
@@ -168,15 +188,15 @@ def _budget(probe: dict[str, Any]) -> int:
     return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
 
 
-@pytest.mark.parametrize("values", examples())
-def test_production_stack_engines_match_the_chart_or_say_why(production_stack_chart, values):
-    chart = chart_engines(production_stack_chart, values)
-    imported = import_values("production-stack", [str(values)], name=RELEASE)
+@pytest.mark.parametrize(("chart", "values"), examples())
+def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
+    engines = chart_engines(chart, rendered_charts / chart, values)
+    imported = import_values(CHARTS[chart][2], [str(values)], name=RELEASE)
     ours = stackc_engines(imported.text)
     entries = {model_key(e.get("name", "")): i for i, e in
                enumerate(yaml.safe_load(values.read_text())["servingEngineSpec"]["modelSpec"])}
     unexplained = []
-    for key, engine in chart.items():
+    for key, engine in engines.items():
         assert key in ours, f"{key}: the chart deploys it, the imported spec does not"
         here = f"servingEngineSpec.modelSpec[{entries[key]}]"
         reported = [f"{d.dotted_path} {d.message}" for d in imported.report
