@@ -1,9 +1,10 @@
 """Fidelity: each example values file rendered by its chart (``helm template``) against the same
-values imported and compiled by stackc, engine container by engine container (production-stack and
-LMStack so far).
+values imported and compiled by stackc, engine container by engine container (production-stack,
+LMStack and Doubleword so far).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
-and startup budget, and the name each engine serves (what the router's table routes on). Every
+and startup budget, and the names each engine serves (what the router's table routes on; not for
+servers under the command engine, whose names are the router's alone). Every
 difference is either a stackc improvement listed in IMPROVEMENTS with its reason, or reported by
 the import as a located W090 on that model's modelSpec entry. Mounts differ by design (stackc's
 cache volume and home, see IMPROVEMENTS) and are not compared. Helm and the seed charts are found
@@ -31,6 +32,7 @@ RELEASE = "rel"
 IMPROVEMENTS = {
     ("flags", "--served-model-name"): "stackc names the served model explicitly (the same name vLLM defaults to)",
     ("flags", "--tensor-parallel-size"): "1 is vLLM's default: stackc writes the flag only for more",
+    ("flags", "--enable-metrics"): "stackc turns SGLang's Prometheus metrics on for monitoring and autoscaling",
     ("flags", "--kv-transfer-config"): "plain CPU offloading is vLLM's --kv-offloading-backend lmcache, the same "
                                        "LMCache buffer; P/D roles name stackc's connector ports",
     ("flags", "--kv-offloading-backend"): "see --kv-transfer-config",
@@ -75,13 +77,23 @@ def helm() -> str | None:
 
 
 #: chart -> its folder, its example values, the importer, and how its engine Deployments are found:
-#: the container's name and the model's name from the Deployment
+#: the container's name (None: its only one) and the model's name from the Deployment
 CHARTS = {
     "production-stack": ("production-stack/helm", "production-stack/tutorials/assets/values-*.yaml", "production-stack",
                          "vllm", lambda obj: obj["metadata"].get("labels", {}).get("model")),
     "lmstack": ("lmstack/helm", "lmstack/helm/values-example.yaml", "lmstack", "vllm",
                 lambda obj: _between(obj["metadata"]["name"], f"{RELEASE}-", "-deployment-vllm")),
+    "doubleword": ("doubleword-inference-stack", "doubleword-inference-stack/examples/*.yaml", "doubleword", None,
+                   lambda obj: obj["metadata"].get("labels", {}).get("app.kubernetes.io/model-group")),
 }
+
+
+def entry(chart: str, values: dict[str, Any], name: str) -> str:
+    """Where the chart's model ``name`` is written in the values (what its W090s are located under)."""
+    if chart == "doubleword":
+        return f"modelGroups.{name}"
+    names = [item.get("name") for item in values["servingEngineSpec"]["modelSpec"]]
+    return f"servingEngineSpec.modelSpec[{names.index(name)}]"
 
 
 def _between(name: str, prefix: str, suffix: str) -> str | None:
@@ -123,17 +135,25 @@ def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
         if word.startswith("--"):
             name, _, value = word.partition("=")
             name = name.replace("_", "-")
-            if not value and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
-                value, index = argv[index + 1], index + 1
-            flags[name] = _canonical(value) if value else True
-        elif word not in ("vllm", "serve", "/opt/venv/bin/vllm"):
+            words = [value] if value else []
+            while not value and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+                words.append(argv[index + 1])  # a flag takes every word up to the next (--served-model-name A B)
+                index += 1
+            flags[name] = _canonical(" ".join(words)) if words else True
+        elif word not in LAUNCHERS:
             positional.append(word)
         index += 1
+    if "--model" in flags:  # `--model X` and a positional X are one model to vLLM
+        positional.insert(0, flags.pop("--model"))
     env = {e["name"]: e.get("value", json.dumps(e.get("valueFrom"), sort_keys=True)) for e in container.get("env", [])}
     resources = {k: v for k, v in (container.get("resources") or {}).items() if v}
     probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
     return {"image": container["image"], "flags": flags, "positional": positional, "env": env,
             "resources": resources, "replicas": replicas, "probes": probes}
+
+
+#: the words that start a server, not arguments to it (stackc runs SGLang with the image's python3)
+LAUNCHERS = ("vllm", "serve", "/opt/venv/bin/vllm", "python", "python3", "-m", "sglang.launch_server")
 
 
 def _canonical(value: str) -> str:
@@ -150,8 +170,8 @@ def chart_engines(chart: str, folder: Path, values: Path) -> dict[str, dict[str,
     found = {}
     for obj in yaml.safe_load_all(rendered):
         if obj and obj["kind"] == "Deployment" and (name := model_of(obj)):
-            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == container]
-            found[model_key(name)] = view(engine, obj["spec"].get("replicas"))
+            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if container in (None, c["name"])]
+            found[name] = view(engine, obj["spec"].get("replicas"))
     return found
 
 
@@ -193,16 +213,18 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
     engines = chart_engines(chart, rendered_charts / chart, values)
     imported = import_values(CHARTS[chart][2], [str(values)], name=RELEASE)
     ours = stackc_engines(imported.text)
-    entries = {model_key(e.get("name", "")): i for i, e in
-               enumerate(yaml.safe_load(values.read_text())["servingEngineSpec"]["modelSpec"])}
+    data = yaml.safe_load(values.read_text())
     unexplained = []
-    for key, engine in engines.items():
+    for name, engine in engines.items():
+        key = model_key(name)
         assert key in ours, f"{key}: the chart deploys it, the imported spec does not"
-        here = f"servingEngineSpec.modelSpec[{entries[key]}]"
+        here = entry(chart, data, name)
         reported = [f"{d.dotted_path} {d.message}" for d in imported.report
                     if d.code == "W090" and (here in d.dotted_path or here in d.message)]
-        served = engine["flags"].get("--served-model-name") or engine["positional"][0]
-        assert ours[key]["flags"]["--served-model-name"] == served  # the router's table routes this name
+        served = engine["flags"].get("--served-model-name") or engine["flags"].get("--model-path") or (
+            engine["positional"] or [None])[0]
+        if "--served-model-name" in ours[key]["flags"]:  # not a server run as written (the command engine)
+            assert set(served.split()) <= set(ours[key]["flags"]["--served-model-name"].split())  # names clients send
         for field, name, theirs, mine in differences(engine, ours[key]):
             if (field, name) in IMPROVEMENTS:
                 continue
