@@ -1,6 +1,7 @@
 """Fidelity: each example values file rendered by its chart (``helm template``) against the same
 values imported and compiled by stackc, engine container by engine container (production-stack,
-LMStack and Doubleword so far).
+LMStack, Doubleword and ai-on-eks' Deployments; its RayService and LeaderWorkerSet examples are not
+compared yet).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
 and startup budget, and the names each engine serves (what the router's table routes on; not for
@@ -14,6 +15,7 @@ as the other seed-chart tests find them; absent, the test skips with the reason.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,12 +28,18 @@ import yaml
 from stackc.importers.draft import model_key
 from stackc.importers.run import import_values
 from stackc.testing import charts_dir, compile_text, objects
+from tests.stackc.importers.test_seed_charts import NO_MODEL
 
 RELEASE = "rel"
 #: (field, key) -> why stackc differs from the chart on purpose
 IMPROVEMENTS = {
     ("flags", "--served-model-name"): "stackc names the served model explicitly (the same name vLLM defaults to)",
     ("flags", "--tensor-parallel-size"): "1 is vLLM's default: stackc writes the flag only for more",
+    ("flags", "--pipeline-parallel-size"): "1 is vLLM's default: stackc writes the flag only for more",
+    ("flags", "--host"): "stackc states the address it listens on (vLLM's default, 0.0.0.0)",
+    ("flags", "--port"): "stackc states the port it probes and serves (vLLM's default, 8000)",
+    ("env", "NEURON_CC_FLAGS"): "stackc keeps Neuron's compile cache on the cache volume, so restarts skip compiling",
+    ("env", "NEURON_COMPILED_ARTIFACTS"): "see NEURON_CC_FLAGS",
     ("flags", "--enable-metrics"): "stackc turns SGLang's Prometheus metrics on for monitoring and autoscaling",
     ("flags", "--kv-transfer-config"): "plain CPU offloading is vLLM's --kv-offloading-backend lmcache, the same "
                                        "LMCache buffer; P/D roles name stackc's connector ports",
@@ -85,6 +93,9 @@ CHARTS = {
                 lambda obj: _between(obj["metadata"]["name"], f"{RELEASE}-", "-deployment-vllm")),
     "doubleword": ("doubleword-inference-stack", "doubleword-inference-stack/examples/*.yaml", "doubleword", None,
                    lambda obj: obj["metadata"].get("labels", {}).get("app.kubernetes.io/model-group")),
+    "ai-on-eks": ("ai-on-eks-inference-charts/charts/inference-charts",
+                  "ai-on-eks-inference-charts/charts/inference-charts/values-*.yaml", "ai-on-eks", None,
+                  lambda obj: obj["metadata"]["name"]),
 }
 
 
@@ -92,6 +103,8 @@ def entry(chart: str, values: dict[str, Any], name: str) -> str:
     """Where the chart's model ``name`` is written in the values (what its W090s are located under)."""
     if chart == "doubleword":
         return f"modelGroups.{name}"
+    if chart == "ai-on-eks":
+        return ""  # one model per file: every key of the file is its
     names = [item.get("name") for item in values["servingEngineSpec"]["modelSpec"]]
     return f"servingEngineSpec.modelSpec[{names.index(name)}]"
 
@@ -122,11 +135,14 @@ def examples() -> list:
     if root is None:
         return [pytest.param(None, None, marks=pytest.mark.skip(reason="the seed charts are not here"))]
     return [pytest.param(chart, path, id=f"{chart}/{path.name}")
-            for chart, (_, pattern, *_) in CHARTS.items() for path in sorted(root.glob(pattern))]
+            for chart, (_, pattern, *_) in CHARTS.items() for path in sorted(root.glob(pattern))
+            if path.name not in NO_MODEL]
 
 
 def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
     argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) > 2:  # a command line in a shell string
+        argv = [*shlex.split(argv[2]), *argv[3:]]
     flags: dict[str, Any] = {}
     positional = []
     index = 0
@@ -146,7 +162,12 @@ def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
     if "--model" in flags:  # `--model X` and a positional X are one model to vLLM
         positional.insert(0, flags.pop("--model"))
     env = {e["name"]: e.get("value", json.dumps(e.get("valueFrom"), sort_keys=True)) for e in container.get("env", [])}
-    resources = {k: v for k, v in (container.get("resources") or {}).items() if v}
+    # huggingface_hub reads HF_TOKEN; HUGGING_FACE_HUB_TOKEN is its deprecated name for the same token
+    if "HUGGING_FACE_HUB_TOKEN" in env and env.get("HF_TOKEN", env["HUGGING_FACE_HUB_TOKEN"]) == env[
+            "HUGGING_FACE_HUB_TOKEN"]:
+        env["HF_TOKEN"] = env.pop("HUGGING_FACE_HUB_TOKEN")
+    resources = {side: {name: str(amount) for name, amount in amounts.items()}  # YAML reads `1` as a number
+                 for side, amounts in (container.get("resources") or {}).items() if amounts}
     probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
     return {"image": container["image"], "flags": flags, "positional": positional, "env": env,
             "resources": resources, "replicas": replicas, "probes": probes}
