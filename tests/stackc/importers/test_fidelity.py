@@ -1,7 +1,7 @@
 """Fidelity: each example values file rendered by its chart (``helm template``) against the same
 values imported and compiled by stackc, engine container by engine container (production-stack,
-LMStack, Doubleword and ai-on-eks' Deployments; its RayService and LeaderWorkerSet examples are not
-compared yet).
+LMStack, Doubleword and ai-on-eks' Deployments and LeaderWorkerSets; RayServices and
+production-stack's RayCluster are not compared yet).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
 and startup budget, and the names each engine serves (what the router's table routes on; not for
@@ -63,11 +63,21 @@ IMPROVEMENTS = {
     ("env", "LMCACHE_NIXL_RECEIVER_HOST"): "stackc's decode Service has its own name",
     ("env", "UCX_TLS"): "the chart shares the node's IPC for CUDA IPC; stackc's pods stay restricted and UCX picks "
                         "its transports (docs/disaggregation.md)",
-    ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the chart's "
+    ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the "
+                           "chart's "
                            "startup time",
 }
 
 
+#: the same for a model spread over a LeaderWorkerSet's pods, which the chart joins with Ray
+MULTI_NODE = {
+    ("flags", "--nnodes"): "stackc runs vLLM's own multi-node mode (docs/spec.md: vLLM runs without Ray)",
+    ("flags", "--node-rank"): "see --nnodes",
+    ("flags", "--master-addr"): "see --nnodes",
+    ("flags", "--ray-cluster-size"): "the chart's Ray launcher script; stackc needs no Ray cluster",
+    ("positional", "positional"): "the chart's Ray launcher script around vllm serve (the model is compared by name)",
+    ("probes", "readinessProbe path"): "stackc asks vLLM's /health instead of the chart's open-port check",
+}
 _CONTROLLER = "lmcacheConfig.enableController"
 #: (field, key) -> what the located W090 on the model's entry names (its key or its reason)
 REPORTED = {
@@ -139,7 +149,7 @@ def examples() -> list:
             if path.name not in NO_MODEL]
 
 
-def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
+def view(kind: str, container: dict[str, Any], replicas: Any) -> dict[str, Any]:
     argv = [*(container.get("command") or []), *(container.get("args") or [])]
     if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) > 2:  # a command line in a shell string
         argv = [*shlex.split(argv[2]), *argv[3:]]
@@ -168,8 +178,9 @@ def view(container: dict[str, Any], replicas: Any) -> dict[str, Any]:
         env["HF_TOKEN"] = env.pop("HUGGING_FACE_HUB_TOKEN")
     resources = {side: {name: str(amount) for name, amount in amounts.items()}  # YAML reads `1` as a number
                  for side, amounts in (container.get("resources") or {}).items() if amounts}
-    probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
-    return {"image": container["image"], "flags": flags, "positional": positional, "env": env,
+    probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+              if kind in container}
+    return {"kind": kind, "image": container["image"], "flags": flags, "positional": positional, "env": env,
             "resources": resources, "replicas": replicas, "probes": probes}
 
 
@@ -190,20 +201,32 @@ def chart_engines(chart: str, folder: Path, values: Path) -> dict[str, dict[str,
                               capture_output=True, text=True, check=True).stdout
     found = {}
     for obj in yaml.safe_load_all(rendered):
-        if obj and obj["kind"] == "Deployment" and (name := model_of(obj)):
-            [engine] = [c for c in obj["spec"]["template"]["spec"]["containers"] if container in (None, c["name"])]
-            found[name] = view(engine, obj["spec"].get("replicas"))
+        if obj and obj["kind"] in WORKLOADS and (name := model_of(obj)):
+            [engine] = [c for c in pod(obj)["containers"] if container in (None, c["name"])]
+            found[name] = view(obj["kind"], engine, obj["spec"].get("replicas"))
     return found
+
+
+#: the workloads that run engines, compared by the pod that serves the API (a LeaderWorkerSet's leader)
+WORKLOADS = ("Deployment", "LeaderWorkerSet")
+
+
+def pod(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] == "LeaderWorkerSet":
+        group = obj["spec"]["leaderWorkerTemplate"]
+        return (group.get("leaderTemplate") or group["workerTemplate"])["spec"]
+    return obj["spec"]["template"]["spec"]
 
 
 def stackc_engines(text: str) -> dict[str, dict[str, Any]]:
     found = {}
     for obj in objects(compile_text(text).files):
         name = obj["metadata"]["name"]
-        if obj["kind"] == "Deployment" and name.startswith(f"{RELEASE}-"):
-            engines = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "engine"]
+        if obj["kind"] in WORKLOADS and name.startswith(f"{RELEASE}-"):
+            engines = [c for c in pod(obj)["containers"] if c["name"] == "engine"]
             if engines:
-                found[name.removeprefix(f"{RELEASE}-")] = view(engines[0], obj["spec"].get("replicas"))
+                replicas = obj["spec"].get("replicas")
+                found[name.removeprefix(f"{RELEASE}-")] = view(obj["kind"], engines[0], replicas)
     return found
 
 
@@ -213,7 +236,7 @@ def differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, 
         for key in sorted(set(chart[field]) | set(ours[field])):
             if chart[field].get(key) != ours[field].get(key):
                 found.append((field, key, chart[field].get(key), ours[field].get(key)))
-    for field in ("image", "positional", "resources", "replicas"):
+    for field in ("kind", "image", "positional", "resources", "replicas"):
         if chart[field] != ours[field]:
             found.append((field, field, chart[field], ours[field]))
     for kind, probe in chart["probes"].items():
@@ -247,7 +270,7 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
         if "--served-model-name" in ours[key]["flags"]:  # not a server run as written (the command engine)
             assert set(served.split()) <= set(ours[key]["flags"]["--served-model-name"].split())  # names clients send
         for field, name, theirs, mine in differences(engine, ours[key]):
-            if (field, name) in IMPROVEMENTS:
+            if (field, name) in IMPROVEMENTS or engine["kind"] == "LeaderWorkerSet" and (field, name) in MULTI_NODE:
                 continue
             because = REPORTED.get((field, name))
             if because is None or not any(because in text for text in reported):
