@@ -64,8 +64,7 @@ IMPROVEMENTS = {
     ("env", "UCX_TLS"): "the chart shares the node's IPC for CUDA IPC; stackc's pods stay restricted and UCX picks "
                         "its transports (docs/disaggregation.md)",
     ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the "
-                           "chart's "
-                           "startup time",
+                           "chart's startup time",
 }
 
 
