@@ -4,8 +4,9 @@ LMStack, Doubleword and ai-on-eks' Deployments and LeaderWorkerSets; RayServices
 production-stack's RayCluster are not compared yet).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
-and startup budget, and the names each engine serves (what the router's table routes on; not for
-servers under the command engine, whose names are the router's alone). Every
+and startup budget, the names each engine serves (not for servers under the command engine, whose
+names are the router's alone), and, where the chart has a router, the routing table: every model the
+chart's router reaches is in stackc's router table under its served name, routed the same way. Every
 difference is either a stackc improvement listed in IMPROVEMENTS with its reason, or reported by
 the import as a located W090 on that model's modelSpec entry. Mounts differ by design (stackc's
 cache volume and home, see IMPROVEMENTS) and are not compared. Helm and the seed charts are found
@@ -194,10 +195,13 @@ def _canonical(value: str) -> str:
         return value
 
 
-def chart_engines(chart: str, folder: Path, values: Path) -> dict[str, dict[str, Any]]:
+def render(folder: Path, values: Path) -> str:
+    return subprocess.run([helm(), "template", RELEASE, str(folder), "-f", str(values), "--namespace", "default"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def chart_engines(chart: str, rendered: str) -> dict[str, dict[str, Any]]:
     _, _, _, container, model_of = CHARTS[chart]
-    rendered = subprocess.run([helm(), "template", RELEASE, str(folder), "-f", str(values), "--namespace", "default"],
-                              capture_output=True, text=True, check=True).stdout
     found = {}
     for obj in yaml.safe_load_all(rendered):
         if obj and obj["kind"] in WORKLOADS and (name := model_of(obj)):
@@ -215,6 +219,30 @@ def pod(obj: dict[str, Any]) -> dict[str, Any]:
         group = obj["spec"]["leaderWorkerTemplate"]
         return (group.get("leaderTemplate") or group["workerTemplate"])["spec"]
     return obj["spec"]["template"]["spec"]
+
+
+#: the production-stack router's --routing-logic -> stackc's routing.strategy for the same behaviour
+ROUTING = {"roundrobin": "round_robin", "session": "session", "prefixaware": "prefix"}
+
+
+def chart_routing(rendered: str) -> str | None:
+    """The chart router's --routing-logic (its whole routing table: every discovered engine, one logic)."""
+    for obj in yaml.safe_load_all(rendered):
+        if obj and obj["kind"] == "Deployment":
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                args = container.get("args") or []
+                if "--routing-logic" in args:
+                    return args[args.index("--routing-logic") + 1]
+    return None
+
+
+def router_table(text: str) -> dict[str, dict[str, Any]]:
+    """stackc's router table: served name -> the model's entry (strategy, aliases, …)."""
+    for obj in objects(compile_text(text).files):
+        if obj["kind"] == "ConfigMap" and "router.yaml" in obj.get("data", {}):
+            models = yaml.safe_load(obj["data"]["router.yaml"])["models"]
+            return {entry["served_name"]: entry for entry in models.values()}
+    return {}
 
 
 def stackc_engines(text: str) -> dict[str, dict[str, Any]]:
@@ -253,8 +281,10 @@ def _budget(probe: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize(("chart", "values"), examples())
 def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
-    engines = chart_engines(chart, rendered_charts / chart, values)
+    rendered = render(rendered_charts / chart, values)
+    engines = chart_engines(chart, rendered)
     imported = import_values(CHARTS[chart][2], [str(values)], name=RELEASE)
+    logic, table = chart_routing(rendered), router_table(imported.text)
     ours = stackc_engines(imported.text)
     data = yaml.safe_load(values.read_text())
     unexplained = []
@@ -268,6 +298,14 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
             engine["positional"] or [None])[0]
         if "--served-model-name" in ours[key]["flags"]:  # not a server run as written (the command engine)
             assert set(served.split()) <= set(ours[key]["flags"]["--served-model-name"].split())  # names clients send
+        if logic is not None:  # the chart's router routes this model: so must stackc's, the same way
+            route = table[served.split()[0]]
+            explained = logic == "kvaware" and any("routerSpec.routingLogic" in text for text in
+                                                   [f"{d.dotted_path} {d.message}" for d in imported.report])
+            if logic == "disaggregated_prefill":
+                assert "prefill" in route, f"{key}: the P/D pair is not routed as one (prefill, then decode)"
+            elif not explained:
+                assert route["strategy"] == ROUTING[logic], f"{key}: the chart routes by {logic}"
         for field, name, theirs, mine in differences(engine, ours[key]):
             if (field, name) in IMPROVEMENTS or engine["kind"] == "LeaderWorkerSet" and (field, name) in MULTI_NODE:
                 continue
