@@ -299,6 +299,12 @@ def _ray_cluster(values: Values, path: Path, model: dict[str, Any]) -> None:
     head = (*path, "headNode")
     model["serving"]["nodes"] = model["replicas"] + 1
     model["replicas"] = 1
+    if model["serving"].get("prefix_caching") is False:
+        model["serving"]["prefix_caching"] = None  # the RayCluster's script writes the flag only to turn it on
+    vllm_config = (*path[:-1], "vllmConfig")
+    if values.has(vllm_config) and not values.has((*vllm_config, "v1")):
+        values.drop(path, "the RayCluster's VLLM_USE_V1=0 (vLLM's v0 engine, which the chart pins unless vllmConfig.v1 "
+                    "is set)", "current vLLM has only its V1 engine; stackc runs that")
     head_accelerators, head_resources = _resources(values, head)
     if head_accelerators != model["accelerators"] or head_resources != model["resources"]:
         values.drop(head, "resources for the Ray head pod that differ from the worker pods'",

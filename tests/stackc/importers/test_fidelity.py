@@ -1,7 +1,7 @@
 """Fidelity: each example values file rendered by its chart (``helm template``) against the same
 values imported and compiled by stackc, engine container by engine container (production-stack,
-LMStack, Doubleword and ai-on-eks' Deployments and LeaderWorkerSets; RayServices and
-production-stack's RayCluster are not compared yet).
+LMStack, Doubleword, ai-on-eks' Deployments and LeaderWorkerSets, production-stack's RayCluster by
+its head and start script; ai-on-eks' RayServices are not compared yet).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
 and startup budget, the names each engine serves (not for servers under the command engine, whose
@@ -69,7 +69,7 @@ IMPROVEMENTS = {
 }
 
 
-#: the same for a model spread over a LeaderWorkerSet's pods, which the chart joins with Ray
+#: the same for a model spread over several pods (a LeaderWorkerSet or RayCluster), which the chart joins with Ray
 MULTI_NODE = {
     ("flags", "--nnodes"): "stackc runs vLLM's own multi-node mode (docs/spec.md: vLLM runs without Ray)",
     ("flags", "--node-rank"): "see --nnodes",
@@ -77,11 +77,18 @@ MULTI_NODE = {
     ("flags", "--ray-cluster-size"): "the chart's Ray launcher script; stackc needs no Ray cluster",
     ("positional", "positional"): "the chart's Ray launcher script around vllm serve (the model is compared by name)",
     ("probes", "readinessProbe path"): "stackc asks vLLM's /health instead of the chart's open-port check",
+    ("probes", "startupProbe path"): "the chart's Ray head waits for Ray; stackc's startup probe waits for vLLM",
+    ("probes", "livenessProbe path"): "the chart's Ray head probe is a placeholder (echo TBD); stackc asks /health",
+    ("kind", "kind"): "stackc spreads a replica over a LeaderWorkerSet's pods, not a RayCluster's",
+    ("flags", "--distributed-executor-backend"): "see --nnodes",
+    ("env", "VLLM_HOST_IP"): "Ray's address for the node; see --nnodes",
+    ("env", "EXPECTED_NODES"): "the chart's wait-for-Ray script; see --nnodes",
 }
 _CONTROLLER = "lmcacheConfig.enableController"
 #: (field, key) -> what the located W090 on the model's entry names (its key or its reason)
 REPORTED = {
     ("flags", "--chat-template"): "chatTemplate",  # a template file on the chart's own PVC
+    ("env", "VLLM_USE_V1"): "VLLM_USE_V1",  # the RayCluster's pinned v0 engine
     ("env", "HF_TOKEN"): "security",  # a P/D pair's prefill entry with a token of its own
     **{("env", name): _CONTROLLER for name in (
         "LMCACHE_ENABLE_CONTROLLER", "LMCACHE_CONTROLLER_PULL_URL", "LMCACHE_CONTROLLER_REPLY_URL",
@@ -203,11 +210,30 @@ def render(folder: Path, values: Path) -> str:
 def chart_engines(chart: str, rendered: str) -> dict[str, dict[str, Any]]:
     _, _, _, container, model_of = CHARTS[chart]
     found = {}
-    for obj in yaml.safe_load_all(rendered):
-        if obj and obj["kind"] in WORKLOADS and (name := model_of(obj)):
+    documents = [obj for obj in yaml.safe_load_all(rendered) if obj]
+    for obj in documents:
+        if obj["kind"] in WORKLOADS and (name := model_of(obj)):
             [engine] = [c for c in pod(obj)["containers"] if container in (None, c["name"])]
             found[name] = view(obj["kind"], engine, obj["spec"].get("replicas"))
+        elif obj["kind"] == "RayCluster" and (name := model_of(obj)):
+            found[name] = view("RayCluster", ray_head(obj, documents, name), 1)  # one replica over its pods
     return found
+
+
+def ray_head(cluster: dict[str, Any], documents: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """production-stack's RayCluster head as the engine: its image, env and probes, and the vllm serve
+    command its start script (a ConfigMap) builds in a bash array."""
+    [head] = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    [script] = [d["data"]["vllm-entrypoint.sh"] for d in documents
+                if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{name}-vllm-start-script"]
+    words = []
+    for line in script.splitlines():
+        line = line.strip()
+        if line.startswith("ARGS+=("):
+            words += shlex.split(line.removeprefix("ARGS+=(").removesuffix(")"))
+        elif line.startswith('"') and words is not None and not line.startswith('"${'):
+            words += shlex.split(line.replace('""', '"'))  # an item of the ARGS=( … ) array
+    return {**head, "command": [], "args": words}
 
 
 #: the workloads that run engines, compared by the pod that serves the API (a LeaderWorkerSet's leader)
@@ -307,7 +333,7 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
             elif not explained:
                 assert route["strategy"] == ROUTING[logic], f"{key}: the chart routes by {logic}"
         for field, name, theirs, mine in differences(engine, ours[key]):
-            if (field, name) in IMPROVEMENTS or engine["kind"] == "LeaderWorkerSet" and (field, name) in MULTI_NODE:
+            if (field, name) in IMPROVEMENTS or engine["kind"] != "Deployment" and (field, name) in MULTI_NODE:
                 continue
             because = REPORTED.get((field, name))
             if because is None or not any(because in text for text in reported):
