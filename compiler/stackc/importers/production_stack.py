@@ -390,7 +390,8 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
 
 def _pd_role(values: Values, path: Path, role: str, env: dict[str, str]) -> dict[str, Any]:
     """One side of a P/D pair: stackc's ``lmcache`` connector writes the chart's NIXL wiring itself."""
-    values.drop_unless((*path, "enableNixl"), True, "LMCache's P/D without NIXL", "stackc's lmcache connector uses NIXL")
+    values.drop_unless((*path, "enableNixl"), True, "LMCache's P/D without NIXL",
+                       "stackc's lmcache connector uses NIXL")
     values.consumed.update({(*path, "nixlRole"), (*path, "nixlPeerHost")})  # the roles' sender/receiver wiring
     values.drop_unless((*path, "nixlPeerPort"), "55555", "a NIXL port other than LMCache's 55555")
     values.drop_unless((*path, "nixlBufferSize"), str(2**30), "a NIXL buffer other than 1 GiB")
