@@ -32,6 +32,7 @@ class Draft:
     origins: dict[str, Location] = attrs.field(factory=dict)
     extra_objects: list[dict[str, Any]] = attrs.field(factory=list)
     kv_cache_server: dict[str, Any] | None = None
+    shared_cache: dict[str, Any] | None = None
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
@@ -54,6 +55,7 @@ class Draft:
         spec: dict[str, Any] = {"version": 1, "stack": prune({"name": self.name, "namespace": self.namespace,
                                                               "targets": list(self.targets),
                                                               "kv_cache_server": self.kv_cache_server,
+                                                              "shared_cache": self.shared_cache,
                                                               "extra_objects": list(self.extra_objects)})}
         spec["models"] = {key: prune(model) for key, model in self.models.items()}
         options = {k: prune(v) for k, v in self.target_options.items() if prune(v)}

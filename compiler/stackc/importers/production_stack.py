@@ -738,8 +738,7 @@ def _top_level(values: Values, draft: Draft) -> None:
     values.feature(("loraController",), "the LoRA controller", "adapters are loaded at start "
                    "(serving.lora_adapters)", switch="enableLoraController")
     _cache_server(values, draft)
-    values.feature(("sharedPvcStorage",), "one shared volume for every model",
-                   "give each model cache = { existing_claim = CLAIM, access_mode = \"ReadWriteMany\" }")
+    _shared_storage(values, draft)
     values.feature(("kube-prometheus-stack",), "the bundled Prometheus")
     values.feature(("prometheus-adapter",), "the bundled Prometheus adapter")
     if values.get(("grafanaDashboards", "enabled"), bool, False):
@@ -768,6 +767,32 @@ def _inline_secret(values: Values, path: Path, stack: str, key: str, what: str) 
                 f"(key {key}), which you create", f"kubectl create secret generic {name} "
                 f"--from-literal={key}=… (the chart kept it in RELEASE-secrets under the same key)")
     return {"name": name, "key": key}
+
+
+def _shared_storage(values: Values, draft: Draft) -> None:
+    """``sharedPvcStorage``: one ReadWriteMany volume every engine keeps its weights on (the chart's HF_HOME),
+    which is the stack's shared cache; a model's own claim then caches nothing in the chart."""
+    path = ("sharedPvcStorage",)
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return
+    server, export = values.text((*path, "nfs", "server")), values.text((*path, "nfs", "path"))
+    draft.shared_cache = {"size": quantity(values.get((*path, "size"), (str, int))) or "100Gi",
+                          "storage_class": values.text((*path, "storageClass")) or None,
+                          "nfs": {"server": server, "path": export} if server and export else None}
+    values.raw((*path, "nfs"))
+    values.drop((*path, "hostPath"), "a hostPath volume shared by the models",
+                "Pod Security \"restricted\" admits claims only: use nfs, a storageClass, or an existing claim")
+    values.drop_unless((*path, "accessModes"), ["ReadWriteMany"], "an access mode other than ReadWriteMany",
+                       "a shared cache is mounted by every replica")
+    values.raw((*path, "image"))  # the LoRA controller's permission fixer, which stackc does not run
+    for key, model in draft.models.items():
+        if model.pop("cache", None):
+            index = next(i for i, origin in enumerate(values.sequence((*ENGINE, "modelSpec")))
+                         if values.location((*ENGINE, "modelSpec", i)) == draft.origins[key])
+            values.drop((*ENGINE, "modelSpec", index, "pvcStorage"), "the model's own claim, which holds no weights "
+                        "while sharedPvcStorage is on (the chart's HF_HOME is the shared volume)",
+                        "the model uses [stack.shared_cache]")
 
 
 def _secret(values: Values, path: Path) -> dict[str, str] | None:

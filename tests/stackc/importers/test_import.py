@@ -577,3 +577,19 @@ def test_ai_on_eks_triton_runs_tritonserver_over_the_charts_model_repository(tmp
     assert container["command"] == ["tritonserver"] and "--model-repository=/models" in container["args"]
     assert {"name": "model-repository", "mountPath": "/models/vllm_model"}.items() <= next(
         m for m in container["volumeMounts"] if m["name"] == "model-repository").items()
+
+
+def test_shared_pvc_storage_is_the_stacks_shared_cache(tmp_path):
+    model = "  - {{name: {name}, repository: vllm/vllm-openai, tag: v0.10.1, modelURL: org/{name}, requestGPU: 1{own}}}\n"
+    result = import_text(
+        tmp_path, "production-stack",
+        "servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n" + model.format(name="a", own=", pvcStorage: 50Gi")
+        + model.format(name="b", own="") + "sharedPvcStorage:\n  enabled: true\n  size: 200Gi\n"
+        "  nfs: {server: 10.0.0.2, path: /exports/models}\n")
+    spec = tomllib.loads(result.text)
+    assert spec["stack"]["shared_cache"] == {"size": "200Gi", "nfs": {"server": "10.0.0.2", "path": "/exports/models"}}
+    assert "cache" not in spec["models"]["a"]  # the chart keeps weights on the shared volume, not the own claim
+    [own] = result.report
+    assert own.dotted_path == "servingEngineSpec.modelSpec[0].pvcStorage" and own.location.line == 4
+    kinds = [o["kind"] for o in objects(compile_text(result.text).files)]
+    assert "PersistentVolume" in kinds
