@@ -331,8 +331,9 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
     platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
-    plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
-                                                            deployed), spec, registry, deployed)
+    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in plan_fit(checked, registry)[0]}
+    plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
+        lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
              for where in sorted(platforms, key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM]))
@@ -376,6 +377,13 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     if errors or spec is None:
         raise DiagnosticsError(located)
     return Checked(spec, document.source_map, tuple(located))
+
+
+def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:
+    """Each component with the KV tokens the fit check found for it (its model's, or its role's)."""
+    components = tuple(attrs.evolve(c, kv_tokens_per_replica=fits.get(
+        (c.key, c.disaggregation.role if c.disaggregation is not None else None))) for c in plan.components)
+    return attrs.evolve(plan, components=components)
 
 
 def _spec_file(source_map: SourceMap) -> Callable[[Path], str | None]:

@@ -131,3 +131,24 @@ def test_plan_prints_a_table_and_json_the_schema_describes(tmp_path: Path, run_s
     llama = envelope["models"]["llama"]
     assert set(llama["roles"]) == {"prefill", "decode"} and llama["fit"]["status"] == "fits"
     assert llama["roles"]["decode"]["fit"]["weights_gib_per_device"] == 7.48
+
+
+def test_the_router_sizes_a_silent_engines_prefix_cache_with_the_computed_kv_tokens() -> None:
+    text = """version = 1
+[stack]
+name = "fitr"
+targets = ["manifests", "router"]
+[models.t]
+engine = "trtllm"
+model = "meta-llama/Llama-3.1-8B-Instruct"
+accelerators = { count = 1, type = "{type}" }
+serving = { max_context = 8192 }
+"""
+    compilation = compile_text(text.replace("{type}", "H100-80GB"))
+    [component] = compilation.plan.components
+    assert component.kv_tokens_per_replica == 464052  # `stackc plan`'s KV TOKENS/REPLICA
+    config = compilation.files["router/configmap.yaml"].decode()
+    assert f"cache_chars: {464052 * 4}" in config
+    untyped = compile_text(text.replace(', type = "{type}"', ""))
+    assert untyped.plan.components[0].kv_tokens_per_replica is None
+    assert "cache_chars" not in untyped.files["router/configmap.yaml"].decode()
