@@ -152,3 +152,14 @@ serving = { max_context = 8192 }
     untyped = compile_text(text.replace(', type = "{type}"', ""))
     assert untyped.plan.components[0].kv_tokens_per_replica is None
     assert "cache_chars" not in untyped.files["router/configmap.yaml"].decode()
+
+
+def test_the_endpoint_picker_sizes_its_prefix_index_with_the_computed_kv_tokens() -> None:
+    import yaml
+
+    text = spec(extra=", max_context = 8192").replace('name = "fit"', 'name = "fit"\ntargets = ["manifests", "gateway"]')
+    compilation = compile_text(text)
+    tokens = compilation.plan.components[0].kv_tokens_per_replica
+    config = yaml.safe_load(yaml.safe_load(compilation.files["gateway/m/epp-configmap.yaml"])["data"]["default-plugins.yaml"])
+    [scorer] = [p for p in config["plugins"] if p["type"] == "prefix-cache-scorer"]
+    assert scorer["parameters"] == {"lruCapacityPerServer": tokens * 4 // 64}
