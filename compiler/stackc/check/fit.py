@@ -188,6 +188,7 @@ def _tp_path(path: Path, serving: Path, model: Model) -> Path:
 def _fixes(found: ModelFacts, deployment: Deployment) -> str | None:
     degree = arithmetic.smallest_tensor_parallel(found, deployment)
     larger = arithmetic.larger_accelerator(found, deployment)
-    fixes = [f"tensor_parallel = {degree} fits" if degree else None,
+    devices = f"{degree * deployment.pipeline_parallel} devices a replica" if degree else ""
+    fixes = [f"tensor_parallel = {degree} fits ({devices})" if degree else None,
              f"accelerators.type = \"{larger}\" fits" if larger else None]
     return " or ".join(f for f in fixes if f) or "no catalogue accelerator holds it: more pipeline parallelism"
