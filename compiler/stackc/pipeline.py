@@ -32,7 +32,7 @@ from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
 from stackc.check.plan import autoscaling_problems, lowered_problems
-from stackc.check.fit import assess as assess_fit
+from stackc.check.fit import HUB_CACHE, assess as assess_fit
 from stackc.check.spec import validate_spec
 
 T = TypeVar("T")
@@ -331,7 +331,9 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
     platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
-    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in plan_fit(checked, registry)[0]}
+    # facts from this machine's Hugging Face cache inform the check only: the output depends on the spec alone
+    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in plan_fit(checked, registry)[0]
+            if row.facts_source != HUB_CACHE}
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
         lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
              for where in sorted(platforms, key=str)}

@@ -21,6 +21,8 @@ from stackc.spec.source import Path
 
 _MIG = re.compile(r"^nvidia\.com/mig-\d+g\.(\d+)gb$")
 _ROLES = ("prefill", "decode")
+#: the source of facts read from this machine's Hugging Face cache: they inform the check, never the output
+HUB_CACHE = "the Hugging Face cache"
 
 
 @attrs.frozen
@@ -51,7 +53,8 @@ def accelerator_memory(accelerators: Accelerators) -> tuple[float | None, str]:
 
 def assess(spec: Spec, registry: Registry, spec_file: Callable[[Path], str | None]) -> tuple[list[ModelFit], list[Diagnostic]]:
     """The fit of every enabled model, with its diagnostics; ``spec_file`` names the file that set a path
-    (a relative ``serving.model_config`` is read from that file's folder)."""
+    (a relative ``serving.model_config`` is read from that file's folder). Facts come from the spec's
+    ``serving.model_config``, else the catalogue, else this machine's Hugging Face cache."""
     rows: list[ModelFit] = []
     problems: list[Diagnostic] = []
     for key, model in sorted(spec.models.items()):
@@ -69,7 +72,8 @@ def assess(spec: Spec, registry: Registry, spec_file: Callable[[Path], str | Non
             row, role_problems = _assess_one(key, role, path, model, accelerators, tensor_parallel, found, source,
                                              registry)
             rows.append(row)
-            problems += role_problems
+            # a config that could not be read already says why the model is unknown
+            problems += [p for p in role_problems if not (facts_problems and p.code == "W142")]
     return rows, problems
 
 
@@ -85,14 +89,18 @@ def _facts(model: Model, base: Path, spec_file: Callable[[Path], str | None]) ->
         except model_facts.ConfigError as error:
             return None, None, [Diagnostic("E143", str(error), base + path,
                                            "point it at the model's config.json (transformers format)")]
-    cached = model_facts.cached_config(model.model, model.revision, model_facts.hub_cache())
-    if cached is not None:
-        try:
-            return model_facts.read_config(cached, "the Hugging Face cache"), "the Hugging Face cache", []
-        except model_facts.ConfigError:
-            pass  # a broken cache entry: the catalogue may still know the model
     found = model_facts.catalogue_facts(model.model)
-    return found, (found.source if found else None), []
+    if found is not None:
+        return found, found.source, []
+    cached = model_facts.cached_config(model.model, model.revision, model_facts.hub_cache())
+    if cached is None:
+        return None, None, []
+    try:
+        return model_facts.read_config(cached, HUB_CACHE), HUB_CACHE, []
+    except model_facts.ConfigError as error:
+        return None, None, [Diagnostic("W143", f"the Hugging Face cache's copy is unreadable: {error}",
+                                       base + ("model",), "download the model again, or set serving.model_config",
+                                       Severity.WARNING)]
 
 
 def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerators: Accelerators,

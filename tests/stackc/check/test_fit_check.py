@@ -163,3 +163,19 @@ def test_the_endpoint_picker_sizes_its_prefix_index_with_the_computed_kv_tokens(
     config = yaml.safe_load(yaml.safe_load(compilation.files["gateway/m/epp-configmap.yaml"])["data"]["default-plugins.yaml"])
     [scorer] = [p for p in config["plugins"] if p["type"] == "prefix-cache-scorer"]
     assert scorer["parameters"] == {"lruCapacityPerServer": tokens * 4 // 64}
+
+
+def test_facts_from_this_machines_hugging_face_cache_never_change_the_output(tmp_path: Path, monkeypatch) -> None:
+    snapshot = tmp_path / "models--acme--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--acme--tiny" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny" / "refs" / "main").write_text("abc")
+    (snapshot / "config.json").write_text(json.dumps({
+        "hidden_size": 2048, "intermediate_size": 8192, "max_position_embeddings": 8192,
+        "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8, "vocab_size": 128256}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    text = spec("acme/tiny").replace('name = "fit"', 'name = "fit"\ntargets = ["manifests", "gateway"]')
+    assert codes(text) == []  # checked with the cache's facts: it fits
+    assert compile_text(text).plan.components[0].kv_tokens_per_replica is None
+    (snapshot / "config.json").write_text("{")
+    assert codes(text) == ["W143"]
