@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from stackc.plan.engine import MetricNames
 from stackc.plan.model import Component
-from stackc_router.config import KubernetesDiscovery, ModelRoute, PrefillRoute
-from stackc_router.scrape import CHARS_PER_TOKEN
+from stackc_router.config import CHARS_PER_TOKEN, KubernetesDiscovery, ModelRoute, PrefillRoute
 
 
 def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,

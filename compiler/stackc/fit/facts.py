@@ -56,7 +56,7 @@ def read_config(path: Path, source: str) -> ModelFacts:
     """Facts from a transformers config.json (and the safetensors index beside it, for the weights' bytes)."""
     try:
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: undecodable text, bad JSON, a NUL in the path
         raise ConfigError(f"cannot read {source}: {error}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{source} is not a JSON object")
@@ -71,7 +71,7 @@ def read_config(path: Path, source: str) -> ModelFacts:
 def _index_bytes(index: Path) -> int | None:
     try:
         size = json.loads(index.read_text("utf-8"))["metadata"]["total_size"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return size if isinstance(size, int) and size > 0 else None
 

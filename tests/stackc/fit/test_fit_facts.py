@@ -62,6 +62,12 @@ def test_a_config_that_cannot_be_read_says_why(tmp_path: Path, text: str) -> Non
         facts.read_config(config, "config.json")
 
 
+@pytest.mark.parametrize("name", ["missing.json", "bad\x00name.json"])
+def test_a_config_path_that_names_no_file_says_so(tmp_path: Path, name: str) -> None:
+    with pytest.raises(facts.ConfigError, match="cannot read"):
+        facts.read_config(tmp_path / name, name)
+
+
 def test_the_hugging_face_cache_is_read_at_the_revision_main_points_to(tmp_path: Path) -> None:
     repo = tmp_path / "models--acme--tiny"
     (repo / "refs").mkdir(parents=True)
