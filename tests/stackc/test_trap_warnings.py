@@ -99,3 +99,16 @@ def test_weight_sizes_come_from_the_parameter_count_in_the_name(model: str, quan
 
     found = estimated_weight_bytes(Model(engine="vllm", model=model, serving=Serving(quantization=quantization)))
     assert found == (int(size) if size is not None else None)
+
+
+@pytest.mark.parametrize("limit", ["max_loras", "max_lora_rank"])
+def test_a_lora_limit_without_adapters(limit: str) -> None:
+    (warning,) = warnings(BASE + f"serving = {{ {limit} = 4 }}\n")
+    assert f"warning[W140] models.m.serving.{limit}: serving.{limit} limits LoRA adapters" in warning
+
+
+def test_a_lora_limit_with_adapters_is_passed_on() -> None:
+    text = BASE + 'serving = { max_loras = 4, lora_adapters = [{ name = "a", source = "org/a" }] }\n'
+    assert warnings(text) == []
+    (engine,) = [c for c in compile_text(text).plan.components[0].pod.containers if c.name == "engine"]
+    assert engine.args[engine.args.index("--max-loras") + 1] == "4"

@@ -328,6 +328,12 @@ def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnos
                          "Pending", ("cache", "access_mode"),
                          'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
                          Severity.WARNING)
+    serving = model.serving
+    for limit in ("max_loras", "max_lora_rank"):
+        if getattr(serving, limit) is not None and not serving.lora_adapters:
+            yield Diagnostic("W140", f"serving.{limit} limits LoRA adapters, but the model has none: engines start "
+                             "without LoRA, and the limit is not passed on", ("serving", limit),
+                             "add serving.lora_adapters, or drop it", Severity.WARNING)
     source = sources.parse(model.model)
     estimate = estimated_weight_bytes(model)
     ephemeral = quantity_value(model.resources.requests.get("ephemeral-storage", ""))
