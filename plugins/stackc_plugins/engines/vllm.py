@@ -59,8 +59,8 @@ RAY_PORT = 6379
 #: receiver, by default
 NIXL_PORT = 5600
 LMCACHE_PORT = 55555
-#: flags stackc sets from ``disaggregation``
-KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend")
+#: flags stackc sets from ``disaggregation`` and ``kv_offload``: vLLM runs one KV connector
+KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend", "--kv-offloading-size")
 #: where vLLM publishes KV events by default (its ZMQ PUB socket), which llm-d's picker dials on each pod
 KV_EVENTS_PORT = 5557
 
@@ -111,6 +111,10 @@ class VllmEngine:
                 yield Diagnostic("E132", "engine_args sets --kv-events-config, which stackc sets from routing.kv_events",
                                  ("engine_args", index), "remove it")
         offload = model.kv_offload
+        for index, flag in kv_flags(model) if offload is not None and model.disaggregation is None else ():
+            yield Diagnostic("E140", f"engine_args sets {flag}, which stackc sets from kv_offload: vLLM would get "
+                             "two KV connectors", ("engine_args", index),
+                             "remove it; kv_offload.backend chooses the connector (or drop kv_offload)")
         if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
             yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
                              "host memory only", ("kv_offload", "disk_gib"),
@@ -300,10 +304,16 @@ def check_disaggregation(model: Model) -> Iterator[Diagnostic]:
     if model.disaggregation.ib_devices:
         yield Diagnostic("E104", "ib_devices is SGLang's flag; vLLM's NIXL picks devices through UCX",
                          ("disaggregation", "ib_devices"), "set UCX_NET_DEVICES in env instead")
+    for index, flag in kv_flags(model):
+        yield Diagnostic("E102", f"engine_args sets {flag}, which stackc sets from disaggregation",
+                         ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+
+
+def kv_flags(model: Model) -> Iterator[tuple[int, str]]:
+    """(index, flag) of each ``engine_args`` item that configures a KV connector, which stackc owns."""
     for index, arg in enumerate(model.engine_args):
         if arg.split("=", 1)[0] in KV_FLAGS:
-            yield Diagnostic("E102", f"engine_args sets {arg.split('=', 1)[0]}, which stackc sets from disaggregation",
-                             ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+            yield index, arg.split("=", 1)[0]
 
 
 def lmcache_env(request: EngineRequest) -> list[EnvVar]:
