@@ -251,7 +251,7 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
     downloads: list[Container] = []
     claims: dict[str, str] = {}
     fetched = Mount(cache_volume, FETCHED_ADAPTERS_PATH, sub_path="lora-adapters")
-    credentials = download_credentials(model)
+    env = download_env(model)
     for adapter in model.serving.lora_adapters:
         source = sources.parse(adapter.source)
         assert source is not None and source.scheme in sources.ADAPTER_SCHEMES  # validation rejected the others
@@ -268,7 +268,7 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
             uri = f"hf://{source.location}:{adapter.revision}" if source.scheme == "hf" else source.location
             location = f"{FETCHED_ADAPTERS_PATH}/{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
             if not any(c.args == (uri, location) for c in downloads):
-                downloads.append(download_container(f"lora-download-{len(downloads)}", uri, location, credentials,
+                downloads.append(download_container(f"lora-download-{len(downloads)}", uri, location, env,
                                                     fetched))
         result.append(Adapter(adapter.name, location, runtime=adapter.load == "runtime"))
     if downloads:
@@ -280,18 +280,21 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
 DOWNLOAD_MARKER = ".stackc-complete"
 
 
-def download_container(name: str, uri: str, destination: str, credentials: list[EnvVar], mount: Mount) -> Container:
+def download_container(name: str, uri: str, destination: str, env: list[EnvVar], mount: Mount) -> Container:
     """An init container that fetches ``uri`` into ``destination`` unless an earlier pod did."""
     script = (f'test -e "$2/{DOWNLOAD_MARKER}" || '
               f'{{ /storage-initializer/scripts/initializer-entrypoint "$1" "$2" && touch "$2/{DOWNLOAD_MARKER}"; }}')
     return Container(name, DOWNLOADER_IMAGE, command=("/bin/sh", "-c", script, "download"),
-                     args=(uri, destination), env=tuple(credentials), mounts=(mount,))
+                     args=(uri, destination), env=tuple(env), mounts=(mount,))
 
 
-def download_credentials(model: Model) -> list[EnvVar]:
-    """What a downloader reads: the model's Hugging Face token and its ``secret_env`` (cloud keys)."""
+def download_env(model: Model) -> list[EnvVar]:
+    """What a downloader reads: the model's ``env`` (an S3 store's ``S3_ENDPOINT``, ``AWS_REGION``,
+    ``S3_USE_HTTPS``, ``HF_ENDPOINT``), its Hugging Face token and its ``secret_env`` (cloud keys). It is
+    stackc's own init container, so KServe's webhook injects no credentials into it as it does into its
+    storage initializer."""
     credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
-    return credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+    return env_vars(model.env) + credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
 
 
 def weight_downloads(model: Model, model_weights: Weights) -> list[Container]:
@@ -301,7 +304,7 @@ def weight_downloads(model: Model, model_weights: Weights) -> list[Container]:
         return []
     folder = _fetched_folder(model_weights.source, read_only=False)
     return [download_container("weights-download", model_weights.source.location, WEIGHTS_PATH,
-                               download_credentials(model), folder)]
+                               download_env(model), folder)]
 
 
 def _platform_uri(source: ModelSource) -> str:
