@@ -430,8 +430,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             health_path=health, metrics=result.metrics,
             api_key=model.security.api_key, service=service, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
-            extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
-                                      for p in spec_ports if p.service),
+            extra_service_ports=(*result.service_ports, *(Port(p.name, p.service_port or p.port, protocol=p.protocol)
+                                                            for p in spec_ports if p.service)),
             peer_ports=_ports(spec_ports), kv_events_port=result.kv_events_port),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),

@@ -154,12 +154,15 @@ class VllmEngine:
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
-        kv_port = None
+        kv_port, service_ports = None, ()
         if request.role is not None:
-            # NIXL's side channel listens on both roles; LMCache's receiver on the decode side only
+            # NIXL's side channel listens on both roles, reached at the pod's IP; LMCache's receiver on the
+            # decode side only, reached at the decode Service (LMCACHE_NIXL_RECEIVER_HOST)
             if request.role.protocol == "kv_transfer_params" or request.role.role == "decode":
                 kv_port = Port("kv-transfer", kv_transfer_port(request.role))
                 container = attrs.evolve(container, ports=(*container.ports, kv_port))
+            if request.role.connector == "lmcache" and kv_port is not None:
+                service_ports = (kv_port,)
         events_port = None
         if request.kv_events:
             events_port = Port("kv-events", KV_EVENTS_PORT)
@@ -167,7 +170,8 @@ class VllmEngine:
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
-                            kv_port=kv_port, ray_group=ray, kv_events_port=events_port)
+                            kv_port=kv_port, service_ports=service_ports, ray_group=ray,
+                            kv_events_port=events_port)
 
 
 def ray_group(container: Container, head: str) -> tuple[Container, Container]:
