@@ -100,6 +100,29 @@ engine_options = { mode = "triton", checkpoint_dir = "/cache/ckpt" }
     assert engine["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
 
 
+TRITON = 'accelerators = { count = 1 }\nengine_options = { mode = "triton", checkpoint_dir = "/c"%s }\n'
+
+
+def test_triton_serves_http_on_8001_with_grpc_moved_or_off() -> None:
+    moved = engine_container(compile_engine("trtllm", extra="port = 8001\n" + TRITON % ", grpc_port = 9001"))
+    assert [(p["name"], p["containerPort"]) for p in moved["ports"]] == [("http", 8001), ("grpc", 9001),
+                                                                         ("metrics", 8002)]
+    assert "--grpc-port=9001" in moved["args"]
+    off = engine_container(compile_engine("trtllm", extra="port = 8001\n" + TRITON % ", grpc_port = 0"))
+    assert [p["containerPort"] for p in off["ports"]] == [8001, 8002] and "--allow-grpc=false" in off["args"]
+
+
+@pytest.mark.parametrize("extra, path", [
+    ("port = 8001\n" + TRITON % "", "models.m.port"),
+    (TRITON % ", metrics_port = 8000", "models.m.engine_options.metrics_port"),
+    (TRITON % ", grpc_port = 8002", "models.m.engine_options.metrics_port"),
+])
+def test_triton_ports_that_clash_are_located_where_the_spec_set_them(extra: str, path: str) -> None:
+    with pytest.raises(DiagnosticsError) as error:
+        compile_engine("trtllm", extra=extra)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [("E141", path)]
+
+
 def test_llamacpp() -> None:
     extra = FULL.format(resource="nvidia.com/gpu", more="").replace("tensor_parallel = 2, ", "")
     engine = engine_container(compile_engine("llamacpp", model="hf://org/repo/model-q4.gguf", extra=extra))
