@@ -31,7 +31,7 @@ from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
-from stackc.check.plan import autoscaling_problems, lowered_problems
+from stackc.check.plan import autoscaling_problems, cluster_problems, lowered_problems
 from stackc.check.spec import validate_spec
 
 T = TypeVar("T")
@@ -333,7 +333,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
                                                             deployed), spec, registry, deployed)
              for where in sorted(platforms, key=str)}
-    problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
+    problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
+                + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM]))
                 + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)

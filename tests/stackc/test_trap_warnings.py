@@ -112,3 +112,20 @@ def test_a_lora_limit_with_adapters_is_passed_on() -> None:
     assert warnings(text) == []
     (engine,) = [c for c in compile_text(text).plan.components[0].pod.containers if c.name == "engine"]
     assert engine.args[engine.args.index("--max-loras") + 1] == "4"
+
+
+def test_hf_home_off_every_volume_warns_where_env_sets_it() -> None:
+    (warning,) = warnings(BASE + 'env = { HF_HOME = "/data" }\n')
+    assert "warning[W141] models.m.env.HF_HOME: HF_HOME = '/data' is on no volume of the engine's container" in warning
+    assert "mounted: /cache" in warning
+
+
+@pytest.mark.parametrize("extra", [
+    'env = { HF_HOME = "/cache/hf" }\n',
+    'env = { HF_HOME = "/data" }\nextra_volumes = [{ name = "data", emptyDir = {} }]\n'
+    'extra_volume_mounts = [{ name = "data", mountPath = "/data" }]\n',
+])
+def test_hf_home_on_a_volume_is_honoured(extra: str) -> None:
+    assert warnings(BASE + extra) == []
+    (engine,) = [c for c in compile_text(BASE + extra).plan.components[0].pod.containers if c.name == "engine"]
+    assert {v.name: v.value for v in engine.env}["HF_HOME"] == extra.split('"')[1]

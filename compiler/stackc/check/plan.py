@@ -4,8 +4,9 @@ volumes of the pods, the series autoscalers read). They run once, after lowering
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.model import Component, Plan
 
@@ -38,6 +39,31 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
     """Problems only visible once engines have lowered the models: names, ports and volumes of the pods."""
     return served_name_conflicts(plan) + [problem for c in plan.components for problem in (
         *_pod_volume_problems(c), *_pod_conflicts(c))]
+
+
+def cluster_problems(plan: Plan) -> list[Diagnostic]:
+    """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
+    return [problem for c in plan.components for problem in _cache_off_volume(c)]
+
+
+#: variables that put the engine's downloads and caches somewhere: engines point them at the cache volume
+CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "VLLM_CACHE_ROOT")
+
+
+def _cache_off_volume(component: Component) -> Iterator[Diagnostic]:
+    """A cache variable the spec's ``env`` moved off every volume of the engine's container: the weights then
+    land on the container's own file system (lost with the pod, often not writable by a non-root user)."""
+    serving = component.pod.containers[0]
+    mounted = [m.path for m in serving.mounts] + [str(m.get("mountPath", "")) for m in serving.raw_mounts]
+    for var in serving.env:
+        if var.name in CACHE_VARIABLES and var.value is not None and not any(
+                PurePosixPath(var.value).is_relative_to(path) for path in mounted if path):
+            yield Diagnostic("W141", f"{var.name} = '{var.value}' is on no volume of the engine's container: weights "
+                             "and caches go to the container's own file system (lost with the pod, often not "
+                             "writable by its non-root user)", ("models", component.key, "env", var.name),
+                             f"drop it (stackc points it at the cache volume), or mount a volume there "
+                             f"(extra_volumes and extra_volume_mounts); mounted: {', '.join(sorted(mounted))}",
+                             Severity.WARNING)
 
 
 def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
