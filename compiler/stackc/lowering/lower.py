@@ -451,8 +451,8 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
 
     The workers are the merged pod (accelerators, the spec's resources and scheduling). The head
     takes the spec's env, mounts, security and sidecars but its own resources and node selector, and
-    neither the tolerations nor the affinity: it holds no accelerators, so it should not take an
-    accelerator node. It skips the
+    neither the tolerations, the affinity nor the topology spread: it holds no accelerators, so it should
+    not take an accelerator node. It skips the
     weights' download (only workers load them). Ray's autoscaler keeps the worker pods between what
     Serve's fewest and most replicas occupy.
     """
@@ -460,8 +460,13 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
     head = attrs.evolve(head, resources={kind: dict(table) for kind, table in application.head.resources.items()})
     head_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "head"}, containers=(head, *pod.containers[1:]),
                             init_containers=tuple(c for c in pod.init_containers if c.spec_path),
-                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None)
-    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"})
+                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None,
+                            topology_spread=())
+    # the spec's topology spread places the workers, counting workers only (not the head beside them)
+    spread = tuple({**c, "labelSelector": {**c["labelSelector"], "matchLabels": {
+        **c["labelSelector"]["matchLabels"], ROLE_LABEL: "worker"}}} if "matchLabels" in c.get("labelSelector", {})
+        else c for c in pod.topology_spread)
+    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"}, topology_spread=spread)
     per_replica = application.workers_per_replica
     low, high = (scaler.min_replicas, scaler.max_replicas) if scaler is not None else (model.replicas, model.replicas)
     cluster = RayCluster(
