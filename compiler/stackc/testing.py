@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from stackc import pipeline
+from stackc.check.plan import addresses
 from stackc.plugins import load_registry
 
 KUBERNETES_VERSION = "1.35.0"
@@ -427,11 +427,6 @@ def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], l
 
 
 # Wiring: every address a pod is told to reach is served, and the NetworkPolicies let it through
-_ADDRESS = re.compile(r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)"
-                      r"(?::(?P<port>\d{1,5}))?(?![-a-z0-9.:])")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 @attrs.frozen
 class _Pod:
     where: str
@@ -456,7 +451,7 @@ def wiring_problems(found: Sequence[Mapping[str, Any]]) -> list[str]:
     problems = []
     for pod in pods:
         for text, origin in _configured_strings(pod, maps):
-            for host, port in _addresses(text):
+            for host, port in addresses(text):
                 service = _service(services, pod.namespace, host)
                 if service is None:
                     continue
@@ -544,14 +539,6 @@ def _configured_strings(pod: _Pod, maps: Mapping[tuple[str, str], Mapping[str, s
         name = (volume.get("configMap") or {}).get("name")
         for key, text in (maps.get((pod.namespace, name)) or {}).items():
             yield text, f"ConfigMap {name} {key}"
-
-
-def _addresses(text: str) -> Iterator[tuple[str, int]]:
-    for match in _ADDRESS.finditer(text):
-        scheme, host, port = match["scheme"], match["host"], match["port"]
-        number = int(port) if port else _DEFAULT_PORTS.get(scheme or "")
-        if number is not None and (port or scheme):
-            yield host, number
 
 
 def _service(services: Mapping[tuple[str, str], Mapping[str, Any]], namespace: str, host: str) -> Mapping | None:

@@ -93,3 +93,19 @@ def test_the_gateways_references_are_checked() -> None:
     assert any("InferencePool gateway-llama: Deployment gateway-llama opens no target port 8100" in p
                for p in problems), problems
     assert any("its endpoint picker gateway-llama-epp:9100 is not served" in p for p in problems), problems
+
+
+def test_the_compiler_refuses_an_address_its_service_does_not_serve() -> None:
+    import attrs
+
+    from stackc.check.plan import unserved_addresses
+
+    plan = compile_text(LMCACHE_PD).plan
+    assert list(unserved_addresses(plan)) == []
+    decode = next(c for c in plan.components if c.disaggregation.role == "decode")
+    broken = attrs.evolve(decode, endpoint=attrs.evolve(decode.endpoint, extra_service_ports=()))
+    plan = attrs.evolve(plan, components=tuple(broken if c is decode else c for c in plan.components))
+    (problem,) = unserved_addresses(plan)
+    assert (problem.code, problem.dotted_path) == ("E142", "models.m")
+    assert "is told (env LMCACHE_NIXL_RECEIVER_HOST) to reach pd-m-decode:55555, but Service pd-m-decode serves 8000" \
+        in problem.message
