@@ -265,10 +265,11 @@ def _pod_problems(model: Model) -> Iterator[Diagnostic]:
             probe = getattr(container.probes, kind) if isinstance(container, Sidecar) else None
             if probe is not None:
                 yield from _probe_problems(probe, path + ("probes", kind), whole=True)
-    if model.host_ipc and model.security.pod_security != "privileged":
-        yield Diagnostic("E026", f"sharing the node's IPC namespace breaks Pod Security "
-                         f"'{model.security.pod_security}'", ("host_ipc",),
-                         'set security.pod_security = "privileged" (and label the namespace for it), or drop host_ipc')
+    for field, namespace in (("host_ipc", "IPC"), ("host_pid", "process")):
+        if getattr(model, field) and model.security.pod_security != "privileged":
+            yield Diagnostic("E026", f"sharing the node's {namespace} namespace breaks Pod Security "
+                             f"'{model.security.pod_security}'", (field,),
+                             f'set security.pod_security = "privileged" (and label the namespace for it), or drop {field}')
 
 
 def _env_source_problems(source: EnvSource, path: Path) -> Iterator[Diagnostic]:

@@ -657,7 +657,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
         topology_spread=tuple({"labelSelector": {"matchLabels": dict(selector)}, **c} for c in scheduling.topology_spread),
         priority_class=scheduling.priority_class, runtime_class=scheduling.runtime_class,
         scheduler_name=scheduling.scheduler_name, termination_grace_seconds=model.termination_grace_seconds,
-        host_ipc=model.host_ipc,
+        host_ipc=model.host_ipc, host_pid=model.host_pid,
     )
 
 
