@@ -77,6 +77,9 @@ class GatewayOptions:
     listeners: tuple[Listener, ...] = attrs.field(
         factory=lambda: (Listener("http", 80),), metadata={"doc": "Listeners of a created Gateway.", "min_items": 1})
     epp_image: str = attrs.field(default=EPP_IMAGE, metadata={"doc": "Endpoint-picker image."})
+    picker_replicas: int = attrs.field(default=1, metadata={
+        "doc": "Endpoint-picker pods per model. Above 1 they elect a leader (`--ha-enable-leader-election`, a "
+               "Lease), which alone serves: a standby takes over when it fails.", "minimum": 1, "maximum": 10})
     failure_mode: Literal["FailClose", "FailOpen"] = attrs.field(
         default="FailClose", metadata={"doc": "What the gateway does when the picker is down."})
     scorers: Scorers = attrs.field(factory=Scorers, metadata={"doc": "Scorer weights."})
@@ -317,6 +320,9 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["llm-d.ai", "inference.networking.x-k8s.io"],
          "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": ["get", "list", "watch"]},
+        # standby pickers wait on the leader's Lease
+        *([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"]}] if options.picker_replicas > 1 else []),
     ])
     yield "epp-serviceaccount", account
     yield "epp-role", role
@@ -379,7 +385,8 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
         "name": "epp", "image": options.epp_image,
         "args": ["--pool-name", pool, "--pool-namespace", plan.stack.namespace,
                  "--pool-group", POOL_GROUP, "--config-file", f"/config/{CONFIG_FILE}", "--zap-encoder", "json",
-                 "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090"],
+                 "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090",
+                 *(["--ha-enable-leader-election"] if options.picker_replicas > 1 else [])],
         "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "grpc", "containerPort": 9002, "protocol": "TCP"},
@@ -393,7 +400,8 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
-            "replicas": 1,  # prefix-cache state lives in the picker's memory
+            # prefix-cache state lives in the picker's memory: one serves, the others stand by
+            "replicas": options.picker_replicas,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": dict(selector)},
             "template": {"metadata": {"labels": dict(labels)}, "spec": {

@@ -113,3 +113,20 @@ def test_listener_certificates_and_protocols_must_agree() -> None:
         ("E062", "targets.gateway.listeners[0].tls_secret"), ("E062", "targets.gateway.listeners[1].protocol"),
         ("E062", "targets.gateway.listeners[2].name"), ("E062", "targets.gateway.listeners[3].port"),
         ("E062", "targets.gateway.listeners[3].tls_secret")]
+
+
+def test_several_picker_replicas_elect_a_leader_over_a_lease() -> None:
+    def picker(found: list[dict]) -> tuple[dict, dict]:
+        deployment = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "gateway-llama-epp")
+        role = next(o for o in found if o["kind"] == "Role" and o["metadata"]["name"] == "gateway-llama-epp")
+        return deployment, role
+
+    deployment, role = picker(compiled())
+    assert deployment["spec"]["replicas"] == 1
+    assert "--ha-enable-leader-election" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "coordination.k8s.io" not in [g for rule in role["rules"] for g in rule["apiGroups"]]
+    deployment, role = picker(compiled("targets.gateway.picker_replicas=2"))
+    assert deployment["spec"]["replicas"] == 2
+    assert "--ha-enable-leader-election" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    (lease,) = [rule for rule in role["rules"] if rule["apiGroups"] == ["coordination.k8s.io"]]
+    assert {"create", "update", "get"} <= set(lease["verbs"]) and validate_kubernetes(deployment) == []
