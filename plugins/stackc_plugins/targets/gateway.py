@@ -88,6 +88,9 @@ class GatewayOptions:
                                 "minimum": -INT32_MAX - 1, "maximum": INT32_MAX})
     envoy_extension_policy: bool = attrs.field(
         default=False, metadata={"doc": "Also attach the picker with an Envoy Gateway EnvoyExtensionPolicy."})
+    extension_policy_target: Literal["HTTPRoute", "Gateway"] = attrs.field(default="HTTPRoute", metadata={
+        "doc": "What the EnvoyExtensionPolicy attaches to: each model's HTTPRoute, or the Gateway itself (a stack "
+               "of one model, with the Gateway in the stack's namespace)."})
     request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout.",
                                                                  "form": GATEWAY_DURATION})
     proxy_labels: Mapping[str, str] = attrs.field(factory=dict, metadata={
@@ -158,6 +161,7 @@ class GatewayTarget:
                                  f"labels; its {roles.role} role spans several nodes, whose workers serve nothing",
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
+        yield from _extension_policy_problems(plan, options)
         for component in kube.models(plan):
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:
@@ -189,6 +193,24 @@ class GatewayTarget:
         for component in kube.models(plan):
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+
+
+def _extension_policy_problems(plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
+    """An EnvoyExtensionPolicy on the Gateway sends every request through one picker, and may only name a
+    Gateway of its own namespace."""
+    where = ("targets", "gateway", "extension_policy_target")
+    if options.extension_policy_target != "Gateway":
+        return
+    if not options.envoy_extension_policy:
+        yield Diagnostic("E063", "extension_policy_target places the EnvoyExtensionPolicy, which is off",
+                         where, "set envoy_extension_policy = true, or drop extension_policy_target")
+    if len(kube.models(plan)) > 1:
+        yield Diagnostic("E063", "a policy on the Gateway sends every model's requests to one model's picker: "
+                         f"the stack has {len(kube.models(plan))} models", where,
+                         'keep extension_policy_target = "HTTPRoute" (a policy per model\'s route)')
+    if options.gateway_namespace not in (None, plan.stack.namespace):
+        yield Diagnostic("E063", f"an EnvoyExtensionPolicy names a Gateway of its own namespace only; the Gateway is "
+                         f"in '{options.gateway_namespace}'", where, 'use extension_policy_target = "HTTPRoute"')
 
 
 def gateway_name(plan: Plan, options: GatewayOptions) -> str:
@@ -372,7 +394,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         yield "envoyextensionpolicy", {
             "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
             "metadata": kube.metadata(stack, pool, labels_of_pool),
-            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": pool}],
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": options.extension_policy_target,
+                                     "name": pool if options.extension_policy_target == "HTTPRoute" else gateway}],
                      "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
                                   "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
         }
