@@ -129,3 +129,14 @@ def test_hf_home_on_a_volume_is_honoured(extra: str) -> None:
     assert warnings(BASE + extra) == []
     (engine,) = [c for c in compile_text(BASE + extra).plan.components[0].pod.containers if c.name == "engine"]
     assert {v.name: v.value for v in engine.env}["HF_HOME"] == extra.split('"')[1]
+
+
+def test_a_disabled_budget_with_a_size_warns() -> None:
+    (warning,) = warnings(BASE + "disruption_budget = { enabled = false, max_unavailable = 2 }\n")
+    assert "warning[W142] models.m.disruption_budget.max_unavailable:" in warning
+
+
+def test_llamacpp_cannot_pin_a_hub_revision() -> None:
+    text = BASE.replace('"vllm"', '"llamacpp"').replace('"org/m-1b"', '"hf://org/r/m.gguf"')
+    (warning,) = warnings(text + 'revision = "abc"\n')
+    assert "warning[W031] models.m.revision: llama.cpp fetches a Hub file from the default branch" in warning

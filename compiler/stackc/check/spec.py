@@ -21,6 +21,7 @@ from stackc.spec.model import (
     NAME,
     QUANTITY,
     Autoscaling,
+    DisruptionBudget,
     EnvSource,
     Form,
     InitContainer,
@@ -329,6 +330,10 @@ def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnos
                          "Pending", ("cache", "access_mode"),
                          'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
                          Severity.WARNING)
+    budget = model.disruption_budget
+    if budget.enabled is False and budget.max_unavailable != DisruptionBudget().max_unavailable:
+        yield Diagnostic("W142", "disruption_budget.max_unavailable sizes a budget that enabled = false turns off",
+                         ("disruption_budget", "max_unavailable"), "drop one of them", Severity.WARNING)
     serving = model.serving
     for limit in ("max_loras", "max_lora_rank"):
         if getattr(serving, limit) is not None and not serving.lora_adapters:
@@ -390,10 +395,14 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     elif len(spec.stack.name) + 1 + len(key) + _LONGEST_SUFFIX > 63:
         yield Diagnostic("E008", f"stack and model names together are too long for Kubernetes ('{spec.stack.name}-{key}')",
                          base, f"keep stack name + model name under {63 - _LONGEST_SUFFIX - 1} characters")
-    if sources.parse(model.model) is None:
+    source = sources.parse(model.model)
+    if source is None:
         yield Diagnostic("E013", f"cannot tell where '{model.model}' comes from", base + ("model",),
                          "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH, oci://IMAGE, "
                          "ollama://NAME:TAG or an absolute path")
+    elif model.revision is not None and source.scheme != "hf":
+        yield Diagnostic("E022", f"a revision pins only a Hugging Face model, not a {source.scheme} source",
+                         base + ("revision",), "drop revision; the source's own path or tag says which version")
     scaling = model.autoscaling
     # what an autoscaling target (KServe) makes of them: both default to replicas
     low = scaling.min_replicas if scaling.min_replicas is not None else model.replicas

@@ -45,6 +45,9 @@ class OllamaEngine:
         if not model.model.startswith("ollama://"):
             yield Diagnostic("E033", "Ollama serves models from its library: use model = \"ollama://NAME:TAG\"",
                              ("model",), "for example ollama://llama3.2:3b")
+        if model.served_name is not None and model.served_name != model.model.removeprefix("ollama://"):
+            yield Diagnostic("E039", "Ollama answers to the library tag it pulled; it cannot rename the model",
+                             ("served_name",), "drop served_name; use aliases (the router or gateway serve them)")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
