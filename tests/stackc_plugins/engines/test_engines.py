@@ -176,6 +176,19 @@ engine_options = { port = 9000, args = ["--model", "{model}", "--names", "{alias
     assert engine["resources"]["limits"] == {"amd.com/gpu": "2"}
 
 
+def test_the_command_engine_says_what_its_arguments_never_tell_the_server() -> None:
+    text = COMMON.format(engine="command", model="org/m", targets='["manifests"]', extra=(
+        'image = "example/server:1"\nrevision = "v2"\nserved_name = "chat"\n'
+        'engine_options = { port = 9000, args = ["--model", "{model}"] }\n'))
+    found = [(w.code, w.dotted_path) for w in compile_text(text).warnings]
+    assert found == [("W032", "models.m.revision"), ("W032", "models.m.served_name")]
+    told = text.replace('"{model}"]', '"{model}", "--revision", "{revision}", "--name", "{served_name}"]')
+    compilation = compile_text(told)
+    assert compilation.warnings == ()
+    (deployment,) = [o for o in objects(compilation.files) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][2:] == ["--revision", "v2", "--name", "chat"]
+
+
 @pytest.mark.parametrize(("engine", "model", "extra", "path", "words"), [
     ("ollama", "ollama://llama3.2", 'serving.lora_adapters = [{ name = "a", source = "org/a" }]',
      "models.m.serving.lora_adapters", "engine 'ollama' does not support LoRA adapters"),
