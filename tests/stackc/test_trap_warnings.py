@@ -140,3 +140,22 @@ def test_llamacpp_cannot_pin_a_hub_revision() -> None:
     text = BASE.replace('"vllm"', '"llamacpp"').replace('"org/m-1b"', '"hf://org/r/m.gguf"')
     (warning,) = warnings(text + 'revision = "abc"\n')
     assert "warning[W031] models.m.revision: llama.cpp fetches a Hub file from the default branch" in warning
+
+
+def test_routing_without_a_router_warns_where_it_is_set() -> None:
+    found = warnings(BASE + 'routing = { strategy = "session", session_header = "x-user" }\n')
+    assert [w.split(": ")[1].split("]")[-1].strip() for w in found] == ["models.m.routing.strategy",
+                                                                         "models.m.routing.session_header"]
+    assert warnings(BASE.replace('name = "s"', 'name = "s"\ntargets = ["manifests", "router"]') +
+                    'routing = { strategy = "session" }\n') == []
+
+
+def test_replacing_tolerations_with_none_warns() -> None:
+    (warning,) = warnings(BASE + 'scheduling = { tolerations_mode = "replace" }\n')
+    assert "warning[W144] models.m.scheduling.tolerations_mode:" in warning
+
+
+def test_ollama_has_no_use_for_a_hub_token() -> None:
+    text = BASE.replace('"vllm"', '"ollama"').replace('"org/m-1b"', '"ollama://llama3.2:3b"')
+    (warning,) = warnings(text + 'security.hf_token = { name = "hf", key = "token" }\n')
+    assert "warning[W033] models.m.security.hf_token: Ollama pulls from its own library" in warning

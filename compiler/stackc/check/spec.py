@@ -27,6 +27,7 @@ from stackc.spec.model import (
     InitContainer,
     Model,
     ProbeOverride,
+    Routing,
     Sidecar,
     Spec,
 )
@@ -330,6 +331,10 @@ def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnos
                          "Pending", ("cache", "access_mode"),
                          'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
                          Severity.WARNING)
+    if model.scheduling.tolerations_mode == "replace" and not model.scheduling.tolerations:
+        yield Diagnostic("W144", "tolerations_mode = \"replace\" puts the model's tolerations in place of those in "
+                         "[defaults], and the model has none", ("scheduling", "tolerations_mode"),
+                         "list the model's tolerations, or drop tolerations_mode", Severity.WARNING)
     budget = model.disruption_budget
     if budget.enabled is False and budget.max_unavailable != DisruptionBudget().max_unavailable:
         yield Diagnostic("W142", "disruption_budget.max_unavailable sizes a budget that enabled = false turns off",
@@ -454,6 +459,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),
                          "set accelerators.count (and accelerators.resource)")
     yield from _kv_event_problems(spec, model, engine, registry, base)
+    yield from _unapplied_routing(spec, model, registry, base)
     owned = registered.traits.owned_flags
     for index, arg in enumerate(model.engine_args):
         flag = arg.split("=", 1)[0]
@@ -472,6 +478,18 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                            lambda: list(registered.method("check")(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _unapplied_routing(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:
+    """A strategy or session header with no target in the stack that picks replicas by them."""
+    if registry.targets_having("applies_routing", spec.stack.targets):
+        return
+    appliers = " or ".join(repr(name) for name in registry.targets_having("applies_routing"))
+    for field in ("strategy", "session_header"):
+        if getattr(model.routing, field) != getattr(Routing(), field):
+            yield Diagnostic("W143", f"routing.{field} is applied by a router, and no target of the stack is one",
+                             (*base, "routing", field), f"add {appliers} to stack.targets, or drop it",
+                             Severity.WARNING)
 
 
 def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry,
