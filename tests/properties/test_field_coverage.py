@@ -1,7 +1,7 @@
 """Never silent: every field of a model (its tables' fields one level down), set alone, changes the output
 or is answered with a located diagnostic, for every engine × target that deploys models. Values are drawn by
-the fuzzer from the IR, so a new field is covered without anyone adding it here. Not walked yet: deeper
-fields, `[stack]`, engine options and target options, and fields in combination."""
+the fuzzer from the IR, so a new field is covered without anyone adding it here; the engine's options too.
+Not walked yet: deeper fields, `[stack]`, target options, and fields in combination."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_every_model_field_reaches_the_output_or_is_answered(engine: str, target
     except DiagnosticsError as error:
         pytest.skip(f"{target} does not deploy {engine}: {error.diagnostics[0].message}")
     silent = []
-    for path, hint in fields(Model):
+    options_type = REGISTRY.engines[engine].traits.options_type
+    for path, hint in (*fields(Model), *(fields(options_type, ("engine_options",)) if options_type else ())):
         outcomes: dict[str, object] = {}
         for seed in range(DRAWS):
             generator = SpecGenerator(REGISTRY, random.Random(seed), valid=True)
@@ -88,7 +89,7 @@ def fields(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...
         if field.name in GIVEN and not prefix:
             continue
         hint = hints[field.name]
-        if attrs.has(hint) and not prefix:
+        if attrs.has(hint) and (not prefix or prefix == ("engine_options",)):
             found += fields(hint, (field.name,))
         else:
             found.append(((*prefix, field.name), hint))

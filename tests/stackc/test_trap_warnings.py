@@ -159,3 +159,15 @@ def test_ollama_has_no_use_for_a_hub_token() -> None:
     text = BASE.replace('"vllm"', '"ollama"').replace('"org/m-1b"', '"ollama://llama3.2:3b"')
     (warning,) = warnings(text + 'security.hf_token = { name = "hf", key = "token" }\n')
     assert "warning[W033] models.m.security.hf_token: Ollama pulls from its own library" in warning
+
+
+@pytest.mark.parametrize("engine, options, code, path", [
+    ("command", 'port = 9000, metric_names = { running = "r" }', "W034", "models.m.engine_options.metric_names"),
+    ("command", "port = 9000, shared_memory = true", "W034", "models.m.engine_options.shared_memory"),
+    ("trtllm", 'checkpoint_dir = "/c"', "W035", "models.m.engine_options.checkpoint_dir"),
+    ("ray-vllm", "idle_timeout_seconds = 600", "W113", "models.m.engine_options.idle_timeout_seconds"),
+])
+def test_engine_options_that_act_on_nothing_warn(engine: str, options: str, code: str, path: str) -> None:
+    text = BASE.replace('"vllm"', f'"{engine}"') + 'image = "example/server:1"\n' * (engine == "command")
+    found = warnings(text + f"engine_options = {{ {options} }}\n")
+    assert any(f"warning[{code}] {path}:" in w for w in found), found

@@ -77,6 +77,14 @@ class CommandEngine:
             if name not in known:
                 yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),
                                  did_you_mean(name, known))
+        if options.metric_names and options.metrics_path is None:
+            yield Diagnostic("W034", "metric_names name series of a metrics endpoint, and metrics_path sets none",
+                             ("engine_options", "metric_names"), "set metrics_path", Severity.WARNING)
+        serving = model.serving
+        if options.shared_memory and serving.tensor_parallel * serving.pipeline_parallel // serving.nodes <= 1:
+            yield Diagnostic("W034", "shared_memory mounts /dev/shm for the shards of a replica on one pod, and this "
+                             "replica has one", ("engine_options", "shared_memory"),
+                             "set shm_size for a /dev/shm regardless, or drop it", Severity.WARNING)
         used = {name for arg in options.args for name in _placeholder_names(arg)}
         if "aliases" in used:  # the names, primary first
             used.add("served_name")

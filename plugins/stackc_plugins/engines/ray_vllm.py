@@ -31,7 +31,7 @@ from stackc.plan.engine import (
 )
 from stackc.plan.model import Autoscaler
 from stackc.registry import Registry
-from stackc.spec.model import ENV_NAME, QUANTITY, Form, Model, Probes, Quantity, Rollout
+from stackc.spec.model import ENV_NAME, QUANTITY, Autoscaling, Form, Model, Probes, Quantity, Rollout
 from stackc_plugins.engines._common import (
     CACHE_PATH,
     hf_env,
@@ -144,6 +144,10 @@ class RayVllmEngine:
             yield Diagnostic("W111", f"Ray's LLM image is built for CUDA: it finds no GPU on "
                              f"'{model.accelerators.resource}' devices", ("accelerators", "resource"),
                              "set image to a Ray image with vLLM built for these devices", Severity.WARNING)
+        if options.idle_timeout_seconds != RayVllmOptions().idle_timeout_seconds and model.autoscaling == Autoscaling():
+            yield Diagnostic("W113", "idle_timeout_seconds tells Ray's autoscaler when to remove idle workers, and "
+                             "the model does not autoscale", ("engine_options", "idle_timeout_seconds"),
+                             "set autoscaling, or drop it", Severity.WARNING)
         if model.autoscaling.activation is not None:
             yield Diagnostic("W112", "Ray Serve starts a replica on the first request: the activation threshold "
                              "(KEDA's) is not applied", ("autoscaling", "activation"), "remove activation",

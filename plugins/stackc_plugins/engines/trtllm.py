@@ -10,7 +10,7 @@ from typing import Literal
 import attrs
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -70,6 +70,10 @@ class TrtllmOptions:
         "doc": "triton: Triton's metrics port (`--metrics-port`).", "minimum": 1, "maximum": PORT_MAX})
 
 
+#: options only Triton mode reads
+TRITON_ONLY = ("checkpoint_dir", "model_repository", "grpc_port", "metrics_port")
+
+
 class TrtllmEngine:
     name = "trtllm"
     description = "TensorRT-LLM: trtllm-serve (OpenAI) or Triton with an engine built at first start"
@@ -92,6 +96,11 @@ class TrtllmEngine:
                              ("served_name",), "drop served_name; use aliases with the router target")
         if options.mode == "triton":
             yield from _triton_port_clashes(model, options)
+        else:
+            for name in TRITON_ONLY:
+                if getattr(options, name) != attrs.fields_dict(TrtllmOptions)[name].default:
+                    yield Diagnostic("W035", f"engine_options.{name} is Triton's: trtllm-serve does not use it",
+                                     ("engine_options", name), 'set mode = "triton", or drop it', Severity.WARNING)
         yield from check_parallelism(model)
 
     def lower(self, request: EngineRequest) -> EngineResult:
