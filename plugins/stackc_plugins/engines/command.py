@@ -81,7 +81,7 @@ class CommandEngine:
             yield Diagnostic("W034", "metric_names name series of a metrics endpoint, and metrics_path sets none",
                              ("engine_options", "metric_names"), "set metrics_path", Severity.WARNING)
         serving = model.serving
-        if options.shared_memory and serving.tensor_parallel * serving.pipeline_parallel // serving.nodes <= 1:
+        if options.shared_memory and serving.tensor_parallel * serving.pipeline_parallel // max(serving.nodes, 1) <= 1:
             yield Diagnostic("W034", "shared_memory mounts /dev/shm for the shards of a replica on one pod, and this "
                              "replica has one", ("engine_options", "shared_memory"),
                              "set shm_size for a /dev/shm regardless, or drop it", Severity.WARNING)
