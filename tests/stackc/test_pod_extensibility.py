@@ -244,8 +244,11 @@ def test_host_namespaces_need_the_privileged_level(field: str, namespace: str, k
      "error[E024] models.m.sidecars[0].ports[0]: a port named 'http' is already in container 'engine'"),
     ('[[models.m.sidecars]]\nname = "engine"\nimage = "i"\n',
      "error[E024] models.m.sidecars[0].name: a container named 'engine' is already in the pod"),
-    ('ports = [{ name = "metrics", port = 8000 }]\n',
-     "error[E024] models.m.ports: port 8000/TCP ('metrics') is already opened by container 'engine'"),
+    ('ports = [{ name = "other", port = 9000 }, { name = "metrics", port = 8000 }]\n',
+     "error[E024] models.m.ports[1]: port 8000/TCP ('metrics') is already opened by container 'engine'"),
+    # the engine's own ports clash through the spec's port: NIXL's side channel is 5600
+    ('port = 5600\ndisaggregation = { connector = "nixl" }\n',
+     "error[E024] models.m.port: port 5600/TCP ('kv-transfer') is already opened by container 'engine'"),
     ('env = { A = "1" }\nsecret_env = { A = { name = "s", key = "k" } }\n',
      "error[E024] models.m.secret_env.A: 'A' is set twice, in env and in secret_env"),
     ('env = { A = { field = "status.podIP", secret = "s" } }\n',

@@ -131,12 +131,17 @@ def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
         names.add(container.name)
     numbers: dict[tuple[int, str], str] = {}
     port_names: dict[str, str] = {}
+    spec_ports = [p.name for p in component.endpoint.peer_ports]
     # an init container's ports are closed before the others start; a native sidecar's stay open
     for container in (c for c in everything if c.restart_policy or c in pod.containers):
         owner = f"container '{container.name}'"
         for index, port in enumerate(container.ports):
-            # the engine's container lists the engine's ports, then the spec's `ports`
-            here = base + (container.spec_path + ("ports", index) if container.spec_path else ("ports",))
+            # the engine's container lists the engine's ports, then the spec's `ports`; the engine's own clash
+            # through the spec's `port` (the serving port moved onto another of the engine's)
+            if container.spec_path:
+                here = base + container.spec_path + ("ports", index)
+            else:
+                here = base + (("ports", spec_ports.index(port.name)) if port.name in spec_ports else ("port",))
             if (port.number, port.protocol) in numbers:
                 yield Diagnostic("E024", f"port {port.number}/{port.protocol} ('{port.name}') is already opened by "
                                  f"{numbers[(port.number, port.protocol)]}", here,
