@@ -79,7 +79,7 @@ class TargetTraits:
         "`load = \"runtime\"` adapters need one such target", False, kind=bool)
     applies_routing: bool = _declared(
         "`True` when the target picks a replica by each model's `routing.strategy` and `session_header` (the "
-        "router): without one such target they draw W143", False, kind=bool)
+        "router): without one such target they draw W153", False, kind=bool)
     routes_on_kv_events: bool = _declared(
         "`True` when the target routes on the engines' KV events (the gateway): models with `routing.kv_events` "
         "then publish them, and the target yields a `Caller` with `port=\"kv_events\"` for the pods that subscribe",

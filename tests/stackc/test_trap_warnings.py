@@ -104,7 +104,7 @@ def test_weight_sizes_come_from_the_parameter_count_in_the_name(model: str, quan
 @pytest.mark.parametrize("limit", ["max_loras", "max_lora_rank"])
 def test_a_lora_limit_without_adapters(limit: str) -> None:
     (warning,) = warnings(BASE + f"serving = {{ {limit} = 4 }}\n")
-    assert f"warning[W140] models.m.serving.{limit}: serving.{limit} limits LoRA adapters" in warning
+    assert f"warning[W150] models.m.serving.{limit}: serving.{limit} limits LoRA adapters" in warning
 
 
 def test_a_lora_limit_with_adapters_is_passed_on() -> None:
@@ -116,7 +116,7 @@ def test_a_lora_limit_with_adapters_is_passed_on() -> None:
 
 def test_hf_home_off_every_volume_warns_where_env_sets_it() -> None:
     (warning,) = warnings(BASE + 'env = { HF_HOME = "/data" }\n')
-    assert "warning[W141] models.m.env.HF_HOME: HF_HOME = '/data' is on no volume of the engine's container" in warning
+    assert "warning[W151] models.m.env.HF_HOME: HF_HOME = '/data' is on no volume of the engine's container" in warning
     assert "mounted: /cache" in warning
 
 
@@ -133,7 +133,7 @@ def test_hf_home_on_a_volume_is_honoured(extra: str) -> None:
 
 def test_a_disabled_budget_with_a_size_warns() -> None:
     (warning,) = warnings(BASE + "disruption_budget = { enabled = false, max_unavailable = 2 }\n")
-    assert "warning[W142] models.m.disruption_budget.max_unavailable:" in warning
+    assert "warning[W152] models.m.disruption_budget.max_unavailable:" in warning
 
 
 def test_llamacpp_cannot_pin_a_hub_revision() -> None:
@@ -152,7 +152,7 @@ def test_routing_without_a_router_warns_where_it_is_set() -> None:
 
 def test_replacing_tolerations_with_none_warns() -> None:
     (warning,) = warnings(BASE + 'scheduling = { tolerations_mode = "replace" }\n')
-    assert "warning[W144] models.m.scheduling.tolerations_mode:" in warning
+    assert "warning[W154] models.m.scheduling.tolerations_mode:" in warning
 
 
 def test_ollama_has_no_use_for_a_hub_token() -> None:

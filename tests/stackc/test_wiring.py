@@ -106,6 +106,6 @@ def test_the_compiler_refuses_an_address_its_service_does_not_serve() -> None:
     broken = attrs.evolve(decode, endpoint=attrs.evolve(decode.endpoint, extra_service_ports=()))
     plan = attrs.evolve(plan, components=tuple(broken if c is decode else c for c in plan.components))
     (problem,) = unserved_addresses(plan)
-    assert (problem.code, problem.dotted_path) == ("E142", "models.m")
+    assert (problem.code, problem.dotted_path) == ("E152", "models.m")
     assert "is told (env LMCACHE_NIXL_RECEIVER_HOST) to reach pd-m-decode:55555, but Service pd-m-decode serves 8000" \
         in problem.message

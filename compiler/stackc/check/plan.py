@@ -89,7 +89,7 @@ def unserved_addresses(plan: Plan) -> Iterator[Diagnostic]:
                     name = host.split(".")[0] if host.endswith((".svc", ".svc.cluster.local")) or "." not in host \
                         else None
                     if name in served and port not in served[name]:
-                        yield Diagnostic("E142", f"container '{container.name}' is told ({origin}) to reach {host}:{port}, "
+                        yield Diagnostic("E152", f"container '{container.name}' is told ({origin}) to reach {host}:{port}, "
                                          f"but Service {name} serves {', '.join(map(str, sorted(served[name])))}",
                                          ("models", component.key),
                                          "the Service lacks the port: please report this as a stackc bug, or fix "
@@ -108,7 +108,7 @@ def _cache_off_volume(component: Component) -> Iterator[Diagnostic]:
     for var in serving.env:
         if var.name in CACHE_VARIABLES and var.value is not None and not any(
                 PurePosixPath(var.value).is_relative_to(path) for path in mounted if path):
-            yield Diagnostic("W141", f"{var.name} = '{var.value}' is on no volume of the engine's container: weights "
+            yield Diagnostic("W151", f"{var.name} = '{var.value}' is on no volume of the engine's container: weights "
                              "and caches go to the container's own file system (lost with the pod, often not "
                              "writable by its non-root user)", ("models", component.key, "env", var.name),
                              f"drop it (stackc points it at the cache volume), or mount a volume there "

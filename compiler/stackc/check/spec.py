@@ -332,17 +332,17 @@ def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnos
                          'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
                          Severity.WARNING)
     if model.scheduling.tolerations_mode == "replace" and not model.scheduling.tolerations:
-        yield Diagnostic("W144", "tolerations_mode = \"replace\" puts the model's tolerations in place of those in "
+        yield Diagnostic("W154", "tolerations_mode = \"replace\" puts the model's tolerations in place of those in "
                          "[defaults], and the model has none", ("scheduling", "tolerations_mode"),
                          "list the model's tolerations, or drop tolerations_mode", Severity.WARNING)
     budget = model.disruption_budget
     if budget.enabled is False and budget.max_unavailable != DisruptionBudget().max_unavailable:
-        yield Diagnostic("W142", "disruption_budget.max_unavailable sizes a budget that enabled = false turns off",
+        yield Diagnostic("W152", "disruption_budget.max_unavailable sizes a budget that enabled = false turns off",
                          ("disruption_budget", "max_unavailable"), "drop one of them", Severity.WARNING)
     serving = model.serving
     for limit in ("max_loras", "max_lora_rank"):
         if getattr(serving, limit) is not None and not serving.lora_adapters:
-            yield Diagnostic("W140", f"serving.{limit} limits LoRA adapters, but the model has none: engines start "
+            yield Diagnostic("W150", f"serving.{limit} limits LoRA adapters, but the model has none: engines start "
                              "without LoRA, and the limit is not passed on", ("serving", limit),
                              "add serving.lora_adapters, or drop it", Severity.WARNING)
     source = sources.parse(model.model)
@@ -487,7 +487,7 @@ def _unapplied_routing(spec: Spec, model: Model, registry: Registry, base: Path)
     appliers = " or ".join(repr(name) for name in registry.targets_having("applies_routing"))
     for field in ("strategy", "session_header"):
         if getattr(model.routing, field) != getattr(Routing(), field):
-            yield Diagnostic("W143", f"routing.{field} is applied by a router, and no target of the stack is one",
+            yield Diagnostic("W153", f"routing.{field} is applied by a router, and no target of the stack is one",
                              (*base, "routing", field), f"add {appliers} to stack.targets, or drop it",
                              Severity.WARNING)
 

@@ -145,12 +145,12 @@ def _triton_port_clashes(model: Model, options: TrtllmOptions) -> Iterator[Diagn
     http = model.port or PORT
     for name, number in (("grpc_port", options.grpc_port), ("metrics_port", options.metrics_port)):
         if number == http:
-            yield Diagnostic("E141", f"Triton's {name.split('_')[0]} port {number} is also its HTTP port",
+            yield Diagnostic("E151", f"Triton's {name.split('_')[0]} port {number} is also its HTTP port",
                              ("port",) if model.port else ("engine_options", name),
                              f"set engine_options.{name} to another port" + (" (grpc_port = 0 turns gRPC off)"
                                                                              if name == "grpc_port" else ""))
     if options.grpc_port == options.metrics_port:
-        yield Diagnostic("E141", f"Triton's gRPC and metrics ports are both {options.metrics_port}",
+        yield Diagnostic("E151", f"Triton's gRPC and metrics ports are both {options.metrics_port}",
                          ("engine_options", "metrics_port"), "set engine_options.metrics_port to another port")
 
 

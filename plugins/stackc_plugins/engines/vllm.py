@@ -112,7 +112,7 @@ class VllmEngine:
                                  ("engine_args", index), "remove it")
         offload = model.kv_offload
         for index, flag in kv_flags(model) if offload is not None and model.disaggregation is None else ():
-            yield Diagnostic("E140", f"engine_args sets {flag}, which stackc sets from kv_offload: vLLM would get "
+            yield Diagnostic("E150", f"engine_args sets {flag}, which stackc sets from kv_offload: vLLM would get "
                              "two KV connectors", ("engine_args", index),
                              "remove it; kv_offload.backend chooses the connector (or drop kv_offload)")
         if offload is not None and offload.backend == "native" and offload.disk_gib is not None:

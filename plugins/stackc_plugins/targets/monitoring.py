@@ -61,7 +61,7 @@ class MonitoringTarget:
         timeout = options.scrape_timeout
         if timeout is not None and duration_ms(timeout) > duration_ms(options.interval):
             # Prometheus refuses the whole configuration, so no monitor of the cluster would load
-            yield Diagnostic("E143", f"scrape_timeout {timeout} is longer than the scrape interval {options.interval}",
+            yield Diagnostic("E153", f"scrape_timeout {timeout} is longer than the scrape interval {options.interval}",
                              ("targets", "monitoring", "scrape_timeout"), "keep it at most interval")
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:

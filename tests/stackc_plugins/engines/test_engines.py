@@ -120,7 +120,7 @@ def test_triton_serves_http_on_8001_with_grpc_moved_or_off() -> None:
 def test_triton_ports_that_clash_are_located_where_the_spec_set_them(extra: str, path: str) -> None:
     with pytest.raises(DiagnosticsError) as error:
         compile_engine("trtllm", extra=extra)
-    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [("E141", path)]
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [("E151", path)]
 
 
 def test_llamacpp() -> None:

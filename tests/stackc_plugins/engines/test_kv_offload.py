@@ -171,4 +171,4 @@ def test_a_server_nobody_uses_warns() -> None:
 def test_vllm_refuses_a_second_kv_connector_in_engine_args(backend: str, arg: str) -> None:
     # closes kv_offload's table, adds engine_args (a TOML literal string) and comments out the closing brace
     extra = f', backend = "{backend}" }}\nengine_args = ["--enforce-eager", \'{arg}\']\n#'
-    assert ("E140", "models.m.engine_args[1]") in problems("vllm", extra)
+    assert ("E150", "models.m.engine_args[1]") in problems("vllm", extra)

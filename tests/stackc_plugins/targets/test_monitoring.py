@@ -132,4 +132,4 @@ def test_a_scrape_timeout_reaches_every_monitor_and_stays_within_the_interval() 
     with pytest.raises(DiagnosticsError) as error:
         compile_text(SPEC + 'scrape_timeout = "1m"\n')
     (problem,) = error.value.diagnostics
-    assert (problem.code, problem.dotted_path) == ("E143", "targets.monitoring.scrape_timeout")
+    assert (problem.code, problem.dotted_path) == ("E153", "targets.monitoring.scrape_timeout")
