@@ -72,6 +72,17 @@ _RAW_EXAMPLES: dict[str, tuple[Any, ...]] = {
 }
 
 
+def engine_needs(registry: Registry, engine: str) -> dict[str, Any]:
+    """What a model of ``engine`` must set to compile at all: its kind of source, image, required options, and
+    an accelerator unless it runs on CPUs."""
+    needs = copy.deepcopy(_ENGINE_NEEDS.get(engine, {}))
+    if engine == "command":
+        needs["engine_options"] = {"port": 8000}  # the only option without a default (drawn in random specs)
+    if Capability.CPU_ONLY not in registry.engines[engine].traits.capabilities:
+        needs["accelerators"] = {"count": 1, **needs.get("accelerators", {})}
+    return needs
+
+
 def spec_files(root: Path) -> list[Path]:
     """Every spec under ``root`` (the examples, the invalid ones included)."""
     return sorted(root.rglob("*.toml"))

@@ -140,6 +140,8 @@ def pod_spec(pod: Pod) -> dict:
     result["enableServiceLinks"] = False
     if pod.host_ipc:
         result["hostIPC"] = True
+    if pod.host_pid:
+        result["hostPID"] = True
     result["securityContext"] = dict(pod.security_context)
     if pod.service_account:
         result["serviceAccountName"] = pod.service_account

@@ -31,8 +31,8 @@ from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
-from stackc.check.plan import autoscaling_problems, lowered_problems
 from stackc.check.fit import HUB_CACHE, assess as assess_fit
+from stackc.check.plan import autoscaling_problems, cluster_problems, lowered_problems
 from stackc.check.spec import validate_spec
 
 T = TypeVar("T")
@@ -348,7 +348,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
         lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
              for where in sorted(platforms, key=str)}
-    problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
+    problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
+                + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM]))
                 + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)

@@ -80,6 +80,9 @@ class TargetTraits:
     loads_adapters: bool = _declared(
         "`True` when the target loads LoRA adapters into running engines itself (the router): models with "
         "`load = \"runtime\"` adapters need one such target", False, kind=bool)
+    applies_routing: bool = _declared(
+        "`True` when the target picks a replica by each model's `routing.strategy` and `session_header` (the "
+        "router): without one such target they draw W153", False, kind=bool)
     routes_on_kv_events: bool = _declared(
         "`True` when the target routes on the engines' KV events (the gateway): models with `routing.kv_events` "
         "then publish them, and the target yields a `Caller` with `port=\"kv_events\"` for the pods that subscribe",

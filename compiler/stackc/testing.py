@@ -6,8 +6,9 @@ Fixtures:
   returning a ``Compilation`` or raising ``DiagnosticsError``.
 * ``kubernetes_validator`` — validate an object against the Kubernetes OpenAPI schema (strict).
 
-Helpers: ``compile_text``, ``objects``, ``write_tiny_gguf`` (a 0.6 MB GGUF model) and
-``local_llama_server`` (the llama-server command ``stackc up`` runs on this machine).
+Helpers: ``compile_text``, ``objects``, ``wiring_problems`` (what pods would fail to reach),
+``write_tiny_gguf`` (a 0.6 MB GGUF model) and ``local_llama_server`` (the llama-server command
+``stackc up`` runs on this machine).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
 from stackc import pipeline
+from stackc.check.plan import addresses
 from stackc.plugins import load_registry
 
 KUBERNETES_VERSION = "1.35.0"
@@ -430,3 +433,205 @@ def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], l
         if set(capabilities.get("add") or ()) - {"NET_BIND_SERVICE"}:
             problems.append(f"container '{name}' adds capabilities beyond NET_BIND_SERVICE")
     return problems
+
+
+# Wiring: every address a pod is told to reach is served, and the NetworkPolicies let it through
+@attrs.frozen
+class _Pod:
+    where: str
+    namespace: str
+    labels: dict[str, str]
+    spec: dict[str, Any]
+
+
+def wiring_problems(found: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a pod is configured to reach and would not: an address (``host:port``, a URL, a ``*_HOST`` and
+    ``*_PORT`` pair in env, args or a mounted ConfigMap) naming a Service of the output without that port, a
+    router's discovery of a Service's pods at a port they don't open, or a NetworkPolicy of the pods behind it
+    that does not admit the pod. Addresses of hosts the output makes no Service for (the Hub, Prometheus)
+    are not this output's to check."""
+    pods = [_Pod(f"{o['kind']} {o['metadata']['name']}", _namespace(o), {
+        **(meta.get("labels") or {}), _OWNER: f"{o['kind']} {o['metadata']['name']}"}, spec)
+        for o in found for meta, spec in pod_templates(o)]
+    services = {(_namespace(o), o["metadata"]["name"]): o for o in (*found, *_platform_services(found))
+                if o["kind"] == "Service"}
+    maps = {(_namespace(o), o["metadata"]["name"]): o.get("data") or {} for o in found if o["kind"] == "ConfigMap"}
+    policies = [o for o in found if o["kind"] == "NetworkPolicy"]
+    problems = []
+    for pod in pods:
+        for text, origin in _configured_strings(pod, maps):
+            for host, port in addresses(text):
+                service = _service(services, pod.namespace, host)
+                if service is None:
+                    continue
+                problems += [f"{pod.where}: {origin} reaches {host}:{port}, {problem}"
+                             for problem in _service_problems(service, port, pod, pods, policies)]
+        for origin, name, port in _discoveries(pod, maps):
+            service = services.get((pod.namespace, name))
+            if service is None:
+                problems.append(f"{pod.where}: {origin} discovers the pods of Service {name}, which is not there")
+                continue
+            for target in _selected(pods, service):
+                problems += [f"{pod.where}: {origin} reaches {target.where} at {port}, {problem}"
+                             for problem in _pod_problems(target, port, pod, policies)]
+    return problems + list(_gateway_problems(found, pods, services))
+
+
+def _gateway_problems(found: Sequence[Mapping[str, Any]], pods: Sequence[_Pod],
+                      services: Mapping[tuple[str, str], Mapping[str, Any]]) -> Iterator[str]:
+    """The Gateway API's references: an HTTPRoute's backends exist (a Service with the port), an InferencePool's
+    pods open its target ports and its endpoint picker's Service the picker's port. The gateway's own pods are
+    not in the output, so only what they reach is checked, not the policies."""
+    pools = {(_namespace(o), o["metadata"]["name"]): o for o in found if o["kind"] == "InferencePool"}
+    for obj in found:
+        where, namespace = f"{obj['kind']} {obj['metadata']['name']}", _namespace(obj)
+        if obj["kind"] == "HTTPRoute":
+            for rule in obj["spec"].get("rules", []):
+                for ref in rule.get("backendRefs", []):
+                    kind = ref.get("kind", "Service")
+                    if kind == "InferencePool" and (namespace, ref["name"]) not in pools:
+                        yield f"{where}: routes to InferencePool {ref['name']}, which is not there"
+                    elif kind == "Service" and not any(p["port"] == ref.get("port") for p in (
+                            services.get((namespace, ref["name"])) or {"spec": {}})["spec"].get("ports", [])):
+                        yield f"{where}: routes to Service {ref['name']} port {ref.get('port')}, which is not served"
+        elif obj["kind"] == "InferencePool":
+            spec = obj["spec"]
+            selected = [p for p in pods if p.namespace == namespace
+                        and spec["selector"]["matchLabels"].items() <= p.labels.items()]
+            for pod in selected:
+                opened = {p["containerPort"] for c in (*pod.spec.get("containers", []),
+                                                       *pod.spec.get("initContainers", [])) for p in c.get("ports", [])}
+                yield from (f"{where}: {pod.where} opens no target port {t['number']}"
+                            for t in spec.get("targetPorts", []) if t["number"] not in opened)
+            picker = spec.get("endpointPickerRef") or {}
+            service = services.get((namespace, picker.get("name")))
+            if picker and (service is None or not any(p["port"] == picker["port"]["number"]
+                                                      for p in service["spec"].get("ports", []))):
+                yield f"{where}: its endpoint picker {picker.get('name')}:{picker['port']['number']} is not served"
+
+
+#: a label standing for "a pod of this object", for the Services a platform makes for its pods
+_OWNER = "wiring.stackc.dev/owner"
+
+
+def _platform_services(found: Sequence[Mapping[str, Any]]) -> Iterator[dict]:
+    """The Services platforms make for the objects stackc emits: KubeRay's Serve Service (its proxies' port
+    8000, ``serve``) and KServe's predictor Service (port 80 to the model's port)."""
+    for obj in found:
+        name, where = obj["metadata"]["name"], f"{obj['kind']} {obj['metadata']['name']}"
+        meta = {"name": "", "namespace": _namespace(obj)}
+        if obj["kind"] == "RayService":
+            yield {"kind": "Service", "metadata": {**meta, "name": f"{name}-serve-svc"},
+                   "spec": {"selector": {_OWNER: where}, "ports": [{"port": 8000, "targetPort": "serve"}]}}
+        elif obj["kind"] == "InferenceService":
+            (_, pod), = pod_templates(obj)
+            port = pod["containers"][0].get("ports", [{}])[0].get("containerPort", 8080)
+            yield {"kind": "Service", "metadata": {**meta, "name": f"{name}-predictor"},
+                   "spec": {"selector": {_OWNER: where}, "ports": [{"port": 80, "targetPort": port}]}}
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("namespace") or "default"
+
+
+def _configured_strings(pod: _Pod, maps: Mapping[tuple[str, str], Mapping[str, str]]) -> Iterator[tuple[str, str]]:
+    """(text, where it is set) of every value a pod's programs read: env, command lines, mounted ConfigMaps;
+    a ``NAME_HOST`` variable joined with its ``NAME_PORT``."""
+    for container in (*pod.spec.get("initContainers", []), *pod.spec.get("containers", [])):
+        env = {e["name"]: e["value"] for e in container.get("env", []) if isinstance(e.get("value"), str)}
+        for name, value in env.items():
+            port = env.get(name.removesuffix("_HOST") + "_PORT") if name.endswith("_HOST") else None
+            yield (f"{value}:{port}" if port and ":" not in value else value), f"{container['name']} env {name}"
+        for index, arg in enumerate((*container.get("command", []), *container.get("args", []))):
+            yield arg, f"{container['name']} argument {index}"
+    for volume in pod.spec.get("volumes", []):
+        name = (volume.get("configMap") or {}).get("name")
+        for key, text in (maps.get((pod.namespace, name)) or {}).items():
+            yield text, f"ConfigMap {name} {key}"
+
+
+def _service(services: Mapping[tuple[str, str], Mapping[str, Any]], namespace: str, host: str) -> Mapping | None:
+    """The Service a host names: NAME in the pod's namespace, or NAME.NAMESPACE[.svc[.cluster.local]]."""
+    parts = host.removesuffix(".cluster.local").removesuffix(".svc").split(".")
+    if len(parts) == 1:
+        return services.get((namespace, parts[0]))
+    return services.get((parts[1], parts[0])) if len(parts) == 2 else None
+
+
+def _discoveries(pod: _Pod, maps: Mapping[tuple[str, str], Mapping[str, str]]) -> Iterator[tuple[str, str, int]]:
+    """(where, Service, port) of each ``discovery.kubernetes`` table in a mounted router configuration: the
+    router reaches the Service's pods at that port directly (EndpointSlices)."""
+    for volume in pod.spec.get("volumes", []):
+        name = (volume.get("configMap") or {}).get("name")
+        for key, text in (maps.get((pod.namespace, name)) or {}).items():
+            try:
+                document = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            for table in _tables(document):
+                found = table.get("kubernetes") if isinstance(table.get("kubernetes"), dict) else None
+                if found and isinstance(found.get("service"), str) and isinstance(found.get("port"), int):
+                    yield f"ConfigMap {name} {key}", found["service"], found["port"]
+
+
+def _tables(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _tables(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _tables(value)
+
+
+def _selected(pods: Sequence[_Pod], service: Mapping[str, Any]) -> list[_Pod]:
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return [p for p in pods if p.namespace == _namespace(service) and selector and selector.items() <= p.labels.items()]
+
+
+def _service_problems(service: Mapping[str, Any], port: int, caller: _Pod, pods: Sequence[_Pod],
+                      policies: Sequence[Mapping[str, Any]]) -> list[str]:
+    name = service["metadata"]["name"]
+    entry = next((p for p in service["spec"].get("ports", []) if p["port"] == port), None)
+    if entry is None:
+        return [f"but Service {name} has no port {port} (it has {[p['port'] for p in service['spec'].get('ports', [])]})"]
+    target = entry.get("targetPort", port)
+    return [problem for pod in _selected(pods, service) for problem in _pod_problems(pod, target, caller, policies)]
+
+
+def _pod_problems(pod: _Pod, port: int | str, caller: _Pod, policies: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A port (number or name) the pod must open and its NetworkPolicies must admit from the caller."""
+    opened = {(p.get("name"), p["containerPort"]) for c in (*pod.spec.get("containers", []),
+                                                          *pod.spec.get("initContainers", []))
+              for p in c.get("ports", [])}
+    number = next((n for name, n in opened if port in (name, n)), None)
+    if number is None:
+        return [f"but {pod.where} opens no port {port}"]
+    names = {name for name, n in opened if n == number}
+    selecting = [p for p in policies if _namespace(p) == pod.namespace and "Ingress" in p["spec"].get("policyTypes", [])
+                 and (p["spec"]["podSelector"].get("matchLabels") or {}).items() <= pod.labels.items()]
+    if selecting and not any(_admits(rule, number, names, caller, _namespace(policy))
+                             for policy in selecting for rule in policy["spec"].get("ingress", [])):
+        return [f"but no NetworkPolicy of {pod.where} admits {caller.where} on port {number}"]
+    return []
+
+
+def _admits(rule: Mapping[str, Any], number: int, names: set[str | None], caller: _Pod, namespace: str) -> bool:
+    ports = rule.get("ports")
+    if ports and not any(p.get("port") is None or p.get("port") == number or p.get("port") in names for p in ports):
+        return False
+    peers = rule.get("from")
+    return not peers or any(_peer_matches(peer, caller, namespace) for peer in peers)
+
+
+def _peer_matches(peer: Mapping[str, Any], caller: _Pod, namespace: str) -> bool:
+    if "ipBlock" in peer:
+        return False
+    pods = peer.get("podSelector")
+    if pods is not None and not (pods.get("matchLabels") or {}).items() <= caller.labels.items():
+        return False
+    namespaces = peer.get("namespaceSelector")
+    if namespaces is None:
+        return caller.namespace == namespace
+    wanted = (namespaces.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+    return wanted is None or wanted == caller.namespace

@@ -7,7 +7,7 @@ import pytest
 from stackc.plan.engine import Mount
 from stackc.lowering.lower import weights
 from stackc.spec import sources
-from stackc.testing import compile_text, objects
+from stackc.testing import compile_text, objects, pod_templates
 
 SPEC = ('version = 1\n[stack]\nname = "s"\n[models.m]\nengine = "vllm"\nmodel = "org/m"\naccelerators = { count = 2 }\n'
         'serving = { tensor_parallel = 2 }\nenv = { HF_HOME = "/data/hf", EXTRA = "1" }\n')
@@ -140,6 +140,20 @@ def test_object_storage_is_downloaded_once_for_engines_that_cannot_read_it() -> 
     assert {**folder, "readOnly": True} in engine["volumeMounts"]
     folder_pod = object_store_pod("sglang", "gs://bucket/models/qwen")
     assert folder_pod["containers"][0]["args"][:2] == ["--model-path", "/models"]
+
+
+@pytest.mark.parametrize("target", ["manifests", "kserve"])
+def test_the_download_reaches_an_s3_store_of_its_own(target: str) -> None:
+    """A store other than AWS's needs the model's env (endpoint, region, HTTPS) in stackc's downloader too:
+    under KServe it is not KServe's storage initializer, so KServe's webhook injects nothing into it."""
+    text = OBJECT_STORE.format(engine="sglang", model="s3://bucket/models/qwen", count=1).replace(
+        "[stack]", f'[stack]\ntargets = ["{target}"]') + 'env = { S3_ENDPOINT = "minio.store:9000", S3_USE_HTTPS = "0" }\n'
+    found = objects(compile_text(text).files)
+    (pod,) = [spec for obj in found for _, spec in pod_templates(obj)]
+    (download,) = pod["initContainers"]
+    assert [e["name"] for e in download["env"]] == ["S3_ENDPOINT", "S3_USE_HTTPS", "AWS_ACCESS_KEY_ID",
+                                                     "AWS_SECRET_ACCESS_KEY"]
+    assert download["env"][0]["value"] == "minio.store:9000"
 
 
 def test_vllm_streams_object_storage_itself() -> None:

@@ -227,12 +227,13 @@ def test_the_chart_renders_the_manifests_with_every_feature(tmp_path) -> None:
     assert comparable(rendered) == comparable(objects({k: v for k, v in files.items() if k.startswith("manifests/")}))
 
 
-def test_host_ipc_needs_the_privileged_level() -> None:
-    (error,) = errors(BASE + "host_ipc = true\n")
-    assert 'E026] models.m.host_ipc: sharing the node\'s IPC namespace breaks Pod Security \'restricted\'' in error
-    files = compile_text(BASE + 'host_ipc = true\nsecurity.pod_security = "privileged"\n').files
+@pytest.mark.parametrize("field, namespace, key", [("host_ipc", "IPC", "hostIPC"), ("host_pid", "process", "hostPID")])
+def test_host_namespaces_need_the_privileged_level(field: str, namespace: str, key: str) -> None:
+    (error,) = errors(BASE + f"{field} = true\n")
+    assert f"E026] models.m.{field}: sharing the node's {namespace} namespace breaks Pod Security 'restricted'" in error
+    files = compile_text(BASE + f'{field} = true\nsecurity.pod_security = "privileged"\n').files
     (deployment,) = kind(files, "Deployment")
-    assert deployment["spec"]["template"]["spec"]["hostIPC"] is True
+    assert deployment["spec"]["template"]["spec"][key] is True
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -243,8 +244,11 @@ def test_host_ipc_needs_the_privileged_level() -> None:
      "error[E024] models.m.sidecars[0].ports[0]: a port named 'http' is already in container 'engine'"),
     ('[[models.m.sidecars]]\nname = "engine"\nimage = "i"\n',
      "error[E024] models.m.sidecars[0].name: a container named 'engine' is already in the pod"),
-    ('ports = [{ name = "metrics", port = 8000 }]\n',
-     "error[E024] models.m.ports: port 8000/TCP ('metrics') is already opened by container 'engine'"),
+    ('ports = [{ name = "other", port = 9000 }, { name = "metrics", port = 8000 }]\n',
+     "error[E024] models.m.ports[1]: port 8000/TCP ('metrics') is already opened by container 'engine'"),
+    # the engine's own ports clash through the spec's port: NIXL's side channel is 5600
+    ('port = 5600\ndisaggregation = { connector = "nixl" }\n',
+     "error[E024] models.m.port: port 5600/TCP ('kv-transfer') is already opened by container 'engine'"),
     ('env = { A = "1" }\nsecret_env = { A = { name = "s", key = "k" } }\n',
      "error[E024] models.m.secret_env.A: 'A' is set twice, in env and in secret_env"),
     ('env = { A = { field = "status.podIP", secret = "s" } }\n',

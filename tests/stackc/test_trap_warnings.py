@@ -99,3 +99,75 @@ def test_weight_sizes_come_from_the_parameter_count_in_the_name(model: str, quan
 
     found = estimated_weight_bytes(Model(engine="vllm", model=model, serving=Serving(quantization=quantization)))
     assert found == (int(size) if size is not None else None)
+
+
+@pytest.mark.parametrize("limit", ["max_loras", "max_lora_rank"])
+def test_a_lora_limit_without_adapters(limit: str) -> None:
+    (warning,) = warnings(BASE + f"serving = {{ {limit} = 4 }}\n")
+    assert f"warning[W150] models.m.serving.{limit}: serving.{limit} limits LoRA adapters" in warning
+
+
+def test_a_lora_limit_with_adapters_is_passed_on() -> None:
+    text = BASE + 'serving = { max_loras = 4, lora_adapters = [{ name = "a", source = "org/a" }] }\n'
+    assert warnings(text) == []
+    (engine,) = [c for c in compile_text(text).plan.components[0].pod.containers if c.name == "engine"]
+    assert engine.args[engine.args.index("--max-loras") + 1] == "4"
+
+
+def test_hf_home_off_every_volume_warns_where_env_sets_it() -> None:
+    (warning,) = warnings(BASE + 'env = { HF_HOME = "/data" }\n')
+    assert "warning[W151] models.m.env.HF_HOME: HF_HOME = '/data' is on no volume of the engine's container" in warning
+    assert "mounted: /cache" in warning
+
+
+@pytest.mark.parametrize("extra", [
+    'env = { HF_HOME = "/cache/hf" }\n',
+    'env = { HF_HOME = "/data" }\nextra_volumes = [{ name = "data", emptyDir = {} }]\n'
+    'extra_volume_mounts = [{ name = "data", mountPath = "/data" }]\n',
+])
+def test_hf_home_on_a_volume_is_honoured(extra: str) -> None:
+    assert warnings(BASE + extra) == []
+    (engine,) = [c for c in compile_text(BASE + extra).plan.components[0].pod.containers if c.name == "engine"]
+    assert {v.name: v.value for v in engine.env}["HF_HOME"] == extra.split('"')[1]
+
+
+def test_a_disabled_budget_with_a_size_warns() -> None:
+    (warning,) = warnings(BASE + "disruption_budget = { enabled = false, max_unavailable = 2 }\n")
+    assert "warning[W152] models.m.disruption_budget.max_unavailable:" in warning
+
+
+def test_llamacpp_cannot_pin_a_hub_revision() -> None:
+    text = BASE.replace('"vllm"', '"llamacpp"').replace('"org/m-1b"', '"hf://org/r/m.gguf"')
+    (warning,) = warnings(text + 'revision = "abc"\n')
+    assert "warning[W031] models.m.revision: llama.cpp fetches a Hub file from the default branch" in warning
+
+
+def test_routing_without_a_router_warns_where_it_is_set() -> None:
+    found = warnings(BASE + 'routing = { strategy = "session", session_header = "x-user" }\n')
+    assert [w.split(": ")[1].split("]")[-1].strip() for w in found] == ["models.m.routing.strategy",
+                                                                         "models.m.routing.session_header"]
+    assert warnings(BASE.replace('name = "s"', 'name = "s"\ntargets = ["manifests", "router"]') +
+                    'routing = { strategy = "session" }\n') == []
+
+
+def test_replacing_tolerations_with_none_warns() -> None:
+    (warning,) = warnings(BASE + 'scheduling = { tolerations_mode = "replace" }\n')
+    assert "warning[W154] models.m.scheduling.tolerations_mode:" in warning
+
+
+def test_ollama_has_no_use_for_a_hub_token() -> None:
+    text = BASE.replace('"vllm"', '"ollama"').replace('"org/m-1b"', '"ollama://llama3.2:3b"')
+    (warning,) = warnings(text + 'security.hf_token = { name = "hf", key = "token" }\n')
+    assert "warning[W033] models.m.security.hf_token: Ollama pulls from its own library" in warning
+
+
+@pytest.mark.parametrize("engine, options, code, path", [
+    ("command", 'port = 9000, metric_names = { running = "r" }', "W034", "models.m.engine_options.metric_names"),
+    ("command", "port = 9000, shared_memory = true", "W034", "models.m.engine_options.shared_memory"),
+    ("trtllm", 'checkpoint_dir = "/c"', "W035", "models.m.engine_options.checkpoint_dir"),
+    ("ray-vllm", "idle_timeout_seconds = 600", "W113", "models.m.engine_options.idle_timeout_seconds"),
+])
+def test_engine_options_that_act_on_nothing_warn(engine: str, options: str, code: str, path: str) -> None:
+    text = BASE.replace('"vllm"', f'"{engine}"') + 'image = "example/server:1"\n' * (engine == "command")
+    found = warnings(text + f"engine_options = {{ {options} }}\n")
+    assert any(f"warning[{code}] {path}:" in w for w in found), found

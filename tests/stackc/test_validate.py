@@ -181,3 +181,18 @@ def test_infinite_and_nan_numbers_are_refused_once_where_they_are_written() -> N
         compile_text(text)
     assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
         ("E014", "models.m.serving.gpu_memory_fraction"), ("E014", "models.m.autoscaling.target")]
+
+
+@pytest.mark.parametrize("source", ["s3://b/m", "pvc://claim/m", "ollama://llama3.2:3b"])
+def test_a_revision_pins_only_a_hugging_face_model(source: str) -> None:
+    engine = "ollama" if source.startswith("ollama") else "vllm"
+    text = BASE.replace('engine = "vllm"\nmodel = "org/m"', f'engine = "{engine}"\nmodel = "{source}"')
+    assert any("E022] models.m.revision: a revision pins only a Hugging Face model" in e
+               for e in errors(text + 'revision = "v1"\n'))
+
+
+def test_ollama_cannot_rename_the_model() -> None:
+    text = BASE.replace('engine = "vllm"\nmodel = "org/m"', 'engine = "ollama"\nmodel = "ollama://llama3.2:3b"')
+    assert any("E039] models.m.served_name: Ollama answers to the library tag it pulled" in e
+               for e in errors(text + 'served_name = "chat"\n'))
+    assert compile_text(text + 'served_name = "llama3.2:3b"\n').files

@@ -1,5 +1,5 @@
 """The fit check of each model (and each P/D role) against its accelerators' memory: the rows of
-``stackc plan`` and the diagnostics of ``check`` and ``build`` (E140–E143, W140–W142)."""
+``stackc plan`` and the diagnostics of ``check`` and ``build`` (E140–E143, W140–W144)."""
 
 from __future__ import annotations
 
@@ -114,8 +114,16 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
     def unknown(reason: str, *problems: Diagnostic) -> tuple[ModelFit, list[Diagnostic]]:
         return ModelFit(key, role, devices, Fit("unknown", reason), source), list(problems)
 
+    told = accelerators.type is not None or accelerators.memory is not None
+
+    def unchecked(reason: str) -> tuple[ModelFit, list[Diagnostic]]:
+        """No fit check; said where the spec named the accelerator, so a type or memory is never ignored silently."""
+        field = "type" if accelerators.type is not None else "memory"
+        return unknown(reason, *([Diagnostic("W144", f"accelerators.{field} is set, but no fit check runs: {reason}",
+                                             where + (field,), severity=Severity.WARNING)] if told else []))
+
     if accelerators.count == 0:
-        return unknown("no accelerators: the model runs on CPU")
+        return unchecked("no accelerators: the model runs on CPU")
     if memory is None:
         if accelerators.type is not None:
             options = [*ACCELERATORS, *ACCELERATOR_ALIASES]
@@ -127,7 +135,7 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
     engine = registry.engines.get(model.engine)
     accounting = engine.traits.memory_accounting if engine is not None else None
     if accounting is None:
-        return unknown(f"engine '{model.engine}' declares no memory accounting")
+        return unchecked(f"engine '{model.engine}' declares no memory accounting")
     if found is None:
         return unknown(f"the facts of '{model.model}' are unknown", Diagnostic(
             "W142", f"no fit check: stackc knows nothing of what '{model.model}' is made of",

@@ -3,10 +3,13 @@ volumes of the pods, the series autoscalers read). They run once, after lowering
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
+from stackc.plan.engine import Container
 from stackc.plan.model import Component, Plan
 
 
@@ -40,6 +43,79 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
         *_pod_volume_problems(c), *_pod_conflicts(c))]
 
 
+def cluster_problems(plan: Plan) -> list[Diagnostic]:
+    """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
+    return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan))
+
+
+#: ``host:port``, or a URL (``scheme://host[:port]``), in a configured value
+ADDRESS = re.compile(r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)"
+                     r"(?::(?P<port>\d{1,5}))?(?![-a-z0-9.:])")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def addresses(text: str) -> Iterator[tuple[str, int]]:
+    """(host, port) of every address in a value: ``host:port``, or a URL with its port or its scheme's."""
+    for match in ADDRESS.finditer(text):
+        scheme, port = match["scheme"], match["port"]
+        number = int(port) if port else DEFAULT_PORTS.get(scheme or "")
+        if number is not None and (port or scheme):
+            yield match["host"], number
+
+
+def told_addresses(container: Container) -> Iterator[tuple[str, str]]:
+    """(value, what set it) of a container's env and command line, a ``NAME_HOST`` joined with its ``NAME_PORT``."""
+    env = {var.name: var.value for var in container.env if var.value is not None}
+    for name, value in env.items():
+        port = env.get(name.removesuffix("_HOST") + "_PORT") if name.endswith("_HOST") else None
+        yield (f"{value}:{port}" if port and ":" not in value else value), f"env {name}"
+    for arg in (*container.command, *container.args):
+        yield arg, "its command line"
+
+
+def unserved_addresses(plan: Plan) -> Iterator[Diagnostic]:
+    """A container told to reach a Service of the stack at a port that Service does not serve (the address
+    is refused once deployed): the engines' wiring of one another, checked before any target builds."""
+    served = {c.endpoint.service: {c.endpoint.public_port or c.endpoint.port.number,
+                                   *(p.number for p in c.endpoint.extra_service_ports)} for c in plan.components}
+    server = plan.stack.kv_cache_server
+    if server is not None:
+        served[server.name] = {server.port.number}
+    for component in plan.components:
+        pods = (component.pod, *((component.worker_pod,) if component.worker_pod else ()))
+        for container in (c for pod in pods for c in (*pod.init_containers, *pod.containers)):
+            for text, origin in told_addresses(container):
+                for host, port in addresses(text):
+                    name = host.split(".")[0] if host.endswith((".svc", ".svc.cluster.local")) or "." not in host \
+                        else None
+                    if name in served and port not in served[name]:
+                        yield Diagnostic("E152", f"container '{container.name}' is told ({origin}) to reach {host}:{port}, "
+                                         f"but Service {name} serves {', '.join(map(str, sorted(served[name])))}",
+                                         ("models", component.key),
+                                         "the Service lacks the port: please report this as a stackc bug, or fix "
+                                         "the address set in env or engine_args")
+
+
+#: variables that put the engine's downloads and caches somewhere: engines point them at the cache volume
+CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "VLLM_CACHE_ROOT")
+
+
+def _cache_off_volume(component: Component) -> Iterator[Diagnostic]:
+    """A cache variable the spec's ``env`` moved off every volume of the engine's container: the weights then
+    land on the container's own file system (lost with the pod, often not writable by a non-root user)."""
+    serving = component.pod.containers[0]
+    mounted = [m.path for m in serving.mounts] + [str(m.get("mountPath", "")) for m in serving.raw_mounts]
+    for var in serving.env:
+        if var.name in CACHE_VARIABLES and var.value is not None and not any(
+                PurePosixPath(var.value).is_relative_to(path) for path in mounted if path):
+            yield Diagnostic("W151", f"{var.name} = '{var.value}' is on no volume of the engine's container: weights "
+                             "and caches go to the container's own file system (lost with the pod, often not "
+                             "writable by its non-root user)", ("models", component.key, "env", var.name),
+                             f"drop it (stackc points it at the cache volume), or mount a volume there "
+                             f"(extra_volumes and extra_volume_mounts); mounted: {', '.join(sorted(mounted))}",
+                             Severity.WARNING)
+
+
 def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
     """Containers share the pod's network: a port number, a port name or a container name only once."""
     base = ("models", component.key)
@@ -55,12 +131,17 @@ def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
         names.add(container.name)
     numbers: dict[tuple[int, str], str] = {}
     port_names: dict[str, str] = {}
+    spec_ports = [p.name for p in component.endpoint.peer_ports]
     # an init container's ports are closed before the others start; a native sidecar's stay open
     for container in (c for c in everything if c.restart_policy or c in pod.containers):
         owner = f"container '{container.name}'"
         for index, port in enumerate(container.ports):
-            # the engine's container lists the engine's ports, then the spec's `ports`
-            here = base + (container.spec_path + ("ports", index) if container.spec_path else ("ports",))
+            # the engine's container lists the engine's ports, then the spec's `ports`; the engine's own clash
+            # through the spec's `port` (the serving port moved onto another of the engine's)
+            if container.spec_path:
+                here = base + container.spec_path + ("ports", index)
+            else:
+                here = base + (("ports", spec_ports.index(port.name)) if port.name in spec_ports else ("port",))
             if (port.number, port.protocol) in numbers:
                 yield Diagnostic("E024", f"port {port.number}/{port.protocol} ('{port.name}') is already opened by "
                                  f"{numbers[(port.number, port.protocol)]}", here,

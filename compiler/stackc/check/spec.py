@@ -21,11 +21,13 @@ from stackc.spec.model import (
     NAME,
     QUANTITY,
     Autoscaling,
+    DisruptionBudget,
     EnvSource,
     Form,
     InitContainer,
     Model,
     ProbeOverride,
+    Routing,
     Sidecar,
     Spec,
 )
@@ -265,10 +267,11 @@ def _pod_problems(model: Model) -> Iterator[Diagnostic]:
             probe = getattr(container.probes, kind) if isinstance(container, Sidecar) else None
             if probe is not None:
                 yield from _probe_problems(probe, path + ("probes", kind), whole=True)
-    if model.host_ipc and model.security.pod_security != "privileged":
-        yield Diagnostic("E026", f"sharing the node's IPC namespace breaks Pod Security "
-                         f"'{model.security.pod_security}'", ("host_ipc",),
-                         'set security.pod_security = "privileged" (and label the namespace for it), or drop host_ipc')
+    for field, namespace in (("host_ipc", "IPC"), ("host_pid", "process")):
+        if getattr(model, field) and model.security.pod_security != "privileged":
+            yield Diagnostic("E026", f"sharing the node's {namespace} namespace breaks Pod Security "
+                             f"'{model.security.pod_security}'", (field,),
+                             f'set security.pod_security = "privileged" (and label the namespace for it), or drop {field}')
 
 
 def _env_source_problems(source: EnvSource, path: Path) -> Iterator[Diagnostic]:
@@ -328,6 +331,20 @@ def _trap_warnings(model: Model, shared_cache: bool = False) -> Iterator[Diagnos
                          "Pending", ("cache", "access_mode"),
                          'use access_mode = "ReadWriteMany" (a shared file system) or one replica',
                          Severity.WARNING)
+    if model.scheduling.tolerations_mode == "replace" and not model.scheduling.tolerations:
+        yield Diagnostic("W154", "tolerations_mode = \"replace\" puts the model's tolerations in place of those in "
+                         "[defaults], and the model has none", ("scheduling", "tolerations_mode"),
+                         "list the model's tolerations, or drop tolerations_mode", Severity.WARNING)
+    budget = model.disruption_budget
+    if budget.enabled is False and budget.max_unavailable != DisruptionBudget().max_unavailable:
+        yield Diagnostic("W152", "disruption_budget.max_unavailable sizes a budget that enabled = false turns off",
+                         ("disruption_budget", "max_unavailable"), "drop one of them", Severity.WARNING)
+    serving = model.serving
+    for limit in ("max_loras", "max_lora_rank"):
+        if getattr(serving, limit) is not None and not serving.lora_adapters:
+            yield Diagnostic("W150", f"serving.{limit} limits LoRA adapters, but the model has none: engines start "
+                             "without LoRA, and the limit is not passed on", ("serving", limit),
+                             "add serving.lora_adapters, or drop it", Severity.WARNING)
     source = sources.parse(model.model)
     estimate = estimated_weight_bytes(model)
     ephemeral = quantity_value(model.resources.requests.get("ephemeral-storage", ""))
@@ -383,10 +400,14 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
     elif len(spec.stack.name) + 1 + len(key) + _LONGEST_SUFFIX > 63:
         yield Diagnostic("E008", f"stack and model names together are too long for Kubernetes ('{spec.stack.name}-{key}')",
                          base, f"keep stack name + model name under {63 - _LONGEST_SUFFIX - 1} characters")
-    if sources.parse(model.model) is None:
+    source = sources.parse(model.model)
+    if source is None:
         yield Diagnostic("E013", f"cannot tell where '{model.model}' comes from", base + ("model",),
                          "use a Hugging Face id (org/name or hf://org/name), s3://, gs://, pvc://CLAIM/PATH, oci://IMAGE, "
                          "ollama://NAME:TAG or an absolute path")
+    elif model.revision is not None and source.scheme != "hf":
+        yield Diagnostic("E022", f"a revision pins only a Hugging Face model, not a {source.scheme} source",
+                         base + ("revision",), "drop revision; the source's own path or tag says which version")
     scaling = model.autoscaling
     # what an autoscaling target (KServe) makes of them: both default to replicas
     low = scaling.min_replicas if scaling.min_replicas is not None else model.replicas
@@ -438,6 +459,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
         yield Diagnostic("E021", f"engine '{engine.name}' needs accelerators", base + ("accelerators", "count"),
                          "set accelerators.count (and accelerators.resource)")
     yield from _kv_event_problems(spec, model, engine, registry, base)
+    yield from _unapplied_routing(spec, model, registry, base)
     owned = registered.traits.owned_flags
     for index, arg in enumerate(model.engine_args):
         flag = arg.split("=", 1)[0]
@@ -456,6 +478,18 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                            lambda: list(registered.method("check")(key, model, model.engine_options)))
     for problem in problems:
         yield Diagnostic(problem.code, problem.message, base + tuple(problem.path), problem.hint, problem.severity)
+
+
+def _unapplied_routing(spec: Spec, model: Model, registry: Registry, base: Path) -> Iterator[Diagnostic]:
+    """A strategy or session header with no target in the stack that picks replicas by them."""
+    if registry.targets_having("applies_routing", spec.stack.targets):
+        return
+    appliers = " or ".join(repr(name) for name in registry.targets_having("applies_routing"))
+    for field in ("strategy", "session_header"):
+        if getattr(model.routing, field) != getattr(Routing(), field):
+            yield Diagnostic("W153", f"routing.{field} is applied by a router, and no target of the stack is one",
+                             (*base, "routing", field), f"add {appliers} to stack.targets, or drop it",
+                             Severity.WARNING)
 
 
 def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry,

@@ -307,8 +307,10 @@ def _ray_service(values: Values, model: dict[str, Any]) -> None:
     options = ("inference", "rayOptions")
     model.pop("image")
     values.drop((*SERVER, "image"), "the chart's Ray image (it pip-installs vLLM to run its own Serve script)",
-                "ray-vllm runs Ray's LLM image of the same Ray version (engine_options.ray_version)")
-    model["engine_options"]["ray_version"] = values.text((*options, "rayVersion"), "2.47.0")
+                "ray-vllm runs Ray's LLM image instead")
+    # ray-vllm names only Ray LLM images known to exist: the chart's Ray version may have none
+    values.drop((*options, "rayVersion"), "the chart's Ray version (ray-vllm runs a Ray version whose LLM image is "
+                "known to exist)", "set engine_options.ray_version with image = a rayproject/ray-llm tag of it")
     model["replicas"] = values.integer((*options, "autoscaling", "actorAutoscaling", "minActors"), 1)
     values.drop_unless((*options, "autoscaling", "actorAutoscaling", "maxActors"), 1, "Ray Serve's max_replicas_per_node")
     # the chart's Serve replicas are fixed; Ray's autoscaler only fits the worker group to them, as stackc does

@@ -251,7 +251,7 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
     downloads: list[Container] = []
     claims: dict[str, str] = {}
     fetched = Mount(cache_volume, FETCHED_ADAPTERS_PATH, sub_path="lora-adapters")
-    credentials = download_credentials(model)
+    env = download_env(model)
     for adapter in model.serving.lora_adapters:
         source = sources.parse(adapter.source)
         assert source is not None and source.scheme in sources.ADAPTER_SCHEMES  # validation rejected the others
@@ -268,7 +268,7 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
             uri = f"hf://{source.location}:{adapter.revision}" if source.scheme == "hf" else source.location
             location = f"{FETCHED_ADAPTERS_PATH}/{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
             if not any(c.args == (uri, location) for c in downloads):
-                downloads.append(download_container(f"lora-download-{len(downloads)}", uri, location, credentials,
+                downloads.append(download_container(f"lora-download-{len(downloads)}", uri, location, env,
                                                     fetched))
         result.append(Adapter(adapter.name, location, runtime=adapter.load == "runtime"))
     if downloads:
@@ -280,18 +280,21 @@ def adapters(model: Model, cache_volume: str) -> tuple[tuple[Adapter, ...], list
 DOWNLOAD_MARKER = ".stackc-complete"
 
 
-def download_container(name: str, uri: str, destination: str, credentials: list[EnvVar], mount: Mount) -> Container:
+def download_container(name: str, uri: str, destination: str, env: list[EnvVar], mount: Mount) -> Container:
     """An init container that fetches ``uri`` into ``destination`` unless an earlier pod did."""
     script = (f'test -e "$2/{DOWNLOAD_MARKER}" || '
               f'{{ /storage-initializer/scripts/initializer-entrypoint "$1" "$2" && touch "$2/{DOWNLOAD_MARKER}"; }}')
     return Container(name, DOWNLOADER_IMAGE, command=("/bin/sh", "-c", script, "download"),
-                     args=(uri, destination), env=tuple(credentials), mounts=(mount,))
+                     args=(uri, destination), env=tuple(env), mounts=(mount,))
 
 
-def download_credentials(model: Model) -> list[EnvVar]:
-    """What a downloader reads: the model's Hugging Face token and its ``secret_env`` (cloud keys)."""
+def download_env(model: Model) -> list[EnvVar]:
+    """What a downloader reads: the model's ``env`` (an S3 store's ``S3_ENDPOINT``, ``AWS_REGION``,
+    ``S3_USE_HTTPS``, ``HF_ENDPOINT``), its Hugging Face token and its ``secret_env`` (cloud keys). It is
+    stackc's own init container, so KServe's webhook injects no credentials into it as it does into its
+    storage initializer."""
     credentials = [EnvVar("HF_TOKEN", secret=model.security.hf_token)] if model.security.hf_token else []
-    return credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
+    return env_vars(model.env) + credentials + [EnvVar(name, secret=ref) for name, ref in sorted(model.secret_env.items())]
 
 
 def weight_downloads(model: Model, model_weights: Weights) -> list[Container]:
@@ -301,7 +304,7 @@ def weight_downloads(model: Model, model_weights: Weights) -> list[Container]:
         return []
     folder = _fetched_folder(model_weights.source, read_only=False)
     return [download_container("weights-download", model_weights.source.location, WEIGHTS_PATH,
-                               download_credentials(model), folder)]
+                               download_env(model), folder)]
 
 
 def _platform_uri(source: ModelSource) -> str:
@@ -427,8 +430,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
             health_path=health, metrics=result.metrics,
             api_key=model.security.api_key, service=service, service_port=result.port.number, selector=answering,
             public_port=model.service_port,
-            extra_service_ports=tuple(Port(p.name, p.service_port or p.port, protocol=p.protocol)
-                                      for p in spec_ports if p.service),
+            extra_service_ports=(*result.service_ports, *(Port(p.name, p.service_port or p.port, protocol=p.protocol)
+                                                            for p in spec_ports if p.service)),
             peer_ports=_ports(spec_ports), kv_events_port=result.kv_events_port),
         weights=model_weights,
         scale=plan.Scale(model.replicas, scaler),
@@ -448,8 +451,8 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
 
     The workers are the merged pod (accelerators, the spec's resources and scheduling). The head
     takes the spec's env, mounts, security and sidecars but its own resources and node selector, and
-    neither the tolerations nor the affinity: it holds no accelerators, so it should not take an
-    accelerator node. It skips the
+    neither the tolerations, the affinity nor the topology spread: it holds no accelerators, so it should
+    not take an accelerator node. It skips the
     weights' download (only workers load them). Ray's autoscaler keeps the worker pods between what
     Serve's fewest and most replicas occupy.
     """
@@ -457,8 +460,13 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
     head = attrs.evolve(head, resources={kind: dict(table) for kind, table in application.head.resources.items()})
     head_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "head"}, containers=(head, *pod.containers[1:]),
                             init_containers=tuple(c for c in pod.init_containers if c.spec_path),
-                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None)
-    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"})
+                            node_selector=dict(application.head_node_selector), tolerations=(), affinity=None,
+                            topology_spread=())
+    # the spec's topology spread places the workers, counting workers only (not the head beside them)
+    spread = tuple({**c, "labelSelector": {**c["labelSelector"], "matchLabels": {
+        **c["labelSelector"]["matchLabels"], ROLE_LABEL: "worker"}}} if "matchLabels" in c.get("labelSelector", {})
+        else c for c in pod.topology_spread)
+    worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"}, topology_spread=spread)
     per_replica = application.workers_per_replica
     low, high = (scaler.min_replicas, scaler.max_replicas) if scaler is not None else (model.replicas, model.replicas)
     cluster = RayCluster(
@@ -649,7 +657,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
         topology_spread=tuple({"labelSelector": {"matchLabels": dict(selector)}, **c} for c in scheduling.topology_spread),
         priority_class=scheduling.priority_class, runtime_class=scheduling.runtime_class,
         scheduler_name=scheduling.scheduler_name, termination_grace_seconds=model.termination_grace_seconds,
-        host_ipc=model.host_ipc,
+        host_ipc=model.host_ipc, host_pid=model.host_pid,
     )
 
 

@@ -270,6 +270,9 @@ class EngineResult:
     adapter_load_path: str | None = None
     #: for a disaggregated role: the KV-transfer port the engine opened (also on ``container.ports``)
     kv_port: Port | None = None
+    #: ports of ``container`` that other pods reach at the component's Service rather than a pod's address
+    #: (LMCache's P/D receiver, which prefill servers push to at ``RoleRequest.decode_service``)
+    service_ports: tuple[Port, ...] = ()
     #: the prefill servers' bootstrap port (protocol ``bootstrap``), on both roles' results
     bootstrap_port: int | None = None
     #: where the engine publishes its KV events (asked by ``EngineRequest.kv_events``; also on ``container.ports``)

@@ -66,6 +66,7 @@ class Pod:
     scheduler_name: str | None = None
     termination_grace_seconds: int | None = None
     host_ipc: bool = False
+    host_pid: bool = False
 
 
 @attrs.frozen

@@ -566,6 +566,9 @@ class Model:
     sidecars: tuple[Sidecar, ...] = field("Containers running next to the engine.", default=())
     host_ipc: bool = field("Share the node's IPC namespace (some multi-GPU setups); needs "
                            "`security.pod_security = \"privileged\"`.", default=False)
+    host_pid: bool = field("Share the node's process namespace (CUDA IPC between the GPUs of a node, as "
+                           "production-stack's P/D pods do); needs `security.pod_security = \"privileged\"`.",
+                           default=False)
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -39,7 +39,7 @@ from stackc_plugins.engines._common import (
     served_names,
 )
 
-PLACEHOLDERS = ("model", "served_name", "aliases", "host", "port")
+PLACEHOLDERS = ("model", "served_name", "aliases", "revision", "host", "port")
 
 
 @attrs.frozen
@@ -48,7 +48,7 @@ class CommandOptions:
 
     port: int = attrs.field(metadata={"doc": "Port the server listens on.", "minimum": 1, "maximum": 65535})
     command: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Container command (default: the image's)."})
-    args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {host}, {port}."})
+    args: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Arguments; may use {model}, {served_name}, {aliases}, {revision}, {host}, {port}."})
     ready_path: str = attrs.field(default="/health", metadata={"doc": "HTTP path answering 200 once the model is loaded."})
     alive_path: str | None = attrs.field(default=None, metadata={"doc": "Liveness path (default: ready_path)."})
     metrics_path: str | None = attrs.field(default=None, metadata={"doc": "Prometheus metrics path, if any."})
@@ -77,6 +77,24 @@ class CommandEngine:
             if name not in known:
                 yield Diagnostic("E003", f"unknown key '{name}'", ("engine_options", "metric_names", name),
                                  did_you_mean(name, known))
+        if options.metric_names and options.metrics_path is None:
+            yield Diagnostic("W034", "metric_names name series of a metrics endpoint, and metrics_path sets none",
+                             ("engine_options", "metric_names"), "set metrics_path", Severity.WARNING)
+        serving = model.serving
+        if options.shared_memory and serving.tensor_parallel * serving.pipeline_parallel // max(serving.nodes, 1) <= 1:
+            yield Diagnostic("W034", "shared_memory mounts /dev/shm for the shards of a replica on one pod, and this "
+                             "replica has one", ("engine_options", "shared_memory"),
+                             "set shm_size for a /dev/shm regardless, or drop it", Severity.WARNING)
+        used = {name for arg in options.args for name in _placeholder_names(arg)}
+        if "aliases" in used:  # the names, primary first
+            used.add("served_name")
+        told = {"revision": model.revision is not None, "served_name": model.served_name is not None,
+                "aliases": bool(model.aliases)}
+        for field in (name for name, given in told.items() if given and name not in used):
+            # the server learns names and revision only through its arguments
+            yield Diagnostic("W032", f"{field} reaches the server only as {{{field}}} in engine_options.args, "
+                             "which do not use it", (field,), f"add {{{field}}} to engine_options.args where the "
+                             "server takes it, or drop it", Severity.WARNING)
         for index, arg in enumerate(options.args):
             problem = _placeholder_problem(arg)
             if problem:
@@ -90,7 +108,7 @@ class CommandEngine:
         names = served_names(request)
         host, number = _listen(request, options)
         values = {"model": model_location(request, mounts), "served_name": names[0], "aliases": ",".join(names),
-                  "host": host, "port": str(number)}
+                  "revision": model.revision or "", "host": host, "port": str(number)}
         env = [EnvVar("HF_HOME", f"{CACHE_PATH}/huggingface")]
         if model.security.hf_token:
             env.append(EnvVar("HF_TOKEN", secret=model.security.hf_token))

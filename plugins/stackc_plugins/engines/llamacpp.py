@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import attrs
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -72,6 +72,11 @@ class LlamacppEngine:
                          "or put llama.cpp's llama-server on the PATH")
 
     def check(self, key: str, model: Model, options: LlamacppOptions) -> Iterator[Diagnostic]:
+        if model.revision is not None:
+            yield Diagnostic("W031", "llama.cpp fetches a Hub file from the default branch (--hf-repo and --hf-file "
+                             "take no revision): revision is not applied", ("revision",),
+                             "put the pinned file on a claim (pvc://CLAIM/FILE.gguf), or drop revision",
+                             Severity.WARNING)
         if model.model.startswith("oci://"):
             yield Diagnostic("E032", "llama.cpp needs the path of one GGUF file, and an OCI image mounts a folder",
                              ("model",), "use hf://ORG/REPO/FILE.gguf, s3://BUCKET/FILE.gguf, pvc://CLAIM/FILE.gguf or a path")

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Iterator
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -45,6 +45,12 @@ class OllamaEngine:
         if not model.model.startswith("ollama://"):
             yield Diagnostic("E033", "Ollama serves models from its library: use model = \"ollama://NAME:TAG\"",
                              ("model",), "for example ollama://llama3.2:3b")
+        if model.security.hf_token is not None:
+            yield Diagnostic("W033", "Ollama pulls from its own library, not the Hugging Face Hub: hf_token is not "
+                             "used", ("security", "hf_token"), "drop it", Severity.WARNING)
+        if model.served_name is not None and model.served_name != model.model.removeprefix("ollama://"):
+            yield Diagnostic("E039", "Ollama answers to the library tag it pulled; it cannot rename the model",
+                             ("served_name",), "drop served_name; use aliases (the router or gateway serve them)")
 
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model

@@ -23,6 +23,7 @@ from stackc.plan.engine import (
     Container,
     EngineRequest,
     EngineResult,
+    EnvVar,
     MetricNames,
     Metrics,
     Mount,
@@ -30,7 +31,7 @@ from stackc.plan.engine import (
 )
 from stackc.plan.model import Autoscaler
 from stackc.registry import Registry
-from stackc.spec.model import QUANTITY, Form, Model, Probes, Quantity, Rollout
+from stackc.spec.model import ENV_NAME, QUANTITY, Autoscaling, Form, Model, Probes, Quantity, Rollout
 from stackc_plugins.engines._common import (
     CACHE_PATH,
     hf_env,
@@ -40,8 +41,13 @@ from stackc_plugins.engines._common import (
 from stackc_plugins.engines.vllm import engine_arguments
 
 RAY_VERSION = "2.50.1"
-#: Ray's LLM image (Ray Serve LLM and vLLM), as KubeRay's own Serve LLM sample runs it
-IMAGE = "rayproject/ray-llm:{version}-py311-cu124"
+#: Ray's LLM images (Ray Serve LLM and vLLM) known to exist, by Ray version: those KubeRay's own Serve LLM
+#: sample runs (ray-project/kuberay, ray-operator/config/samples/ray-service.llm-serve.yaml, at commits
+#: 262a7a12 and 0ca87180). Ray's CUDA suffix changes between releases, so a tag is never derived from a version.
+IMAGES = {
+    "2.46.0": "rayproject/ray-llm:2.46.0-py311-cu124",
+    "2.50.1": "rayproject/ray-llm:2.50.1-py311-cu124",
+}
 IMPORT_PATH = "ray.serve.llm:build_openai_app"
 #: the image's user ``ray`` (uid 1000, group 100 owns its home)
 USER, GROUP = 1000, 100
@@ -82,6 +88,9 @@ class RayVllmOptions:
         "doc": "Memory the head pod requests and is limited to.", "form": QUANTITY})
     head_node_selector: Mapping[str, str] = attrs.field(factory=dict, metadata={
         "doc": "Node labels for the head pod; the model's `scheduling` (accelerator nodes) applies to the workers."})
+    head_env: Mapping[str, str] = attrs.field(factory=dict, metadata={
+        "doc": "Environment of the head pod only (the model's `env` reaches the head and the workers, and wins).",
+        "keys": ENV_NAME})
     idle_timeout_seconds: int = attrs.field(default=60, metadata={
         "doc": "Seconds an idle worker pod stays before Ray's autoscaler removes it.", "minimum": 0})
 
@@ -127,10 +136,19 @@ class RayVllmEngine:
             field = "service_port" if model.service_port is not None else "ports"
             yield Diagnostic("E115", "KubeRay makes the model's Service (NAME-serve-svc, port 8000) itself: stackc "
                              "cannot add ports to it", (field,), "remove it; reach other ports through the pods")
+        if model.image is None and options.ray_version not in IMAGES:
+            yield Diagnostic("E119", f"no Ray LLM image is known for Ray {options.ray_version}: a tag derived from "
+                             "the version may not exist", ("engine_options", "ray_version"),
+                             f"set image to a rayproject/ray-llm tag of that version, or use a Ray version "
+                             f"stackc knows: {', '.join(IMAGES)}")
         if model.accelerators.resource != "nvidia.com/gpu" and model.image is None:
             yield Diagnostic("W111", f"Ray's LLM image is built for CUDA: it finds no GPU on "
                              f"'{model.accelerators.resource}' devices", ("accelerators", "resource"),
                              "set image to a Ray image with vLLM built for these devices", Severity.WARNING)
+        if options.idle_timeout_seconds != RayVllmOptions().idle_timeout_seconds and model.autoscaling == Autoscaling():
+            yield Diagnostic("W113", "idle_timeout_seconds tells Ray's autoscaler when to remove idle workers, and "
+                             "the model does not autoscale", ("engine_options", "idle_timeout_seconds"),
+                             "set autoscaling, or drop it", Severity.WARNING)
         if model.autoscaling.activation is not None:
             yield Diagnostic("W112", "Ray Serve starts a replica on the first request: the activation threshold "
                              "(KEDA's) is not applied", ("autoscaling", "activation"), "remove activation",
@@ -143,7 +161,7 @@ class RayVllmEngine:
     def lower(self, request: EngineRequest) -> EngineResult:
         model = request.model
         options: RayVllmOptions = request.options or RayVllmOptions()
-        image = model.image or IMAGE.format(version=options.ray_version)
+        image = model.image or IMAGES[options.ray_version]
         mounts = [Mount(request.cache_volume, CACHE_PATH)]
         source = model_location(request, mounts)
         env = tuple(hf_env(request))
@@ -151,8 +169,9 @@ class RayVllmEngine:
         metrics_port = Port("metrics", ray.METRICS_PORT)
         worker = Container(name="ray-worker", image=image, env=env, ports=(serve_port, metrics_port),
                            mounts=tuple(mounts))
+        head_env = tuple(EnvVar(name, value) for name, value in sorted(options.head_env.items()))
         head = Container(
-            name="ray-head", image=image, env=env, mounts=(Mount(request.cache_volume, CACHE_PATH),),
+            name="ray-head", image=image, env=(*env, *head_env), mounts=(Mount(request.cache_volume, CACHE_PATH),),
             ports=(Port("gcs-server", ray.GCS_PORT), Port("dashboard", ray.DASHBOARD_PORT),
                    Port("client", ray.CLIENT_PORT), serve_port, metrics_port),
             resources={"requests": {"cpu": str(options.head_cpu), "memory": str(options.head_memory)},

@@ -10,7 +10,7 @@ from typing import Literal
 import attrs
 
 from stackc import hookimpl
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -23,7 +23,7 @@ from stackc.plan.engine import (
     Probe,
 )
 from stackc.registry import Registry
-from stackc.spec.model import Model
+from stackc.spec.model import PORT_MAX, Model
 from stackc_plugins.engines._common import (
     CACHE_PATH,
     TEMPLATE_FILE,
@@ -63,6 +63,15 @@ class TrtllmOptions:
                                        "(default: CACHE/trtllm/MODEL/repository)."})
     max_batch_size: int | None = attrs.field(default=None, metadata={"doc": "Largest batch the engine is built for.",
                                                                                  "minimum": 1})
+    grpc_port: int = attrs.field(default=8001, metadata={
+        "doc": "triton: Triton's gRPC port (`--grpc-port`); 0 turns gRPC off (`--allow-grpc=false`).",
+        "minimum": 0, "maximum": PORT_MAX})
+    metrics_port: int = attrs.field(default=8002, metadata={
+        "doc": "triton: Triton's metrics port (`--metrics-port`).", "minimum": 1, "maximum": PORT_MAX})
+
+
+#: options only Triton mode reads
+TRITON_ONLY = ("checkpoint_dir", "model_repository", "grpc_port", "metrics_port")
 
 
 class TrtllmEngine:
@@ -86,6 +95,13 @@ class TrtllmEngine:
         if options.mode == "serve" and model.served_name and model.served_name != model.model.removeprefix("hf://"):
             yield Diagnostic("E039", "trtllm-serve answers to its model argument only; it cannot rename the model",
                              ("served_name",), "drop served_name; use aliases with the router target")
+        if options.mode == "triton":
+            yield from _triton_port_clashes(model, options)
+        else:
+            for name in TRITON_ONLY:
+                if getattr(options, name) != attrs.fields_dict(TrtllmOptions)[name].default:
+                    yield Diagnostic("W035", f"engine_options.{name} is Triton's: trtllm-serve does not use it",
+                                     ("engine_options", name), 'set mode = "triton", or drop it', Severity.WARNING)
         yield from check_parallelism(model)
 
     def lower(self, request: EngineRequest) -> EngineResult:
@@ -125,6 +141,20 @@ def _serve(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
                         metrics=Metrics("http", "/prometheus/metrics", SERVE_METRICS), needs_shm=True)
 
 
+def _triton_port_clashes(model: Model, options: TrtllmOptions) -> Iterator[Diagnostic]:
+    """Triton opens its HTTP, gRPC and metrics ports side by side: each must differ (located at what set it)."""
+    http = model.port or PORT
+    for name, number in (("grpc_port", options.grpc_port), ("metrics_port", options.metrics_port)):
+        if number == http:
+            yield Diagnostic("E151", f"Triton's {name.split('_')[0]} port {number} is also its HTTP port",
+                             ("port",) if model.port else ("engine_options", name),
+                             f"set engine_options.{name} to another port" + (" (grpc_port = 0 turns gRPC off)"
+                                                                             if name == "grpc_port" else ""))
+    if options.grpc_port == options.metrics_port:
+        yield Diagnostic("E151", f"Triton's gRPC and metrics ports are both {options.metrics_port}",
+                         ("engine_options", "metrics_port"), "set engine_options.metrics_port to another port")
+
+
 def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     model = request.model
     serving = model.serving
@@ -144,12 +174,14 @@ def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:
     builder = Container(name="build-engine", image=image, command=("/bin/sh", "-c", script),
                         env=tuple(hf_env(request)), mounts=mounts)
     repository = options.model_repository or f"{home}/repository"
-    http, grpc, metrics_port = Port("http", model.port or PORT), Port("grpc", 8001, "grpc"), Port("metrics", 8002)
+    http, metrics_port = Port("http", model.port or PORT), Port("metrics", options.metrics_port)
+    grpc = (Port("grpc", options.grpc_port, "grpc"),) if options.grpc_port else ()
+    grpc_flag = f"--grpc-port={options.grpc_port}" if grpc else "--allow-grpc=false"
     container = Container(
         name="engine", image=image, command=("tritonserver",),
-        args=(f"--model-repository={repository}", f"--http-port={http.number}", "--grpc-port=8001", "--metrics-port=8002",
-              *model.engine_args),
-        env=(*hf_env(request),), ports=(http, grpc, metrics_port), mounts=mounts,
+        args=(f"--model-repository={repository}", f"--http-port={http.number}", grpc_flag,
+              f"--metrics-port={metrics_port.number}", *model.engine_args),
+        env=(*hf_env(request),), ports=(http, *grpc, metrics_port), mounts=mounts,
         startup_probe=Probe("/v2/health/ready", period_seconds=10, timeout_seconds=5, failure_threshold=180),
         readiness_probe=Probe("/v2/health/ready", period_seconds=5, timeout_seconds=5, failure_threshold=3),
         liveness_probe=Probe("/v2/health/live", period_seconds=10, timeout_seconds=5, failure_threshold=3),

@@ -59,8 +59,8 @@ RAY_PORT = 6379
 #: receiver, by default
 NIXL_PORT = 5600
 LMCACHE_PORT = 55555
-#: flags stackc sets from ``disaggregation``
-KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend")
+#: flags stackc sets from ``disaggregation`` and ``kv_offload``: vLLM runs one KV connector
+KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend", "--kv-offloading-size")
 #: where vLLM publishes KV events by default (its ZMQ PUB socket), which llm-d's picker dials on each pod
 KV_EVENTS_PORT = 5557
 
@@ -112,6 +112,10 @@ class VllmEngine:
                 yield Diagnostic("E132", "engine_args sets --kv-events-config, which stackc sets from routing.kv_events",
                                  ("engine_args", index), "remove it")
         offload = model.kv_offload
+        for index, flag in kv_flags(model) if offload is not None and model.disaggregation is None else ():
+            yield Diagnostic("E150", f"engine_args sets {flag}, which stackc sets from kv_offload: vLLM would get "
+                             "two KV connectors", ("engine_args", index),
+                             "remove it; kv_offload.backend chooses the connector (or drop kv_offload)")
         if offload is not None and offload.backend == "native" and offload.disk_gib is not None:
             yield Diagnostic("E120", "vLLM's native offloading (--kv-offloading-backend native) keeps KV blocks in "
                              "host memory only", ("kv_offload", "disk_gib"),
@@ -151,12 +155,15 @@ class VllmEngine:
             group = ["--nnodes", str(nodes), "--master-addr", LEADER_ADDRESS]
             worker = group_worker(container, [*args, *group, "--node-rank", WORKER_INDEX, "--headless"])
             container = attrs.evolve(container, args=(*args, *group, "--node-rank", "0"))
-        kv_port = None
+        kv_port, service_ports = None, ()
         if request.role is not None:
-            # NIXL's side channel listens on both roles; LMCache's receiver on the decode side only
+            # NIXL's side channel listens on both roles, reached at the pod's IP; LMCache's receiver on the
+            # decode side only, reached at the decode Service (LMCACHE_NIXL_RECEIVER_HOST)
             if request.role.protocol == "kv_transfer_params" or request.role.role == "decode":
                 kv_port = Port("kv-transfer", kv_transfer_port(request.role))
                 container = attrs.evolve(container, ports=(*container.ports, kv_port))
+            if request.role.connector == "lmcache" and kv_port is not None:
+                service_ports = (kv_port,)
         events_port = None
         if request.kv_events:
             events_port = Port("kv-events", KV_EVENTS_PORT)
@@ -164,7 +171,8 @@ class VllmEngine:
         return EngineResult(container=container, served_names=served_names(request), port=port,
                             metrics=Metrics("http", "/metrics", METRICS), needs_shm=True, worker=worker,
                             adapter_load_path=LOAD_ADAPTER_PATH, run_as_user=USER, run_as_group=GROUP,
-                            kv_port=kv_port, ray_group=ray, kv_events_port=events_port)
+                            kv_port=kv_port, service_ports=service_ports, ray_group=ray,
+                            kv_events_port=events_port)
 
 
 def ray_group(container: Container, head: str) -> tuple[Container, Container]:
@@ -301,10 +309,16 @@ def check_disaggregation(model: Model) -> Iterator[Diagnostic]:
     if model.disaggregation.ib_devices:
         yield Diagnostic("E104", "ib_devices is SGLang's flag; vLLM's NIXL picks devices through UCX",
                          ("disaggregation", "ib_devices"), "set UCX_NET_DEVICES in env instead")
+    for index, flag in kv_flags(model):
+        yield Diagnostic("E102", f"engine_args sets {flag}, which stackc sets from disaggregation",
+                         ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+
+
+def kv_flags(model: Model) -> Iterator[tuple[int, str]]:
+    """(index, flag) of each ``engine_args`` item that configures a KV connector, which stackc owns."""
     for index, arg in enumerate(model.engine_args):
         if arg.split("=", 1)[0] in KV_FLAGS:
-            yield Diagnostic("E102", f"engine_args sets {arg.split('=', 1)[0]}, which stackc sets from disaggregation",
-                             ("engine_args", index), "remove it; choose the connector with disaggregation.connector")
+            yield index, arg.split("=", 1)[0]
 
 
 def lmcache_env(request: EngineRequest) -> list[EnvVar]:

@@ -81,6 +81,9 @@ class GatewayOptions:
     listeners: tuple[Listener, ...] = attrs.field(
         factory=lambda: (Listener("http", 80),), metadata={"doc": "Listeners of a created Gateway.", "min_items": 1})
     epp_image: str = attrs.field(default=EPP_IMAGE, metadata={"doc": "Endpoint-picker image."})
+    picker_replicas: int = attrs.field(default=1, metadata={
+        "doc": "Endpoint-picker pods per model. Above 1 they elect a leader (`--ha-enable-leader-election`, a "
+               "Lease), which alone serves: a standby takes over when it fails.", "minimum": 1, "maximum": 10})
     failure_mode: Literal["FailClose", "FailOpen"] = attrs.field(
         default="FailClose", metadata={"doc": "What the gateway does when the picker is down."})
     scorers: Scorers = attrs.field(factory=Scorers, metadata={"doc": "Scorer weights."})
@@ -89,6 +92,9 @@ class GatewayOptions:
                                 "minimum": -INT32_MAX - 1, "maximum": INT32_MAX})
     envoy_extension_policy: bool = attrs.field(
         default=False, metadata={"doc": "Also attach the picker with an Envoy Gateway EnvoyExtensionPolicy."})
+    extension_policy_target: Literal["HTTPRoute", "Gateway"] = attrs.field(default="HTTPRoute", metadata={
+        "doc": "What the EnvoyExtensionPolicy attaches to: each model's HTTPRoute, or the Gateway itself (a stack "
+               "of one model, with the Gateway in the stack's namespace)."})
     request_timeout: str = attrs.field(default="600s", metadata={"doc": "HTTPRoute request timeout.",
                                                                  "form": GATEWAY_DURATION})
     proxy_labels: Mapping[str, str] = attrs.field(factory=dict, metadata={
@@ -159,6 +165,7 @@ class GatewayTarget:
                                  f"labels; its {roles.role} role spans several nodes, whose workers serve nothing",
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
+        yield from _extension_policy_problems(plan, options)
         for component in kube.models(plan):
             count = len(model_names(component))
             if count > MATCHES_PER_ROUTE:
@@ -190,6 +197,24 @@ class GatewayTarget:
         for component in kube.models(plan):
             for kind, obj in model_objects(plan, component, gateway, options):
                 yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+
+
+def _extension_policy_problems(plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
+    """An EnvoyExtensionPolicy on the Gateway sends every request through one picker, and may only name a
+    Gateway of its own namespace."""
+    where = ("targets", "gateway", "extension_policy_target")
+    if options.extension_policy_target != "Gateway":
+        return
+    if not options.envoy_extension_policy:
+        yield Diagnostic("E063", "extension_policy_target places the EnvoyExtensionPolicy, which is off",
+                         where, "set envoy_extension_policy = true, or drop extension_policy_target")
+    if len(kube.models(plan)) > 1:
+        yield Diagnostic("E063", "a policy on the Gateway sends every model's requests to one model's picker: "
+                         f"the stack has {len(kube.models(plan))} models", where,
+                         'keep extension_policy_target = "HTTPRoute" (a policy per model\'s route)')
+    if options.gateway_namespace not in (None, plan.stack.namespace):
+        yield Diagnostic("E063", f"an EnvoyExtensionPolicy names a Gateway of its own namespace only; the Gateway is "
+                         f"in '{options.gateway_namespace}'", where, 'use extension_policy_target = "HTTPRoute"')
 
 
 def gateway_name(plan: Plan, options: GatewayOptions) -> str:
@@ -329,6 +354,9 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["llm-d.ai", "inference.networking.x-k8s.io"],
          "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": ["get", "list", "watch"]},
+        # standby pickers wait on the leader's Lease
+        *([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"]}] if options.picker_replicas > 1 else []),
     ])
     yield "epp-serviceaccount", account
     yield "epp-role", role
@@ -378,7 +406,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
         yield "envoyextensionpolicy", {
             "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
             "metadata": kube.metadata(stack, pool, labels_of_pool),
-            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": pool}],
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": options.extension_policy_target,
+                                     "name": pool if options.extension_policy_target == "HTTPRoute" else gateway}],
                      "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
                                   "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
         }
@@ -391,7 +420,8 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
         "name": "epp", "image": options.epp_image,
         "args": ["--pool-name", pool, "--pool-namespace", plan.stack.namespace,
                  "--pool-group", POOL_GROUP, "--config-file", f"/config/{CONFIG_FILE}", "--zap-encoder", "json",
-                 "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090"],
+                 "--grpc-port", "9002", "--grpc-health-port", "9003", "--metrics-port", "9090",
+                 *(["--ha-enable-leader-election"] if options.picker_replicas > 1 else [])],
         "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "grpc", "containerPort": 9002, "protocol": "TCP"},
@@ -405,7 +435,8 @@ def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dic
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": kube.metadata(plan.stack, name, labels),
         "spec": {
-            "replicas": 1,  # prefix-cache state lives in the picker's memory
+            # prefix-cache state lives in the picker's memory: one serves, the others stand by
+            "replicas": options.picker_replicas,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": dict(selector)},
             "template": {"metadata": {"labels": dict(labels)}, "spec": {

@@ -21,6 +21,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
+from stackc.plan.engine import Container
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
@@ -144,6 +145,13 @@ class KserveTarget:
                                  "and routes to the serving one only: plain sidecars may be refused",
                                  ("models", component.key, "sidecars"), "keep the sidecars native (native = true)",
                                  Severity.WARNING)
+            if knative and component.pod.init_containers:
+                first = component.pod.init_containers[0]
+                yield Diagnostic("W075", f"Knative accepts init containers ({', '.join(c.name for c in component.pod.init_containers)}) "
+                                 "only with its kubernetes.podspec-init-containers feature flag on: without it the "
+                                 "revision is refused", ("models", component.key, *_init_container_cause(first)),
+                                 "turn the flag on in Knative's config-features ConfigMap, or use "
+                                 'deployment_mode = "Standard"', Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -170,6 +178,17 @@ class KserveTarget:
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
         for stem, obj in kube.stack_objects(plan.stack):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
+
+
+def _init_container_cause(container: Container) -> tuple[str, ...]:
+    """The spec key that made an init container: the spec's own, stackc's downloads, else the engine's."""
+    if container.spec_path:
+        return container.spec_path
+    if container.name == "weights-download":
+        return ("model",)
+    if container.name.startswith("lora-download-"):
+        return ("serving", "lora_adapters")
+    return ("engine",)
 
 
 LWS_HINT = "deploy this model with the manifests or helm target (a LeaderWorkerSet)"

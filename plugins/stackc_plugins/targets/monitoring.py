@@ -8,12 +8,14 @@ names an engine or a router, so a new one gets monitoring for free.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from stackc import hookimpl, kube
+from stackc.diagnostics import Diagnostic
 from stackc.plan import signals
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
@@ -29,6 +31,9 @@ class MonitoringOptions:
     """``[targets.monitoring]``."""
 
     interval: str = attrs.field(default="15s", metadata={"doc": "Scrape interval.", "form": PROMETHEUS_DURATION})
+    scrape_timeout: str | None = attrs.field(default=None, metadata={
+        "doc": "How long one scrape may take (`scrapeTimeout`, at most `interval`; Prometheus' default when unset).",
+        "form": PROMETHEUS_DURATION})
     monitor_labels: Mapping[str, str] = attrs.field(
         factory=dict, metadata={"doc": "Labels your Prometheus selects monitors by (e.g. `release = \"prometheus\"`).",
                                 "keys": LABEL_KEY, "form": LABEL_VALUE})
@@ -52,6 +57,13 @@ class MonitoringTarget:
     #: a PodMonitor per model copies the pods' labels onto its series, which autoscaler triggers select
     monitors_models = True
 
+    def check(self, plan: Plan, options: MonitoringOptions) -> Iterator[Diagnostic]:
+        timeout = options.scrape_timeout
+        if timeout is not None and duration_ms(timeout) > duration_ms(options.interval):
+            # Prometheus refuses the whole configuration, so no monitor of the cluster would load
+            yield Diagnostic("E153", f"scrape_timeout {timeout} is longer than the scrape interval {options.interval}",
+                             ("targets", "monitoring", "scrape_timeout"), "keep it at most interval")
+
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
 
@@ -60,7 +72,8 @@ class MonitoringTarget:
             metrics = component.endpoint.metrics
             if metrics is None:
                 continue  # the engine exports no metrics
-            endpoint: dict[str, Any] = {"port": metrics.port, "path": metrics.path, "interval": options.interval}
+            endpoint: dict[str, Any] = {"port": metrics.port, "path": metrics.path, "interval": options.interval,
+                                          **scrape_timeout(options)}
             api_key = component.endpoint.api_key
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
@@ -70,7 +83,8 @@ class MonitoringTarget:
                 endpoint, component.selector),))
         for exporter in plan.stack.exporters:
             labels = {**stack_labels(plan), **exporter.pods, **options.monitor_labels}
-            endpoint = {"port": exporter.port, "path": exporter.path, "interval": options.interval}
+            endpoint = {"port": exporter.port, "path": exporter.path, "interval": options.interval,
+                        **scrape_timeout(options)}
             yield Artifact(f"podmonitor-{exporter.name}.yaml", (pod_monitor(
                 plan, f"{plan.stack.name}-{exporter.name}", labels, exporter.pods, endpoint),))
         groups = alert_groups(plan, options)
@@ -90,6 +104,19 @@ class MonitoringTarget:
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(plan.stack, name, labels),
                 "data": {f"{plan.stack.name}.json": board},
             },))
+
+
+def scrape_timeout(options: MonitoringOptions) -> dict[str, str]:
+    return {"scrapeTimeout": options.scrape_timeout} if options.scrape_timeout is not None else {}
+
+
+_UNIT_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000,
+            "ms": 1}
+
+
+def duration_ms(text: str) -> int:
+    """Milliseconds of a Prometheus duration the form already accepted (``1m30s``)."""
+    return sum(int(number) * _UNIT_MS[unit] for number, unit in re.findall(r"(\d+)(ms|[ywdhms])", text))
 
 
 def stack_labels(plan: Plan) -> dict[str, str]:

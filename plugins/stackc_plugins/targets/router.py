@@ -122,6 +122,8 @@ class RouterTarget:
     serves_aliases = True
     #: it loads a model's run-time LoRA adapters into each replica once the replica is healthy
     loads_adapters = True
+    #: it picks each model's replica by ``routing.strategy`` (and ``session_header``)
+    applies_routing = True
 
     def check(self, plan: Plan, options: RouterOptions) -> Iterator[Diagnostic]:
         scaling = options.autoscaling

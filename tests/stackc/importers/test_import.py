@@ -185,12 +185,12 @@ def test_ai_on_eks_ray_vllm_becomes_a_ray_service_with_the_same_model_and_engine
     assert llm["engine_kwargs"] == {"gpu_memory_utilization": 0.8, "max_model_len": 8192, "enable_prefix_caching": True,
                                     "max_num_batched_tokens": 8192}
     cluster = service["spec"]["rayClusterConfig"]
-    assert cluster["rayVersion"] == "2.47.0"
+    assert cluster["rayVersion"] == "2.50.1"  # ray-vllm's, whose LLM image is known to exist
     worker = cluster["workerGroupSpecs"][0]
     assert worker["replicas"] == 2
     assert worker["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    # the chart's image runs its own Serve script; Ray's LLM image replaces it
-    assert {d.dotted_path for d in report} == {"inference.modelServer.image"}
+    # the chart's image runs its own Serve script; Ray's LLM image (of a version it is known for) replaces it
+    assert {d.dotted_path for d in report} == {"inference.modelServer.image", "inference.rayOptions.rayVersion"}
 
 
 def test_ai_on_eks_lws_vllm_is_a_leader_worker_group_per_replica():

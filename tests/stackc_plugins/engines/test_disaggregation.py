@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stackc.diagnostics import DiagnosticsError
-from stackc.testing import compile_text
+from stackc.testing import compile_text, objects
 
 SPEC = """
 version = 1
@@ -61,6 +61,18 @@ def test_vllm_lmcache_makes_prefill_the_producer_pushing_to_the_decode_service()
     assert sender["LMCACHE_LOCAL_CPU"] == "False"
     assert [p.number for p in roles["decode"].ports] == [8000, 55600]
     assert [p.number for p in roles["prefill"].ports] == [8000]
+
+
+def test_the_lmcache_receiver_port_is_on_the_decode_service_prefill_pods_push_to() -> None:
+    found = objects(compile_text(SPEC.format(engine="vllm", connector="lmcache", extra="kv_port = 55600")).files)
+    services = {o["metadata"]["name"]: o for o in found if o["kind"] == "Service"}
+    prefill = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "pd-m-prefill")
+    told = {e["name"]: e.get("value") for e in prefill["spec"]["template"]["spec"]["containers"][0]["env"]}
+    service = services[told["LMCACHE_NIXL_RECEIVER_HOST"]]
+    assert {"name": "kv-transfer", "port": 55600, "targetPort": "kv-transfer", "protocol": "TCP"} in \
+        service["spec"]["ports"]
+    assert int(told["LMCACHE_NIXL_RECEIVER_PORT"]) == 55600
+    assert [p["port"] for p in services["pd-m-prefill"]["spec"]["ports"]] == [8000]
 
 
 def test_sglang_sets_mode_backend_and_the_prefill_bootstrap_port() -> None:

@@ -100,6 +100,29 @@ engine_options = { mode = "triton", checkpoint_dir = "/cache/ckpt" }
     assert engine["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
 
 
+TRITON = 'accelerators = { count = 1 }\nengine_options = { mode = "triton", checkpoint_dir = "/c"%s }\n'
+
+
+def test_triton_serves_http_on_8001_with_grpc_moved_or_off() -> None:
+    moved = engine_container(compile_engine("trtllm", extra="port = 8001\n" + TRITON % ", grpc_port = 9001"))
+    assert [(p["name"], p["containerPort"]) for p in moved["ports"]] == [("http", 8001), ("grpc", 9001),
+                                                                         ("metrics", 8002)]
+    assert "--grpc-port=9001" in moved["args"]
+    off = engine_container(compile_engine("trtllm", extra="port = 8001\n" + TRITON % ", grpc_port = 0"))
+    assert [p["containerPort"] for p in off["ports"]] == [8001, 8002] and "--allow-grpc=false" in off["args"]
+
+
+@pytest.mark.parametrize("extra, path", [
+    ("port = 8001\n" + TRITON % "", "models.m.port"),
+    (TRITON % ", metrics_port = 8000", "models.m.engine_options.metrics_port"),
+    (TRITON % ", grpc_port = 8002", "models.m.engine_options.metrics_port"),
+])
+def test_triton_ports_that_clash_are_located_where_the_spec_set_them(extra: str, path: str) -> None:
+    with pytest.raises(DiagnosticsError) as error:
+        compile_engine("trtllm", extra=extra)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [("E151", path)]
+
+
 def test_llamacpp() -> None:
     extra = FULL.format(resource="nvidia.com/gpu", more="").replace("tensor_parallel = 2, ", "")
     engine = engine_container(compile_engine("llamacpp", model="hf://org/repo/model-q4.gguf", extra=extra))
@@ -151,6 +174,19 @@ engine_options = { port = 9000, args = ["--model", "{model}", "--names", "{alias
     assert engine["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert engine["ports"][0]["containerPort"] == 9000
     assert engine["resources"]["limits"] == {"amd.com/gpu": "2"}
+
+
+def test_the_command_engine_says_what_its_arguments_never_tell_the_server() -> None:
+    text = COMMON.format(engine="command", model="org/m", targets='["manifests"]', extra=(
+        'image = "example/server:1"\nrevision = "v2"\nserved_name = "chat"\n'
+        'engine_options = { port = 9000, args = ["--model", "{model}"] }\n'))
+    found = [(w.code, w.dotted_path) for w in compile_text(text).warnings]
+    assert found == [("W032", "models.m.revision"), ("W032", "models.m.served_name")]
+    told = text.replace('"{model}"]', '"{model}", "--revision", "{revision}", "--name", "{served_name}"]')
+    compilation = compile_text(told)
+    assert compilation.warnings == ()
+    (deployment,) = [o for o in objects(compilation.files) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][2:] == ["--revision", "v2", "--name", "chat"]
 
 
 @pytest.mark.parametrize(("engine", "model", "extra", "path", "words"), [

@@ -164,3 +164,11 @@ def test_a_server_nobody_uses_warns() -> None:
     compilation = compile_text(DISK.format(engine="vllm", offload='backend = "lmcache"', server=SERVER, extra="",
                                            disk="1Gi"))
     assert [(d.code, d.dotted_path) for d in compilation.warnings] == [("W121", "stack.kv_cache_server")]
+
+
+@pytest.mark.parametrize("backend", ["native", "lmcache"])
+@pytest.mark.parametrize("arg", ['--kv-transfer-config={"kv_connector":"NixlConnector"}', "--kv-offloading-size"])
+def test_vllm_refuses_a_second_kv_connector_in_engine_args(backend: str, arg: str) -> None:
+    # closes kv_offload's table, adds engine_args (a TOML literal string) and comments out the closing brace
+    extra = f', backend = "{backend}" }}\nengine_args = ["--enforce-eager", \'{arg}\']\n#'
+    assert ("E150", "models.m.engine_args[1]") in problems("vllm", extra)

@@ -92,6 +92,32 @@ def test_head_and_worker_groups_split_the_pod() -> None:
         assert validate_kubernetes({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod}) == []
 
 
+def test_the_default_image_is_a_known_tag_and_another_version_needs_an_image() -> None:
+    from stackc_plugins.engines.ray_vllm import IMAGES
+
+    for version, image in IMAGES.items():
+        cluster = ray_service(spec(f'engine_options = {{ ray_version = "{version}" }}'))["spec"]["rayClusterConfig"]
+        assert cluster["rayVersion"] == version
+        assert cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == image
+    own = ray_service(spec('image = "example.com/ray-llm:2.49.9"\nengine_options = { ray_version = "2.49.9" }'))
+    assert own["spec"]["rayClusterConfig"]["rayVersion"] == "2.49.9"
+
+
+def test_topology_spread_places_the_workers_only_and_head_env_the_head_only() -> None:
+    text = spec('scheduling.topology_spread = [{ maxSkew = 1, topologyKey = "zone", whenUnsatisfiable = "DoNotSchedule" }]\n'
+                'env = { BOTH = "1" }\nengine_options = { head_env = { RAY_GRAFANA_HOST = "http://grafana" } }')
+    cluster = ray_service(text)["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    assert "topologySpreadConstraints" not in head
+    (spread,) = worker["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == {**SELECTOR, "stackc.dev/role": "worker"}
+    head_env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
+    worker_env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
+    assert head_env["RAY_GRAFANA_HOST"] == "http://grafana" and "RAY_GRAFANA_HOST" not in worker_env
+    assert head_env["BOTH"] == worker_env["BOTH"] == "1"
+
+
 def test_weights_stackc_downloads_reach_the_workers_only() -> None:
     service = ray_service(spec().replace('model = "hf://org/m"', 'model = "s3://bucket/models/m"'))
     cluster = service["spec"]["rayClusterConfig"]
@@ -166,6 +192,7 @@ def test_a_name_kuberay_refuses_is_located_with_the_limit() -> None:
     ("service_port = 80", ("E115", "models.m.service_port")),
     ('autoscaling = { max_replicas = 2, signal = "waiting", target = 2 }', ("E116", "models.m.autoscaling.signal")),
     ('security.api_key = { name = "k", key = "key" }', ("E020", "models.m.security.api_key")),
+    ('engine_options = { ray_version = "2.49.9" }', ("E119", "models.m.engine_options.ray_version")),
 ])
 def test_what_ray_cannot_do_is_a_located_error(extra: str, expected: tuple[str, str]) -> None:
     assert expected in located(spec(extra))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stackc import pipeline
+from stackc.diagnostics import DiagnosticsError
 from stackc.plugins import load_registry
 from stackc.testing import compile_text, is_core_kind, objects, validate_kubernetes
 
@@ -97,10 +99,6 @@ def test_cluster_runtimes_by_option() -> None:
 
 
 def test_listener_certificates_and_protocols_must_agree() -> None:
-    import pytest
-
-    from stackc.diagnostics import DiagnosticsError
-
     text = ('version = 1\n[stack]\nname = "g"\ntargets = ["gateway", "manifests"]\n[models.m]\nengine = "vllm"\n'
             'model = "org/m"\naccelerators = { count = 1 }\n[targets.gateway]\ncreate_gateway = true\n'
             '[[targets.gateway.listeners]]\nname = "web"\nport = 80\ntls_secret = "cert"\n'
@@ -113,3 +111,57 @@ def test_listener_certificates_and_protocols_must_agree() -> None:
         ("E062", "targets.gateway.listeners[0].tls_secret"), ("E062", "targets.gateway.listeners[1].protocol"),
         ("E062", "targets.gateway.listeners[2].name"), ("E062", "targets.gateway.listeners[3].port"),
         ("E062", "targets.gateway.listeners[3].tls_secret")]
+
+
+def test_several_picker_replicas_elect_a_leader_over_a_lease() -> None:
+    def picker(found: list[dict]) -> tuple[dict, dict]:
+        deployment = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "gateway-llama-epp")
+        role = next(o for o in found if o["kind"] == "Role" and o["metadata"]["name"] == "gateway-llama-epp")
+        return deployment, role
+
+    deployment, role = picker(compiled())
+    assert deployment["spec"]["replicas"] == 1
+    assert "--ha-enable-leader-election" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "coordination.k8s.io" not in [g for rule in role["rules"] for g in rule["apiGroups"]]
+    deployment, role = picker(compiled("targets.gateway.picker_replicas=2"))
+    assert deployment["spec"]["replicas"] == 2
+    assert "--ha-enable-leader-election" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    (lease,) = [rule for rule in role["rules"] if rule["apiGroups"] == ["coordination.k8s.io"]]
+    assert {"create", "update", "get"} <= set(lease["verbs"]) and validate_kubernetes(deployment) == []
+
+
+ONE_MODEL = """
+version = 1
+[stack]
+name = "one"
+targets = ["gateway"]
+[models.m]
+engine = "vllm"
+model = "org/m"
+accelerators.count = 1
+[targets.gateway]
+envoy_extension_policy = true
+extension_policy_target = "Gateway"
+"""
+
+
+def test_the_extension_policy_can_target_the_gateway_of_a_one_model_stack(crd_validator) -> None:
+    (policy,) = [o for o in objects(compile_text(ONE_MODEL).files) if o["kind"] == "EnvoyExtensionPolicy"]
+    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                             "name": "one-gateway"}]
+    assert crd_validator(policy) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[models.n]\nengine = "vllm"\nmodel = "org/n"\naccelerators.count = 1\n', "the stack has 2 models"),
+    ('[targets.gateway]\ngateway_namespace = "gw"\ncreate_gateway = false\n', "the Gateway is in 'gw'"),
+])
+def test_a_gateway_policy_that_cannot_work_is_located(extra: str, message: str) -> None:
+    # a table of its own after ONE_MODEL's, or more keys of [targets.gateway]
+    text = ONE_MODEL + extra if extra.startswith("[models") else ONE_MODEL.replace(
+        "[targets.gateway]\n", extra)
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(text)
+    (problem,) = error.value.diagnostics
+    assert (problem.code, problem.dotted_path) == ("E063", "targets.gateway.extension_policy_target")
+    assert message in problem.message

@@ -109,6 +109,21 @@ def test_rollout_settings_knative_cannot_apply_are_a_located_warning() -> None:
     assert [(w.code, w.dotted_path, w.location.line) for w in warnings] == [("W070", "models.a.rollout", 9)]
 
 
+@pytest.mark.parametrize("extra, path", [
+    ('secret_env = { AWS_ACCESS_KEY_ID = { name = "aws", key = "id" } }\n', "models.a.model"),
+    ('engine_options = { mode = "triton", checkpoint_dir = "/c" }\n', "models.a.engine"),
+    ('serving.lora_adapters = [{ name = "x", source = "s3://b/x" }]\n', "models.a.serving.lora_adapters"),
+])
+def test_init_containers_under_knative_are_a_located_warning(extra: str, path: str) -> None:
+    engine, model = ("trtllm", "org/a") if "triton" in extra else ("sglang", "s3://b/a")
+    text = (f'version = 1\n[stack]\nname = "k"\ntargets = ["kserve"]\n[models.a]\nengine = "{engine}"\n'
+            f'model = "{model}"\naccelerators = {{ count = 1 }}\n{extra}')
+    knative = text + '[targets.kserve]\ndeployment_mode = "Knative"\n'
+    found = [(w.code, w.dotted_path) for w in compile_text(knative).warnings]
+    assert ("W075", path) in found, found
+    assert "W075" not in [w.code for w in compile_text(text).warnings]
+
+
 def test_no_runtime_is_shared_so_nothing_leaks_between_models() -> None:
     text = ('version = 1\n[stack]\nname = "k"\ntargets = ["kserve"]\n'
             '[models.a]\nengine = "command"\nmodel = "org/a"\nimage = "example.com/a:1"\n'

@@ -4,7 +4,9 @@ import json
 import re
 
 import attrs
+import pytest
 
+from stackc.diagnostics import DiagnosticsError
 from stackc.testing import compile_text, objects
 
 SPEC = """
@@ -122,3 +124,12 @@ def test_refusals_count_every_name_the_model_serves_its_adapters_too() -> None:
     exprs = emitted_expressions(compile_text(text))
     refused = [e for e in exprs if "stackc_router_hold_rejected_total" in e and 'app_kubernetes_io_name="router"' in e]
     assert any('model=~"org/llama|sql\\\\.v2"' in e for e in refused), refused
+
+
+def test_a_scrape_timeout_reaches_every_monitor_and_stays_within_the_interval() -> None:
+    monitors = [o for o in objects(compile_text(SPEC + 'scrape_timeout = "25s"\n').files) if o["kind"] == "PodMonitor"]
+    assert monitors and all(e["scrapeTimeout"] == "25s" for m in monitors for e in m["spec"]["podMetricsEndpoints"])
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(SPEC + 'scrape_timeout = "1m"\n')
+    (problem,) = error.value.diagnostics
+    assert (problem.code, problem.dotted_path) == ("E153", "targets.monitoring.scrape_timeout")
