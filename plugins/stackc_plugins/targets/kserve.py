@@ -108,8 +108,9 @@ class KserveTarget:
             if component.disaggregation is not None and component.disaggregation.role == "decode":
                 yield Diagnostic("E105", "an InferenceService runs one predictor: it can't split a model into "
                                  "prefill and decode roles", ("models", component.key, "disaggregation"),
-                                 "KServe's way is an LLMInferenceService (llm-d); deploy this model with the "
-                                 "manifests or helm target, or drop disaggregation for kserve")
+                                 "deploy it as an LLMInferenceService with the llmisvc target (KServe's llm-d "
+                                 "API: the prefill role is its prefill workload), or with the manifests or helm "
+                                 "target")
             if component.topology.kind == "ray_cluster":
                 yield Diagnostic("E117", "the kserve target cannot deploy a Ray cluster: KServe runs its own pods "
                                  "and Services, where KubeRay's RayService needs its head and worker groups",
@@ -185,7 +186,8 @@ def unapplied_service_ports(component: Component) -> str | None:
     return None
 
 
-LWS_HINT = "deploy this model with the manifests or helm target (a LeaderWorkerSet)"
+LWS_HINT = ("deploy this model with the llmisvc target (KServe's LLMInferenceService runs it as a LeaderWorkerSet, "
+            "without Ray), or with the manifests or helm target")
 
 
 def multi_node_problems(component: Component, options: KserveOptions) -> Iterator[Diagnostic]:
