@@ -18,7 +18,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.plan.model import Component, Plan, Pod
+from stackc.plan.model import DISAGGREGATION_ROLE_LABEL, Component, Plan, Pod
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY
 from stackc_plugins.targets.kserve import MODEL_DIR, unapplied_service_ports, unknown_models
@@ -32,6 +32,10 @@ WORKLOAD_SERVICE_SUFFIX = "-kserve-workload-svc"
 LONGEST_SUFFIX = "-kserve-prefill-keda"
 #: targets of the stack that route to the models themselves
 STACK_ROUTERS = ("gateway", "router")
+#: the labels KServe selects a service's pods by; it copies ``spec.labels`` over its own pod labels, so a
+#: value of ours would part the pods from their Deployment's selector
+KSERVE_LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component",
+                     "kserve.io/component", DISAGGREGATION_ROLE_LABEL)
 
 _PRESET = {"form": DNS_SUBDOMAIN}
 
@@ -56,11 +60,10 @@ class LlmisvcOptions:
                "`kserve-config-llm-template`.", **_PRESET})
     router: Literal["auto", "managed", "none"] = attrs.field(default="auto", metadata={
         "doc": "`managed`: KServe runs llm-d's scheduler, an InferencePool and an HTTPRoute per model; `none`: "
-               "the stack's own router or gateway target routes to the workload Service; `auto`: `none` when the "
-               "stack has such a target, else `managed`."})
+               "the stack's router target routes to KServe's workload Service; `auto`: `none` when the stack has the "
+               "router target, else `managed`."})
     gateway: str | None = attrs.field(default=None, metadata={
-        "doc": "The Gateway a managed route attaches to (default: the stack's gateway target's, when the stack has "
-               "one, else KServe's own).", "form": DNS_SUBDOMAIN})
+        "doc": "The Gateway a managed route attaches to (default: KServe's own).", "form": DNS_SUBDOMAIN})
     gateway_namespace: str | None = attrs.field(default=None, metadata={
         "doc": "Namespace of that Gateway (default: the stack's).", "form": DNS_LABEL})
     annotations: Mapping[str, str] = attrs.field(factory=dict, metadata={
@@ -85,6 +88,11 @@ class LlmisvcTarget:
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from unknown_models(plan, options.models, "llmisvc", "E140")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
+        if "gateway" in routers:
+            yield Diagnostic("E144", "the gateway target's InferencePools select pods by stackc's labels, which KServe "
+                             "replaces on an LLMInferenceService's pods with its own", ("stack", "targets"),
+                             'drop the gateway target: [targets.llmisvc] router = "managed" has KServe make the pool '
+                             "and route, on the Gateway named in [targets.llmisvc] gateway")
         managed = router_mode(plan, options) == "managed"
         closed = any(caller.port == "serving" for caller in plan.stack.callers)
         if plan.stack.network_policy is not None and managed and closed:
@@ -116,12 +124,13 @@ class LlmisvcTarget:
                                      + (" and ".join(routers) or "router") + " can't", path + ("disaggregation",),
                                      'set [targets.llmisvc] router = "managed" and drop the stack\'s '
                                      + (" and ".join(routers) or "router") + " target")
-            if component.worker_pod is not None and not managed and "gateway" in routers:
-                # KServe gives a group's leader and workers the same labels: a pool over them can't pick leaders
-                yield Diagnostic("E144", "the gateway's InferencePool would select the workers of this model's "
-                                 "groups too: KServe labels a LeaderWorkerSet's leader and workers alike",
-                                 path + ("serving", "nodes"), 'set [targets.llmisvc] router = "managed" (KServe\'s '
-                                 "scheduler picks leaders), or reach the model through the router target")
+            topology = component.topology
+            if topology.kind == "leader_worker" and topology.size != topology.pipeline_parallel:
+                where = ("disaggregation", roles.role) if roles is not None else ("serving",)
+                yield Diagnostic("E146", f"KServe sizes a multi-node group by its pipeline parallelism (one node per "
+                                 f"stage): {topology.size} nodes, pipeline_parallel = {topology.pipeline_parallel}",
+                                 path + where + ("nodes",), "set pipeline_parallel to the number of nodes, "
+                                 "tensor_parallel to the accelerators of one node")
             if len(service_name(component)) + len(LONGEST_SUFFIX) > 63:
                 yield Diagnostic("E008", f"'{service_name(component)}{LONGEST_SUFFIX}', a name KServe derives, is "
                                  "longer than 63 characters", path,
@@ -153,6 +162,7 @@ class LlmisvcTarget:
     def _objects(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Artifact]:
         prefills = {c.key: c for c in plan.components if c.disaggregation and c.disaggregation.role == "prefill"}
         for component in plan.components:
+            component = attrs.evolve(component, selector=kserve_selector(component))
             for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{kube.folder(component)}/{kind}.yaml", (obj,))
             if component.disruption_budget is not None:
@@ -168,6 +178,15 @@ class LlmisvcTarget:
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 
+def kserve_selector(component: Component) -> dict[str, str]:
+    """The labels KServe gives all pods of a service (a disaggregated model's: of the component's role)."""
+    selector = {"app.kubernetes.io/name": service_name(component),
+                "app.kubernetes.io/part-of": "llminferenceservice"}
+    if component.disaggregation is not None:
+        selector[DISAGGREGATION_ROLE_LABEL] = component.disaggregation.role
+    return selector
+
+
 def service_name(component: Component) -> str:
     """The LLMInferenceService's name: the model's, for both roles of a disaggregated model."""
     roles = component.disaggregation
@@ -177,7 +196,7 @@ def service_name(component: Component) -> str:
 def router_mode(plan: Plan, options: LlmisvcOptions) -> Literal["managed", "none"]:
     if options.router != "auto":
         return options.router
-    return "none" if set(STACK_ROUTERS) & set(plan.stack.targets) else "managed"
+    return "none" if "router" in plan.stack.targets else "managed"
 
 
 def inference_service(plan: Plan, component: Component, prefill: Component | None, options: LlmisvcOptions) -> dict:
@@ -229,10 +248,9 @@ def workload(component: Component) -> dict[str, Any]:
     if parallelism:
         fields["parallelism"] = parallelism
     worker_pod = component.worker_pod
-    # the pods' labels select them for the stack's budgets, policies and pools; a group's leader and workers
-    # get the labels they share (KServe gives both the same)
-    labels = dict(component.pod.labels) if worker_pod is None else {
-        key: value for key, value in component.pod.labels.items() if worker_pod.labels.get(key) == value}
+    # KServe keeps its own labels and gives a group's leader and workers the same spec.labels: the ones they share
+    labels = {key: value for key, value in component.pod.labels.items() if key not in KSERVE_LABEL_KEYS
+              and (worker_pod is None or worker_pod.labels.get(key) == value)}
     fields["labels"] = labels
     annotations = {**component.pod.annotations, **kube.config_hash(component)}
     if annotations:
@@ -251,10 +269,9 @@ def pod_spec(pod: Pod) -> dict[str, Any]:
 
 
 def router(plan: Plan, options: LlmisvcOptions) -> dict[str, Any]:
-    """llm-d's scheduler and KServe's HTTPRoute, on the named Gateway, the stack's, or KServe's own."""
-    gateway = options.gateway or (f"{plan.stack.name}-gateway" if "gateway" in plan.stack.targets else None)
-    refs = {"refs": [{"name": gateway, "namespace": options.gateway_namespace or plan.stack.namespace}]} \
-        if gateway else {}
+    """llm-d's scheduler and KServe's HTTPRoute, on the named Gateway or KServe's own."""
+    refs = {"refs": [{"name": options.gateway, "namespace": options.gateway_namespace or plan.stack.namespace}]} \
+        if options.gateway else {}
     return {"scheduler": {}, "route": {}, "gateway": refs}
 
 

@@ -50,7 +50,9 @@ def test_a_model_becomes_one_service_with_its_uri_name_template_and_managed_rout
     assert main["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert body["template"]["securityContext"]["runAsNonRoot"] is True
     assert body["router"] == {"scheduler": {}, "route": {}, "gateway": {}}
-    assert body["labels"]["app.kubernetes.io/name"] == "m"
+    # KServe selects the pods by its own labels, which spec.labels would overwrite: stackc's others only
+    assert body["labels"]["app.kubernetes.io/instance"] == "s"
+    assert not {"app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component"} & set(body["labels"])
     assert "storageInitializer" not in body  # KServe fetches the weights
     assert not [o for o in found if o["kind"] in ("Deployment", "Service")]  # KServe makes them
 
@@ -85,8 +87,8 @@ def test_scale_to_zero_is_a_located_error() -> None:
 
 
 def test_a_model_over_several_nodes_gets_a_worker_template_and_its_parallelism(crd_validator) -> None:
-    service, _, _ = build(spec('serving = { tensor_parallel = 8, pipeline_parallel = 2, nodes = 2 }\n'
-                               'cache = { size = "100Gi", access_mode = "ReadWriteMany" }\n')
+    service, found, _ = build(spec('serving = { tensor_parallel = 8, pipeline_parallel = 2, nodes = 2 }\n'
+                                   'cache = { size = "100Gi", access_mode = "ReadWriteMany" }\ndisruption_budget = { enabled = true }\n')
                           .replace("count = 1", "count = 8"), crd_validator)
     body = service["spec"]
     assert body["parallelism"] == {"tensor": 8, "pipeline": 2}
@@ -94,6 +96,10 @@ def test_a_model_over_several_nodes_gets_a_worker_template_and_its_parallelism(c
     assert body["worker"]["containers"][0]["args"] != body["template"]["containers"][0]["args"]
     # leader and worker share the labels KServe gives both; neither role's own
     assert "stackc.dev/role" not in body["labels"]
+    budget_and_policy = [o["spec"].get("selector", o["spec"].get("podSelector")) for o in found
+                         if o["kind"] in ("PodDisruptionBudget", "NetworkPolicy")]
+    assert budget_and_policy and all(s == {"matchLabels": {"app.kubernetes.io/name": "s-m", "app.kubernetes.io/part-of":
+                                                           "llminferenceservice"}} for s in budget_and_policy)
 
 
 def test_a_disaggregated_model_is_one_service_with_its_prefill_workload(crd_validator) -> None:
@@ -105,7 +111,11 @@ def test_a_disaggregated_model_is_one_service_with_its_prefill_workload(crd_vali
     assert body["replicas"] == 1 and body["prefill"]["replicas"] == 2
     # one pod's tensor parallelism is the engine's own flag; parallelism sizes groups over several nodes
     assert "--tensor-parallel-size" in body["template"]["containers"][0]["args"]
-    assert body["labels"]["llm-d.ai/role"] == "decode" and body["prefill"]["labels"]["llm-d.ai/role"] == "prefill"
+    assert "llm-d.ai/role" not in body["labels"] and "llm-d.ai/role" not in body["prefill"]["labels"]
+    policies = {o["metadata"]["name"]: o["spec"]["podSelector"]["matchLabels"] for o in found
+                if o["kind"] == "NetworkPolicy"}
+    assert policies["s-m-prefill"] == {"app.kubernetes.io/name": "s-m", "app.kubernetes.io/part-of": "llminferenceservice",
+                                       "llm-d.ai/role": "prefill"}
     assert "NixlConnector" in str(body["prefill"]["template"]["containers"][0]["args"])
     assert "router" in body
     assert sorted(o["metadata"]["name"] for o in found if o["kind"] == "ServiceAccount") == ["s-m-decode", "s-m-prefill"]
@@ -127,8 +137,8 @@ def test_the_stacks_router_reaches_the_workload_service_and_kserves_router_is_of
 def test_a_managed_route_attaches_to_the_named_or_the_stacks_gateway(crd_validator) -> None:
     service, _, _ = build(spec(options='gateway = "inference-gateway"\ngateway_namespace = "kserve"'), crd_validator)
     assert service["spec"]["router"]["gateway"] == {"refs": [{"name": "inference-gateway", "namespace": "kserve"}]}
-    service, _, _ = build(spec(targets='"llmisvc", "gateway"', options='router = "managed"'), crd_validator)
-    assert service["spec"]["router"]["gateway"] == {"refs": [{"name": "s-gateway", "namespace": "ns"}]}
+    service, _, _ = build(spec(options='gateway = "inference-gateway"'), crd_validator)
+    assert service["spec"]["router"]["gateway"] == {"refs": [{"name": "inference-gateway", "namespace": "ns"}]}
 
 
 def test_pod_settings_reach_the_template(crd_validator) -> None:
@@ -157,8 +167,9 @@ def test_what_kserve_cannot_express_is_a_located_warning(crd_validator) -> None:
 def test_what_kserve_cannot_run_is_a_located_error() -> None:
     assert codes(spec("port = 9000\n"))["E142"] == ("models", "m", "port")
     assert codes(spec(options='models = { other = {} }'))["E140"] == ("targets", "llmisvc", "models", "other")
-    multi = 'serving = { pipeline_parallel = 2, nodes = 2 }\ncache = { size = "100Gi", access_mode = "ReadWriteMany" }\n'
-    assert codes(spec(multi, targets='"llmisvc", "gateway"'))["E144"] == ("models", "m", "serving", "nodes")
+    assert codes(spec(targets='"llmisvc", "gateway"'))["E144"] == ("stack", "targets")
+    multi = 'serving = { tensor_parallel = 2, nodes = 2 }\ncache = { size = "100Gi", access_mode = "ReadWriteMany" }\n'
+    assert codes(spec(multi))["E146"] == ("models", "m", "serving", "nodes")
     ray = spec().replace('engine = "vllm"', 'engine = "ray-vllm"')
     assert codes(ray)["E141"] == ("models", "m", "engine")
 
