@@ -222,8 +222,8 @@ def inference_service(plan: Plan, component: Component, prefill: Component | Non
 def model_spec(component: Component) -> dict[str, Any]:
     """What the service serves: the weights' URI, the primary served name and the LoRA adapters KServe fetches."""
     source = component.weights.source
-    uri = component.weights.platform_uri or (
-        source.location if source.scheme == "path" else f"{source.scheme}://{source.location}")
+    # KServe wants a scheme even where it fetches nothing: a path in the pod is a file:// URI
+    uri = component.weights.platform_uri or f"{'file' if source.scheme == 'path' else source.scheme}://{source.location}"
     model: dict[str, Any] = {"uri": uri, "name": component.endpoint.served_names[0]}
     fetched = [{"name": adapter.name, "uri": f"hf://{adapter.location}"} for adapter in component.endpoint.adapters
                if not adapter.runtime and not adapter.location.startswith("/")]

@@ -62,6 +62,12 @@ def test_weights_the_engine_fetches_itself_turn_the_storage_initializer_off(crd_
     assert service["spec"]["storageInitializer"] == {"enabled": False}
     assert service["spec"]["model"]["uri"] == "hf://org/model"
     assert "/mnt/models" not in service["spec"]["template"]["containers"][0]["args"]
+    mounted = ('model = "/weights/m"\nextra_volumes = [{ name = "w", persistentVolumeClaim = { claimName = "w" } }]\n'
+               'extra_volume_mounts = [{ name = "w", mountPath = "/weights" }]\n')
+    service, _, _ = build(spec(mounted).replace('model = "hf://org/model"\n', ""), crd_validator)
+    # KServe refuses a URI without a scheme even when it fetches nothing
+    assert service["spec"]["model"]["uri"] == "file:///weights/m"
+    assert service["spec"]["storageInitializer"] == {"enabled": False}
 
 
 def test_lora_adapters_are_listed_in_the_model(crd_validator) -> None:
