@@ -88,7 +88,9 @@ class LlmisvcTarget:
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from unknown_models(plan, options.models, "llmisvc", "E140")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
-        if "gateway" in routers:
+        # the stack's routers reach the models through KServe's Service only when no other target deploys them
+        through_kserve = any(reached_through_kserve(component) for component in plan.components)
+        if "gateway" in routers and through_kserve:
             yield Diagnostic("E144", "the gateway target's InferencePools select pods by stackc's labels, which KServe "
                              "replaces on an LLMInferenceService's pods with its own", ("stack", "targets"),
                              'drop the gateway target: [targets.llmisvc] router = "managed" has KServe make the pool '
@@ -118,7 +120,7 @@ class LlmisvcTarget:
                                      f"connector; model '{component.key}' joins its roles by '{roles.protocol}'",
                                      path + ("disaggregation", "connector"),
                                      'use engine = "vllm" with connector = "nixl"')
-                if not managed:
+                if not managed and (reached_through_kserve(component) or not routers):
                     yield Diagnostic("E143", "a disaggregated LLMInferenceService is reached through the scheduler "
                                      "KServe manages, which picks both roles' pods; the stack's "
                                      + (" and ".join(routers) or "router") + " can't", path + ("disaggregation",),
@@ -191,6 +193,11 @@ def service_name(component: Component) -> str:
     """The LLMInferenceService's name: the model's, for both roles of a disaggregated model."""
     roles = component.disaggregation
     return component.name.removesuffix(f"-{roles.role}") if roles is not None else component.name
+
+
+def reached_through_kserve(component: Component) -> bool:
+    """Whether the plan's routers reach the component at KServe's workload Service (no other target deploys it)."""
+    return component.endpoint.service == f"{service_name(component)}{WORKLOAD_SERVICE_SUFFIX}"
 
 
 def router_mode(plan: Plan, options: LlmisvcOptions) -> Literal["managed", "none"]:

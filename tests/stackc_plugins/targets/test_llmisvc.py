@@ -174,6 +174,8 @@ def test_what_kserve_cannot_run_is_a_located_error() -> None:
     assert codes(spec("port = 9000\n"))["E142"] == ("models", "m", "port")
     assert codes(spec(options='models = { other = {} }'))["E140"] == ("targets", "llmisvc", "models", "other")
     assert codes(spec(targets='"llmisvc", "gateway"'))["E144"] == ("stack", "targets")
+    # beside a target that deploys the models itself, the gateway routes to that one's pods
+    assert compile_text(spec(targets='"llmisvc", "manifests", "gateway"')).files
     multi = 'serving = { tensor_parallel = 2, nodes = 2 }\ncache = { size = "100Gi", access_mode = "ReadWriteMany" }\n'
     assert codes(spec(multi))["E146"] == ("models", "m", "serving", "nodes")
     ray = spec().replace('engine = "vllm"', 'engine = "ray-vllm"')
