@@ -121,11 +121,12 @@ class LlmisvcTarget:
                                      path + ("disaggregation", "connector"),
                                      'use engine = "vllm" with connector = "nixl"')
                 if not managed and (reached_through_kserve(component) or not routers):
+                    others = " and ".join(routers)
                     yield Diagnostic("E143", "a disaggregated LLMInferenceService is reached through the scheduler "
-                                     "KServe manages, which picks both roles' pods; the stack's "
-                                     + (" and ".join(routers) or "router") + " can't", path + ("disaggregation",),
-                                     'set [targets.llmisvc] router = "managed" and drop the stack\'s '
-                                     + (" and ".join(routers) or "router") + " target")
+                                     "KServe manages, which picks both roles' pods"
+                                     + (f"; the stack's {others} can't" if others else ""), path + ("disaggregation",),
+                                     'set [targets.llmisvc] router = "managed"'
+                                     + (f" and drop the stack's {others} target" if others else ""))
             topology = component.topology
             if topology.kind == "leader_worker" and topology.size != topology.pipeline_parallel:
                 where = ("disaggregation", roles.role) if roles is not None else ("serving",)

@@ -130,6 +130,7 @@ def test_a_disaggregated_model_is_one_service_with_its_prefill_workload(crd_vali
 def test_a_disaggregated_model_needs_kserves_own_scheduler() -> None:
     roles = '[models.m.disaggregation]\nconnector = "nixl"\n'
     assert codes(spec(roles, targets='"llmisvc", "router"'))["E143"] == ("models", "m", "disaggregation")
+    assert codes(spec(roles, options='router = "none"'))["E143"] == ("models", "m", "disaggregation")
 
 
 def test_the_stacks_router_reaches_the_workload_service_and_kserves_router_is_off(crd_validator) -> None:
