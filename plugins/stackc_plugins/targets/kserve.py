@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic, Severity, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
@@ -89,7 +89,7 @@ class KserveTarget:
         return f"{component.name}{PREDICTOR_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
-        yield from unknown_models(plan, options.models, "kserve", "E073")
+        yield from kube.unknown_models(plan, options.models, "kserve", "E073")
         callers = {"router", "gateway"} & set(plan.stack.targets)
         if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:
             yield Diagnostic("W072", "the NetworkPolicies admit the stack's " + " and ".join(sorted(callers)) +
@@ -125,7 +125,7 @@ class KserveTarget:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
                                  "characters", ("models", component.key),
                                  f"keep stack name + model name within {62 - len(suffix)} characters")
-            field = unapplied_service_ports(component)
+            field = kube.unapplied_service_ports(component)
             if field is not None:
                 yield Diagnostic("W073", "KServe makes the predictor Service itself, with the serving port only: "
                                  "the Service port and the extra Service ports are not applied",
@@ -163,27 +163,6 @@ class KserveTarget:
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
         for stem, obj in kube.stack_objects(plan.stack):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
-
-
-def unknown_models(plan: Plan, models: Mapping[str, Any], target: str, code: str) -> Iterator[Diagnostic]:
-    """``[targets.TARGET.models]`` keys that name no model of the stack."""
-    keys = [component.key for component in plan.components]
-    for name in sorted(models):
-        if name not in keys:
-            yield Diagnostic(code, f"unknown model '{name}' in [targets.{target}.models]",
-                             ("targets", target, "models", name),
-                             did_you_mean(name, keys) or "keys are model names from [models]")
-
-
-def unapplied_service_ports(component: Component) -> str | None:
-    """The spec field of a Service port a platform that makes the model's Service itself won't apply."""
-    endpoint = component.endpoint
-    if endpoint.public_port is not None:
-        return "service_port"
-    engine_ports = {p.name for p in component.pod.containers[0].ports}
-    if endpoint.extra_service_ports:
-        return "ports" if any(p.name in engine_ports for p in endpoint.extra_service_ports) else "sidecars"
-    return None
 
 
 LWS_HINT = ("deploy this model with the llmisvc target (KServe's LLMInferenceService runs it as a LeaderWorkerSet, "

@@ -21,8 +21,9 @@ from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.model import DISAGGREGATION_ROLE_LABEL, Component, Plan, Pod
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY
-from stackc_plugins.targets.kserve import MODEL_DIR, unapplied_service_ports, unknown_models
 
+#: where KServe's storage initializer puts the weights
+MODEL_DIR = "/mnt/models"
 #: the container the controller merges its defaults into, by name
 MAIN_CONTAINER = "main"
 #: the controller's workload Service and InferencePool reach the pods on this port
@@ -86,7 +87,7 @@ class LlmisvcTarget:
         return f"{service_name(component)}{WORKLOAD_SERVICE_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
-        yield from unknown_models(plan, options.models, "llmisvc", "E140")
+        yield from kube.unknown_models(plan, options.models, "llmisvc", "E140")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
         # the stack's routers reach the models through KServe's Service only when no other target deploys them
         through_kserve = any(reached_through_kserve(component) for component in plan.components)
@@ -138,7 +139,7 @@ class LlmisvcTarget:
                 yield Diagnostic("E008", f"'{service_name(component)}{LONGEST_SUFFIX}', a name KServe derives, is "
                                  "longer than 63 characters", path,
                                  f"keep stack name + model name within {63 - len(LONGEST_SUFFIX)} characters")
-            field = unapplied_service_ports(component)
+            field = kube.unapplied_service_ports(component)
             if field is not None:
                 yield Diagnostic("W141", "KServe makes the workload Service itself, with the serving port only: the "
                                  "Service port and the extra Service ports are not applied", path + (field,),

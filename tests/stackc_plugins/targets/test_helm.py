@@ -26,9 +26,12 @@ CHART_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 
 
 def build(spec: Path, out: Path) -> tuple[pipeline.Compilation, Path]:
-    """The spec's own targets with the chart and the manifests it equals (KServe deploys models another way)."""
-    own = pipeline.check([spec], load_registry()).spec.stack.targets
-    targets = sorted({*own, "manifests", "helm"} - {"kserve"})
+    """The spec's own targets with the chart and the manifests it equals (KServe's targets deploy models another
+    way: every other target that serves them is left out)."""
+    registry = load_registry()
+    own = pipeline.check([spec], registry).spec.stack.targets
+    elsewhere = set(registry.targets_having("serves_models", own)) - {"manifests", "helm"}
+    targets = sorted({*own, "manifests", "helm"} - elsewhere)
     compilation = pipeline.compile_stack([spec], load_registry(), targets=targets)
     root = out / compilation.spec.stack.name
     write_tree(root, compilation.files)
