@@ -327,8 +327,8 @@ _RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral
 
 
 def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
-    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors,
-    leader/worker groups and Ray clusters."""
+    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors and
+    LLMInferenceServices, leader/worker groups and Ray clusters."""
     spec = obj.get("spec") or {}
     kind = obj.get("kind")
     if kind in ("LeaderWorkerSet", "RayService"):
@@ -350,6 +350,10 @@ def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
         model = predictor.pop("model", None)
         containers = [*([{"name": "kserve-container", **model}] if model else []), *predictor.get("containers", [])]
         return [({"annotations": predictor.get("annotations", {})}, {**predictor, "containers": containers})]
+    if kind == "LLMInferenceService":
+        workloads = [spec, *([spec["prefill"]] if spec.get("prefill") else [])]
+        return [({"labels": w.get("labels", {}), "annotations": w.get("annotations", {})}, w[key])
+                for w in workloads for key in ("template", "worker") if w.get(key)]
     return []
 
 
