@@ -188,3 +188,13 @@ def test_a_closed_network_policy_under_a_managed_router_is_a_warning(crd_validat
     assert warnings(compilation)["W140"] == ("stack", "network_policy")
     _, _, compilation = build(spec(), crd_validator)  # nothing calls the pods: the serving port stays open
     assert "W140" not in warnings(compilation)
+
+
+def test_kv_offloading_stays_in_the_engines_flags_not_kserves_field(crd_validator) -> None:
+    # KServe turns kvCacheOffloading into its presets' command line (--kv-transfer-config), which the engine's
+    # own command, in the template, replaces: the offload is in that command
+    service, _, _ = build(spec('resources = { requests = { memory = "32Gi" } }\nkv_offload = { cpu_gib = 8 }\n'),
+                          crd_validator)
+    args = service["spec"]["template"]["containers"][0]["args"]
+    assert args[args.index("--kv-offloading-size") + 1] == "8"
+    assert "kvCacheOffloading" not in service["spec"]
