@@ -202,19 +202,22 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None,
-          listen: Listen | None = None) -> Plan:
+          release_namespace: str | None = None, listen: Listen | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.lowering.lower``); engine crashes name the plugin."""
+    if release_namespace is not None:
+        spec = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
     return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head, listen)
 
 
 #: what a target's platform does itself, which the plan is lowered for: where it puts downloaded weights
-#: (``weights_path``), where multi-node workers join a Ray head (``ray_head``)
-Platform = tuple[str | None, str | None]
-NO_PLATFORM: Platform = (None, None)
+#: (``weights_path``), where multi-node workers join a Ray head (``ray_head``), the namespace when the
+#: platform picks it at install time (``release_namespace``: a placeholder Helm's chart templates)
+Platform = tuple[str | None, str | None, str | None]
+NO_PLATFORM: Platform = (None, None, None)
 
 
 def platform(target: Registered) -> Platform:
-    return target.traits.weights_path, target.traits.ray_head
+    return target.traits.weights_path, target.traits.ray_head, target.traits.release_namespace
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
@@ -223,21 +226,29 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
     emitted: dict[str, tuple[Artifact, ...]] = {}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
-        options = target_options(spec, registry, name)
-        plan = plans[platform(registered)]
-        emitted[name] = _plugin_call(registered.provider, f"target '{name}' emit()",
-                                     lambda: tuple(registered.method("emit")(plan, options)))
+        emitted[name] = _emitted(spec, plans[platform(registered)], registry, name)
         _add(files, name, emitted[name], registered.provider)
     # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
     addons = {name: artifacts for name, artifacts in emitted.items() if not registry.targets[name].traits.serves_models}
     for name in sorted(set(targets)):
         registered = registry.targets[name]
         options = target_options(spec, registry, name)
-        others = {other: artifacts for other, artifacts in addons.items() if other != name}
+        plan = plans[platform(registered)]
+        # the add-ons as they are on the bundling target's platform (a chart's namespace is the release's)
+        others = {other: artifacts if plans[platform(registry.targets[other])] is plan
+                  else _emitted(spec, plan, registry, other)
+                  for other, artifacts in addons.items() if other != name}
         _add(files, name, _plugin_call(registered.provider, f"target '{name}' bundle()",
-                                       lambda: tuple(registered.method("bundle")(plans[NO_PLATFORM], options, others))),
+                                       lambda: tuple(registered.method("bundle")(plan, options, others))),
              registered.provider)
     return files
+
+
+def _emitted(spec: Spec, plan: Plan, registry: Registry, name: str) -> tuple[Artifact, ...]:
+    registered = registry.targets[name]
+    options = target_options(spec, registry, name)
+    return _plugin_call(registered.provider, f"target '{name}' emit()",
+                        lambda: tuple(registered.method("emit")(plan, options)))
 
 
 def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], provider: Provider) -> None:

@@ -96,6 +96,10 @@ class TargetTraits:
         "the host at which the workers of a multi-node replica reach the leader when the target's platform forms "
         "the group as a Ray cluster (KServe: `$(HEAD_SVC)`); its plan is lowered with `EngineRequest.ray_head` set, "
         "and engines that honour it return `ray_group = True` (`topology.ray_group` in the plan)", None, kind=str)
+    release_namespace: str | None = _declared(
+        "a placeholder namespace, when the target's platform picks the namespace at install time (Helm: "
+        "`stackc-release-namespace`, which the chart replaces with `.Release.Namespace`); its plan is lowered with "
+        "it as `stack.namespace`, and `bundle` gets the add-ons emitted for that plan", None, kind=str)
 
 
 @attrs.frozen

@@ -198,6 +198,15 @@ def crds_dir() -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
+def charts_dir() -> Path | None:
+    """The seed Helm charts and their example values: $STACKC_CHARTS_DIR, else ``shared/charts`` beside the
+    checkout (None if absent)."""
+    configured = os.environ.get("STACKC_CHARTS_DIR")
+    candidates = [Path(configured)] if configured else [Path.cwd().parent / "shared" / "charts",
+                                                         Path(__file__).resolve().parents[3] / "shared" / "charts"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
 @functools.cache
 def _crd_schemas(directory: str) -> dict[tuple[str, str, str], dict]:
     """(group, version, kind) -> the served version's openAPIV3Schema, closed against unknown fields."""

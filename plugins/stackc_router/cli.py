@@ -12,7 +12,7 @@ import yaml
 
 from stackc_router import __version__
 from stackc_router.config import STRATEGIES, ConfigError, from_backends, parse
-from stackc_router.server import Router
+from stackc_router.server import Router, sendable_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.api_keys_file:
             with open(config.api_keys_file, encoding="utf-8") as handle:
                 keys = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+            unsendable = [f"{config.api_keys_file}: key {n} of {len(keys)} is not a token68 (letters, digits, "
+                          "-._~+/ and = at its end), so no client can send it as 'Authorization: Bearer KEY'"
+                          for n, key in enumerate(keys, 1) if not sendable_key(key)]
+            if unsendable:
+                raise ConfigError(unsendable)
         _raise_open_file_limit()
         router = Router(config, keys)  # reads the upstream key files: a missing one is a config error
     except ConfigError as error:

@@ -79,6 +79,13 @@ class Config:
     header_timeout_s: float = 10.0  # from a connection's (or request's) first byte to the end of its head
     body_timeout_s: float = 60.0
     idle_timeout_s: float = 75.0  # a keep-alive connection between requests
+    #: one client's share, by its address and by its API key (docs/router.md, "Per-client limits"): half the
+    #: router's, so a client that takes all it may still leaves half to everyone else
+    max_connections_per_address: int = 2048  # lowered with max_connections, in proportion
+    max_in_flight_per_address: int = 512
+    max_connections_per_key: int = 2048
+    max_in_flight_per_key: int = 512
+    max_headers: int = 100  # request header fields; more: 431 (Envoy's, Apache's and Tomcat's default)
     api_keys_file: str | None = None
     retries: int = 2
     eject_after_failures: int = 3
@@ -92,6 +99,11 @@ class Config:
     #: health checks of a model with no ready replica, so a starting one is noticed soon
     hold_health_interval_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: limits of one client and of a request head, each at least 1
+_POSITIVE_LIMITS = ("max_connections_per_address", "max_in_flight_per_address", "max_connections_per_key",
+                    "max_in_flight_per_key", "max_headers")
 
 
 def _check(problems: list[str], table: Any, path: str, allowed: set[str]) -> dict:
@@ -160,7 +172,7 @@ def parse(data: Any) -> Config:
     listen = _check(problems, root.get("listen", {}), "listen", {"host", "port"})
     limits = _check(problems, root.get("limits", {}), "limits", {
         "max_body_bytes", "max_in_flight", "max_connections", "connect_timeout_s", "read_timeout_s",
-        "header_timeout_s", "body_timeout_s", "idle_timeout_s", "retries"})
+        "header_timeout_s", "body_timeout_s", "idle_timeout_s", "retries", *_POSITIVE_LIMITS})
     hold = _check(problems, root.get("hold", {}), "hold", {"queue", "timeout_s", "health_interval_s"})
     auth = _check(problems, root.get("auth", {}), "auth", {"api_keys_file"})
     models_table = root.get("models")
@@ -229,11 +241,15 @@ def parse(data: Any) -> Config:
         body_timeout_s=float(_typed(problems, limits, "body_timeout_s", "limits", (int, float), 60.0)),
         idle_timeout_s=float(_typed(problems, limits, "idle_timeout_s", "limits", (int, float), 75.0)),
         retries=_typed(problems, limits, "retries", "limits", int, 2),
+        **{name: _typed(problems, limits, name, "limits", int, getattr(Config, name)) for name in _POSITIVE_LIMITS},
         api_keys_file=auth.get("api_keys_file"),
         hold_queue=_typed(problems, hold, "queue", "hold", int, 100),
         hold_timeout_s=float(_typed(problems, hold, "timeout_s", "hold", (int, float), 60.0)),
         hold_health_interval_s=float(_typed(problems, hold, "health_interval_s", "hold", (int, float), 1.0)),
     )
+    for name in _POSITIVE_LIMITS:
+        if getattr(config, name) < 1:
+            problems.append(f"limits.{name}: expected 1 or more, got {getattr(config, name)}")
     if config.hold_queue < 0:
         problems.append(f"hold.queue: expected 0 or more, got {config.hold_queue}")
     for key in ("timeout_s", "health_interval_s"):
@@ -247,7 +263,7 @@ def parse(data: Any) -> Config:
 #: always written, so a ConfigMap shows them; the other limits are written when not the default
 _SHOWN_LIMITS = ("max_body_bytes", "max_in_flight")
 _OTHER_LIMITS = ("max_connections", "connect_timeout_s", "read_timeout_s", "header_timeout_s", "body_timeout_s",
-                 "idle_timeout_s", "retries")
+                 "idle_timeout_s", "retries", *_POSITIVE_LIMITS)
 
 
 def to_data(config: Config) -> dict[str, Any]:

@@ -42,9 +42,16 @@ PENDING_REQUESTS = Family("stackc_router_pending_requests", "gauge",
 HOLD_REJECTED = Family("stackc_router_hold_rejected_total", "counter",
                        "requests answered 503 for want of a ready replica (reason: timeout, queue_full, no_replica)",
                        ("model", "reason"))
+#: one client against the others (limit: connections, in_flight, or either per address or per key)
+LIMITED = Family("stackc_router_limited_total", "counter",
+                 "connections and requests refused by a limit (limit: connections, connections_per_address, "
+                 "connections_per_key, in_flight, in_flight_per_address, in_flight_per_key)", ("limit",))
+SHED = Family("stackc_router_shed_connections_total", "counter",
+              "connections without a complete request head closed to make room for a new one (limit: the one "
+              "reached, connections or connections_per_address)", ("limit",))
 
 FAMILIES = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS, IN_FLIGHT, BACKEND_HEALTHY, LATENCY, TTFT, PREFILL_LATENCY,
-            PENDING_REQUESTS, HOLD_REJECTED)
+            PENDING_REQUESTS, HOLD_REJECTED, LIMITED, SHED)
 COUNTERS = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS)
 HISTOGRAMS = (LATENCY, TTFT, PREFILL_LATENCY)
 
@@ -66,6 +73,7 @@ class Metrics:
         self.counters: dict[tuple[Family, str, str], int] = defaultdict(int)
         self.histograms: dict[tuple[Family, str, str], list[float]] = {}
         self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (model, reason)
+        self.limits: dict[tuple[Family, str], int] = defaultdict(int)  # (LIMITED or SHED, limit)
 
     def count(self, family: Family, model: str, backend: str) -> None:
         self.counters[(family, model, backend)] += 1
@@ -80,6 +88,9 @@ class Metrics:
 
     def reject(self, model: str, reason: str) -> None:
         self.rejected[(model, reason)] += 1
+
+    def limit(self, family: Family, limit: str) -> None:
+        self.limits[(family, limit)] += 1
 
     def render(self, router: Any) -> str:
         lines: list[str] = []
@@ -99,6 +110,10 @@ class Metrics:
         lines += _header(HOLD_REJECTED)
         lines += [f"{HOLD_REJECTED.name}{{{_labels(model=model, reason=reason)}}} {value}"
                   for (model, reason), value in sorted(self.rejected.items())]
+        for family in (LIMITED, SHED):
+            lines += _header(family)
+            lines += [f"{family.name}{{{_labels(limit=limit)}}} {value}"
+                      for (kind, limit), value in sorted(self.limits.items(), key=lambda item: item[0][1]) if kind == family]
         for family in HISTOGRAMS:
             lines += _header(family)
             for (kind, model, backend), values in sorted(self.histograms.items(), key=_by_name):

@@ -7,15 +7,19 @@ replica cuts the client's connection (the only honest signal left). HTTP itself 
 replica is held (``hold``) until one is ready, so a model scaled to zero wakes up instead of
 failing. A prefill/decode-disaggregated model has a second set of replicas, its prefill role
 (``Route.prefill``): a request goes to both, joined as the model's protocol says (``_disaggregated``).
+Besides the router's own limits, each client (peer address, and API key when the router checks keys)
+may hold only its share of connections and requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
 import math
 import random
+import re
 import resource
 import time
 from collections.abc import Iterable
@@ -32,11 +36,13 @@ from stackc_router.downstream import (
     Listener,
     Request,
     error_body,
+    error_kind,
 )
 from stackc_router.hold import HoldQueue, QueueFull
 from stackc_router.metrics import (
     ERRORS,
     LATENCY,
+    LIMITED,
     PREFILL_ERRORS,
     PREFILL_LATENCY,
     REQUESTS,
@@ -64,6 +70,9 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-leng
               b"trailer", b"upgrade"}
 FILES_PER_CLIENT = 2  # the client's socket and, while it is served, one to a replica
 SPARE_FILES = 64  # listening socket, pooled and health-check connections, logs
+TOKEN68 = r"[A-Za-z0-9\-._~+/]+=*"  # RFC 9110 11.2
+#: RFC 9110 11.4 ``credentials = auth-scheme [ 1*SP token68 ]`` with RFC 6750's scheme, in any case (ASCII only)
+BEARER = re.compile(rf"(?i:bearer) +({TOKEN68})", re.ASCII)
 
 
 @dataclass(eq=False)
@@ -109,19 +118,41 @@ def connection_cap(configured: int) -> int:
     return max(1, min(configured, (soft - SPARE_FILES) // FILES_PER_CLIENT))
 
 
+def share(limit: int, cap: int, configured: int) -> int:
+    """A client's connection limit, lowered in proportion when the router's was (``connection_cap``)."""
+    return limit if cap >= configured else max(1, limit * cap // configured)
+
+
+def sendable_key(key: str) -> bool:
+    """A key a client can send as ``Bearer KEY``; any other could never match."""
+    return re.fullmatch(TOKEN68, key, re.ASCII) is not None
+
+
+def presented_key(authorization: str) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` field, else None (a bare key, another scheme, a tab, two keys)."""
+    match = BEARER.fullmatch(authorization)
+    return match[1] if match else None
+
+
 class Router:
     def __init__(self, config: Config, api_keys: Iterable[str] = ()):
         self.config = config
-        self.api_keys = [k.encode() for k in api_keys if k]
+        #: keys are compared as digests: equal lengths, so the comparison's time says nothing of a key
+        self.key_digests = tuple(hashlib.sha256(k.encode()).digest() for k in api_keys if k)
         self.metrics = Metrics()
         self.routes: dict[str, Route] = {}
         self.names: dict[str, tuple[Route, str]] = {}  # every client-facing name -> (route, served name)
         self.in_flight = 0
+        self.client_in_flight: dict[str | bytes, int] = {}  # per peer address (str) and API key digest (bytes)
         self.tasks: set[asyncio.Task] = set()  # background: health checks, discovery
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.listener = Listener(Limits(config.max_body_bytes, connection_cap(config.max_connections),
-                                        config.header_timeout_s, config.body_timeout_s, config.idle_timeout_s),
-                                 self.handle)
+        cap = connection_cap(config.max_connections)
+        self.listener = Listener(Limits(
+            max_body_bytes=config.max_body_bytes, max_connections=cap,
+            max_connections_per_address=share(config.max_connections_per_address, cap, config.max_connections),
+            max_connections_per_key=share(config.max_connections_per_key, cap, config.max_connections),
+            max_headers=config.max_headers, header_timeout_s=config.header_timeout_s,
+            body_timeout_s=config.body_timeout_s, idle_timeout_s=config.idle_timeout_s), self.handle, self.metrics)
         for model in config.models:
             key = _read_key(model.upstream_api_key_file)
             route = self._route(model, key)
@@ -286,7 +317,10 @@ class Router:
         finally:
             backend.loading_adapters = False
 
-    def _failed(self, backend: Backend) -> None:
+    def _failed(self, backend: Backend, error: Exception) -> None:
+        if isinstance(error, ConnectionRefusedError):  # nothing listens: down until a health check passes
+            backend.healthy = False
+            backend.adapters.clear()  # when it answers again it has restarted without them
         backend.failures += 1
         if backend.failures >= self.config.eject_after_failures:
             backend.ejected_until = time.monotonic() + self.config.eject_seconds
@@ -301,9 +335,8 @@ class Router:
             client.respond(request, 200 if ready else 503, orjson.dumps({"ready": ready, "models": models}))
         elif method == "GET" and path == "/metrics":
             client.respond(request, 200, self.metrics.render(self).encode(), "text/plain; version=0.0.4")
-        elif not self._authorized(request.headers):
-            client.respond(request, 401, error_body("Incorrect API key provided.", "invalid_request_error",
-                                                    "invalid_api_key"))
+        elif not self._authenticated(request, client):
+            return
         elif method == "GET" and path == "/v1/models":
             client.respond(request, 200, self._models())
         elif method == "POST" and path in OPENAI_POSTS:
@@ -313,11 +346,27 @@ class Router:
         else:
             client.respond(request, 404, error_body(f"no route for {method} {path}", "invalid_request_error"))
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
-        if not self.api_keys:
+    def _authenticated(self, request: Request, client: ClientConnection) -> bool:
+        """True when the request may go on, else it was answered: 401, or 429 when its key holds its
+        connections already (docs/router.md, "API keys")."""
+        if not self.key_digests:
             return True
-        given = headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
-        return any(hmac.compare_digest(given, key) for key in self.api_keys)
+        key = presented_key(request.headers.get("authorization", ""))
+        given = hashlib.sha256(key.encode()).digest() if key is not None else b""
+        matched = None
+        for digest in self.key_digests:  # all of them: the time says nothing of which key matched
+            if hmac.compare_digest(given, digest):
+                matched = digest
+        if matched is None:
+            client.respond(request, 401, error_body("Incorrect API key provided.", "invalid_request_error",
+                                                    "invalid_api_key"), extra_head=b"www-authenticate: Bearer\r\n")
+            return False
+        if not self.listener.claim(client, matched):
+            self.metrics.limit(LIMITED, "connections_per_key")
+            client.reject(429, "too many open connections with this API key; reuse or close them",
+                          "client_connection_limit")
+            return False
+        return True
 
     def _models(self) -> bytes:
         data = []
@@ -330,6 +379,31 @@ class Router:
         return orjson.dumps({"object": "list", "data": data})
 
     async def _proxy(self, request: Request, client: ClientConnection) -> None:
+        """Within the client's share of requests in flight (held ones count: a client may not fill the
+        hold queue either), by its address and by its API key."""
+        address, key, running = client.address, client.api_key, self.client_in_flight
+        if running.get(address, 0) >= self.config.max_in_flight_per_address:
+            self._too_many(request, client, "in_flight_per_address", "from this address")
+            return
+        if key is not None and running.get(key, 0) >= self.config.max_in_flight_per_key:
+            self._too_many(request, client, "in_flight_per_key", "with this API key")
+            return
+        running[address] = running.get(address, 0) + 1
+        if key is not None:
+            running[key] = running.get(key, 0) + 1
+        try:
+            await self._serve_model(request, client)
+        finally:
+            _leave(running, address)
+            if key is not None:
+                _leave(running, key)
+
+    def _too_many(self, request: Request, client: ClientConnection, limit: str, whose: str) -> None:
+        self.metrics.limit(LIMITED, limit)
+        client.respond(request, 429, error_body(f"too many requests in flight {whose}; retry when one is done",
+                                                error_kind(429), "client_in_flight_limit"))
+
+    async def _serve_model(self, request: Request, client: ClientConnection) -> None:
         try:
             payload = orjson.loads(request.body)  # bounded nesting; measured 4-6x faster than json (performance.md)
         except orjson.JSONDecodeError:
@@ -360,6 +434,7 @@ class Router:
                            extra_head=b"retry-after: %d\r\n" % retry_after)
             return
         if self.in_flight >= self.config.max_in_flight:
+            self.metrics.limit(LIMITED, "in_flight")
             client.respond(request, 429, error_body("the router is at its concurrency limit; retry shortly",
                                                     "rate_limit_exceeded", "rate_limit_exceeded"))
             return
@@ -455,7 +530,7 @@ class Router:
                 if status >= 500:
                     raise UpstreamError(f"status {status}")
             except (OSError, TimeoutError, UpstreamError) as error:
-                self._failed(backend)
+                self._failed(backend, error)
                 self.metrics.count(PREFILL_ERRORS, model, backend.url)
                 failure = error
                 continue
@@ -498,7 +573,7 @@ class Router:
                     if upstream.status >= 500 and not last:
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
-                    self._failed(backend)
+                    self._failed(backend, error)
                     self.metrics.count(ERRORS, model, backend.url)
                     if not last:
                         continue
@@ -508,10 +583,10 @@ class Router:
                     return False
                 try:
                     await _relay(request, upstream, client)
-                except (TimeoutError, UpstreamError):
-                    self._failed(backend)
+                except (TimeoutError, UpstreamError) as error:
+                    self._failed(backend, error)
                     self.metrics.count(ERRORS, model, backend.url)
-                    client.close()  # the response was cut: closing is the only signal left
+                    client.close()  # the response was cut: an error event (SSE) and the close are the signals left
                     return False
                 if upstream.first_byte_at is not None:
                     self.metrics.observe(TTFT, model, backend.url, upstream.first_byte_at - started)
@@ -559,13 +634,20 @@ def _kv_transfer_params(answer: bytes) -> dict[str, Any] | None:
 
 
 async def _relay(request: Request, upstream: UpstreamConnection, client: ClientConnection) -> None:
-    """Pass the response on as it arrives: whole when it is already here, else streamed."""
+    """Pass the response on as it arrives: whole when it is already here, else streamed.
+
+    An event stream the replica cuts (it died, or fell silent for ``read_timeout_s``) ends with an
+    OpenAI-style error event, as vLLM ends a stream that fails, when its framing leaves room for one.
+    """
     head = [b"HTTP/1.1 %d %s\r\n" % (upstream.status, REASONS.get(upstream.status, "Status").encode())]
     length = None
+    event_stream = False
     for name, value in upstream.headers:
         lower = name.lower()
         if lower not in HOP_BY_HOP:
             head.append(b"%s: %s\r\n" % (name, value))
+            if lower == b"content-type":
+                event_stream = value.lower().startswith(b"text/event-stream")
         elif lower == b"content-length":
             length = value
     keep_alive = request.keep_alive
@@ -591,11 +673,31 @@ async def _relay(request: Request, upstream: UpstreamConnection, client: ClientC
         early = upstream.attach(sink)
         head += map(_chunk, early) if rechunk else early
         write(b"".join(head))  # the head and what came with it in one segment
-        await upstream.response_end()
+        try:
+            await upstream.response_end()
+        except (TimeoutError, UpstreamError) as error:
+            if event_stream and length is None:
+                event = _error_event(f"the replica failed mid-stream: {str(error) or type(error).__name__}",
+                                     upstream.last_body)
+                write(_chunk(event) + b"0\r\n\r\n" if rechunk else event)
+            raise
         if rechunk:
             write(b"0\r\n\r\n")
     if not keep_alive:
         client.close()
+
+
+def _error_event(message: str, relayed: bytes) -> bytes:
+    """``data: {"error": …}``, after a blank line unless ``relayed`` (the last bytes sent) ended an event."""
+    event = b"data: %s\n\n" % error_body(message, "server_error", "upstream_error")
+    return event if not relayed or relayed.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) else b"\n\n" + event
+
+
+def _leave(running: dict[str | bytes, int], client: str | bytes) -> None:
+    if running[client] == 1:
+        del running[client]  # clients come and go: the map holds only those with requests
+    else:
+        running[client] -= 1
 
 
 def _chunk(data: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """Run a router in-process for tests: ``with running_router(config) as (router, base_url): …``.
 
-``exchange`` speaks raw bytes to it (for requests no well-behaved client would send) and
-``settled`` reads its counters once it is quiet, to prove nothing leaked.
+``exchange`` speaks raw bytes to it (for requests no well-behaved client would send), from any
+loopback address (``connect``: another client to the per-client limits), and ``settled`` reads its
+counters once it is quiet, to prove nothing leaked.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httptools
@@ -52,13 +53,27 @@ def running_router(config: Config, api_keys: tuple[str, ...] = ()) -> Iterator[t
 
 
 
-def exchange(base_url: str, data: bytes, seconds: float = 5.0) -> list[tuple[int, bytes]]:
-    """Send ``data`` on one connection; every (status, body) answered until the peer closes it.
+def connect(base_url: str, source: str | None = None, seconds: float = 5.0) -> socket.socket:
+    """A connection to the router from loopback address ``source`` (all of 127/8 is loopback): another
+    client, as the router's per-address limits see it."""
+    host, port = base_url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=seconds, source_address=(source, 0) if source else None)
+
+
+def exchange(base_url: str, data: bytes, seconds: float = 5.0, source: str | None = None) -> list[tuple[int, bytes]]:
+    """Send ``data`` on one connection (from ``source``, see ``connect``); every (status, body)
+    answered until the peer closes it."""
+    with connect(base_url, source, seconds) as connection:
+        connection.sendall(data)
+        return answers(connection, seconds)
+
+
+def answers(connection: socket.socket, seconds: float = 5.0) -> list[tuple[int, bytes]]:
+    """Every (status, body) read off ``connection`` until the peer closes it.
 
     A response without a length ends with the connection, so one cut short is not told apart.
     """
-    host, port = base_url.removeprefix("http://").split(":")
-    answers: list[tuple[int, bytes]] = []
+    found: list[tuple[int, bytes]] = []
     pending: list = []  # the response being read: [status, body chunks]
     framed: list[bytes] = []  # its Content-Length or Transfer-Encoding
 
@@ -76,28 +91,35 @@ def exchange(base_url: str, data: bytes, seconds: float = 5.0) -> list[tuple[int
 
         def on_message_complete(self) -> None:
             if pending:
-                answers.append((pending[0], b"".join(pending[1])))
+                found.append((pending[0], b"".join(pending[1])))
             pending.clear()
             framed.clear()
 
     parser = httptools.HttpResponseParser(Collect())
-    with socket.create_connection((host, int(port)), timeout=seconds) as connection:
-        connection.sendall(data)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                chunk = connection.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            parser.feed_data(chunk)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = connection.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        parser.feed_data(chunk)
     if pending and not framed:  # ended by the close
-        answers.append((pending[0], b"".join(pending[1])))
-    return answers
+        found.append((pending[0], b"".join(pending[1])))
+    return found
 
 
-QUIET = {"connections": 0, "in_flight": 0, "backend_in_flight": 0, "busy_upstream": 0, "request_tasks": 0}
+def wait_until(condition: Callable[[], object], seconds: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; AssertionError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+QUIET = {"connections": 0, "in_flight": 0, "backend_in_flight": 0, "busy_upstream": 0, "request_tasks": 0,
+         "clients_counted": 0}
 
 
 def settled(router: Router, seconds: float = 5.0) -> dict[str, int]:
@@ -108,7 +130,9 @@ def settled(router: Router, seconds: float = 5.0) -> dict[str, int]:
                 "backend_in_flight": sum(b.in_flight for b in backends),
                 "busy_upstream": sum(b.open - len(b.idle) for b in backends),
                 "request_tasks": len(asyncio.all_tasks() - router.tasks - {asyncio.current_task(),
-                                                                             router.listener.sweeper})}
+                                                                             router.listener.sweeper}),
+                "clients_counted": len(router.client_in_flight) + len(router.listener.by_address)
+                + len(router.listener.by_key)}
 
     assert router.loop is not None
     deadline = time.monotonic() + seconds

@@ -54,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.body: list[bytes] = []
         self.body_bytes = 0
+        self.last_body = b""  # where a cut stream stopped: did it end an event?
         self.first_byte_at: float | None = None
         self.sink: Callable[[bytes], None] | None = None
 
@@ -119,6 +120,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         if self.first_byte_at is None:
             self.first_byte_at = time.monotonic()  # the clock the router times requests with
+        self.last_body = chunk
         if self.sink is not None:
             self.sink(chunk)
         else:

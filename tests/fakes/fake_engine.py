@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--served-model-name", nargs="+", default=["fake"])
     parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
     parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--reply-delay", type=float, default=0.0, help="seconds before answering a POST")
+    parser.add_argument("--stream-interval", type=float, default=0.0, help="seconds before each streamed event")
     parser.add_argument("--die-with", metavar="SIGNAL", help="log a line, then kill itself with this signal (e.g. SIGILL)")
     args = parser.parse_args()
     if args.die_with:
@@ -94,6 +96,7 @@ def main() -> None:
                 self.reply(404, {"error": {"message": f"model {body.get('model')!r} not served", "type": "NotFound"}})
                 return
             served[0] += 1
+            time.sleep(args.reply_delay)
             chat = self.path.endswith("/chat/completions")
             base = {"id": "fake-1", "model": body["model"], "created": 0, "system_fingerprint": f"pid-{os.getpid()}"}
             if (body.get("kv_transfer_params") or {}).get("do_remote_decode"):  # a prefill for a remote decode
@@ -106,6 +109,7 @@ def main() -> None:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for word in ("hello", " world"):
+                    time.sleep(args.stream_interval)
                     delta = {"delta": {"content": word}} if chat else {"text": word}
                     chunk = {**base, "object": "chat.completion.chunk" if chat else "text_completion",
                              "choices": [{"index": 0, **delta, "finish_reason": None}]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -92,3 +93,36 @@ def test_aliases_must_be_unique_across_models() -> None:
     spec = SPEC.format(engine="vllm") + '[models.n]\nengine = "vllm"\nmodel = "org/n"\naliases = ["org/m"]\naccelerators = { count = 1 }\n'
     with pytest.raises(DiagnosticsError, match="'org/m' is already a name of model 'm'"):
         compile_text(spec)
+
+
+class ReleaseTarget:
+    """A target whose platform picks the namespace at install time, bundling the stack's add-ons."""
+
+    name = "release"
+    description = "test"
+    options_type = None
+    serves_models = True
+    release_namespace = "placeholder-namespace"
+
+    def emit(self, plan, options):
+        return ()
+
+    def bundle(self, plan, options, addons):
+        from stackc.registry import Artifact
+        seen = sorted({obj["metadata"]["namespace"] for artifacts in addons.values() for artifact in artifacts
+                       for obj in artifact.objects if "namespace" in obj["metadata"]})
+        yield Artifact("seen.json", data={"plan": plan.stack.namespace, "addons": seen})
+
+
+def test_a_release_namespace_target_gets_its_plan_and_the_add_ons_in_that_namespace_and_no_one_else_does() -> None:
+    module = types.ModuleType("release_plugin")
+
+    @hookimpl
+    def stackc_add_targets(registry):
+        registry.add_target(ReleaseTarget())
+
+    module.stackc_add_targets = stackc_add_targets
+    text = SPEC.format(engine="vllm").replace('name = "p"\n', 'name = "p"\nnamespace = "ns"\ntargets = ["release", "router", "manifests"]\n')
+    files = compile_text(text, plugins=[module]).files
+    assert json.loads(files["release/seen.json"]) == {"plan": "placeholder-namespace", "addons": ["placeholder-namespace"]}
+    assert {obj["metadata"]["namespace"] for obj in objects(files) if "namespace" in obj["metadata"]} == {"ns"}

@@ -203,7 +203,7 @@ def test_extra_objects_are_emitted_as_written_in_the_stacks_namespace(built) -> 
 def test_helm_templates_extra_objects_with_the_release_namespace() -> None:
     files = compile_text(FEATURES.replace('["manifests", "kserve"]', '["helm"]')).files
     text = files["helm/s/templates/objects-configmap-fluent-bit-config.yaml"].decode()
-    assert "namespace: {{ .Release.Namespace }}" in text and "helm.sh/chart" not in text
+    assert "namespace: '{{ .Release.Namespace }}'" in text and "helm.sh/chart" not in text
     assert "namespace" not in files["helm/s/templates/objects-persistentvolume-weights.yaml"].decode()
 
 

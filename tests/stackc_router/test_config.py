@@ -51,7 +51,9 @@ def test_the_written_form_reads_back_as_it_was() -> None:
                            cache_chars=5000),
                 ModelRoute("b", "b", backends=("http://127.0.0.1:9000",))),
         host="0.0.0.0", port=9999, max_body_bytes=1000, max_in_flight=7, max_connections=50, read_timeout_s=30.0,
-        retries=1, api_keys_file="/keys", hold_queue=0, hold_timeout_s=5.0, hold_health_interval_s=0.5)
+        retries=1, api_keys_file="/keys", hold_queue=0, hold_timeout_s=5.0, hold_health_interval_s=0.5,
+        max_connections_per_address=10, max_in_flight_per_address=2, max_connections_per_key=20,
+        max_in_flight_per_key=4, max_headers=50)
     assert parse(yaml.safe_load(yaml.safe_dump(to_data(config)))) == config
 
 

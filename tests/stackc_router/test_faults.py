@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import socket
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from stackc_router.config import parse
-from stackc_router.testing import QUIET, exchange, running_router, settled
+from stackc_router.testing import QUIET, connect, exchange, running_router, settled, wait_until
 
 CHAT = b'{"model":"tiny","messages":[{"role":"user","content":"hi"}]}'
 STREAM = b'{"model":"tiny","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -77,6 +78,81 @@ def test_a_broken_replica_gets_a_502_or_504_or_a_cut_never_a_hang(scripted, scri
             assert replica.hangups == 1  # the router gave up on the stalled replica
 
 
+EVENT_STREAM = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def event_then(rest: bytes, end):
+    """A stream: one whole event, then ``rest``, then ``end`` (a death or a stall)."""
+    def script(replica, connection) -> str:
+        connection.sendall(EVENT_STREAM + chunk(b'data: {"n":1}\n\n') + (chunk(rest) if rest else b""))
+        return end(replica, connection)
+    return script
+
+
+@pytest.mark.parametrize(("script", "relayed", "message"), [
+    pytest.param(event_then(b"", lambda r, c: "close"), b'data: {"n":1}\n\n', "closed the connection mid-response",
+                 id="killed-after-an-event"),
+    pytest.param(event_then(b'data: {"n', lambda r, c: "close"), b'data: {"n":1}\n\ndata: {"n\n\n',
+                 "closed the connection mid-response", id="killed-mid-event"),
+    pytest.param(event_then(b"", stall), b'data: {"n":1}\n\n', "sent nothing for 0.5 s", id="falls-silent"),
+])
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_a_cut_stream_ends_with_an_error_event(scripted, script, relayed, message, version) -> None:
+    """As vLLM ends a stream that fails: ``data: {"error": …}``; chunked framing ends cleanly, then the close."""
+    replica = scripted(script)
+    with running_router(config(replica.url)) as (router, base):
+        with connect(base) as client:
+            client.sendall(post(STREAM).replace(b"HTTP/1.1", b"HTTP/" + version, 1))
+            received = b""
+            while chunk_ := client.recv(65536):
+                received += chunk_
+        head, _, body = received.partition(b"\r\n\r\n")
+        if version == b"1.1":
+            assert b"transfer-encoding: chunked" in head and body.endswith(b"0\r\n\r\n")
+            (status, body), = exchange(base, post(STREAM))  # the same, through a parser of chunked framing
+        assert body.startswith(relayed) and body.endswith(b"\n\n")
+        error = json.loads(body.removeprefix(relayed).removeprefix(b"data: "))["error"]
+        assert error["type"] == "server_error" and error["code"] == "upstream_error" and message in error["message"]
+        assert settled(router) == QUIET
+
+
+def test_the_openai_client_raises_on_a_cut_stream(scripted) -> None:
+    import openai
+
+    replica = scripted(event_then(b"", lambda r, c: "close"))
+    with running_router(config(replica.url)) as (router, base):
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True)
+        with pytest.raises(openai.APIError, match="closed the connection mid-response"):
+            list(stream)
+        assert settled(router) == QUIET
+
+
+def test_a_replica_refusing_connections_is_down_at_once_until_a_health_check_passes(engines) -> None:
+    alive, dead = engines.start(), engines.start()
+    config_ = parse({"limits": {"retries": 1}, "models": {"tiny": {
+        "served_name": "served-tiny", "strategy": "round_robin", "backends": [alive, dead],
+        "health": {"interval_s": 60}}}})  # no health check during the test but the first
+    with running_router(config_) as (router, base):
+        route = router.routes["tiny"]
+        wait_until(lambda: route.ready_replicas() == 2)
+        engines.kill(dead)
+        request = post(b'{"model":"served-tiny","messages":[]}')
+        for _ in range(4):  # round robin: the dead one is first in line for two of them
+            assert [status for status, _ in exchange(base, request)] == [200]
+        assert not route.backends[dead].healthy and route.backends[alive].healthy
+        engines.start(port=int(dead.rsplit(":", 1)[1]))
+        for _ in range(4):  # back, but not yet checked: still down
+            assert [status for status, _ in exchange(base, request)] == [200]
+        assert not route.backends[dead].healthy
+        asyncio.run_coroutine_threadsafe(router._check(route, route.backends[dead]), router.loop).result(5)
+        assert route.backends[dead].healthy
+
+
 def test_a_second_response_to_one_request_is_never_relayed(scripted) -> None:
     def two_responses(replica, connection) -> None:
         connection.sendall(answer(b'{"n":%d}' % len(replica.requests)))
@@ -96,10 +172,10 @@ def test_a_second_response_to_one_request_is_never_relayed(scripted) -> None:
 def test_a_client_gone_during_prefill_stops_the_replica(scripted, body) -> None:
     replica = scripted(stall)
     with running_router(config(replica.url, read_timeout_s=30)) as (router, base):
-        with socket.create_connection(_address(base)) as client:
+        with connect(base) as client:
             client.sendall(post(body))
-            _wait(lambda: replica.requests)
-        _wait(lambda: replica.hangups == 1)
+            wait_until(lambda: replica.requests)
+        wait_until(lambda: replica.hangups == 1)
         assert settled(router) == QUIET
 
 
@@ -110,19 +186,19 @@ def test_a_client_gone_after_the_first_token_stops_the_replica(scripted) -> None
 
     replica = scripted(one_token_then_wait)
     with running_router(config(replica.url, read_timeout_s=30)) as (router, base):
-        with socket.create_connection(_address(base)) as client:
+        with connect(base) as client:
             client.sendall(post(STREAM))
             received = b""
             while b"data: " not in received:
                 received += client.recv(65536)
-        _wait(lambda: replica.hangups == 1)
+        wait_until(lambda: replica.hangups == 1)
         assert settled(router) == QUIET
 
 
 def test_a_client_gone_mid_upload_never_reaches_a_replica(scripted) -> None:
     replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
     with running_router(config(replica.url)) as (router, base):
-        with socket.create_connection(_address(base)) as client:
+        with connect(base) as client:
             client.sendall(post()[:-10])
         assert settled(router) == QUIET and replica.requests == []
 
@@ -145,20 +221,23 @@ def test_a_silent_connection_is_closed_after_the_header_timeout(scripted) -> Non
         assert settled(router) == QUIET
 
 
-def test_the_connection_cap_evicts_idle_connections_and_refuses_busy_ones_with_503(scripted) -> None:
+def test_the_connection_cap_sheds_connections_without_a_head_and_refuses_with_503_when_all_have_one(scripted) -> None:
     replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
-    with running_router(config(replica.url, max_connections=8)) as (router, base):
-        idle = [socket.create_connection(_address(base)) for _ in range(8)]
-        _wait(lambda: len(router.listener.connections) == 8)
-        assert exchange(base, post()) == [(200, b"{}")]  # the oldest idle connection made room
-        busy = [socket.create_connection(_address(base)) for _ in range(8)]
-        for connection in busy:
-            connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")
-        _wait(lambda: len(router.listener.connections) == 8 and not any(c.idle for c in router.listener.connections))
+    with running_router(config(replica.url, max_connections=8, max_connections_per_address=9)) as (router, base):
+        idle = [connect(base) for _ in range(4)]
+        half_open = [connect(base) for _ in range(4)]
+        for connection in half_open:
+            connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\n")
+        wait_until(lambda: len(router.listener.connections) == 8)
+        assert exchange(base, post()) == [(200, b"{}")]  # the oldest connection without a head made room
+        busy = [connect(base) for _ in range(8)]
+        for connection in busy:  # a complete head, the body still coming: closing it would lose a request
+            connection.sendall(post()[:-10])
+        wait_until(lambda: len(router.listener.connections) == 8 and not any(c.sheddable for c in router.listener.connections))
         answers = exchange(base, post())
         assert [status for status, _ in answers] == [503]
         assert json.loads(answers[0][1])["error"]["code"] == "too_many_connections"
-        for connection in idle + busy:
+        for connection in idle + half_open + busy:
             connection.close()
         assert settled(router) == QUIET
 
@@ -176,7 +255,7 @@ def test_idle_sockets_beyond_the_open_file_limit_do_not_starve_requests(scripted
         base = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:
-                sockets.append(socket.create_connection(_address(base)))
+                sockets.append(connect(base))
             except OSError:
                 break
         assert [status for status, _ in exchange(base, post())] == [200]
@@ -192,7 +271,7 @@ def test_expect_100_continue_is_answered_before_the_body(scripted) -> None:
     replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
     with running_router(config(replica.url, max_body_bytes=1000)) as (router, base):
         head, _, body = post(extra=b"Expect: 100-continue\r\n").partition(b"\r\n\r\n")
-        with socket.create_connection(_address(base), timeout=5) as client:
+        with connect(base) as client:
             client.sendall(head + b"\r\n\r\n")
             assert client.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
             client.sendall(body)
@@ -202,22 +281,10 @@ def test_expect_100_continue_is_answered_before_the_body(scripted) -> None:
         assert settled(router) == QUIET
 
 
-def _address(base: str) -> tuple[str, int]:
-    host, port = base.removeprefix("http://").split(":")
-    return host, int(port)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _wait(condition, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_pipelined_requests_are_answered_once_each_in_order(scripted) -> None:
@@ -232,7 +299,7 @@ def test_pipelined_requests_are_answered_once_each_in_order(scripted) -> None:
 def test_head_is_answered_without_a_body(scripted) -> None:
     replica = scripted(lambda r, c: c.sendall(answer(b"{}")))
     with running_router(config(replica.url)) as (router, base):
-        with socket.create_connection(_address(base), timeout=5) as client:
+        with connect(base) as client:
             client.sendall(b"HEAD /health HTTP/1.1\r\nHost: r\r\n\r\nGET /health HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
             received = b""
             while chunk := client.recv(65536):
@@ -246,7 +313,7 @@ def test_a_slow_reader_gets_every_byte_and_the_replica_connection_is_reused(scri
     big = b"x" * (16 << 20)  # more than the socket buffers hold: the router must pause the replica
     replica = scripted(lambda r, c: c.sendall(answer(big if len(r.requests) == 1 else b"{}")))
     with running_router(config(replica.url, read_timeout_s=5)) as (router, base):
-        with socket.create_connection(_address(base), timeout=5) as client:
+        with connect(base) as client:
             client.sendall(post().replace(b"Connection: close\r\n", b""))
             time.sleep(0.5)  # the client does not read yet
             received = client.recv(1 << 20)

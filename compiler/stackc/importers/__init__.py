@@ -8,7 +8,9 @@ the CLI loads it when the command runs.
 
 CHARTS = {
     "production-stack": "stackc.importers.production_stack",
+    "lmstack": "stackc.importers.lmstack",
     "doubleword": "stackc.importers.doubleword",
     "ai-on-eks": "stackc.importers.ai_on_eks",
     "kserve": "stackc.importers.kserve",
+    "inference-stack": "stackc.importers.inference_stack",
 }

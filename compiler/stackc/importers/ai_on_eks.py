@@ -10,6 +10,7 @@ Neuron engine, its toleration and scheduler. Every ``modelParameters`` key is a 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from stackc.importers.commandline import DTYPES
 from stackc.importers.draft import (
     Draft,
     model_key,
+    probe,
     quantity,
     split_resources,
     tolerations,
@@ -25,7 +27,9 @@ from stackc.importers.values import Path, Values
 
 DEFAULT_NAME = "inference"
 NO_MODELS = "set model (or modelParameters.modelId)"
-FRAMEWORKS = {"vllm": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
+FRAMEWORKS = {"vllm": "vllm", "aibrix": "vllm", "rayVllm": "ray", "ray-vllm": "ray", "lws-vllm": "lws"}
+#: AIBrix's gateway finds a model's pods by this label, and asks for the model by the service's name
+AIBRIX_LABEL = "model.aibrix.ai/name"
 SERVER = ("inference", "modelServer")
 DEPLOYMENT = (*SERVER, "deployment")
 #: modelParameters the spec types; the rest become flags verbatim
@@ -41,9 +45,13 @@ def convert(values: Values, name: str) -> Draft:
     framework = values.text(("inference", "framework"), "vllm")
     accelerator = values.text(("inference", "accelerator"), "gpu")
     draft = Draft(name)
+    if framework == "nim-container":
+        return _nim(values, draft)
+    if framework in SERVERS:
+        return _server(values, draft, framework)
     if framework not in FRAMEWORKS:
         values.error(("inference", "framework"), f"framework {framework!r} cannot be imported",
-                     "the importer reads vllm, rayVllm and lws-vllm")
+                     "the importer reads vllm, aibrix, rayVllm and lws-vllm")
         return draft
     if accelerator not in ("gpu", "neuron"):
         values.error(("inference", "accelerator"), f"accelerator {accelerator!r} cannot be imported",
@@ -66,7 +74,9 @@ def convert(values: Values, name: str) -> Draft:
     model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
     if values.has((*DEPLOYMENT, "resources", accelerator)):
         model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", accelerator))
-    else:  # the chart's default block: one device
+    if not model.get("accelerators"):
+        # Helm merges the values over the chart's block, which asks for one device: a block that sets only
+        # memory (the Neuron examples) still gets it
         resource = "aws.amazon.com/neuron" if accelerator == "neuron" else "nvidia.com/gpu"
         model["accelerators"] = {"count": 1, "resource": resource}
     for other in values.keys((*DEPLOYMENT, "resources")):
@@ -97,6 +107,147 @@ def convert(values: Values, name: str) -> Draft:
     model["security"] = _security(values)
     labels = values.mapping(("extraLabels",))
     model["labels"] = {k: values.text(("extraLabels", k)) for k in labels}
+    if framework == "aibrix":  # the chart's vLLM Deployment, labelled and named for AIBrix's gateway
+        model["labels"][AIBRIX_LABEL] = service
+        model["served_name"] = service  # --served-model-name: the model's id is not a name clients send
+    _unused(values)
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
+    return draft
+
+
+#: frameworks whose server is not an engine stackc knows: the chart's container under the command engine
+SERVERS = {
+    "triton-vllm": {"command": ["tritonserver"], "args": [
+        "--model-repository=/models", "--grpc-port=8001", "--http-port=8000", "--metrics-port=8002",
+        "--allow-grpc=true", "--allow-http=true", "--allow-metrics=true", "--log-verbose=1"],
+        "ready_path": "/v2/health/ready", "alive_path": "/v2/health/live", "mount": "/models/vllm_model",
+        "config_map": "triton-model-repository", "protocol": "Triton's KServe v2 protocol (/v2/models/…)"},
+    "diffusers": {"command": ["/bin/sh", "-c"], "args": [
+        "python3 -m uv pip install --no-cache-dir sentencepiece==0.2.0 diffusers==0.34.0 uvicorn==0.35.0 "
+        "fastapi==0.116.1 && python3 /app/serve_script.py"],
+        # FastAPI answers /docs only once the startup hook has loaded the pipeline
+        "ready_path": "/docs", "alive_path": "/docs", "mount": "/app/serve_script.py",
+        "config_map": "diffusers-serve", "protocol": "image generation (POST /v1/generations)"},
+}
+
+
+def _server(values: Values, draft: Draft, framework: str) -> Draft:
+    """Triton with its vLLM backend, or the chart's diffusers script: the chart's container, command and
+    probes under the ``command`` engine. Triton's model repository is the chart's ConfigMap, written
+    here as an extra object; the diffusers script is the chart's own file, which the stack mounts."""
+    server = SERVERS[framework]
+    found = _gpu_container(values, draft, "the model to serve")
+    if found is None:
+        return draft
+    service, key, model = found
+    model_id = model["model"]
+    model.update(engine_options={"port": 8000, "command": server["command"], "args": server["args"],
+                                 "ready_path": server["ready_path"], "alive_path": server["alive_path"]},
+                 shm_size="1Gi", security={}, secret_env={}, env={})
+    if framework == "triton-vllm":
+        parameters = {_snake(k): values.raw(("modelParameters", k)) for k in values.keys(("modelParameters",))}
+        config = {"backend": "vllm", "model.json": json.dumps({**parameters, "model": model_id}, sort_keys=True)}
+        draft.extra_objects.append({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": server["config_map"]},
+                                    "data": {"config.pbtxt": TRITON_CONFIG, "model.json": config["model.json"]}})
+        items = [{"key": "config.pbtxt", "path": "config.pbtxt"}, {"key": "model.json", "path": "./1/model.json"}]
+        mount = {"name": "model-repository", "mountPath": server["mount"]}
+        model["secret_env"]["HUGGING_FACE_HUB_TOKEN"] = {"name": "hf-token", "key": "token"}
+    else:
+        model["env"] = {"MODEL": model_id, "PIPELINE": values.text(("modelParameters", "pipeline")) or ""}
+        values.raw(("modelParameters",))
+        items = [{"key": "serve_script.py", "path": "serve_script.py"}]
+        mount = {"name": "serve-script", "mountPath": server["mount"], "subPath": "serve_script.py"}
+        model["secret_env"]["HUGGING_FACE_HUB_TOKEN"] = {"name": "hf-token", "key": "token"}
+    script = framework == "diffusers"
+    values.drop(("inference", "framework"), f"{framework}: the server speaks {server['protocol']}, not the OpenAI API "
+                "stackc's router and gateway route" + ("; its script is the chart's diffusers-serve ConfigMap" if script
+                                                       else ""),
+                "clients call the model's Service directly" + (
+                    "; keep the chart's ConfigMap diffusers-serve in the namespace (templates/diffusers-configmap.yaml):"
+                    " the imported stack mounts it" if script else ""))
+    model["extra_volumes"] = [{"name": mount["name"], "configMap": {"name": server["config_map"], "items": items}}]
+    model["extra_volume_mounts"] = [mount]
+    if values.text(("inference", "accelerator"), "gpu") != "gpu":
+        values.drop(("inference", "accelerator"), "a Neuron device for a server the chart runs on GPUs only")
+    model["scheduling"] = _scheduling(values, "gpu", "vllm", draft.name, key)
+    model["security"] = _security(values)
+    _unused(values)
+    draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
+    return draft
+
+
+def _gpu_container(values: Values, draft: Draft, what: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The service, model key and the command-engine model the chart's own container makes (image, replicas,
+    its GPU block merged over the chart's one device)."""
+    model_id = values.require(("model",), str, what)
+    if model_id is None:
+        return None
+    draft.namespace = values.text(("inference", "serviceNamespace"), "default")
+    service = values.text(("inference", "serviceName"), "inference") or "inference"
+    repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
+    model: dict[str, Any] = {
+        "engine": "command", "model": model_id,
+        "image": f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}",
+        "image_pull_policy": values.text(("global", "image", "pullPolicy"), "IfNotPresent"),
+        "replicas": values.integer((*DEPLOYMENT, "replicas"), 1)}
+    if values.has((*DEPLOYMENT, "resources", "gpu")):
+        model["accelerators"], model["resources"] = split_resources(values, (*DEPLOYMENT, "resources", "gpu"))
+    values.raw((*DEPLOYMENT, "resources"))
+    model["accelerators"] = model.get("accelerators") or {"count": 1, "resource": "nvidia.com/gpu"}
+    return service, model_key(service), model
+
+
+TRITON_CONFIG = 'backend: "vllm"\n\ninstance_group [\n  {\n    kind: KIND_MODEL\n    count: 1\n  }\n]\n'
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+NIM = (*DEPLOYMENT, "nim")
+#: the chart's nim block (values.yaml), which Helm merges under the values file's
+NIM_ENV = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+           "NIM_CACHE_PATH": "/opt/nim/.cache"}
+NIM_SECRETS = {"ngcApiKey": ("NGC_API_KEY", "ngc-api", "NGC_API_KEY"), "hfToken": ("HF_TOKEN", "hf-token", "HF_TOKEN")}
+NIM_PROBES = {"liveness": ("/v1/health/live", 30), "readiness": ("/v1/health/ready", 10)}
+
+
+def _nim(values: Values, draft: Draft) -> Draft:
+    """``nim-container``: NVIDIA's NIM image serves the model baked into it (an OpenAI API on port 8000),
+    so it runs under the ``command`` engine as the chart runs it, with the chart's NIM defaults."""
+    found = _gpu_container(values, draft, "the model the NIM image serves")
+    if found is None:
+        return draft
+    service, key, model = found
+    probes = {}
+    for kind, (default, period) in NIM_PROBES.items():
+        here = (*NIM, f"{kind}Probe")
+        probes[kind] = probe(values, here) or {}
+        probes[kind] = {"initial_delay_seconds": 900, "period_seconds": period, "timeout_seconds": 10,
+                        "failure_threshold": 3, **{k: v for k, v in probes[kind].items() if v is not None}}
+        probes[kind]["path"] = probes[kind].get("path") or default
+    model["probes"] = probes
+    model["engine_options"] = {"port": 8000, "ready_path": probes["readiness"]["path"],
+                               "alive_path": probes["liveness"]["path"], "metrics_path": "/v1/metrics"}
+    env = dict(NIM_ENV)
+    env.update({k: values.text((*NIM, "env", k)) or "" for k in values.keys((*NIM, "env"))})
+    secrets = {}
+    for name, (variable, secret, secret_key) in NIM_SECRETS.items():
+        here = (*NIM, "secrets", name)
+        secrets[variable] = {"name": values.text((*here, "name"), secret), "key": values.text((*here, "key"), secret_key)}
+    model["env"], model["secret_env"] = env, secrets
+    context = values.raw((*NIM, "podSecurityContext"), dict, {"fsGroup": 1000, "runAsUser": 1000, "runAsGroup": 1000})
+    pulls = values.sequence(("imagePullSecrets",))
+    model["security"] = {"pod_security_context": context,
+                         "container_security_context": values.raw((*NIM, "securityContext"), dict),
+                         "image_pull_secrets": [values.text(("imagePullSecrets", i, "name")) for i in range(len(pulls))]}
+    if values.get((*NIM, "shm", "enabled"), bool, True):
+        model["shm_size"] = quantity(values.get((*NIM, "shm", "sizeLimit"), (str, int))) or "1Gi"
+    values.drop_unless((*NIM, "shm", "medium"), "Memory", "a /dev/shm that is not in memory")
+    model["annotations"] = {k: values.text((*DEPLOYMENT, "annotations", k))
+                            for k in values.keys((*DEPLOYMENT, "annotations"))}
+    model["scheduling"] = _scheduling(values, "gpu", "vllm", draft.name, key)
     _unused(values)
     draft.add_model(key, model, f"inference.serviceName {service!r}", values.location(("inference",)))
     return draft
@@ -115,7 +266,9 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator
         value = values.get(here, (str, int, float, bool))
         if name in ("modelId", "numGpus"):  # the seed-era model id, and Ray's GPUs per actor
             continue
-        if name in TYPED:
+        if name == "gpuMemoryUtilization" and accelerator == "neuron" and value is not None:
+            args += ["--gpu-memory-utilization", values.text(here) or ""]  # a flag vLLM-Neuron takes as is
+        elif name in TYPED:
             serving[TYPED[name]] = (values.number(here) if name == "gpuMemoryUtilization"
                                     else value if name == "quantization" else values.integer(here))
         elif name == "enablePrefixCaching" and isinstance(value, bool):

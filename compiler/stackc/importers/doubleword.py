@@ -29,13 +29,20 @@ SERVING_FIELDS = commandline.SERVING
 
 
 def convert(values: Values, name: str) -> Draft:
-    draft = Draft(name, targets=["manifests", "router"])
+    draft = Draft(name, targets=["manifests", "helm", "router"])
     for group in values.keys(("modelGroups",)):
         path = ("modelGroups", group)
         if not isinstance(values.find(path), dict):
             values.error(path, "a model group is a mapping")
             continue
+        errors = len(values.errors)
         model = _group(values, path)
+        if model is not None and not model["enabled"] and len(values.errors) > errors:
+            # the chart renders no group that is off: what it lacks is reported, not refused
+            del values.errors[errors:]
+            values.drop(path, "a disabled group the chart never renders, incomplete as written",
+                        "complete it (the errors show once it is enabled) to import it as enabled = false")
+            continue
         if model is not None:
             draft.add_model(model_key(group), model, f"modelGroups.{group}", values.location(path))
     _onwards(values, draft)
@@ -44,11 +51,15 @@ def convert(values: Values, name: str) -> Draft:
 
 
 def _group(values: Values, path: Path) -> dict[str, Any] | None:
-    repository = values.require((*path, "image", "repository"), str, "the group's image repository")
+    if isinstance(values.find((*path, "image")), str):
+        # the README's form: `image: vllm/vllm-openai` with `tag:` beside it
+        repository, tag = values.text((*path, "image")), values.text((*path, "tag")) or "latest"
+    else:
+        repository = values.require((*path, "image", "repository"), str, "the group's image repository")
+        tag = values.text((*path, "image", "tag")) or "latest"  # the chart falls back to its appVersion
     if repository is None:
         values.raw(path)
-        return None
-    tag = values.text((*path, "image", "tag")) or "latest"  # the chart falls back to its appVersion
+        return {"enabled": values.get((*path, "enabled"), bool, False)}
     command, args = strings(values, (*path, "command")), strings(values, (*path, "args"))
     parsed = commandline.parse(commandline.words(command, args))
     for problem in parsed.problems:
@@ -116,7 +127,8 @@ def _group(values: Values, path: Path) -> dict[str, Any] | None:
     model["rollout"] = _strategy(values, (*path, "strategy"))
     containers = [init_container(values, (*path, "initContainers", i))
                   for i in range(len(values.sequence((*path, "initContainers"))))]
-    model["init_containers"] = [c for c in containers if c is not None]
+    model["init_containers"] = [_declared_mounts(values, (*path, "initContainers", i), c, model)
+                                for i, c in enumerate(containers) if c is not None]
     model["routing"] = {"strategy": "round_robin"}  # Onwards leaves replicas to the Service's balancing
     values.drop((*path, "updateStrategy"), "a StatefulSet update strategy", "groups are Deployments (rollout)")
     values.drop((*path, "apiKey"), "a per-group API key the gateway sends (kept in a ConfigMap by the chart)",
@@ -148,6 +160,21 @@ def _storage(values: Values, path: Path, model: dict[str, Any], engine: str) -> 
         values.consumed.update({(*here, "name"), (*here, "mountPath")})  # stackc mounts it where the engine looks
         for key in ("subPath", "labels", "annotations", "selector", "volumeMode"):
             values.drop((*here, key), f"the claim's {key}")
+
+
+def _declared_mounts(values: Values, path: Path, container: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """An init container's mount of a volume the group never declares (single-tensorrt-llm's
+    ``model-data``): the API server would reject the chart's Deployment, so it is left out, reported."""
+    declared = {_name(v) for v in model["extra_volumes"]} | ({"model-cache"} if model.get("cache") else set())
+    kept = []
+    for index, mount in enumerate(container["volume_mounts"]):
+        if mount["volume"] in declared:
+            kept.append(mount)
+        else:
+            values.drop((*path, "volumeMounts", index), f"a mount of the volume {mount['volume']!r}, which the group "
+                        "does not declare (the API server rejects the chart's Deployment for it)",
+                        "declare it in the group's volumes")
+    return {**container, "volume_mounts": kept}
 
 
 def _name(item: Any) -> str | None:

@@ -23,7 +23,8 @@ class Draft:
 
     name: str
     namespace: str = "default"
-    targets: list[str] = attrs.field(factory=lambda: ["manifests"])
+    #: the user came from a Helm chart: they get one back beside the plain manifests
+    targets: list[str] = attrs.field(factory=lambda: ["manifests", "helm"])
     models: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     target_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     comments: dict[tuple[str, ...], str] = attrs.field(factory=dict)
@@ -31,6 +32,7 @@ class Draft:
     origins: dict[str, Location] = attrs.field(factory=dict)
     extra_objects: list[dict[str, Any]] = attrs.field(factory=list)
     kv_cache_server: dict[str, Any] | None = None
+    shared_cache: dict[str, Any] | None = None
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
@@ -53,6 +55,7 @@ class Draft:
         spec: dict[str, Any] = {"version": 1, "stack": prune({"name": self.name, "namespace": self.namespace,
                                                               "targets": list(self.targets),
                                                               "kv_cache_server": self.kv_cache_server,
+                                                              "shared_cache": self.shared_cache,
                                                               "extra_objects": list(self.extra_objects)})}
         spec["models"] = {key: prune(model) for key, model in self.models.items()}
         options = {k: prune(v) for k, v in self.target_options.items() if prune(v)}
@@ -80,12 +83,24 @@ def model_key(name: str) -> str:
     return key[:50].rstrip("-")
 
 
-def stack_name(paths: Sequence[str], fallback: str) -> str:
+#: stack name + '-' + model key: KubeRay's RayService names are the tightest limit stackc checks
+#: (47 characters), so a derived name that fits it fits every target
+NAME_ROOM = 46
+
+
+def stack_name(paths: Sequence[str], fallback: str, model_keys: Sequence[str]) -> str:
+    """A legal stack name from the last values file's name (``values-`` and a number dropped), cut at a '-' so that
+    it fits beside the longest model key; the chart's own name when the file tells nothing."""
     from pathlib import Path as FsPath
 
     stem = FsPath(paths[-1]).stem if paths else ""
-    key = model_key(stem) if stem and stem != "values" else fallback
-    return key[:40].rstrip("-") or fallback
+    stem = re.sub(r"^(values[-_.]?)?([0-9]+[-_.]?)?", "", stem)
+    key = model_key(stem) if stem and stem[0].isalpha() else fallback
+    room = max(NAME_ROOM - 1 - max((len(k) for k in model_keys), default=0), 1)
+    if len(key) > room:
+        cut = key[:room + 1].rfind("-")
+        key = key[:cut] if cut > 0 else key[:room]
+    return key.rstrip("-") or fallback[:room].rstrip("-") or "s"
 
 
 def quantity(value: Any) -> str | None:

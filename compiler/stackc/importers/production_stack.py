@@ -22,7 +22,7 @@ from stackc.importers.draft import (
     tolerations,
     volume_mounts,
 )
-from stackc.importers.values import Path, Values
+from stackc.importers.values import MISSING, Path, Values
 
 DEFAULT_NAME = "vllm-stack"
 NO_MODELS = "servingEngineSpec.modelSpec lists none"
@@ -42,18 +42,60 @@ def convert(values: Values, name: str) -> Draft:
         values.drop((*ENGINE, "modelSpec"), "enableEngine is false: a router-only install has no models to import")
         return draft
     keys = {}
+    entries = []
     for index, _ in enumerate(values.sequence((*ENGINE, "modelSpec"))):
         path = (*ENGINE, "modelSpec", index)
-        model = _model(values, path, shared)
-        if model is None:
-            continue
-        model.update(routing)
-        chart_name = values.text((*path, "name")) or f"model-{index}"
-        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{index}]",
+        model = _model(values, path, shared, draft.name)
+        if model is not None:
+            model.update(routing)
+            entries.append((values.text((*path, "name")) or f"model-{index}", path, model))
+    for chart_name, path, model in _disaggregated(values, entries):
+        keys[chart_name] = draft.add_model(model_key(chart_name), model, f"servingEngineSpec.modelSpec[{path[-1]}]",
                                            values.location(path))
     _lora_adapters(values, draft, keys)
     _top_level(values, draft)
+    if "router" in draft.targets and (api_key := shared["security"].get("api_key")):
+        # the chart's engines refuse requests without the key; stackc's router asks for it in front of them
+        draft.target_options["router"]["api_keys"] = api_key
     return draft
+
+
+#: what a role of a disaggregated model sets for itself (docs/disaggregation.md); the rest is the model's
+ROLE_FIELDS = ("replicas", "accelerators", "resources", "engine_args", "env", "annotations", "scheduling")
+PD_ROLES = {"kv_producer": "prefill", "kv_consumer": "decode"}
+
+
+def _disaggregated(values: Values, entries: list[tuple[str, Path, dict[str, Any]]]) -> list[tuple[str, Path, dict]]:
+    """A prefill entry and a decode entry of one model (LMCache with ``enablePD``) become one model with
+    ``disaggregation``: stackc wires the connector, the router joins the roles."""
+    roles = {name: model.pop("pd_role") for name, _, model in entries if "pd_role" in model}
+    merged = []
+    paired: set[str] = set()
+    for name, path, model in entries:
+        if roles.get(name) != "decode":
+            continue
+        partner = next((e for e in entries if roles.get(e[0]) == "prefill" and e[0] not in paired
+                        and e[2]["model"] == model["model"]), None)
+        if partner is None:
+            continue
+        prefill_name, prefill_path, prefill = partner
+        paired |= {name, prefill_name}
+        decode_role = {field: model.pop(field) for field in ROLE_FIELDS if field in model}
+        prefill_role = {field: prefill.get(field) for field in ROLE_FIELDS if field in prefill}
+        for field in sorted((set(model) | set(prefill)) - set(ROLE_FIELDS)):
+            if prefill.get(field) != model.get(field):
+                values.drop(prefill_path, f"the prefill entry's {field}, which differs from the decode entry's",
+                            f"a disaggregated model's roles share everything but {', '.join(ROLE_FIELDS)}")
+        model["disaggregation"] = {"connector": "lmcache", "prefill": prefill_role, "decode": decode_role}
+        common = name.removesuffix("-decode") if name.endswith("-decode") else name
+        merged.append((common if prefill_name == f"{common}-prefill" else name, path, model))
+    for name, path, model in entries:
+        if name in roles and name not in paired:
+            values.drop((*path, "lmcacheConfig", "enablePD"), f"a {roles[name]} entry without its partner",
+                        "list the prefill (kv_producer) and decode (kv_consumer) entries of one modelURL")
+        if name not in paired:
+            merged.append((name, path, model))
+    return sorted(merged, key=lambda entry: entry[1][-1])
 
 
 def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
@@ -64,8 +106,7 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
     security: dict[str, Any] = {}
     api_key = values.find((*ENGINE, "vllmApiKey"))
     if isinstance(api_key, str):
-        values.drop((*ENGINE, "vllmApiKey"), "an API key written into the values", "create a Secret and give "
-                    "vllmApiKey: {secretName, secretKey}; stackc never inlines secrets")
+        security["api_key"] = _inline_secret(values, (*ENGINE, "vllmApiKey"), draft.name, "vllmApiKey", "API key")
     elif secret := _secret(values, (*ENGINE, "vllmApiKey")):
         security["api_key"] = secret
     security["pod_security_context"] = values.raw((*ENGINE, "securityContext"), dict) or None
@@ -102,7 +143,7 @@ def _engine_wide(values: Values, draft: Draft) -> dict[str, Any]:
     return shared
 
 
-def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any] | None:
+def _model(values: Values, path: Path, shared: dict[str, Any], stack: str) -> dict[str, Any] | None:
     name = values.require((*path, "name"), str, "the model's name")
     repository = values.require((*path, "repository"), str, "the engine image's repository")
     tag = values.text((*path, "tag"))
@@ -123,7 +164,11 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     env = dict(shared["env"])
     secret_env: dict[str, Any] = {}
     _vllm_config(values, (*path, "vllmConfig"), serving, args, env)
-    model["kv_offload"] = _lmcache(values, path, args, env)
+    offload = _lmcache(values, path, args, env)
+    if offload and "pd_role" in offload:
+        model["pd_role"] = offload["pd_role"]
+    else:
+        model["kv_offload"] = offload
     if values.get((*path, "enableLoRA"), bool, False):
         args.append("--enable-lora")
     if values.get((*path, "enableTool"), bool, False):
@@ -143,8 +188,8 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     security = dict(shared["security"])
     hf_token = values.find((*path, "hf_token"))
     if isinstance(hf_token, str):
-        values.drop((*path, "hf_token"), "a Hugging Face token written into the values",
-                    "create a Secret and give hf_token: {secretName, secretKey}; stackc never inlines secrets")
+        security["hf_token"] = _inline_secret(values, (*path, "hf_token"), stack, f"hf_token_{name}",
+                                              "Hugging Face token")
     elif secret := _secret(values, (*path, "hf_token")):
         security["hf_token"] = secret
     if pull_secret := values.text((*path, "imagePullSecret")):
@@ -168,9 +213,107 @@ def _model(values: Values, path: Path, shared: dict[str, Any]) -> dict[str, Any]
     model["extra_volume_mounts"] = values.raw((*path, "extraVolumeMounts"), list)
     model["init_containers"] = _init_container(values, (*path, "initContainer"))
     model["disruption_budget"] = _pdb(values, (*path, "pdb"))
-    values.feature((*path, "keda"), "KEDA autoscaling", "stackc keeps a fixed replica count here")
-    values.feature((*path, "raySpec"), "a multi-node RayCluster", "stackc serves one model per pod")
+    _ray_cluster(values, (*path, "raySpec"), model)
+    model["autoscaling"] = _keda(values, (*path, "keda"), model)
     return model
+
+
+LMCACHE_CONTROLLER = "KV-aware routing through the LMCache controller"
+LMCACHE_CONTROLLER_HINT = ("stackc's router does not talk to the controller: it routes by prompt prefix "
+                           "(routing.strategy = \"prefix\"; with the gateway target, on the engines' KV events)")
+#: vLLM's series in a KEDA trigger's query -> the spec's signal
+SIGNALS = {"vllm:num_requests_waiting": "waiting", "vllm:num_requests_running": "running",
+           "vllm:gpu_cache_usage_perc": "kv_cache_usage", "vllm:kv_cache_usage_perc": "kv_cache_usage"}
+KEDA_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+
+
+def _keda(values: Values, path: Path, model: dict[str, Any]) -> dict[str, Any] | None:
+    """``keda``: the chart's ScaledObject as the spec's ``autoscaling`` (which stackc emits as a KEDA
+    ScaledObject); KEDA's own defaults (min 0, max 100) where the values leave them out."""
+    if not values.get((*path, "enabled"), bool, False) or values.has((*path[:-1], "raySpec", "enabled")) and \
+            values.get((*path[:-1], "raySpec", "enabled"), bool, False):
+        values.raw(path)  # the chart renders no ScaledObject for a RayCluster
+        return None
+    scaling: dict[str, Any] = {"min_replicas": values.integer((*path, "minReplicaCount"), 0),
+                               "max_replicas": values.integer((*path, "maxReplicaCount"), 100),
+                               "scale_down_seconds": values.integer((*path, "cooldownPeriod"))}
+    triggers = (*path, "triggers")
+    found = values.find(triggers)
+    trigger = triggers if isinstance(found, dict) else (*triggers, 0)  # values.yaml's sample is a mapping
+    if isinstance(found, list) and len(found) > 1:
+        values.drop((*triggers, 1), "a second KEDA trigger", "stackc scales a model on one signal")
+    if found in (MISSING, None):  # the chart's default trigger: queued requests, 5 per replica
+        scaling.update(signal="waiting", target=5)
+    elif values.text((*trigger, "type")) != "prometheus":
+        values.drop(trigger, f"a {values.text((*trigger, 'type'))} KEDA trigger",
+                    "stackc scales on the engines' Prometheus series (autoscaling.signal)")
+        scaling.update(signal="waiting", target=5)
+    else:
+        meta = (*trigger, "metadata")
+        query = values.text((*meta, "query")) or ""
+        signal = next((signal for series, signal in SIGNALS.items() if query.startswith(series)), None)
+        scaling["signal"] = signal or "custom"
+        if signal is None:
+            scaling["query"] = query
+        elif "{" in query:
+            values.consumed.add((*meta, "query"))  # stackc selects the model's series by its own labels
+        threshold = values.number((*meta, "threshold"))
+        scaling["target"] = int(threshold) if threshold is not None and threshold.is_integer() else threshold
+        scaling["activation"] = values.number((*meta, "activationThreshold"))
+        server = values.text((*meta, "serverAddress"))
+        scaling["prometheus"] = server if server and server != KEDA_PROMETHEUS else None
+        values.consumed.add((*meta, "metricName"))  # a label of the trigger, not what it reads
+        for key in values.keys(meta):
+            if key not in ("query", "threshold", "activationThreshold", "serverAddress", "metricName"):
+                values.drop((*meta, key), f"the KEDA trigger's {key}")
+        for key in values.keys(trigger):
+            if key not in ("type", "metadata"):
+                values.drop((*trigger, key), f"the KEDA trigger's {key}")
+    if scaling["min_replicas"] == 0 and scaling["signal"] not in ("custom", "router_pending"):
+        # the engines' series vanish with the last replica, so the chart's model never wakes; stackc's
+        # router holds its requests and counts them (plus those in flight), which KEDA wakes it on
+        router = values.get((*ROUTER, "enableRouter"), bool, True)
+        values.drop((*path, "minReplicaCount") if values.has((*path, "minReplicaCount")) else path,
+                    f"scaling to zero on {scaling['signal']} requests, a series that disappears with the last "
+                    "replica" + ("; scaled on the requests the router holds instead" if router else ""),
+                    "signal = \"router_pending\" wakes the model" if router else
+                    "stackc wakes a model at zero through its router: enable it, or keep min_replicas = 1")
+        if router:
+            scaling["signal"] = "router_pending"
+        else:
+            scaling["min_replicas"] = 1
+    values.drop_unless((*path, "pollingInterval"), 30, "KEDA's polling interval")
+    values.drop((*path, "idleReplicaCount"), "KEDA's idle replica count",
+                "min_replicas = 0 with signal = \"router_pending\" scales to zero and wakes")
+    for key in ("initialCooldownPeriod", "fallback", "advanced"):
+        values.drop((*path, key), f"KEDA's {key}")
+    return scaling
+
+
+def _ray_cluster(values: Values, path: Path, model: dict[str, Any]) -> None:
+    """``raySpec``: the chart's RayCluster is one replica over a head pod and ``replicaCount`` worker
+    pods; stackc spreads a replica over ``serving.nodes`` pods (a LeaderWorkerSet, vLLM without Ray)."""
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return
+    head = (*path, "headNode")
+    model["serving"]["nodes"] = model["replicas"] + 1
+    model["replicas"] = 1
+    if model["serving"].get("prefix_caching") is False:
+        model["serving"]["prefix_caching"] = None  # the RayCluster's script writes the flag only to turn it on
+    vllm_config = (*path[:-1], "vllmConfig")
+    if values.has(vllm_config) and not values.has((*vllm_config, "v1")):
+        values.drop(path, "the RayCluster's VLLM_USE_V1=0 (vLLM's v0 engine, which the chart pins unless vllmConfig.v1 "
+                    "is set)", "current vLLM has only its V1 engine; stackc runs that")
+    head_accelerators, head_resources = _resources(values, head)
+    if head_accelerators != model["accelerators"] or head_resources != model["resources"]:
+        values.drop(head, "resources for the Ray head pod that differ from the worker pods'",
+                    "stackc gives every pod of a multi-node replica the model's resources")
+    values.drop((*head, "initContainer"), "an init container for the Ray head pod only",
+                "init_containers run in every pod of the replica")
+    for key in values.keys(path):
+        if key not in ("enabled", "headNode"):
+            values.drop((*path, key), f"raySpec.{key}")
 
 
 def _vllm_config(values: Values, path: Path, serving: dict[str, Any], args: list[str], env: dict[str, str]) -> None:
@@ -215,6 +358,8 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
         return None
     role = values.text((*path, "kvRole"), "kv_both")
     v0 = values.text((*model, "vllmConfig", "v0")) == "1"
+    if values.get((*path, "enablePD"), bool, False) and role in PD_ROLES and not v0:
+        return _pd_role(values, path, role, env)
     cpu = values.text((*path, "cpuOffloadingBufferSize"))
     if not v0 and role == "kv_both" and cpu and cpu.isdigit() and int(cpu) > 0 \
             and set(values.keys(path)) <= {"enabled", "cpuOffloadingBufferSize", "kvRole", "logLevel"}:
@@ -233,15 +378,38 @@ def _lmcache(values: Values, model: Path, args: list[str], env: dict[str, str]) 
         env["CUDA_VISIBLE_DEVICES"] = devices
     if level := values.text((*path, "logLevel")):
         env["LMCACHE_LOG_LEVEL"] = level
-    for key in ("enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize",
-                "nixlBufferDevice", "nixlEnableGc"):
-        values.drop((*path, key), "prefill/decode disaggregation (hostIPC, NIXL peers)",
-                    "write the prefill and decode entries as one model with [models.KEY.disaggregation] "
-                    "connector = \"lmcache\" and prefill/decode tables (docs/disaggregation.md)")
-    for key in ("enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort",
-                "workerPorts", "p2pHost", "p2pInitPorts", "workerHeartbeatTime"):
-        values.drop((*path, key), "the LMCache controller (KV-aware routing)", "stackc's router does not talk to it")
+    values.drop_feature("prefill/decode disaggregation without its partner entry", [(*path, key) for key in (
+        "enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort", "nixlBufferSize", "nixlBufferDevice",
+        "nixlEnableGc")], "list a kv_producer and a kv_consumer entry of one modelURL with enablePD: they become "
+        "one model with [models.KEY.disaggregation] (docs/disaggregation.md)")
+    values.drop_feature(LMCACHE_CONTROLLER, [(*path, key) for key in (
+        "enableController", "instanceId", "controllerPort", "controllerReplyPort", "workerPort", "workerPorts",
+        "p2pHost", "p2pInitPorts", "workerHeartbeatTime")], LMCACHE_CONTROLLER_HINT)
     return None
+
+
+def _pd_role(values: Values, path: Path, role: str, env: dict[str, str]) -> dict[str, Any]:
+    """One side of a P/D pair: stackc's ``lmcache`` connector writes the chart's NIXL wiring itself."""
+    values.drop_unless((*path, "enableNixl"), True, "LMCache's P/D without NIXL",
+                       "stackc's lmcache connector uses NIXL")
+    values.consumed.update({(*path, "nixlRole"), (*path, "nixlPeerHost")})  # the roles' sender/receiver wiring
+    values.drop_unless((*path, "nixlPeerPort"), "55555", "a NIXL port other than LMCache's 55555")
+    values.drop_unless((*path, "nixlBufferSize"), str(2**30), "a NIXL buffer other than 1 GiB")
+    values.drop_unless((*path, "nixlBufferDevice"), "cuda", "a NIXL buffer off the GPU")
+    values.consumed.add((*path, "nixlEnableGc"))
+    cpu = values.text((*path, "cpuOffloadingBufferSize"))
+    if cpu and _positive(cpu):
+        values.drop((*path, "cpuOffloadingBufferSize"), "CPU offloading beside P/D transfer")
+    if devices := values.text((*path, "cudaVisibleDevices")):
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    if level := values.text((*path, "logLevel")):
+        env["LMCACHE_LOG_LEVEL"] = level
+    for key in values.keys(path):
+        if key not in ("enabled", "kvRole", "enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort",
+                       "nixlBufferSize", "nixlBufferDevice", "nixlEnableGc", "cpuOffloadingBufferSize",
+                       "cudaVisibleDevices", "logLevel"):
+            values.drop((*path, key), f"lmcacheConfig.{key} on a P/D role")
+    return {"pd_role": PD_ROLES[role]}
 
 
 def _cache_server(values: Values, draft: Draft) -> None:
@@ -252,28 +420,25 @@ def _cache_server(values: Values, draft: Draft) -> None:
         values.feature(path, "the LMCache cache server")  # off: consumed quietly
         return
     for key in ("repository", "tag"):
-        values.drop((*path, key), f"cacheserverSpec.{key}, which the chart ignores",
-                    "the chart reads cacheserverSpec.image.repository and image.tag")
-    repository = values.text((*path, "image", "repository"))
-    tag = values.text((*path, "image", "tag"))
-    if repository is None or tag is None:
-        values.error((*path, "image"), "missing: the cache server's image (image.repository and image.tag)")
-        values.raw(path)
-        return
+        values.drop((*path, key), f"cacheserverSpec.{key}, which the chart ignores (it runs image.{key}, by "
+                    "default lmcache/vllm-openai:latest)", f"move it to cacheserverSpec.image.{key}")
+    # the chart's defaults, as `helm install` fills them in
+    repository = values.text((*path, "image", "repository"), "lmcache/vllm-openai")
+    tag = values.text((*path, "image", "tag"), "latest")
     accelerators, resources = split_resources(values, (*path, "resources"))
     if accelerators:
         values.drop((*path, "resources"), "accelerators for the cache server, which keeps blocks in memory")
     draft.kv_cache_server = {"image": f"{repository}:{tag}", "port": values.integer((*path, "containerPort")),
                              "serde": values.text((*path, "serde")), "resources": resources,
-                             "image_pull_policy": values.text((*path, "image", "pullPolicy"))}
+                             "image_pull_policy": values.text((*path, "imagePullPolicy"), "IfNotPresent")}
     values.drop_unless((*path, "replicaCount"), 1, "more than one cache server replica",
                        "stackc runs one: each replica would be a separate store behind the same Service")
     values.drop_unless((*path, "serviceType"), "ClusterIP", "the cache server's Service type")
     values.drop((*path, "servicePort"), "the cache server's Service port", "stackc's Service listens on its "
                 "containerPort, which the engines are told")
     for key in values.keys(path):
-        if key not in ("enabled", "image", "containerPort", "serde", "resources", "repository", "tag",
-                       "replicaCount", "serviceType", "servicePort"):
+        if key not in ("enabled", "image", "imagePullPolicy", "containerPort", "serde", "resources", "repository",
+                       "tag", "replicaCount", "serviceType", "servicePort"):
             values.drop((*path, key), f"cacheserverSpec.{key}")
     for model in draft.models.values():
         if (model.get("kv_offload") or {}).get("backend") == "lmcache":
@@ -411,14 +576,22 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     options["replicas"] = values.integer((*ROUTER, "replicaCount"), 1)
     _, resources = split_resources(values, (*ROUTER, "resources"))
     options["resources"] = resources or None
-    for key in ("repository", "tag"):
-        values.drop((*ROUTER, key), "the production-stack router's image",
-                    "stackc deploys its own router ([targets.router] image)")
+    values.drop_feature("the production-stack router's image", [(*ROUTER, "repository"), (*ROUTER, "tag")],
+                        "stackc deploys its own router ([targets.router] image)")
     values.consumed.add((*ROUTER, "imagePullPolicy"))
     logic = values.text((*ROUTER, "routingLogic"), "roundrobin")
     routing: dict[str, Any] = {}
     if logic in ROUTING:
         routing["strategy"] = ROUTING[logic]
+    elif logic == "kvaware":
+        routing["strategy"] = "prefix"  # the closest stackc has: where the prompt's prefix was sent before
+        values.drop_feature(LMCACHE_CONTROLLER, [(*ROUTER, "routingLogic")], LMCACHE_CONTROLLER_HINT)
+        values.drop_feature(LMCACHE_CONTROLLER, [(*ROUTER, key) for key in (
+            "lmcacheControllerPort", "lmcacheControllerReplyPort", "lmcacheControllerHeartbeatPort")])
+    elif logic == "disaggregated_prefill":
+        # stackc's router sends each request to a disaggregated model's prefill role, then its decode role
+        values.consumed.add((*ROUTER, "enablePD"))
+        _pd_labels(values)
     else:
         values.drop((*ROUTER, "routingLogic"), f"routing logic {logic!r}",
                     "stackc routes by prefix, least_loaded, session or round_robin")
@@ -440,8 +613,10 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
                 "extraVolumeMounts", "podAnnotations", "serviceAnnotations", "nodePort", "strategy", "affinity",
                 "nodeSelectorTerms", "nodeSelector", "tolerations", "priorityClassName", "securityContext",
                 "containerSecurityContext", "imagePullSecrets", "hf_token", "lmcacheControllerPort",
+                "lmcacheControllerReplyPort", "lmcacheControllerHeartbeatPort",
                 "serviceAccountName", "livenessProbe", "readinessProbe", "startupProbe", "serviceMonitor"):
-        values.drop((*ROUTER, key), f"the production-stack router's {key}")
+        if (*ROUTER, key) not in values.taken:
+            values.drop((*ROUTER, key), f"the production-stack router's {key}")
     values.drop_unless((*ROUTER, "lmcacheConfig", "logLevel"), "INFO", "the router's LMCache log level")
     values.drop((*ROUTER, "vllmApiKey", "secretName"), "the key the router forwards to engines",
                 "the engines' key is security.api_key; the router's own keys are [targets.router] api_keys")
@@ -452,6 +627,17 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     values.feature((*ROUTER, "pdb"), "a custom PodDisruptionBudget for the router",
                    "stackc gives the router its own budget")
     return {"routing": routing}
+
+
+def _pd_labels(values: Values) -> None:
+    """The chart's router finds the P/D pair by label flags; stackc's router knows the roles from the spec."""
+    path = (*ROUTER, "extraArgs")
+    args = values.find(path)
+    if not isinstance(args, list) or len(args) % 2:
+        return
+    flags = args[0::2]
+    if set(flags) <= {"--prefill-model-labels", "--decode-model-labels"}:
+        values.raw(path)
 
 
 def _ingress(values: Values, options: dict[str, Any]) -> None:
@@ -552,8 +738,7 @@ def _top_level(values: Values, draft: Draft) -> None:
     values.feature(("loraController",), "the LoRA controller", "adapters are loaded at start "
                    "(serving.lora_adapters)", switch="enableLoraController")
     _cache_server(values, draft)
-    values.feature(("sharedPvcStorage",), "one shared volume for every model",
-                   "give each model cache = { existing_claim = CLAIM, access_mode = \"ReadWriteMany\" }")
+    _shared_storage(values, draft)
     values.feature(("kube-prometheus-stack",), "the bundled Prometheus")
     values.feature(("prometheus-adapter",), "the bundled Prometheus adapter")
     if values.get(("grafanaDashboards", "enabled"), bool, False):
@@ -571,6 +756,43 @@ def _top_level(values: Values, draft: Draft) -> None:
             values.drop(("extraObjects", index), "a templated extra object", "write it out as a mapping")
     values.drop_unless(("nameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
     values.drop_unless(("fullnameOverride",), "", "a name override", "stackc names objects STACK-MODEL")
+
+
+def _inline_secret(values: Values, path: Path, stack: str, key: str, what: str) -> dict[str, str]:
+    """A secret written into the values: the chart stores it in the Secret RELEASE-secrets under ``key``;
+    the spec reads the same key from STACK-secrets, which the user creates (stackc never inlines one),
+    so the endpoint stays closed."""
+    name = f"{stack}-secrets"
+    values.drop(path, f"the {what} written into the values; the spec reads it from the Secret {name} "
+                f"(key {key}), which you create", f"kubectl create secret generic {name} "
+                f"--from-literal={key}=… (the chart kept it in RELEASE-secrets under the same key)")
+    return {"name": name, "key": key}
+
+
+def _shared_storage(values: Values, draft: Draft) -> None:
+    """``sharedPvcStorage``: one ReadWriteMany volume every engine keeps its weights on (the chart's HF_HOME),
+    which is the stack's shared cache; a model's own claim then caches nothing in the chart."""
+    path = ("sharedPvcStorage",)
+    if not values.get((*path, "enabled"), bool, False):
+        values.raw(path)
+        return
+    server, export = values.text((*path, "nfs", "server")), values.text((*path, "nfs", "path"))
+    draft.shared_cache = {"size": quantity(values.get((*path, "size"), (str, int))) or "100Gi",
+                          "storage_class": values.text((*path, "storageClass")) or None,
+                          "nfs": {"server": server, "path": export} if server and export else None}
+    values.raw((*path, "nfs"))
+    values.drop((*path, "hostPath"), "a hostPath volume shared by the models",
+                "Pod Security \"restricted\" admits claims only: use nfs, a storageClass, or an existing claim")
+    values.drop_unless((*path, "accessModes"), ["ReadWriteMany"], "an access mode other than ReadWriteMany",
+                       "a shared cache is mounted by every replica")
+    values.raw((*path, "image"))  # the LoRA controller's permission fixer, which stackc does not run
+    for key, model in draft.models.items():
+        if model.pop("cache", None):
+            index = next(i for i, origin in enumerate(values.sequence((*ENGINE, "modelSpec")))
+                         if values.location((*ENGINE, "modelSpec", i)) == draft.origins[key])
+            values.drop((*ENGINE, "modelSpec", index, "pvcStorage"), "the model's own claim, which holds no weights "
+                        "while sharedPvcStorage is on (the chart's HF_HOME is the shared volume)",
+                        "the model uses [stack.shared_cache]")
 
 
 def _secret(values: Values, path: Path) -> dict[str, str] | None:

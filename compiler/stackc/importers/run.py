@@ -31,8 +31,13 @@ def import_values(chart: str, paths: Sequence[str], name: str | None = None,
                   namespace: str | None = None) -> Imported:
     """The spec for ``chart`` deployed with ``paths``; raises ValuesError for input it cannot import."""
     module = importlib.import_module(CHARTS[chart])
-    values = module.read(paths) if hasattr(module, "read") else Values(*read_values(paths), paths[-1])
-    draft = module.convert(values, name or stack_name(paths, module.DEFAULT_NAME))
+    def read() -> Values:
+        return module.read(paths) if hasattr(module, "read") else Values(*read_values(paths), paths[-1])
+
+    if not name:  # the derived name must fit beside the model keys, which the chart's module finds
+        name = stack_name(paths, module.DEFAULT_NAME, list(module.convert(read(), module.DEFAULT_NAME).models))
+    values = read()
+    draft = module.convert(values, name)
     if namespace:
         draft.namespace = namespace
     if values.errors:
@@ -58,8 +63,16 @@ def _compile(text: str, origins: dict[str, Location], fallback: Location) -> Non
         pipeline.compile_stack([name], load_registry(), texts=[(name, text)])
     except DiagnosticsError as error:
         raise ValuesError([attrs.evolve(d, code="E092", message=f"the imported spec is invalid: {d.message}",
-                                        location=_origin(d.path, origins, fallback))
+                                        location=_origin(d.path, origins, fallback), hint=_hint(d))
                            for d in error.diagnostics if d.severity is Severity.ERROR]) from None
+
+
+def _hint(diagnostic: Diagnostic) -> str | None:
+    """A name that is too long is fixed on the command line: say how."""
+    if "too long" in diagnostic.message or "characters" in diagnostic.message and "stack name" in diagnostic.message:
+        return f"{diagnostic.hint}: pass a shorter stack name with --name" if diagnostic.hint else \
+            "pass a shorter stack name with --name"
+    return diagnostic.hint
 
 
 def _origin(path: tuple[str | int, ...], origins: dict[str, Location], fallback: Location) -> Location:

@@ -12,9 +12,10 @@ import datetime
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
 import yaml
 
-from stackc.diagnostics import Diagnostic, Location, Severity
+from stackc.diagnostics import Diagnostic, Location, Severity, format_path
 
 Path = tuple[str | int, ...]
 MISSING = object()
@@ -42,10 +43,12 @@ def load_documents(name: str, text: str) -> tuple[list[Any], dict[Path, Location
     except yaml.YAMLError as error:
         raise ValuesError([Diagnostic("E090", f"invalid YAML: {error}", location=Location(name))]) from None
     try:
+        _check_shape(name, text)
+        budget = [MAX_NODES]
         while loader.check_node():
             node = loader.get_node()
             index = len(documents)
-            documents.append(_plain(loader, node, (index,), name, locations))
+            documents.append(_plain(loader, node, (index,), name, locations, budget))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
@@ -57,8 +60,45 @@ def load_documents(name: str, text: str) -> tuple[list[Any], dict[Path, Location
     return documents, locations
 
 
+#: deeper than any chart's values; PyYAML's composer and our reader recurse once per level
+MAX_DEPTH = 100
+#: values after alias expansion: a few aliases can otherwise stand for billions of nodes
+MAX_NODES = 1_000_000
+
+
+def _check_shape(name: str, text: str) -> None:
+    """Refuse, before composing, nesting deeper than MAX_DEPTH and an alias inside its own anchor:
+    both would recurse without end (PyYAML's parser is iterative, so it can look first)."""
+    depth = 0
+    open_anchors: list[str | None] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        mark = event.start_mark
+        where = Location(name, mark.line + 1, mark.column + 1)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            open_anchors.append(event.anchor)
+            if depth > MAX_DEPTH:
+                raise ValuesError([Diagnostic("E090", f"invalid YAML: nested more than {MAX_DEPTH} levels deep",
+                                              location=where)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            open_anchors.pop()
+        elif isinstance(event, yaml.AliasEvent) and event.anchor in open_anchors:
+            raise ValuesError([Diagnostic("E090", f"invalid YAML: the alias *{event.anchor} refers to a value "
+                                          "that contains it", hint="an anchor cannot include itself",
+                                          location=where)])
+
+
 def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: Path, name: str,
-           locations: dict[Path, Location]) -> Any:
+           locations: dict[Path, Location], budget: list[int]) -> Any:
+    budget[0] -= 1
+    mark = node.start_mark
+    if budget[0] < 0:
+        raise ValuesError([Diagnostic("E090", f"invalid YAML: more than {MAX_NODES} values once aliases are "
+                                      "expanded", location=Location(name, mark.line + 1, mark.column + 1))])
+    if len(path) > MAX_DEPTH + 1:  # aliases inside aliases nest deeper than the text does
+        raise ValuesError([Diagnostic("E090", f"invalid YAML: nested more than {MAX_DEPTH} levels deep once "
+                                      "aliases are expanded", location=Location(name, mark.line + 1, mark.column + 1))])
     locations.setdefault(path, Location(name, node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
@@ -71,10 +111,10 @@ def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: Path, name: str,
             key = key_node.value  # as written: Helm keys are strings, `on:` is not a boolean here
             child = (*path, key)
             locations[child] = Location(name, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            mapping[key] = _plain(loader, value_node, child, name, locations)
+            mapping[key] = _plain(loader, value_node, child, name, locations, budget)
         return mapping
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(loader, item, (*path, i), name, locations) for i, item in enumerate(node.value)]
+        return [_plain(loader, item, (*path, i), name, locations, budget) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -120,11 +160,25 @@ def read_values(paths: Sequence[str]) -> tuple[Any, dict[Path, Location]]:
         if documents and not isinstance(documents[0], dict):
             raise ValuesError([Diagnostic("E090", "a values file must be a mapping of keys to values",
                                           location=found.get((0,), Location(path)))])
-        locations.update({_strip(p): loc for p, loc in found.items()})
         merged = merge(merged, documents[0] if documents else {})
+        # the file that set a value is where it is: a key the override replaced (a list, a scalar,
+        # a null) no longer points into the base file
+        located = {_strip(p): loc for p, loc in found.items()}
+        locations = {p: loc for p, loc in {**locations, **located}.items() if _holds(merged, p)}
     if problems:
         raise ValuesError(problems)
     return merged, locations
+
+
+def _holds(data: Any, path: Path) -> bool:
+    for part in path:
+        if isinstance(data, dict) and isinstance(part, str) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
 
 
 def _read(path: str) -> str:
@@ -147,6 +201,8 @@ class Values:
         self.taken: set[Path] = set()  # subtrees taken (or dropped) whole
         self.dropped: list[Diagnostic] = []
         self.errors: list[Diagnostic] = []
+        #: feature -> the key its report is located at, and the other keys it stands for
+        self.features: dict[str, tuple[Path, list[Path]]] = {}
 
     def find(self, path: Path) -> Any:
         node = self.data
@@ -253,6 +309,25 @@ class Values:
             return
         self.dropped.append(Diagnostic("W090", f"not imported: {reason}", path, hint, Severity.WARNING,
                                        self.location(path)))
+
+    def drop_feature(self, feature: str, paths: Sequence[Path], hint: str | None = None) -> None:
+        """One report for one feature spread over several keys: located at the first key set, naming the
+        others it stands for; reporting each key would bury the feature in repeats."""
+        present = [path for path in paths if self.has(path)]
+        for path in paths:
+            self._consume_tree(path)
+        if not present:
+            return
+        first, others = self.features.setdefault(feature, (present[0], []))
+        others.extend(path for path in present if path != first)
+        also = f" (also {', '.join(format_path(path) for path in others)})" if others else ""
+        report = Diagnostic("W090", f"not imported: {feature}{also}", first, hint, Severity.WARNING,
+                            self.location(first))
+        index = next((i for i, d in enumerate(self.dropped) if d.path == first and d.code == "W090"), None)
+        if index is None:
+            self.dropped.append(report)
+        else:
+            self.dropped[index] = attrs.evolve(report, hint=self.dropped[index].hint or hint)
 
     def feature(self, path: Path, reason: str, hint: str | None = None, switch: str = "enabled") -> bool:
         """A switchable block: consumed quietly when off, reported when on. True when it is on."""

@@ -88,6 +88,18 @@ class RouterOptions:
     max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, metadata={"doc": "Largest request body accepted.",
                                                                           "minimum": 1})
     max_in_flight: int = attrs.field(default=1024, metadata={"doc": "Concurrent requests before 429s.", "minimum": 1})
+    max_connections_per_address: int = attrs.field(default=2048, metadata={
+        "doc": "Connections one client address may hold; at the limit its connections without a request under way "
+               "are closed first (docs/router.md, \"Per-client limits\"). Behind a proxy that hides client "
+               "addresses every client has the proxy's: raise this and `max_in_flight_per_address`.",
+        "minimum": 1})
+    max_in_flight_per_address: int = attrs.field(default=512, metadata={
+        "doc": "Requests one client address may have in flight (held ones included) before 429s.", "minimum": 1})
+    max_connections_per_key: int = attrs.field(default=2048, metadata={
+        "doc": "Connections that may present one API key (with `api_keys`).", "minimum": 1})
+    max_in_flight_per_key: int = attrs.field(default=512, metadata={
+        "doc": "Requests one API key may have in flight, from any address, before 429s (with `api_keys`).",
+        "minimum": 1})
     hold_queue: int = attrs.field(default=100, metadata={
         "doc": "Requests held per model while it has no ready replica (scale from zero, a replica still loading), "
                "served in arrival order once one is ready; when it is full, a 503 at once. 0: a 503 at once.",
@@ -200,6 +212,10 @@ def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
             prefill=prefill_route(prefill, kubernetes=discovery(prefill)) if prefill is not None else None))
     config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
                     max_in_flight=options.max_in_flight, hold_queue=options.hold_queue,
+                    max_connections_per_address=options.max_connections_per_address,
+                    max_in_flight_per_address=options.max_in_flight_per_address,
+                    max_connections_per_key=options.max_connections_per_key,
+                    max_in_flight_per_key=options.max_in_flight_per_key,
                     hold_timeout_s=float(options.hold_timeout_seconds),
                     api_keys_file=f"{KEYS_PATH}/{options.api_keys.key}" if options.api_keys else None)
     return to_data(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from stackc.importers.values import ValuesError
 from stackc.testing import compile_text, objects
 
 DATA = Path(__file__).parent / "data"
+
+
+def import_text(tmp_path: Path, chart: str, text: str, **options):
+    """Import values written here (a case too small for a file in data/)."""
+    (tmp_path / "values.yaml").write_text(text)
+    return import_values(chart, [str(tmp_path / "values.yaml")], **options)
 
 
 def imported(chart: str, name: str) -> tuple[str, list]:
@@ -101,11 +108,13 @@ def test_production_stack_models_router_and_lora():
     router_config = next(o for o in objects(compile_text(text).files) if o["kind"] == "ConfigMap"
                          and o["metadata"]["name"].endswith("router"))
     assert "sql-lora" in str(router_config["data"])
-    assert spec["stack"]["targets"] == ["manifests", "router"]
+    assert spec["stack"]["targets"] == ["manifests", "helm", "router"]  # a chart's user gets a chart back
     assert spec["targets"]["router"]["ingress"] == {"host": "llm.example.com", "class_name": "nginx",
                                                      "tls_secret": "llm-tls"}
     assert spec["models"]["llama3"]["routing"] == {"strategy": "session", "session_header": "x-user-id"}
-    assert [d.dotted_path for d in report] == ["servingEngineSpec.modelSpec[1].keda"]
+    assert report == []
+    assert spec["models"]["mistral"]["autoscaling"] == {"min_replicas": 1, "max_replicas": 4, "signal": "waiting",
+                                                        "target": 5}  # the chart's default trigger
 
 
 def test_doubleword_groups_parse_engine_and_flags_from_the_command():
@@ -360,3 +369,227 @@ def test_import_never_tracebacks_on_a_damaged_real_values_file(tmp_path, sample,
     target = tmp_path / "values.yaml"
     target.write_text(yaml.safe_dump_all(values))
     imports_or_locates(chart, target)
+
+
+def test_a_derived_stack_name_fits_beside_the_model_keys_and_a_given_one_is_hinted(tmp_path, capsys):
+    values = tmp_path / "values-15-a-minimal-pipeline-parallel-example-raycluster.yaml"
+    values.write_text("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: distilgpt2-raycluster\n"
+                      "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: distilbert/distilgpt2\n")
+    stack = tomllib.loads(import_values("production-stack", [str(values)]).text)["stack"]
+    assert stack["name"] == "a-minimal-pipeline"  # cut at a word to fit KubeRay's 47 with the model key
+    assert main(["import", "--from", "production-stack", str(values), "--name", "x" * 40]) == 2
+    assert "pass a shorter stack name with --name" in capsys.readouterr().err
+
+
+def test_a_ray_cluster_is_one_replica_over_the_head_and_worker_pods(tmp_path):
+    values = tmp_path / "ray.yaml"
+    values.write_text("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: gpt\n"
+                      "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: distilbert/distilgpt2\n"
+                      "    replicaCount: 2\n    requestGPU: 1\n    vllmConfig: {pipelineParallelSize: 3}\n"
+                      "    raySpec:\n      enabled: true\n      headNode: {requestGPU: 1, requestCPU: 4}\n")
+    result = import_values("production-stack", [str(values)])
+    model = tomllib.loads(result.text)["models"]["gpt"]
+    assert (model["replicas"], model["serving"]["nodes"], model["accelerators"]["count"]) == (1, 3, 1)
+    [head] = [d for d in result.report if d.dotted_path == "servingEngineSpec.modelSpec[0].raySpec.headNode"]
+    assert "head pod" in head.message and head.location.line == 13  # its CPU differs from the workers'
+    [group] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "LeaderWorkerSet"]
+    assert group["spec"]["replicas"] == 1 and group["spec"]["leaderWorkerTemplate"]["size"] == 3
+
+
+PD_ENTRY = """  - name: llama-{role}
+    repository: lmcache/vllm-openai
+    tag: v0.3.5
+    modelURL: meta-llama/Llama-3.1-8B-Instruct
+    requestGPU: 1
+    requestCPU: {cpu}
+    lmcacheConfig: {{enabled: true, kvRole: {kv_role}, enableNixl: true, nixlRole: {nixl}, enablePD: true,
+                    nixlPeerHost: {peer}, nixlPeerPort: "55555"}}
+"""
+PD_PAIR = ("servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n"
+           + PD_ENTRY.format(role="prefill", cpu=12, kv_role="kv_producer", nixl="sender",
+                             peer="pd-llama-decode-engine-service")
+           + PD_ENTRY.format(role="decode", cpu=8, kv_role="kv_consumer", nixl="receiver", peer="0.0.0.0")
+           + "routerSpec:\n  routingLogic: disaggregated_prefill\n  enablePD: true\n"
+           "  extraArgs: [--prefill-model-labels, llama-prefill, --decode-model-labels, llama-decode]\n")
+
+
+def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
+    result = import_text(tmp_path, "production-stack", PD_PAIR, name="pd")
+    assert not result.report
+    [(key, model)] = tomllib.loads(result.text)["models"].items()
+    assert key == "llama" and model["disaggregation"]["connector"] == "lmcache"
+    roles = model["disaggregation"]
+    assert roles["prefill"]["resources"]["requests"]["cpu"] == "12"
+    assert roles["decode"]["resources"]["requests"]["cpu"] == "8"
+    names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
+    assert {"pd-llama-prefill", "pd-llama-decode"} <= names
+
+
+KEDA = """servingEngineSpec:
+  runtimeClassName: ""
+  modelSpec:
+  - name: llama
+    repository: vllm/vllm-openai
+    tag: v0.10.1
+    modelURL: meta-llama/Llama-3.1-8B-Instruct
+    requestGPU: 1
+    keda:
+      enabled: true
+      minReplicaCount: {low}
+      maxReplicaCount: 4
+      cooldownPeriod: 600
+      triggers:
+      - type: prometheus
+        metadata:
+          serverAddress: http://prometheus-operated.monitoring.svc:9090
+          metricName: vllm:num_requests_running
+          query: vllm:num_requests_running{{model="llama"}}
+          threshold: "8"
+"""
+
+
+def test_keda_is_the_models_autoscaling(tmp_path):
+    result = import_text(tmp_path, "production-stack", KEDA.format(low=1))
+    assert not result.report
+    assert tomllib.loads(result.text)["models"]["llama"]["autoscaling"] == {
+        "min_replicas": 1, "max_replicas": 4, "scale_down_seconds": 600, "signal": "running", "target": 8}
+    [scaled] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "ScaledObject"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 4)
+
+
+def test_keda_to_zero_wakes_on_the_requests_the_router_holds(tmp_path):
+    result = import_text(tmp_path, "production-stack", KEDA.format(low=0))
+    scaling = tomllib.loads(result.text)["models"]["llama"]["autoscaling"]
+    assert (scaling["min_replicas"], scaling["signal"]) == (0, "router_pending")
+    [changed] = result.report
+    assert changed.dotted_path == "servingEngineSpec.modelSpec[0].keda.minReplicaCount" and changed.location.line == 11
+    compile_text(result.text)
+
+
+def test_a_key_written_into_the_values_is_a_secret_the_router_and_engines_require(tmp_path):
+    result = import_text(
+        tmp_path, "production-stack",
+        "servingEngineSpec:\n  runtimeClassName: ''\n  vllmApiKey: abc123XYZ987\n  modelSpec:\n  - name: opt\n"
+        "    repository: vllm/vllm-openai\n    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    hf_token: hf_x\n",
+        name="secure")
+    assert "abc123XYZ987" not in result.text and "hf_x" not in result.text
+    spec = tomllib.loads(result.text)
+    key = {"name": "secure-secrets", "key": "vllmApiKey"}  # the chart's RELEASE-secrets layout
+    assert spec["models"]["opt"]["security"] == {"api_key": key, "hf_token": {"name": "secure-secrets",
+                                                                              "key": "hf_token_opt"}}
+    assert spec["targets"]["router"]["api_keys"] == key
+    told = {d.dotted_path: d.message for d in result.report}
+    assert "Secret secure-secrets (key vllmApiKey), which you create" in told["servingEngineSpec.vllmApiKey"]
+    assert "key hf_token_opt" in told["servingEngineSpec.modelSpec[0].hf_token"]
+    found = objects(compile_text(result.text).files)
+    router = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "secure-router")
+    assert {"secretName": "secure-secrets"}.items() <= next(
+        v["secret"] for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys").items()
+
+
+def test_one_feature_spread_over_many_keys_is_one_report(tmp_path):
+    result = import_text(
+        tmp_path, "production-stack",
+        "servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n  - name: opt\n    repository: vllm/vllm-openai\n"
+        "    tag: v0.10.1\n    modelURL: facebook/opt-125m\n    lmcacheConfig:\n      enabled: true\n"
+        "      cpuOffloadingBufferSize: '4'\n      enableController: true\n      controllerPort: '9000'\n"
+        "      p2pHost: localhost\nrouterSpec:\n  routingLogic: kvaware\n  lmcacheControllerPort: 9000\n")
+    [report] = result.report
+    assert (report.dotted_path, report.location.line) == ("routerSpec.routingLogic", 15)
+    assert "also routerSpec.lmcacheControllerPort, servingEngineSpec.modelSpec[0].lmcacheConfig.enableController" \
+        in report.message
+    assert tomllib.loads(result.text)["models"]["opt"]["routing"] == {"strategy": "prefix"}
+
+
+def test_doubleword_readme_image_form_and_disabled_incomplete_groups(tmp_path):
+    result = import_text(
+        tmp_path, "doubleword",
+        "modelGroups:\n  vllm-llama:\n    enabled: true\n    image: vllm/vllm-openai\n    tag: v0.10.1\n"
+        "    modelAlias: [llama]\n    command: [vllm, serve, --model, meta-llama/Llama-3.1-8B-Instruct]\n"
+        "    resources: {limits: {nvidia.com/gpu: 1}}\n"
+        "  draft:\n    enabled: false\n    modelAlias: [draft]\n")
+    models = tomllib.loads(result.text)["models"]
+    assert list(models) == ["vllm-llama"] and models["vllm-llama"]["image"] == "vllm/vllm-openai:v0.10.1"
+    [skipped] = result.report
+    assert (skipped.dotted_path, skipped.location.line) == ("modelGroups.draft", 9)
+    compile_text(result.text)
+
+
+def test_doubleword_init_container_mount_of_an_undeclared_volume_is_reported(tmp_path):
+    result = import_text(
+        tmp_path, "doubleword",
+        "modelGroups:\n  g:\n    enabled: true\n    image: {repository: vllm/vllm-openai, tag: v0.10.1}\n"
+        "    command: [vllm, serve, --model, org/m]\n    initContainers:\n    - name: fetch\n      image: busybox\n"
+        "      volumeMounts:\n      - {name: model-data, mountPath: /models}\n")
+    [mount] = result.report
+    assert mount.dotted_path == "modelGroups.g.initContainers[0].volumeMounts[0]" and mount.location.line == 10
+    compile_text(result.text)
+
+
+def test_ai_on_eks_aibrix_is_the_vllm_deployment_labelled_and_named_for_aibrix(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: NousResearch/Llama-3.2-1B\ninference:\n"
+                         "  serviceName: llama-aibrix\n  framework: aibrix\n")
+    model = tomllib.loads(result.text)["models"]["llama-aibrix"]
+    assert model["labels"] == {"model.aibrix.ai/name": "llama-aibrix"} and model["served_name"] == "llama-aibrix"
+    [deployment] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["model.aibrix.ai/name"] == "llama-aibrix"
+
+
+def test_ai_on_eks_neuron_values_that_set_only_memory_keep_the_charts_device(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: meta-llama/Llama-3.1-8B-Instruct\nmodelParameters:\n"
+                         "  gpuMemoryUtilization: 0.8\ninference:\n  accelerator: neuron\n  framework: vllm\n"
+                         "  modelServer:\n    deployment:\n      resources:\n        neuron:\n"
+                         "          requests: {memory: 50Gi}\n")
+    model = tomllib.loads(result.text)["models"]["inference"]
+    assert model["accelerators"] == {"count": 1, "resource": "aws.amazon.com/neuron"}  # Helm merges the default
+    assert model["engine_args"][-2:] == ["--gpu-memory-utilization", "0.8"]  # vLLM-Neuron's flag, as the chart
+    compile_text(result.text)
+
+
+def test_ai_on_eks_nim_runs_the_nim_image_with_the_charts_nim_defaults(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: meta/llama3-8b-instruct\ninference:\n  serviceName: nim-llama\n"
+                         "  framework: nim-container\n  modelServer:\n    image: {repository: nvcr.io/nim/meta/llama3-8b-instruct,"
+                         " tag: '1.0'}\n    deployment:\n      nim:\n        env: {NIM_MAX_MODEL_LEN: '4096'}\n"
+                         "imagePullSecrets: [{name: ngc-secret}]\n")
+    assert not result.report
+    [deployment] = [o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["NIM_MAX_MODEL_LEN"] == "4096" and env["NIM_CACHE_PATH"] == "/opt/nim/.cache"
+    assert env["NGC_API_KEY"] == {"name": "ngc-api", "key": "NGC_API_KEY"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
+    assert container["livenessProbe"]["initialDelaySeconds"] == 900
+    assert pod["imagePullSecrets"] == [{"name": "ngc-secret"}] and pod["securityContext"]["runAsUser"] == 1000
+
+
+def test_ai_on_eks_triton_runs_tritonserver_over_the_charts_model_repository(tmp_path):
+    result = import_text(tmp_path, "ai-on-eks", "model: Qwen/Qwen3-1.7B\nmodelParameters:\n  maxModelLen: 8192\n"
+                         "inference:\n  serviceName: qwen-triton\n  framework: triton-vllm\n  modelServer:\n"
+                         "    image: {repository: nvcr.io/nvidia/tritonserver, tag: 25.06-vllm-python-py3}\n")
+    [protocol] = result.report
+    assert protocol.dotted_path == "inference.framework" and "KServe v2 protocol" in protocol.message
+    found = objects(compile_text(result.text).files)
+    [repository] = [o for o in found if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "triton-model-repository"]
+    assert json.loads(repository["data"]["model.json"]) == {"max_model_len": 8192, "model": "Qwen/Qwen3-1.7B"}
+    [deployment] = [o for o in found if o["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["tritonserver"] and "--model-repository=/models" in container["args"]
+    assert {"name": "model-repository", "mountPath": "/models/vllm_model"}.items() <= next(
+        m for m in container["volumeMounts"] if m["name"] == "model-repository").items()
+
+
+def test_shared_pvc_storage_is_the_stacks_shared_cache(tmp_path):
+    model = "  - {{name: {name}, repository: vllm/vllm-openai, tag: v0.10.1, modelURL: org/{name}, requestGPU: 1{own}}}\n"
+    result = import_text(
+        tmp_path, "production-stack",
+        "servingEngineSpec:\n  runtimeClassName: ''\n  modelSpec:\n" + model.format(name="a", own=", pvcStorage: 50Gi")
+        + model.format(name="b", own="") + "sharedPvcStorage:\n  enabled: true\n  size: 200Gi\n"
+        "  nfs: {server: 10.0.0.2, path: /exports/models}\n")
+    spec = tomllib.loads(result.text)
+    assert spec["stack"]["shared_cache"] == {"size": "200Gi", "nfs": {"server": "10.0.0.2", "path": "/exports/models"}}
+    assert "cache" not in spec["models"]["a"]  # the chart keeps weights on the shared volume, not the own claim
+    [own] = result.report
+    assert own.dotted_path == "servingEngineSpec.modelSpec[0].pvcStorage" and own.location.line == 4
+    kinds = [o["kind"] for o in objects(compile_text(result.text).files)]
+    assert "PersistentVolume" in kinds

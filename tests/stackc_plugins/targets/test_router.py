@@ -119,6 +119,18 @@ def test_the_hold_queue_comes_from_the_spec_and_readiness_is_probed_apart_from_l
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
+def test_per_client_limits_come_from_the_spec_and_the_router_reads_them() -> None:
+    """Behind a proxy that hides client addresses, a spec raises the per-address limits."""
+    assert "max_in_flight_per_address" not in yaml.safe_load(
+        router_objects()["ConfigMap/r-router"]["data"]["router.yaml"])["limits"]  # the router's default
+    spec = SPEC.replace("[targets.router]\n", "[targets.router]\nmax_connections_per_address = 4096\n"
+                        "max_in_flight_per_address = 1024\nmax_connections_per_key = 64\nmax_in_flight_per_key = 8\n")
+    found = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects(compile_text(spec).files)}
+    config = parse(yaml.safe_load(found["ConfigMap/r-router"]["data"]["router.yaml"]))
+    assert (config.max_connections_per_address, config.max_in_flight_per_address, config.max_connections_per_key,
+            config.max_in_flight_per_key) == (4096, 1024, 64, 8)
+
+
 def test_hold_settings_out_of_range_are_located_errors() -> None:
     spec = SPEC.replace("[targets.router]\n", "[targets.router]\nhold_queue = -1\nhold_timeout_seconds = 0\n")
     with pytest.raises(DiagnosticsError) as error:

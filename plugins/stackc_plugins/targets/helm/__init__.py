@@ -3,14 +3,22 @@ lifted into values, plus the objects of the stack's add-on targets (router, moni
 
 Templates are not written by hand: each object the manifests target renders is rendered again
 with sentinels in the lifted fields, and the sentinel lines become template expressions; the
-add-ons' objects, handed over by the pipeline (``bundle``), get the release's namespace and the
-chart's labels. The chart therefore cannot drift from the folders ``kubectl apply -k`` uses.
+add-ons' objects, handed over by the pipeline (``bundle``), get the chart's labels. The chart
+therefore cannot drift from the folders ``kubectl apply -k`` uses.
+
+The namespace is the release's: the chart's plan is lowered with a placeholder namespace
+(``release_namespace``), so every place that names it (objects, the router's discovery, RBAC
+subjects, NetworkPolicy peers, PromQL in dashboards, alerts and autoscalers) carries the
+placeholder, and each occurrence becomes ``.Release.Namespace``. Replacing the spec's namespace
+in the output instead would also hit names that merely contain it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,10 +35,25 @@ from stackc.spec.model import Form
 CHART_NAME = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a chart name: lowercase letters, digits and '-'", "E008", 63)
 SEMVER = Form(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$",
               "a SemVer 2 version such as '1.2.3'")
-#: what runs a model's pods: their engine container, replicas and scheduling come from the values;
-#: a cluster without the API fails the install rather than dropping the model
+#: what runs a model's pods: their engine container, replicas and scheduling come from the values
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet", "RayService")
-CORE_GROUPS = {"", "apps", "policy", "batch", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io"}
+#: API groups of objects that only watch the stack (monitors, alerts): rendered only where the cluster serves
+#: them, and NOTES.txt says what was skipped; every other object renders unconditionally, so a cluster
+#: without its API fails the install naming it, instead of a model serving otherwise than specified
+OBSERVABILITY_GROUPS = frozenset({"monitoring.coreos.com"})
+#: the namespace the chart's plan is lowered with: a DNS label (names and label values hold it) that no
+#: spec writes; each occurrence in the chart becomes the release's namespace
+RELEASE_NAMESPACE = "stackc-release-namespace"
+_NAMESPACE_EXPRESSION = "{{ .Release.Namespace }}"
+#: a hex digest is at least this long when it is taken for the digest of a text that holds the namespace
+_DIGEST_MIN = 16
+_HEX = re.compile("[0-9a-f]+")
+#: the placeholder as a whole plain scalar of a YAML text: a mapping's value or a list item, ending the line
+_PLAIN_NAMESPACE = re.compile(rf"(^|: |- ){RELEASE_NAMESPACE}$", re.MULTILINE)
+#: the DNS labels YAML 1.1 reads as something else than a string (bool, null, int, date): stackc's renderer
+#: single-quotes them (tests compare this with PyYAML's resolver)
+NOT_PLAIN_LABELS = ("^(yes|no|true|false|on|off|null|0b[01]+|0[0-7]+|0|[1-9][0-9]*|0x[0-9a-f]+"
+                    "|[0-9]{4}-[0-9]{2}-[0-9]{2})$")
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 
@@ -51,6 +74,7 @@ class HelmTarget:
     description = "A Helm chart of the whole stack: the manifests (tunable through values), router, monitoring, gateway"
     options_type = HelmOptions
     serves_models = True
+    release_namespace = RELEASE_NAMESPACE
 
     def check(self, plan: Plan, options: HelmOptions) -> Iterator[Diagnostic]:
         return kube.workload_problems(plan, self.name)
@@ -74,25 +98,35 @@ class HelmTarget:
                 yield Artifact(f"{root}/templates/{kube.folder(component)}-{kind}.yaml",
                                text=template(chart, component, obj))
         for stem, obj in kube.stack_objects(plan.stack):
-            # the spec's objects as written: only their namespace follows the release
-            yield Artifact(f"{root}/templates/objects-{stem}.yaml", text=template(chart, None, obj))
+            # the spec's objects as written: only their namespace follows the release (a cluster-scoped
+            # object's name may carry it: the file is named without the placeholder)
+            yield Artifact(f"{root}/templates/objects-{stem.replace(RELEASE_NAMESPACE, 'namespace')}.yaml",
+                           text=template(chart, None, obj))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
-        yield Artifact(f"{root}/templates/_helpers.tpl", text=HELPERS.replace("CHART", chart))
-        yield Artifact(f"{root}/templates/NOTES.txt", text=notes(plan))
+        yield Artifact(f"{root}/templates/_helpers.tpl",
+                       text=HELPERS.replace("CHART", chart).replace("NOT_PLAIN", NOT_PLAIN_LABELS))
         yield Artifact(f"{root}/.helmignore", text="*.orig\n*.rej\n.git/\n")
 
     def bundle(self, plan: Plan, options: HelmOptions, addons: Mapping[str, tuple[Artifact, ...]]) -> Iterator[Artifact]:
         """The stack's other targets (router, monitoring, gateway) in the chart, one folder of templates
-        each, so one release installs the whole stack."""
+        each, so one release installs the whole stack; and NOTES.txt, which names what a cluster without
+        an observability API skips, in the chart's folders or in the add-ons'."""
         chart = options.chart or plan.stack.name
+        objects = [obj for artifacts in addons.values() for artifact in artifacts for obj in artifact.objects]
+        texts = namespaced_texts(objects)
         for target, artifacts in sorted(addons.items()):
             for artifact in artifacts:
                 for index, obj in enumerate(artifact.objects):
                     name = artifact.path if len(artifact.objects) == 1 else \
                         artifact.path.replace(".yaml", f"-{index}.yaml")
-                    text = addon_template(chart, plan.stack.namespace, json.loads(json.dumps(obj)))
+                    text = addon_template(chart, json.loads(json.dumps(obj)), texts)
                     yield Artifact(f"{chart}/templates/{target}/{name}", text=text)
+        if texts:
+            yield Artifact(f"{chart}/templates/_namespaced.tpl", text=namespaced_definitions(chart, texts))
+        own = [obj for component in plan.components for _, obj in kube.component_objects(plan.stack, component)]
+        own += [obj for _, obj in kube.stack_objects(plan.stack)]
+        yield Artifact(f"{chart}/templates/NOTES.txt", text=notes(plan, [*own, *objects]))
 
 
 VALUES_HEADER = """\
@@ -159,8 +193,6 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
     """
     sentinel = _Blocks()
     meta = obj["metadata"]
-    if "namespace" in meta:
-        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
     if component is not None:
         _labels(meta, chart, sentinel)
     bounds = {"ScaledObject": ("minReplicaCount", "maxReplicaCount"),
@@ -184,7 +216,7 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
         for pod_template in [spec["template"]] if "template" in spec else [members["leaderTemplate"], members["workerTemplate"]]:
             _lift_pod(pod_template, chart, component, sentinel)
     head = [f'{{{{- $model := index .Values.models {values_keys(component)} }}}}'] if workload or bounds else []
-    return _expand(chart, obj, sentinel, head, guard=not workload)
+    return _expand(chart, obj, sentinel, head)
 
 
 def values_keys(component: Component) -> str:
@@ -228,32 +260,93 @@ class _Blocks(list):
         return f"@@{kind}:{len(self) - 1}@@"
 
 
-def addon_template(chart: str, namespace: str, obj: dict[str, Any]) -> str:
-    """An add-on target's object (router, monitoring, gateway) as a template: the release's namespace
-    and the chart's labels, nothing else lifted (``obj`` is changed in place)."""
+def addon_template(chart: str, obj: dict[str, Any], texts: Mapping[str, str] | None = None) -> str:
+    """An add-on target's object (router, monitoring, gateway) as a template: the chart's labels, nothing
+    else lifted (``obj`` is changed in place); ``texts`` as ``namespaced_texts`` finds them."""
     sentinel = _Blocks()
-    meta = obj["metadata"]
-    if meta.get("namespace") == namespace:  # a referenced Gateway may live elsewhere: kept as is
-        meta["namespace"] = sentinel("SCALAR", "{{ .Release.Namespace }}")
-    _labels(meta, chart, sentinel)
-    return _expand(chart, obj, sentinel, [], guard=True)
+    _labels(obj["metadata"], chart, sentinel)
+    return _expand(chart, obj, sentinel, [], texts or {})
 
 
-def _expand(chart: str, obj: dict[str, Any], blocks: list[tuple[str, str]], head: list[str], guard: bool) -> str:
-    """Render ``obj`` and turn each sentinel line into its template expression; ``guard`` wraps a custom
-    resource so it renders only where the cluster serves its API."""
-    text = to_yaml(obj)
+def namespaced_texts(objects: list[Mapping[str, Any]]) -> dict[str, str]:
+    """Multi-line strings that hold the namespace (config files in ConfigMaps) and whose digest another
+    string carries (the router's config hash), by their SHA-256: that digest follows the release's
+    namespace too, computed by Helm from the same text."""
+    texts: dict[str, str] = {}
+    digests: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+        elif isinstance(node, str) and "\n" in node and RELEASE_NAMESPACE in node:
+            texts[hashlib.sha256(node.encode()).hexdigest()] = node
+        elif isinstance(node, str) and len(node) >= _DIGEST_MIN and _HEX.fullmatch(node):
+            digests.add(node)
+
+    for obj in objects:
+        visit(obj)
+    return {digest: text for digest, text in texts.items() if any(digest.startswith(d) for d in digests)}
+
+
+def namespaced_definitions(chart: str, texts: Mapping[str, str]) -> str:
+    """One named template per namespaced text, which renders it byte for byte (its digest is Helm's)."""
+    return "".join(f'{{{{ define "{chart}.namespaced.{digest[:_DIGEST_MIN]}" }}}}{_in_release(chart, text)}'
+                   "{{ end }}\n" for digest, text in sorted(texts.items()))
+
+
+def _in_release(chart: str, text: str) -> str:
+    """Template text: literal ``{{ }}`` kept literal, the placeholder namespace the release's. Where it is a
+    whole plain scalar of a YAML file the text holds (the router's config), it is quoted as stackc's
+    renderer would quote that namespace, so the file stays the one compiled for it, digest included."""
+    if RELEASE_NAMESPACE not in text and "{{" not in text and "}}" not in text:
+        return text  # most lines: nothing to escape or template
+    escaped = _GO_DELIMITERS.sub(lambda m: '{{ "%s" }}' % m.group(), text)
+    plain = _PLAIN_NAMESPACE.sub(lambda m: f'{m.group(1)}{{{{ include "{chart}.plainNamespace" . }}}}', escaped)
+    return plain.replace(RELEASE_NAMESPACE, _NAMESPACE_EXPRESSION)
+
+
+def _release_scalars(node: Any, blocks: _Blocks, chart: str, texts: Mapping[str, str]) -> Any:
+    """``node`` with each one-line string that holds the namespace, and each digest of a namespaced text,
+    as a sentinel of a quoted template (a namespace such as ``123`` stays a string). Multi-line
+    strings render as literal blocks, always strings: the namespace is replaced in their lines."""
+    if isinstance(node, dict):
+        return {_release_scalars(k, blocks, chart, texts): _release_scalars(v, blocks, chart, texts)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_release_scalars(item, blocks, chart, texts) for item in node]
+    if not isinstance(node, str) or "\n" in node:
+        return node
+    if RELEASE_NAMESPACE in node:
+        quoted = "'%s'" % node.replace("'", "''") if node.isprintable() else json.dumps(node, ensure_ascii=False)
+        return blocks("SCALAR", _in_release(chart, quoted))
+    if len(node) >= _DIGEST_MIN and _HEX.fullmatch(node):
+        digest = next((d for d in sorted(texts) if d.startswith(node)), None)
+        if digest is not None:
+            return blocks("SCALAR", f'{{{{ include "{chart}.namespaced.{digest[:_DIGEST_MIN]}" . | sha256sum '
+                                    f'| trunc {len(node)} | quote }}}}')
+    return node
+
+
+def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
+            texts: Mapping[str, str] | None = None) -> str:
+    """Render ``obj`` and turn each sentinel line into its template expression; an observability add-on
+    renders only where the cluster serves its API."""
+    text = to_yaml(_release_scalars(obj, blocks, chart, texts or {}))
     lines = list(head)
     for line in text.splitlines():
         match = _SENTINEL.search(line)
         if not match:
-            lines.append(_GO_DELIMITERS.sub(lambda m: '{{ "%s" }}' % m.group(), line))  # literal {{ }} (Jinja)
+            lines.append(_in_release(chart, line))
             continue
         kind, body = blocks[int(match.group(2))]
         indent = len(line) - len(line.lstrip())
         key = line.strip().split(":", 1)[0]
-        if kind == "SCALAR":
-            lines.append(_SENTINEL.sub(body, line))
+        if kind == "SCALAR":  # a key and its value may both be one
+            lines.append(_SENTINEL.sub(lambda m: blocks[int(m.group(2))][1], line))
         elif kind == "BLOCK":
             lines += [f"{{{{- with {body} }}}}", f"{' ' * indent}{key}:",
                       f"  {{{{- toYaml . | nindent {indent + 2} }}}}", "{{- end }}"]
@@ -268,10 +361,17 @@ def _expand(chart: str, obj: dict[str, Any], blocks: list[tuple[str, str]], head
                       f"{' ' * indent}imagePullSecrets:", "  {{- range . }}",
                       f"{' ' * indent}- name: {{{{ . }}}}", "  {{- end }}", "{{- end }}"]
     body = "\n".join(lines) + "\n"
-    group = obj["apiVersion"].rpartition("/")[0]
-    if group not in CORE_GROUPS and guard:  # custom resources render only where their API exists
-        body = f'{{{{- if .Capabilities.APIVersions.Has "{obj["apiVersion"]}/{obj["kind"]}" }}}}\n{body}{{{{- end }}}}\n'
+    if _observability(obj):
+        body = f'{{{{- if .Capabilities.APIVersions.Has "{_api(obj)}" }}}}\n{body}{{{{- end }}}}\n'
     return body
+
+
+def _api(obj: Mapping[str, Any]) -> str:
+    return f'{obj["apiVersion"]}/{obj["kind"]}'
+
+
+def _observability(obj: Mapping[str, Any]) -> bool:
+    return obj["apiVersion"].rpartition("/")[0] in OBSERVABILITY_GROUPS
 
 
 def _labels(meta: dict[str, Any], chart: str, sentinel: Any) -> None:
@@ -289,10 +389,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/* The release's namespace as a plain YAML scalar in a text: quoted where YAML would read another type. */}}
+{{- define "CHART.plainNamespace" -}}
+{{- if regexMatch "NOT_PLAIN" .Release.Namespace -}}
+'{{ .Release.Namespace }}'
+{{- else -}}
+{{ .Release.Namespace }}
+{{- end -}}
+{{- end }}
 """
 
 
-def notes(plan: Plan) -> str:
+def notes(plan: Plan, objects: list[Mapping[str, Any]]) -> str:
+    """What was installed and how to call it, and which observability objects the cluster's APIs left out."""
     lines = [f"stackc stack '{plan.stack.name}' is deploying in namespace {{{{ .Release.Namespace }}}}.", "",
              "Models (OpenAI-compatible API on each Service):"]
     for component in plan.components:
@@ -308,6 +418,11 @@ def notes(plan: Plan) -> str:
                   "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
                   f"    -d '{{\"model\": {json.dumps(first.endpoint.served_names[0])}, "
                   "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"]
+    guarded = Counter(_api(obj) for obj in objects if _observability(obj))
+    for api, count in sorted(guarded.items()):
+        lines += [f'{{{{- if not (.Capabilities.APIVersions.Has "{api}") }}}}', "",
+                  f"Skipped {count} {api.rpartition('/')[2]} object(s): the cluster does not serve {api}. Install its "
+                  "CRDs (prometheus-operator's), then run helm upgrade to add them.", "{{- end }}"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,50 @@
+{{ define "multinode.namespaced.050634ec53a6b68d" }}hold:
+  queue: 100
+  timeout_s: 60.0
+limits:
+  max_body_bytes: 10485760
+  max_in_flight: 1024
+listen:
+  host: 0.0.0.0
+  port: 8080
+models:
+  deepseek:
+    aliases: []
+    discovery:
+      kubernetes:
+        namespace: {{ include "multinode.plainNamespace" . }}
+        port: 30000
+        service: multinode-deepseek
+    health:
+      path: /health
+    metrics:
+      kv_capacity: sglang:max_total_num_tokens
+      kv_usage: sglang:token_usage
+      path: /metrics
+      running: sglang:num_running_reqs
+      waiting: sglang:num_queue_reqs
+    served_name: deepseek-ai/DeepSeek-V3.1
+    strategy: prefix
+  scout:
+    aliases:
+    - llama-4-scout
+    discovery:
+      kubernetes:
+        namespace: {{ include "multinode.plainNamespace" . }}
+        port: 8000
+        service: multinode-scout
+    health:
+      path: /health
+    metrics:
+      kv_capacity: vllm:cache_config_info
+      kv_capacity_labels:
+      - block_size
+      - num_gpu_blocks
+      kv_usage: vllm:kv_cache_usage_perc
+      path: /metrics
+      running: vllm:num_requests_running
+      waiting: vllm:num_requests_waiting
+    served_name: meta-llama/Llama-4-Scout-17B-16E-Instruct
+    strategy: prefix
+version: 1
+{{ end }}
