@@ -87,43 +87,43 @@ class LlmisvcTarget:
         return f"{service_name(component)}{WORKLOAD_SERVICE_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
-        yield from kube.unknown_models(plan, options.models, "llmisvc", "E140")
+        yield from kube.unknown_models(plan, options.models, "llmisvc", "E160")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
         # the stack's routers reach the models through KServe's Service only when no other target deploys them
         through_kserve = any(reached_through_kserve(component) for component in plan.components)
         if "gateway" in routers and through_kserve:
-            yield Diagnostic("E144", "the gateway target's InferencePools select pods by stackc's labels, which KServe "
+            yield Diagnostic("E164", "the gateway target's InferencePools select pods by stackc's labels, which KServe "
                              "replaces on an LLMInferenceService's pods with its own", ("stack", "targets"),
                              'drop the gateway target: [targets.llmisvc] router = "managed" has KServe make the pool '
                              "and route, on the Gateway named in [targets.llmisvc] gateway")
         managed = router_mode(plan, options) == "managed"
         closed = any(caller.port == "serving" for caller in plan.stack.callers)
         if plan.stack.network_policy is not None and managed and closed:
-            yield Diagnostic("W140", "the NetworkPolicies admit the stack's own callers, not the scheduler and "
+            yield Diagnostic("W160", "the NetworkPolicies admit the stack's own callers, not the scheduler and "
                              "gateway KServe manages: the managed route is closed", ("stack", "network_policy"),
                              "add their pods to allow_from, or set [targets.llmisvc] router = \"none\"",
                              Severity.WARNING)
         for component in plan.components:
             path = ("models", component.key)
             if component.topology.kind == "ray_cluster":
-                yield Diagnostic("E141", "an LLMInferenceService runs vLLM pods (and LeaderWorkerSets), not a Ray "
+                yield Diagnostic("E161", "an LLMInferenceService runs vLLM pods (and LeaderWorkerSets), not a Ray "
                                  "cluster", path + ("engine",), 'use engine = "vllm" with serving.nodes for several '
                                  "nodes, or the manifests or helm target (a RayService)")
                 continue
             if component.endpoint.port.number != WORKLOAD_PORT:
-                yield Diagnostic("E142", f"KServe's workload Service and InferencePool reach the pods on port "
+                yield Diagnostic("E162", f"KServe's workload Service and InferencePool reach the pods on port "
                                  f"{WORKLOAD_PORT}, the engine listens on {component.endpoint.port.number}",
                                  path + ("port",), f"set port = {WORKLOAD_PORT}")
             roles = component.disaggregation
             if roles is not None and roles.role == "decode":
                 if roles.protocol != "kv_transfer_params":
-                    yield Diagnostic("E143", f"KServe's prefill/decode runs llm-d's sidecar, which drives vLLM's NIXL "
+                    yield Diagnostic("E163", f"KServe's prefill/decode runs llm-d's sidecar, which drives vLLM's NIXL "
                                      f"connector; model '{component.key}' joins its roles by '{roles.protocol}'",
                                      path + ("disaggregation", "connector"),
                                      'use engine = "vllm" with connector = "nixl"')
                 if not managed and (reached_through_kserve(component) or not routers):
                     others = " and ".join(routers)
-                    yield Diagnostic("E143", "a disaggregated LLMInferenceService is reached through the scheduler "
+                    yield Diagnostic("E163", "a disaggregated LLMInferenceService is reached through the scheduler "
                                      "KServe manages, which picks both roles' pods"
                                      + (f"; the stack's {others} can't" if others else ""), path + ("disaggregation",),
                                      'set [targets.llmisvc] router = "managed"'
@@ -131,7 +131,7 @@ class LlmisvcTarget:
             topology = component.topology
             if topology.kind == "leader_worker" and topology.size != topology.pipeline_parallel:
                 where = ("disaggregation", roles.role) if roles is not None else ("serving",)
-                yield Diagnostic("E146", f"KServe sizes a multi-node group by its pipeline parallelism (one node per "
+                yield Diagnostic("E166", f"KServe sizes a multi-node group by its pipeline parallelism (one node per "
                                  f"stage): {topology.size} nodes, pipeline_parallel = {topology.pipeline_parallel}",
                                  path + where + ("nodes",), "set pipeline_parallel to the number of nodes, "
                                  "tensor_parallel to the accelerators of one node")
@@ -141,21 +141,21 @@ class LlmisvcTarget:
                                  f"keep stack name + model name within {63 - len(LONGEST_SUFFIX)} characters")
             field = kube.unapplied_service_ports(component)
             if field is not None:
-                yield Diagnostic("W141", "KServe makes the workload Service itself, with the serving port only: the "
+                yield Diagnostic("W161", "KServe makes the workload Service itself, with the serving port only: the "
                                  "Service port and the extra Service ports are not applied", path + (field,),
                                  "reach extra ports through the pods, or use the manifests target", Severity.WARNING)
             if component.rollout != type(component.rollout)():
-                yield Diagnostic("W142", "KServe rolls its workloads out itself: the rollout settings are not "
+                yield Diagnostic("W162", "KServe rolls its workloads out itself: the rollout settings are not "
                                  "applied", path + ("rollout",), "use the manifests or helm target to keep them",
                                  Severity.WARNING)
             scaler = component.scale.autoscaler
             where = path + (("disaggregation", roles.role) if roles is not None else ()) + ("autoscaling",)
             if scaler is not None and scaler.min_replicas == 0:
-                yield Diagnostic("E145", "KServe's Variant Autoscaler keeps at least one replica of an "
+                yield Diagnostic("E165", "KServe's Variant Autoscaler keeps at least one replica of an "
                                  "LLMInferenceService (KEDA's idle count is at least 1)", where + ("min_replicas",),
                                  "set min_replicas = 1, or use the manifests or helm target with the router")
             if scaler is not None and (scaler.signal is not None or scaler.activation is not None):
-                yield Diagnostic("W143", "KServe scales an LLMInferenceService with its Workload Variant Autoscaler, "
+                yield Diagnostic("W163", "KServe scales an LLMInferenceService with its Workload Variant Autoscaler, "
                                  "on the replicas it computes from the servers' saturation: the signal, target and "
                                  "activation are not applied", where + ("signal" if scaler.signal else "activation",),
                                  "keep min_replicas and max_replicas only", Severity.WARNING)

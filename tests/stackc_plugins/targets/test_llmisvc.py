@@ -84,12 +84,12 @@ def test_autoscaling_becomes_scaling_through_the_variant_autoscaler(crd_validato
     assert "replicas" not in service["spec"]
     assert (scaling["minReplicas"], scaling["maxReplicas"]) == (2, 5)
     assert scaling["wva"]["hpa"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
-    assert warnings(compilation)["W143"] == ("models", "m", "autoscaling", "signal")
+    assert warnings(compilation)["W163"] == ("models", "m", "autoscaling", "signal")
 
 
 def test_scale_to_zero_is_a_located_error() -> None:
     found = codes(spec('autoscaling = { min_replicas = 0, max_replicas = 2 }\n'))
-    assert found["E145"] == ("models", "m", "autoscaling", "min_replicas")
+    assert found["E165"] == ("models", "m", "autoscaling", "min_replicas")
 
 
 def test_a_model_over_several_nodes_gets_a_worker_template_and_its_parallelism(crd_validator) -> None:
@@ -129,8 +129,8 @@ def test_a_disaggregated_model_is_one_service_with_its_prefill_workload(crd_vali
 
 def test_a_disaggregated_model_needs_kserves_own_scheduler() -> None:
     roles = '[models.m.disaggregation]\nconnector = "nixl"\n'
-    assert codes(spec(roles, targets='"llmisvc", "router"'))["E143"] == ("models", "m", "disaggregation")
-    assert codes(spec(roles, options='router = "none"'))["E143"] == ("models", "m", "disaggregation")
+    assert codes(spec(roles, targets='"llmisvc", "router"'))["E163"] == ("models", "m", "disaggregation")
+    assert codes(spec(roles, options='router = "none"'))["E163"] == ("models", "m", "disaggregation")
 
 
 def test_the_stacks_router_reaches_the_workload_service_and_kserves_router_is_off(crd_validator) -> None:
@@ -167,27 +167,27 @@ def test_pod_settings_reach_the_template(crd_validator) -> None:
 def test_what_kserve_cannot_express_is_a_located_warning(crd_validator) -> None:
     _, _, compilation = build(spec('service_port = 80\nrollout = { strategy = "Recreate" }\n'), crd_validator)
     found = warnings(compilation)
-    assert found["W141"] == ("models", "m", "service_port")
-    assert found["W142"] == ("models", "m", "rollout")
+    assert found["W161"] == ("models", "m", "service_port")
+    assert found["W162"] == ("models", "m", "rollout")
 
 
 def test_what_kserve_cannot_run_is_a_located_error() -> None:
-    assert codes(spec("port = 9000\n"))["E142"] == ("models", "m", "port")
-    assert codes(spec(options='models = { other = {} }'))["E140"] == ("targets", "llmisvc", "models", "other")
-    assert codes(spec(targets='"llmisvc", "gateway"'))["E144"] == ("stack", "targets")
+    assert codes(spec("port = 9000\n"))["E162"] == ("models", "m", "port")
+    assert codes(spec(options='models = { other = {} }'))["E160"] == ("targets", "llmisvc", "models", "other")
+    assert codes(spec(targets='"llmisvc", "gateway"'))["E164"] == ("stack", "targets")
     # beside a target that deploys the models itself, the gateway routes to that one's pods
     assert compile_text(spec(targets='"llmisvc", "manifests", "gateway"')).files
     multi = 'serving = { tensor_parallel = 2, nodes = 2 }\ncache = { size = "100Gi", access_mode = "ReadWriteMany" }\n'
-    assert codes(spec(multi))["E146"] == ("models", "m", "serving", "nodes")
+    assert codes(spec(multi))["E166"] == ("models", "m", "serving", "nodes")
     ray = spec().replace('engine = "vllm"', 'engine = "ray-vllm"')
-    assert codes(ray)["E141"] == ("models", "m", "engine")
+    assert codes(ray)["E161"] == ("models", "m", "engine")
 
 
 def test_a_closed_network_policy_under_a_managed_router_is_a_warning(crd_validator) -> None:
     _, _, compilation = build(spec(targets='"llmisvc", "router"', options='router = "managed"'), crd_validator)
-    assert warnings(compilation)["W140"] == ("stack", "network_policy")
+    assert warnings(compilation)["W160"] == ("stack", "network_policy")
     _, _, compilation = build(spec(), crd_validator)  # nothing calls the pods: the serving port stays open
-    assert "W140" not in warnings(compilation)
+    assert "W160" not in warnings(compilation)
 
 
 def test_kv_offloading_stays_in_the_engines_flags_not_kserves_field(crd_validator) -> None:
