@@ -1,4 +1,4 @@
-"""The compiler's layers: spec → plan (data) → contract → {check, lower, output} → kube → pipeline → front-ends.
+"""The compiler's layers: spec → plan and fit (data) → contract → {check, lower, output} → kube → pipeline → front-ends.
 
 Every import executed at run time counts, at module level or inside a function; ``if TYPE_CHECKING:``
 imports, which only annotate, don't. No module may import one in a higher layer, and neither files nor
@@ -21,7 +21,7 @@ PLUGINS = REPO / "plugins"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("stackc.diagnostics",),
     ("stackc.spec",),
-    ("stackc.plan",),
+    ("stackc.plan", "stackc.fit"),
     ("stackc.registry", "stackc.hookspecs"),
     ("stackc.check", "stackc.lowering", "stackc.output"),
     ("stackc.kube",),

@@ -70,6 +70,7 @@ def _parser(files: object = None, folders: object = None) -> argparse.ArgumentPa
     output_options(spec_command("check", "compile and validate; write nothing"))
     output_options(spec_command("diff", "show how OUT/STACK differs from a fresh build (exit 1 if it does)"))
     spec_command("explain", "print the resolved spec after overlays, --set and [defaults]")
+    spec_command("plan", "show whether each model fits its accelerators' memory, with its KV cache")
     up = spec_command("up", "run the stack on this machine: engines as processes, the router in front")
     up.add_argument("--port", type=int, default=None, help="the router's port (default: a free one)")
     up.add_argument("--skip", action="append", default=[], metavar="MODEL",
@@ -316,6 +317,64 @@ def _explain(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _plan(args: argparse.Namespace) -> ExitCode:
+    from stackc import pipeline
+
+    checked = pipeline.check(args.specs, _registry(args), args.settings, fit=False)
+    rows, problems = pipeline.plan_fit(checked, _registry(args))
+    diagnostics = pipeline.sorted_unique([*checked.warnings, *problems])
+    code = ExitCode.INVALID if any(d.severity.value == "error" for d in diagnostics) else ExitCode.OK
+    _print_json(args, code, diagnostics, stack=checked.spec.stack.name, models=_fit_json(rows))
+    if args.format == "text":
+        sys.stdout.write(_fit_table(rows))
+    _print_diagnostics(diagnostics)
+    return code
+
+
+_FIT_NUMBERS = ("weights_gib_per_device", "kv_cache_gib_per_device", "kv_tokens_per_replica",
+                "max_concurrent_at_context")
+
+
+def _fit_object(row: Any) -> dict[str, Any]:
+    fit = row.fit
+    return {"status": fit.status, "reason": fit.reason or None, "accelerators": row.accelerators,
+            "max_context": fit.context or None, "facts_source": row.facts_source,
+            **{name: getattr(fit, name) for name in _FIT_NUMBERS}}
+
+
+def _fit_json(rows: Sequence[Any]) -> dict[str, Any]:
+    """``models.NAME.fit``; a disaggregated model's is its worst role's, each role's under ``roles``."""
+    models: dict[str, Any] = {}
+    for row in rows:
+        entry = models.setdefault(row.model, {})
+        if row.role is None:
+            entry["fit"] = _fit_object(row)
+            continue
+        entry.setdefault("roles", {})[row.role] = {"fit": _fit_object(row)}
+        worst = min(entry["roles"].values(), key=lambda r: ("no-fit", "unknown", "fits").index(r["fit"]["status"]))
+        entry["fit"] = worst["fit"]
+    return models
+
+
+def _fit_table(rows: Sequence[Any]) -> str:
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:.2f}"
+
+    header = ("MODEL", "ACCELERATORS", "WEIGHTS GiB/DEV", "KV GiB/DEV", "KV TOKENS/REPLICA", "SEQS@CONTEXT",
+              "VERDICT")
+    table = [header]
+    for row in rows:
+        fit = row.fit
+        context = f"{number(fit.max_concurrent_at_context)} @ {fit.context:,}" if fit.context else "-"
+        verdict = fit.status + (f": {fit.reason}" if fit.reason else "")
+        table.append((row.model + (f" ({row.role})" if row.role else ""), row.accelerators,
+                      number(fit.weights_gib_per_device), number(fit.kv_cache_gib_per_device),
+                      number(fit.kv_tokens_per_replica), context, verdict))
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] + "\n"
+                   for line in table)
+
+
 def _drop_none(value: Any) -> Any:
     """TOML has no null; empty tables and arrays only add noise to an explanation."""
     if isinstance(value, dict):
@@ -465,6 +524,6 @@ def _completion(args: argparse.Namespace) -> ExitCode:
 
 _COMMANDS = {
     "build": _build, "check": _check, "completion": _completion, "diff": _diff, "explain": _explain,
-    "import": _import, "init": _init, "schema": _schema, "plugins": _plugins, "up": _up,
+    "import": _import, "init": _init, "plan": _plan, "schema": _schema, "plugins": _plugins, "up": _up,
 }
 

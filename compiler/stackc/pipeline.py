@@ -32,6 +32,7 @@ from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
 from stackc.check.plan import autoscaling_problems, lowered_problems
+from stackc.check.fit import HUB_CACHE, assess as assess_fit
 from stackc.check.spec import validate_spec
 
 T = TypeVar("T")
@@ -341,8 +342,11 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
     platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
-    plans = {where: _with_callers(_reached_through_services(lower(spec, registry, *where), registry,
-                                                            deployed), spec, registry, deployed)
+    # facts from this machine's Hugging Face cache inform the check only: the output depends on the spec alone
+    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in plan_fit(checked, registry)[0]
+            if row.facts_source != HUB_CACHE}
+    plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
+        lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
              for where in sorted(platforms, key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM]))
@@ -365,8 +369,9 @@ class Checked:
 
 def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
           targets: Sequence[str] | None = None,
-          texts: Sequence[tuple[str, str]] | None = None) -> Checked:
-    """The checked spec and its warnings, or DiagnosticsError with every located error."""
+          texts: Sequence[tuple[str, str]] | None = None, fit: bool = True) -> Checked:
+    """The checked spec and its warnings, or DiagnosticsError with every located error; ``fit=False``
+    leaves the fit check to the caller (``stackc plan`` shows models that don't fit)."""
     document, diagnostics = resolve(paths, settings, texts)
     spec = None
     if not diagnostics:
@@ -374,6 +379,8 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
         if spec is not None:
             spec = _deploying(spec, [name for name in targets or () if name in registry.targets])
             diagnostics += validate_spec(spec, registry, _plugin_call)
+            if fit:
+                diagnostics += assess_fit(spec, registry, _spec_file(document.source_map))[1]
     for name in targets or ():
         if name not in registry.targets:
             diagnostics.append(Diagnostic("E011", f"unknown target '{name}' (from --target)", (),
@@ -383,6 +390,28 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     if errors or spec is None:
         raise DiagnosticsError(located)
     return Checked(spec, document.source_map, tuple(located))
+
+
+def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:
+    """Each component with the KV tokens the fit check found for it (its model's, or its role's)."""
+    components = tuple(attrs.evolve(c, kv_tokens_per_replica=fits.get(
+        (c.key, c.disaggregation.role if c.disaggregation is not None else None))) for c in plan.components)
+    return attrs.evolve(plan, components=components)
+
+
+def _spec_file(source_map: SourceMap) -> Callable[[Path], str | None]:
+    """The file that wrote a spec path (None for ``--set``), for files a spec names relative to itself."""
+    def file_of(path: Path) -> str | None:
+        location = source_map.locate(path)
+        return location.file if location is not None and not location.file.startswith("--") else None
+    return file_of
+
+
+def plan_fit(checked: Checked, registry: Registry) -> tuple[list[Any], list[Diagnostic]]:
+    """The fit of each model of a spec checked with ``fit=False`` (the rows of ``stackc plan``), and its
+    located diagnostics."""
+    rows, problems = assess_fit(checked.spec, registry, _spec_file(checked.source_map))
+    return rows, locate(problems, checked.source_map)
 
 
 def _deploying(spec: Spec, selected: Sequence[str]) -> Spec:

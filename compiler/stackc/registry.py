@@ -60,6 +60,9 @@ class EngineTraits:
         "joins the roles over it (`plan.model.PrefillProtocol`: `kv_transfer_params`, `prefill_then_decode` or "
         "`bootstrap`), e.g. `{\"nixl\": \"kv_transfer_params\"}`; others get E100", attrs.Factory(dict),
         kind=Mapping)
+    memory_accounting: str | None = _declared(
+        "how the engine sizes its KV cache, for the fit check (`stackc.fit.arithmetic.Accounting`): `vllm`, "
+        "`sglang`, `trtllm` or `llamacpp`; `None`: the fit check says \"unknown\"", None, kind=str)
 
 
 @attrs.frozen

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: characters per token of the prompts an engine caches: ~4 for English text and code with the
+#: common BPE tokenizers (Llama 3, GPT-4's cl100k); fewer for other scripts, so a guess on the short side
+CHARS_PER_TOKEN = 4
+
 STRATEGIES = ("prefix", "least_loaded", "session", "round_robin")
 #: how a prefill/decode-disaggregated model's two roles are joined (docs/router.md, "Prefill/decode")
 PREFILL_PROTOCOLS = ("kv_transfer_params", "prefill_then_decode", "bootstrap")

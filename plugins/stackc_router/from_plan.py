@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from stackc.plan.engine import MetricNames
 from stackc.plan.model import Component
-from stackc_router.config import KubernetesDiscovery, ModelRoute, PrefillRoute
+from stackc_router.config import CHARS_PER_TOKEN, KubernetesDiscovery, ModelRoute, PrefillRoute
 
 
 def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,
@@ -42,6 +42,9 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
         running_metric=names.running, waiting_metric=names.waiting, kv_usage_metric=names.kv_cache_usage,
         kv_capacity_metric=names.kv_cache_capacity, kv_capacity_labels=names.kv_cache_capacity_labels,
         upstream_api_key_file=upstream_key_file, prefill=prefill,
+        # an engine that publishes no capacity: what the fit check computed, else the router's default
+        **({"cache_chars": component.kv_tokens_per_replica * CHARS_PER_TOKEN}
+           if names.kv_cache_capacity is None and component.kv_tokens_per_replica else {}),
     )
 
 

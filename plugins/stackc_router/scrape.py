@@ -13,9 +13,7 @@ from collections.abc import Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-#: characters per token of the prompts an engine caches: ~4 for English text and code with the
-#: common BPE tokenizers (Llama 3, GPT-4's cl100k); fewer for other scripts, so a guess on the short side
-CHARS_PER_TOKEN = 4
+from stackc_router.config import CHARS_PER_TOKEN
 
 
 def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:

@@ -370,8 +370,11 @@ def test_the_cli_module_imports_no_completion_or_spec_machinery():
     assert output.strip() == "[]"
 
 
-def test_import_json_carries_every_value_left_out(run_stackc):
-    values = "tests/stackc/importers/data/production-stack.yaml"
+def test_import_json_carries_every_value_left_out(run_stackc, tmp_path):
+    values = str(tmp_path / "values.yaml")
+    Path(values).write_text("servingEngineSpec:\n  modelSpec:\n  - name: m\n    repository: vllm/vllm-openai\n"
+                            "    tag: v0.10.1\n    modelURL: org/m\n    requestGPU: 1\n"
+                            "    hostIPC: true\n    nodeName: node-1\n")  # two keys the importer leaves out
     text = run_stackc("import", "--from", "production-stack", values)
     as_json = run_stackc("import", "--from", "production-stack", values, "--format", "json")
     payload = envelope(as_json.stdout)

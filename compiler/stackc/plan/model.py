@@ -216,6 +216,9 @@ class Component:
     disaggregation: Disaggregation | None = None
     #: the Ray cluster and Serve application of topology ``ray_cluster``
     ray: RayCluster | None = None
+    #: tokens one replica's KV cache holds, as the fit check computes them (None: unknown); routers size
+    #: their view of its prefix cache with it when the engine publishes no capacity
+    kv_tokens_per_replica: int | None = None
 
 
 @attrs.frozen

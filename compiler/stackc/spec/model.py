@@ -134,6 +134,12 @@ class Accelerators:
         "`nvidia.com/mig-1g.10gb`, `amd.com/gpu`, `aws.amazon.com/neuron`, `aws.amazon.com/neuroncore`…",
         default="nvidia.com/gpu", form=RESOURCE_NAME,
     )
+    type: str | None = field(
+        "Device type, for the fit check (`stackc plan`): `H200`, `H100-80GB`, `A100-80GB`, `A100-40GB`, `L40S`, "
+        "`L4`, `A10G`, `V100-32GB`, `V100-16GB`, `MI300X`, `MI325X`, `Inferentia2`, `Trainium`, `Trainium2` "
+        "(a MIG profile's memory comes from `resource`).", default=None)
+    memory: str | None = field("Memory per device, for a device the catalogue lacks (e.g. `24Gi`).", default=None,
+                               form=QUANTITY)
 
 
 class Quantity(str):
@@ -186,6 +192,12 @@ class Serving:
         "Weight and activation dtype.", default=None
     )
     quantization: str | None = field("Quantization method, e.g. `awq`, `gptq`, `fp8`.", default=None)
+    model_config: str | None = field(
+        "The model's `config.json` on this machine (relative to the spec file), for the fit check of a model "
+        "stackc's catalogue and the local Hugging Face cache lack.", default=None)
+    min_concurrent_at_context: int = field(
+        "Fewer sequences of `max_context` tokens fitting in the KV cache at once draws warning W140.", default=1,
+        minimum=1, maximum=INT32_MAX)
     max_concurrent_sequences: int | None = field("Upper bound on sequences batched at once.", default=None,
                                                  minimum=1, maximum=INT32_MAX)
     prefix_caching: bool | None = field("Turn automatic prefix caching on or off (engine default when unset).", default=None)

@@ -63,6 +63,7 @@ class LlamacppEngine:
     })
     options_type = LlamacppOptions
     owned_flags = {"--port": "port", "--alias": "served_name and aliases", "-a": "served_name and aliases"}
+    memory_accounting = "llamacpp"  # the fit check sizes its KV cache as llamacpp does
     #: it loads one GGUF file, not a folder a platform (KServe's storage initializer) downloads
     platform_weights = False
     #: a llama-server on the PATH wins; else llama.cpp's server through the portable xllamacpp wheel

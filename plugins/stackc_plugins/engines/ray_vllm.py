@@ -98,6 +98,7 @@ class RayVllmEngine:
     })
     options_type = RayVllmOptions
     local_run = None
+    memory_accounting = "vllm"  # the fit check sizes its KV cache as vllm does
 
     def check(self, key: str, model: Model, options: RayVllmOptions) -> Iterator[Diagnostic]:
         serving = model.serving

@@ -59,6 +59,7 @@ class SglangEngine:
                                             Capability.OLLAMA_LIBRARY, Capability.KV_EVENTS}
     options_type = None
     owned_flags = {"--port": "port", "--served-model-name": "served_name"}
+    memory_accounting = "sglang"  # the fit check sizes its KV cache as sglang does
     #: either transfer backend: the router pairs a prefill and a decode server through the bootstrap port
     kv_connectors = {"nixl": "bootstrap", "mooncake": "bootstrap"}
 

@@ -75,6 +75,7 @@ class TrtllmEngine:
     })
     options_type = TrtllmOptions
     owned_flags = {"--port": "port", "--http-port": "port"}
+    memory_accounting = "trtllm"  # the fit check sizes its KV cache as trtllm does
     #: trtllm-serve answers to the model argument it loaded: a platform's /mnt/models would become the name
     platform_weights = False
 

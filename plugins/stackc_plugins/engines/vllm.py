@@ -100,6 +100,7 @@ class VllmEngine:
     #: it streams s3:// and gs:// weights itself (Run:ai model streamer); other engines get them downloaded
     object_storage = True
     owned_flags = OWNED_FLAGS
+    memory_accounting = "vllm"  # the fit check sizes its KV cache as vllm does
     #: NIXL hands the decode request the prefill's kv_transfer_params; LMCache's P/D pushes KV to decode
     kv_connectors = {"nixl": "kv_transfer_params", "lmcache": "prefill_then_decode"}
 

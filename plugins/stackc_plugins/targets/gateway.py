@@ -31,6 +31,10 @@ from stackc.spec.model import (
 EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
 POOL_GROUP = "inference.networking.k8s.io"
 CONFIG_FILE = "default-plugins.yaml"
+#: the approximate prefix-cache scorer hashes prompts in blocks of this many characters (its default)
+PREFIX_BLOCK_CHARS = 64
+#: characters per token the picker's sizing rule assumes (as the router's ``CHARS_PER_TOKEN``)
+CHARS_PER_TOKEN = 4
 #: llm-d's producer of prefix matches from the engines' KV events, which the prefix-cache scorer reads by name
 PRECISE_PRODUCER = "precise-prefix-cache-producer"
 #: Gateway API limits: 64 matches in one rule, 128 in one route
@@ -236,7 +240,7 @@ def gateway_object(plan: Plan, name: str, options: GatewayOptions) -> dict:
 
 
 def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated: bool = False,
-                  kv_events: tuple[dict, ...] = ()) -> dict:
+                  kv_events: tuple[dict, ...] = (), kv_tokens: int | None = None) -> dict:
     """The picker's scorers; with LoRA adapters, also the one that reads which replica has which loaded.
 
     With ``kv_events`` (the plugins ``precise_prefix`` returns), the prefix-cache scorer reads the precise
@@ -245,6 +249,9 @@ def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated
     Disaggregated: a ``prefill`` and a ``decode`` profile, each filtering pods by their ``llm-d.ai/role``,
     and the disaggregation profile handler running both for every request (``always-disagg-pd-decider``,
     declared before the handler); the headers handler tells the decode pod's sidecar the prefill pod.
+
+    ``kv_tokens`` (the fit check's KV tokens per replica) sizes the approximate prefix index per pod as
+    the picker's docs say: tokens × characters per token ÷ characters per block, not its fixed default.
     """
     scorers = options.scorers
     lora = [("lora-affinity-scorer", scorers.lora_affinity)] if adapters else []
@@ -252,6 +259,10 @@ def picker_config(options: GatewayOptions, adapters: bool = False, disaggregated
                 ("prefix-cache-scorer", scorers.prefix_cache), *lora]
     scored = [*({"pluginRef": name, "weight": weight} for name, weight in weighted), {"pluginRef": "max-score-picker"}]
     plugins = [*({"type": name} for name, _ in weighted), {"type": "max-score-picker"}]
+    if kv_tokens and not kv_events:
+        capacity = {"lruCapacityPerServer": max(1, kv_tokens * CHARS_PER_TOKEN // PREFIX_BLOCK_CHARS)}
+        plugins = [{**plugin, "parameters": capacity} if plugin["type"] == "prefix-cache-scorer" else plugin
+                   for plugin in plugins]
     if kv_events:
         plugins = [*kv_events, *({**plugin, "parameters": {"prefixMatchInfoProducerName": PRECISE_PRODUCER}}
                                  if plugin["type"] == "prefix-cache-scorer" else plugin for plugin in plugins)]
@@ -311,7 +322,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
     yield "epp-configmap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(stack, epp, labels),
                             "data": {CONFIG_FILE: to_yaml(picker_config(options, bool(component.endpoint.adapters),
                                                                          component.disaggregation is not None,
-                                                                         precise_prefix(plan, component)))}}
+                                                                         precise_prefix(plan, component),
+                                                                         component.kv_tokens_per_replica))}}
     account, role, binding = kube.api_reader(stack, epp, labels, [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},

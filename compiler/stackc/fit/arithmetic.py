@@ -1,0 +1,197 @@
+"""The sums of the fit check, per device, as each engine accounts its memory (docs/fit.md says where each
+number comes from). Pure functions of data: no spec, no I/O."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+
+from stackc.fit.catalogue import ACCELERATORS, GIB, ModelFacts
+
+#: the driver keeps part of a device for itself: CUDA reports about 99 % of the datasheet's memory
+#: (79.35 GiB of an 80 GiB A100 in vllm-project/vllm#636, 23.58 of a 24 GiB RTX 3090 in #10517)
+DRIVER_SHARE = 0.99
+#: memory outside PyTorch's allocator: CUDA context, NCCL, cuBLAS workspaces (vLLM logs 0.25–0.35 GiB)
+NON_TORCH_BYTES = int(0.4 * GIB)
+#: llama.cpp's compute buffers for a 512-token micro-batch
+LLAMACPP_COMPUTE_BYTES = int(0.5 * GIB)
+#: vLLM allocates KV in blocks of 16 tokens
+VLLM_BLOCK = 16
+#: bytes per weight of the quantization methods whose size is known (group scales included in the rounding)
+QUANTIZATION_BYTES = {"fp8": 1.0, "fbgemm_fp8": 1.0, "modelopt": 1.0, "compressed-tensors": 1.0, "awq": 0.53,
+                      "awq_marlin": 0.53, "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.53,
+                      "mxfp4": 0.53, "int8": 1.0, "experts_int8": 1.0}
+Accounting = Literal["vllm", "sglang", "trtllm", "llamacpp"]
+Status = Literal["fits", "no-fit", "unknown"]
+
+
+@attrs.frozen
+class Deployment:
+    """What one replica (or one P/D role's replica) runs on and with, engine-neutral."""
+
+    memory_gib: float  # per device, as the datasheet states it
+    accounting: Accounting
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    max_context: int | None = None  # None: the model's own
+    memory_fraction: float | None = None  # None: the engine's default
+    dtype: str | None = None
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+    max_batched_tokens: int | None = None
+    max_sequences: int | None = None
+
+
+@attrs.frozen
+class Fit:
+    status: Status
+    reason: str = ""
+    problem: Literal["weights", "context"] | None = None
+    context: int = 0
+    weights_gib_per_device: float | None = None
+    kv_cache_gib_per_device: float | None = None
+    kv_tokens_per_replica: int | None = None
+    max_concurrent_at_context: int | None = None
+
+
+def weight_bytes(facts: ModelFacts, dtype: str | None, quantization: str | None) -> float | None:
+    """The whole model's weights in memory; None when the quantization's size is unknown."""
+    embeddings = facts.vocab * facts.hidden * (1 if facts.tied_embeddings else 2)
+    if quantization is not None:
+        per_weight = QUANTIZATION_BYTES.get(quantization.lower())
+        if per_weight is None:
+            return None
+        # quantization leaves the embeddings (and the output head) in 16 bits
+        return (facts.parameters - embeddings) * per_weight + embeddings * 2
+    if facts.weight_bytes is not None:
+        return facts.weight_bytes
+    if dtype == "float32":
+        return facts.parameters * 4
+    if facts.dtype == "fp8":
+        return (facts.parameters - embeddings) + embeddings * 2
+    return facts.parameters * 2
+
+
+def kv_bytes(facts: ModelFacts, deployment: Deployment) -> tuple[float, float]:
+    """Bytes one token costs on one device: (in full-attention layers, in sliding-window layers)."""
+    if (deployment.kv_cache_dtype or "").startswith("fp8"):
+        per_value = 1
+    else:
+        per_value = 4 if deployment.dtype == "float32" else 2
+    stage_layers = facts.layers / deployment.pipeline_parallel
+    if facts.attention == "mla":  # one latent per token and layer, replicated on every TP rank
+        return stage_layers * (facts.latent_dim or 0) * per_value, 0.0
+    heads = max(1, facts.kv_heads // deployment.tensor_parallel)  # fewer heads than ranks: each keeps one
+    per_layer = heads * facts.head_dim * 2 * per_value
+    if facts.attention == "hybrid" and facts.full_layers is not None:
+        full = facts.full_layers / deployment.pipeline_parallel
+        return full * per_layer, (stage_layers - full) * per_layer
+    if facts.attention == "sliding":
+        return 0.0, stage_layers * per_layer
+    return stage_layers * per_layer, 0.0
+
+
+def sequence_bytes(facts: ModelFacts, deployment: Deployment, context: int) -> float:
+    """KV bytes of one sequence of ``context`` tokens on one device (sliding layers keep their window)."""
+    full, sliding = kv_bytes(facts, deployment)
+    blocks = math.ceil(context / VLLM_BLOCK) * VLLM_BLOCK if deployment.accounting == "vllm" else context
+    return full * blocks + sliding * min(blocks, facts.sliding_window or blocks)
+
+
+def activation_bytes(facts: ModelFacts, deployment: Deployment, device_gib: float) -> float:
+    """vLLM's profiled peak: one forward pass of ``max_num_batched_tokens`` (the MLP's gate, up and output,
+    the hidden state, q/k/v) in 16 bits, plus the sampler's float32 logits for ``max_num_seqs`` requests."""
+    high_end = device_gib >= 70  # vLLM's defaults for H100-class devices (vllm/engine/arg_utils.py)
+    tokens = deployment.max_batched_tokens or (8192 if high_end else 2048)
+    sequences = deployment.max_sequences or (1024 if high_end else 256)
+    tp = deployment.tensor_parallel
+    mlp = 3 * facts.intermediate * max(1, facts.active_experts) / tp
+    attention = (facts.heads + 2 * facts.kv_heads) * facts.head_dim / tp
+    return tokens * (mlp + facts.hidden + attention) * 2 + sequences * facts.vocab * 4
+
+
+def default_fraction(accounting: Accounting, tensor_parallel: int) -> float:
+    """The share of memory an engine takes when the spec sets none."""
+    if accounting == "sglang":  # mem_fraction_static by TP size (sglang/srt/server_args.py)
+        return 0.79 if tensor_parallel >= 16 else 0.81 if tensor_parallel >= 8 else \
+            0.85 if tensor_parallel >= 4 else 0.87 if tensor_parallel >= 2 else 0.88
+    return 0.9  # vLLM gpu_memory_utilization; TensorRT-LLM kv_cache_free_gpu_memory_fraction
+
+
+def fit(facts: ModelFacts, deployment: Deployment) -> Fit:
+    """Whether the weights and one ``max_context`` sequence fit, and what the KV cache then holds."""
+    context = deployment.max_context or facts.context
+    weights = weight_bytes(facts, deployment.dtype, deployment.quantization)
+    if weights is None:
+        return Fit("unknown", f"the size of quantization '{deployment.quantization}' is unknown", context=context)
+    devices = deployment.tensor_parallel * deployment.pipeline_parallel
+    per_device = weights / devices
+    total = deployment.memory_gib * GIB * DRIVER_SHARE
+    fraction = deployment.memory_fraction or default_fraction(deployment.accounting, deployment.tensor_parallel)
+    if deployment.accounting == "llamacpp":  # KV for exactly n_ctx tokens, no fraction
+        budget = total - LLAMACPP_COMPUTE_BYTES
+        kv = sequence_bytes(facts, deployment, context)
+        return _with_capacity(_result(per_device, min(kv, budget - per_device), context), facts, deployment,
+                              min(kv, budget - per_device), context)
+    if deployment.accounting == "sglang":
+        available = total * fraction - per_device
+    elif deployment.accounting == "trtllm":
+        available = (total - per_device - activation_bytes(facts, deployment, deployment.memory_gib)) * fraction
+    else:
+        available = total * fraction - per_device - NON_TORCH_BYTES - activation_bytes(
+            facts, deployment, deployment.memory_gib)
+    return _with_capacity(_result(per_device, available, context), facts, deployment, available, context)
+
+
+def _result(per_device: float, available: float, context: int) -> Fit:
+    weights = round(per_device / GIB, 2)
+    if available <= 0:
+        return Fit("no-fit", "the weights leave no memory for the KV cache", "weights", context, weights,
+                   round(max(available, 0) / GIB, 2), 0, 0)
+    return Fit("fits", "", None, context, weights, round(available / GIB, 2))
+
+
+def _with_capacity(result: Fit, facts: ModelFacts, deployment: Deployment, available: float, context: int) -> Fit:
+    if result.status != "fits":
+        return result
+    one = sequence_bytes(facts, deployment, context)
+    concurrent = int(available // one) if one else 0
+    tokens = int(available / one * context) if one else 0
+    if concurrent < 1:
+        return attrs.evolve(result, status="no-fit", problem="context", kv_tokens_per_replica=tokens,
+                            max_concurrent_at_context=0,
+                            reason=f"the KV cache holds {tokens} tokens: less than one sequence of {context}")
+    return attrs.evolve(result, kv_tokens_per_replica=tokens, max_concurrent_at_context=concurrent)
+
+
+def largest_context(facts: ModelFacts, deployment: Deployment) -> int:
+    """The longest ``max_context`` with which one sequence fits (0 when none does), rounded down to 1024."""
+    low, high = 0, deployment.max_context or facts.context
+    while low < high:  # fitting is monotonic in the context: bisect
+        middle = (low + high + 1) // 2
+        if fit(facts, attrs.evolve(deployment, max_context=middle)).status == "fits":
+            low = middle
+        else:
+            high = middle - 1
+    return low // 1024 * 1024 if low >= 1024 else low
+
+
+def smallest_tensor_parallel(facts: ModelFacts, deployment: Deployment, limit: int = 64) -> int | None:
+    """The smallest power-of-two tensor parallelism above the spec's with which the model fits."""
+    degree = deployment.tensor_parallel * 2
+    while degree <= limit:
+        if fit(facts, attrs.evolve(deployment, tensor_parallel=degree)).status == "fits":
+            return degree
+        degree *= 2
+    return None
+
+
+def larger_accelerator(facts: ModelFacts, deployment: Deployment) -> str | None:
+    """The catalogue's smallest device type on which the same parallelism fits."""
+    for accelerator in sorted(ACCELERATORS.values(), key=lambda a: (a.memory_gib, a.name)):
+        if accelerator.cores == 1 and accelerator.memory_gib > deployment.memory_gib and fit(
+                facts, attrs.evolve(deployment, memory_gib=accelerator.memory_gib)).status == "fits":
+            return accelerator.name
+    return None

@@ -1,0 +1,181 @@
+"""The fit check's diagnostics in check/build (located, with the fix) and `stackc plan`'s table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from stackc.diagnostics import DiagnosticsError
+from stackc.testing import compile_text
+
+REPO = Path(__file__).resolve().parents[3]
+SPEC = """version = 1
+[stack]
+name = "fit"
+[models.m]
+engine = "{engine}"
+model = "{model}"
+accelerators = {{ count = {count}, type = "{type}" }}
+serving = {{ tensor_parallel = {tp}{extra} }}
+"""
+
+
+def spec(model: str = "meta-llama/Llama-3.1-8B-Instruct", type: str = "H100-80GB", tp: int = 1, extra: str = "",
+         engine: str = "vllm") -> str:
+    return SPEC.format(engine=engine, model=model, count=tp, type=type, tp=tp, extra=extra)
+
+
+def problems(text: str) -> list:
+    try:
+        return list(compile_text(text).warnings)
+    except DiagnosticsError as error:
+        return error.diagnostics
+
+
+def codes(text: str) -> list[str]:
+    return [d.code for d in problems(text) if d.code.startswith(("E14", "W14"))]
+
+
+def test_weights_that_leave_no_room_are_e140_with_the_smallest_tp_that_fits() -> None:
+    [diagnostic] = [d for d in problems(spec("meta-llama/Llama-3.3-70B-Instruct", extra=", max_context = 8192"))
+                    if d.code == "E140"]
+    assert diagnostic.dotted_path == "models.m.serving.tensor_parallel"
+    assert diagnostic.location.line == 8
+    assert "131.5 GiB per device" in diagnostic.message
+    assert "tensor_parallel = 2 fits" in diagnostic.hint
+
+
+def test_a_context_the_kv_cache_cannot_hold_is_e141_with_the_largest_that_fits() -> None:
+    [diagnostic] = [d for d in problems(spec(type="L4")) if d.code == "E141"]
+    assert diagnostic.dotted_path == "models.m.serving.max_context"
+    assert "not one sequence of 131072" in diagnostic.message
+    assert "max_context = 46080 fits" in diagnostic.hint
+
+
+def test_fewer_full_context_sequences_than_asked_is_w140() -> None:
+    text = spec(type="L4", extra=", max_context = 16384, min_concurrent_at_context = 8")
+    [diagnostic] = [d for d in problems(text) if d.code == "W140"]
+    assert "only 2 sequences of 16384 tokens" in diagnostic.message
+    assert codes(spec(type="L4", extra=", max_context = 16384")) == []
+
+
+def test_an_unknown_accelerator_type_is_said_once_with_the_closest_name() -> None:
+    [diagnostic] = [d for d in problems(spec(type="H10")) if d.code == "W141"]
+    assert diagnostic.dotted_path == "models.m.accelerators.type" and "'H100'" in diagnostic.hint
+
+
+def test_an_unknown_model_on_known_accelerators_is_w142_and_no_guess() -> None:
+    assert codes(spec(model="acme/secret-model")) == ["W142"]
+
+
+def test_untyped_accelerators_are_not_checked() -> None:
+    text = spec("meta-llama/Llama-3.3-70B-Instruct").replace(', type = "H100-80GB"', "")
+    assert codes(text) == []
+
+
+def test_accelerators_memory_and_a_mig_profile_give_the_memory() -> None:
+    assert codes(spec(type="X", tp=1).replace('type = "X"', 'memory = "24Gi"')) == ["E141"]
+    mig = spec(extra=", max_context = 8192").replace('type = "H100-80GB"', 'resource = "nvidia.com/mig-1g.10gb"')
+    assert codes(mig) == ["E140"]  # 15 GiB of weights on a 10 GB slice
+    assert codes(spec(extra=", max_context = 8192").replace(
+        'type = "H100-80GB"', 'resource = "nvidia.com/mig-3g.40gb"')) == []
+
+
+def test_a_config_json_beside_the_spec_is_read(tmp_path: Path, run_stackc) -> None:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps({
+        "hidden_size": 4096, "intermediate_size": 14336, "max_position_embeddings": 131072,
+        "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256}))
+    (tmp_path / "s.toml").write_text(spec("pvc://weights/llama", type="L4", extra=', model_config = "cfg/config.json"'))
+    result = run_stackc("check", str(tmp_path / "s.toml"))
+    assert result.returncode == 2 and "error[E141]" in result.stderr
+    (tmp_path / "cfg" / "config.json").write_text("{")
+    result = run_stackc("check", str(tmp_path / "s.toml"))
+    assert result.returncode == 2 and "error[E143] models.m.serving.model_config: cannot read" in result.stderr
+
+
+def test_each_disaggregated_role_is_checked_with_its_own_accelerators() -> None:
+    text = spec(extra=", max_context = 65536") + """[models.m.disaggregation.prefill]
+replicas = 1
+[models.m.disaggregation.decode]
+replicas = 1
+accelerators = { count = 1, type = "L4" }
+"""
+    [diagnostic] = [d for d in problems(text) if d.code.startswith("E14")]
+    assert diagnostic.code == "E141" and "L4" in diagnostic.message
+
+
+@pytest.mark.parametrize("spec_file", ["specs/prod.toml", "specs/disaggregated.toml", "specs/gateway.toml",
+                                       "specs/autoscaling.toml", "specs/multinode.toml"])
+def test_the_examples_with_typed_accelerators_fit(spec_file: str, run_stackc) -> None:
+    result = run_stackc("plan", spec_file, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    models = json.loads(result.stdout)["models"]
+    assert {m["fit"]["status"] for m in models.values()} <= {"fits", "unknown"}
+    assert any(m["fit"]["status"] == "fits" for m in models.values())
+
+
+def test_plan_prints_a_table_and_json_the_schema_describes(tmp_path: Path, run_stackc) -> None:
+    (tmp_path / "s.toml").write_text(spec(type="L4"))
+    table = run_stackc("plan", str(tmp_path / "s.toml"))
+    assert table.returncode == 2 and "error[E141]" in table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split()[:2] == ["MODEL", "ACCELERATORS"]
+    assert row.startswith("m ") and "1 × L4" in row and "46,706" in row and "no-fit" in row
+    result = run_stackc("plan", "specs/disaggregated.toml", "--format", "json")
+    envelope = json.loads(result.stdout)
+    jsonschema.validate(envelope, json.loads((REPO / "docs" / "cli-output.schema.json").read_text()))
+    llama = envelope["models"]["llama"]
+    assert set(llama["roles"]) == {"prefill", "decode"} and llama["fit"]["status"] == "fits"
+    assert llama["roles"]["decode"]["fit"]["weights_gib_per_device"] == 7.48
+
+
+def test_the_router_sizes_a_silent_engines_prefix_cache_with_the_computed_kv_tokens() -> None:
+    text = """version = 1
+[stack]
+name = "fitr"
+targets = ["manifests", "router"]
+[models.t]
+engine = "trtllm"
+model = "meta-llama/Llama-3.1-8B-Instruct"
+accelerators = { count = 1, type = "{type}" }
+serving = { max_context = 8192 }
+"""
+    compilation = compile_text(text.replace("{type}", "H100-80GB"))
+    [component] = compilation.plan.components
+    assert component.kv_tokens_per_replica == 464052  # `stackc plan`'s KV TOKENS/REPLICA
+    config = compilation.files["router/configmap.yaml"].decode()
+    assert f"cache_chars: {464052 * 4}" in config
+    untyped = compile_text(text.replace(', type = "{type}"', ""))
+    assert untyped.plan.components[0].kv_tokens_per_replica is None
+    assert "cache_chars" not in untyped.files["router/configmap.yaml"].decode()
+
+
+def test_the_endpoint_picker_sizes_its_prefix_index_with_the_computed_kv_tokens() -> None:
+    import yaml
+
+    text = spec(extra=", max_context = 8192").replace('name = "fit"', 'name = "fit"\ntargets = ["manifests", "gateway"]')
+    compilation = compile_text(text)
+    tokens = compilation.plan.components[0].kv_tokens_per_replica
+    config = yaml.safe_load(yaml.safe_load(compilation.files["gateway/m/epp-configmap.yaml"])["data"]["default-plugins.yaml"])
+    [scorer] = [p for p in config["plugins"] if p["type"] == "prefix-cache-scorer"]
+    assert scorer["parameters"] == {"lruCapacityPerServer": tokens * 4 // 64}
+
+
+def test_facts_from_this_machines_hugging_face_cache_never_change_the_output(tmp_path: Path, monkeypatch) -> None:
+    snapshot = tmp_path / "models--acme--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--acme--tiny" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny" / "refs" / "main").write_text("abc")
+    (snapshot / "config.json").write_text(json.dumps({
+        "hidden_size": 2048, "intermediate_size": 8192, "max_position_embeddings": 8192,
+        "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8, "vocab_size": 128256}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    text = spec("acme/tiny").replace('name = "fit"', 'name = "fit"\ntargets = ["manifests", "gateway"]')
+    assert codes(text) == []  # checked with the cache's facts: it fits
+    assert compile_text(text).plan.components[0].kv_tokens_per_replica is None
+    (snapshot / "config.json").write_text("{")
+    assert codes(text) == ["W143"]
