@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from stackc.diagnostics import Diagnostic, Severity
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan import signals
 from stackc.plan.engine import (
     ClaimRequest,
@@ -490,6 +490,27 @@ def scaled_object(stack: Stack, component: Component, scaler: Autoscaler, trigge
 def number_text(value: int | float | None) -> str:
     """A number as KEDA's string metadata and Kubernetes quantities take it (``5``, ``0.8``), exactly."""
     return str(value if value is not None else 0)
+
+
+def unknown_models(plan: Plan, models: Mapping[str, Any], target: str, code: str) -> Iterator[Diagnostic]:
+    """``[targets.TARGET.models]`` keys that name no model of the stack."""
+    keys = [component.key for component in plan.components]
+    for name in sorted(models):
+        if name not in keys:
+            yield Diagnostic(code, f"unknown model '{name}' in [targets.{target}.models]",
+                             ("targets", target, "models", name),
+                             did_you_mean(name, keys) or "keys are model names from [models]")
+
+
+def unapplied_service_ports(component: Component) -> str | None:
+    """The spec field of a Service port a platform that makes the model's Service itself won't apply."""
+    endpoint = component.endpoint
+    if endpoint.public_port is not None:
+        return "service_port"
+    engine_ports = {p.name for p in component.pod.containers[0].ports}
+    if endpoint.extra_service_ports:
+        return "ports" if any(p.name in engine_ports for p in endpoint.extra_service_ports) else "sidecars"
+    return None
 
 
 def workload_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:

@@ -339,8 +339,8 @@ _RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral
 
 
 def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
-    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors,
-    leader/worker groups and Ray clusters."""
+    """(pod metadata, pod spec) of every pod an object makes: workloads, Jobs, CronJobs, KServe predictors and
+    LLMInferenceServices, leader/worker groups and Ray clusters."""
     spec = obj.get("spec") or {}
     kind = obj.get("kind")
     if kind in ("LeaderWorkerSet", "RayService"):
@@ -362,6 +362,10 @@ def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
         model = predictor.pop("model", None)
         containers = [*([{"name": "kserve-container", **model}] if model else []), *predictor.get("containers", [])]
         return [({"annotations": predictor.get("annotations", {})}, {**predictor, "containers": containers})]
+    if kind == "LLMInferenceService":
+        workloads = [spec, *([spec["prefill"]] if spec.get("prefill") else [])]
+        return [({"labels": w.get("labels", {}), "annotations": w.get("annotations", {})}, w[key])
+                for w in workloads for key in ("template", "worker") if w.get(key)]
     return []
 
 
@@ -451,8 +455,8 @@ def wiring_problems(found: Sequence[Mapping[str, Any]]) -> list[str]:
     that does not admit the pod. Addresses of hosts the output makes no Service for (the Hub, Prometheus)
     are not this output's to check."""
     pods = [_Pod(f"{o['kind']} {o['metadata']['name']}", _namespace(o), {
-        **(meta.get("labels") or {}), _OWNER: f"{o['kind']} {o['metadata']['name']}"}, spec)
-        for o in found for meta, spec in pod_templates(o)]
+        **(meta.get("labels") or {}), _OWNER: f"{o['kind']} {o['metadata']['name']}", _PART: str(index)}, spec)
+        for o in found for index, (meta, spec) in enumerate(pod_templates(o))]
     services = {(_namespace(o), o["metadata"]["name"]): o for o in (*found, *_platform_services(found))
                 if o["kind"] == "Service"}
     maps = {(_namespace(o), o["metadata"]["name"]): o.get("data") or {} for o in found if o["kind"] == "ConfigMap"}
@@ -512,11 +516,14 @@ def _gateway_problems(found: Sequence[Mapping[str, Any]], pods: Sequence[_Pod],
 
 #: a label standing for "a pod of this object", for the Services a platform makes for its pods
 _OWNER = "wiring.stackc.dev/owner"
+#: which of the object's pod templates a pod is (``pod_templates`` order: the serving one first)
+_PART = "wiring.stackc.dev/part"
 
 
 def _platform_services(found: Sequence[Mapping[str, Any]]) -> Iterator[dict]:
     """The Services platforms make for the objects stackc emits: KubeRay's Serve Service (its proxies' port
-    8000, ``serve``) and KServe's predictor Service (port 80 to the model's port)."""
+    8000, ``serve``), KServe's predictor Service (port 80 to the model's port) and an LLMInferenceService's
+    workload Service (port 8000, to the serving pods: a multi-node group's leaders)."""
     for obj in found:
         name, where = obj["metadata"]["name"], f"{obj['kind']} {obj['metadata']['name']}"
         meta = {"name": "", "namespace": _namespace(obj)}
@@ -528,6 +535,9 @@ def _platform_services(found: Sequence[Mapping[str, Any]]) -> Iterator[dict]:
             port = pod["containers"][0].get("ports", [{}])[0].get("containerPort", 8080)
             yield {"kind": "Service", "metadata": {**meta, "name": f"{name}-predictor"},
                    "spec": {"selector": {_OWNER: where}, "ports": [{"port": 80, "targetPort": port}]}}
+        elif obj["kind"] == "LLMInferenceService":
+            yield {"kind": "Service", "metadata": {**meta, "name": f"{name}-kserve-workload-svc"},
+                   "spec": {"selector": {_OWNER: where, _PART: "0"}, "ports": [{"port": 8000, "targetPort": 8000}]}}
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:

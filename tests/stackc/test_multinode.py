@@ -120,6 +120,10 @@ def test_kserve_says_which_engine_cannot_run_over_its_ray_cluster() -> None:
     problems = [p for p in located(SPEC.format(engine="sglang", tp=16, pp=1), targets=["kserve"]) if p[0][0] == "E"]
     assert [(code, path) for code, path, _ in problems] == [("E074", "models.m.serving.nodes")]
     assert "engine 'sglang'" in problems[0][2]
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(SPEC.format(engine="sglang", tp=16, pp=1), targets=["kserve"])
+    hints = [d.hint or "" for d in error.value.diagnostics if d.code == "E074"]
+    assert hints and all("llmisvc target" in hint for hint in hints)  # a target stackc has
 
 
 def test_group_topology_on_a_single_pod_model_warns() -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic, Severity, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Autoscaler, Component, Plan
@@ -90,12 +90,7 @@ class KserveTarget:
         return f"{component.name}{PREDICTOR_SUFFIX}", component.endpoint.port.number
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
-        keys = [component.key for component in plan.components]
-        for name in sorted(options.models):
-            if name not in keys:
-                yield Diagnostic("E073", f"unknown model '{name}' in [targets.kserve.models]",
-                                 ("targets", "kserve", "models", name),
-                                 did_you_mean(name, keys) or "keys are model names from [models]")
+        yield from kube.unknown_models(plan, options.models, "kserve", "E073")
         callers = {"router", "gateway"} & set(plan.stack.targets)
         if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:
             yield Diagnostic("W072", "the NetworkPolicies admit the stack's " + " and ".join(sorted(callers)) +
@@ -114,8 +109,9 @@ class KserveTarget:
             if component.disaggregation is not None and component.disaggregation.role == "decode":
                 yield Diagnostic("E105", "an InferenceService runs one predictor: it can't split a model into "
                                  "prefill and decode roles", ("models", component.key, "disaggregation"),
-                                 "KServe's way is an LLMInferenceService (llm-d); deploy this model with the "
-                                 "manifests or helm target, or drop disaggregation for kserve")
+                                 "deploy it as an LLMInferenceService with the llmisvc target (KServe's llm-d "
+                                 "API: the prefill role is its prefill workload), or with the manifests or helm "
+                                 "target")
             if component.topology.kind == "ray_cluster":
                 yield Diagnostic("E117", "the kserve target cannot deploy a Ray cluster: KServe runs its own pods "
                                  "and Services, where KubeRay's RayService needs its head and worker groups",
@@ -130,11 +126,8 @@ class KserveTarget:
                 yield Diagnostic("E008", f"'{component.name}{suffix}', a name {platform} derives, is longer than 63 "
                                  "characters", ("models", component.key),
                                  f"keep stack name + model name within {62 - len(suffix)} characters")
-            endpoint = component.endpoint
-            engine_ports = {p.name for p in component.pod.containers[0].ports}
-            if endpoint.public_port is not None or endpoint.extra_service_ports:
-                field = "service_port" if endpoint.public_port else (
-                    "ports" if any(p.name in engine_ports for p in endpoint.extra_service_ports) else "sidecars")
+            field = kube.unapplied_service_ports(component)
+            if field is not None:
                 yield Diagnostic("W073", "KServe makes the predictor Service itself, with the serving port only: "
                                  "the Service port and the extra Service ports are not applied",
                                  ("models", component.key, field),
@@ -191,7 +184,8 @@ def _init_container_cause(container: Container) -> tuple[str, ...]:
     return ("engine",)
 
 
-LWS_HINT = "deploy this model with the manifests or helm target (a LeaderWorkerSet)"
+LWS_HINT = ("deploy this model with the llmisvc target (KServe's LLMInferenceService runs it as a LeaderWorkerSet, "
+            "without Ray), or with the manifests or helm target")
 
 
 def multi_node_problems(component: Component, options: KserveOptions) -> Iterator[Diagnostic]:

@@ -99,7 +99,7 @@ def test_targets_that_cannot_split_a_model_say_so(engine: str, connector: str, t
     found = [(d.code, d.dotted_path, d.hint or "") for d in error.value.diagnostics if d.code.startswith("E")]
     assert [(c, p) for c, p, _ in found] == [(code, path)]
     if code == "E105":
-        assert "LLMInferenceService" in found[0][2]
+        assert "llmisvc target" in found[0][2]  # a target stackc has
 
 
 def test_the_gateway_refuses_a_role_spanning_nodes() -> None:

@@ -35,10 +35,13 @@ OTHER_RELEASE, OTHER_NAMESPACE = "other-release", "other-ns"
 
 
 def build(spec: Path, out: Path, *settings: str) -> tuple[pipeline.Compilation, Path]:
-    """The spec's own targets with the chart and the manifests it equals (KServe deploys models another way)."""
-    own = pipeline.check([spec], load_registry()).spec.stack.targets
-    targets = sorted({*own, "manifests", "helm"} - {"kserve"})
-    compilation = pipeline.compile_stack([spec], load_registry(), settings, targets=targets)
+    """The spec's own targets with the chart and the manifests it equals (KServe's targets deploy models another
+    way: every other target that serves them is left out)."""
+    registry = load_registry()
+    own = pipeline.check([spec], registry).spec.stack.targets
+    elsewhere = set(registry.targets_having("serves_models", own)) - {"manifests", "helm"}
+    targets = sorted({*own, "manifests", "helm"} - elsewhere)
+    compilation = pipeline.compile_stack([spec], registry, settings, targets=targets)
     root = out / compilation.spec.stack.name
     write_tree(root, compilation.files)
     return compilation, root / "helm" / compilation.spec.stack.name
