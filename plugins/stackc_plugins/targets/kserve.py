@@ -144,6 +144,13 @@ class KserveTarget:
                                  "and routes to the serving one only: plain sidecars may be refused",
                                  ("models", component.key, "sidecars"), "keep the sidecars native (native = true)",
                                  Severity.WARNING)
+            metrics = endpoint.metrics
+            if knative and metrics is not None and metrics.port != endpoint.port.name:
+                yield Diagnostic("W075", f"Knative opens one port, the serving one: the engine's metrics port "
+                                 f"'{metrics.port}' is not declared, so no monitor can scrape it (no metrics, "
+                                 "alerts or autoscaling on them)", ("targets", "kserve", "deployment_mode"),
+                                 'use deployment_mode = "Standard", or the manifests or helm target, for this model',
+                                 Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
