@@ -31,6 +31,7 @@ from stackc.spec import convert
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
+from stackc.check.limits import limit_problems
 from stackc.check.plan import autoscaling_problems, lowered_problems
 from stackc.check.spec import validate_spec
 
@@ -334,7 +335,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
                                                             deployed), spec, registry, deployed)
              for where in sorted(platforms, key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + kube.extra_object_clashes(plans[NO_PLATFORM])
-                + list(autoscaling_problems(plans[NO_PLATFORM]))
+                + list(autoscaling_problems(plans[NO_PLATFORM])) + list(limit_problems(plans[NO_PLATFORM]))
                 + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):
