@@ -69,8 +69,10 @@ _RAW_EXAMPLES: dict[str, tuple[Any, ...]] = {
     "affinity": ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},),
     "topology_spread": ({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},),
-    "pod_security_context": ({"runAsNonRoot": True, "runAsUser": 1000}, {"fsGroup": 2000}),
-    "container_security_context": ({"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},),
+    "pod_security_context": ({"runAsNonRoot": True, "runAsUser": 1000}, {"fsGroup": 2000}, {"runAsNonRoot": False}),
+    "container_security_context": ({"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+                                   {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                                   {"privileged": True}),
     "extra_objects": ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}, "data": {"k": "v"}},),
     "allow_from": ({"podSelector": {"matchLabels": {"app": "gateway"}}},),
 }
@@ -268,7 +270,8 @@ class SpecGenerator:
         if name == "extra_volumes":
             volume = self.rng.choice(("scratch", "data", "model-cache")) + str(len(self._volume_names))
             self._volume_names.append(volume)
-            return self._pick_raw({"name": volume, "emptyDir": {}}, {"emptyDir": {}})
+            source = self.rng.choice(({"emptyDir": {}}, {"emptyDir": {}}, {"hostPath": {"path": "/data"}}))
+            return self._pick_raw({"name": volume, **source}, {"emptyDir": {}})
         if name == "extra_volume_mounts":
             volume = self.rng.choice(self._volume_names or ["undeclared"])
             return self._pick_raw({"name": volume, "mountPath": f"/mnt/{volume}"}, {"mountPath": "/x"})
