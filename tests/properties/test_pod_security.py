@@ -8,7 +8,7 @@ import random
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from stackc.fuzzing import SpecGenerator, compile_outcome
+from stackc.fuzzing import SpecGenerator
 from stackc.plugins import load_registry
 from stackc.testing import compile_text, objects, pod_security_problems, pod_templates
 
@@ -20,8 +20,6 @@ REGISTRY = load_registry()
 def test_every_model_whose_pods_lose_restricted_was_warned_about(seed: int) -> None:
     text = SpecGenerator(REGISTRY, random.Random(seed), valid=True).valid_spec()
     assume(text is not None)
-    outcome = compile_outcome(REGISTRY, text)
-    assert outcome.kind == "ok", outcome.detail
     compilation = compile_text(text)
     warned = {d.path[1] for d in compilation.warnings if d.code in ("W140", "W141", "W142", "W143")}
     losing = {obj["metadata"]["labels"].get("app.kubernetes.io/name") for obj in objects(compilation.files)
