@@ -15,8 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.check import limits
-from stackc.plan import signals
+from stackc.plan import limits, signals
 from stackc.plan.engine import (
     ClaimRequest,
     ConfigMapData,

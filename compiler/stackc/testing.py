@@ -110,7 +110,7 @@ def api_limit_problems(files: Mapping[str, bytes]) -> list[str]:
     """What the API server rejects in the files' objects beyond their schemas' types: integers out of their
     int32/int64 format (core kinds and CRDs), ConfigMap or Secret data over 1 MiB, annotations over 256 KiB,
     names longer than a DNS subdomain (253) or, for Services and Namespaces, a DNS label (63)."""
-    from stackc.check.limits import ANNOTATION_BYTES, DATA_BYTES, annotation_bytes, data_bytes
+    from stackc.plan.limits import ANNOTATION_BYTES, DATA_BYTES, annotation_bytes, data_bytes
 
     problems = []
     for obj in objects(files):

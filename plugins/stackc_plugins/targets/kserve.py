@@ -19,9 +19,8 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.check import limits
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.plan import signals
+from stackc.plan import limits, signals
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
