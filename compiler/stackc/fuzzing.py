@@ -3,7 +3,9 @@
 Specs are drawn from the IR (``stackc.spec.model``) and the installed plugins' option classes, so a
 new field is fuzzed without anyone remembering to add it here. With ``valid=True`` only values
 meant to pass are drawn (the strict-validation property); otherwise wrong types, out-of-range
-numbers, malformed names and raw junk (TOML dates and times too) are mixed in.
+numbers, malformed names and raw junk (TOML dates and times too) are mixed in. With ``extremes=True``
+numbers are drawn at the bounds each field declares and text at the sizes the API server limits (a chat
+template or annotations around 1 MiB and 256 KiB): the API server limits' property.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ _PATHS = ("/health", "/v1/models", "/metrics", "/")
 _STRINGS = ("x", "value", "{model}", "{port}", "--flag", "a=b")
 _JUNK_STRINGS = ("", " ", "{model.x}", "{model.upper}", "{0}", "{", "}", "{port!r:>{x}}", "$(X)", "\x00", "é✓",
                  "\n", "a" * 300, "..", "../x", "/", "null", "{{}}")
+#: text fields whose size the API server limits (ConfigMap data, annotations), drawn large with ``extremes``
+_LARGE_TEXT = ("chat_template", "annotations")
 _INTS = (0, 1, 2, 3, 4, 8, 60, 256, 4096)
 _BAD_INTS = (-1, -(2**31), INT32_MAX, INT32_MAX + 1, 2**63 - 1, -(2**63))
 _FLOATS = (0.5, 0.9, 1.0)
@@ -65,8 +69,10 @@ _RAW_EXAMPLES: dict[str, tuple[Any, ...]] = {
     "affinity": ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},),
     "topology_spread": ({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},),
-    "pod_security_context": ({"runAsNonRoot": True, "runAsUser": 1000}, {"fsGroup": 2000}),
-    "container_security_context": ({"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},),
+    "pod_security_context": ({"runAsNonRoot": True, "runAsUser": 1000}, {"fsGroup": 2000}, {"runAsNonRoot": False}),
+    "container_security_context": ({"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+                                   {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                                   {"privileged": True}),
     "extra_objects": ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}, "data": {"k": "v"}},),
     "allow_from": ({"podSelector": {"matchLabels": {"app": "gateway"}}},),
 }
@@ -95,10 +101,11 @@ class SpecGenerator:
     every bound: ``valid_spec()`` then drops what ``stackc check`` rejects.
     """
 
-    def __init__(self, registry: Registry, rng: random.Random, *, valid: bool = False):
+    def __init__(self, registry: Registry, rng: random.Random, *, valid: bool = False, extremes: bool = False):
         self.registry = registry
         self.rng = rng
         self.valid = valid
+        self.extremes = extremes
         # how often a drawn value is a bad one: from none (valid specs) to most
         self.badness = 0.1 if valid else rng.choice((0.0, 0.01, 0.03, 0.1, 0.3))
         self._volume_names: list[str] = []
@@ -179,12 +186,13 @@ class SpecGenerator:
         for field in attrs.fields(cls):
             required = field.default is attrs.NOTHING
             if required and not self._malformed(0.2) or self.rng.random() < chance:
-                result[field.name] = self.value(hints[field.name], field.name)
+                result[field.name] = self.value(hints[field.name], field.name, field.metadata)
         if self._malformed(0.2):
             result[self.rng.choice(("extra", "Name", "replica"))] = self.junk()
         return result
 
-    def value(self, tp: Any, name: str) -> Any:
+    def value(self, tp: Any, name: str, bounds: Mapping[str, Any] | None = None) -> Any:
+        """A value of type ``tp`` for the field ``name``; ``bounds``: the field's metadata (minimum, maximum)."""
         if self._malformed(0.3):
             return self.junk()
         origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -193,15 +201,23 @@ class SpecGenerator:
         if origin is Literal:
             return self.rng.choice(args) if not self._malformed() else self.string(name)
         if origin in (typing.Union, UnionType):
-            return self.value(self.rng.choice([a for a in args if a is not NoneType]), name)
+            return self.value(self.rng.choice([a for a in args if a is not NoneType]), name, bounds)
         if origin in (tuple, list):
-            return [self.value(args[0], name) for _ in range(self.rng.randint(0, 3))]
+            return [self.value(args[0], name, bounds) for _ in range(self.rng.randint(0, 3))]
         if origin in (dict, collections.abc.Mapping, typing.Mapping):
             return self.mapping(args, name)
         if tp is Any:
             return self.raw(name)
+        if tp is int and self.extremes and bounds and "maximum" in bounds and self.rng.random() < 0.5:
+            return self.rng.choice((bounds["maximum"], bounds["maximum"] - 1, bounds.get("minimum", 0)))
+        if tp is str and self.extremes and name in _LARGE_TEXT and self.rng.random() < 0.5:
+            return self.large_text()
         return {str: self.string, int: self.integer, float: self.number, bool: self.boolean,
                 Quantity: self.quantity}[tp](name)
+
+    def large_text(self) -> str:
+        """Text around the API server's size limits: 256 KiB (annotations), 1 MiB (ConfigMap data)."""
+        return "x" * (self.rng.choice((256, 1024)) * 1024 + self.rng.choice((-4096, -1, 1)))
 
     def quantity(self, name: str) -> str | int | float:
         """Kubernetes quantities are written as strings or as numbers."""
@@ -254,6 +270,8 @@ class SpecGenerator:
             keys = self.subset(["running", "waiting", "kv_cache_usage", "time_to_first_token", "queue_length"])
         else:  # labels, annotations, selectors
             keys = [self._pick(_LABEL_KEYS, _BAD_LABEL_KEYS) for _ in range(self.rng.randint(0, 3))]
+        if value_type is str and name in _LARGE_TEXT and self.extremes:
+            return {k: self.large_text() if self.rng.random() < 0.5 else "v" for k in keys}
         if value_type is str and name not in ("env", "metric_names"):
             return {k: self._pick(_LABEL_VALUES, _BAD_LABEL_VALUES) for k in keys}
         return {k: self.value(value_type, name) for k in keys}
@@ -263,7 +281,8 @@ class SpecGenerator:
         if name == "extra_volumes":
             volume = self.rng.choice(("scratch", "data", "model-cache")) + str(len(self._volume_names))
             self._volume_names.append(volume)
-            return self._pick_raw({"name": volume, "emptyDir": {}}, {"emptyDir": {}})
+            source = self.rng.choice(({"emptyDir": {}}, {"emptyDir": {}}, {"hostPath": {"path": "/data"}}))
+            return self._pick_raw({"name": volume, **source}, {"emptyDir": {}})
         if name == "extra_volume_mounts":
             volume = self.rng.choice(self._volume_names or ["undeclared"])
             return self._pick_raw({"name": volume, "mountPath": f"/mnt/{volume}"}, {"mountPath": "/x"})

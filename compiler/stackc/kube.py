@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
-from stackc.plan import signals
+from stackc.plan import limits, signals
 from stackc.plan.engine import (
     ClaimRequest,
     ConfigMapData,
@@ -41,8 +41,6 @@ from stackc.registry import Artifact
 KUBERAY_OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}
 #: LeaderWorkerSet's annotation giving each group a topology domain of its own
 EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
-# Startup probes allow long model loads; a rollout must not be declared failed before they end.
-_PROGRESS_MARGIN_SECONDS = 600
 
 
 def stack_labels(stack: Stack) -> dict[str, str]:
@@ -176,7 +174,8 @@ def config_hash(component: Component) -> dict[str, str]:
     """A pod annotation that changes with the component's ConfigMaps, so pods roll when they change."""
     if not component.config_maps:
         return {}
-    digest = hashlib.sha256(json.dumps([attrs.asdict(c) for c in component.config_maps], sort_keys=True).encode())
+    contents = [{"name": c.name, "data": dict(c.data)} for c in component.config_maps]
+    digest = hashlib.sha256(json.dumps(contents, sort_keys=True).encode())
     return {"stackc.dev/config-hash": digest.hexdigest()[:16]}
 
 
@@ -203,9 +202,6 @@ def deployment_strategy(component: Component) -> dict[str, Any]:
 def deployment(stack: Stack, component: Component) -> dict:
     template = pod_template(component.pod, config_hash(component))
     strategy = deployment_strategy(component)
-    startup = component.pod.containers[0].startup_probe
-    startup_budget = (startup.initial_delay_seconds + startup.period_seconds * startup.failure_threshold
-                      if startup is not None else 30)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(stack, component.name, component.labels),
@@ -213,7 +209,7 @@ def deployment(stack: Stack, component: Component) -> dict:
             **replicas(component.scale.replicas, component.scale.autoscaler is not None),
             "selector": {"matchLabels": dict(component.selector)},
             "strategy": strategy,
-            "progressDeadlineSeconds": startup_budget + _PROGRESS_MARGIN_SECONDS,
+            "progressDeadlineSeconds": limits.progress_deadline_seconds(component.pod.containers[0].startup_probe),
             "template": template,
         },
     }

@@ -32,6 +32,7 @@ from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
 from stackc.check.fit import HUB_CACHE, assess as assess_fit
+from stackc.check.limits import limit_problems
 from stackc.check.plan import autoscaling_problems, cluster_problems, lowered_problems
 from stackc.check.spec import validate_spec
 
@@ -262,24 +263,34 @@ def _add(files: dict[str, bytes], target: str, artifacts: Iterable[Artifact], pr
 
 
 def _reached_through_services(plan: Plan, registry: Registry, deployed: Sequence[str]) -> Plan:
-    """Routers and gateways reach each model through the Service of the target that deploys it.
+    """Routers, gateways and monitors reach each model through the Service and the pod labels of the
+    target that deploys it.
 
     A target that deploys the models itself creates the Service the plan names (its ``model_service``
-    names none); when only targets whose platform puts its own Service in front (KServe's predictor)
-    deploy a model, routers reach it there.
+    names none) and labels the pods as the plan does (``model_pods`` none); when only targets whose
+    platform puts its own Service in front (KServe's predictor) or its own labels on the pods deploy a
+    model, the others reach it there.
     """
     deployers = [registry.targets[name] for name in sorted(deployed) if registry.targets[name].traits.serves_models]
     components = []
     for component in plan.components:
-        named = [_plugin_call(d.provider, f"target '{d.traits.name}' model_service()",
-                              d.method("model_service"), component) for d in deployers]
-        if not named or None in named:
-            components.append(component)
-            continue
-        service, port = named[0]
-        components.append(attrs.evolve(component, endpoint=attrs.evolve(component.endpoint, service=service,
-                                                                         service_port=port)))
+        endpoint = component.endpoint
+        services = _platform_answers(deployers, "model_service", component)
+        if services:
+            service, port = services[0]
+            endpoint = attrs.evolve(endpoint, service=service, service_port=port)
+        pods = _platform_answers(deployers, "model_pods", component)
+        if pods:
+            endpoint = attrs.evolve(endpoint, selector=dict(pods[0]))
+        components.append(attrs.evolve(component, endpoint=endpoint))
     return attrs.evolve(plan, components=tuple(components))
+
+
+def _platform_answers(deployers: Sequence[Registered], member: str, component: Any) -> list[Any]:
+    """What every deploying target's platform says of the component, or nothing when one keeps the plan's."""
+    answers = [_plugin_call(d.provider, f"target '{d.traits.name}' {member}()", d.method(member), component)
+               for d in deployers]
+    return [] if not answers or None in answers else answers
 
 
 def _with_callers(plan: Plan, spec: Spec, registry: Registry, deployed: Sequence[str]) -> Plan:
@@ -350,7 +361,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
              for where in sorted(platforms, key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
                 + kube.extra_object_clashes(plans[NO_PLATFORM])
-                + list(autoscaling_problems(plans[NO_PLATFORM]))
+                + list(autoscaling_problems(plans[NO_PLATFORM])) + list(limit_problems(plans[NO_PLATFORM]))
                 + target_problems(spec, plans, registry, deployed))
     located = locate(problems, checked.source_map)
     if any(d.severity is Severity.ERROR for d in located):

@@ -151,6 +151,9 @@ TARGET_METHODS = (
     Method("model_service", ("component",), "the Service the target's platform puts in front of a model's pods and "
            "the pods' port (KServe: `NAME-predictor`), or `None`; routers and gateways use it when no "
            "`serves_models` target is in the stack", default=_no_service),
+    Method("model_pods", ("component",), "the labels the target's platform gives a model's serving pods in place "
+           "of the plan's, or `None` (KServe's LLMInferenceService replaces stackc's name labels with its own); "
+           "monitors select the pods by them when only such targets deploy the model", default=_no_service),
     Method("callers", ("plan", "options"), "yields `stackc.plan.model.Caller`s: the target's pods that call the "
            "model servers (on the serving, metrics or KV-events port), which the models' NetworkPolicies then admit",
            default=_nothing),

@@ -27,6 +27,7 @@ import yaml
 
 from stackc import pipeline
 from stackc.check.plan import addresses
+from stackc.check.pod_security import RESTRICTED_VOLUMES, SAFE_SYSCTLS, SELINUX_TYPES
 from stackc.plugins import load_registry
 
 KUBERNETES_VERSION = "1.35.0"
@@ -76,6 +77,70 @@ def _cache_kubernetes_schemas() -> None:
     import kubernetes_validate.utils
 
     kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
+
+
+def _integer_formats() -> Any:
+    """Checks of the schemas' integer formats, which jsonschema does not assert by itself."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(())
+    for name, bits in (("int32", 32), ("int64", 64)):
+        checker.checks(name)(lambda value, bits=bits: not isinstance(value, int) or -2 ** (bits - 1) <= value < 2 ** (bits - 1))
+    return checker
+
+
+def _kubernetes_integer_problems(obj: Mapping[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Integers out of their OpenAPI ``format`` (int32, int64): the API server rejects them, kubernetes-validate
+    does not check formats."""
+    import re
+
+    import jsonschema
+    import kubernetes_validate.utils as utils
+    from referencing import Registry, Resource
+
+    _cache_kubernetes_schemas()
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", obj["apiVersion"])
+    schema = utils.schema_contents(f"{folder}/{obj['kind'].lower()}-{api_version}.json", version)
+    registry = Resource.from_contents(utils.schema_contents(f"{folder}/_definitions.json", version)) @ (
+        Resource.from_contents(schema) @ Registry())
+    validator = jsonschema.Draft202012Validator(schema, registry=registry, format_checker=_integer_formats())
+    return [f"{obj['kind']}/{obj['metadata'].get('name')}: {error.message} at {list(error.absolute_path)}"
+            for error in validator.iter_errors(dict(obj)) if error.validator == "format"]
+
+
+def api_limit_problems(files: Mapping[str, bytes]) -> list[str]:
+    """What the API server rejects in the files' objects beyond their schemas' types: integers out of their
+    int32/int64 format (core kinds and CRDs), ConfigMap or Secret data over 1 MiB, annotations over 256 KiB,
+    names longer than a DNS subdomain (253) or, for Services and Namespaces, a DNS label (63)."""
+    from stackc.plan.limits import ANNOTATION_BYTES, DATA_BYTES, annotation_bytes, data_bytes
+
+    problems = []
+    for obj in objects(files):
+        name = f"{obj['kind']}/{obj['metadata'].get('name')}"
+        if is_core_kind(obj):
+            problems += _kubernetes_integer_problems(obj)
+        else:
+            problems += [p for p in validate_custom_resource(obj, formats=True) if "is not a" in p]
+        if obj["kind"] in ("ConfigMap", "Secret"):
+            size = data_bytes(obj.get("data") or {}) + data_bytes(obj.get("binaryData") or {})
+            if size > DATA_BYTES:
+                problems.append(f"{name}: {size} bytes of data")
+        for meta in (obj["metadata"], *(meta for meta, _ in pod_templates(obj))):
+            if annotation_bytes(meta.get("annotations") or {}) > ANNOTATION_BYTES:
+                problems.append(f"{name}: annotations of {annotation_bytes(meta['annotations'])} bytes")
+        longest = 63 if obj["kind"] in ("Service", "Namespace") else 253
+        if len(obj["metadata"].get("name", "")) > longest:
+            problems.append(f"{name}: a name longer than {longest} characters")
+        for meta, pod in [(obj["metadata"], {}), *pod_templates(obj)]:
+            problems += [f"{name}: label {key}={value} longer than 63 characters"
+                         for key, value in (meta.get("labels") or {}).items() if len(str(value)) > 63]
+            for container in (*pod.get("initContainers", ()), *pod.get("containers", ())):
+                if len(container.get("name", "")) > 63:
+                    problems.append(f"{name}: container name {container['name']} longer than 63 characters")
+                problems += [f"{name}: port name {port['name']} longer than 15 characters"
+                             for port in container.get("ports", ()) if len(port.get("name", "")) > 15]
+    return problems
 
 
 def is_core_kind(obj: Mapping[str, Any]) -> bool:
@@ -240,8 +305,10 @@ def _closed(node: Any) -> Any:
     return closed
 
 
-def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = None) -> list[str]:
-    """Problems with a custom resource under its upstream CRD's schema (unknown fields fail)."""
+def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = None, *,
+                             formats: bool = False) -> list[str]:
+    """Problems with a custom resource under its upstream CRD's schema (unknown fields fail; with ``formats``,
+    integers out of their int32 or int64 format too)."""
     import jsonschema
 
     directory = directory or crds_dir()
@@ -252,7 +319,7 @@ def validate_custom_resource(obj: Mapping[str, Any], directory: Path | None = No
     name = f"{obj['kind']}/{obj.get('metadata', {}).get('name')}"
     if schema is None:
         return [f"{name}: no served CRD for {obj['apiVersion']} {obj['kind']}"]
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft7Validator(schema, format_checker=_integer_formats() if formats else None)
     problems = [f"{name}: {error.message} at {list(error.absolute_path)}"
                 for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))]
     return problems or [f"{name}: {problem}" for problem in _cel_problems(_defaulted(dict(obj), schema), schema, [])]
@@ -328,14 +395,6 @@ def rejected_objects(files: Mapping[str, bytes]) -> tuple[int, list[str]]:
 # Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards), written out as checks
 _BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
                           "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
-_SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-                 "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                 "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                 "net.ipv4.tcp_keepalive_probes"}
-_SELINUX_TYPES = {"container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
-# image volumes are allowed since Kubernetes 1.33 (kubernetes/kubernetes#130394)
-_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image", "persistentVolumeClaim",
-                       "projected", "secret"}
 
 
 def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
@@ -363,9 +422,16 @@ def pod_templates(obj: Mapping[str, Any]) -> list[tuple[dict, dict]]:
         containers = [*([{"name": "kserve-container", **model}] if model else []), *predictor.get("containers", [])]
         return [({"annotations": predictor.get("annotations", {})}, {**predictor, "containers": containers})]
     if kind == "LLMInferenceService":
-        workloads = [spec, *([spec["prefill"]] if spec.get("prefill") else [])]
-        return [({"labels": w.get("labels", {}), "annotations": w.get("annotations", {})}, w[key])
-                for w in workloads for key in ("template", "worker") if w.get(key)]
+        # KServe adds its own labels to the pods it makes (a disaggregated service's: the role too)
+        own = {"app.kubernetes.io/name": obj["metadata"]["name"], "app.kubernetes.io/part-of": "llminferenceservice"}
+        roles = [("decode", spec), ("prefill", spec["prefill"])] if spec.get("prefill") else [(None, spec)]
+        # a multi-node group is a LeaderWorkerSet, whose pods carry their index in the group (the leader's is 0)
+        index = {"template": {"leaderworkerset.sigs.k8s.io/worker-index": "0"},
+                 "worker": {"leaderworkerset.sigs.k8s.io/worker-index": "1"}}
+        return [({"labels": {**w.get("labels", {}), **own, **({"llm-d.ai/role": role} if role else {}),
+                             **(index[key] if w.get("worker") else {})},
+                  "annotations": w.get("annotations", {})}, w[key])
+                for role, w in roles for key in ("template", "worker") if w.get(key)]
     return []
 
 
@@ -389,13 +455,13 @@ def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], l
                 value == "runtime/default" or value.startswith("localhost/")):
             problems.append(f"AppArmor annotation {name}={value}")
     for sysctl in context.get("sysctls") or []:
-        if sysctl.get("name") not in _SAFE_SYSCTLS:
+        if sysctl.get("name") not in SAFE_SYSCTLS:
             problems.append(f"unsafe sysctl {sysctl.get('name')}")
     for owner, ctx in [("the pod", context), *((f"container '{n}'", c) for n, c in contexts)]:
         if (ctx.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
             problems.append(f"{owner}: AppArmor profile {ctx['appArmorProfile']['type']}")
         selinux = ctx.get("seLinuxOptions") or {}
-        if selinux.get("type") not in (None, "", *_SELINUX_TYPES) or selinux.get("user") or selinux.get("role"):
+        if selinux.get("type") not in (None, "", *SELINUX_TYPES) or selinux.get("user") or selinux.get("role"):
             problems.append(f"{owner}: custom SELinux options")
         if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
             problems.append(f"{owner}: seccomp Unconfined")
@@ -416,7 +482,7 @@ def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], l
         return problems
     for volume in pod.get("volumes") or []:
         kinds = set(volume) - {"name"}
-        if not kinds <= _RESTRICTED_VOLUMES:
+        if not kinds <= RESTRICTED_VOLUMES:
             problems.append(f"volume '{volume.get('name')}' is of a type restricted forbids: {sorted(kinds)}")
     if context.get("runAsUser") == 0:
         problems.append("the pod runs as uid 0")

@@ -136,3 +136,65 @@ def test_the_checks_catch_what_the_standard_forbids(change: dict, problem: str) 
            "containers": [{"name": "c", "securityContext": RESTRICTED_CONTAINER}], "volumes": [{"name": "e", "emptyDir": {}}]}
     assert pod_security_problems({}, pod) == []
     assert any(problem in found for found in pod_security_problems({}, {**pod, **change}))
+
+
+# -- every spec choice that loses "restricted" is a located warning --------------------------------------------
+def restricted_warnings(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """(code, spec path, message) of the Pod Security warnings, and what the oracle finds in the emitted pods."""
+    compilation = compile_text(text)
+    warnings = [(d.code, d.dotted_path, d.render()) for d in compilation.warnings if d.code.startswith("W17")]
+    return warnings, [problem for _, meta, pod in pods(compilation.files) for problem in pod_security_problems(meta, pod)]
+
+
+@pytest.mark.parametrize("extra, code, path, control", [
+    ('extra_volumes = [{ name = "h", hostPath = { path = "/data" } }]', "W172", "models.m.extra_volumes[0]",
+     "HostPath Volumes"),
+    ('extra_volumes = [{ name = "n", nfs = { server = "s", path = "/" } }]', "W172", "models.m.extra_volumes[0]",
+     "Volume Types"),
+    ("security.pod_security_context = { runAsNonRoot = false }", "W171", "models.m.security.pod_security_context",
+     "Running as Non-root"),
+    ("security.pod_security_context = { runAsNonRoot = true, runAsUser = 0 }", "W171",
+     "models.m.security.pod_security_context", "Running as Non-root user"),
+    ('security.pod_security_context = { runAsNonRoot = true, sysctls = [{ name = "kernel.msgmax", value = "1" }] }',
+     "W171", "models.m.security.pod_security_context", "Sysctls"),
+    ('security.pod_security_context = { runAsNonRoot = true, seccompProfile = { type = "Unconfined" } }', "W171",
+     "models.m.security.pod_security_context", "Seccomp"),
+    ("security.container_security_context = { privileged = true }", "W171",
+     "models.m.security.container_security_context", "Privileged Containers"),
+    ('security.container_security_context = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"], '
+     'add = ["SYS_ADMIN"] } }', "W171", "models.m.security.container_security_context", "Capabilities"),
+    ('security.container_security_context = { capabilities = { drop = ["ALL"] } }', "W171",
+     "models.m.security.container_security_context", "Privilege Escalation"),
+    ('security.container_security_context = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] }, '
+     "runAsNonRoot = false }", "W171", "models.m.security.container_security_context", "Running as Non-root"),
+    ('security.pod_security = "baseline"', "W170", "models.m.security.pod_security", "Running as Non-root"),
+    ('security.pod_security = "privileged"', "W170", "models.m.security.pod_security", "Privilege Escalation"),
+    ('security.pod_security = "privileged"\nhost_ipc = true', "W173", "models.m.host_ipc", "Host Namespaces"),
+])
+def test_each_choice_that_loses_restricted_warns_at_it_naming_the_control(extra: str, code: str, path: str,
+                                                                           control: str) -> None:
+    warnings, problems = restricted_warnings(BASE + extra + "\n")
+    assert problems  # the emitted pods do lose "restricted"
+    assert any(c == code and p == path and f"({control})" in message and "hint:" in message
+               for c, p, message in warnings), warnings
+    assert all(message.startswith("spec.toml:") for _, _, message in warnings)
+
+
+@pytest.mark.parametrize("extra", [
+    "",
+    "security.pod_security_context = { runAsNonRoot = true, runAsUser = 4242 }",
+    'security.container_security_context = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] }, '
+    "readOnlyRootFilesystem = true }",
+    'extra_volumes = [{ name = "scratch", emptyDir = {} }, { name = "c", persistentVolumeClaim = { claimName = "c" } }]',
+])
+def test_choices_that_keep_restricted_do_not_warn(extra: str) -> None:
+    assert restricted_warnings(BASE + extra + "\n") == ([], [])
+
+
+def test_defaults_that_lose_restricted_warn_for_every_model_at_the_defaults() -> None:
+    text = BASE.replace("[models.m]", '[defaults]\nsecurity.pod_security = "baseline"\n[models.m]')
+    text += '[models.n]\nengine = "vllm"\nmodel = "org/n-1b"\naccelerators = { count = 1 }\n'
+    warnings, _ = restricted_warnings(text)
+    assert [(c, p, m.split(": ")[0]) for c, p, m in warnings] == [
+        ("W170", "models.m.security.pod_security", "spec.toml:6:25"),
+        ("W170", "models.n.security.pod_security", "spec.toml:6:25")]

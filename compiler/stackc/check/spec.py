@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from stackc.check.pod_security import pod_security_warnings
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan.engine import Capability
 from stackc.plan.model import KV_CACHE_SERVER
@@ -418,6 +419,7 @@ def _validate_model(spec: Spec, key: str, model: Model, registry: Registry, plug
                          f"{'' if scaling.max_replicas is not None else ', from replicas'})", base + low_path)
     yield from (attrs.evolve(p, path=base + p.path) for p in _consistency_problems(model))
     yield from (attrs.evolve(p, path=base + ("autoscaling",) + p.path) for p in _autoscaling_problems(model.autoscaling))
+    yield from (attrs.evolve(p, path=base + p.path) for p in pod_security_warnings(model))
     yield from _offload_memory_problems(model, base)
     yield from _offload_storage_problems(spec, model, base)
     if model.scheduling.group_topology is not None and model.serving.nodes == 1:

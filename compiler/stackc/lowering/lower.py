@@ -357,7 +357,8 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         volumes.append(shared_cache_volume(spec) or Volume(CACHE_VOLUME, empty_dir={}))
     template_volume = None
     if model.serving.chat_template is not None:
-        config_maps.append(ConfigMapData(f"{name}-chat-template", {"chat-template.jinja": model.serving.chat_template}))
+        config_maps.append(ConfigMapData(f"{name}-chat-template", {"chat-template.jinja": model.serving.chat_template},
+                                         ("serving", "chat_template")))
         volumes.append(Volume(CHAT_TEMPLATE_VOLUME, config_map=f"{name}-chat-template"))
         template_volume = CHAT_TEMPLATE_VOLUME
     source = sources.parse(model.model)

@@ -290,6 +290,8 @@ class EngineResult:
 class ConfigMapData:
     name: str
     data: Mapping[str, str]
+    #: where the spec sets the data, relative to ``models.KEY`` (for located diagnostics)
+    spec_path: tuple[str | int, ...] = ()
 
 
 @attrs.frozen

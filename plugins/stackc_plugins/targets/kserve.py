@@ -20,7 +20,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.plan import signals
+from stackc.plan import limits, signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
@@ -103,6 +103,7 @@ class KserveTarget:
                              "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
         yield from autoscaling_problems(plan, options)
         yield from kube.unscraped_signals(plan)
+        yield from annotation_problems(plan, options)
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
@@ -145,6 +146,13 @@ class KserveTarget:
                                  "revision is refused", ("models", component.key, *_init_container_cause(first)),
                                  "turn the flag on in Knative's config-features ConfigMap, or use "
                                  'deployment_mode = "Standard"', Severity.WARNING)
+            metrics = component.endpoint.metrics
+            if knative and metrics is not None and metrics.port != component.endpoint.port.name:
+                yield Diagnostic("W076", f"Knative opens one port, the serving one: the engine's metrics port "
+                                 f"'{metrics.port}' is not declared, so no monitor can scrape it (no metrics, "
+                                 "alerts or autoscaling on them)", ("targets", "kserve", "deployment_mode"),
+                                 'use deployment_mode = "Standard", or the manifests or helm target, for this model',
+                                 Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -216,6 +224,22 @@ def multi_node_problems(component: Component, options: KserveOptions) -> Iterato
     if len(component.pod.containers) > 1:
         yield Diagnostic("E074", "KServe runs one container in a multi-node predictor's workers: plain sidecars "
                          "can't follow them", path + ("sidecars",), "make the sidecars native (native = true)")
+
+
+def annotation_problems(plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
+    """An InferenceService carries the stack's annotations and the target's, the model's own over them
+    (stack.annotations alone are checked by the core)."""
+    stack_bytes = limits.annotation_bytes(plan.stack.annotations)
+    shared = stack_bytes + limits.annotation_bytes(options.annotations)
+    if stack_bytes <= limits.ANNOTATION_ROOM < shared:
+        yield limits.annotations_problem(shared, limits.ANNOTATION_ROOM, ("targets", "kserve", "annotations"),
+                                         "every InferenceService (with stack.annotations)")
+    for component in plan.components:
+        total = shared + limits.annotation_bytes(model_options(component, options).annotations)
+        if shared <= limits.ANNOTATION_ROOM < total:
+            yield limits.annotations_problem(total, limits.ANNOTATION_ROOM,
+                                             ("targets", "kserve", "models", component.key, "annotations"),
+                                             "the InferenceService (with stack.annotations and the target's)")
 
 
 def model_options(component: Component, options: KserveOptions) -> KserveModel:

@@ -38,6 +38,9 @@ STACK_ROUTERS = ("gateway", "router")
 KSERVE_LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component",
                      "kserve.io/component", DISAGGREGATION_ROLE_LABEL)
 
+#: LeaderWorkerSet's label of a pod's index in its group: the leader's is "0"
+LWS_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
 _PRESET = {"form": DNS_SUBDOMAIN}
 
 
@@ -81,6 +84,12 @@ class LlmisvcTarget:
     serves_models = True
     #: KServe's storage initializer downloads ``model.uri`` here before the engine starts
     weights_path = MODEL_DIR
+
+    def model_pods(self, component: Component) -> dict[str, str]:
+        """KServe labels the pods itself (``kserve_selector``): monitors select them by those labels, and a
+        multi-node group's leaders (LeaderWorkerSet's index 0), which serve, by theirs."""
+        leaders = {LWS_INDEX_LABEL: "0"} if component.topology.kind == "leader_worker" else {}
+        return {**kserve_selector(component), **leaders}
 
     def model_service(self, component: Component) -> tuple[str, int]:
         """The workload Service KServe puts in front of a model's (decode) pods, and the pods' port."""

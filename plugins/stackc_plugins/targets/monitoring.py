@@ -72,8 +72,8 @@ class MonitoringTarget:
             metrics = component.endpoint.metrics
             if metrics is None:
                 continue  # the engine exports no metrics
-            endpoint: dict[str, Any] = {"port": metrics.port, "path": metrics.path, "interval": options.interval,
-                                          **scrape_timeout(options)}
+            endpoint: dict[str, Any] = {"portNumber": port_number(component, metrics.port), "path": metrics.path,
+                                        "interval": options.interval, **scrape_timeout(options)}
             api_key = component.endpoint.api_key
             if metrics.needs_api_key and api_key is not None:
                 endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": api_key.name, "key": api_key.key}}
@@ -121,6 +121,14 @@ def duration_ms(text: str) -> int:
 
 def stack_labels(plan: Plan) -> dict[str, str]:
     return {**kube.stack_labels(plan.stack), "app.kubernetes.io/instance": plan.stack.name}
+
+
+def port_number(component: Component, name: str) -> int:
+    """The metrics port by number: platforms rename ports (KServe's Knative mode calls the serving port
+    ``http1``), the number stays the same in every target that deploys the model."""
+    pod = component.pod
+    return next(port.number for container in (*pod.containers, *pod.init_containers) for port in container.ports
+                if port.name == name)
 
 
 def pod_monitor(plan: Plan, name: str, labels: Mapping[str, str], pods: Mapping[str, str],

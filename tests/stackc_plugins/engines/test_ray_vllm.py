@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from stackc.plan import ray
 from stackc.diagnostics import DiagnosticsError, Severity
 from stackc.testing import compile_text, objects, validate_kubernetes
 
@@ -170,7 +171,7 @@ def test_network_policy_admits_the_router_the_cluster_and_kuberay() -> None:
 def test_monitoring_scrapes_rays_metrics_port_on_every_pod() -> None:
     monitor = next(o for o in built(spec()) if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "r-m")
     assert monitor["spec"]["selector"]["matchLabels"] == SELECTOR
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["portNumber"] == ray.METRICS_PORT  # "metrics" on every pod
 
 
 def test_a_name_kuberay_refuses_is_located_with_the_limit() -> None:

@@ -64,7 +64,7 @@ def test_with_the_gateway_decode_pods_put_the_pd_sidecar_before_the_engine() -> 
     assert manifests[("Service", "pd-m-decode")]["spec"]["ports"][0]["targetPort"] == "http"
     # the monitors scrape the engine itself
     monitors = by_name(compiled().files, "monitoring/")
-    assert monitors[("PodMonitor", "pd-m-decode")]["spec"]["podMetricsEndpoints"][0]["port"] == "engine"
+    assert monitors[("PodMonitor", "pd-m-decode")]["spec"]["podMetricsEndpoints"][0]["portNumber"] == 8200
     # a build of the manifests alone writes the stack's decode pods: the gateway still needs the sidecar
     assert by_name(compiled(targets=["manifests"]).files, "manifests/") == manifests
     # a stack without the gateway: no sidecar

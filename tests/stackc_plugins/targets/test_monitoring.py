@@ -3,11 +3,15 @@ from __future__ import annotations
 import json
 import re
 
+from pathlib import Path
+
 import attrs
 import pytest
 
+from stackc import pipeline
 from stackc.diagnostics import DiagnosticsError
-from stackc.testing import compile_text, objects
+from stackc.plugins import load_registry
+from stackc.testing import compile_text, objects, pod_templates
 
 SPEC = """
 version = 1
@@ -36,7 +40,7 @@ def test_a_podmonitor_per_model_scrapes_the_engines_metrics_endpoint() -> None:
     monitor = found()["PodMonitor/m-llama"]
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "llama", "app.kubernetes.io/instance": "m"}}
-    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"portNumber": 8000, "path": "/metrics", "interval": "30s"}]
     assert monitor["spec"]["podTargetLabels"] == ["app.kubernetes.io/instance", "app.kubernetes.io/name"]
 
 
@@ -133,3 +137,83 @@ def test_a_scrape_timeout_reaches_every_monitor_and_stays_within_the_interval() 
         compile_text(SPEC + 'scrape_timeout = "1m"\n')
     (problem,) = error.value.diagnostics
     assert (problem.code, problem.dotted_path) == ("E153", "targets.monitoring.scrape_timeout")
+
+
+# -- every monitor scrapes a port its pods have --------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted(p for p in (REPO / "specs").rglob("*.toml") if "invalid" not in p.parts)
+ENGINES = {
+    "vllm": 'model = "org/m-1b"\naccelerators = { count = 1 }',
+    "sglang": 'model = "org/m-1b"\naccelerators = { count = 1 }',
+    "trtllm": 'model = "org/m-1b"\naccelerators = { count = 1 }',
+    "trtllm-triton": 'model = "org/m-1b"\naccelerators = { count = 1 }\n'
+                     'engine_options = { mode = "triton", checkpoint_dir = "/ckpt" }',
+    "llamacpp": 'model = "hf://org/r/m.gguf"',
+    "ollama": 'model = "ollama://llama3.2:1b"',
+    "neuron": 'model = "org/m-1b"\naccelerators = { count = 1, resource = "aws.amazon.com/neuron" }',
+}
+DEPLOYERS = {"manifests": "", "kserve-Standard": "", "kserve-Knative": 'deployment_mode = "Knative"'}
+
+
+def pod_ports(obj: dict, runtimes: dict[str, dict]) -> list[tuple[dict, set]]:
+    """(pod labels, container port names and numbers) of every pod an object makes; a KServe predictor's
+    labels are its own and its ServingRuntime's (a multi-node head's role)."""
+    found = []
+    for meta, pod in pod_templates(obj):
+        labels = meta.get("labels", {})
+        if obj["kind"] == "InferenceService":
+            predictor = obj["spec"]["predictor"]
+            runtime = runtimes.get(predictor.get("model", {}).get("runtime"), {})
+            labels = {**predictor.get("labels", {}), **runtime.get("spec", {}).get("labels", {})}
+        containers = [*pod.get("containers", ()), *pod.get("initContainers", ())]
+        found.append((labels, {value for c in containers for p in c.get("ports", ())
+                               for value in (p.get("name"), p["containerPort"])}))
+    return found
+
+
+def unscraped(files) -> list[str]:
+    """Each PodMonitor endpoint whose port some pod it selects does not have, or that selects no pod."""
+    everything = objects(files)
+    runtimes = {o["metadata"]["name"]: o for o in everything if o["kind"] == "ServingRuntime"}
+    pods = [found for obj in everything for found in pod_ports(obj, runtimes)]
+    problems = []
+    for monitor in (o for o in everything if o["kind"] == "PodMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        selected = [ports for labels, ports in pods if selector.items() <= labels.items()]
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            port = endpoint.get("portNumber", endpoint.get("port"))
+            if not selected or any(port not in ports for ports in selected):
+                problems.append(f"{monitor['metadata']['name']}: port {port} on {len(selected)} pods")
+    return problems
+
+
+@pytest.mark.parametrize("deployer", DEPLOYERS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_monitor_scrapes_a_port_its_pods_have_in_every_target_and_mode(engine: str, deployer: str) -> None:
+    target = deployer.partition("-")[0]
+    text = (f'version = 1\n[stack]\nname = "s"\ntargets = ["{target}", "monitoring", "router", "gateway"]\n'
+            f'[models.m]\nengine = "{engine.partition("-")[0]}"\n{ENGINES[engine]}\n'
+            f"[targets.kserve]\n{DEPLOYERS[deployer]}\n")
+    compilation = compile_text(text)
+    warned = {d.code for d in compilation.warnings}
+    if engine == "trtllm-triton" and deployer == "kserve-Knative":  # Triton's metrics port is not the serving one
+        assert "W076" in warned and unscraped(compilation.files) == ["s-m: port 8002 on 1 pods"]
+    else:
+        assert "W076" not in warned and unscraped(compilation.files) == []
+
+
+@pytest.mark.parametrize("mode", ["Standard", "Knative"])
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_every_monitor_of_every_example_scrapes_a_port_its_pods_have(spec: Path, mode: str) -> None:
+    """Multi-node groups, P/D roles, Ray clusters and the stack's own exporters, in each KServe mode."""
+    registry = load_registry()
+    checked = pipeline.check([spec], registry).spec
+    settings = [f"targets.kserve.deployment_mode={mode}"]
+    multi_node = any(model.serving.nodes > 1 for model in checked.models.values())
+    if mode == "Knative" and multi_node and "kserve" in checked.stack.targets:
+        with pytest.raises(DiagnosticsError, match="E074"):  # KServe runs multi-node predictors in Standard mode
+            pipeline.compile_stack([spec], registry, settings)
+        return
+    compilation = pipeline.compile_stack([spec], registry, settings,
+                                         targets=sorted({*checked.stack.targets, "monitoring"}))
+    assert unscraped(compilation.files) == []
