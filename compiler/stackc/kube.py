@@ -532,6 +532,24 @@ def autoscaler_problems(plan: Plan, target: str) -> Iterator[Diagnostic]:
     yield from unscraped_signals(plan)
 
 
+def target_annotation_problems(plan: Plan, target: str, annotations: Mapping[str, str],
+                               per_model: Mapping[str, Mapping[str, str]], kind: str) -> Iterator[Diagnostic]:
+    """A target's object per model carries the stack's annotations and the target's, the model's own over them
+    (``[targets.T] annotations`` and ``[targets.T.models.KEY] annotations``; stack.annotations alone are
+    checked by the core): together within the API server's limit."""
+    stack_bytes = limits.annotation_bytes(plan.stack.annotations)
+    shared = stack_bytes + limits.annotation_bytes(annotations)
+    if stack_bytes <= limits.ANNOTATION_ROOM < shared:
+        yield limits.annotations_problem(shared, limits.ANNOTATION_ROOM, ("targets", target, "annotations"),
+                                         f"every {kind} (with stack.annotations)")
+    for component in plan.components:
+        total = shared + limits.annotation_bytes(per_model.get(component.key, {}))
+        if shared <= limits.ANNOTATION_ROOM < total:
+            yield limits.annotations_problem(total, limits.ANNOTATION_ROOM,
+                                             ("targets", target, "models", component.key, "annotations"),
+                                             f"the {kind} (with stack.annotations and the target's)")
+
+
 def extra_object_clashes(plan: Plan) -> list[Diagnostic]:
     """An extra object must not replace one stackc emits for a model (checked once the plan is lowered)."""
     own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components

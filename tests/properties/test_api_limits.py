@@ -74,9 +74,12 @@ def test_a_chat_template_over_one_mib_is_located_at_it() -> None:
     ("security.service_account.annotations", "models.m.security.service_account.annotations"),
     ("[targets.kserve]\nannotations", "targets.kserve.annotations"),
     ("[targets.kserve.models.m]\nannotations", "targets.kserve.models.m.annotations"),
+    ("[targets.llmisvc]\nannotations", "targets.llmisvc.annotations"),
+    ("[targets.llmisvc.models.m]\nannotations", "targets.llmisvc.models.m.annotations"),
 ])
 def test_annotations_over_256_kib_are_located(table: str, path: str) -> None:
-    (error,) = errors(BASE + f'{table} = {{ "example.com/big" = "{"x" * 256 * 1024}" }}\n')
+    text = BASE.replace('"kserve",', '"kserve", "llmisvc",') if "llmisvc" in table else BASE
+    (error,) = errors(text + f'{table} = {{ "example.com/big" = "{"x" * 256 * 1024}" }}\n')
     assert f"error[E170] {path}: annotations of 262159 bytes on " in error
 
 

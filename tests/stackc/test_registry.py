@@ -125,7 +125,8 @@ def test_the_contract_declares_what_the_docs_table_lists() -> None:
     assert set(contract_members(EngineTraits, ENGINE_METHODS)) == {
         "name", "description", "capabilities", "options_type", "local_run", "platform_weights", "object_storage",
         "owned_flags", "kv_connectors", "memory_accounting", "lower", "check"}
-    assert {m.name for m in TARGET_METHODS} == {"emit", "check", "model_service", "callers", "exporters", "bundle"}
+    assert {m.name for m in TARGET_METHODS} == {"emit", "check", "model_service", "model_pods", "callers", "exporters",
+                                               "bundle"}
 
 
 PD_SPEC = """

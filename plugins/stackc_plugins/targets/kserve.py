@@ -20,7 +20,7 @@ import attrs
 
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.plan import limits, signals
+from stackc.plan import signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Autoscaler, Component, Plan
 from stackc.registry import Artifact, Registry
@@ -103,7 +103,8 @@ class KserveTarget:
                              "use deployment_mode = \"Standard\" with the router target", Severity.WARNING)
         yield from autoscaling_problems(plan, options)
         yield from kube.unscraped_signals(plan)
-        yield from annotation_problems(plan, options)
+        yield from kube.target_annotation_problems(plan, "kserve", options.annotations, {
+            key: model.annotations for key, model in options.models.items()}, "InferenceService")
         knative = options.deployment_mode == "Knative"
         suffix, platform = (KNATIVE_REVISION_SUFFIX, "Knative") if knative else (PREDICTOR_SUFFIX, "KServe")
         for component in plan.components:
@@ -224,22 +225,6 @@ def multi_node_problems(component: Component, options: KserveOptions) -> Iterato
     if len(component.pod.containers) > 1:
         yield Diagnostic("E074", "KServe runs one container in a multi-node predictor's workers: plain sidecars "
                          "can't follow them", path + ("sidecars",), "make the sidecars native (native = true)")
-
-
-def annotation_problems(plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
-    """An InferenceService carries the stack's annotations and the target's, the model's own over them
-    (stack.annotations alone are checked by the core)."""
-    stack_bytes = limits.annotation_bytes(plan.stack.annotations)
-    shared = stack_bytes + limits.annotation_bytes(options.annotations)
-    if stack_bytes <= limits.ANNOTATION_ROOM < shared:
-        yield limits.annotations_problem(shared, limits.ANNOTATION_ROOM, ("targets", "kserve", "annotations"),
-                                         "every InferenceService (with stack.annotations)")
-    for component in plan.components:
-        total = shared + limits.annotation_bytes(model_options(component, options).annotations)
-        if shared <= limits.ANNOTATION_ROOM < total:
-            yield limits.annotations_problem(total, limits.ANNOTATION_ROOM,
-                                             ("targets", "kserve", "models", component.key, "annotations"),
-                                             "the InferenceService (with stack.annotations and the target's)")
 
 
 def model_options(component: Component, options: KserveOptions) -> KserveModel:

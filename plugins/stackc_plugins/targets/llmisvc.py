@@ -97,6 +97,8 @@ class LlmisvcTarget:
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "llmisvc", "E160")
+        yield from kube.target_annotation_problems(plan, "llmisvc", options.annotations, {
+            key: model.annotations for key, model in options.models.items()}, "LLMInferenceService")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
         # the stack's routers reach the models through KServe's Service only when no other target deploys them
         through_kserve = any(reached_through_kserve(component) for component in plan.components)
