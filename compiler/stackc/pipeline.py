@@ -105,7 +105,8 @@ def _default_stack_name(file_name: str) -> str:
 
 
 def _inherit(defaults: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any]:
-    """A model's own values win; tables merge; ``scheduling.tolerations`` append by default."""
+    """A model's own values win; tables merge; ``scheduling.tolerations`` append by default,
+    and ``tolerations_mode = "replace"`` keeps only the model's own (none if it lists none)."""
     merged = copy.deepcopy(dict(defaults))
     for key, value in model.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -120,6 +121,8 @@ def _inherit(defaults: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str,
         mode = own_scheduling.get("tolerations_mode", default_scheduling.get("tolerations_mode", "append"))
         if mode == "append" and isinstance(inherited, list) and isinstance(own, list):
             merged["scheduling"]["tolerations"] = copy.deepcopy(inherited) + [t for t in own if t not in inherited]
+        elif mode == "replace" and "tolerations" not in own_scheduling:
+            merged["scheduling"].pop("tolerations", None)
     return merged
 
 
