@@ -180,8 +180,9 @@ def prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
     path = list(diagnostic.path)
     if diagnostic.code == "E004":
         path = path[:2] if path[:1] == ["models"] and len(path) > 2 else path[:-1]
-    while path and isinstance(path[-1], int):
-        path.pop()  # a bad array item: drop the whole array
+    items = [index for index, part in enumerate(path) if isinstance(part, int)]
+    if items:
+        del path[items[0]:]  # within an array item: drop the whole array (other paths index its items)
     node: Any = data
     for part in path[:-1]:
         node = node.get(part) if isinstance(node, dict) else None

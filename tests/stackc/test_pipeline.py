@@ -108,6 +108,15 @@ def test_errors_inherited_from_defaults_point_at_the_defaults() -> None:
     assert diagnostic.render().startswith("spec.toml:5:12: error[E014] models.a.replicas: must be at least 0")
 
 
+def test_a_bad_value_inside_an_array_item_does_not_hide_the_other_errors() -> None:
+    spec = ('version = 1\n[stack]\nname = "s"\n[models.m]\nengine = "vlm"\nmodel = "org/m"\naccelerators.count = 1\n'
+            'scheduling.tolerations = [{ key = "a", operator = "Exists", toleration_seconds = "x" }]\n')
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(spec)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
+        ("E010", "models.m.engine"), ("E006", "models.m.scheduling.tolerations[0].toleration_seconds")]
+
+
 def test_aliases_must_be_unique_across_models() -> None:
     spec = SPEC.format(engine="vllm") + '[models.n]\nengine = "vllm"\nmodel = "org/n"\naliases = ["org/m"]\naccelerators = { count = 1 }\n'
     with pytest.raises(DiagnosticsError, match="'org/m' is already a name of model 'm'"):
