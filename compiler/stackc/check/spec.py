@@ -256,7 +256,9 @@ def _pod_problems(model: Model) -> Iterator[Diagnostic]:
     containers: list[tuple[tuple[str | int, ...], InitContainer]] = [
         *((("init_containers", i), c) for i, c in enumerate(model.init_containers)),
         *((("sidecars", i), c) for i, c in enumerate(model.sidecars))]
-    for prefix, env in [((), model.env), *((path, c.env) for path, c in containers)]:
+    roles = [] if model.disaggregation is None else [
+        (("disaggregation", role), getattr(model.disaggregation, role).env) for role in disaggregation.ROLES]
+    for prefix, env in [((), model.env), *((path, c.env) for path, c in containers), *roles]:
         for name, value in sorted(env.items()):
             if isinstance(value, EnvSource):
                 yield from _env_source_problems(value, prefix + ("env", name))
