@@ -81,6 +81,12 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
             yield Diagnostic("E011", f"unknown target '{name}'", ("targets", name), did_you_mean(name, registry.targets))
     if not spec.models:
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
+    known = [name for name in stack.targets if name in registry.targets]
+    if spec.models and known and not registry.targets_having("serves_models", known):
+        yield Diagnostic("W155", f"no target of the stack deploys the models: {', '.join(known)} reach them through "
+                         "Services and pods that nothing in this output creates", ("stack", "targets"),
+                         f"add a target that deploys models ({', '.join(registry.targets_having('serves_models'))})",
+                         Severity.WARNING)
     yield from extra_object_problems(spec)
     yield from _shared_cache_problems(spec)
     yield from _kv_cache_server_problems(spec)
