@@ -115,7 +115,10 @@ class SpecGenerator:
         rng = self.rng
         stack = self.object(Stack, "stack")
         targets = sorted(self.registry.targets)
-        stack["targets"] = targets if self.valid else self.subset(targets) + self.maybe_junk_items()
+        if self.valid:  # not always all: a model one target refuses would never reach the others
+            stack["targets"] = [name for name in targets if rng.random() < 0.6] or [rng.choice(targets)]
+        else:
+            stack["targets"] = self.subset(targets) + self.maybe_junk_items()
         data: dict[str, Any] = {"version": self.junk() if self._malformed(0.1) else 1, "stack": stack}
         data["models"] = {self.model_key(): self.model() for _ in range(rng.randint(1, 3 if self.valid else 4))}
         if self._bad(2):
@@ -162,12 +165,24 @@ class SpecGenerator:
                 accelerators.setdefault("count", 1)
         return model
 
-    def valid_spec(self, attempts: int = 5) -> str | None:
-        """A spec that passes ``stackc check``: drawn, then cleared of what check rejects (None if it won't)."""
+    def valid_spec(self, attempts: int = 8, draws: int = 3) -> str | None:
+        """A spec that passes ``stackc check``: drawn, then cleared of what check rejects (None if it won't).
+
+        An error that removing its value does not clear (a default a target refuses, a value another one
+        contradicts) removes one level more each time it comes back, down to the model or stack table;
+        a spec left without models is drawn again.
+        """
+        for _ in range(draws):
+            text = self._cleared(self.spec(), attempts)
+            if text is not None:
+                return text
+        return None
+
+    def _cleared(self, data: dict[str, Any], attempts: int) -> str | None:
         from stackc import pipeline
         from stackc.diagnostics import DiagnosticsError, Severity
 
-        data = self.spec()
+        seen: dict[tuple[str, tuple[str | int, ...]], int] = {}
         for _ in range(attempts):
             text = tomlkit.dumps(data)
             try:
@@ -175,8 +190,13 @@ class SpecGenerator:
                 return text
             except DiagnosticsError as error:
                 for diagnostic in error.diagnostics:
-                    if diagnostic.severity is Severity.ERROR:
-                        pipeline.prune(data, diagnostic)
+                    targets = data["stack"].get("targets")
+                    if diagnostic.path == ("stack", "targets") and isinstance(targets, list) and len(targets) > 1:
+                        targets.remove(self.rng.choice(targets))  # two targets that exclude each other
+                    elif diagnostic.severity is Severity.ERROR:
+                        times = seen[diagnostic.code, diagnostic.path] = seen.get((diagnostic.code, diagnostic.path), -1) + 1
+                        path = diagnostic.path[:max(2, len(diagnostic.path) - times)]
+                        pipeline.prune(data, attrs.evolve(diagnostic, path=path))
         return None
 
     # -- values by type --------------------------------------------------------------------

@@ -105,7 +105,8 @@ def _default_stack_name(file_name: str) -> str:
 
 
 def _inherit(defaults: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any]:
-    """A model's own values win; tables merge; ``scheduling.tolerations`` append by default."""
+    """A model's own values win; tables merge; ``scheduling.tolerations`` append by default,
+    and ``tolerations_mode = "replace"`` keeps only the model's own (none if it lists none)."""
     merged = copy.deepcopy(dict(defaults))
     for key, value in model.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -120,6 +121,8 @@ def _inherit(defaults: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str,
         mode = own_scheduling.get("tolerations_mode", default_scheduling.get("tolerations_mode", "append"))
         if mode == "append" and isinstance(inherited, list) and isinstance(own, list):
             merged["scheduling"]["tolerations"] = copy.deepcopy(inherited) + [t for t in own if t not in inherited]
+        elif mode == "replace" and "tolerations" not in own_scheduling:
+            merged["scheduling"].pop("tolerations", None)
     return merged
 
 
@@ -177,8 +180,9 @@ def prune(data: dict[str, Any], diagnostic: Diagnostic) -> None:
     path = list(diagnostic.path)
     if diagnostic.code == "E004":
         path = path[:2] if path[:1] == ["models"] and len(path) > 2 else path[:-1]
-    while path and isinstance(path[-1], int):
-        path.pop()  # a bad array item: drop the whole array
+    items = [index for index, part in enumerate(path) if isinstance(part, int)]
+    if items:
+        del path[items[0]:]  # within an array item: drop the whole array (other paths index its items)
     node: Any = data
     for part in path[:-1]:
         node = node.get(part) if isinstance(node, dict) else None

@@ -95,7 +95,7 @@ def validate_random_valid_specs(count: int, seed: int, save: Path | None) -> int
         if rejections:
             rejected += 1
             problems.append((drawn, rejections[0], text))
-    print(f"{drawn} valid-leaning specs drawn, {passed} pass `stackc check` with every target; "
+    print(f"{drawn} valid-leaning specs drawn, {passed} pass `stackc check` (with the targets each drew); "
           f"{objects} objects validated strictly in {time.perf_counter() - started:.0f} s: {rejected} specs rejected")
     for index, detail, text in problems[:20]:
         print(f"  spec {index}: {detail}")

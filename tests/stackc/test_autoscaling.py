@@ -130,6 +130,7 @@ def test_kserve_keeps_its_own_spelling() -> None:
      "E082] models.chat.autoscaling.min_replicas: the kserve target's Standard mode keeps at least one replica"),
     ('max_replicas = 2, signal = "cpu", target = 0.5', None, "E080] models.chat.autoscaling.target: the cpu target is a whole"),
     ('max_replicas = 2, signal = "memory", target = 80', None, "E080] models.chat.autoscaling: an HPA measures memory"),
+    ('max_replicas = 2, target = 0.5', ["kserve"], "E083] models.chat.autoscaling.target: KServe's scaleTarget is a whole"),
 ])
 def test_autoscaling_that_cannot_work_is_a_located_error(scaling: str, targets: list[str] | None, expected: str) -> None:
     text = SPEC if targets is None else SPEC.replace('targets = ["manifests", "helm", "router", "monitoring"]',

@@ -81,12 +81,40 @@ scheduling = { tolerations_mode = "replace", tolerations = [{ key = "b", operato
     assert a["template"]["spec"]["nodeSelector"] == b["template"]["spec"]["nodeSelector"] == {"pool": "gpu"}
 
 
+def test_replacing_tolerations_with_none_leaves_the_defaults_out() -> None:
+    spec = """
+version = 1
+[stack]
+name = "d"
+[defaults]
+engine = "vllm"
+accelerators = { count = 1 }
+scheduling.tolerations = [{ key = "gpu", operator = "Exists" }]
+[models.cpu]
+model = "org/a"
+scheduling = { tolerations_mode = "replace" }
+"""
+    compilation = compile_text(spec)
+    (deployment,) = [o for o in objects(compilation.files) if o["kind"] == "Deployment"]
+    assert "tolerations" not in deployment["spec"]["template"]["spec"]
+    assert [d.code for d in compilation.warnings] == ["W154"]
+
+
 def test_errors_inherited_from_defaults_point_at_the_defaults() -> None:
     spec = 'version = 1\n[stack]\nname = "d"\n[defaults]\nreplicas = -1\n[models.a]\nengine = "vllm"\nmodel = "org/a"\naccelerators = { count = 1 }\n'
     with pytest.raises(DiagnosticsError) as error:
         compile_text(spec)
     (diagnostic,) = error.value.diagnostics
     assert diagnostic.render().startswith("spec.toml:5:12: error[E014] models.a.replicas: must be at least 0")
+
+
+def test_a_bad_value_inside_an_array_item_does_not_hide_the_other_errors() -> None:
+    spec = ('version = 1\n[stack]\nname = "s"\n[models.m]\nengine = "vlm"\nmodel = "org/m"\naccelerators.count = 1\n'
+            'scheduling.tolerations = [{ key = "a", operator = "Exists", toleration_seconds = "x" }]\n')
+    with pytest.raises(DiagnosticsError) as error:
+        compile_text(spec)
+    assert [(d.code, d.dotted_path) for d in error.value.diagnostics] == [
+        ("E010", "models.m.engine"), ("E006", "models.m.scheduling.tolerations[0].toleration_seconds")]
 
 
 def test_aliases_must_be_unique_across_models() -> None:

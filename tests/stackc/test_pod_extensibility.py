@@ -254,6 +254,8 @@ def test_host_namespaces_need_the_privileged_level(field: str, namespace: str, k
     ('env = { A = { field = "status.podIP", secret = "s" } }\n',
      "error[E025] models.m.env.A: names field and secret"),
     ('env = { A = { secret = "s" } }\n', "error[E025] models.m.env.A: a value from a secret needs its key"),
+    ('disaggregation = { connector = "nixl", prefill = { env = { A = { secret = "s" } } } }\n',
+     "error[E025] models.m.disaggregation.prefill.env.A: a value from a secret needs its key"),
     ('env = { A = { field = "status.nodeIP" } }\n', "error[E023] models.m.env.A.field: 'status.nodeIP' is not a pod field"),
     ('probes.liveness = { tcp = true, path = "/x" }\n',
      "error[E025] models.m.probes.liveness: a probe does one thing: path and tcp are both set"),

@@ -171,3 +171,10 @@ def test_engine_options_that_act_on_nothing_warn(engine: str, options: str, code
     text = BASE.replace('"vllm"', f'"{engine}"') + 'image = "example/server:1"\n' * (engine == "command")
     found = warnings(text + f"engine_options = {{ {options} }}\n")
     assert any(f"warning[{code}] {path}:" in w for w in found), found
+
+
+def test_a_stack_whose_targets_deploy_no_model_warns() -> None:
+    routed = BASE.replace('name = "s"', 'name = "s"\ntargets = ["router", "monitoring"]')
+    (warning,) = warnings(routed)
+    assert warning.startswith("spec.toml:4:11: warning[W155] stack.targets: no target of the stack deploys the models")
+    assert not any("W155" in w for w in warnings(routed.replace('"monitoring"]', '"kserve"]')))

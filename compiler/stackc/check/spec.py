@@ -81,6 +81,12 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
             yield Diagnostic("E011", f"unknown target '{name}'", ("targets", name), did_you_mean(name, registry.targets))
     if not spec.models:
         yield Diagnostic("E009", "the stack has no models", ("models",), "add a [models.NAME] table")
+    known = [name for name in stack.targets if name in registry.targets]
+    if spec.models and known and not registry.targets_having("serves_models", known):
+        yield Diagnostic("W155", f"no target of the stack deploys the models: {', '.join(known)} reach them through "
+                         "Services and pods that nothing in this output creates", ("stack", "targets"),
+                         f"add a target that deploys models ({', '.join(registry.targets_having('serves_models'))})",
+                         Severity.WARNING)
     yield from extra_object_problems(spec)
     yield from _shared_cache_problems(spec)
     yield from _kv_cache_server_problems(spec)
@@ -256,7 +262,9 @@ def _pod_problems(model: Model) -> Iterator[Diagnostic]:
     containers: list[tuple[tuple[str | int, ...], InitContainer]] = [
         *((("init_containers", i), c) for i, c in enumerate(model.init_containers)),
         *((("sidecars", i), c) for i, c in enumerate(model.sidecars))]
-    for prefix, env in [((), model.env), *((path, c.env) for path, c in containers)]:
+    roles = [] if model.disaggregation is None else [
+        (("disaggregation", role), getattr(model.disaggregation, role).env) for role in disaggregation.ROLES]
+    for prefix, env in [((), model.env), *((path, c.env) for path, c in containers), *roles]:
         for name, value in sorted(env.items()):
             if isinstance(value, EnvSource):
                 yield from _env_source_problems(value, prefix + ("env", name))

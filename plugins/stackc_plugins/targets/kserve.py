@@ -385,7 +385,7 @@ def autoscaling_problems(plan: Plan, options: KserveOptions) -> Iterator[Diagnos
                              "target with the router")
         if scaler.activation is not None:
             yield Diagnostic("E083", "KServe's autoscaling has no activation threshold", path + ("activation",))
-        if scaler.signal in PLATFORM_SIGNALS and scaler.target is not None and not isinstance(scaler.target, int):
+        if scaler.signal in (*PLATFORM_SIGNALS, None) and scaler.target is not None and not isinstance(scaler.target, int):
             yield Diagnostic("E083", f"KServe's scaleTarget is a whole number, got {scaler.target}", path + ("target",))
 
 
