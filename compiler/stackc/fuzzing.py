@@ -170,7 +170,7 @@ class SpecGenerator:
 
         An error that removing its value does not clear (a default a target refuses, a value another one
         contradicts) removes one level more each time it comes back, down to the model or stack table;
-        a spec left without models is drawn again.
+        a spec that deploys no model gets one enabled again; one that can't be cleared is drawn again.
         """
         for _ in range(draws):
             text = self._cleared(self.spec(), attempts)
@@ -187,7 +187,10 @@ class SpecGenerator:
             text = tomlkit.dumps(data)
             try:
                 pipeline.compile_stack(["spec.toml"], self.registry, texts=[("spec.toml", text)])
-                return text
+                if _deploys_a_model(data):
+                    return text
+                self._enable_a_model(data)
+                continue
             except DiagnosticsError as error:
                 for diagnostic in error.diagnostics:
                     targets = data["stack"].get("targets")
@@ -198,6 +201,16 @@ class SpecGenerator:
                         path = diagnostic.path[:max(2, len(diagnostic.path) - times)]
                         pipeline.prune(data, attrs.evolve(diagnostic, path=path))
         return None
+
+    def _enable_a_model(self, data: dict[str, Any]) -> None:
+        """A spec that deploys nothing tests no object: one of its models is enabled again (or drawn anew)."""
+        models = data.get("models")
+        if isinstance(models, dict) and models:
+            key = self.rng.choice(sorted(models))
+            if isinstance(models[key], dict):
+                models[key].pop("enabled", None)
+                return
+        data["models"] = {"m": self.model()}
 
     # -- values by type --------------------------------------------------------------------
     def object(self, cls: type, name: str, chance: float = 0.5) -> dict[str, Any]:
@@ -433,6 +446,25 @@ def _field_type(path: tuple[Any, ...]) -> Any:
         while typing.get_origin(tp) in (typing.Union, UnionType):
             tp = next(a for a in typing.get_args(tp) if a is not NoneType)
     return tp
+
+
+def with_plain_objects(text: str, registry: Any) -> str:
+    """``text`` with the manifests target added where its objects would not otherwise be plain files: the
+    chart's templates render the manifests' objects (tests/stackc_plugins/targets/test_helm.py), and a stack
+    that deploys no model (W155) routes to what another output deploys."""
+    data = tomlkit.parse(text)
+    targets = data["stack"].setdefault("targets", ["manifests"])
+    if "manifests" in targets or ("helm" not in targets and registry.targets_having("serves_models", targets)):
+        return text
+    targets.append("manifests")
+    return tomlkit.dumps(data)
+
+
+def _deploys_a_model(data: Mapping[str, Any]) -> bool:
+    """Whether a spec keeps a model enabled."""
+    models = data.get("models")
+    return isinstance(models, Mapping) and any(isinstance(m, Mapping) and m.get("enabled", True) is not False
+                                               for m in models.values())
 
 
 @attrs.frozen

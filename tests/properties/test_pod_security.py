@@ -8,7 +8,7 @@ import random
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from stackc.fuzzing import SpecGenerator
+from stackc.fuzzing import SpecGenerator, with_plain_objects
 from stackc.plugins import load_registry
 from stackc.testing import compile_text, objects, pod_security_problems, pod_templates
 
@@ -20,7 +20,7 @@ REGISTRY = load_registry()
 def test_every_model_whose_pods_lose_restricted_was_warned_about(seed: int) -> None:
     text = SpecGenerator(REGISTRY, random.Random(seed), valid=True).valid_spec()
     assume(text is not None)
-    compilation = compile_text(text)
+    compilation = compile_text(with_plain_objects(text, REGISTRY))
     warned = {d.path[1] for d in compilation.warnings if d.code in ("W170", "W171", "W172", "W173")}
     losing = {obj["metadata"]["labels"].get("app.kubernetes.io/name") for obj in objects(compilation.files)
               for meta, pod in pod_templates(obj) if pod_security_problems(meta, pod)}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from stackc.fuzzing import SpecGenerator, compile_outcome
+from stackc.fuzzing import SpecGenerator, compile_outcome, with_plain_objects
 from stackc.plugins import load_registry
 from stackc.testing import crds_dir, rejected_objects
 
@@ -21,7 +21,7 @@ REGISTRY = load_registry()
 def test_every_object_of_a_checked_spec_validates_strictly(seed: int) -> None:
     text = SpecGenerator(REGISTRY, random.Random(seed), valid=True).valid_spec()
     assume(text is not None)
-    outcome = compile_outcome(REGISTRY, text)
+    outcome = compile_outcome(REGISTRY, with_plain_objects(text, REGISTRY))
     assert outcome.kind == "ok", f"{outcome.detail}\n{text}"
     found, rejections = rejected_objects(outcome.files)
     assert found and rejections == [], f"{rejections}\n{text}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stackc.diagnostics import DiagnosticsError
+from stackc.diagnostics import DiagnosticsError, Severity
 from stackc.testing import compile_text
 
 BASE = """\
@@ -21,7 +21,7 @@ model = "org/m"
 def errors(text: str) -> list[str]:
     with pytest.raises(DiagnosticsError) as caught:
         compile_text(text)
-    return [d.render() for d in caught.value.diagnostics]
+    return [d.render() for d in caught.value.diagnostics if d.severity is Severity.ERROR]
 
 
 @pytest.mark.parametrize("arg", ["{model.x}", "{model.upper}", "{port!r}", "{0}", "{"])

@@ -7,12 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
-import tomlkit
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stackc import pipeline
-from stackc.fuzzing import SpecGenerator, compile_outcome
+from stackc.fuzzing import SpecGenerator, compile_outcome, with_plain_objects
 from stackc.plugins import load_registry
 from stackc.testing import compile_text, objects, wiring_problems
 
@@ -45,13 +44,7 @@ def test_every_spec_reaches_only_what_is_served_and_admitted(spec: Path) -> None
 def test_random_valid_specs_reach_only_what_is_served_and_admitted(seed: int) -> None:
     text = SpecGenerator(REGISTRY, random.Random(seed), valid=True).valid_spec()
     assume(text is not None)
-    data = tomlkit.parse(text)
-    targets = data["stack"].setdefault("targets", ["manifests"])
-    if "manifests" not in targets and ("helm" in targets or not REGISTRY.targets_having("serves_models", targets)):
-        # the chart's templates are not plain objects, it renders the manifests' (test_helm.py, in_any_namespace);
-        # a stack that deploys no model (W155) routes to what another output deploys
-        targets.append("manifests")
-        text = tomlkit.dumps(data)
+    text = with_plain_objects(text, REGISTRY)
     outcome = compile_outcome(REGISTRY, text)
     assume(outcome.kind == "ok")
     assert wiring_problems(objects(outcome.files)) == [], text
