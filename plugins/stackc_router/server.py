@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import math
@@ -520,10 +521,9 @@ class Router:
             backend.in_flight += 1
             upstream = None
             try:
-                upstream = await backend.connect(self.config.connect_timeout_s)
-                upstream.send(_upstream_head(request, backend, len(body), role.upstream_key) + body,
-                              self.config.read_timeout_s)
-                await upstream.response_end()
+                upstream = await backend.exchange(_upstream_head(request, backend, len(body), role.upstream_key) + body,
+                                                  self.config.connect_timeout_s, self.config.read_timeout_s,
+                                                  UpstreamConnection.response_end)
                 status, answer = upstream.status, b"".join(upstream.body)
                 backend.release(upstream)
                 upstream = None
@@ -563,13 +563,11 @@ class Router:
             upstream = None
             try:
                 try:
-                    upstream = await backend.connect(self.config.connect_timeout_s)
-                    upstream.send(_upstream_head(request, backend, len(body), route.upstream_key) + body,
-                                  self.config.read_timeout_s)
-                    if prefill is None:
-                        await upstream.response_head()
-                    else:
-                        await _head_unless_prefill_fails(upstream, prefill)
+                    upstream = await backend.exchange(
+                        _upstream_head(request, backend, len(body), route.upstream_key) + body,
+                        self.config.connect_timeout_s, self.config.read_timeout_s,
+                        UpstreamConnection.response_head if prefill is None
+                        else functools.partial(_head_unless_prefill_fails, prefill=prefill))
                     if upstream.status >= 500 and not last:
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
@@ -605,7 +603,7 @@ class Router:
         return False
 
 
-async def _head_unless_prefill_fails(upstream: UpstreamConnection, prefill: asyncio.Future) -> None:
+async def _head_unless_prefill_fails(upstream: UpstreamConnection, *, prefill: asyncio.Future) -> None:
     """The decode replica's response head, or the prefill's failure when that comes first (the
     decode replica would wait for its KV cache in vain)."""
     head = asyncio.ensure_future(upstream.response_head())

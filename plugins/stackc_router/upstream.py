@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -20,10 +20,18 @@ import httptools
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 MAX_UNRELAYED_BODY_BYTES = 1 << 20  # what is held before a sink takes over (health and metric bodies)
 MAX_POOLED = 64
+# a pooled connection is not reused after this long: uvicorn (vLLM, SGLang) closes idle keep-alive
+# connections after 5 s, and a request sent as the replica closes is lost in the crossing
+POOLED_IDLE_S = 4.0
 
 
 class UpstreamError(Exception):
     """The replica answered with something that is not a usable HTTP response."""
+
+
+class StaleConnection(UpstreamError):
+    """A pooled connection the replica closed before answering: its keep-alive timeout crossed the
+    request, which the replica never took, so the request may go again on a new connection."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -42,12 +50,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_timeout = 0.0
         self.last_read = 0.0
         self.stall_timer: asyncio.TimerHandle | None = None
+        self.reused = False  # taken from the pool: the replica may have closed it meanwhile
+        self.idle_since = 0.0
         self._reset()
 
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.received = False
         self.interim = False
         self.headers_done = False
         self.complete = False
@@ -70,6 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamError("the replica sent bytes nobody asked for"))
             return
         self.last_read = self.loop.time()
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -91,7 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.headers_done and self._close_delimited():
                 self.complete = True
             else:
-                self.error = UpstreamError("the replica closed the connection mid-response")
+                self.error = self._closed_error("mid-response")
         self._stop_timer()
         self._wake()
 
@@ -190,7 +202,7 @@ class UpstreamConnection(asyncio.Protocol):
     async def _until(self, ready: Callable[[], bool]) -> None:
         while not ready() and self.error is None:
             if self.dead:
-                raise UpstreamError("the replica closed the connection")
+                raise self._closed_error()
             self.waiter = self.loop.create_future()
             try:
                 await self.waiter
@@ -198,6 +210,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self.waiter = None
         if self.error is not None:
             raise self.error
+
+    def _closed_error(self, when: str = "") -> UpstreamError:
+        if self.reused and not self.received:
+            return StaleConnection("the replica closed a pooled connection before answering")
+        return UpstreamError(f"the replica closed the connection {when}".rstrip())
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -270,18 +287,43 @@ class Backend:
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
 
-    async def connect(self, timeout: float) -> UpstreamConnection:
-        while self.idle:
-            connection = self.idle.pop()
-            if not connection.dead:
-                return connection
+    async def connect(self, timeout: float, pooled: bool = True) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
+        while pooled and self.idle:
+            connection = self.idle.pop()
+            if connection.dead:
+                continue
+            if loop.time() - connection.idle_since > POOLED_IDLE_S:
+                connection.close()
+                continue
+            connection.reused = True
+            return connection
         _, connection = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
         return connection
 
+    async def exchange(self, message: bytes, connect_timeout: float, read_timeout: float,
+                       answered: Callable[[UpstreamConnection], Awaitable[None]]) -> UpstreamConnection:
+        """A connection that sent ``message`` and got as far as ``answered`` waits (closed on any failure).
+        A pooled connection the replica closed before answering is no failure of the replica: the message
+        goes again on a new connection."""
+        pooled = True
+        while True:
+            connection = await self.connect(connect_timeout, pooled)
+            try:
+                connection.send(message, read_timeout)
+                await answered(connection)
+                return connection
+            except StaleConnection:
+                connection.close()
+                pooled = False
+            except BaseException:
+                connection.close()
+                raise
+
     def release(self, connection: UpstreamConnection) -> None:
         if connection.finish() and len(self.idle) < MAX_POOLED:
+            connection.idle_since = connection.loop.time()
             self.idle.append(connection)
         else:
             connection.close()

@@ -325,3 +325,36 @@ def test_a_slow_reader_gets_every_byte_and_the_replica_connection_is_reused(scri
             assert client.recv(65536).startswith(b"HTTP/1.1 200")
         assert settled(router) == QUIET and len(replica.requests) == 2
         assert router.routes["tiny"].backends[replica.url].open == 1  # one replica connection served both
+
+
+def test_a_pooled_connection_the_replica_closed_unanswered_is_retried_on_a_new_one(scripted) -> None:
+    # the replica's keep-alive timeout crosses the router's second request on the connection
+    def second_request_crosses_the_close(replica, connection) -> str | None:
+        if len(replica.requests) == 2:
+            return "close"
+        connection.sendall(answer(b'{"n":%d}' % len(replica.requests)))
+        return None
+
+    replica = scripted(second_request_crosses_the_close)
+    with running_router(config(replica.url)) as (router, base):
+        assert exchange(base, post()) == [(200, b'{"n":1}')]
+        assert exchange(base, post()) == [(200, b'{"n":3}')]
+        backend = router.routes["tiny"].backends[replica.url]
+        assert (backend.failures, backend.healthy) == (0, True)
+        assert settled(router) == QUIET
+
+
+def test_a_connection_idle_longer_than_replicas_keep_it_is_not_reused(scripted, monkeypatch) -> None:
+    monkeypatch.setattr("stackc_router.upstream.POOLED_IDLE_S", 0.0)
+    connections: set[int] = set()
+
+    def answer_noting_the_connection(replica, connection) -> None:
+        connections.add(id(connection))
+        connection.sendall(answer(b"{}"))
+
+    replica = scripted(answer_noting_the_connection)
+    with running_router(config(replica.url)) as (router, base):
+        for _ in range(3):
+            assert exchange(base, post()) == [(200, b"{}")]
+            time.sleep(0.01)
+        assert len(connections) == 3 and len(replica.requests) == 3
