@@ -77,6 +77,8 @@ class ModelFacts:
     active_experts: int = 0
     #: bytes of the checkpoint when some of it is quantized (gpt-oss's MXFP4 experts, DeepSeek's FP8)
     weight_bytes: int | None = None
+    #: the experts are MXFP4 blocks (``quantization_config.quant_method = "mxfp4"``): vLLM lays them out padded
+    mxfp4_experts: bool = False
     tied_embeddings: bool = False
 
 
@@ -131,11 +133,11 @@ _MODELS: tuple[tuple[tuple[str, ...], ModelFacts], ...] = (
     (("openai/gpt-oss-120b",),
      ModelFacts(116.8e9, 36, 2880, 64, 8, 64, 2880, 201088, 131072, _hf("openai/gpt-oss-120b"),
                 attention="hybrid", full_layers=18, sliding_window=128, experts=128, active_experts=4,
-                weight_bytes=65_200_000_000)),
+                weight_bytes=65_200_000_000, mxfp4_experts=True)),
     (("openai/gpt-oss-20b",),
      ModelFacts(20.9e9, 24, 2880, 64, 8, 64, 2880, 201088, 131072, _hf("openai/gpt-oss-20b"),
                 attention="hybrid", full_layers=12, sliding_window=128, experts=32, active_experts=4,
-                weight_bytes=13_800_000_000)),
+                weight_bytes=13_800_000_000, mxfp4_experts=True)),
     (("deepseek-ai/deepseek-v3", "deepseek-ai/deepseek-r1", "deepseek-ai/deepseek-v3-0324",
       "deepseek-ai/deepseek-r1-0528", "deepseek-ai/deepseek-v3.1"),
      ModelFacts(671e9, 61, 7168, 128, 128, 192, 2048, 129280, 163840, _hf("deepseek-ai/DeepSeek-V3"),

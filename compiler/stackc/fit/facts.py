@@ -108,7 +108,8 @@ def _facts(config: Mapping[str, Any], source: str, weight_bytes: int | None) -> 
         attention=attention, full_layers=full_layers,  # type: ignore[arg-type]
         sliding_window=int(window) if attention in ("hybrid", "sliding") else None, latent_dim=latent,
         experts=experts, active_experts=int(config.get("num_experts_per_tok") or 0),
-        weight_bytes=weight_bytes, tied_embeddings=tied)
+        weight_bytes=weight_bytes, tied_embeddings=tied,
+        mxfp4_experts=bool(experts and isinstance(quant, dict) and quant.get("quant_method") == "mxfp4"))
 
 
 def _parameters(layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int, vocab: int,
