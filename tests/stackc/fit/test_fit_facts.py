@@ -94,3 +94,12 @@ def test_models_the_catalogue_lacks_have_no_facts(model: str) -> None:
 
 def test_catalogue_ids_match_without_regard_to_case_or_the_hf_prefix() -> None:
     assert facts.catalogue_facts("hf://Meta-Llama/Llama-3.1-8B-Instruct") is MODELS["meta-llama/llama-3.1-8b-instruct"]
+
+
+def test_the_cross_checked_models_say_against_what() -> None:
+    verified = {model.source for model in MODELS.values() if model.verified}
+    assert all(model.verified.startswith("https://") for model in MODELS.values() if model.verified)
+    assert len(verified) >= 12
+    # the R1 distillation and the Qwen2.5 it is made from differ in their context (config.json of each)
+    assert MODELS["qwen/qwen2.5-14b-instruct"].context == 32768
+    assert MODELS["deepseek-ai/deepseek-r1-distill-qwen-14b"].context == 131072
