@@ -23,6 +23,7 @@ class Row(NamedTuple):
     spec: str  # the [models.m] table's body
     kv_gib: float  # "Available KV cache memory" / "kv_cache_size" the engine logged, per device
     fix: str | None = None  # a measured failure: the field the hint must name
+    engine: str = "vllm"
 
 
 ROWS = (
@@ -47,15 +48,26 @@ ROWS = (
         "Qwen3-235B-A22B-FP8, 4 × H100, TP 4, default 0.9 (LMCache connector loaded)",
         'model = "Qwen/Qwen3-235B-A22B-FP8"\naccelerators = { count = 4, type = "H100-80GB" }\n'
         'serving = { tensor_parallel = 4 }', 8.11),
+    Row("https://github.com/vllm-project/vllm/issues/21348 (the same issue's SGLang run)",
+        "Qwen3-235B-A22B-FP8, 4 × H100, SGLang --tp 4 --mem-fraction-static 0.93: 'K size: 8.23 GB, V size: "
+        "8.23 GB' per rank",
+        'model = "Qwen/Qwen3-235B-A22B-FP8"\naccelerators = { count = 4, type = "H100-80GB" }\n'
+        'serving = { tensor_parallel = 4, gpu_memory_fraction = 0.93 }', 16.46, engine="sglang"),
     Row("https://github.com/vllm-project/vllm/issues/23278",
         "gpt-oss-120b, 1 × H100, defaults: 'Available KV cache memory: -2.14 GiB'",
         'model = "openai/gpt-oss-120b"\naccelerators = { count = 1, type = "H100-80GB" }', -2.14,
         "tensor_parallel"),
+    Row("https://github.com/vllm-project/vllm/issues/27508 (comment by matheusfvesco, 2025-10-31)",
+        "gpt-oss-120b, 1 × H100, 0.95, max_num_batched_tokens 1024, default context 131072: 'Available KV cache "
+        "memory: 1.71 GiB', then too little for one sequence of the model's context",
+        'model = "openai/gpt-oss-120b"\naccelerators = { count = 1, type = "H100-80GB" }\n'
+        'serving = { gpu_memory_fraction = 0.95 }\nengine_options = { max_num_batched_tokens = 1024 }', 1.71,
+        "max_context"),
 )
 
 
 def predict(row: Row) -> tuple[object, list]:
-    text = f'version = 1\n[stack]\nname = "bench"\n[models.m]\nengine = "vllm"\n{row.spec}\n'
+    text = f'version = 1\n[stack]\nname = "bench"\n[models.m]\nengine = "{row.engine}"\n{row.spec}\n'
     registry = load_registry()
     checked = pipeline.check(["row.toml"], registry, texts=[("row.toml", text)], fit=False)
     [result], diagnostics = pipeline.plan_fit(checked, registry)

@@ -12,7 +12,10 @@ is an oracle: one cache as large as all replicas' together, with no load limits.
 Replicas publish their cache's capacity as vLLM does (``vllm:cache_config_info``), and the
 router's own reader turns it into what the strategy sees, as its metrics scrape would; the
 "default" row is a replica that publishes nothing, the "told" row a config that sets
-``cache_chars`` to the truth.
+``cache_chars`` to the truth. The "fit check" rows are a replica that publishes nothing (TensorRT-LLM,
+llama.cpp) with the ``cache_chars`` the router target writes from ``stackc plan``'s KV tokens per replica,
+off from the truth as much as the fit check's predictions are off from real engines: one row per measured
+success of bench_fit.py, its predicted KV cache ÷ the measured one.
 """
 
 from __future__ import annotations
@@ -134,6 +137,19 @@ def oracle(requests: list, replicas: int) -> float:
     return hits / sum(len(chain) for _, chain in requests)
 
 
+def fit_check_errors() -> list[tuple[str, float]]:
+    """(row, predicted KV ÷ measured KV) for each measured success of the fit benchmark."""
+    import bench_fit
+
+    errors = []
+    for row in bench_fit.ROWS:
+        if row.fix is None:
+            fit, _ = bench_fit.predict(row)
+            if fit.kv_cache_gib_per_device is not None:
+                errors.append((row.what.split(",")[0] + f" {row.engine}", fit.kv_cache_gib_per_device / row.kv_gib))
+    return errors
+
+
 def main(count: int, replicas: int) -> None:
     requests = trace(count)
     best = oracle(requests, replicas)
@@ -141,12 +157,19 @@ def main(count: int, replicas: int) -> None:
     print(f"oracle (one cache of {CAPACITY_BLOCKS * replicas} blocks, no load limit): hit rate {best:.3f}")
     print("prefix (learned): default config, replicas publish their capacity (text of N chars/token; the router")
     print("assumes 4); (default): they publish none, so 1 MB is assumed; (told): cache_chars set to the truth")
+    errors = fit_check_errors()
+    for what, ratio in errors:
+        print(f"(fit check ×{ratio:.2f}): publish none, cache_chars from stackc plan as far off as its prediction "
+              f"for {what} (bench_fit.py)")
     print(f"{'strategy':<28} {'hit rate':>9} {'of oracle':>10} {'peak/mean load':>15}")
     runs = [("prefix (learned)", "prefix", {"chars_per_token": 4}),
             ("prefix (learned, 3 c/t)", "prefix", {"chars_per_token": 3}),
             ("prefix (learned, 5 c/t)", "prefix", {"chars_per_token": 5}),
             ("prefix (default)", "prefix", {}), ("prefix (told)", "prefix", {"cache_chars": CAPACITY_BLOCKS * BLOCK_CHARS}),
             ("session", "session", {}), ("least_loaded", "least_loaded", {}), ("round_robin", "round_robin", {})]
+    truth = CAPACITY_BLOCKS * BLOCK_CHARS
+    for _, ratio in sorted(errors, key=lambda error: error[1], reverse=True):
+        runs.insert(5, (f"prefix (fit check ×{ratio:.2f})", "prefix", {"cache_chars": round(truth * ratio)}))
     for label, name, options in runs:
         rate, balance = simulate(name, requests, replicas, **options)
         print(f"{label:<28} {rate:>9.3f} {rate / best:>9.1%} {balance:>15.2f}")

@@ -19,6 +19,18 @@ NON_TORCH_BYTES = int(0.4 * GIB)
 LLAMACPP_COMPUTE_BYTES = int(0.5 * GIB)
 #: vLLM allocates KV in blocks of 16 tokens
 VLLM_BLOCK = 16
+#: bytes the sampler holds per logit (request × vocabulary entry) at its peak in vLLM's profile run, which
+#: samples with top-k and top-p on purpose (vllm/v1/worker/gpu_model_runner.py ``_dummy_sampler_run``); the
+#: native top-k/top-p path (vllm/v1/sample/ops/topk_topp_sampler.py ``apply_top_k_top_p``) keeps at once: the
+#: model's 16-bit logits (2), their float32 copy (4), the sorted values (4) and int64 sort indices (8), the
+#: softmax of the sorted values that cumsum overwrites (4), the top-k and top-p masks (1 + 1)
+SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 8 + 4 + 1 + 1
+#: MXFP4 experts in vLLM's Marlin layout (the backend of devices without native FP4, vllm#23278's log):
+#: each expert's intermediate size per rank rounded up to 128, the hidden size to 256
+#: (vllm/model_executor/layers/quantization/mxfp4.py ``create_weights``); 32 weights share one scale byte
+MXFP4_INTERMEDIATE_ALIGN = 128
+MXFP4_HIDDEN_ALIGN = 256
+MXFP4_BLOCK = 32
 #: bytes per weight of the quantization methods whose size is known (group scales included in the rounding)
 QUANTIZATION_BYTES = {"fp8": 1.0, "fbgemm_fp8": 1.0, "modelopt": 1.0, "compressed-tensors": 1.0, "awq": 0.53,
                       "awq_marlin": 0.53, "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.53,
@@ -74,6 +86,33 @@ def weight_bytes(facts: ModelFacts, dtype: str | None, quantization: str | None)
     return facts.parameters * 2
 
 
+def _round_up(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def mxfp4_expert_bytes(facts: ModelFacts, tensor_parallel: int) -> float:
+    """One rank's MXFP4 experts as vLLM allocates them: for each layer and expert, the fused gate/up
+    projection (2 × intermediate × hidden) and the down projection (hidden × intermediate) at half a byte a
+    weight, one scale byte per 32 weights, and 16-bit biases, with vLLM's padding of both sizes."""
+    intermediate = _round_up(facts.intermediate / tensor_parallel, MXFP4_INTERMEDIATE_ALIGN)
+    hidden = _round_up(facts.hidden, MXFP4_HIDDEN_ALIGN)
+    weights = 3 * intermediate * hidden
+    per_expert = weights / 2 + weights / MXFP4_BLOCK + (2 * intermediate + hidden) * 2
+    return facts.layers * facts.experts * per_expert
+
+
+def weight_bytes_per_device(facts: ModelFacts, deployment: Deployment) -> float | None:
+    """One device's share of the weights; None when the quantization's size is unknown. vLLM holds MXFP4
+    experts padded to its kernels' tiles (``mxfp4_expert_bytes``), the rest of such a model in 16 bits."""
+    devices = deployment.tensor_parallel * deployment.pipeline_parallel
+    if deployment.accounting == "vllm" and facts.mxfp4_experts and deployment.quantization is None:
+        expert_parameters = facts.layers * facts.experts * 3 * facts.hidden * facts.intermediate
+        rest = (facts.parameters - expert_parameters) * 2 / devices
+        return rest + mxfp4_expert_bytes(facts, deployment.tensor_parallel) / deployment.pipeline_parallel
+    weights = weight_bytes(facts, deployment.dtype, deployment.quantization)
+    return None if weights is None else weights / devices
+
+
 def kv_bytes(facts: ModelFacts, deployment: Deployment) -> tuple[float, float]:
     """Bytes one token costs on one device: (in full-attention layers, in sliding-window layers)."""
     if (deployment.kv_cache_dtype or "").startswith("fp8"):
@@ -101,15 +140,24 @@ def sequence_bytes(facts: ModelFacts, deployment: Deployment, context: int) -> f
 
 
 def activation_bytes(facts: ModelFacts, deployment: Deployment, device_gib: float) -> float:
-    """vLLM's profiled peak: one forward pass of ``max_num_batched_tokens`` (the MLP's gate, up and output,
-    the hidden state, q/k/v) in 16 bits, plus the sampler's float32 logits for ``max_num_seqs`` requests."""
+    """vLLM's profiled peak: one forward pass of ``max_num_batched_tokens`` in 16 bits, then the sampler over
+    ``max_num_seqs`` requests (``SAMPLER_BYTES_PER_LOGIT`` per vocabulary entry). The forward pass holds the
+    hidden state and q/k/v per token, and the MLP's gate, up and output (3 × intermediate); a MoE layer holds
+    instead its fused kernel's workspaces: tokens × top-k × (max(intermediate, hidden) + max(2 × intermediate,
+    hidden)) plus the tokens' output (``workspace_shapes`` of vLLM's fused MoE experts,
+    vllm/model_executor/layers/fused_moe/fused_moe.py)."""
     high_end = device_gib >= 70  # vLLM's defaults for H100-class devices (vllm/engine/arg_utils.py)
     tokens = deployment.max_batched_tokens or (8192 if high_end else 2048)
-    sequences = deployment.max_sequences or (1024 if high_end else 256)
+    sequences = min(deployment.max_sequences or (1024 if high_end else 256), tokens)
     tp = deployment.tensor_parallel
-    mlp = 3 * facts.intermediate * max(1, facts.active_experts) / tp
+    if facts.experts:
+        intermediate = facts.intermediate / tp
+        mlp = facts.active_experts * (max(intermediate, facts.hidden) + max(2 * intermediate, facts.hidden)) \
+            + facts.hidden
+    else:
+        mlp = 3 * facts.intermediate / tp
     attention = (facts.heads + 2 * facts.kv_heads) * facts.head_dim / tp
-    return tokens * (mlp + facts.hidden + attention) * 2 + sequences * facts.vocab * 4
+    return tokens * (mlp + facts.hidden + attention) * 2 + sequences * facts.vocab * SAMPLER_BYTES_PER_LOGIT
 
 
 def default_fraction(accounting: Accounting, tensor_parallel: int) -> float:
@@ -123,11 +171,9 @@ def default_fraction(accounting: Accounting, tensor_parallel: int) -> float:
 def fit(facts: ModelFacts, deployment: Deployment) -> Fit:
     """Whether the weights and one ``max_context`` sequence fit, and what the KV cache then holds."""
     context = deployment.max_context or facts.context
-    weights = weight_bytes(facts, deployment.dtype, deployment.quantization)
-    if weights is None:
+    per_device = weight_bytes_per_device(facts, deployment)
+    if per_device is None:
         return Fit("unknown", f"the size of quantization '{deployment.quantization}' is unknown", context=context)
-    devices = deployment.tensor_parallel * deployment.pipeline_parallel
-    per_device = weights / devices
     total = deployment.memory_gib * GIB * DRIVER_SHARE
     fraction = deployment.memory_fraction or default_fraction(deployment.accounting, deployment.tensor_parallel)
     if deployment.accounting == "llamacpp":  # KV for exactly n_ctx tokens, no fraction
@@ -135,8 +181,8 @@ def fit(facts: ModelFacts, deployment: Deployment) -> Fit:
         kv = sequence_bytes(facts, deployment, context)
         return _with_capacity(_result(per_device, min(kv, budget - per_device), context), facts, deployment,
                               min(kv, budget - per_device), context)
-    if deployment.accounting == "sglang":
-        available = total * fraction - per_device
+    if deployment.accounting == "sglang":  # free memory after start-up (less CUDA context, NCCL) × fraction − weights
+        available = (total - NON_TORCH_BYTES) * fraction - per_device
     elif deployment.accounting == "trtllm":
         available = (total - per_device - activation_bytes(facts, deployment, deployment.memory_gib)) * fraction
     else:

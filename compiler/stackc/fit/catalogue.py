@@ -77,7 +77,18 @@ class ModelFacts:
     active_experts: int = 0
     #: bytes of the checkpoint when some of it is quantized (gpt-oss's MXFP4 experts, DeepSeek's FP8)
     weight_bytes: int | None = None
+    #: the experts are MXFP4 blocks (``quantization_config.quant_method = "mxfp4"``): vLLM lays them out padded
+    mxfp4_experts: bool = False
     tied_embeddings: bool = False
+    #: a second published source the shapes were checked against (layers, heads, KV heads, head dim, hidden,
+    #: intermediate, vocabulary, context, experts); empty: taken from ``source`` alone, not cross-checked
+    verified: str = ""
+
+
+#: NVIDIA's AIConfigurator model table (model_family, layers, heads, KV heads, head dim, hidden, intermediate,
+#: vocabulary, context, top-k, experts, MoE intermediate), checked field by field on 2026-12-05. It gives Qwen2.5
+#: 1.5B and 7B 131,072 positions, their YaRN-extended length; the catalogue keeps config.json's 32,768
+_AICONFIGURATOR = "https://github.com/ai-dynamo/aiconfigurator/blob/main/src/aiconfigurator/sdk/common.py"
 
 
 def _hf(repo: str) -> str:
@@ -88,12 +99,15 @@ def _hf(repo: str) -> str:
 _MODELS: tuple[tuple[tuple[str, ...], ModelFacts], ...] = (
     (("meta-llama/llama-3.1-8b-instruct", "meta-llama/llama-3.1-8b", "meta-llama/meta-llama-3.1-8b-instruct",
       "meta-llama/meta-llama-3-8b-instruct"),
-     ModelFacts(8.03e9, 32, 4096, 32, 8, 128, 14336, 128256, 131072, _hf("meta-llama/Llama-3.1-8B-Instruct"))),
+     ModelFacts(8.03e9, 32, 4096, 32, 8, 128, 14336, 128256, 131072, _hf("meta-llama/Llama-3.1-8B-Instruct"),
+                verified=_AICONFIGURATOR)),
     (("meta-llama/llama-3.1-70b-instruct", "meta-llama/llama-3.3-70b-instruct", "meta-llama/llama-3.1-70b",
       "meta-llama/meta-llama-3.1-70b-instruct"),
-     ModelFacts(70.6e9, 80, 8192, 64, 8, 128, 28672, 128256, 131072, _hf("meta-llama/Llama-3.3-70B-Instruct"))),
+     ModelFacts(70.6e9, 80, 8192, 64, 8, 128, 28672, 128256, 131072, _hf("meta-llama/Llama-3.3-70B-Instruct"),
+                verified=_AICONFIGURATOR)),
     (("meta-llama/llama-3.1-405b-instruct", "meta-llama/meta-llama-3.1-405b-instruct"),
-     ModelFacts(405.9e9, 126, 16384, 128, 8, 128, 53248, 128256, 131072, _hf("meta-llama/Llama-3.1-405B-Instruct"))),
+     ModelFacts(405.9e9, 126, 16384, 128, 8, 128, 53248, 128256, 131072, _hf("meta-llama/Llama-3.1-405B-Instruct"),
+                verified=_AICONFIGURATOR)),
     (("meta-llama/llama-3.2-1b-instruct", "meta-llama/llama-3.2-1b"),
      ModelFacts(1.24e9, 16, 2048, 32, 8, 64, 8192, 128256, 131072, _hf("meta-llama/Llama-3.2-1B-Instruct"),
                 tied_embeddings=True)),
@@ -105,41 +119,47 @@ _MODELS: tuple[tuple[tuple[str, ...], ModelFacts], ...] = (
                 tied_embeddings=True)),
     (("qwen/qwen2.5-1.5b-instruct", "qwen/qwen2.5-1.5b"),
      ModelFacts(1.54e9, 28, 1536, 12, 2, 128, 8960, 151936, 32768, _hf("Qwen/Qwen2.5-1.5B-Instruct"),
-                tied_embeddings=True)),
+                tied_embeddings=True, verified=_AICONFIGURATOR)),
     (("qwen/qwen2.5-7b-instruct", "qwen/qwen2.5-7b", "qwen/qwen2.5-coder-7b-instruct"),
-     ModelFacts(7.62e9, 28, 3584, 28, 4, 128, 18944, 152064, 32768, _hf("Qwen/Qwen2.5-7B-Instruct"))),
-    (("qwen/qwen2.5-14b-instruct", "qwen/qwen2.5-14b", "deepseek-ai/deepseek-r1-distill-qwen-14b"),
+     ModelFacts(7.62e9, 28, 3584, 28, 4, 128, 18944, 152064, 32768, _hf("Qwen/Qwen2.5-7B-Instruct"),
+                verified=_AICONFIGURATOR)),
+    (("qwen/qwen2.5-14b-instruct", "qwen/qwen2.5-14b"),  # 32,768 positions; the R1 distillation has 131,072
+     ModelFacts(14.8e9, 48, 5120, 40, 8, 128, 13824, 152064, 32768, _hf("Qwen/Qwen2.5-14B-Instruct"))),
+    (("deepseek-ai/deepseek-r1-distill-qwen-14b",),
      ModelFacts(14.8e9, 48, 5120, 40, 8, 128, 13824, 152064, 131072,
                 _hf("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"))),
     (("qwen/qwen2.5-32b-instruct", "qwen/qwen2.5-32b", "qwen/qwen2.5-coder-32b-instruct"),
-     ModelFacts(32.8e9, 64, 5120, 40, 8, 128, 27648, 152064, 32768, _hf("Qwen/Qwen2.5-32B-Instruct"))),
+     ModelFacts(32.8e9, 64, 5120, 40, 8, 128, 27648, 152064, 32768, _hf("Qwen/Qwen2.5-32B-Instruct"),
+                verified=_AICONFIGURATOR)),
     (("qwen/qwen2.5-72b-instruct", "qwen/qwen2.5-72b"),
-     ModelFacts(72.7e9, 80, 8192, 64, 8, 128, 29568, 152064, 32768, _hf("Qwen/Qwen2.5-72B-Instruct"))),
+     ModelFacts(72.7e9, 80, 8192, 64, 8, 128, 29568, 152064, 32768, _hf("Qwen/Qwen2.5-72B-Instruct"),
+                verified=_AICONFIGURATOR)),
     (("qwen/qwen3-8b",),
      ModelFacts(8.19e9, 36, 4096, 32, 8, 128, 12288, 151936, 40960, _hf("Qwen/Qwen3-8B"))),
     (("qwen/qwen3-32b",),
-     ModelFacts(32.8e9, 64, 5120, 64, 8, 128, 25600, 151936, 40960, _hf("Qwen/Qwen3-32B"))),
+     ModelFacts(32.8e9, 64, 5120, 64, 8, 128, 25600, 151936, 40960, _hf("Qwen/Qwen3-32B"), verified=_AICONFIGURATOR)),
     (("qwen/qwen3-30b-a3b", "qwen/qwen3-30b-a3b-instruct-2507"),
      ModelFacts(30.5e9, 48, 2048, 32, 4, 128, 768, 151936, 40960, _hf("Qwen/Qwen3-30B-A3B"),
                 experts=128, active_experts=8)),
     (("qwen/qwen3-235b-a22b", "qwen/qwen3-235b-a22b-instruct-2507"),
      ModelFacts(235e9, 94, 4096, 64, 4, 128, 1536, 151936, 40960, _hf("Qwen/Qwen3-235B-A22B"),
-                experts=128, active_experts=8)),
+                experts=128, active_experts=8, verified=_AICONFIGURATOR)),
     (("qwen/qwen3-235b-a22b-fp8",),
      ModelFacts(235e9, 94, 4096, 64, 4, 128, 1536, 151936, 40960, _hf("Qwen/Qwen3-235B-A22B-FP8"),
-                dtype="fp8", experts=128, active_experts=8)),
+                dtype="fp8", experts=128, active_experts=8, verified=_AICONFIGURATOR)),
     (("openai/gpt-oss-120b",),
      ModelFacts(116.8e9, 36, 2880, 64, 8, 64, 2880, 201088, 131072, _hf("openai/gpt-oss-120b"),
                 attention="hybrid", full_layers=18, sliding_window=128, experts=128, active_experts=4,
-                weight_bytes=65_200_000_000)),
+                weight_bytes=65_200_000_000, mxfp4_experts=True)),
     (("openai/gpt-oss-20b",),
      ModelFacts(20.9e9, 24, 2880, 64, 8, 64, 2880, 201088, 131072, _hf("openai/gpt-oss-20b"),
                 attention="hybrid", full_layers=12, sliding_window=128, experts=32, active_experts=4,
-                weight_bytes=13_800_000_000)),
+                weight_bytes=13_800_000_000, mxfp4_experts=True)),
     (("deepseek-ai/deepseek-v3", "deepseek-ai/deepseek-r1", "deepseek-ai/deepseek-v3-0324",
       "deepseek-ai/deepseek-r1-0528", "deepseek-ai/deepseek-v3.1"),
      ModelFacts(671e9, 61, 7168, 128, 128, 192, 2048, 129280, 163840, _hf("deepseek-ai/DeepSeek-V3"),
-                dtype="fp8", attention="mla", latent_dim=512 + 64, experts=256, active_experts=8)),
+                dtype="fp8", attention="mla", latent_dim=512 + 64, experts=256, active_experts=8,
+                verified=_AICONFIGURATOR)),
     (("mistralai/mistral-7b-instruct-v0.3", "mistralai/mistral-7b-v0.3"),
      ModelFacts(7.25e9, 32, 4096, 32, 8, 128, 14336, 32768, 32768, _hf("mistralai/Mistral-7B-Instruct-v0.3"))),
     (("mistralai/mistral-small-24b-instruct-2501",),
@@ -147,7 +167,7 @@ _MODELS: tuple[tuple[tuple[str, ...], ModelFacts], ...] = (
                 _hf("mistralai/Mistral-Small-24B-Instruct-2501"))),
     (("mistralai/mixtral-8x7b-instruct-v0.1", "mistralai/mixtral-8x7b-v0.1"),
      ModelFacts(46.7e9, 32, 4096, 32, 8, 128, 14336, 32000, 32768, _hf("mistralai/Mixtral-8x7B-Instruct-v0.1"),
-                experts=8, active_experts=2)),
+                experts=8, active_experts=2, verified=_AICONFIGURATOR)),
     (("google/gemma-2-9b-it", "google/gemma-2-9b"),
      ModelFacts(9.24e9, 42, 3584, 16, 8, 256, 14336, 256000, 8192, _hf("google/gemma-2-9b-it"),
                 attention="hybrid", full_layers=21, sliding_window=4096, tied_embeddings=True)),

@@ -83,7 +83,8 @@ def _facts(config: Mapping[str, Any], source: str, weight_bytes: int | None) -> 
     kv_heads = int(config.get("num_key_value_heads") or heads)
     head_dim = int(config.get("head_dim") or hidden // heads)
     experts = int(config.get("num_local_experts") or config.get("num_experts") or config.get("n_routed_experts") or 0)
-    intermediate = int(config.get("moe_intermediate_size") if experts else config["intermediate_size"])
+    # Mixtral and gpt-oss size their experts with intermediate_size: they have no moe_intermediate_size
+    intermediate = int(experts and config.get("moe_intermediate_size") or config["intermediate_size"])
     vocab = int(config["vocab_size"])
     layer_types = config.get("layer_types")
     window = config.get("sliding_window")
@@ -108,7 +109,8 @@ def _facts(config: Mapping[str, Any], source: str, weight_bytes: int | None) -> 
         attention=attention, full_layers=full_layers,  # type: ignore[arg-type]
         sliding_window=int(window) if attention in ("hybrid", "sliding") else None, latent_dim=latent,
         experts=experts, active_experts=int(config.get("num_experts_per_tok") or 0),
-        weight_bytes=weight_bytes, tied_embeddings=tied)
+        weight_bytes=weight_bytes, tied_embeddings=tied,
+        mxfp4_experts=bool(experts and isinstance(quant, dict) and quant.get("quant_method") == "mxfp4"))
 
 
 def _parameters(layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int, vocab: int,

@@ -83,7 +83,7 @@ def test_vllm_gives_the_kv_cache_its_fraction_less_weights_runtime_and_activatio
 
 def test_sglang_takes_a_static_fraction_that_falls_with_tensor_parallelism() -> None:
     one = arithmetic.fit(LLAMA_8B, Deployment(H100, "sglang", max_context=8192))
-    expected = H100 * GIB * arithmetic.DRIVER_SHARE * 0.88 - LLAMA_8B.parameters * 2
+    expected = (H100 * GIB * arithmetic.DRIVER_SHARE - arithmetic.NON_TORCH_BYTES) * 0.88 - LLAMA_8B.parameters * 2
     assert one.kv_cache_gib_per_device == round(expected / GIB, 2)
     assert arithmetic.default_fraction("sglang", 8) < arithmetic.default_fraction("sglang", 1)
 
@@ -111,3 +111,33 @@ def test_more_context_never_fits_better(context: int, tp: int, accounting: arith
 def test_weights_per_device_divide_by_the_devices(tp: int) -> None:
     result = arithmetic.fit(LLAMA_70B, Deployment(H100, "vllm", tp, max_context=4096))
     assert result.weights_gib_per_device == round(70.6e9 * 2 / tp / GIB, 2)
+
+
+def test_vllm_holds_mxfp4_experts_padded_to_its_kernels_tiles() -> None:
+    gpt_oss = MODELS["openai/gpt-oss-120b"]
+    one = arithmetic.weight_bytes_per_device(gpt_oss, Deployment(H100, "vllm"))
+    # vllm#23278 logs "Model loading took 65.9651 GiB" on one H100 (the checkpoint has 60.7 GiB)
+    assert abs(one / GIB - 65.97) < 0.1
+    # each rank pads its share of the intermediate size: 2880 / 2 = 1440 → 1536
+    assert arithmetic.mxfp4_expert_bytes(gpt_oss, 2) == 36 * 128 * (
+        3 * 1536 * 3072 / 2 + 3 * 1536 * 3072 / 32 + (2 * 1536 + 3072) * 2)
+    # other engines hold the checkpoint as it is
+    assert arithmetic.weight_bytes_per_device(gpt_oss, Deployment(H100, "sglang")) == gpt_oss.weight_bytes
+
+
+def test_the_profiled_sampler_holds_24_bytes_per_logit_of_max_num_seqs_requests() -> None:
+    deployment = Deployment(H100, "vllm", max_batched_tokens=8192)
+    base = arithmetic.activation_bytes(LLAMA_8B, deployment, H100)
+    more = arithmetic.activation_bytes(LLAMA_8B, attrs.evolve(deployment, max_sequences=2048), H100)
+    assert round(more - base) == 1024 * LLAMA_8B.vocab * 24
+    # never more requests than the batch has tokens
+    small = attrs.evolve(deployment, max_batched_tokens=256, max_sequences=1024)
+    assert arithmetic.activation_bytes(LLAMA_8B, small, H100) == arithmetic.activation_bytes(
+        LLAMA_8B, attrs.evolve(small, max_sequences=256), H100)
+
+
+def test_a_moe_layer_holds_its_fused_kernels_workspaces() -> None:
+    qwen = MODELS["qwen/qwen3-235b-a22b-fp8"]  # hidden 4096, 8 of 128 experts of 1536
+    deployment = Deployment(H100, "vllm", 4, max_batched_tokens=1000, max_sequences=1)
+    per_token = 8 * (4096 + 4096) + 4096 + 4096 + (64 + 2 * 4) * 128 / 4
+    assert arithmetic.activation_bytes(qwen, deployment, H100) == 1000 * per_token * 2 + qwen.vocab * 24

@@ -94,3 +94,27 @@ def test_models_the_catalogue_lacks_have_no_facts(model: str) -> None:
 
 def test_catalogue_ids_match_without_regard_to_case_or_the_hf_prefix() -> None:
     assert facts.catalogue_facts("hf://Meta-Llama/Llama-3.1-8B-Instruct") is MODELS["meta-llama/llama-3.1-8b-instruct"]
+
+
+def test_the_cross_checked_models_say_against_what() -> None:
+    verified = {model.source for model in MODELS.values() if model.verified}
+    assert all(model.verified.startswith("https://") for model in MODELS.values() if model.verified)
+    assert len(verified) >= 12
+    # the R1 distillation and the Qwen2.5 it is made from differ in their context (config.json of each)
+    assert MODELS["qwen/qwen2.5-14b-instruct"].context == 32768
+    assert MODELS["deepseek-ai/deepseek-r1-distill-qwen-14b"].context == 131072
+
+
+def test_a_config_json_with_mxfp4_experts_is_laid_out_as_vllm_pads_them(tmp_path: Path) -> None:
+    gpt_oss = {"hidden_size": 2880, "intermediate_size": 2880, "max_position_embeddings": 131072,
+               "num_attention_heads": 64, "num_hidden_layers": 36, "num_key_value_heads": 8, "head_dim": 64,
+               "vocab_size": 201088, "num_local_experts": 128, "num_experts_per_tok": 4, "sliding_window": 128,
+               "layer_types": ["sliding_attention", "full_attention"] * 18,
+               "quantization_config": {"quant_method": "mxfp4"}}
+    (tmp_path / "config.json").write_text(json.dumps(gpt_oss))
+    read = facts.read_config(tmp_path / "config.json", "config.json")
+    known = MODELS["openai/gpt-oss-120b"]
+    assert read.mxfp4_experts and (read.attention, read.full_layers, read.experts) == ("hybrid", 18, 128)
+    assert read.parameters == pytest.approx(known.parameters, rel=0.01)
+    (tmp_path / "config.json").write_text(json.dumps({**gpt_oss, "quantization_config": None}))
+    assert not facts.read_config(tmp_path / "config.json", "config.json").mxfp4_experts
