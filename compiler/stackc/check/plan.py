@@ -45,7 +45,46 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
 
 def cluster_problems(plan: Plan) -> list[Diagnostic]:
     """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
-    return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan))
+    return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan)) \
+        + list(engines_service_problems(plan))
+
+
+def engines_service_problems(plan: Plan) -> Iterator[Diagnostic]:
+    """The Service over every engine: a name no other Service of the stack has, one port and one port name
+    its pods share, and a word on each model it cannot reach."""
+    engines = plan.stack.engines_service
+    if engines is None:
+        return
+    path = ("stack", "engines_service")
+    taken = {c.endpoint.service: f"model '{c.key}'" for c in plan.components}
+    if plan.stack.kv_cache_server is not None:
+        taken[plan.stack.kv_cache_server.name] = "the KV-cache server"
+    if engines.name in taken:
+        yield Diagnostic("E191", f"Service '{engines.name}' is already the Service of {taken[engines.name]}",
+                         (*path, "name"), "name the engines' Service differently")
+    members = [c for c in plan.components if c.key in engines.members]
+    if members and engines.port is None:
+        ports = ", ".join(f"{c.key}: {c.endpoint.public_port or c.endpoint.port.number}" for c in members)
+        yield Diagnostic("E192", f"the models' Services have different ports ({ports}): one Service has one port",
+                         (*path, "port"), "set stack.engines_service.port")
+    if members and engines.target_port is None:
+        names = ", ".join(f"{c.key}: {c.endpoint.port.name}" for c in members)
+        yield Diagnostic("E192", f"the models name their serving ports differently ({names}): one Service targets "
+                         "one port name", path, "keep models behind one Service that name their ports alike")
+    for component in plan.components:
+        if component.key in engines.members or component.disaggregation is not None and \
+                component.disaggregation.role == "prefill":
+            continue
+        if component.disaggregation is not None:
+            yield Diagnostic("W190", f"model '{component.key}' is disaggregated: its pods are not behind Service "
+                             f"'{engines.name}' (a request must reach its prefill role first, then decode)",
+                             ("models", component.key, "disaggregation"),
+                             "clients reach it through the router, or its own Service", Severity.WARNING)
+        else:
+            yield Diagnostic("W190", f"model '{component.key}' runs as a Ray cluster whose pods and Services KubeRay "
+                             f"makes: its pods are not behind Service '{engines.name}'", ("models", component.key),
+                             f"clients reach it through its own Service ({component.endpoint.service})",
+                             Severity.WARNING)
 
 
 #: ``host:port``, or a URL (``scheme://host[:port]``), in a configured value

@@ -97,6 +97,7 @@ class LlmisvcTarget:
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "llmisvc", "E160")
+        yield from kube.engines_service_unexpressed(plan, "llmisvc", "the LLMInferenceServices' pods")
         yield from kube.target_annotation_problems(plan, "llmisvc", options.annotations, {
             key: model.annotations for key, model in options.models.items()}, "LLMInferenceService")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
@@ -189,7 +190,7 @@ class LlmisvcTarget:
         for component in kube.models(plan):
             yield Artifact(f"{component.key}/llminferenceservice.yaml",
                            (inference_service(plan, component, prefills.get(component.key), options),))
-        for stem, obj in kube.stack_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 
