@@ -46,7 +46,31 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
 def cluster_problems(plan: Plan) -> list[Diagnostic]:
     """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
     return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan)) \
-        + list(engines_service_problems(plan))
+        + list(unopened_service_ports(plan)) + list(engines_service_problems(plan))
+
+
+def unopened_service_ports(plan: Plan) -> Iterator[Diagnostic]:
+    """Every port of a Service stackc makes leads to a port its pods open (by name): the model's, each role's
+    and the engines' Service. A Ray cluster's Services are KubeRay's."""
+    def opened(component: Component) -> set[str]:
+        return {p.name for c in (*component.pod.containers, *component.pod.init_containers) for p in c.ports}
+
+    for component in plan.components:
+        if component.topology.kind == "ray_cluster":
+            continue
+        endpoint = component.endpoint
+        for port in (endpoint.port, *endpoint.extra_service_ports):
+            if port.name not in opened(component):
+                yield Diagnostic("E152", f"Service {endpoint.service} port {port.number} targets '{port.name}', which "
+                                 f"no container of the pods opens", ("models", component.key),
+                                 "please report this as a stackc bug")
+    engines = plan.stack.engines_service
+    for component in plan.components:
+        if engines is not None and engines.target_port is not None and component.key in engines.members \
+                and engines.target_port not in opened(component):
+            yield Diagnostic("E152", f"Service {engines.name} targets '{engines.target_port}', which no container "
+                             f"of model '{component.key}' opens", ("stack", "engines_service"),
+                             "please report this as a stackc bug")
 
 
 def engines_service_problems(plan: Plan) -> Iterator[Diagnostic]:
