@@ -11,6 +11,7 @@ from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Component, Plan
+from stackc.spec.model import NetworkPolicy
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
@@ -46,7 +47,18 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
 def cluster_problems(plan: Plan) -> list[Diagnostic]:
     """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
     return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan)) \
-        + list(unopened_service_ports(plan)) + list(engines_service_problems(plan))
+        + list(unopened_service_ports(plan)) + list(engines_service_problems(plan)) + list(_unscraped_metrics(plan))
+
+
+def _unscraped_metrics(plan: Plan) -> Iterator[Diagnostic]:
+    """The namespace whose pods may scrape the models' metrics, in a stack whose models export none: no policy
+    has a rule to put it in."""
+    policy = plan.stack.network_policy
+    if policy is not None and policy.metrics_namespace != NetworkPolicy().metrics_namespace \
+            and plan.components and all(c.endpoint.metrics is None for c in plan.components):
+        yield Diagnostic("W191", f"no model exports metrics: no NetworkPolicy admits scrapers from "
+                         f"'{policy.metrics_namespace}'", ("stack", "network_policy", "metrics_namespace"),
+                         "drop it", Severity.WARNING)
 
 
 def unopened_service_ports(plan: Plan) -> Iterator[Diagnostic]:
@@ -87,6 +99,9 @@ def engines_service_problems(plan: Plan) -> Iterator[Diagnostic]:
         yield Diagnostic("E191", f"Service '{engines.name}' is already the Service of {taken[engines.name]}",
                          (*path, "name"), "name the engines' Service differently")
     members = [c for c in plan.components if c.key in engines.members]
+    if not members:
+        yield Diagnostic("W190", f"no model's pods can be behind Service '{engines.name}' (each is disaggregated or a "
+                         "Ray cluster): it is not emitted", path, "drop stack.engines_service", Severity.WARNING)
     if members and engines.port is None:
         ports = ", ".join(f"{c.key}: {c.endpoint.public_port or c.endpoint.port.number}" for c in members)
         yield Diagnostic("E192", f"the models' Services have different ports ({ports}): one Service has one port",
