@@ -30,6 +30,7 @@ from stackc.plan.model import (
     DISAGGREGATION_ROLE_LABEL,
     Autoscaler,
     Component,
+    EnginesService,
     KvCacheServer,
     Plan,
     Pod,
@@ -313,9 +314,10 @@ def nfs_persistent_volume(stack: Stack, labels: Mapping[str, str], volume: NfsVo
                      "nfs": {"server": volume.server, "path": volume.path}}}
 
 
-def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
-    """(file stem, object) for what the stack as a whole needs: its shared claims, the KV-cache server, then
-    the spec's extra objects as written (already in the stack's namespace)."""
+def stack_objects(stack: Stack, engines_service: bool = True) -> Iterator[tuple[str, dict]]:
+    """(file stem, object) for what the stack as a whole needs: its shared claims, the KV-cache server, the
+    Service over every engine (unless the target's pods can't carry its label), then the spec's extra objects
+    as written (already in the stack's namespace)."""
     labels = stack_labels(stack)
     for volume in stack.nfs_volumes:
         yield f"persistentvolume-{volume.name}", nfs_persistent_volume(stack, labels, volume)
@@ -327,8 +329,33 @@ def stack_objects(stack: Stack) -> Iterator[tuple[str, dict]]:
         yield f"service-{server.name}", kv_cache_server_service(stack, server)
         if stack.network_policy is not None:
             yield f"networkpolicy-{server.name}", kv_cache_server_network_policy(stack, server)
+    engines = stack.engines_service
+    if engines is not None and engines_service and engines.members:
+        yield f"service-{engines.name}", engines_service_object(stack, engines)
     for obj in stack.extra_objects:
         yield f"{obj['kind'].lower()}-{obj['metadata']['name']}", json.loads(json.dumps(obj))
+
+
+def engines_service_object(stack: Stack, engines: EnginesService) -> dict:
+    """The Service over every model's serving pods; checks refused a stack whose port or port name it can't tell."""
+    assert engines.port is not None and engines.target_port is not None
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": metadata(stack, engines.name, engines.labels),
+        "spec": {"type": "ClusterIP", "selector": dict(engines.selector),
+                 "ports": [{"name": engines.target_port, "port": engines.port, "targetPort": engines.target_port,
+                            "protocol": "TCP"}]},
+    }
+
+
+def engines_service_unexpressed(plan: Plan, target: str, pods: str) -> Iterator[Diagnostic]:
+    """A target whose platform runs the model pods behind Services of its own (KServe's controllers, a
+    Knative queue proxy in front of the engine) emits no engines Service: KServe decides what answers there."""
+    engines = plan.stack.engines_service
+    if engines is not None and engines.members:
+        yield Diagnostic("W190", f"{target}: KServe runs {pods} behind Services of its own (in Knative mode behind "
+                         f"its queue proxy): this target emits no Service '{engines.name}'", ("stack", "engines_service"),
+                         "the pods still carry the label stackc.dev/engines-service; deploy the models with a target "
+                         "that emits their pods (manifests, helm) to have the Service", Severity.WARNING)
 
 
 def kv_cache_server_deployment(stack: Stack, server: KvCacheServer) -> dict:

@@ -544,7 +544,26 @@ def wiring_problems(found: Sequence[Mapping[str, Any]]) -> list[str]:
             for target in _selected(pods, service):
                 problems += [f"{pod.where}: {origin} reaches {target.where} at {port}, {problem}"
                              for problem in _pod_problems(target, port, pod, policies)]
-    return problems + list(_gateway_problems(found, pods, services))
+    return problems + list(_unserved_service_ports(found, pods)) + list(_gateway_problems(found, pods, services))
+
+
+def _unserved_service_ports(found: Sequence[Mapping[str, Any]], pods: Sequence[_Pod]) -> Iterator[str]:
+    """Every port of a Service the output creates leads to a port its pods open: a Service port whose
+    ``targetPort`` (a name or a number) a selected pod does not expose refuses what reaches it."""
+    for service in found:
+        if service["kind"] != "Service" or not (service.get("spec") or {}).get("selector"):
+            continue
+        where = f"Service {service['metadata']['name']}"
+        selected = _selected(pods, service)
+        if not selected:
+            yield f"{where}: selects no pod of the output"
+        for entry in service["spec"].get("ports", []):
+            target = entry.get("targetPort", entry["port"])
+            for pod in selected:
+                if not any(target in (p.get("name"), p["containerPort"])
+                           for c in (*pod.spec.get("containers", []), *pod.spec.get("initContainers", []))
+                           for p in c.get("ports", [])):
+                    yield f"{where}: port {entry['port']} targets {target!r}, which {pod.where} does not open"
 
 
 def _gateway_problems(found: Sequence[Mapping[str, Any]], pods: Sequence[_Pod],

@@ -110,3 +110,15 @@ def test_the_compiler_refuses_an_address_its_service_does_not_serve() -> None:
     assert (problem.code, problem.dotted_path) == ("E152", "models.m")
     assert "is told (env LMCACHE_NIXL_RECEIVER_HOST) to reach pd-m-decode:55555, but Service pd-m-decode serves 8000" \
         in problem.message
+
+
+def test_every_service_port_leads_to_a_port_its_pods_open() -> None:
+    text = LMCACHE_PD + '[[targets.router.ports]]\nname = "lmcache"\nport = 9000\n'
+    found = objects(compile_text(text).files)
+    assert wiring_problems(found) == []
+    for obj in found:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "pd-router":
+            container = obj["spec"]["template"]["spec"]["containers"][0]
+            container["ports"] = [p for p in container["ports"] if p["name"] != "lmcache"]
+    assert wiring_problems(found) == ["Service pd-router: port 9000 targets 'lmcache', which Deployment pd-router "
+                                      "does not open"]

@@ -16,7 +16,7 @@ from stackc.fit import arithmetic, facts as model_facts
 from stackc.fit.arithmetic import Deployment, Fit
 from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts
 from stackc.registry import Registry
-from stackc.spec.model import Accelerators, Model, Spec
+from stackc.spec.model import Accelerators, Model, Serving, Spec
 from stackc.spec.source import Path
 
 _MIG = re.compile(r"^nvidia\.com/mig-\d+g\.(\d+)gb$")
@@ -112,7 +112,11 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
         model.disaggregation, role).accelerators is not None else ("models", key, "accelerators")
 
     def unknown(reason: str, *problems: Diagnostic) -> tuple[ModelFit, list[Diagnostic]]:
-        return ModelFit(key, role, devices, Fit("unknown", reason), source), list(problems)
+        # the threshold of W140, which only a fit check applies
+        threshold = [Diagnostic("W196", f"serving.min_concurrent_at_context is set, but no fit check runs: {reason}",
+                                ("models", key, "serving", "min_concurrent_at_context"), severity=Severity.WARNING)] \
+            if model.serving.min_concurrent_at_context != Serving().min_concurrent_at_context else []
+        return ModelFit(key, role, devices, Fit("unknown", reason), source), [*problems, *threshold]
 
     told = accelerators.type is not None or accelerators.memory is not None
 

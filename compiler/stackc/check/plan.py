@@ -11,6 +11,7 @@ from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Component, Plan
+from stackc.spec.model import NetworkPolicy
 
 
 def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
@@ -45,7 +46,84 @@ def lowered_problems(plan: Plan) -> list[Diagnostic]:
 
 def cluster_problems(plan: Plan) -> list[Diagnostic]:
     """Problems of the pods on a cluster (not of one machine's processes, ``stackc up``)."""
-    return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan))
+    return [problem for c in plan.components for problem in _cache_off_volume(c)] + list(unserved_addresses(plan)) \
+        + list(unopened_service_ports(plan)) + list(engines_service_problems(plan)) + list(_unscraped_metrics(plan))
+
+
+def _unscraped_metrics(plan: Plan) -> Iterator[Diagnostic]:
+    """The namespace whose pods may scrape the models' metrics, in a stack whose models export none: no policy
+    has a rule to put it in."""
+    policy = plan.stack.network_policy
+    if policy is not None and policy.metrics_namespace != NetworkPolicy().metrics_namespace \
+            and plan.components and all(c.endpoint.metrics is None for c in plan.components):
+        yield Diagnostic("W191", f"no model exports metrics: no NetworkPolicy admits scrapers from "
+                         f"'{policy.metrics_namespace}'", ("stack", "network_policy", "metrics_namespace"),
+                         "drop it", Severity.WARNING)
+
+
+def unopened_service_ports(plan: Plan) -> Iterator[Diagnostic]:
+    """Every port of a Service stackc makes leads to a port its pods open (by name): the model's, each role's
+    and the engines' Service. A Ray cluster's Services are KubeRay's."""
+    def opened(component: Component) -> set[str]:
+        return {p.name for c in (*component.pod.containers, *component.pod.init_containers) for p in c.ports}
+
+    for component in plan.components:
+        if component.topology.kind == "ray_cluster":
+            continue
+        endpoint = component.endpoint
+        for port in (endpoint.port, *endpoint.extra_service_ports):
+            if port.name not in opened(component):
+                yield Diagnostic("E152", f"Service {endpoint.service} port {port.number} targets '{port.name}', which "
+                                 f"no container of the pods opens", ("models", component.key),
+                                 "please report this as a stackc bug")
+    engines = plan.stack.engines_service
+    for component in plan.components:
+        if engines is not None and engines.target_port is not None and component.key in engines.members \
+                and engines.target_port not in opened(component):
+            yield Diagnostic("E152", f"Service {engines.name} targets '{engines.target_port}', which no container "
+                             f"of model '{component.key}' opens", ("stack", "engines_service"),
+                             "please report this as a stackc bug")
+
+
+def engines_service_problems(plan: Plan) -> Iterator[Diagnostic]:
+    """The Service over every engine: a name no other Service of the stack has, one port and one port name
+    its pods share, and a word on each model it cannot reach."""
+    engines = plan.stack.engines_service
+    if engines is None:
+        return
+    path = ("stack", "engines_service")
+    taken = {c.endpoint.service: f"model '{c.key}'" for c in plan.components}
+    if plan.stack.kv_cache_server is not None:
+        taken[plan.stack.kv_cache_server.name] = "the KV-cache server"
+    if engines.name in taken:
+        yield Diagnostic("E191", f"Service '{engines.name}' is already the Service of {taken[engines.name]}",
+                         (*path, "name"), "name the engines' Service differently")
+    members = [c for c in plan.components if c.key in engines.members]
+    if not members:
+        yield Diagnostic("W190", f"no model's pods can be behind Service '{engines.name}' (each is disaggregated or a "
+                         "Ray cluster): it is not emitted", path, "drop stack.engines_service", Severity.WARNING)
+    if members and engines.port is None:
+        ports = ", ".join(f"{c.key}: {c.endpoint.public_port or c.endpoint.port.number}" for c in members)
+        yield Diagnostic("E192", f"the models' Services have different ports ({ports}): one Service has one port",
+                         (*path, "port"), "set stack.engines_service.port")
+    if members and engines.target_port is None:
+        names = ", ".join(f"{c.key}: {c.endpoint.port.name}" for c in members)
+        yield Diagnostic("E192", f"the models name their serving ports differently ({names}): one Service targets "
+                         "one port name", path, "keep models behind one Service that name their ports alike")
+    for component in plan.components:
+        if component.key in engines.members or component.disaggregation is not None and \
+                component.disaggregation.role == "prefill":
+            continue
+        if component.disaggregation is not None:
+            yield Diagnostic("W190", f"model '{component.key}' is disaggregated: its pods are not behind Service "
+                             f"'{engines.name}' (a request must reach its prefill role first, then decode)",
+                             ("models", component.key, "disaggregation"),
+                             "clients reach it through the router, or its own Service", Severity.WARNING)
+        else:
+            yield Diagnostic("W190", f"model '{component.key}' runs as a Ray cluster whose pods and Services KubeRay "
+                             f"makes: its pods are not behind Service '{engines.name}'", ("models", component.key),
+                             f"clients reach it through its own Service ({component.endpoint.service})",
+                             Severity.WARNING)
 
 
 #: ``host:port``, or a URL (``scheme://host[:port]``), in a configured value

@@ -87,6 +87,11 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
                          "Services and pods that nothing in this output creates", ("stack", "targets"),
                          f"add a target that deploys models ({', '.join(registry.targets_having('serves_models'))})",
                          Severity.WARNING)
+    if known and stack.namespace != "default" and \
+            all(registry.targets[name].traits.release_namespace is not None for name in known):
+        yield Diagnostic("W192", f"every target of the stack ({', '.join(known)}) takes its namespace at install "
+                         f"time (helm install --namespace): '{stack.namespace}' is in no file", ("stack", "namespace"),
+                         f"install with --namespace {stack.namespace}, or drop namespace", Severity.WARNING)
     yield from extra_object_problems(spec)
     yield from _shared_cache_problems(spec)
     yield from _kv_cache_server_problems(spec)

@@ -33,6 +33,7 @@ class Draft:
     extra_objects: list[dict[str, Any]] = attrs.field(factory=list)
     kv_cache_server: dict[str, Any] | None = None
     shared_cache: dict[str, Any] | None = None
+    engines_service: dict[str, Any] | None = None
 
     def add_target(self, name: str) -> None:
         if name not in self.targets:
@@ -56,6 +57,7 @@ class Draft:
                                                               "targets": list(self.targets),
                                                               "kv_cache_server": self.kv_cache_server,
                                                               "shared_cache": self.shared_cache,
+                                                              "engines_service": self.engines_service,
                                                               "extra_objects": list(self.extra_objects)})}
         spec["models"] = {key: prune(model) for key, model in self.models.items()}
         options = {k: prune(v) for k, v in self.target_options.items() if prune(v)}

@@ -18,6 +18,8 @@ from stackc.importers.values import Path, Values
 
 DEFAULT_NAME = "lmstack"
 NO_MODELS = "servingEngineSpec.modelSpec lists none"
+#: the engines' Service port of the chart's values.yaml
+SERVICE_PORT = 80
 ENGINE = production_stack.ENGINE
 ROUTER = production_stack.ROUTER
 #: what LMStack's templates read, by block; anything else in the values is ignored by the chart
@@ -46,6 +48,11 @@ def convert(values: Values, name: str) -> Draft:
         if key is None or not isinstance(entry, dict):
             continue
         _as_lmstack(values, path, draft.models[key], runtime, budget)
+    if draft.models:
+        # LMStack's one Service selects every engine pod (its own Services per model stackc adds beside it),
+        # on the chart's servicePort (80 in its values.yaml)
+        draft.engines_service = {"name": f"{draft.name}-engine-service",
+                                 "port": values.get((*ENGINE, "servicePort"), int, SERVICE_PORT)}
     return draft
 
 

@@ -609,7 +609,8 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
         values.drop_unless((*ROUTER, key), default, f"the production-stack router's {key}")
     if values.get((*ROUTER, "serviceMonitor", "enabled"), bool, False):
         draft.add_target("monitoring")
-    for key in ("staticBackends", "staticModels", "extraArgs", "extraPorts", "env", "extraVolumes",
+    _extra_ports(values, options)
+    for key in ("staticBackends", "staticModels", "extraArgs", "env", "extraVolumes",
                 "extraVolumeMounts", "podAnnotations", "serviceAnnotations", "nodePort", "strategy", "affinity",
                 "nodeSelectorTerms", "nodeSelector", "tolerations", "priorityClassName", "securityContext",
                 "containerSecurityContext", "imagePullSecrets", "hf_token", "lmcacheControllerPort",
@@ -627,6 +628,29 @@ def _router(values: Values, draft: Draft) -> dict[str, Any]:
     values.feature((*ROUTER, "pdb"), "a custom PodDisruptionBudget for the router",
                    "stackc gives the router its own budget")
     return {"routing": routing}
+
+
+def _extra_ports(values: Values, options: dict[str, Any]) -> None:
+    """``routerSpec.extraPorts`` (the chart appends them to the router's Service as written) -> the router's
+    ``ports``: stackc opens each on the container too, named like the Service's."""
+    ports = []
+    for index, _ in enumerate(values.sequence((*ROUTER, "extraPorts"))):
+        here = (*ROUTER, "extraPorts", index)
+        port = {"name": values.text((*here, "name")), "port": values.get((*here, "port"), int)}
+        target = values.get((*here, "targetPort"), (int, str))
+        if isinstance(target, int) and target != port["port"]:
+            port["target_port"] = target
+        elif isinstance(target, str):
+            values.drop((*here, "targetPort"), "a target port by name",
+                        "stackc names the router's container port after the Service's: target_port takes a number")
+        if (protocol := values.text((*here, "protocol"))) not in (None, "TCP"):
+            port["protocol"] = protocol
+        for key in values.keys(here):
+            if key not in ("name", "port", "targetPort", "protocol"):
+                values.drop((*here, key), f"a router port's {key}")
+        ports.append({k: v for k, v in port.items() if v is not None})
+    if ports:
+        options["ports"] = ports
 
 
 def _pd_labels(values: Values) -> None:

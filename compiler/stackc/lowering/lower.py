@@ -59,6 +59,8 @@ WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
 #: a leader/worker group's pods say which they are; Services and pools select the leaders
 ROLE_LABEL = "stackc.dev/role"
+#: the serving pods behind ``stack.engines_service`` carry it (its value: the Service's name)
+ENGINES_LABEL = "stackc.dev/engines-service"
 #: Ray Serve's proxies answer health checks here on the Serve port
 RAY_SERVE_HEALTH = "/-/healthz"
 #: a writable HOME for engines run as a non-root user (their images' HOME is /root or missing)
@@ -116,9 +118,32 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
                        if policy.enabled else None,
                        extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
                        claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
-                       kv_cache_server=kv_cache_server(spec),
+                       kv_cache_server=kv_cache_server(spec), engines_service=engines_service(spec, components),
                        monitored=bool(registry.targets_having("monitors_models", targets)))
     return plan.Plan(stack, components)
+
+
+def engines_service_name(spec: Spec) -> str | None:
+    table = spec.stack.engines_service
+    return None if table is None else table.name or workload_name(spec, "engines")
+
+
+def engines_service(spec: Spec, components: tuple[plan.Component, ...]) -> plan.EnginesService | None:
+    """The Service over every model's serving pods: those ``_component`` labelled (a model answering alone,
+    a multi-node group's leaders). Its port is the spec's, else the one the models' Services share."""
+    name = engines_service_name(spec)
+    if name is None:
+        return None
+    assert spec.stack.engines_service is not None
+    members = [c for c in components if c.pod.labels.get(ENGINES_LABEL) == name]
+    ports = {c.endpoint.public_port or c.endpoint.port.number for c in members}
+    port = spec.stack.engines_service.port or (ports.pop() if len(ports) == 1 else None)
+    labels = {**spec.stack.labels, "app.kubernetes.io/name": "engines", "app.kubernetes.io/instance": spec.stack.name,
+              "app.kubernetes.io/component": "model-server", "app.kubernetes.io/part-of": spec.stack.name,
+              "app.kubernetes.io/managed-by": "stackc"}
+    names = {c.endpoint.port.name for c in members}
+    return plan.EnginesService(name, labels, {ENGINES_LABEL: name}, port, names.pop() if len(names) == 1 else None,
+                               tuple(c.key for c in members))
 
 
 def kv_cache_server_name(spec: Spec) -> str:
@@ -423,6 +448,10 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         worker_pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "worker"},
                                   containers=(worker, *pod.containers[1:]))
         pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "leader"})
+    engines = engines_service_name(spec)
+    if engines is not None and role is None and ray_cluster is None:
+        # the pods that answer alone (a group's leader): a P/D role or a Ray cluster's proxies can't be behind it
+        pod = attrs.evolve(pod, labels={**pod.labels, ENGINES_LABEL: engines})
     return plan.Component(
         key=key, name=name, engine=model.engine, labels=labels, selector=selector, pod=pod,
         endpoint=plan.Endpoint(

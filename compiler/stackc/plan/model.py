@@ -290,6 +290,21 @@ class KvCacheServer:
 
 
 @attrs.frozen
+class EnginesService:
+    """One Service over the serving pods of every model that can be behind it: lowering labels those pods
+    with ``selector``. ``port`` is None when the spec names none and the models' Service ports disagree."""
+
+    name: str
+    labels: Mapping[str, str]
+    selector: Mapping[str, str]
+    port: int | None
+    #: the name of the pods' serving port, None when the models name theirs differently
+    target_port: str | None
+    #: the models whose pods it selects, by key
+    members: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Stack:
     name: str
     namespace: str
@@ -314,6 +329,8 @@ class Stack:
     nfs_volumes: tuple[NfsVolumeRequest, ...] = ()
     #: the shared KV-cache server, created once by each target that deploys models
     kv_cache_server: KvCacheServer | None = None
+    #: one Service over every model's serving pods (``stack.engines_service``)
+    engines_service: EnginesService | None = None
 
 
 @attrs.frozen

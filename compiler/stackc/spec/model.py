@@ -604,6 +604,17 @@ class KvCacheServer:
 
 
 @attrs.frozen
+class EnginesService:
+    """``[stack.engines_service]``: one Service over the serving pods of every model of the stack (LMStack's
+    ``engine-service``), next to each model's own. It balances without knowing models apart: a client
+    reaching it must send a model each engine serves, or put a router in front."""
+
+    name: str | None = field("Name of the Service (default: `<stack>-engines`).", default=None, form=DNS_LABEL)
+    port: int | None = field("Its port (default: the models' Service port, which must then agree).", default=None,
+                             minimum=1, maximum=PORT_MAX)
+
+
+@attrs.frozen
 class Stack:
     name: str = field("Stack name: prefixes object names and names the output folder.", form=NAME)
     namespace: str = field("Namespace every object goes to.", default="default", form=NAME)
@@ -617,6 +628,9 @@ class Stack:
                                              default=None)
     kv_cache_server: KvCacheServer | None = field(
         "A KV-cache server the models share (`kv_offload.remote`), deployed with the models.", default=None)
+    engines_service: EnginesService | None = field(
+        "One Service over every model's serving pods (each pod labelled `stackc.dev/engines-service`).",
+        default=None)
     extra_objects: tuple[Mapping[str, Any], ...] = field(
         "Kubernetes objects stackc does not model, emitted as written into the stack's namespace (each needs "
         "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())

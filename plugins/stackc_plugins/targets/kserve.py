@@ -91,6 +91,7 @@ class KserveTarget:
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "kserve", "E073")
+        yield from kube.engines_service_unexpressed(plan, "kserve", "the InferenceServices' pods")
         callers = {"router", "gateway"} & set(plan.stack.targets)
         if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:
             yield Diagnostic("W072", "the NetworkPolicies admit the stack's " + " and ".join(sorted(callers)) +
@@ -178,7 +179,7 @@ class KserveTarget:
             if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
                 yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
-        for stem, obj in kube.stack_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 

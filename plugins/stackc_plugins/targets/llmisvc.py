@@ -97,6 +97,11 @@ class LlmisvcTarget:
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "llmisvc", "E160")
+        yield from kube.engines_service_unexpressed(plan, "llmisvc", "the LLMInferenceServices' pods")
+        if options.gateway_namespace is not None and options.gateway is None:
+            yield Diagnostic("W194", "gateway_namespace without gateway: the managed routes attach to KServe's own "
+                             "Gateway, in no namespace of the spec's", ("targets", "llmisvc", "gateway_namespace"),
+                             "set gateway too, or drop gateway_namespace", Severity.WARNING)
         yield from kube.target_annotation_problems(plan, "llmisvc", options.annotations, {
             key: model.annotations for key, model in options.models.items()}, "LLMInferenceService")
         routers = sorted(set(STACK_ROUTERS) & set(plan.stack.targets))
@@ -189,7 +194,7 @@ class LlmisvcTarget:
         for component in kube.models(plan):
             yield Artifact(f"{component.key}/llminferenceservice.yaml",
                            (inference_service(plan, component, prefills.get(component.key), options),))
-        for stem, obj in kube.stack_objects(plan.stack):
+        for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Registry
 
@@ -29,7 +29,15 @@ class ManifestsTarget:
     serves_models = True
 
     def check(self, plan: Plan, options: ManifestsOptions) -> Iterator[Diagnostic]:
-        return kube.workload_problems(plan, self.name)
+        yield from kube.workload_problems(plan, self.name)
+        if options.service_type != "ClusterIP":
+            for component in plan.components:
+                if component.topology.kind == "ray_cluster":
+                    yield Diagnostic("W195", f"model '{component.key}' runs as a Ray cluster whose Services KubeRay "
+                                     f"makes (ClusterIP): service_type {options.service_type} is not theirs",
+                                     ("targets", "manifests", "service_type"),
+                                     "expose the model through the router, or a Service of your own in "
+                                     "stack.extra_objects", Severity.WARNING)
 
     def emit(self, plan: Plan, options: ManifestsOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))

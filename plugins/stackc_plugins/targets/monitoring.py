@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.model import Component, Plan
 from stackc.registry import Artifact, Registry
@@ -63,6 +63,7 @@ class MonitoringTarget:
             # Prometheus refuses the whole configuration, so no monitor of the cluster would load
             yield Diagnostic("E153", f"scrape_timeout {timeout} is longer than the scrape interval {options.interval}",
                              ("targets", "monitoring", "scrape_timeout"), "keep it at most interval")
+        yield from unused_settings(plan, options)
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
@@ -104,6 +105,29 @@ class MonitoringTarget:
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": kube.metadata(plan.stack, name, labels),
                 "data": {f"{plan.stack.name}.json": board},
             },))
+
+
+#: each alert threshold, the alert it sets and what that alert reads
+THRESHOLDS = (("error_ratio", "ModelErrorRate", "the router's error and request series"),
+              ("ttft_p95_seconds", "ModelTimeToFirstTokenSLO", "an engine's time-to-first-token histogram"),
+              ("waiting_per_replica", "ModelQueueSLO", "an engine's waiting-requests series"))
+
+
+def unused_settings(plan: Plan, options: MonitoringOptions) -> Iterator[Diagnostic]:
+    """A threshold whose alert no model has, or scrape settings with nothing to scrape: set, but in no file."""
+    defaults = MonitoringOptions()
+    alerts = {rule["alert"] for group in alert_groups(plan, options) for rule in group["rules"]}
+    for option, alert, reads in THRESHOLDS:
+        if getattr(options, option) != getattr(defaults, option) and alert not in alerts:
+            yield Diagnostic("W193", f"no model of the stack has the alert {option} sets ({alert} reads {reads})",
+                             ("targets", "monitoring", option), "drop it, or deploy what the alert reads",
+                             Severity.WARNING)
+    scraped = plan.stack.exporters or any(c.endpoint.metrics is not None for c in plan.components)
+    for option in ("interval", "scrape_timeout"):
+        if getattr(options, option) != getattr(defaults, option) and not scraped:
+            yield Diagnostic("W193", f"nothing of the stack exports metrics: no monitor scrapes at this {option}",
+                             ("targets", "monitoring", option), "drop it, or deploy a model whose engine exports "
+                             "metrics (or the router)", Severity.WARNING)
 
 
 def scrape_timeout(options: MonitoringOptions) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -27,7 +27,7 @@ from stackc.plan.model import (
     RouterMetricNames,
 )
 from stackc.registry import Artifact, Registry
-from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, SecretRef
+from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, PORT_MAX, PORT_NAME, SecretRef
 from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
 from stackc_router.from_plan import model_route, prefill_route
@@ -74,6 +74,18 @@ class RouterAutoscaling:
 
 
 @attrs.frozen
+class RouterPort:
+    """A port more on the router's container and Service, for a program of the router's pod that listens
+    beside it (production-stack's LMCache controller port)."""
+
+    name: str = attrs.field(metadata={"doc": "Port name, on the container and the Service.", "form": PORT_NAME})
+    port: int = attrs.field(metadata={"doc": "Its number on the Service.", "minimum": 1, "maximum": PORT_MAX})
+    target_port: int | None = attrs.field(default=None, metadata={
+        "doc": "Its number in the container (default: `port`).", "minimum": 1, "maximum": PORT_MAX})
+    protocol: Literal["TCP", "UDP", "SCTP"] = attrs.field(default="TCP", metadata={"doc": "Protocol."})
+
+
+@attrs.frozen
 class RouterOptions:
     """``[targets.router]``."""
 
@@ -112,6 +124,9 @@ class RouterOptions:
         default=None, metadata={"doc": "Scale the router with an HPA on CPU (then `replicas` is not set)."})
     ingress: Ingress | None = attrs.field(default=None, metadata={"doc": "Expose the router with an Ingress."})
     http_route: HttpRoute | None = attrs.field(default=None, metadata={"doc": "Expose the router with an HTTPRoute."})
+    ports: tuple[RouterPort, ...] = attrs.field(default=(), metadata={
+        "doc": "More ports on the router's container and Service (`http` is the router's own: port 80 on the "
+               "Service, 8080 in the container)."})
 
 
 class RouterTarget:
@@ -134,6 +149,11 @@ class RouterTarget:
         if scaling is not None and "cpu" not in options.resources.get("requests", {}):
             yield Diagnostic("E080", "an HPA measures CPU against the router's request: it requests no cpu",
                              ("targets", "router", "resources"), "set resources.requests.cpu")
+        yield from port_clashes(options.ports)
+        engines = plan.stack.engines_service
+        if engines is not None and engines.name == f"{plan.stack.name}-router":
+            yield Diagnostic("E191", f"Service '{engines.name}' is already the router's", ("stack", "engines_service", "name"),
+                             "name the engines' Service differently")
 
     def callers(self, plan: Plan, options: RouterOptions) -> Iterator[Caller]:
         yield Caller(router_selector(plan))
@@ -169,7 +189,9 @@ class RouterTarget:
         yield Artifact("service.yaml", ({
             "apiVersion": "v1", "kind": "Service", "metadata": kube.metadata(stack, name, labels),
             "spec": {"selector": dict(selector),
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                               *({"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
+                                 for p in options.ports)]},
         },))
         scaling = options.autoscaling
         if scaling is not None:
@@ -186,6 +208,27 @@ class RouterTarget:
             yield Artifact("ingress.yaml", (ingress(plan, options.ingress, name, labels),))
         if options.http_route is not None:
             yield Artifact("httproute.yaml", (http_route(plan, options.http_route, name, labels),))
+
+
+SERVICE_PORT = 80
+
+
+def port_clashes(ports: tuple[RouterPort, ...]) -> Iterator[Diagnostic]:
+    """Each port more has a name, a Service port and a container port of its own: none the router's (``http``,
+    80 on the Service, 8080 in the container) nor another's (same protocol)."""
+    names, numbers, inside = {"http": "the router's own"}, {("TCP", SERVICE_PORT): "the router's own"}, \
+        {("TCP", PORT): "the router's own"}
+    for index, extra in enumerate(ports):
+        path = ("targets", "router", "ports", index)
+        checks = ((names, extra.name, "name", "name"), (numbers, (extra.protocol, extra.port), "port", "Service port"),
+                  (inside, (extra.protocol, extra.target_port or extra.port),
+                   "target_port" if extra.target_port else "port", "container port"))
+        for seen, value, key, what in checks:
+            shown = value[1] if isinstance(value, tuple) else value
+            if value in seen:
+                yield Diagnostic("E190", f"{what} {shown!r} is already {seen[value]}", (*path, key),
+                                 "give each of the router's ports its own name and numbers")
+            seen.setdefault(value, f"that of ports[{index}]")
 
 
 def router_selector(plan: Plan) -> dict[str, str]:
@@ -240,7 +283,9 @@ def deployment(plan: Plan, options: RouterOptions, name: str, labels: dict, sele
         "name": "router",
         "image": options.image,
         "args": ["--config", f"{CONFIG_PATH}/router.yaml"],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"},
+                  *({"name": p.name, "containerPort": p.target_port or p.port, "protocol": p.protocol}
+                    for p in options.ports)],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
         "resources": {k: dict(v) for k, v in options.resources.items()},
@@ -291,7 +336,7 @@ def http_route(plan: Plan, options: HttpRoute, name: str, labels: dict) -> dict:
         parent["namespace"] = options.gateway_namespace
     spec: dict[str, Any] = {"parentRefs": [parent], "rules": [{
         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-        "backendRefs": [{"name": name, "port": 80}]}]}
+        "backendRefs": [{"name": name, "port": SERVICE_PORT}]}]}
     if options.hostnames:
         spec["hostnames"] = list(options.hostnames)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",

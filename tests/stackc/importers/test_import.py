@@ -593,3 +593,32 @@ def test_shared_pvc_storage_is_the_stacks_shared_cache(tmp_path):
     assert own.dotted_path == "servingEngineSpec.modelSpec[0].pvcStorage" and own.location.line == 4
     kinds = [o["kind"] for o in objects(compile_text(result.text).files)]
     assert "PersistentVolume" in kinds
+
+
+def test_the_routers_extra_ports_become_its_ports_on_the_service_and_container(tmp_path):
+    result = import_text(tmp_path, "production-stack", """servingEngineSpec:
+  modelSpec:
+  - name: opt
+    repository: vllm/vllm-openai
+    tag: latest
+    modelURL: facebook/opt-125m
+    requestGPU: 1
+routerSpec:
+  extraPorts:
+  - name: controller
+    port: 9100
+    targetPort: 9101
+  - name: named
+    port: 9200
+    targetPort: some-name
+""")
+    assert tomllib.loads(result.text)["targets"]["router"]["ports"] == [
+        {"name": "controller", "port": 9100, "target_port": 9101}, {"name": "named", "port": 9200}]
+    [named] = [d for d in result.report if d.dotted_path == "routerSpec.extraPorts[1].targetPort"]
+    assert "a target port by name" in named.message and named.location.line == 15
+    found = objects(compile_text(result.text).files)
+    [service] = [o for o in found if o["kind"] == "Service" and o["metadata"]["name"].endswith("-router")]
+    assert {"name": "controller", "port": 9100, "targetPort": "controller", "protocol": "TCP"} in service["spec"]["ports"]
+    [router] = [o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-router")]
+    assert {"name": "controller", "containerPort": 9101, "protocol": "TCP"} in \
+        router["spec"]["template"]["spec"]["containers"][0]["ports"]

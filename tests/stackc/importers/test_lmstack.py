@@ -46,3 +46,21 @@ def test_lmstack_renders_its_way_and_reports_what_it_ignores(tmp_path: Path) -> 
     assert engine["resources"]["limits"]["cpu"] == "6" and engine["resources"]["limits"]["memory"] == "16Gi"
     assert engine["startupProbe"]["failureThreshold"] == 60  # the chart's own startup probe
     assert "--no-enable-prefix-caching" not in engine["args"]
+
+
+def test_lmstacks_one_engine_service_is_the_stacks_engines_service(tmp_path: Path) -> None:
+    (tmp_path / "values.yaml").write_text(VALUES + """  - name: other
+    repository: lmcache/vllm-openai
+    tag: latest
+    modelURL: facebook/opt-350m
+    requestGPU: 1
+""")
+    result = import_values("lmstack", [str(tmp_path / "values.yaml")], name="lm")
+    assert tomllib.loads(result.text)["stack"]["engines_service"] == {"name": "lm-engine-service", "port": 80}
+    found = objects(compile_text(result.text).files)
+    [service] = [o for o in found if o["kind"] == "Service" and o["metadata"]["name"] == "lm-engine-service"]
+    assert service["spec"]["selector"] == {"stackc.dev/engines-service": "lm-engine-service"}
+    assert service["spec"]["ports"][0]["port"] == 80  # the chart's servicePort
+    engines = [o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] in ("lm-opt", "lm-other")]
+    assert len(engines) == 2 and all(
+        e["spec"]["template"]["metadata"]["labels"]["stackc.dev/engines-service"] == "lm-engine-service" for e in engines)

@@ -230,3 +230,63 @@ engine_options = { mode = "triton", checkpoint_dir = "/cache/checkpoints/codegen
     router = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "t", "app.kubernetes.io/name": "router"}}}
     assert metrics["port"] == 8002 and metrics["waiting"].startswith("nv_trt_llm_request_metrics")
     assert router in rule["from"]
+
+
+PORTS = """
+version = 1
+[stack]
+name = "p"
+targets = ["manifests", "helm", "router"]
+network_policy = {}
+[models.a]
+engine = "vllm"
+model = "org/a"
+[[targets.router.ports]]
+name = "lmcache"
+port = 9000
+[[targets.router.ports]]
+name = "side"
+port = 9100
+target_port = 9101
+protocol = "UDP"
+"""
+
+
+def test_the_routers_extra_ports_are_on_its_service_and_container_in_every_output() -> None:
+    files = compile_text(PORTS).files
+    found = objects({k: v for k, v in files.items() if k.startswith("router/")})
+    [service] = [o for o in found if o["kind"] == "Service"]
+    assert service["spec"]["ports"][1:] == [
+        {"name": "lmcache", "port": 9000, "targetPort": "lmcache", "protocol": "TCP"},
+        {"name": "side", "port": 9100, "targetPort": "side", "protocol": "UDP"}]
+    [deployment] = [o for o in found if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["ports"][1:] == [
+        {"name": "lmcache", "containerPort": 9000, "protocol": "TCP"},
+        {"name": "side", "containerPort": 9101, "protocol": "UDP"}]
+    # the chart carries the router's objects as they are
+    for kind in ("service", "deployment"):
+        assert b"name: side" in files[f"helm/p/templates/router/{kind}.yaml"]
+    # the models' policies admit the router; the router has no policy of its own to open
+    assert not any(o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "p-router" for o in objects(files))
+    assert all(not problems for problems in map(validate_kubernetes, objects(files)) if problems is not None)
+
+
+@pytest.mark.parametrize("port, message", [
+    ('name = "http"\nport = 9000', "targets.router.ports[0].name: name 'http' is already the router's own"),
+    ('name = "x"\nport = 80', "targets.router.ports[0].port: Service port 80 is already the router's own"),
+    ('name = "x"\nport = 9000\ntarget_port = 8080',
+     "targets.router.ports[0].target_port: container port 8080 is already the router's own"),
+    ('name = "x"\nport = 9000\n[[targets.router.ports]]\nname = "x"\nport = 9001',
+     "targets.router.ports[1].name: name 'x' is already that of ports[0]"),
+    ('name = "x"\nport = 9000\n[[targets.router.ports]]\nname = "y"\nport = 9000',
+     "targets.router.ports[1].port: Service port 9000 is already that of ports[0]"),
+    ('name = "x"\nport = 70000', "targets.router.ports[0].port"),
+    ('name = "Not_A_Port_Name"\nport = 9000', "targets.router.ports[0].name"),
+])
+def test_router_ports_that_clash_or_are_out_of_range_are_located_errors(port: str, message: str) -> None:
+    text = SPEC + f"[[targets.router.ports]]\n{port}\n"
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(text)
+    found = [d for d in caught.value.diagnostics if d.dotted_path.startswith("targets.router.ports")]
+    assert any(message in f"{d.dotted_path}: {d.message}" for d in found), found
+    assert all(d.location is not None and d.location.line > SPEC.count("\n") for d in found), found
