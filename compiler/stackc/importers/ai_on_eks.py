@@ -58,6 +58,9 @@ def convert(values: Values, name: str) -> Draft:
                      "the importer reads gpu and neuron")
         return draft
     model_id = values.text(("model",)) or values.text(("modelParameters", "modelId"))
+    copied = None
+    if model_id is None and (copied := _s3_copy(values)) is not None:
+        model_id = copied
     if model_id is None:
         values.consumed.add(("model",))
         return draft
@@ -69,6 +72,8 @@ def convert(values: Values, name: str) -> Draft:
     model: dict[str, Any] = {"engine": engine, "model": model_id}
     if path := values.text(("modelPath",)):
         model.update(model=path, served_name=model_id)
+    elif copied is not None:  # the Job's copy in S3, served under the Hugging Face id it was copied from
+        model.update(model=_s3_uri(values, copied), served_name=copied)
     repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
     model["image"] = f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}"
     model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
@@ -253,6 +258,24 @@ def _nim(values: Values, draft: Draft) -> Draft:
     return draft
 
 
+def _s3_copy(values: Values) -> str | None:
+    """A file that only copies weights to S3 (``s3ModelCopy``, no ``model``): the chart renders the copy Job
+    and no server. The import serves the copy instead, with vLLM streaming it from S3, and says so."""
+    copied = values.text(("s3ModelCopy", "model"))
+    if copied is None or not values.text(("s3ModelCopy", "s3Path")):
+        return None
+    values.drop(("s3ModelCopy", "model"),
+                f"the chart renders only a Job (s3-copy) that copies {copied} from Hugging Face to "
+                f"{_s3_uri(values, copied)}, and no server: the spec serves that copy with vLLM instead",
+                "run the chart's copy Job first (stackc does not create it), or set model to an s3:// copy you have")
+    return copied
+
+
+def _s3_uri(values: Values, copied: str) -> str:
+    """Where the chart's Job syncs the weights: ``s3://$S3_PATH/$HUGGING_FACE_MODEL/``."""
+    return f"s3://{(values.text(('s3ModelCopy', 's3Path')) or '').strip('/')}/{copied}"
+
+
 def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator: str,
                 ray: bool = False) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """The spec's serving fields, and the rest as flags, or under Ray as engine arguments."""
@@ -426,7 +449,8 @@ def _unused(values: Values) -> None:
     values.drop_unless(("service", "port"), 8000, "the Service's port", "stackc's Service listens on the engine's port")
     values.drop(("service", "annotations"), "annotations on the Service")
     values.drop((*DEPLOYMENT, "lifecycle"), "container lifecycle hooks")
-    values.drop(("s3ModelCopy", "model"), "the S3 model copy Job", "point model at the s3:// copy instead")
+    if ("s3ModelCopy", "model") not in values.consumed:
+        values.drop(("s3ModelCopy", "model"), "the S3 model copy Job", "point model at the s3:// copy instead")
     values.raw(("s3ModelCopy",))
     for block in ("nimCache", "nimService"):
         values.feature((block,), f"NVIDIA NIM ({block})")
