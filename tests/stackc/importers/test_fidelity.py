@@ -4,7 +4,7 @@ LMStack, Doubleword, ai-on-eks' Deployments and LeaderWorkerSets, production-sta
 its head and start script; ai-on-eks' RayServices are not compared yet).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
-and startup budget, the names each engine serves (not for servers under the command engine, whose
+and startup budget, the node namespaces the pod shares, the names each engine serves (not for servers under the command engine, whose
 names are the router's alone), and, where the chart has a router, the routing table: every model the
 chart's router reaches is in stackc's router table under its served name, routed the same way. Every
 difference is either a stackc improvement listed in IMPROVEMENTS with its reason, or reported by
@@ -62,8 +62,6 @@ IMPROVEMENTS = {
     ("env", "LMCACHE_REMOTE_URL"): "stackc's cache server Service has its own name and port",
     ("env", "LMCACHE_REMOTE_SERDE"): "stackc's cache server states its serde",
     ("env", "LMCACHE_NIXL_RECEIVER_HOST"): "stackc's decode Service has its own name",
-    ("env", "UCX_TLS"): "the chart shares the node's IPC for CUDA IPC; stackc's pods stay restricted and UCX picks "
-                        "its transports (docs/disaggregation.md)",
     ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the "
                            "chart's startup time",
 }
@@ -213,9 +211,10 @@ def chart_engines(chart: str, rendered: str) -> dict[str, dict[str, Any]]:
     for obj in documents:
         if obj["kind"] in WORKLOADS and (name := model_of(obj)):
             [engine] = [c for c in pod(obj)["containers"] if container in (None, c["name"])]
-            found[name] = view(obj["kind"], engine, obj["spec"].get("replicas"))
+            found[name] = {**view(obj["kind"], engine, obj["spec"].get("replicas")), "host": host(pod(obj))}
         elif obj["kind"] == "RayCluster" and (name := model_of(obj)):
-            found[name] = view("RayCluster", ray_head(obj, documents, name), 1)  # one replica over its pods
+            found[name] = {**view("RayCluster", ray_head(obj, documents, name), 1),  # one replica over its pods
+                           "host": host(obj["spec"]["headGroupSpec"]["template"]["spec"])}
     return found
 
 
@@ -237,6 +236,11 @@ def ray_head(cluster: dict[str, Any], documents: list[dict[str, Any]], name: str
 
 #: the workloads that run engines, compared by the pod that serves the API (a LeaderWorkerSet's leader)
 WORKLOADS = ("Deployment", "LeaderWorkerSet")
+
+
+def host(spec: dict[str, Any]) -> dict[str, bool]:
+    """The node namespaces the pod shares (production-stack's P/D pods share its IPC and processes)."""
+    return {key: bool(spec.get(key)) for key in ("hostIPC", "hostPID", "hostNetwork")}
 
 
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
@@ -278,7 +282,8 @@ def stackc_engines(text: str) -> dict[str, dict[str, Any]]:
             engines = [c for c in pod(obj)["containers"] if c["name"] == "engine"]
             if engines:
                 replicas = obj["spec"].get("replicas")
-                found[name.removeprefix(f"{RELEASE}-")] = view(obj["kind"], engines[0], replicas)
+                found[name.removeprefix(f"{RELEASE}-")] = {**view(obj["kind"], engines[0], replicas),
+                                                           "host": host(pod(obj))}
     return found
 
 
@@ -288,7 +293,7 @@ def differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, 
         for key in sorted(set(chart[field]) | set(ours[field])):
             if chart[field].get(key) != ours[field].get(key):
                 found.append((field, key, chart[field].get(key), ours[field].get(key)))
-    for field in ("kind", "image", "positional", "resources", "replicas"):
+    for field in ("kind", "image", "positional", "resources", "replicas", "host"):
         if chart[field] != ours[field]:
             found.append((field, field, chart[field], ours[field]))
     for kind, probe in chart["probes"].items():

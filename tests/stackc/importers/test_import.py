@@ -421,8 +421,15 @@ def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
     roles = model["disaggregation"]
     assert roles["prefill"]["resources"]["requests"]["cpu"] == "12"
     assert roles["decode"]["resources"]["requests"]["cpu"] == "8"
-    names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
-    assert {"pd-llama-prefill", "pd-llama-decode"} <= names
+    deployments = {o["metadata"]["name"]: o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
+    assert {"pd-llama-prefill", "pd-llama-decode"} <= set(deployments)
+    # as the chart runs enablePD pods: the node's IPC and process namespaces shared, UCX over CUDA IPC
+    assert (model["host_ipc"], model["host_pid"], model["security"]["pod_security"]) == (True, True, "privileged")
+    for role in ("prefill", "decode"):
+        pod = deployments[f"pd-llama-{role}"]["spec"]["template"]["spec"]
+        assert pod["hostIPC"] is True and pod["hostPID"] is True
+        [engine] = [c for c in pod["containers"] if c["name"] == "engine"]
+        assert {"name": "UCX_TLS", "value": "cuda_ipc,cuda_copy,tcp"} in engine["env"]
 
 
 KEDA = """servingEngineSpec:
