@@ -7,7 +7,8 @@ LoRA adapters as vLLM serves them: ``--lora-modules NAME=PATH…`` at start, and
 Prefill/decode disaggregation as vLLM's NixlConnector speaks it to a router: a request with
 ``kv_transfer_params.do_remote_decode`` is answered with the parameters a decode replica pulls the
 KV cache with. ``GET /debug/requests`` lists the bodies of the POSTs it received, for tests to
-see what a router sent.
+see what a router sent. An API key as vLLM takes it (``--api-key`` or ``VLLM_API_KEY``): every
+``/v1`` request without ``Authorization: Bearer KEY`` is 401; /health and /metrics stay open.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--reply-delay", type=float, default=0.0, help="seconds before answering a POST")
     parser.add_argument("--stream-interval", type=float, default=0.0, help="seconds before each streamed event")
     parser.add_argument("--die-with", metavar="SIGNAL", help="log a line, then kill itself with this signal (e.g. SIGILL)")
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY") or None,
+                        help="as vLLM: /v1 requests need 'Authorization: Bearer KEY' (default: $VLLM_API_KEY)")
     args = parser.parse_args()
     if args.die_with:
         print("loading model", flush=True)
@@ -55,7 +58,17 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(data)
 
+        def refused(self) -> bool:
+            """As vLLM's API-key middleware: /v1 needs the key, answered 401 without it."""
+            if args.api_key and self.path.startswith("/v1") and \
+                    self.headers.get("Authorization") != f"Bearer {args.api_key}":
+                self.reply(401, {"error": "Unauthorized"})
+                return True
+            return False
+
         def do_GET(self) -> None:
+            if self.refused():
+                return
             if self.path == "/health":
                 loading = time.monotonic() - started < args.startup_delay
                 self.reply(503 if loading else 200, {"status": "loading" if loading else "ok"})
@@ -84,6 +97,8 @@ def main() -> None:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self.refused():
+                return
             received.append(body)
             if self.path == "/v1/load_lora_adapter" and runtime_loading:
                 if body.get("lora_name") in adapters:

@@ -58,6 +58,9 @@ def convert(values: Values, name: str) -> Draft:
                      "the importer reads gpu and neuron")
         return draft
     model_id = values.text(("model",)) or values.text(("modelParameters", "modelId"))
+    copied = None
+    if model_id is None and (copied := _s3_copy(values)) is not None:
+        model_id = copied
     if model_id is None:
         values.consumed.add(("model",))
         return draft
@@ -69,6 +72,8 @@ def convert(values: Values, name: str) -> Draft:
     model: dict[str, Any] = {"engine": engine, "model": model_id}
     if path := values.text(("modelPath",)):
         model.update(model=path, served_name=model_id)
+    elif copied is not None:  # the Job's copy in S3, served under the Hugging Face id it was copied from
+        model.update(model=_s3_uri(values, copied), served_name=copied)
     repository = values.text((*SERVER, "image", "repository"), "vllm/vllm-openai")
     model["image"] = f"{repository}:{values.text((*SERVER, 'image', 'tag'), 'latest')}"
     model["image_pull_policy"] = values.text(("global", "image", "pullPolicy"), "IfNotPresent")
@@ -82,8 +87,11 @@ def convert(values: Values, name: str) -> Draft:
     for other in values.keys((*DEPLOYMENT, "resources")):
         if other != accelerator:
             values.raw((*DEPLOYMENT, "resources", other))  # the chart reads only the accelerator's block
-    model["serving"], model["engine_args"], model["engine_options"] = _parameters(values, model["accelerators"],
-                                                                                    accelerator, ray)
+    if FRAMEWORKS[framework] == "ray":  # the chart's Serve script reads modelParameters its own way
+        model["serving"], model["engine_args"], model["engine_options"] = _ray_parameters(values, ray)
+    else:
+        model["serving"], model["engine_args"], model["engine_options"] = _parameters(
+            values, model["accelerators"], accelerator)
     if ray:
         _ray_service(values, model)
     elif FRAMEWORKS[framework] == "ray":
@@ -253,6 +261,24 @@ def _nim(values: Values, draft: Draft) -> Draft:
     return draft
 
 
+def _s3_copy(values: Values) -> str | None:
+    """A file that only copies weights to S3 (``s3ModelCopy``, no ``model``): the chart renders the copy Job
+    and no server. The import serves the copy instead, with vLLM streaming it from S3, and says so."""
+    copied = values.text(("s3ModelCopy", "model"))
+    if copied is None or not values.text(("s3ModelCopy", "s3Path")):
+        return None
+    values.drop(("s3ModelCopy", "model"),
+                f"the chart renders only a Job (s3-copy) that copies {copied} from Hugging Face to "
+                f"{_s3_uri(values, copied)}, and no server: the spec serves that copy with vLLM instead",
+                "run the chart's copy Job first (stackc does not create it), or set model to an s3:// copy you have")
+    return copied
+
+
+def _s3_uri(values: Values, copied: str) -> str:
+    """Where the chart's Job syncs the weights: ``s3://$S3_PATH/$HUGGING_FACE_MODEL/``."""
+    return f"s3://{(values.text(('s3ModelCopy', 's3Path')) or '').strip('/')}/{copied}"
+
+
 def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator: str,
                 ray: bool = False) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """The spec's serving fields, and the rest as flags, or under Ray as engine arguments."""
@@ -297,6 +323,82 @@ def _parameters(values: Values, accelerators: dict[str, Any] | None, accelerator
     return serving, args, options
 
 
+#: the chart's Ray Serve script (templates/ray-vllm-configmap.yaml), which builds vLLM's engine arguments from
+#: the worker's environment, where each modelParameters key arrives under its snake-case upper name:
+#: argument -> (the variable it reads, its default there)
+RAY_SCRIPT = {
+    "gpu_memory_utilization": ("GPU_MEMORY_UTILIZATION", 0.8), "max_model_len": ("MAX_MODEL_LEN", 8192),
+    "max_num_seqs": ("MAX_NUM_SEQ", 4), "max_num_batched_tokens": ("MAX_NUM_BATCHED_TOKENS", 8192),
+    "tokenizer_pool_size": ("TOKENIZER_POOL_SIZE", 4), "pipeline_parallel_size": ("PIPELINE_PARALLEL_SIZE", 1),
+    "tensor_parallel_size": ("TENSOR_PARALLEL_SIZE", 1), "enable_prefix_caching": ("ENABLE_PREFIX_CACHING", True),
+}
+#: what the script sets whatever the values say (dtype "auto" is vLLM's default)
+RAY_SCRIPT_FIXED = {"trust_remote_code": True, "enable_chunked_prefill": False, "enforce_eager": True}
+#: the script's arguments the spec types
+RAY_TYPED = {"gpu_memory_utilization": "gpu_memory_fraction", "max_model_len": "max_context",
+             "max_num_seqs": "max_concurrent_sequences", "pipeline_parallel_size": "pipeline_parallel",
+             "tensor_parallel_size": "tensor_parallel", "enable_prefix_caching": "prefix_caching"}
+#: the script's tokenizer pool, an argument of vLLM's V0 engine that current vLLM no longer takes
+RAY_TOKENIZER_POOL = ("tokenizer_pool_size", "tokenizer_pool_type")
+
+
+def _ray_parameters(values: Values, gpu: bool) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """The engine arguments the chart's Ray Serve script runs with: its defaults, the modelParameters it
+    reads (as it reads them), and its fixed ones; every modelParameters key it ignores is reported. On
+    GPUs they are Ray Serve LLM's engine_kwargs, on Neuron the flags of the vLLM Deployment."""
+    effective: dict[str, Any] = {name: default for name, (_, default) in RAY_SCRIPT.items()}
+    readers = {variable: name for name, (variable, _) in RAY_SCRIPT.items()}
+    path = ("modelParameters",)
+    for key in values.keys(path):
+        here = (*path, key)
+        variable = _snake(key).upper()
+        value = values.get(here, (str, int, float, bool))
+        name = readers.get(variable)
+        if key == "modelId":  # the seed-era model id, which the import serves
+            continue
+        if name is None:
+            why = {"NUM_GPUS": "the chart gives each Serve replica the devices of the accelerator's resources "
+                               "requests (num_gpus, or neuron_cores on Neuron), which the spec has as accelerators",
+                   "MAX_NUM_SEQS": "the script reads MAX_NUM_SEQ: the chart runs 4 sequences at once; set "
+                                   "serving.max_concurrent_sequences for the value meant"}.get(variable, "remove it, or set it in the spec yourself")
+            values.drop(here, f"the chart's Ray Serve script reads no {variable} (modelParameters.{key})", why)
+        elif name in RAY_TOKENIZER_POOL:
+            values.drop(here, f"the chart's Ray tokenizer pool ({key}), an argument of vLLM's V0 engine",
+                        "vLLM's V1 engine has no tokenizer pool")
+        elif name == "enable_prefix_caching":
+            effective[name] = bool(str(value))  # the script's bool(os.getenv(…)): any text, "False" too, is True
+            if effective[name] is not value:
+                values.drop(here, f"{key}: {str(value).lower()}: the chart's script reads it with bool(), which is "
+                            "True for any text, so prefix caching stays on",
+                            "set serving.prefix_caching = false for the value meant")
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                effective[name] = type(RAY_SCRIPT[name][1])(value)  # the script's int(…) or float(…)
+            except ValueError:
+                values.error(here, f"{value!r} is not a number: the chart's script fails on it")
+        else:
+            values.error(here, f"{value!r}: the chart's script reads a number here")
+    serving = {RAY_TYPED[name]: effective.pop(name) for name in RAY_TYPED}
+    effective.update(RAY_SCRIPT_FIXED)
+    for name in RAY_TOKENIZER_POOL:
+        effective.pop(name, None)
+    if values.text(("vllm", "loadFormat")):
+        values.drop(("vllm", "loadFormat"), "a load format: the chart's Ray Serve script sets none")
+    options: dict[str, Any] = {}
+    args: list[str] = []
+    if gpu:
+        options["engine_kwargs"] = dict(sorted(effective.items()))
+    else:
+        options["max_num_batched_tokens"] = effective.pop("max_num_batched_tokens")
+        args += ["--gpu-memory-utilization", str(serving.pop("gpu_memory_fraction"))]  # vLLM-Neuron takes it as is
+        for name, value in sorted(effective.items()):
+            if value is True:
+                args.append(f"--{name.replace('_', '-')}")
+            elif value is False:
+                args.append(f"--no-{name.replace('_', '-')}")
+    return serving, args, options
+
+
 def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).lower()
 
@@ -322,16 +424,26 @@ def _ray_service(values: Values, model: dict[str, Any]) -> None:
     values.raw(options)
     for bound in ("minReplicas", "maxReplicas"):
         values.drop((*DEPLOYMENT, bound), "Ray worker group bounds", "stackc sizes the worker group to the Serve replicas")
-    values.raw(("fluentbit",))
+    _fluent_bit(values)
     values.raw(("inference", "modelServer", "vllmVersion"))
     values.raw(("inference", "modelServer", "pythonVersion"))
+
+
+def _fluent_bit(values: Values) -> None:
+    """The chart runs a Fluent Bit sidecar beside every Ray pod, whatever the values say: reported where the
+    values configure it, else on the framework that brings it."""
+    where = ("fluentbit",) if values.has(("fluentbit",)) else ("inference", "framework")
+    values.raw(("fluentbit",))
+    values.drop(where, "the chart's Fluent Bit sidecar in every Ray pod (it ships Ray's logs, configured by the "
+                "fluentbit-config ConfigMap)", "add it under [[models.KEY.sidecars]] if you ship logs that way")
 
 
 def _ray(values: Values, model: dict[str, Any]) -> None:
     """On Neuron, Ray Serve's replicas are Neuron vLLM engines; the RayService around them is not imported
     (the chart's Ray Neuron image is private)."""
-    values.drop(("inference", "framework"), "Ray Serve (a RayService with a head node and Fluent Bit sidecars)",
+    values.drop(("inference", "framework"), "Ray Serve (a RayService with a head node)",
                 "the model is served by a vLLM Deployment with the same parameters instead")
+    _fluent_bit(values)
     model.pop("image")
     values.drop((*SERVER, "image"), "the Ray image (vLLM is pip-installed into Ray's runtime)",
                 "stackc's vLLM image runs the engine")
@@ -343,7 +455,6 @@ def _ray(values: Values, model: dict[str, Any]) -> None:
     values.raw(options)
     values.drop((*DEPLOYMENT, "minReplicas"), "Ray worker group bounds")
     values.drop((*DEPLOYMENT, "maxReplicas"), "Ray worker group bounds")
-    values.raw(("fluentbit",))
     values.raw(("vllm", "logLevel"))
     values.raw(("vllm", "port"))
     values.raw(("inference", "modelServer", "vllmVersion"))
@@ -426,7 +537,8 @@ def _unused(values: Values) -> None:
     values.drop_unless(("service", "port"), 8000, "the Service's port", "stackc's Service listens on the engine's port")
     values.drop(("service", "annotations"), "annotations on the Service")
     values.drop((*DEPLOYMENT, "lifecycle"), "container lifecycle hooks")
-    values.drop(("s3ModelCopy", "model"), "the S3 model copy Job", "point model at the s3:// copy instead")
+    if ("s3ModelCopy", "model") not in values.consumed:
+        values.drop(("s3ModelCopy", "model"), "the S3 model copy Job", "point model at the s3:// copy instead")
     values.raw(("s3ModelCopy",))
     for block in ("nimCache", "nimService"):
         values.feature((block,), f"NVIDIA NIM ({block})")

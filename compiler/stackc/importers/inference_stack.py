@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.importers.draft import Draft, model_key, quantity, tolerations
 from stackc.importers.values import Path, Values
 
@@ -52,9 +53,28 @@ def convert(values: Values, name: str) -> Draft:
         _service(values, draft, "llamacppInferenceService", LLAMACPP_SERVICE, "llamacpp")
     if _on(values, "ollamaInferenceService"):
         _service(values, draft, "ollamaInferenceService", OLLAMA_SERVICE, "ollama")
+    if not draft.models:
+        _none_enabled(values, draft)
     _routing(values, draft)
     _rest(values)
     return draft
+
+
+def _none_enabled(values: Values, draft: Draft) -> None:
+    """The chart's own values.yaml enables no InferenceService: the chart renders only its
+    ClusterServingRuntimes. The spec keeps the chart's default vLLM service, not deployed (enabled = false),
+    so that it builds and deploys nothing, as the chart does, and says so."""
+    _vllm(values, draft)
+    [(key, model)] = draft.models.items()
+    model["enabled"] = False
+    path = next((p for p in ((*SERVING, "inferenceService", "enabled"), (*SERVING, "enabled"), SERVING)
+                 if values.has(p)), SERVING)
+    values.dropped.append(Diagnostic(
+        "W090", "the values enable no inferenceService, llamacppInferenceService or ollamaInferenceService: the chart "
+        "deploys no model (only its ClusterServingRuntimes); the spec keeps the chart's default vLLM service "
+        f"{key!r} with enabled = false", path, f"set models.{key}.enabled = true to deploy it (the chart: "
+        "model-serving.inferenceService.enabled)",
+        Severity.WARNING, values.location(path)))
 
 
 def _on(values: Values, block: str) -> bool:

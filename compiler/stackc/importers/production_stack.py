@@ -63,6 +63,8 @@ def convert(values: Values, name: str) -> Draft:
 #: what a role of a disaggregated model sets for itself (docs/disaggregation.md); the rest is the model's
 ROLE_FIELDS = ("replicas", "accelerators", "resources", "engine_args", "env", "annotations", "scheduling")
 PD_ROLES = {"kv_producer": "prefill", "kv_consumer": "decode"}
+#: the UCX transports the chart gives P/D pods
+PD_UCX_TRANSPORTS = "cuda_ipc,cuda_copy,tcp"
 
 
 def _disaggregated(values: Values, entries: list[tuple[str, Path, dict[str, Any]]]) -> list[tuple[str, Path, dict]]:
@@ -87,6 +89,10 @@ def _disaggregated(values: Values, entries: list[tuple[str, Path, dict[str, Any]
                 values.drop(prefill_path, f"the prefill entry's {field}, which differs from the decode entry's",
                             f"a disaggregated model's roles share everything but {', '.join(ROLE_FIELDS)}")
         model["disaggregation"] = {"connector": "lmcache", "prefill": prefill_role, "decode": decode_role}
+        # the chart shares the node's IPC and process namespaces with enablePD pods (CUDA IPC between the GPUs
+        # of a node), which only Pod Security "privileged" admits
+        model.update(host_ipc=True, host_pid=True)
+        model["security"] = {**(model.get("security") or {}), "pod_security": "privileged"}
         common = name.removesuffix("-decode") if name.endswith("-decode") else name
         merged.append((common if prefill_name == f"{common}-prefill" else name, path, model))
     for name, path, model in entries:
@@ -404,6 +410,7 @@ def _pd_role(values: Values, path: Path, role: str, env: dict[str, str]) -> dict
         env["CUDA_VISIBLE_DEVICES"] = devices
     if level := values.text((*path, "logLevel")):
         env["LMCACHE_LOG_LEVEL"] = level
+    env["UCX_TLS"] = PD_UCX_TRANSPORTS  # the chart's: CUDA IPC within a node (host IPC), else TCP
     for key in values.keys(path):
         if key not in ("enabled", "kvRole", "enablePD", "enableNixl", "nixlRole", "nixlPeerHost", "nixlPeerPort",
                        "nixlBufferSize", "nixlBufferDevice", "nixlEnableGc", "cpuOffloadingBufferSize",

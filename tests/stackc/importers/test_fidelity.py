@@ -1,10 +1,10 @@
 """Fidelity: each example values file rendered by its chart (``helm template``) against the same
 values imported and compiled by stackc, engine container by engine container (production-stack,
 LMStack, Doubleword, ai-on-eks' Deployments and LeaderWorkerSets, production-stack's RayCluster by
-its head and start script; ai-on-eks' RayServices are not compared yet).
+its head and start script, ai-on-eks' RayServices by the vLLM engine arguments their Serve script builds).
 
 Compared: image, flags and positional arguments, environment, resources, replicas, probe paths
-and startup budget, the names each engine serves (not for servers under the command engine, whose
+and startup budget, the node namespaces the pod shares, the names each engine serves (not for servers under the command engine, whose
 names are the router's alone), and, where the chart has a router, the routing table: every model the
 chart's router reaches is in stackc's router table under its served name, routed the same way. Every
 difference is either a stackc improvement listed in IMPROVEMENTS with its reason, or reported by
@@ -16,6 +16,7 @@ as the other seed-chart tests find them; absent, the test skips with the reason.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -62,8 +63,6 @@ IMPROVEMENTS = {
     ("env", "LMCACHE_REMOTE_URL"): "stackc's cache server Service has its own name and port",
     ("env", "LMCACHE_REMOTE_SERDE"): "stackc's cache server states its serde",
     ("env", "LMCACHE_NIXL_RECEIVER_HOST"): "stackc's decode Service has its own name",
-    ("env", "UCX_TLS"): "the chart shares the node's IPC for CUDA IPC; stackc's pods stay restricted and UCX picks "
-                        "its transports (docs/disaggregation.md)",
     ("probes", "timings"): "stackc's startup probe gates the others (no initial delays) and allows at least the "
                            "chart's startup time",
 }
@@ -152,8 +151,7 @@ def examples() -> list:
     if root is None:
         return [pytest.param(None, None, marks=pytest.mark.skip(reason="the seed charts are not here"))]
     return [pytest.param(chart, path, id=f"{chart}/{path.name}")
-            for chart, (_, pattern, *_) in CHARTS.items() for path in sorted(root.glob(pattern))
-            if path.name not in NO_MODEL]
+            for chart, (_, pattern, *_) in CHARTS.items() for path in sorted(root.glob(pattern))]
 
 
 def view(kind: str, container: dict[str, Any], replicas: Any) -> dict[str, Any]:
@@ -214,9 +212,12 @@ def chart_engines(chart: str, rendered: str) -> dict[str, dict[str, Any]]:
     for obj in documents:
         if obj["kind"] in WORKLOADS and (name := model_of(obj)):
             [engine] = [c for c in pod(obj)["containers"] if container in (None, c["name"])]
-            found[name] = view(obj["kind"], engine, obj["spec"].get("replicas"))
+            found[name] = {**view(obj["kind"], engine, obj["spec"].get("replicas")), "host": host(pod(obj))}
+        elif obj["kind"] == "RayService" and (name := model_of(obj)):
+            found[name] = ray_service(obj, documents)
         elif obj["kind"] == "RayCluster" and (name := model_of(obj)):
-            found[name] = view("RayCluster", ray_head(obj, documents, name), 1)  # one replica over its pods
+            found[name] = {**view("RayCluster", ray_head(obj, documents, name), 1),  # one replica over its pods
+                           "host": host(obj["spec"]["headGroupSpec"]["template"]["spec"])}
     return found
 
 
@@ -236,8 +237,91 @@ def ray_head(cluster: dict[str, Any], documents: list[dict[str, Any]], name: str
     return {**head, "command": [], "args": words}
 
 
+def ray_service(service: dict[str, Any], documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """ai-on-eks' RayService as the engine its Serve script starts: the vLLM engine arguments the script
+    (the ray-vllm-serve ConfigMap) builds from the worker's environment, evaluated as the script does,
+    Serve's replicas, and the devices each replica asks Ray for."""
+    [worker] = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][:1]
+    env = {e["name"]: e["value"] for e in worker.get("env", []) if "value" in e}
+    [script] = [d["data"]["vllm_serve.py"] for d in documents if d["kind"] == "ConfigMap"
+                and "vllm_serve.py" in d.get("data", {})]
+    block = script[script.index("AsyncEngineArgs(") + len("AsyncEngineArgs("):]
+    block = block[:re.search(r"\n\s*\)\n", block).start()]  # up to the call's closing parenthesis
+    scope = {"os": type("os", (), {"getenv": staticmethod(lambda name, default=None: env.get(name, default))}),
+             "int": int, "float": float, "bool": bool}
+    arguments = {}
+    for line in block.splitlines():
+        if (found := re.match(r"\s*(\w+)=(.*?),\s*(#.*)?$", line)) and not line.strip().startswith("#"):
+            arguments[found[1]] = eval(found[2], scope)  # noqa: S307 - the chart's own expression, on its own data
+    [deployment] = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["deployments"]
+    actor = deployment["ray_actor_options"]
+    devices = actor.get("num_gpus") or actor.get("resources", {}).get("neuron_cores", 0) // 2
+    return {"kind": "RayService", "image": worker["image"], "arguments": arguments, "model": arguments.pop("model"),
+            "served": arguments.pop("served_model_name"), "replicas": deployment["num_replicas"],
+            "devices": devices, "host": host({})}
+
+
+def ray_arguments(engine: dict[str, Any]) -> dict[str, Any]:
+    """The vLLM engine arguments of stackc's engine: Ray Serve LLM's engine_kwargs, or vllm serve's flags."""
+    if "arguments" in engine:
+        return engine["arguments"]
+    arguments: dict[str, Any] = {}
+    for flag, value in engine["flags"].items():
+        name = flag.removeprefix("--").replace("-", "_")
+        if value is True and name.startswith("no_"):
+            arguments[name.removeprefix("no_")] = False
+        else:
+            arguments[name] = value if value is True else _number(value)
+    arguments.setdefault("enable_prefix_caching", False)
+    return arguments
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+#: (argument) -> why stackc's engine differs from the chart's Serve script on purpose
+RAY_IMPROVEMENTS = {
+    "tokenizer_pool_size": "the script's tokenizer pool is an argument of vLLM's V0 engine; V1 has none",
+    "tokenizer_pool_type": "see tokenizer_pool_size",
+    "dtype": "auto is vLLM's default",
+    "host": "stackc states the address it listens on (vLLM's default)",
+    "port": "stackc states the port it probes and serves",
+    "tensor_parallel_size": None,  # compared below: 1 is vLLM's default, which stackc leaves out
+    "pipeline_parallel_size": None,
+}
+
+
+def ray_differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    theirs, mine = chart["arguments"], ray_arguments(ours)
+    found = []
+    for name in sorted(set(theirs) | set(mine)):
+        if RAY_IMPROVEMENTS.get(name) or name == "served_model_name":
+            continue
+        default = 1 if name in ("tensor_parallel_size", "pipeline_parallel_size") else None
+        if theirs.get(name, default) != mine.get(name, default):
+            found.append(("arguments", name, theirs.get(name), mine.get(name)))
+    if chart["replicas"] != ours["replicas"]:
+        found.append(("replicas", "replicas", chart["replicas"], ours["replicas"]))
+    if chart["devices"] != ours["devices"]:
+        found.append(("devices", "devices", chart["devices"], ours["devices"]))
+    if chart["image"] != ours["image"]:
+        found.append(("image", "image", chart["image"], ours["image"]))
+    return found
+
+
 #: the workloads that run engines, compared by the pod that serves the API (a LeaderWorkerSet's leader)
 WORKLOADS = ("Deployment", "LeaderWorkerSet")
+
+
+def host(spec: dict[str, Any]) -> dict[str, bool]:
+    """The node namespaces the pod shares (production-stack's P/D pods share its IPC and processes)."""
+    return {key: bool(spec.get(key)) for key in ("hostIPC", "hostPID", "hostNetwork")}
 
 
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
@@ -275,11 +359,22 @@ def stackc_engines(text: str) -> dict[str, dict[str, Any]]:
     found = {}
     for obj in objects(compile_text(text).files):
         name = obj["metadata"]["name"]
+        if obj["kind"] == "RayService" and name.startswith(f"{RELEASE}-"):
+            [llm] = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["args"]["llm_configs"]
+            [worker] = obj["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][:1]
+            found[name.removeprefix(f"{RELEASE}-")] = {
+                "kind": "RayService", "image": worker["image"], "arguments": llm["engine_kwargs"],
+                "model": llm["model_loading_config"]["model_source"],
+                "served": llm["model_loading_config"]["model_id"], "flags": {},
+                "replicas": llm["deployment_config"]["num_replicas"],
+                "devices": int(worker["resources"]["limits"].get("nvidia.com/gpu", 0))}
+            continue
         if obj["kind"] in WORKLOADS and name.startswith(f"{RELEASE}-"):
             engines = [c for c in pod(obj)["containers"] if c["name"] == "engine"]
             if engines:
                 replicas = obj["spec"].get("replicas")
-                found[name.removeprefix(f"{RELEASE}-")] = view(obj["kind"], engines[0], replicas)
+                found[name.removeprefix(f"{RELEASE}-")] = {**view(obj["kind"], engines[0], replicas),
+                                                           "host": host(pod(obj))}
     return found
 
 
@@ -289,7 +384,7 @@ def differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, 
         for key in sorted(set(chart[field]) | set(ours[field])):
             if chart[field].get(key) != ours[field].get(key):
                 found.append((field, key, chart[field].get(key), ours[field].get(key)))
-    for field in ("kind", "image", "positional", "resources", "replicas"):
+    for field in ("kind", "image", "positional", "resources", "replicas", "host"):
         if chart[field] != ours[field]:
             found.append((field, field, chart[field], ours[field]))
     for kind, probe in chart["probes"].items():
@@ -299,6 +394,28 @@ def differences(chart: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, 
         elif probe != mine:
             found.append(("probes", "timings", probe, mine))
     return found
+
+
+#: (field, key) of a RayService -> what the located W090 names
+RAY_REPORTED = {
+    ("image", "image"): "inference.modelServer.image",  # the chart's Ray image runs its own Serve script
+    ("arguments", "max_num_seqs"): "modelParameters.maxNumSeqs",  # never read: the script reads MAX_NUM_SEQ
+    ("arguments", "enable_prefix_caching"): "modelParameters.enablePrefixCaching",
+}
+
+
+def ray_unexplained(key: str, chart: dict[str, Any], ours: dict[str, Any], reported: list[str]) -> list[str]:
+    """A RayService against stackc's engine for it: a ray-vllm RayService on GPUs, a Neuron vLLM Deployment
+    (reported) on Neuron; the Serve script's Fluent Bit sidecar and ignored modelParameters are reported."""
+    assert any("Fluent Bit sidecar" in text for text in reported), f"{key}: the Fluent Bit sidecar is not reported"
+    if ours["kind"] == "Deployment":  # Neuron: the chart's Ray image is private, a vLLM Deployment serves it
+        assert any("inference.framework" in text and "Ray Serve" in text for text in reported)
+        ours = {**ours, "devices": int(ours["resources"]["limits"]["aws.amazon.com/neuron"]),
+                "model": ours["positional"][0], "image": chart["image"]}
+    assert ours["model"] == chart["model"], f"{key}: serves {ours['model']}, the chart {chart['model']}"
+    return [f"{key} {field} {name}: chart {theirs!r}, stackc {mine!r}"
+            for field, name, theirs, mine in ray_differences(chart, ours)
+            if not any(RAY_REPORTED.get((field, name), "-") in text for text in reported)]
 
 
 def _budget(probe: dict[str, Any]) -> int:
@@ -313,6 +430,10 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
     logic, table = chart_routing(rendered), router_table(imported.text)
     ours = stackc_engines(imported.text)
     data = yaml.safe_load(values.read_text())
+    if values.name in NO_MODEL:  # the chart deploys no server; the import serves what it copies, reported
+        assert not engines and ours
+        assert any(d.code == "W090" and d.dotted_path == NO_MODEL[values.name][0] for d in imported.report)
+        return
     unexplained = []
     for name, engine in engines.items():
         key = model_key(name)
@@ -320,6 +441,9 @@ def test_engines_match_the_chart_or_say_why(rendered_charts, chart, values):
         here = entry(chart, data, name)
         reported = [f"{d.dotted_path} {d.message}" for d in imported.report
                     if d.code == "W090" and (here in d.dotted_path or here in d.message)]
+        if engine["kind"] == "RayService":
+            unexplained += ray_unexplained(key, engine, ours[key], reported)
+            continue
         served = engine["flags"].get("--served-model-name") or engine["flags"].get("--model-path") or (
             engine["positional"] or [None])[0]
         if "--served-model-name" in ours[key]["flags"]:  # not a server run as written (the command engine)

@@ -182,15 +182,20 @@ def test_ai_on_eks_ray_vllm_becomes_a_ray_service_with_the_same_model_and_engine
     (llm,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]["llm_configs"]
     assert llm["model_loading_config"]["model_source"] == "NousResearch/Llama-3.2-1B"
     assert llm["deployment_config"] == {"num_replicas": 2}  # Ray Serve's minActors
+    # the chart's Serve script's arguments: the values it reads, its defaults (max_num_seqs) and its fixed ones
     assert llm["engine_kwargs"] == {"gpu_memory_utilization": 0.8, "max_model_len": 8192, "enable_prefix_caching": True,
-                                    "max_num_batched_tokens": 8192}
+                                    "max_num_batched_tokens": 8192, "max_num_seqs": 4, "enforce_eager": True,
+                                    "trust_remote_code": True, "enable_chunked_prefill": False}
     cluster = service["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == "2.50.1"  # ray-vllm's, whose LLM image is known to exist
     worker = cluster["workerGroupSpecs"][0]
     assert worker["replicas"] == 2
     assert worker["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     # the chart's image runs its own Serve script; Ray's LLM image (of a version it is known for) replaces it
-    assert {d.dotted_path for d in report} == {"inference.modelServer.image", "inference.rayOptions.rayVersion"}
+    # and what the chart ignores (numGpus: its script reads no NUM_GPUS) or adds (a Fluent Bit sidecar) is said
+    assert {d.dotted_path for d in report} == {"inference.modelServer.image", "inference.rayOptions.rayVersion",
+                                               "modelParameters.numGpus", "inference.framework"}
+    assert "Fluent Bit sidecar" in next(d.message for d in report if d.dotted_path == "inference.framework")
 
 
 def test_ai_on_eks_lws_vllm_is_a_leader_worker_group_per_replica():
@@ -421,8 +426,15 @@ def test_a_prefill_and_decode_pair_is_one_disaggregated_model(tmp_path):
     roles = model["disaggregation"]
     assert roles["prefill"]["resources"]["requests"]["cpu"] == "12"
     assert roles["decode"]["resources"]["requests"]["cpu"] == "8"
-    names = {o["metadata"]["name"] for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
-    assert {"pd-llama-prefill", "pd-llama-decode"} <= names
+    deployments = {o["metadata"]["name"]: o for o in objects(compile_text(result.text).files) if o["kind"] == "Deployment"}
+    assert {"pd-llama-prefill", "pd-llama-decode"} <= set(deployments)
+    # as the chart runs enablePD pods: the node's IPC and process namespaces shared, UCX over CUDA IPC
+    assert (model["host_ipc"], model["host_pid"], model["security"]["pod_security"]) == (True, True, "privileged")
+    for role in ("prefill", "decode"):
+        pod = deployments[f"pd-llama-{role}"]["spec"]["template"]["spec"]
+        assert pod["hostIPC"] is True and pod["hostPID"] is True
+        [engine] = [c for c in pod["containers"] if c["name"] == "engine"]
+        assert {"name": "UCX_TLS", "value": "cuda_ipc,cuda_copy,tcp"} in engine["env"]
 
 
 KEDA = """servingEngineSpec:

@@ -49,3 +49,18 @@ def test_the_umbrellas_inference_services_with_the_charts_defaults(tmp_path: Pat
     assert tuning.dotted_path == "model-serving.llamacppInferenceService.enabled" and tuning.location.line == 11
     kinds = {o["kind"] for o in objects(compile_text(result.text).files)}
     assert {"InferenceService", "InferencePool"} <= kinds
+
+
+def test_values_that_enable_no_model_keep_the_charts_default_one_disabled(tmp_path: Path) -> None:
+    """The umbrella's own values.yaml enables no InferenceService (the chart renders only its
+    ClusterServingRuntimes): the import is not refused; the spec keeps the chart's default vLLM service
+    with enabled = false, so it builds and deploys no model either, and the report says so."""
+    (tmp_path / "values.yaml").write_text("infrastructureReleaseName: inference-infrastructure\n"
+                                          "model-serving:\n  enabled: true\n")
+    result = import_values("inference-stack", [str(tmp_path / "values.yaml")], name="stack")
+    model = tomllib.loads(result.text)["models"]["qwen25-1-5b"]
+    assert model["enabled"] is False and model["model"] == "hf://Qwen/Qwen2.5-1.5B-Instruct"
+    [note] = result.report
+    assert (note.code, note.dotted_path, note.location.line) == ("W090", "model-serving.enabled", 3)
+    assert "the chart deploys no model" in note.message
+    assert not [o for o in objects(compile_text(result.text).files) if o["kind"] == "InferenceService"]
