@@ -33,6 +33,12 @@ from stackc.testing import charts_dir, compile_text, objects
 from tests.stackc.importers.test_seed_charts import NO_MODEL
 
 RELEASE = "rel"
+#: what every vLLM engine of stackc's sets for its caches and its non-root user, whatever the chart
+ENGINE_HOME = {
+    ("env", "VLLM_CACHE_ROOT"): "stackc keeps vLLM's compile cache on the cache volume",
+    ("env", "HOME"): "a writable home for a non-root engine (Pod Security restricted)",
+    ("env", "USER"): "a writable home for a non-root engine (Pod Security restricted)",
+}
 #: (field, key) -> why stackc differs from the chart on purpose
 IMPROVEMENTS = {
     ("flags", "--served-model-name"): "stackc names the served model explicitly (the same name vLLM defaults to)",
@@ -48,9 +54,7 @@ IMPROVEMENTS = {
     ("flags", "--kv-offloading-backend"): "see --kv-transfer-config",
     ("flags", "--kv-offloading-size"): "see --kv-transfer-config",
     ("env", "HF_HOME"): "stackc's cache volume holds the weights (/cache), not the chart's /data or /tmp",
-    ("env", "VLLM_CACHE_ROOT"): "stackc keeps vLLM's compile cache on the cache volume",
-    ("env", "HOME"): "a writable home for a non-root engine (Pod Security restricted)",
-    ("env", "USER"): "a writable home for a non-root engine (Pod Security restricted)",
+    **ENGINE_HOME,
     ("env", "POD_IP"): "vllm serve reads no POD_IP; stackc sets it only for engines that do",
     ("env", "PYTHONHASHSEED"): "stackc fixes the hash seed where hashes must agree across pods (a shared KV cache)",
     ("env", "PROMETHEUS_MULTIPROC_DIR"): "vLLM manages its multiprocess metrics directory itself",

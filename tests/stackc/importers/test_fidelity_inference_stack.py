@@ -26,7 +26,7 @@ import yaml
 from stackc.importers.draft import model_key
 from stackc.importers.run import import_values
 from stackc.testing import compile_text, objects
-from tests.stackc.importers.test_fidelity import RELEASE, helm, render, view
+from tests.stackc.importers.test_fidelity import ENGINE_HOME, RELEASE, helm, render, view
 from tests.stackc.importers.test_inference_stack import VALUES
 
 SUBCHARTS = ("model-serving", "inference-gateway")
@@ -42,9 +42,7 @@ IMPROVEMENTS = {
     ("flags", "--host"): "stackc states the address it listens on (vLLM's default)",
     ("flags", "--port"): "stackc's engine port (KServe's server listens on 8080)",
     ("env", "HF_HOME"): "stackc's cache volume holds the weights",
-    ("env", "VLLM_CACHE_ROOT"): "stackc keeps vLLM's compile cache on the cache volume",
-    ("env", "HOME"): "a writable home for a non-root engine (Pod Security restricted)",
-    ("env", "USER"): "a writable home for a non-root engine (Pod Security restricted)",
+    **ENGINE_HOME,
 }
 #: flags vLLM takes by default, which stackc leaves out
 DEFAULTS = {"--tensor-parallel-size": "1"}
