@@ -47,7 +47,7 @@ class FakeEngine:
             name="engine", image="python:3.11", command=("python", str(FAKE_ENGINE)),
             args=("--host", host, "--port", str(number), "--served-model-name", request.model_key,
                   "--startup-delay", "0.3"),
-            mounts=(Mount(request.cache_volume, "/cache"),),
+            ports=(port,), mounts=(Mount(request.cache_volume, "/cache"),),
             readiness_probe=Probe("/health"),
         )
         return EngineResult(container=container, served_names=(request.model_key,), port=port)

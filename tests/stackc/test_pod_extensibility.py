@@ -280,6 +280,10 @@ def test_conflicts_are_located_errors(extra: str, expected: str) -> None:
      "E027] stack.extra_objects[0].metadata.name: stackc already emits Service 's-m'"),
     ('{ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "Bad_Name" } }',
      "stack.extra_objects[0].metadata.name: 'Bad_Name' is not a DNS subdomain"),
+    ('{ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "x" }, data = true }',
+     "E027] stack.extra_objects[0].data: a ConfigMap's 'data' must be a table of strings"),
+    ('{ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "x", annotations = { a = 1 } } }',
+     "E027] stack.extra_objects[0].metadata.annotations: 'metadata.annotations' must be a table of strings"),
 ])
 def test_extra_objects_are_checked_before_they_are_emitted(obj: str, expected: str) -> None:
     text = BASE.replace('targets = ["manifests", "kserve"]\n', f'targets = ["manifests"]\nextra_objects = [{obj}]\n')

@@ -32,11 +32,14 @@ def limit_problems(plan: Plan) -> Iterator[Diagnostic]:
         yield from _component_problems(component, stack_bytes, room)
     for index, obj in enumerate(stack.extra_objects):
         path = ("stack", "extra_objects", index)
-        own = annotation_bytes((obj.get("metadata") or {}).get("annotations") or {})
+        metadata = obj.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        # malformed objects are E027 (check/spec.py): only well-formed tables are measured
+        own = annotation_bytes(annotations) if isinstance(annotations, dict) else 0
         if own > ANNOTATION_BYTES:
             yield annotations_problem(own, ANNOTATION_BYTES, path + ("metadata", "annotations"), "the object")
         if obj.get("kind") in ("ConfigMap", "Secret"):
-            size = data_bytes(obj.get("data") or {}) + data_bytes(obj.get("binaryData") or {})
+            size = sum(data_bytes(obj[key]) for key in ("data", "binaryData") if isinstance(obj.get(key), dict))
             if size > DATA_BYTES:
                 yield data_problem(size, f"{obj['kind']} '{obj['metadata']['name']}'", path + ("data",))
 

@@ -75,7 +75,8 @@ def unopened_service_ports(plan: Plan) -> Iterator[Diagnostic]:
             if port.name not in opened(component):
                 yield Diagnostic("E152", f"Service {endpoint.service} port {port.number} targets '{port.name}', which "
                                  f"no container of the pods opens", ("models", component.key),
-                                 "please report this as a stackc bug")
+                                 f"engine '{component.engine}' must list the port it serves on in its container's "
+                                 "ports: please report this to the engine plugin's authors")
     engines = plan.stack.engines_service
     for component in plan.components:
         if engines is not None and engines.target_port is not None and component.key in engines.members \

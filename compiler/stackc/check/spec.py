@@ -120,6 +120,13 @@ def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
         if namespace is not None and namespace != spec.stack.namespace:
             yield Diagnostic("E027", f"is in namespace '{namespace}', not the stack's ('{spec.stack.namespace}')",
                              path + ("metadata", "namespace"), "drop metadata.namespace: stackc sets the stack's")
+        for key in ("labels", "annotations"):
+            if not _string_table(metadata.get(key, {})):
+                yield Diagnostic("E027", f"'metadata.{key}' must be a table of strings", path + ("metadata", key))
+        if obj["kind"] == "ConfigMap":
+            for key in ("data", "binaryData"):
+                if not _string_table(obj.get(key, {})):
+                    yield Diagnostic("E027", f"a ConfigMap's '{key}' must be a table of strings", path + (key,))
         if obj["kind"] == "Secret" and ("data" in obj or "stringData" in obj):
             yield Diagnostic("E027", "a Secret with data would put its values in the output",
                              path + ("data" if "data" in obj else "stringData",),
@@ -128,6 +135,10 @@ def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
         if identity in seen:
             yield Diagnostic("E027", f"a {obj['kind']} named '{name}' is already in extra_objects", path + ("metadata", "name"))
         seen.add(identity)
+
+
+def _string_table(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
 _QUANTITY_SUFFIXES = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),

@@ -256,6 +256,7 @@ class EngineResult:
 
     container: Container
     served_names: tuple[str, ...]
+    #: the port the engine serves on, also on ``container.ports`` (the Service targets it by name)
     port: Port
     metrics: Metrics | None = None
     init_containers: tuple[Container, ...] = ()
