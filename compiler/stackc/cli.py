@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -253,7 +253,7 @@ def _check(args: argparse.Namespace) -> ExitCode:
     _print_json(args, ExitCode.OK, compilation.warnings, stack=compilation.spec.stack.name,
                 targets=list(compilation.targets))
     if args.format == "text":
-        print(f"stackc: {', '.join(args.specs)}: ok ({len(compilation.plan.components)} models, "
+        print(f"stackc: {', '.join(args.specs)}: ok ({len({c.key for c in compilation.plan.components})} models, "
               f"{len(compilation.files)} files)", file=sys.stderr)
     return ExitCode.OK
 
@@ -350,6 +350,9 @@ def _fit_json(rows: Sequence[Any]) -> dict[str, Any]:
         if row.role is None:
             entry["fit"] = _fit_object(row)
             continue
+        if row.role == "candidate":  # the candidate version's own (the model's is the stable version's)
+            entry["candidate"] = {"fit": _fit_object(row)}
+            continue
         entry.setdefault("roles", {})[row.role] = {"fit": _fit_object(row)}
         worst = min(entry["roles"].values(), key=lambda r: ("no-fit", "unknown", "fits").index(r["fit"]["status"]))
         entry["fit"] = worst["fit"]
@@ -372,7 +375,17 @@ def _fit_table(rows: Sequence[Any]) -> str:
                       number(fit.kv_tokens_per_replica), context, verdict))
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] + "\n"
-                   for line in table)
+                   for line in table) + "".join(_rollout_lines(rows))
+
+
+def _rollout_lines(rows: Sequence[Any]) -> Iterator[str]:
+    """What a model with a candidate version holds while both run: each version's replicas × accelerators."""
+    for row in rows:
+        if row.role != "candidate":
+            continue
+        versions = [r for r in rows if r.model == row.model and r.role != "candidate"] + [row]
+        parts = " + ".join(f"{r.replicas} × ({r.accelerators})" for r in versions)
+        yield f"{row.model}: during the rollout the stable and candidate versions hold {parts}\n"
 
 
 def _drop_none(value: Any) -> Any:

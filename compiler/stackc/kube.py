@@ -629,7 +629,8 @@ def network_policy(stack: Stack, component: Component) -> dict:
     clients then call the model's Service directly.
     """
     assert stack.network_policy is not None
-    callers = [c for c in stack.callers if c.component in (None, component.key)]
+    callers = [c for c in stack.callers if c.component in (None, component.key)
+               and c.candidate in (None, component.candidate is not None)]
     serving = [_peer(stack, c.pods, c.namespace) for c in callers if c.port == "serving"]
     serving += [dict(peer) for peer in stack.network_policy.allow_from]
     port = component.endpoint.port
@@ -684,8 +685,15 @@ def without_role(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def models(plan: Plan) -> list[Component]:
-    """Each model once, as the component clients reach: a disaggregated model's decode role."""
-    return [c for c in plan.components if c.disaggregation is None or c.disaggregation.role == "decode"]
+    """Each model once, as the component clients reach: its stable version, a disaggregated model's decode
+    role."""
+    return [c for c in plan.components
+            if c.candidate is None and (c.disaggregation is None or c.disaggregation.role == "decode")]
+
+
+def candidate(plan: Plan, key: str) -> Component | None:
+    """The candidate version of model ``key``, if it has one."""
+    return next((c for c in plan.components if c.key == key and c.candidate is not None), None)
 
 
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
@@ -697,8 +705,10 @@ def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:
 
 def folder(component: Component) -> str:
     """Where every target puts a component's files: the model's folder, and a disaggregated model's roles
-    each in a folder of their own inside it (``llama/prefill``)."""
+    each and its candidate version in a folder of their own inside it (``llama/prefill``, ``llama/candidate``)."""
     roles = component.disaggregation
+    if component.candidate is not None:
+        return f"{component.key}/candidate"
     return component.key if roles is None else f"{component.key}/{roles.role}"
 
 

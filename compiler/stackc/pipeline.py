@@ -28,6 +28,7 @@ from stackc.plan.engine import Listen
 from stackc.plan.model import Plan
 from stackc.registry import Artifact, Provider, Registered, Registry
 from stackc.spec import convert
+from stackc.spec.candidate import SUFFIX as CANDIDATE
 from stackc.spec.model import SPEC_VERSION, Model, Spec
 from stackc.spec.source import Document, Path, SourceMap, load_files
 from stackc import kube
@@ -410,8 +411,9 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
 
 def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:
     """Each component with the KV tokens the fit check found for it (its model's, or its role's)."""
-    components = tuple(attrs.evolve(c, kv_tokens_per_replica=fits.get(
-        (c.key, c.disaggregation.role if c.disaggregation is not None else None))) for c in plan.components)
+    components = tuple(attrs.evolve(c, kv_tokens_per_replica=fits.get((c.key, c.disaggregation.role if c.disaggregation
+                                                                       else CANDIDATE if c.candidate else None)))
+                       for c in plan.components)
     return attrs.evolve(plan, components=components)
 
 

@@ -91,6 +91,10 @@ class TargetTraits:
         "`True` when the target reaches a disaggregated model's decode pods through llm-d's P/D sidecar (the "
         "gateway's endpoint picker): a `kv_transfer_params` model's decode pods then get the sidecar on the "
         "serving port and the engine behind it", False, kind=bool)
+    splits_traffic: bool = _declared(
+        "`True` when the target gives a model's candidate version its share of the requests (`candidate.traffic`, "
+        "`header`, `mirror`; the router, the gateway): without one such target a candidate that should get "
+        "requests draws W182", False, kind=bool)
     monitors_models: bool = _declared(
         "`True` when the target has Prometheus scrape every model's metrics labelled with the pods' labels (the "
         "monitoring target's PodMonitors): autoscaler triggers select series by those labels, and without such a "

@@ -16,6 +16,8 @@ from stackc.fit import arithmetic, facts as model_facts
 from stackc.fit.arithmetic import Deployment, Fit
 from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts
 from stackc.registry import Registry
+from stackc.spec.candidate import SUFFIX as CANDIDATE, candidate_model, candidate_path
+from stackc.spec.disaggregation import role_model
 from stackc.spec.model import Accelerators, Model, Serving, Spec
 from stackc.spec.source import Path
 
@@ -30,10 +32,13 @@ class ModelFit:
     """One row of ``stackc plan``: a model, or one role of a disaggregated model."""
 
     model: str
+    #: a disaggregated model's role, or ``candidate`` for a model's candidate version
     role: str | None
     accelerators: str
     fit: Fit
     facts_source: str | None = None
+    #: replicas (or a scaled model's most), for what a version needs beside the other during a rollout
+    replicas: int = 1
 
 
 def accelerator_memory(accelerators: Accelerators) -> tuple[float | None, str]:
@@ -68,13 +73,37 @@ def assess(spec: Spec, registry: Registry, spec_file: Callable[[Path], str | Non
             roles = [(name, base + ("disaggregation", name), role.accelerators or model.accelerators,
                       role.tensor_parallel or model.serving.tensor_parallel)
                      for name in _ROLES for role in [getattr(model.disaggregation, name)]]
+        own: list[Diagnostic] = []
         for role, path, accelerators, tensor_parallel in roles:
             row, role_problems = _assess_one(key, role, path, model, accelerators, tensor_parallel, found, source,
                                              registry)
-            rows.append(row)
+            rows.append(attrs.evolve(row, replicas=_most_replicas(role_model(model, role) if role else model)))
             # a config that could not be read already says why the model is unknown
-            problems += [p for p in role_problems if not (facts_problems and p.code == "W142")]
+            own += [p for p in role_problems if not (facts_problems and p.code == "W142")]
+        problems += own
+        if model.candidate is not None and model.disaggregation is None:
+            rows_of_candidate, candidate_problems = _assess_candidate(key, model, spec_file, registry)
+            rows += rows_of_candidate
+            problems += [p for p in candidate_problems if p not in own]
     return rows, problems
+
+
+def _assess_candidate(key: str, model: Model, spec_file: Callable[[Path], str | None],
+                      registry: Registry) -> tuple[list[ModelFit], list[Diagnostic]]:
+    """The candidate version's row: its own weights and engine arguments on the model's accelerators, during a
+    rollout beside the stable version's; its problems located in its table where it sets the field."""
+    served = candidate_model(model)
+    base: Path = ("models", key)
+    found, source, problems = _facts(served, base, spec_file)
+    row, more = _assess_one(key, CANDIDATE, base, served, served.accelerators, served.serving.tensor_parallel,
+                            found, source, registry)
+    located = [attrs.evolve(p, path=base + candidate_path(model, tuple(p.path[2:])))
+               if p.path[:2] == base else p for p in (*problems, *more)]
+    return [attrs.evolve(row, replicas=served.replicas)], located
+
+
+def _most_replicas(model: Model) -> int:
+    return model.autoscaling.max_replicas if model.autoscaling.max_replicas is not None else model.replicas
 
 
 def _facts(model: Model, base: Path, spec_file: Callable[[Path], str | None]) -> tuple[
@@ -108,7 +137,7 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
                 registry: Registry) -> tuple[ModelFit, list[Diagnostic]]:
     memory, device = accelerator_memory(accelerators)
     devices = f"{accelerators.count} × {device}" if accelerators.count else "CPU"
-    where = path + ("accelerators",) if role is None or getattr(
+    where = path + ("accelerators",) if role not in _ROLES or getattr(
         model.disaggregation, role).accelerators is not None else ("models", key, "accelerators")
 
     def unknown(reason: str, *problems: Diagnostic) -> tuple[ModelFit, list[Diagnostic]]:
@@ -144,7 +173,7 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
         return unknown(f"the facts of '{model.model}' are unknown", Diagnostic(
             "W142", f"no fit check: stackc knows nothing of what '{model.model}' is made of",
             ("models", key, "model"), "set serving.model_config to its config.json", Severity.WARNING))
-    role_args = getattr(model.disaggregation, role).engine_args if role else ()
+    role_args = getattr(model.disaggregation, role).engine_args if role in _ROLES else ()
     deployment = _deployment(model, memory, accounting, tensor_parallel, (*model.engine_args, *role_args))
     result = arithmetic.fit(found, deployment)
     row = ModelFit(key, role, devices, result, source)

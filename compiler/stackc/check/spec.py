@@ -15,7 +15,7 @@ from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.plan.engine import Capability
 from stackc.plan.model import KV_CACHE_SERVER
 from stackc.registry import Registered, Registry
-from stackc.spec import disaggregation, sources
+from stackc.spec import candidate, disaggregation, sources
 from stackc.spec.model import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
@@ -99,6 +99,8 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
         yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
         if spec.models[key].disaggregation is not None and spec.models[key].enabled:
             yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
+        if spec.models[key].candidate is not None:
+            yield from _candidate_problems(spec, key, registry, plugin_call)
 
 
 def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
@@ -516,6 +518,26 @@ def _unapplied_routing(spec: Spec, model: Model, registry: Registry, base: Path)
             yield Diagnostic("W153", f"routing.{field} is applied by a router, and no target of the stack is one",
                              (*base, "routing", field), f"add {appliers} to stack.targets, or drop it",
                              Severity.WARNING)
+
+
+def _candidate_problems(spec: Spec, key: str, registry: Registry,
+                        plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
+    """A model's candidate: what it can't be, and the candidate's model checked as the model is, its problems
+    located in the candidate's table where it sets the field (the model's own are reported once)."""
+    model = spec.models[key]
+    yield from candidate.problems(spec, key, registry.targets_having("splits_traffic", spec.stack.targets))
+    if not model.enabled:
+        return
+    plain = len(spec.stack.name) + 1 + len(key) + _LONGEST_SUFFIX
+    if plain <= 63 < plain + len(f"-{candidate.SUFFIX}"):  # longer names already drew the model's own E008
+        yield Diagnostic("E008", f"stack and model names together are too long for the candidate's objects "
+                         f"('{spec.stack.name}-{key}-{candidate.SUFFIX}')", ("models", key, *candidate.PATH),
+                         f"keep stack name + model name under {63 - _LONGEST_SUFFIX - len(candidate.SUFFIX) - 2} characters")
+    base = ("models", key)
+    own = set(_validate_model(spec, key, model, registry, plugin_call))
+    for problem in _validate_model(spec, key, candidate.candidate_model(model), registry, plugin_call):
+        if problem not in own and problem.path[:2] == base:
+            yield attrs.evolve(problem, path=base + candidate.candidate_path(model, tuple(problem.path[2:])))
 
 
 def _kv_event_problems(spec: Spec, model: Model, engine: Any, registry: Registry,

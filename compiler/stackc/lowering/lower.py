@@ -39,6 +39,7 @@ from stackc.plan.model import KV_CACHE_SERVER, RESTRICTED_CONTAINER, RESTRICTED_
 from stackc.plan.ray import RayApplication, RayCluster
 from stackc.registry import Registry
 from stackc.spec import sources
+from stackc.spec.candidate import SUFFIX as CANDIDATE, candidate_model
 from stackc.spec.model import (
     Autoscaling,
     ContainerPort,
@@ -59,6 +60,8 @@ WEIGHTS_VOLUME = "model-source"
 WEIGHTS_PATH = "/models"
 #: a leader/worker group's pods say which they are; Services and pools select the leaders
 ROLE_LABEL = "stackc.dev/role"
+#: a candidate version's pods and objects carry it (the stable version's don't)
+VERSION_LABEL = "stackc.dev/version"
 #: the serving pods behind ``stack.engines_service`` carry it (its value: the Service's name)
 ENGINES_LABEL = "stackc.dev/engines-service"
 #: Ray Serve's proxies answer health checks here on the Serve port
@@ -346,8 +349,14 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
     if model.disaggregation is None:
         engine = registry.engines[model.engine].obj
         kv_events = events_routed and model.routing.kv_events and Capability.KV_EVENTS in engine.capabilities
-        return [_component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events,
-                           listen=listen)]
+        stable = _component(spec, key, model, registry, plugin_call, platform_weights, ray_head, kv_events=kv_events,
+                            listen=listen)
+        if model.candidate is None:
+            return [stable]
+        wanted = model.candidate
+        version = plan.Candidate(wanted.traffic, wanted.header, wanted.header_value, wanted.mirror)
+        return [stable, _component(spec, key, candidate_model(model), registry, plugin_call, platform_weights,
+                                   ray_head, kv_events=kv_events, listen=listen, candidate=version)]
     protocol = registry.engines[model.engine].traits.kv_connectors[model.disaggregation.connector]
     proxied = bool(registry.targets_having("proxies_pd_decode", targets))
     return pd.role_components(spec, key, protocol, proxied, lambda served, request: _component(
@@ -356,14 +365,19 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
 
 def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_call: PluginCall,
                platform_weights: str | None, ray_head: str | None = None,
-               role: RoleRequest | None = None, kv_events: bool = False, listen: Listen | None = None) -> plan.Component:
-    name = workload_name(spec, key) + (f"-{role.role}" if role else "")
-    selector = {"app.kubernetes.io/name": key, "app.kubernetes.io/instance": spec.stack.name,
-                **({pd.ROLE_LABEL: role.role} if role else {})}
+               role: RoleRequest | None = None, kv_events: bool = False, listen: Listen | None = None,
+               candidate: plan.Candidate | None = None) -> plan.Component:
+    """One component; a candidate's pods have a name of their own (KEY-candidate), so that the stable
+    version's selectors, which a Deployment can never change, don't select them."""
+    suffix = f"-{role.role}" if role else f"-{CANDIDATE}" if candidate else ""
+    name = workload_name(spec, key) + suffix
+    selector = {"app.kubernetes.io/name": key + (suffix if candidate else ""),
+                "app.kubernetes.io/instance": spec.stack.name, **({pd.ROLE_LABEL: role.role} if role else {})}
     labels = {
         **spec.stack.labels,
         **model.labels,
         **selector,
+        **({VERSION_LABEL: CANDIDATE} if candidate else {}),
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/part-of": spec.stack.name,
         "app.kubernetes.io/managed-by": "stackc",
@@ -449,7 +463,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
                                   containers=(worker, *pod.containers[1:]))
         pod = attrs.evolve(pod, labels={**pod.labels, ROLE_LABEL: "leader"})
     engines = engines_service_name(spec)
-    if engines is not None and role is None and ray_cluster is None:
+    if engines is not None and role is None and ray_cluster is None and candidate is None:
         # the pods that answer alone (a group's leader): a P/D role or a Ray cluster's proxies can't be behind it
         pod = attrs.evolve(pod, labels={**pod.labels, ENGINES_LABEL: engines})
     return plan.Component(
@@ -471,7 +485,7 @@ def _component(spec: Spec, key: str, model: Model, registry: Registry, plugin_ca
         service_account=plan.ServiceAccount(account_name, dict(account.annotations))
         if account.create and account_name else None,
         claims=tuple(claims), config_maps=tuple(config_maps), ray=ray_cluster,
-        disaggregation=_role(role, result),
+        disaggregation=_role(role, result), candidate=candidate,
     )
 
 

@@ -166,6 +166,20 @@ PrefillProtocol = Literal["kv_transfer_params", "prefill_then_decode", "bootstra
 
 
 @attrs.frozen
+class Candidate:
+    """A model's candidate version: a component with the model's ``key``, its own pods, Service and fixed
+    scale, beside the model's stable component; the requests it gets, which routing targets give it."""
+
+    #: percent of the model's requests (0–100)
+    traffic: int = 0
+    #: requests carrying ``header`` with ``header_value`` go to the candidate only
+    header: str | None = None
+    header_value: str = "true"
+    #: a copy of the stable version's requests goes to the candidate, its answer dropped
+    mirror: bool = False
+
+
+@attrs.frozen
 class Disaggregation:
     """One role of a prefill/decode-disaggregated model, and how a router joins the two roles.
 
@@ -215,6 +229,8 @@ class Component:
     config_maps: tuple[ConfigMapData, ...] = ()
     #: the role this component plays when its model is prefill/decode-disaggregated
     disaggregation: Disaggregation | None = None
+    #: set on a model's candidate version (the stable one has None)
+    candidate: Candidate | None = None
     #: the Ray cluster and Serve application of topology ``ray_cluster``
     ray: RayCluster | None = None
     #: tokens one replica's KV cache holds, as the fit check computes them (None: unknown); routers size
@@ -233,6 +249,8 @@ class Caller:
     port: Literal["serving", "metrics", "kv_events"] = "serving"
     #: one model's key, or None for every model
     component: str | None = None
+    #: of that model, its stable version only (False), its candidate only (True), or both (None)
+    candidate: bool | None = None
 
 
 @attrs.frozen

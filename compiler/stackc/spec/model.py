@@ -504,6 +504,32 @@ class Disaggregation:
 
 
 @attrs.frozen
+class Candidate:
+    """A second version of the model, deployed beside the stable one while it is tried: its own pods
+    (named KEY-candidate) with the settings below over the model's, and a share of the model's requests
+    that the stack's routing targets give it. Promote it by moving `traffic` to 100, then by writing its
+    settings into the model and removing this table (see `docs/versions.md`)."""
+
+    model: str | None = field("Weights of the candidate (a model source, as `model`; default: the model's).",
+                              default=None)
+    revision: str | None = field("Model revision of the candidate (default: the model's).", default=None)
+    image: str | None = field("Container image of the candidate (default: the model's).", default=None)
+    engine_args: tuple[str, ...] | None = field("Engine arguments of the candidate, in place of the model's "
+                                                "(default: the model's).", default=None)
+    env: Mapping[str, str | EnvSource] = field("Environment variables of the candidate, over the model's.",
+                                              factory=dict, keys=ENV_NAME)
+    replicas: int = field("Replicas (pods) of the candidate: a fixed count, whatever the model's autoscaling.",
+                          default=1, minimum=0, maximum=INT32_MAX)
+    traffic: int = field("Percent of the model's requests the candidate answers (0–100).", default=0, minimum=0,
+                         maximum=100)
+    header: str | None = field("Requests carrying this header with `header_value` go to the candidate only "
+                               "(for testers), whatever `traffic` says.", default=None, form=HTTP_HEADER)
+    header_value: str = field("The value of `header` that selects the candidate.", default="true", form=LABEL_VALUE)
+    mirror: bool = field("Send the candidate a copy of the requests the stable version answers (the copy's "
+                         "answer is dropped): load and errors seen before any client is.", default=False)
+
+
+@attrs.frozen
 class Model:
     """One served model: what to serve, with which engine, on what."""
 
@@ -541,6 +567,8 @@ class Model:
     kv_offload: KvOffload | None = field("Offload KV-cache blocks to host memory (engines that can).", default=None)
     disaggregation: Disaggregation | None = field(
         "Serve the model as separate prefill and decode roles (engines that can).", default=None)
+    candidate: Candidate | None = field("A second version tried beside this one, with a share of its traffic.",
+                                        default=None)
     shm_size: str | None = field(
         "Size of the in-memory `/dev/shm` (default: derived from tensor parallelism when > 1).", default=None,
         form=QUANTITY,

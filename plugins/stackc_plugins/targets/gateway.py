@@ -8,6 +8,7 @@ decode pod and names a prefill pod to the P/D sidecar lowering put on decode pod
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -110,6 +111,8 @@ class GatewayOptions:
 class GatewayTarget:
     name = "gateway"
     description = "Gateway API Inference Extension: an InferencePool and endpoint picker per model, HTTPRoutes, a Gateway"
+    #: a candidate version gets a pool of its own, and a share of the model's HTTPRoute
+    splits_traffic = True
     options_type = GatewayOptions
     #: routes match every alias to the model's pool; an InferenceModelRewrite renames it for the engine
     serves_aliases = True
@@ -167,7 +170,9 @@ class GatewayTarget:
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
         yield from _extension_policy_problems(plan, options)
         for component in kube.models(plan):
-            count = len(model_names(component))
+            candidate = kube.candidate(plan, component.key)
+            # a tester's header doubles the matches: each name with it (to the candidate), and without
+            count = len(model_names(component)) * (2 if candidate is not None and candidate.candidate.header else 1)
             if count > MATCHES_PER_ROUTE:
                 yield Diagnostic("E061", f"{count} names for one model; an HTTPRoute matches at most {MATCHES_PER_ROUTE}",
                                  ("models", component.key, "aliases"), "drop aliases or LoRA adapters, or use the router target")
@@ -175,17 +180,19 @@ class GatewayTarget:
     def callers(self, plan: Plan, options: GatewayOptions) -> Iterator[Caller]:
         """The gateway's proxies send the requests; each model's endpoint picker scrapes its metrics."""
         yield Caller(*proxy_pods(plan, options))
-        for component in kube.models(plan):
-            yield Caller(picker_selector(plan, component), port="metrics", component=component.key)
+        for component in pooled(plan):
+            # a pool's picker reaches its own version's pods only
+            own = {"component": component.key, "candidate": component.candidate is not None}
+            yield Caller(picker_selector(plan, component), port="metrics", **own)
             if component.endpoint.kv_events_port is not None:
                 # it subscribes to each pod's KV events, and tokenizes prompts through the engine's render API
-                yield Caller(picker_selector(plan, component), port="kv_events", component=component.key)
-                yield Caller(picker_selector(plan, component), component=component.key)
+                yield Caller(picker_selector(plan, component), port="kv_events", **own)
+                yield Caller(picker_selector(plan, component), **own)
 
     def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
         """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
-        for component in kube.models(plan):
-            yield Exporter(f"{component.key}-endpoint-picker", picker_selector(plan, component), "metrics")
+        for component in pooled(plan):
+            yield Exporter(f"{pool_key(component)}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
@@ -194,9 +201,10 @@ class GatewayTarget:
         gateway = gateway_name(plan, options)
         if options.create_gateway:
             yield Artifact("gateway.yaml", (gateway_object(plan, gateway, options),))
-        for component in kube.models(plan):
+        for component in pooled(plan):
+            where = component.key if component.candidate is None else kube.folder(component)
             for kind, obj in model_objects(plan, component, gateway, options):
-                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
+                yield Artifact(f"{where}/{kind}.yaml", (obj,))
 
 
 def _extension_policy_problems(plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
@@ -238,8 +246,26 @@ def proxy_pods(plan: Plan, options: GatewayOptions) -> tuple[dict[str, str], str
     return dict(options.proxy_labels) or labels, options.proxy_namespace or namespace
 
 
+def pooled(plan: Plan) -> Iterator[Component]:
+    """What gets a pool and a picker: each model as clients reach it, and its candidate version."""
+    for component in kube.models(plan):
+        yield component
+        candidate = kube.candidate(plan, component.key)
+        if candidate is not None:
+            yield candidate
+
+
+def pool_key(component: Component) -> str:
+    """What names a pool's objects: the model's key, KEY-candidate for its candidate version."""
+    return component.key if component.candidate is None else component.selector["app.kubernetes.io/name"]
+
+
+def pool_name(plan: Plan, component: Component) -> str:
+    return f"{plan.stack.name}-{pool_key(component)}"
+
+
 def picker_selector(plan: Plan, component: Component) -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"{component.key}-epp", "app.kubernetes.io/instance": plan.stack.name}
+    return {"app.kubernetes.io/name": f"{pool_key(component)}-epp", "app.kubernetes.io/instance": plan.stack.name}
 
 
 def model_names(component: Component) -> tuple[str, ...]:
@@ -328,7 +354,7 @@ def precise_prefix(plan: Plan, component: Component) -> tuple[dict, ...]:
 
 def model_objects(plan: Plan, component: Component, gateway: str, options: GatewayOptions) -> Iterator[tuple[str, dict]]:
     stack = plan.stack
-    pool = f"{stack.name}-{component.key}"
+    pool = pool_name(plan, component)
     epp = f"{pool}-epp"
     # a disaggregated model's pool holds both roles' pods: the picker's filters tell them apart
     pods = kube.without_role(component.endpoint.selector)
@@ -369,23 +395,8 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
              "appProtocol": "kubernetes.io/h2c"},
             {"name": "http-metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]},
     }
-    names = list(model_names(component))
-    # the gateway (body-based routing) sets this header from the request's model
-    matches = [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
-                "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names]
-    yield "httproute", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": kube.metadata(stack, pool, labels_of_pool),
-        "spec": {
-            "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
-                                                if options.gateway_namespace else {})}],
-            "rules": [{
-                "matches": matches[start:start + MATCHES_PER_RULE],
-                "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool}],
-                "timeouts": {"request": options.request_timeout},
-            } for start in range(0, len(matches), MATCHES_PER_RULE)],
-        },
-    }
+    if component.candidate is None:  # a candidate is reached through its model's route
+        yield "httproute", http_route(plan, component, pool, labels_of_pool, gateway, options)
     unserved = [name for name in component.endpoint.aliases if name not in component.endpoint.served_names]
     if unserved:  # the engine answers to one name: the picker rewrites the aliases to it
         yield "inferencemodelrewrite", {
@@ -411,6 +422,55 @@ def model_objects(plan: Plan, component: Component, gateway: str, options: Gatew
                      "extProc": [{"backendRefs": [{"name": epp, "port": 9002}],
                                   "processingMode": {"request": {"body": "Buffered"}, "response": {}}}]},
         }
+
+
+def http_route(plan: Plan, component: Component, pool: str, labels: dict, gateway: str,
+               options: GatewayOptions) -> dict:
+    """The model's route: each of its names to its pool; with a candidate version, a share to the candidate's
+    pool (backend weights), a tester's header to the candidate's pool only, and mirrored copies to its Service."""
+    names = list(model_names(component))
+    # the gateway (body-based routing) sets this header from the request's model
+    matches = [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
+                "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names]
+    stable = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}
+    backends, filters, tried = [stable], [], []
+    candidate = kube.candidate(plan, component.key)
+    if candidate is not None:
+        version = candidate.candidate
+        reached = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(plan, candidate)}
+        if version.traffic:
+            backends = [{**stable, "weight": 100 - version.traffic}, {**reached, "weight": version.traffic}]
+        if version.mirror:
+            service = candidate.endpoint
+            filters = [{"type": "RequestMirror", "requestMirror": {"backendRef": {
+                "name": service.service, "port": service.public_port or service.service_port}}}]
+        if version.header:
+            header = {"type": "Exact", "name": version.header, "value": version.header_value}
+            only_candidate = [reached]
+            tried = [({**match, "headers": [*match["headers"], header]}, only_candidate) for match in matches]
+    rules = [*tried, *((match, backends) for match in matches)]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": kube.metadata(plan.stack, pool, labels),
+        "spec": {
+            "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
+                                                if options.gateway_namespace else {})}],
+            "rules": [{
+                "matches": [match for match, _ in chunk],
+                "backendRefs": chunk[0][1],
+                **({"filters": filters} if filters and chunk[0][1] is backends else {}),
+                "timeouts": {"request": options.request_timeout},
+            } for chunk in _rules(rules)],
+        },
+    }
+
+
+def _rules(matches: list[tuple[dict, list[dict]]]) -> Iterator[list[tuple[dict, list[dict]]]]:
+    """Matches with the same backends, in rules of at most ``MATCHES_PER_RULE``."""
+    for _, group in itertools.groupby(matches, key=lambda pair: id(pair[1])):
+        chunk = list(group)
+        for start in range(0, len(chunk), MATCHES_PER_RULE):
+            yield chunk[start:start + MATCHES_PER_RULE]
 
 
 def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dict,

@@ -155,6 +155,22 @@ class KserveTarget:
                                  "alerts or autoscaling on them)", ("targets", "kserve", "deployment_mode"),
                                  'use deployment_mode = "Standard", or the manifests or helm target, for this model',
                                  Severity.WARNING)
+            version = component.candidate
+            unapplied = [name for name, on in (("header", version.header), ("mirror", version.mirror)) if on] \
+                if knative and version is not None else []
+            if unapplied:
+                yield Diagnostic("W077", "KServe's Knative mode splits an InferenceService's requests between its "
+                                 f"revisions by percentage only: the candidate's {' and '.join(unapplied)} "
+                                 f"{'are' if len(unapplied) > 1 else 'is'} not applied", ("models", component.key, "candidate"),
+                                 "testers reach the new revision at its own URL with the annotation "
+                                 "serving.kserve.io/enable-tag-routing = \"true\" (latest-NAME)", Severity.WARNING)
+            if knative and version is not None:
+                yield Diagnostic("W078", "KServe's Knative mode gives canaryTrafficPercent to the InferenceService's "
+                                 "new spec and the rest to its last ready revision: the candidate's settings become "
+                                 "the spec, the stable version is whatever ran before", ("models", component.key,
+                                                                                         "candidate"),
+                                 "deploy the stable version first; promote with traffic = 100, then fold the "
+                                 "candidate into the model", Severity.WARNING)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -164,21 +180,27 @@ class KserveTarget:
         return kube.kustomized(self._objects(plan, options))
 
     def _objects(self, plan: Plan, options: KserveOptions) -> Iterator[Artifact]:
+        knative = options.deployment_mode == "Knative"
         for component in plan.components:
-            container = serving_container(component, options)
+            if knative and component.candidate is not None:
+                continue  # Knative: the candidate is the InferenceService's new revision (``inference_service``)
+            folder = kube.folder(component)
+            candidate = kube.candidate(plan, component.key) if knative else None
+            served = candidate or component  # the spec KServe rolls out: the candidate's, beside the stable revision
+            container = serving_container(served, options)
             if model_options(component, options).runtime is None:
-                yield Artifact(f"{component.key}/servingruntime.yaml",
-                               (serving_runtime(plan, component, container, options),))
-            for kind, obj in kube.supporting_objects(plan.stack, component):
-                yield Artifact(f"{component.key}/{kind}.yaml", (obj,))
-            yield Artifact(f"{component.key}/inferenceservice.yaml",
-                           (inference_service(plan, component, container, options),))
+                yield Artifact(f"{folder}/servingruntime.yaml",
+                               (serving_runtime(plan, attrs.evolve(served, name=component.name), container, options),))
+            for kind, obj in kube.supporting_objects(plan.stack, served):
+                yield Artifact(f"{folder}/{kind}.yaml", (obj,))
+            yield Artifact(f"{folder}/inferenceservice.yaml",
+                           (inference_service(plan, component, container, options, candidate),))
             if component.disruption_budget is not None:
-                yield Artifact(f"{component.key}/poddisruptionbudget.yaml",
+                yield Artifact(f"{folder}/poddisruptionbudget.yaml",
                                (kube.pod_disruption_budget(plan.stack, component),))
-            if plan.stack.network_policy is not None and options.deployment_mode == "Standard":
+            if plan.stack.network_policy is not None and not knative:
                 # Knative sends traffic through its activator and queue-proxy: a model-port policy would block it
-                yield Artifact(f"{component.key}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
+                yield Artifact(f"{folder}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
         for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
@@ -273,8 +295,17 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": metadata, "spec": spec}
 
 
-def inference_service(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions) -> dict:
+def inference_service(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions,
+                      candidate: Component | None = None) -> dict:
+    """The model's InferenceService; in Knative mode with a ``candidate``, the candidate's spec as the new revision
+    with ``canaryTrafficPercent``: Knative keeps the last ready revision (the stable version) for the rest."""
     own = model_options(component, options)
+    if candidate is not None:
+        assert candidate.candidate is not None
+        service = inference_service(plan, attrs.evolve(candidate, name=component.name, labels=component.labels),
+                                    container, options)
+        service["spec"]["predictor"]["canaryTrafficPercent"] = candidate.candidate.traffic
+        return service
     model_spec: dict[str, Any] = {"modelFormat": {"name": own.model_format or component.engine},
                                   "runtime": own.runtime or component.name, **container}
     if component.weights.platform_uri:

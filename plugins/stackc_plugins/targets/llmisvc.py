@@ -160,6 +160,12 @@ class LlmisvcTarget:
                 yield Diagnostic("W161", "KServe makes the workload Service itself, with the serving port only: the "
                                  "Service port and the extra Service ports are not applied", path + (field,),
                                  "reach extra ports through the pods, or use the manifests target", Severity.WARNING)
+            version = component.candidate
+            if managed and version is not None and (version.traffic or version.header or version.mirror):
+                yield Diagnostic("W164", "the route KServe manages for each LLMInferenceService serves it alone: the "
+                                 "candidate is a service of its own, and gets no share of the model's requests",
+                                 path + ("candidate",), 'set [targets.llmisvc] router = "none" and route with the '
+                                 "stack's router or gateway target", Severity.WARNING)
             if component.rollout != type(component.rollout)():
                 yield Diagnostic("W162", "KServe rolls its workloads out itself: the rollout settings are not "
                                  "applied", path + ("rollout",), "use the manifests or helm target to keep them",
@@ -191,9 +197,12 @@ class LlmisvcTarget:
             if plan.stack.network_policy is not None:
                 yield Artifact(f"{kube.folder(component)}/networkpolicy.yaml",
                                (kube.network_policy(plan.stack, component),))
-        for component in kube.models(plan):
-            yield Artifact(f"{component.key}/llminferenceservice.yaml",
-                           (inference_service(plan, component, prefills.get(component.key), options),))
+        for component in plan.components:
+            if component.disaggregation is None or component.disaggregation.role == "decode":
+                # a candidate version is an LLMInferenceService of its own (KEY-candidate)
+                yield Artifact(f"{kube.folder(component) if component.candidate else component.key}"
+                               "/llminferenceservice.yaml",
+                               (inference_service(plan, component, prefills.get(component.key), options),))
         for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
 
