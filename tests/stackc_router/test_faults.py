@@ -346,10 +346,10 @@ def test_a_pooled_connection_the_replica_closed_unanswered_is_retried_on_a_new_o
 
 def test_a_connection_idle_longer_than_replicas_keep_it_is_not_reused(scripted, monkeypatch) -> None:
     monkeypatch.setattr("stackc_router.upstream.POOLED_IDLE_S", 0.0)
-    connections: set[int] = set()
+    connections: dict[int, object] = {}  # each kept, so no id is reused for the next one
 
     def answer_noting_the_connection(replica, connection) -> None:
-        connections.add(id(connection))
+        connections[id(connection)] = connection
         connection.sendall(answer(b"{}"))
 
     replica = scripted(answer_noting_the_connection)
