@@ -461,13 +461,15 @@ class Router:
         route, shared = self._version(stable, request, adapter)
         if await self._serve_version(route, served, adapter, request, payload, body, client, shared) is None:
             # the candidate's share failed before anything reached the client: the stable version serves it
-            await self._serve_version(stable, served, adapter, request, payload, body, client, False)
+            # (not copied to the candidate again)
+            await self._serve_version(stable, served, adapter, request, payload, body, client, False, mirror=False)
 
     async def _serve_version(self, route: Route, served: str, adapter: str | None, request: Request,
                              payload: dict[str, Any], body: bytes, client: ClientConnection,
-                             fallback: bool) -> bool | None:
+                             fallback: bool, mirror: bool = True) -> bool | None:
         """``_forward``'s answer; with ``fallback`` (the candidate's share), None instead of the
-        router's error when every replica failed before the response started."""
+        router's error when every replica failed before the response started. ``mirror``: a copy
+        goes to the candidate when its config says so."""
         candidates = await self._hold(route, adapter)
         if isinstance(candidates, tuple):
             reason, message = candidates
@@ -483,7 +485,8 @@ class Router:
                                                     "rate_limit_exceeded", "rate_limit_exceeded"))
             return False
         ordered = route.strategy.order(candidates, payload, request.headers)[: 1 + self.config.retries]
-        if route.candidate is not None and route.config.candidate is not None and route.config.candidate.mirror:
+        chosen = route.config.candidate
+        if mirror and route.candidate is not None and chosen is not None and chosen.mirror:
             self._mirror(route.candidate, adapter, request, payload, body)
         self.in_flight += 1
         try:

@@ -5,6 +5,7 @@ dropped; the stable version serves the rest, and a candidate that is down costs 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from stackc_router.config import Config, parse
 from stackc_router.testing import QUIET, running_router, settled
 from tests.stackc_router.conftest import free_port
 from tests.stackc_router.test_disaggregation import CHAT, answered_by, metric, received
-from tests.stackc_router.test_hold import readiness, until
+from tests.stackc_router.test_hold import pending, readiness, until
 
 HEADER = {"x-candidate": "true"}
 
@@ -90,6 +91,20 @@ def test_a_candidate_that_is_down_costs_no_request_and_never_the_routers_readine
         refused = chat(http, base, HEADER)  # asked for the candidate alone: its own 503, no stable answer instead
         assert refused.status_code == 503 and "no candidate replica of 'served-tiny' is ready" in refused.text
         assert metric(base, "stackc_router_hold_rejected_total", model="served-tiny@candidate", reason="no_replica") == 1
+
+
+def test_a_request_with_the_header_waits_for_the_candidate_to_start(engines) -> None:
+    stable, port = engines.start(), free_port()
+    config = versions(stable, f"http://127.0.0.1:{port}", weight=100, header={"name": "x-candidate"})
+    with running_router(config) as (_, base), ThreadPoolExecutor(1) as pool, httpx.Client() as http:
+        until(lambda: readiness(base)[1]["models"]["served-tiny"]["ready"] == 1)
+        held = pool.submit(chat, httpx, base, HEADER)  # httpx.post, on a connection of its own
+        until(lambda: readiness(base)[1]["models"]["served-tiny"]["candidate"]["pending"] == 1)
+        assert pending(base, "served-tiny@candidate") == 1 and pending(base, "served-tiny") == 0
+        assert answered_by(chat(http, base), engines, stable)  # weight 100, but no candidate replica yet
+        candidate = engines.start(port=port)
+        assert answered_by(held.result(10), engines, candidate)
+        assert received(candidate) == [{"model": "served-tiny", **CHAT}]
 
 
 def test_the_candidates_share_goes_to_the_stable_version_when_the_candidate_dies_or_fails(engines, scripted) -> None:
