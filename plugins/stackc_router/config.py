@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,8 @@ CHARS_PER_TOKEN = 4
 STRATEGIES = ("prefix", "least_loaded", "session", "round_robin")
 #: how a prefill/decode-disaggregated model's two roles are joined (docs/router.md, "Prefill/decode")
 PREFILL_PROTOCOLS = ("kv_transfer_params", "prefill_then_decode", "bootstrap")
+#: RFC 9110 5.1: a field name is a token
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -37,6 +40,21 @@ class PrefillRoute:
     #: the prefill servers' bootstrap port, sent to both roles (``bootstrap``)
     bootstrap_port: int | None = None
     health_path: str = "/health"
+
+
+@dataclass(frozen=True)
+class CandidateRoute:
+    """A model's candidate version: its own replicas, and which requests it gets (docs/router.md,
+    "Model versions (canary)")."""
+
+    backends: tuple[str, ...] = ()
+    kubernetes: KubernetesDiscovery | None = None
+    health_path: str = "/health"
+    weight: int = 0  # percent (0-100) of the model's requests
+    header: str | None = None  # requests carrying this header ...
+    header_value: str = "true"  # ... with this value go to the candidate only
+    #: a copy of each request the stable version answers goes to the candidate; its answer is dropped
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,8 @@ class ModelRoute:
     adapter_load_path: str | None = None
     #: a disaggregated model's prefill role; ``backends``/``kubernetes`` above are then its decode role
     prefill: PrefillRoute | None = None
+    #: a second version of the model beside this one, the stable version
+    candidate: CandidateRoute | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,29 @@ def _prefill(problems: list[str], raw: Any, path: str) -> PrefillRoute:
     return PrefillRoute(str(protocol), backends, kubernetes, port, health_path)  # used only when no problem was found
 
 
+def _candidate(problems: list[str], raw: Any, path: str) -> CandidateRoute:
+    table = _check(problems, raw, path, {"backends", "discovery", "health", "weight", "header", "mirror"})
+    backends, kubernetes = _replicas(problems, table, path)
+    health = _check(problems, table.get("health", {}), f"{path}.health", {"path"})
+    health_path = _typed(problems, health, "path", f"{path}.health", str, "/health")
+    weight = _typed(problems, table, "weight", path, int, 0)
+    if not 0 <= weight <= 100:
+        problems.append(f"{path}.weight: expected a percentage of the model's requests (0-100), got {weight}")
+    header, value = None, "true"
+    if "header" in table:
+        selector = _check(problems, table["header"], f"{path}.header", {"name", "value"})
+        header = _typed(problems, selector, "name", f"{path}.header", str, None)
+        value = _typed(problems, selector, "value", f"{path}.header", str, "true")
+        if header is None or not HEADER_NAME.fullmatch(header):
+            problems.append(f"{path}.header.name: expected an HTTP field name (a token, such as x-candidate), "
+                            f"got {header!r}")
+        if not value or not value.isascii() or not value.isprintable() or value != value.strip():
+            problems.append(f"{path}.header.value: expected a field value (printable ASCII, no leading or "
+                            f"trailing space), got {value!r}")
+    mirror = _typed(problems, table, "mirror", path, bool, False)
+    return CandidateRoute(backends, kubernetes, health_path, weight, header, value, mirror)
+
+
 def parse(data: Any) -> Config:
     """A Config from loaded YAML, or ConfigError listing every problem."""
     problems: list[str] = []
@@ -188,7 +231,7 @@ def parse(data: Any) -> Config:
         path = f"models.{name}"
         table = _check(problems, raw, path, {"served_name", "aliases", "adapters", "runtime_adapters", "strategy",
                                              "session", "backends", "discovery", "health", "metrics",
-                                             "upstream_auth", "cache_chars", "prefill"})
+                                             "upstream_auth", "cache_chars", "prefill", "candidate"})
         strategy = _typed(problems, table, "strategy", path, str, "prefix")
         if strategy not in STRATEGIES:
             problems.append(f"{path}.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -225,7 +268,11 @@ def parse(data: Any) -> Config:
             upstream_api_key_file=upstream.get("api_key_file"),
             cache_chars=_typed(problems, table, "cache_chars", path, int, 1_000_000),
             prefill=_prefill(problems, table["prefill"], f"{path}.prefill") if "prefill" in table else None,
+            candidate=_candidate(problems, table["candidate"], f"{path}.candidate") if "candidate" in table else None,
         ))
+        if "prefill" in table and "candidate" in table:
+            problems.append(f"{path}.candidate: a prefill/decode-disaggregated model (prefill) cannot have a "
+                            "candidate version")
     names: dict[str, str] = {}
     for route in routes:
         for alias in (route.served_name, *route.aliases, *route.adapters, *(n for n, _ in route.runtime_adapters)):
@@ -318,6 +365,23 @@ def _route_data(route: ModelRoute) -> dict[str, Any]:
                             "health": {"path": prefill.health_path}}
         if prefill.bootstrap_port is not None:
             entry["prefill"]["bootstrap_port"] = prefill.bootstrap_port
+    if route.candidate is not None:
+        entry["candidate"] = _candidate_data(route.candidate)
+    return entry
+
+
+def _candidate_data(candidate: CandidateRoute) -> dict[str, Any]:
+    """The replicas, and the members that are not the default."""
+    entry = _replicas_data(candidate.backends, candidate.kubernetes)
+    defaults = CandidateRoute()
+    if candidate.health_path != defaults.health_path:
+        entry["health"] = {"path": candidate.health_path}
+    if candidate.weight != defaults.weight:
+        entry["weight"] = candidate.weight
+    if candidate.header is not None:
+        entry["header"] = {"name": candidate.header, "value": candidate.header_value}
+    if candidate.mirror:
+        entry["mirror"] = True
     return entry
 
 

@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+#: a model's candidate version is told apart by its model label: the model's with this suffix
+CANDIDATE_SUFFIX = "@candidate"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -42,6 +44,9 @@ PENDING_REQUESTS = Family("stackc_router_pending_requests", "gauge",
 HOLD_REJECTED = Family("stackc_router_hold_rejected_total", "counter",
                        "requests answered 503 for want of a ready replica (reason: timeout, queue_full, no_replica)",
                        ("model", "reason"))
+#: copies of requests not sent to a model's candidate version (reason: busy, too many in flight; no_replica)
+MIRROR_DROPPED = Family("stackc_router_mirror_dropped_total", "counter",
+                        "copies for a candidate version not sent (reason: busy, no_replica)", ("model", "reason"))
 #: one client against the others (limit: connections, in_flight, or either per address or per key)
 LIMITED = Family("stackc_router_limited_total", "counter",
                  "connections and requests refused by a limit (limit: connections, connections_per_address, "
@@ -51,7 +56,7 @@ SHED = Family("stackc_router_shed_connections_total", "counter",
               "reached, connections or connections_per_address)", ("limit",))
 
 FAMILIES = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS, IN_FLIGHT, BACKEND_HEALTHY, LATENCY, TTFT, PREFILL_LATENCY,
-            PENDING_REQUESTS, HOLD_REJECTED, LIMITED, SHED)
+            PENDING_REQUESTS, HOLD_REJECTED, MIRROR_DROPPED, LIMITED, SHED)
 COUNTERS = (REQUESTS, ERRORS, RETRIES, PREFILL_ERRORS)
 HISTOGRAMS = (LATENCY, TTFT, PREFILL_LATENCY)
 
@@ -73,6 +78,7 @@ class Metrics:
         self.counters: dict[tuple[Family, str, str], int] = defaultdict(int)
         self.histograms: dict[tuple[Family, str, str], list[float]] = {}
         self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (model, reason)
+        self.dropped: dict[tuple[str, str], int] = defaultdict(int)  # mirrored copies: (model, reason)
         self.limits: dict[tuple[Family, str], int] = defaultdict(int)  # (LIMITED or SHED, limit)
 
     def count(self, family: Family, model: str, backend: str) -> None:
@@ -89,6 +95,9 @@ class Metrics:
     def reject(self, model: str, reason: str) -> None:
         self.rejected[(model, reason)] += 1
 
+    def drop(self, model: str, reason: str) -> None:
+        self.dropped[(model, reason)] += 1
+
     def limit(self, family: Family, limit: str) -> None:
         self.limits[(family, limit)] += 1
 
@@ -98,18 +107,21 @@ class Metrics:
             lines += _header(family)
             lines += [f"{family.name}{{{_labels(model=model, backend=backend)}}} {value}"
                       for (kind, model, backend), value in sorted(self.counters.items(), key=_by_name) if kind == family]
-        backends = [(_labels(model=route.config.name, backend=backend.url), backend)
-                    for route in router.routes.values() for role in route.roles() for backend in role.backends.values()]
+        # a candidate version's replicas under its own model label
+        backends = [(_labels(model=role.config.name, backend=backend.url), backend)
+                    for route in router.routes.values() for role in route.replica_sets()
+                    for backend in role.backends.values()]
         lines += _header(IN_FLIGHT)
         lines += [f"{IN_FLIGHT.name}{{{labels}}} {backend.in_flight}" for labels, backend in backends]
         lines += _header(BACKEND_HEALTHY)
         lines += [f"{BACKEND_HEALTHY.name}{{{labels}}} {int(backend.healthy)}" for labels, backend in backends]
         lines += _header(PENDING_REQUESTS)  # every model, 0 included: an autoscaler's query always finds its series
-        lines += [f"{PENDING_REQUESTS.name}{{{_labels(model=route.config.served_name)}}} {len(route.held)}"
-                  for route in router.routes.values()]
-        lines += _header(HOLD_REJECTED)
-        lines += [f"{HOLD_REJECTED.name}{{{_labels(model=model, reason=reason)}}} {value}"
-                  for (model, reason), value in sorted(self.rejected.items())]
+        lines += [f"{PENDING_REQUESTS.name}{{{_labels(model=name)}}} {len(held)}"
+                  for name, held in _held(router)]
+        for family, counted in ((HOLD_REJECTED, self.rejected), (MIRROR_DROPPED, self.dropped)):
+            lines += _header(family)
+            lines += [f"{family.name}{{{_labels(model=model, reason=reason)}}} {value}"
+                      for (model, reason), value in sorted(counted.items())]
         for family in (LIMITED, SHED):
             lines += _header(family)
             lines += [f"{family.name}{{{_labels(limit=limit)}}} {value}"
@@ -127,6 +139,16 @@ class Metrics:
                 lines.append(f"{family.name}_sum{{{labels}}} {values[-1]:.6f}")
                 lines.append(f"{family.name}_count{{{labels}}} {int(cumulative)}")
         return "\n".join(lines) + "\n"
+
+
+def _held(router: Any) -> list[tuple[str, Any]]:
+    """(model label, hold queue) of every model, and of its candidate version (``name@candidate``)."""
+    held = []
+    for route in router.routes.values():
+        held.append((route.config.served_name, route.held))
+        if route.candidate is not None:
+            held.append((route.candidate.config.served_name + CANDIDATE_SUFFIX, route.candidate.held))
+    return held
 
 
 def _by_name(item: tuple[tuple[Family, str, str], Any]) -> tuple[str, str, str]:

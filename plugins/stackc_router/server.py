@@ -7,6 +7,9 @@ replica cuts the client's connection (the only honest signal left). HTTP itself 
 replica is held (``hold``) until one is ready, so a model scaled to zero wakes up instead of
 failing. A prefill/decode-disaggregated model has a second set of replicas, its prefill role
 (``Route.prefill``): a request goes to both, joined as the model's protocol says (``_disaggregated``).
+A model may have a candidate version beside its stable one (``Route.candidate``), replicas of its
+own that get the requests carrying its header, a share of the others, and copies (``_version``,
+``_mirror``).
 Besides the router's own limits, each client (peer address, and API key when the router checks keys)
 may hold only its share of connections and requests in flight.
 """
@@ -41,6 +44,7 @@ from stackc_router.downstream import (
 )
 from stackc_router.hold import HoldQueue, QueueFull
 from stackc_router.metrics import (
+    CANDIDATE_SUFFIX,
     ERRORS,
     LATENCY,
     LIMITED,
@@ -74,6 +78,9 @@ SPARE_FILES = 64  # listening socket, pooled and health-check connections, logs
 TOKEN68 = r"[A-Za-z0-9\-._~+/]+=*"  # RFC 9110 11.2
 #: RFC 9110 11.4 ``credentials = auth-scheme [ 1*SP token68 ]`` with RFC 6750's scheme, in any case (ASCII only)
 BEARER = re.compile(rf"(?i:bearer) +({TOKEN68})", re.ASCII)
+#: a model's copies in flight to its candidate version (``mirror``); more are dropped and counted: a
+#: slow candidate must never hold more of the router than this
+MAX_MIRRORED = 64
 
 
 @dataclass(eq=False)
@@ -87,12 +94,22 @@ class Route:
     runtime_adapters: frozenset[str] = frozenset()
     #: a disaggregated model's prefill role: replicas checked, discovered and picked like these ones
     prefill: Route | None = None
+    #: the model's candidate version (its ``config.name`` ends in ``CANDIDATE_SUFFIX``), or None
+    candidate: Route | None = None
+    is_candidate: bool = False
+    split: int = 0  # requests counted by the weighted split, modulo 100
+    mirroring: int = 0  # a candidate's copies in flight
 
     def ready_replicas(self) -> int:
         return sum(b.healthy for b in self.backends.values())
 
     def roles(self) -> tuple[Route, ...]:
+        """The replica sets one request of this version goes through."""
         return (self,) if self.prefill is None else (self, self.prefill)
+
+    def replica_sets(self) -> tuple[Route, ...]:
+        """Every replica set of the model: checked, discovered and closed alike."""
+        return self.roles() + (self.candidate.roles() if self.candidate is not None else ())
 
 
 class PrefillFailed(Exception):
@@ -162,6 +179,13 @@ class Router:
                 route.prefill = self._route(dataclasses.replace(
                     model, backends=prefill.backends, kubernetes=prefill.kubernetes, health_path=prefill.health_path,
                     prefill=None), key)
+            if model.candidate is not None:  # the same model again: names, adapters, metrics and key
+                candidate = model.candidate
+                assert model.prefill is None, "config.parse refuses a disaggregated model with a candidate"
+                route.candidate = self._route(dataclasses.replace(
+                    model, name=model.name + CANDIDATE_SUFFIX, backends=candidate.backends,
+                    kubernetes=candidate.kubernetes, health_path=candidate.health_path, candidate=None), key)
+                route.candidate.is_candidate = True
             self.routes[model.name] = route
             for name in (model.served_name, *model.aliases):
                 self.names[name] = (route, model.served_name)
@@ -183,7 +207,7 @@ class Router:
         server = await loop.create_server(self.listener.protocol, host or self.config.host,
                                           self.config.port if port is None else port, reuse_address=True,
                                           backlog=1024)
-        for role in (role for route in self.routes.values() for role in route.roles()):
+        for role in (role for route in self.routes.values() for role in route.replica_sets()):
             self._spawn(self._watch_health(role))
             if role.config.kubernetes is not None:
                 from stackc_router.discovery import watch_endpoint_slices
@@ -202,7 +226,7 @@ class Router:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for route in self.routes.values():
-            for role in route.roles():
+            for role in route.replica_sets():
                 for backend in role.backends.values():
                     backend.close_idle()
 
@@ -223,8 +247,10 @@ class Router:
         """Ready while some model can be served: one has a ready replica, or requests are held
         until one has (scale from zero needs the router ready while every model sleeps).
 
-        The detail, per model (primary served name): ready and known replicas, held requests, and
-        for a disaggregated model its prefill role's replicas.
+        The detail, per model (primary served name): ready and known replicas, held requests, for a
+        disaggregated model its prefill role's replicas, and for a model with a candidate version that
+        version's replicas and held requests. The candidate never counts for readiness: a canary
+        without a ready replica leaves its model served by the stable version.
         """
         models: dict[str, dict] = {}
         for route in self.routes.values():
@@ -232,6 +258,9 @@ class Router:
                                                          "pending": len(route.held)}
             if route.prefill is not None:
                 detail["prefill"] = {"ready": route.prefill.ready_replicas(), "total": len(route.prefill.backends)}
+            if route.candidate is not None:
+                detail["candidate"] = {"ready": route.candidate.ready_replicas(), "total": len(route.candidate.backends),
+                                       "pending": len(route.candidate.held)}
         holding = self.config.hold_queue > 0
         servable = (all(role.ready_replicas() for role in route.roles()) for route in self.routes.values())
         return holding or any(servable), models
@@ -270,8 +299,8 @@ class Router:
                     backend.cache_chars = capacity_chars(text, model.kv_capacity_metric, model.kv_capacity_labels)
 
     def _release_held(self, role: Route) -> None:
-        """Held requests go on once each role of their model has a replica for them."""
-        route = self.routes[role.config.name]
+        """Held requests go on once each role of their model (version) has a replica for them."""
+        route = role if role.is_candidate else self.routes[role.config.name]
         if len(route.held) and all(self._candidates(r) for r in route.roles()):
             route.held.release()
 
@@ -289,7 +318,7 @@ class Router:
         deadline = time.monotonic() + self.config.hold_timeout_s
         while not (candidates := self._candidates(route, adapter)) or (
                 route.prefill is not None and not self._candidates(route.prefill, adapter)):
-            replica = "prefill replica" if candidates else "replica"
+            replica = "prefill replica" if candidates else "candidate replica" if route.is_candidate else "replica"
             if self.config.hold_queue == 0:
                 return "no_replica", f"no {replica} of '{name}' is ready"
             try:
@@ -422,36 +451,109 @@ class Router:
             client.respond(request, 404, error_body(f"The model '{model}' does not exist. Known models: {known}",
                                                     "invalid_request_error", "model_not_found", "model"))
             return
-        route, served = self.names[model]
+        stable, served = self.names[model]
         # a run-time adapter goes only to replicas the router loaded it into (held until one has it)
-        adapter = model if model in route.runtime_adapters else None
-        candidates = await self._hold(route, adapter)
-        if isinstance(candidates, tuple):
-            reason, message = candidates
-            self.metrics.reject(served, reason)
-            # retrying soon re-enters the queue, so the pending count stays up while the model starts
-            retry_after = math.ceil(self.config.hold_health_interval_s)
-            client.respond(request, 503, error_body(message, "server_error", "model_not_ready", "model"),
-                           extra_head=b"retry-after: %d\r\n" % retry_after)
-            return
-        if self.in_flight >= self.config.max_in_flight:
-            self.metrics.limit(LIMITED, "in_flight")
-            client.respond(request, 429, error_body("the router is at its concurrency limit; retry shortly",
-                                                    "rate_limit_exceeded", "rate_limit_exceeded"))
-            return
+        adapter = model if model in stable.runtime_adapters else None
         body = request.body
         if served != model:
             payload["model"] = served
             body = orjson.dumps(payload)
+        route, shared = self._version(stable, request, adapter)
+        if await self._serve_version(route, served, adapter, request, payload, body, client, shared) is None:
+            # the candidate's share failed before anything reached the client: the stable version serves it
+            # (not copied to the candidate again)
+            await self._serve_version(stable, served, adapter, request, payload, body, client, False, mirror=False)
+
+    async def _serve_version(self, route: Route, served: str, adapter: str | None, request: Request,
+                             payload: dict[str, Any], body: bytes, client: ClientConnection,
+                             fallback: bool, mirror: bool = True) -> bool | None:
+        """``_forward``'s answer; with ``fallback`` (the candidate's share), None instead of the
+        router's error when every replica failed before the response started. ``mirror``: a copy
+        goes to the candidate when its config says so."""
+        candidates = await self._hold(route, adapter)
+        if isinstance(candidates, tuple):
+            reason, message = candidates
+            self.metrics.reject(served + CANDIDATE_SUFFIX if route.is_candidate else served, reason)
+            # retrying soon re-enters the queue, so the pending count stays up while the model starts
+            retry_after = math.ceil(self.config.hold_health_interval_s)
+            client.respond(request, 503, error_body(message, "server_error", "model_not_ready", "model"),
+                           extra_head=b"retry-after: %d\r\n" % retry_after)
+            return False
+        if self.in_flight >= self.config.max_in_flight:
+            self.metrics.limit(LIMITED, "in_flight")
+            client.respond(request, 429, error_body("the router is at its concurrency limit; retry shortly",
+                                                    "rate_limit_exceeded", "rate_limit_exceeded"))
+            return False
         ordered = route.strategy.order(candidates, payload, request.headers)[: 1 + self.config.retries]
+        chosen = route.config.candidate
+        if mirror and route.candidate is not None and chosen is not None and chosen.mirror:
+            self._mirror(route.candidate, adapter, request, payload, body)
         self.in_flight += 1
         try:
             if route.prefill is not None and request.path in GENERATING_POSTS:
                 await self._disaggregated(route, adapter, ordered, request, payload, client)
-            else:
-                await self._forward(route, ordered, request, body, client)
+                return True
+            return await self._forward(route, ordered, request, body, client, fallback=fallback)
         finally:
             self.in_flight -= 1
+
+    def _version(self, route: Route, request: Request, adapter: str | None) -> tuple[Route, bool]:
+        """The version of the model a request goes to, and whether it is the candidate's share.
+
+        The candidate when the request carries its header (held, if need be, until it has a ready
+        replica); else, while the candidate has a ready replica, exactly ``weight`` of every 100
+        requests, spread evenly (its share); else the stable version.
+        """
+        candidate, chosen = route.candidate, route.config.candidate
+        if candidate is None or chosen is None:
+            return route, False
+        if chosen.header is not None and request.headers.get(chosen.header.lower()) == chosen.header_value:
+            return candidate, False
+        if chosen.weight and self._candidates(candidate, adapter):
+            previous = route.split
+            route.split = previous % 100 + 1  # request n of 100 goes to the candidate when n*w/100 passes a whole number
+            if route.split * chosen.weight // 100 != previous % 100 * chosen.weight // 100:
+                return candidate, True
+        return route, False
+
+    def _mirror(self, candidate: Route, adapter: str | None, request: Request, payload: dict[str, Any],
+                body: bytes) -> None:
+        """A copy of ``request`` to a candidate replica in the background, its answer dropped; none
+        (counted) while no candidate replica is ready or ``MAX_MIRRORED`` copies are in flight."""
+        replicas = self._candidates(candidate, adapter)
+        if not replicas or candidate.mirroring >= MAX_MIRRORED:
+            self.metrics.drop(candidate.config.served_name + CANDIDATE_SUFFIX, "busy" if replicas else "no_replica")
+            return
+        backend = candidate.strategy.order(replicas, payload, request.headers)[0]
+        candidate.mirroring += 1
+        self._spawn(self._mirrored(candidate, backend, request, body))
+
+    async def _mirrored(self, candidate: Route, backend: Backend, request: Request, body: bytes) -> None:
+        """One copy, counted and timed as the candidate's own requests, failures as its failures."""
+        model = candidate.config.name
+        started = time.monotonic()
+        backend.in_flight += 1
+        self.metrics.count(REQUESTS, model, backend.url)
+        upstream = None
+        try:
+            upstream = await backend.exchange(_upstream_head(request, backend, len(body), candidate.upstream_key) + body,
+                                              self.config.connect_timeout_s, self.config.read_timeout_s, _dropped)
+            status = upstream.status
+            backend.release(upstream)
+            upstream = None
+            if status < 500:
+                backend.failures = 0
+            else:
+                self.metrics.count(ERRORS, model, backend.url)
+            self.metrics.observe(LATENCY, model, backend.url, time.monotonic() - started)
+        except (OSError, TimeoutError, UpstreamError) as error:
+            self._failed(backend, error)
+            self.metrics.count(ERRORS, model, backend.url)
+        finally:
+            backend.in_flight -= 1
+            candidate.mirroring -= 1
+            if upstream is not None:
+                upstream.close()
 
     async def _disaggregated(self, route: Route, adapter: str | None, decodes: list[Backend], request: Request,
                              payload: dict[str, Any], client: ClientConnection) -> None:
@@ -546,11 +648,14 @@ class Router:
         raise PrefillFailed(failure)
 
     async def _forward(self, route: Route, ordered: list[Backend], request: Request, body: bytes,
-                       client: ClientConnection, prefill: asyncio.Future | None = None) -> bool:
+                       client: ClientConnection, prefill: asyncio.Future | None = None,
+                       fallback: bool = False) -> bool | None:
         """True once a replica's response was relayed; False when the client got the router's error.
 
         ``prefill``: the prefill running beside this request (``bootstrap``); its failure before the
-        response starts is raised here.
+        response starts is raised here. ``fallback``: the request may go elsewhere (a candidate
+        version's share), so when the last replica fails before the response starts, or answers a
+        5xx, nothing is answered and the result is None.
         """
         model = route.config.name
         for attempt, backend in enumerate(ordered):
@@ -568,13 +673,15 @@ class Router:
                         self.config.connect_timeout_s, self.config.read_timeout_s,
                         UpstreamConnection.response_head if prefill is None
                         else functools.partial(_head_unless_prefill_fails, prefill=prefill))
-                    if upstream.status >= 500 and not last:
+                    if upstream.status >= 500 and (not last or fallback):
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
                     self._failed(backend, error)
                     self.metrics.count(ERRORS, model, backend.url)
                     if not last:
                         continue
+                    if fallback:
+                        return None
                     status = 504 if isinstance(error, TimeoutError) else 502
                     client.respond(request, status, error_body(f"upstream replica failed: {str(error) or type(error).__name__}",
                                                                "server_error", "upstream_error"))
@@ -614,6 +721,17 @@ async def _head_unless_prefill_fails(upstream: UpstreamConnection, *, prefill: a
         await head
     finally:
         head.cancel()
+
+
+async def _dropped(upstream: UpstreamConnection) -> None:
+    """A mirrored copy's response read to its end and thrown away as it arrives, however long."""
+    await upstream.response_head()
+    upstream.attach(_discard)
+    await upstream.response_end()
+
+
+def _discard(_: bytes) -> None:
+    pass
 
 
 def _retrieve(task: asyncio.Future) -> None:

@@ -125,7 +125,7 @@ QUIET = {"connections": 0, "in_flight": 0, "backend_in_flight": 0, "busy_upstrea
 def settled(router: Router, seconds: float = 5.0) -> dict[str, int]:
     """The router's counters once they read ``QUIET`` (polled: cleanup is asynchronous), else as they are."""
     async def snapshot() -> dict[str, int]:
-        backends = [b for r in router.routes.values() for role in r.roles() for b in role.backends.values()]
+        backends = [b for r in router.routes.values() for role in r.replica_sets() for b in role.backends.values()]
         return {"connections": len(router.listener.connections), "in_flight": router.in_flight,
                 "backend_in_flight": sum(b.in_flight for b in backends),
                 "busy_upstream": sum(b.open - len(b.idle) for b in backends),

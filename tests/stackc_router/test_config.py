@@ -111,3 +111,57 @@ def test_a_metrics_port_must_be_a_port_number() -> None:
                           "b": {"backends": ["http://127.0.0.1:1"], "metrics": {"path": "/metrics", "port": "8002"}}}})
     assert error.value.problems == ["models.a.metrics.port: 70000 is not a port number (1-65535)",
                                     "models.b.metrics.port: expected int, got '8002'"]
+
+
+def test_a_candidate_version_reads_back_and_is_written_with_what_is_not_its_default() -> None:
+    from stackc_router.config import CandidateRoute, Config, KubernetesDiscovery, ModelRoute, to_data
+
+    full = CandidateRoute(kubernetes=KubernetesDiscovery("ns", "svc-candidate", 8000), health_path="/ready",
+                          weight=10, header="x-candidate", header_value="yes", mirror=True)
+    config = Config(models=(ModelRoute("a", "org/a", backends=("http://127.0.0.1:9000",), candidate=full),
+                            ModelRoute("b", "org/b", backends=("http://127.0.0.1:9001",),
+                                       candidate=CandidateRoute(backends=("http://127.0.0.1:9002",)))))
+    data = to_data(config)
+    assert data["models"]["a"]["candidate"] == {
+        "discovery": {"kubernetes": {"namespace": "ns", "service": "svc-candidate", "port": 8000}},
+        "health": {"path": "/ready"}, "weight": 10, "header": {"name": "x-candidate", "value": "yes"}, "mirror": True}
+    assert data["models"]["b"]["candidate"] == {"backends": ["http://127.0.0.1:9002"]}
+    assert parse(yaml.safe_load(yaml.safe_dump(data))) == config
+    header_only = parse({"models": {"a": {"backends": ["http://127.0.0.1:1"],
+                                          "candidate": {"backends": ["http://127.0.0.1:2"], "header": {"name": "X-C"}}}}})
+    assert header_only.models[0].candidate == CandidateRoute(backends=("http://127.0.0.1:2",), header="X-C")
+
+
+@pytest.mark.parametrize(("candidate", "problems"), [
+    ({"backends": ["http://127.0.0.1:2"], "weight": 101},
+     ["models.a.candidate.weight: expected a percentage of the model's requests (0-100), got 101"]),
+    ({"backends": ["http://127.0.0.1:2"], "weight": -1},
+     ["models.a.candidate.weight: expected a percentage of the model's requests (0-100), got -1"]),
+    ({"backends": ["http://127.0.0.1:2"], "weight": "10%", "mirror": "yes"},
+     ["models.a.candidate.weight: expected int, got '10%'", "models.a.candidate.mirror: expected bool, got 'yes'"]),
+    ({"backends": ["http://127.0.0.1:2"], "weight": True}, ["models.a.candidate.weight: expected int, got True"]),
+    ({"backends": ["http://127.0.0.1:2"], "header": {"name": "x candidate", "value": "a\nb"}},
+     ["models.a.candidate.header.name: expected an HTTP field name (a token, such as x-candidate), got 'x candidate'",
+      "models.a.candidate.header.value: expected a field value (printable ASCII, no leading or trailing space), "
+      "got 'a\\nb'"]),
+    ({"backends": ["http://127.0.0.1:2"], "header": {"value": "on", "colour": 1}},
+     ["models.a.candidate.header.colour: unknown key (expected one of: name, value)",
+      "models.a.candidate.header.name: expected an HTTP field name (a token, such as x-candidate), got None"]),
+    ({"weight": 5, "replicas": 2},
+     ["models.a.candidate.replicas: unknown key (expected one of: backends, discovery, header, health, mirror, weight)",
+      "models.a.candidate: needs backends or discovery.kubernetes"]),
+    ("http://127.0.0.1:2", ["models.a.candidate: expected a mapping, got str",
+                            "models.a.candidate: needs backends or discovery.kubernetes"]),
+])
+def test_a_candidate_version_is_checked(candidate, problems) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse({"models": {"a": {"backends": ["http://127.0.0.1:1"], "candidate": candidate}}})
+    assert error.value.problems == problems
+
+
+def test_a_disaggregated_model_has_no_candidate_version() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse({"models": {"a": {"backends": ["http://127.0.0.1:1"], "candidate": {"backends": ["http://127.0.0.1:2"]},
+                                "prefill": {"protocol": "prefill_then_decode", "backends": ["http://127.0.0.1:3"]}}}})
+    assert error.value.problems == ["models.a.candidate: a prefill/decode-disaggregated model (prefill) cannot have "
+                                    "a candidate version"]

@@ -20,8 +20,8 @@ from stackc_router.metrics import (
 def render(metrics: Metrics, name: str) -> dict:
     backend = SimpleNamespace(url="http://10.0.0.1:8000", in_flight=2, healthy=True)
     route = SimpleNamespace(config=SimpleNamespace(name=name, served_name=f"org/{name}"), held=[None] * 3,
-                            backends={backend.url: backend})
-    route.roles = lambda: (route,)
+                            backends={backend.url: backend}, candidate=None)
+    route.replica_sets = lambda: (route,)
     text = metrics.render(SimpleNamespace(routes={name: route}))
     return {f.name: f for f in text_string_to_metric_families(text)}
 
@@ -51,8 +51,10 @@ def test_every_exported_family_is_declared_with_its_type_and_labels() -> None:
     metrics.reject("org/a", "queue_full")
     metrics.observe(PREFILL_LATENCY, "a", "http://10.0.0.2:8000", 0.1)
     metrics.count(PREFILL_ERRORS, "a", "http://10.0.0.2:8000")
+    metrics.drop("org/a@candidate", "busy")
     exported = render(metrics, "a")
-    assert {"stackc_router_prefill_latency_seconds", "stackc_router_prefill_errors"} <= set(exported)
+    assert {"stackc_router_prefill_latency_seconds", "stackc_router_prefill_errors",
+            "stackc_router_mirror_dropped"} <= set(exported)
     declared = {f.name.removesuffix("_total"): f for f in FAMILIES}  # the parser names a counter without _total
     assert set(exported) <= set(declared)
     for name, family in exported.items():
