@@ -10,14 +10,15 @@ from collections.abc import Sequence
 
 from stackc.plan.engine import MetricNames
 from stackc.plan.model import Component
-from stackc_router.config import CHARS_PER_TOKEN, KubernetesDiscovery, ModelRoute, PrefillRoute
+from stackc_router.config import CHARS_PER_TOKEN, CandidateRoute, KubernetesDiscovery, ModelRoute, PrefillRoute
 
 
 def model_route(component: Component, *, backends: Sequence[str] = (), kubernetes: KubernetesDiscovery | None = None,
-                upstream_key_file: str | None = None, prefill: PrefillRoute | None = None) -> ModelRoute:
+                upstream_key_file: str | None = None, prefill: PrefillRoute | None = None,
+                candidate: CandidateRoute | None = None) -> ModelRoute:
     """One model: its names (aliases rewritten to what the engine serves, adapters passed as they are),
     routing, health and metrics; for a disaggregated model ``component`` is its decode role and
-    ``prefill`` its prefill role (``prefill_route``)."""
+    ``prefill`` its prefill role (``prefill_route``); ``candidate``: its candidate version (``candidate_route``)."""
     endpoint = component.endpoint
     primary, *other_names = endpoint.served_names
     metrics, metrics_port = endpoint.metrics, None
@@ -41,7 +42,7 @@ def model_route(component: Component, *, backends: Sequence[str] = (), kubernete
         metrics_path=metrics.path if metrics is not None else None, metrics_port=metrics_port,
         running_metric=names.running, waiting_metric=names.waiting, kv_usage_metric=names.kv_cache_usage,
         kv_capacity_metric=names.kv_cache_capacity, kv_capacity_labels=names.kv_cache_capacity_labels,
-        upstream_api_key_file=upstream_key_file, prefill=prefill,
+        upstream_api_key_file=upstream_key_file, prefill=prefill, candidate=candidate,
         # an engine that publishes no capacity: what the fit check computed, else the router's default
         **({"cache_chars": component.kv_tokens_per_replica * CHARS_PER_TOKEN}
            if names.kv_cache_capacity is None and component.kv_tokens_per_replica else {}),
@@ -55,6 +56,16 @@ def prefill_route(component: Component, *, backends: Sequence[str] = (),
     assert role is not None and role.role == "prefill", "prefill_route takes a prefill component"
     return PrefillRoute(protocol=role.protocol, backends=tuple(backends), kubernetes=kubernetes,
                         bootstrap_port=role.bootstrap_port, health_path=component.endpoint.health_path or "/health")
+
+
+def candidate_route(component: Component, *, backends: Sequence[str] = (),
+                    kubernetes: KubernetesDiscovery | None = None) -> CandidateRoute:
+    """A model's candidate version: its replicas, and the requests its plan gives it."""
+    version = component.candidate
+    assert version is not None, "candidate_route takes a candidate component"
+    return CandidateRoute(backends=tuple(backends), kubernetes=kubernetes,
+                          health_path=component.endpoint.health_path or "/health", weight=version.traffic,
+                          header=version.header, header_value=version.header_value, mirror=version.mirror)
 
 
 def _port_number(component: Component, name: str) -> int | None:

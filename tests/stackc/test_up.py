@@ -382,3 +382,33 @@ def test_ctrl_c_while_engines_load_exits_130_and_stops_them(tmp_path: Path) -> N
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_candidate_version_gets_its_share_and_the_testers_header_under_up(tmp_path: Path) -> None:
+    """Issue 25's canary on real processes: stackc up runs the stable and candidate engines behind the router,
+    which sends exactly ``traffic`` of every 100 requests, and every request with the header, to the candidate."""
+    spec = FAKE_SPEC + ('[models.echo.candidate]\nengine_args = ["--reply-delay", "0"]\ntraffic = 25\n'
+                        'header = "x-candidate"\n')
+    process, base_url = start_up(tmp_path, spec)
+    root = base_url.removesuffix("/v1")
+    try:
+        engines = {pid: b"--reply-delay" in argv for pid in children(process.pid)
+                   if b"fake_engine" in (argv := Path(f"/proc/{pid}/cmdline").read_bytes())}
+        assert sorted(engines.values()) == [False, True]  # one stable replica, one candidate replica
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{root}/ready").json()["models"]["echo"]["candidate"]["ready"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+        def by_candidate(headers: dict | None = None) -> bool:
+            answer = httpx.post(f"{base_url}/chat/completions", json=request, headers=headers)
+            assert answer.status_code == 200
+            return engines[int(answer.json()["system_fingerprint"].removeprefix("pid-"))]
+
+        with_share = [by_candidate() for _ in range(40)]
+        assert sum(with_share) == 10
+        assert all(by_candidate({"x-candidate": "true"}) for _ in range(5))
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130

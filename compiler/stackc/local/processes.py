@@ -47,6 +47,8 @@ class LocalProcess:
     port: int
     ready_path: str
     log: Path
+    #: a replica of the model's candidate version
+    candidate: bool = False
 
 
 def free_port() -> int:
@@ -172,7 +174,8 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
 def _replica(component: Component, executable: str, replica: int, state: Path,
              environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
     container = component.pod.containers[0]
-    home = state / component.key
+    own_name = component.key + ("-candidate" if component.candidate is not None else "")
+    home = state / own_name
     paths: dict[str, str] = {}
     source = component.weights.source
     if source.scheme in ("s3", "gs") and component.weights.location != source.location:
@@ -224,8 +227,8 @@ def _replica(component: Component, executable: str, replica: int, state: Path,
     args = [re.sub(r"\$\((\w+)\)", lambda m: own.get(m.group(1), m.group(0)), on_host(arg)) for arg in container.args]
     probe = container.readiness_probe
     ready_path = probe.path if probe is not None and probe.path else "/"
-    name = f"{component.key}-{replica}"
+    name = f"{own_name}-{replica}"
     log = state / "logs" / f"{name}.log"
     return LocalProcess(name, component.key, (executable, *container.command[1:], *args),
                         {**base_environment(environ), **own},
-                        component.endpoint.port.number, ready_path, log)
+                        component.endpoint.port.number, ready_path, log, component.candidate is not None)

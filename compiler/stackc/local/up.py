@@ -84,16 +84,23 @@ def router_process(components: Sequence[Component], replicas: Sequence[LocalProc
                    spec: Spec, environ: Mapping[str, str]) -> LocalProcess:
     """The reference router in front of the local replicas, configured as in the cluster."""
     from stackc_router.config import Config, to_data
-    from stackc_router.from_plan import model_route
+    from stackc_router.from_plan import candidate_route, model_route
+
+    def backends_of(component: Component) -> list[str]:
+        return [f"http://{LOOPBACK}:{p.port}" for p in replicas
+                if p.model == component.key and p.candidate == (component.candidate is not None)]
 
     routes = []
     for component in components:
-        backends = [f"http://{LOOPBACK}:{p.port}" for p in replicas if p.model == component.key]
-        if not backends:
+        backends = backends_of(component)
+        if not backends or component.candidate is not None:
             continue
         variable = _engine_key_variable(component)
         key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
-        route = model_route(component, backends=backends, upstream_key_file=key_file)
+        candidate = next((c for c in components if c.key == component.key and c.candidate is not None), None)
+        tried = backends_of(candidate) if candidate is not None else []
+        route = model_route(component, backends=backends, upstream_key_file=key_file,
+                            candidate=candidate_route(candidate, backends=tried) if candidate and tried else None)
         routes.append(dataclasses.replace(route, health_interval_s=HEALTH_INTERVAL_SECONDS))
     keys_file = None
     if _router_keys(spec) is not None:
@@ -156,7 +163,7 @@ def lower_replica(spec: Spec, registry: Registry, component: Component, listen: 
     """The model lowered for one replica on this machine: its engine listens at ``listen``, so its own
     arguments, probes and endpoint agree on the address (nothing is rewritten after lowering)."""
     alone = attrs.evolve(spec, models={component.key: spec.models[component.key]})
-    return pipeline.lower(alone, registry, listen=listen).components[0]
+    return next(c for c in pipeline.lower(alone, registry, listen=listen).components if c.name == component.name)
 
 
 def _not_ready(supervisor: Supervisor, what: str, stop: threading.Event) -> str:

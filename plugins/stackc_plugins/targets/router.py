@@ -30,7 +30,7 @@ from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, PORT_MAX, PORT_NAME, SecretRef
 from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
-from stackc_router.from_plan import model_route, prefill_route
+from stackc_router.from_plan import candidate_route, model_route, prefill_route
 
 IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
 PORT = 8080
@@ -139,6 +139,8 @@ class RouterTarget:
     loads_adapters = True
     #: it picks each model's replica by ``routing.strategy`` (and ``session_header``)
     applies_routing = True
+    #: it gives a model's candidate version its share of the requests, its testers' and mirrored copies
+    splits_traffic = True
 
     def check(self, plan: Plan, options: RouterOptions) -> Iterator[Diagnostic]:
         scaling = options.autoscaling
@@ -251,10 +253,12 @@ def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
     routes = []
     for component, prefill in models(plan):
         engine_key = component.endpoint.api_key  # the engine demands its key: the router presents it (to both roles)
+        candidate = kube.candidate(plan, component.key)
         routes.append(model_route(
             component, kubernetes=discovery(component),
             upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None,
-            prefill=prefill_route(prefill, kubernetes=discovery(prefill)) if prefill is not None else None))
+            prefill=prefill_route(prefill, kubernetes=discovery(prefill)) if prefill is not None else None,
+            candidate=candidate_route(candidate, kubernetes=discovery(candidate)) if candidate is not None else None))
     config = Config(models=tuple(routes), host="0.0.0.0", port=PORT, max_body_bytes=options.max_body_bytes,
                     max_in_flight=options.max_in_flight, hold_queue=options.hold_queue,
                     max_connections_per_address=options.max_connections_per_address,
