@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stackc.diagnostics import DiagnosticsError, Severity
-from stackc.testing import compile_text, objects, wiring_problems
+from stackc.testing import compile_text, objects, rejected_objects, wiring_problems
 
 SPEC = """
 version = 1
@@ -173,3 +173,17 @@ def test_plan_shows_both_versions_and_what_they_hold_during_the_rollout(tmp_path
     assert "m: during the rollout the stable and candidate versions hold 2 × (1 × H100-80GB) + 1 × (1 × H100-80GB)" in out
     # the candidate's larger weights don't fit: located at the field the candidate set
     assert "models.m.candidate.model" in err and "E140" in err
+
+
+@pytest.mark.parametrize("targets, options", [
+    ('["manifests", "router", "gateway"]', "mirror = true\n"),
+    ('["helm", "router", "monitoring"]', ""),
+    ('["kserve", "router"]', ""),
+    ('["kserve"]', '[targets.kserve]\ndeployment_mode = "Knative"\n'),
+    ('["llmisvc", "router"]', '[targets.llmisvc]\nrouter = "none"\n'),
+])
+def test_every_targets_objects_with_a_candidate_would_be_accepted(targets: str, options: str, crd_validator) -> None:
+    text = (SPEC + CANDIDATE + options).replace('targets = ["manifests", "gateway"]', f"targets = {targets}") \
+        .replace('model = "meta-llama', 'model = "hf://meta-llama')
+    count, problems = rejected_objects(compile_text(text).files)
+    assert count and problems == []
