@@ -157,6 +157,8 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
 
     if accelerators.count == 0:
         return unchecked("no accelerators: the model runs on CPU")
+    if tensor_parallel < 1 or model.serving.pipeline_parallel < 1:  # E014 says so: no share of the weights to compute
+        return unknown("the parallelism is out of bounds")
     if memory is None:
         if accelerators.type is not None:
             options = [*ACCELERATORS, *ACCELERATOR_ALIASES]
