@@ -359,8 +359,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     deployed = tuple(sorted(set(spec.stack.targets)))
     platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
     # facts from this machine's Hugging Face cache inform the check only: the output depends on the spec alone
-    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in plan_fit(checked, registry)[0]
-            if row.facts_source != HUB_CACHE}
+    rows = checked.fit_rows if checked.fit_rows is not None else plan_fit(checked, registry)[0]
+    fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in rows if row.facts_source != HUB_CACHE}
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
         lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
              for where in sorted(platforms, key=str)}
@@ -382,6 +382,8 @@ class Checked:
     spec: Spec
     source_map: SourceMap
     warnings: tuple[Diagnostic, ...] = ()
+    #: the fit check's row per model (``check(fit=True)``; else ``plan_fit`` computes them)
+    fit_rows: tuple[Any, ...] | None = None
 
 
 def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
@@ -391,13 +393,15 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     leaves the fit check to the caller (``stackc plan`` shows models that don't fit)."""
     document, diagnostics = resolve(paths, settings, texts)
     spec = None
+    rows = None
     if not diagnostics:
         spec, diagnostics = structure(document, registry)
         if spec is not None:
             spec = _deploying(spec, [name for name in targets or () if name in registry.targets])
             diagnostics += validate_spec(spec, registry, _plugin_call)
             if fit:
-                diagnostics += assess_fit(spec, registry, _spec_file(document.source_map))[1]
+                rows, problems = assess_fit(spec, registry, _spec_file(document.source_map))
+                diagnostics += problems
     for name in targets or ():
         if name not in registry.targets:
             diagnostics.append(Diagnostic("E011", f"unknown target '{name}' (from --target)", (),
@@ -406,7 +410,7 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     errors = [d for d in located if d.severity is Severity.ERROR]
     if errors or spec is None:
         raise DiagnosticsError(located)
-    return Checked(spec, document.source_map, tuple(located))
+    return Checked(spec, document.source_map, tuple(located), None if rows is None else tuple(rows))
 
 
 def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:
