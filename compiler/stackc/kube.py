@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -738,10 +738,10 @@ def component_objects(stack: Stack, component: Component, service_type: str = "C
 
 
 def kustomized(artifacts: Iterable[Artifact]) -> Iterator[Artifact]:
-    """The artifacts, then a kustomization.yaml naming each file of objects among them, so a target's
-    folder is ``kubectl apply -k``-able."""
+    """The artifacts, one file per component (``per_folder``), then a kustomization.yaml naming each file
+    of objects among them, so a target's folder is ``kubectl apply -k``-able."""
     resources = []
-    for artifact in artifacts:
+    for artifact in per_folder(artifacts):
         if artifact.objects:
             resources.append(artifact.path)
         yield artifact
@@ -750,3 +750,36 @@ def kustomized(artifacts: Iterable[Artifact]) -> Iterator[Artifact]:
         "kind": "Kustomization",
         "resources": sorted(resources),
     })
+
+
+def per_folder(artifacts: Iterable[Artifact]) -> list[Artifact]:
+    """Each folder's files of objects as one file named after the folder, in the order they came: a
+    component's objects (``llama/deployment.yaml``, ``llama/service.yaml`` …) become ``llama.yaml``, a
+    disaggregated model's roles ``llama/prefill.yaml`` and ``llama/decode.yaml``. One file per component
+    reads as well as one per object in review, and a large stack writes a fifth of the files (creating
+    files is most of a build's time on a slow disk). Files at the top and files of other data stay."""
+    merged: dict[str, list[Mapping[str, Any]]] = {}
+    others: list[Artifact] = []
+    for artifact in artifacts:
+        folder, _, _ = artifact.path.rpartition("/")
+        if folder and artifact.objects and artifact.path.endswith(".yaml"):
+            merged.setdefault(f"{folder}.yaml", []).extend(artifact.objects)
+        else:
+            others.append(artifact)
+    return [*others, *(Artifact(path, tuple(objects)) for path, objects in merged.items())]
+
+
+def file_clashes(plan: Plan, target: str, files: Iterable[str], file_of: Callable[[Component], str] | None = None,
+                 where: str | None = None) -> Iterator[Diagnostic]:
+    """Models whose file (``FOLDER.yaml``: ``per_folder``; ``file_of`` where the target names it otherwise)
+    would be one of ``files``, which the target writes beside the models (in ``where``, by default its
+    folder) for objects of its own."""
+    where = where or target
+    taken = set(files)
+    clashing = {component.key for component in plan.components
+                if (file_of(component) if file_of else f"{folder(component)}.yaml") in taken}
+    for key in sorted(clashing):
+        yield Diagnostic("E240", f"model '{key}' would be written to {where}/{key}.yaml, a file the {target} "
+                         "target writes for objects of its own", ("models", key),
+                         f"rename the model: {', '.join(sorted(name.removesuffix('.yaml') for name in taken))} "
+                         f"are taken in {where}/")

@@ -50,10 +50,10 @@ def test_a_spec_using_it_compiles_and_validates(environment: Path, tmp_path: Pat
     spec.write_text(SPEC)
     result = stackc("build", str(spec), "-o", str(tmp_path / "out"), site=environment, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    deployment = tmp_path / "out" / "tgi" / "manifests" / "mistral" / "deployment.yaml"
-    found = objects({"deployment.yaml": deployment.read_bytes()})
-    assert validate_kubernetes(found[0]) == []
-    assert "--num-shard" in found[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    model = tmp_path / "out" / "tgi" / "manifests" / "mistral.yaml"
+    [deployment] = [o for o in objects({"mistral.yaml": model.read_bytes()}) if o["kind"] == "Deployment"]
+    assert validate_kubernetes(deployment) == []
+    assert "--num-shard" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_without_it_the_same_spec_fails_naming_the_known_engines(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_diff_is_clean_on_the_committed_output_and_shows_exactly_a_replicas_chan
     assert len(removed) == len(added) == 2
     assert all(re.fullmatch(r"-\s+replicas: 2", line) for line in removed)
     assert all(re.fullmatch(r"\+\s+replicas: 3", line) for line in added)
-    assert "out/prod/manifests/llama-8b/deployment.yaml" in changed.stdout
+    assert "out/prod/manifests/llama-8b.yaml" in changed.stdout
     assert "out/prod/helm/prod/values.yaml" in changed.stdout
     assert "is stale" in changed.stderr
 
@@ -117,8 +117,8 @@ def test_build_writes_check_writes_nothing(tmp_path, repo, run_stackc):
     assert not out.exists()
     result = run_stackc("build", "specs/prod.toml", "-o", str(out), "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert "manifests/llama-8b/deployment.yaml" in envelope(result.stdout)["files"]
-    assert (out / "prod" / "manifests" / "llama-8b" / "deployment.yaml").is_file()
+    assert "manifests/llama-8b.yaml" in envelope(result.stdout)["files"]
+    assert (out / "prod" / "manifests" / "llama-8b.yaml").is_file()
 
 
 def test_init_writes_a_spec_that_builds(tmp_path, run_stackc):
@@ -201,7 +201,8 @@ def test_diff_summarises_each_changed_file_with_its_objects(repo, tmp_path, run_
     changed = run_stackc("diff", "specs/prod.toml", cwd=project)
     assert changed.returncode == ExitCode.DIFFERENCES
     lines = changed.stderr.splitlines()
-    assert re.search(r"^  changed  manifests/llama-8b/deployment\.yaml +\+1 -1 +Deployment/prod-llama-8b$", changed.stderr,
+    # the model's file holds all its objects: the one that changed is named
+    assert re.search(r"^  changed  manifests/llama-8b\.yaml +\+1 -1 +Deployment/prod-llama-8b$", changed.stderr,
                      re.M), changed.stderr
     assert re.search(r"^  added    monitoring/dashboard\.yaml +\+\d+ -0 +ConfigMap/prod-dashboard$", changed.stderr, re.M)
     assert lines[-1].startswith("stackc: 3 files changed, +")

@@ -59,7 +59,7 @@ def test_a_named_service_on_a_port_of_its_own_and_in_the_chart() -> None:
     files = compile_text(text).files
     [service] = [o for o in objects(files) if o["metadata"]["name"] == "engine-service"]
     assert service["spec"]["ports"][0]["port"] == 80
-    assert "helm/s/templates/objects-service-engine-service.yaml" in files
+    assert "name: engine-service\n" in files["helm/s/templates/objects.yaml"].decode()
 
 
 def test_models_whose_service_ports_disagree_need_a_port() -> None:

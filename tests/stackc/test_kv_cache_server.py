@@ -56,8 +56,9 @@ def test_every_target_that_deploys_models_deploys_the_server(files: dict[str, by
 
 
 def test_the_helm_chart_templates_the_server_too(files: dict[str, bytes]) -> None:
-    assert {f"helm/kv/templates/objects-{kind}-{NAME}.yaml" for kind in ("deployment", "service", "networkpolicy")} \
-        <= set(files)
+    template = files["helm/kv/templates/objects.yaml"].decode()
+    assert all(f"kind: {kind}\n" in template for kind in ("Deployment", "Service", "NetworkPolicy"))
+    assert f"name: {NAME}\n" in template
 
 
 def test_only_the_stacks_model_servers_may_call_it(files: dict[str, bytes]) -> None:

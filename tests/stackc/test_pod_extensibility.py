@@ -197,14 +197,16 @@ def test_extra_objects_are_emitted_as_written_in_the_stacks_namespace(built) -> 
         assert config["data"] == {"fluent-bit.conf": "[INPUT]\n    Name tail\n"}
         (volume,) = kind(built, "PersistentVolume", prefix)
         assert volume["metadata"] == {"name": "weights"}  # cluster-scoped: no namespace
-    assert "objects/configmap-fluent-bit-config.yaml" in built["manifests/kustomization.yaml"].decode()
+    assert "- objects.yaml" in built["manifests/kustomization.yaml"].decode()
 
 
 def test_helm_templates_extra_objects_with_the_release_namespace() -> None:
     files = compile_text(FEATURES.replace('["manifests", "kserve"]', '["helm"]')).files
-    text = files["helm/s/templates/objects-configmap-fluent-bit-config.yaml"].decode()
+    templates = {text.split("kind: ", 1)[1].split("\n", 1)[0]: text
+                 for text in files["helm/s/templates/objects.yaml"].decode().split("---\n")}
+    text = templates["ConfigMap"]
     assert "namespace: '{{ .Release.Namespace }}'" in text and "helm.sh/chart" not in text
-    assert "namespace" not in files["helm/s/templates/objects-persistentvolume-weights.yaml"].decode()
+    assert "namespace" not in templates["PersistentVolume"]
 
 
 @pytest.mark.skipif(shutil.which("helm") is None and not os.environ.get("STACKC_HELM"), reason="helm is not installed")

@@ -209,7 +209,7 @@ class FileChange(NamedTuple):
     status: str  # "added", "removed" or "changed"
     added: int
     removed: int
-    objects: tuple[str, ...]  # Kind/name of the Kubernetes objects the file holds
+    objects: tuple[str, ...]  # Kind/name of the Kubernetes objects in the file that were added, removed or changed
 
 
 def file_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[FileChange]:
@@ -225,22 +225,29 @@ def file_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[Fil
         status = "added" if before is None else "removed" if after is None else "changed"
         changes.append(FileChange(name, status, sum(1 for line in body if line.startswith("+")),
                                   sum(1 for line in body if line.startswith("-")),
-                                  _objects(name, after if after is not None else before or b"")))
+                                  _changed_objects(name, before or b"", after or b"")))
     return changes
 
 
-def _objects(name: str, content: bytes) -> tuple[str, ...]:
-    if not name.endswith(".yaml") or b"{{" in content:  # Helm templates are not YAML until rendered
-        return ()
+def _changed_objects(name: str, before: bytes, after: bytes) -> tuple[str, ...]:
+    """The objects of a file that were added, removed or changed (a file holds a component's objects)."""
+    old, new = _objects(name, before), _objects(name, after)
+    return tuple(key for key in [*new, *(key for key in old if key not in new)] if old.get(key) != new.get(key))
+
+
+def _objects(name: str, content: bytes) -> dict[str, object]:
+    """Each object of a YAML file by ``Kind/name``."""
+    if not content or not name.endswith(".yaml") or b"{{" in content:  # Helm templates are not YAML until rendered
+        return {}
     import yaml
 
     try:
         documents = list(yaml.load_all(content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError:
-        return ()
-    return tuple(f"{d['kind']}/{d['metadata']['name']}" for d in documents
-                 if isinstance(d, dict) and isinstance(d.get("metadata"), dict) and "kind" in d
-                 and "name" in d["metadata"] and d["kind"] != "Kustomization")
+        return {}
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in documents
+            if isinstance(d, dict) and isinstance(d.get("metadata"), dict) and "kind" in d
+            and "name" in d["metadata"] and d["kind"] != "Kustomization"}
 
 
 def diff_trees(old: Mapping[str, bytes], new: Mapping[str, bytes], old_label: str, new_label: str) -> str:

@@ -122,6 +122,8 @@ class GatewayTarget:
     proxies_pd_decode = True
 
     def check(self, plan: Plan, options: GatewayOptions) -> Iterator[Diagnostic]:
+        yield from kube.file_clashes(plan, self.name, ("kustomization.yaml", "gateway.yaml"),
+                                     lambda component: f"{component.key}.yaml")
         keys = [component.key for component in plan.components]
         for name in sorted(options.priorities):
             if name not in keys:

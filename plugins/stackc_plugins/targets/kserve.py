@@ -91,6 +91,7 @@ class KserveTarget:
 
     def check(self, plan: Plan, options: KserveOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "kserve", "E073")
+        yield from kube.file_clashes(plan, self.name, ("kustomization.yaml", "objects.yaml"))
         yield from kube.engines_service_unexpressed(plan, "kserve", "the InferenceServices' pods")
         callers = {"router", "gateway"} & set(plan.stack.targets)
         if options.deployment_mode == "Standard" and plan.stack.network_policy is not None and callers:

@@ -97,6 +97,8 @@ class LlmisvcTarget:
 
     def check(self, plan: Plan, options: LlmisvcOptions) -> Iterator[Diagnostic]:
         yield from kube.unknown_models(plan, options.models, "llmisvc", "E160")
+        yield from kube.file_clashes(plan, self.name, ("kustomization.yaml", "objects.yaml"),
+                                     lambda component: f"{component.key}.yaml")
         yield from kube.engines_service_unexpressed(plan, "llmisvc", "the LLMInferenceServices' pods")
         if options.gateway_namespace is not None and options.gateway is None:
             yield Diagnostic("W194", "gateway_namespace without gateway: the managed routes attach to KServe's own "

@@ -30,6 +30,7 @@ class ManifestsTarget:
 
     def check(self, plan: Plan, options: ManifestsOptions) -> Iterator[Diagnostic]:
         yield from kube.workload_problems(plan, self.name)
+        yield from kube.file_clashes(plan, self.name, ("kustomization.yaml", "namespace.yaml", "objects.yaml"))
         if options.service_type != "ClusterIP":
             for component in plan.components:
                 if component.topology.kind == "ray_cluster":

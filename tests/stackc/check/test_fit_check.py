@@ -160,7 +160,8 @@ def test_the_endpoint_picker_sizes_its_prefix_index_with_the_computed_kv_tokens(
     text = spec(extra=", max_context = 8192").replace('name = "fit"', 'name = "fit"\ntargets = ["manifests", "gateway"]')
     compilation = compile_text(text)
     tokens = compilation.plan.components[0].kv_tokens_per_replica
-    config = yaml.safe_load(yaml.safe_load(compilation.files["gateway/m/epp-configmap.yaml"])["data"]["default-plugins.yaml"])
+    [config_map] = [o for o in yaml.safe_load_all(compilation.files["gateway/m.yaml"]) if o["kind"] == "ConfigMap"]
+    config = yaml.safe_load(config_map["data"]["default-plugins.yaml"])
     [scorer] = [p for p in config["plugins"] if p["type"] == "prefix-cache-scorer"]
     assert scorer["parameters"] == {"lruCapacityPerServer": tokens * 4 // 64}
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from stackc.plan import signals
-from stackc.testing import compile_text
+from stackc.testing import compile_text, objects
 from stackc_router.config import Config
 from stackc_router.from_plan import model_route
 from stackc_router.testing import running_router
@@ -185,8 +185,8 @@ def selectors(expr: str) -> list[str]:
 
 
 def triggers(compilation: Any) -> list[str]:
-    return [t["metadata"]["query"] for name, text in sorted(compilation.files.items()) if name.endswith("scaledobject.yaml")
-            for t in yaml.safe_load(text)["spec"]["triggers"]]
+    return [t["metadata"]["query"] for obj in objects(compilation.files) if obj["kind"] == "ScaledObject"
+            for t in obj["spec"]["triggers"]]
 
 
 def test_every_expression_evaluates_and_every_series_it_reads_has_data(scraped: tuple[Any, str]) -> None:

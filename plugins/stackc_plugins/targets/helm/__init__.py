@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -77,7 +77,9 @@ class HelmTarget:
     release_namespace = RELEASE_NAMESPACE
 
     def check(self, plan: Plan, options: HelmOptions) -> Iterator[Diagnostic]:
-        return kube.workload_problems(plan, self.name)
+        yield from kube.workload_problems(plan, self.name)
+        yield from kube.file_clashes(plan, self.name, ("objects.yaml",),
+                                     where=f"{self.name}/{options.chart or plan.stack.name}/templates")
 
     def emit(self, plan: Plan, options: HelmOptions) -> Iterator[Artifact]:
         chart = options.chart or plan.stack.name
@@ -94,14 +96,13 @@ class HelmTarget:
                 values["models"][values_key(component)] = model_values(component)
             else:  # a disaggregated model's roles: models.KEY.ROLE
                 values["models"].setdefault(component.key, {})[roles.role] = model_values(component)
-            for kind, obj in kube.component_objects(plan.stack, component):
-                yield Artifact(f"{root}/templates/{kube.folder(component)}-{kind}.yaml",
-                               text=template(chart, component, obj))
-        for stem, obj in kube.stack_objects(plan.stack):
-            # the spec's objects as written: only their namespace follows the release (a cluster-scoped
-            # object's name may carry it: the file is named without the placeholder)
-            yield Artifact(f"{root}/templates/objects-{stem.replace(RELEASE_NAMESPACE, 'namespace')}.yaml",
-                           text=template(chart, None, obj))
+            # one file per component, as the manifests target writes them
+            yield Artifact(f"{root}/templates/{kube.folder(component)}.yaml", text=_stream(
+                template(chart, component, obj) for _, obj in kube.component_objects(plan.stack, component)))
+        stack_objects = [template(chart, None, obj) for _, obj in kube.stack_objects(plan.stack)]
+        if stack_objects:
+            # the spec's objects as written: only their namespace follows the release
+            yield Artifact(f"{root}/templates/objects.yaml", text=_stream(stack_objects))
         yield Artifact(f"{root}/values.yaml", text=VALUES_HEADER + to_yaml(values))
         yield Artifact(f"{root}/values.schema.json", data=values_schema(values))
         yield Artifact(f"{root}/templates/_helpers.tpl",
@@ -117,16 +118,19 @@ class HelmTarget:
         texts = namespaced_texts(objects)
         for target, artifacts in sorted(addons.items()):
             for artifact in artifacts:
-                for index, obj in enumerate(artifact.objects):
-                    name = artifact.path if len(artifact.objects) == 1 else \
-                        artifact.path.replace(".yaml", f"-{index}.yaml")
-                    text = addon_template(chart, json.loads(json.dumps(obj)), texts)
-                    yield Artifact(f"{chart}/templates/{target}/{name}", text=text)
+                if artifact.objects:  # each file of the add-on's folder, as it is there
+                    yield Artifact(f"{chart}/templates/{target}/{artifact.path}", text=_stream(
+                        addon_template(chart, json.loads(json.dumps(obj)), texts) for obj in artifact.objects))
         if texts:
             yield Artifact(f"{chart}/templates/_namespaced.tpl", text=namespaced_definitions(chart, texts))
         own = [obj for component in plan.components for _, obj in kube.component_objects(plan.stack, component)]
         own += [obj for _, obj in kube.stack_objects(plan.stack)]
         yield Artifact(f"{chart}/templates/NOTES.txt", text=notes(plan, [*own, *objects]))
+
+
+def _stream(templates: Iterable[str]) -> str:
+    """Templates of one object each as one file: Helm renders each document of it as one object."""
+    return "---\n".join(templates)
 
 
 VALUES_HEADER = """\
