@@ -345,7 +345,7 @@ def precise_prefix(plan: Plan, component: Component) -> tuple[dict, ...]:
     if events is None:
         return ()
     endpoint = component.endpoint
-    url = f"http://{endpoint.service}.{plan.stack.namespace}.svc:{endpoint.service_port}"
+    url = f"http://{endpoint.service}.{plan.stack.namespace}.svc:{endpoint.public_port or endpoint.service_port}"
     return ({"type": "token-producer", "parameters": {"modelName": endpoint.served_names[0], "vllm": {"url": url}}},
             {"type": "endpoint-notification-source"},
             {"type": PRECISE_PRODUCER, "parameters": {"kvEventsConfig": {
