@@ -15,7 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.output.render import to_yaml
 from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD, Caller, Component, Exporter, Plan
 from stackc.registry import Artifact, Registry
@@ -169,6 +169,10 @@ class GatewayTarget:
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
         yield from _extension_policy_problems(plan, options)
+        if options.scorers.lora_affinity != Scorers().lora_affinity and not any(
+                c.endpoint.adapters for c in kube.models(plan)):
+            yield Diagnostic("W060", "no model has LoRA adapters: no picker runs the LoRA-affinity scorer",
+                             ("targets", "gateway", "scorers", "lora_affinity"), "drop it", Severity.WARNING)
         for component in kube.models(plan):
             candidate = kube.candidate(plan, component.key)
             # a tester's header doubles the matches: each name with it (to the candidate), and without
