@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.lowering import disaggregation as pd
+from stackc.plan import images
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -88,7 +89,7 @@ FETCHED_ADAPTERS_PATH = f"{ADAPTERS_PATH}/fetched"
 #: KServe's storage initializer (entrypoint arguments: SOURCE DESTINATION) fetches ``hf://REPO:REVISION``,
 #: ``s3://`` and ``gs://`` into a folder (a single object under its own name): what the engines can't do
 #: for an adapter, or for weights in object storage
-DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
+DOWNLOADER_IMAGE = images.STORAGE_INITIALIZER.image
 
 PluginCall = Callable[..., Any]
 

@@ -11,6 +11,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -34,8 +35,8 @@ from stackc_plugins.engines._common import (
     model_location,
 )
 
-SERVE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+SERVE_IMAGE = images.TRTLLM_SERVE.image
+TRITON_IMAGE = images.TRITON_TRTLLM.image
 TRITON_USER = 1000  # the Triton images' user triton-server
 PORT = 8000
 SERVE_METRICS = MetricNames(

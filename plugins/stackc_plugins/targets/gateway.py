@@ -17,6 +17,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.output.render import to_yaml
+from stackc.plan import images
 from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD, Caller, Component, Exporter, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import (
@@ -29,7 +30,7 @@ from stackc.spec.model import (
     Form,
 )
 
-EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
+EPP_IMAGE = images.ENDPOINT_PICKER.image
 POOL_GROUP = "inference.networking.k8s.io"
 CONFIG_FILE = "default-plugins.yaml"
 #: the approximate prefix-cache scorer hashes prompts in blocks of this many characters (its default)

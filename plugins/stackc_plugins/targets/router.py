@@ -16,6 +16,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
+from stackc.plan import images
 from stackc.plan.model import (
     RESTRICTED_CONTAINER,
     RESTRICTED_POD,
@@ -32,7 +33,7 @@ from stackc_router import metrics as router_metrics
 from stackc_router.config import Config, KubernetesDiscovery, to_data
 from stackc_router.from_plan import candidate_route, model_route, prefill_route
 
-IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
+IMAGE = images.ROUTER.image
 PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"
