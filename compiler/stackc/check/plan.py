@@ -231,8 +231,11 @@ def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
         for index, port in enumerate(container.ports):
             # the engine's container lists the engine's ports, then the spec's `ports`; the engine's own clash
             # through the spec's `port` (the serving port moved onto another of the engine's)
+            roles = component.disaggregation
             if container.spec_path:
                 here = base + container.spec_path + ("ports", index)
+            elif roles is not None and port.name == roles.kv_port:
+                here = base + ("disaggregation", "kv_port")
             else:
                 here = base + (("ports", spec_ports.index(port.name)) if port.name in spec_ports else ("port",))
             if (port.number, port.protocol) in numbers:

@@ -526,7 +526,8 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
 def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
     if role is None:
         return None
-    return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port)
+    return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port,
+                               result.kv_port.name if result.kv_port is not None else None)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:
