@@ -165,7 +165,7 @@ def _structure_repairing(data: dict[str, Any]) -> tuple[Spec | None, list[Diagno
     Users get every mistake in one run: a type error must not hide an unknown engine.
     """
     spec, diagnostics = convert.structure(data, Spec)
-    repaired = copy.deepcopy(data)
+    repaired = copy.deepcopy(data) if spec is None else data  # a valid spec (the usual case) is not repaired
     attempts = 0
     while spec is None and attempts < 5:
         attempts += 1

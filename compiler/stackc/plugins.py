@@ -45,11 +45,12 @@ def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(entry_point.name, []).append(entry_point)
     loaded = []
+    distributions: dict[int, tuple[str, str]] = {}
     for name in sorted(found):
         if name in blocked:
             continue
         entries = found[name]
-        providers = [_provider(e) for e in entries]
+        providers = [_provider(e, distributions) for e in entries]
         if len({(p.distribution, e.value) for p, e in zip(providers, entries, strict=True)}) > 1:
             raise PluginConflict(None, f"plugin '{name}' is provided twice: by "
                               + " and by ".join(sorted(map(str, providers))))
@@ -61,9 +62,16 @@ def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
     return loaded
 
 
-def _provider(entry_point: importlib.metadata.EntryPoint) -> Provider:
+def _provider(entry_point: importlib.metadata.EntryPoint, distributions: dict[int, tuple[str, str]]) -> Provider:
+    """Who provides the entry point; ``distributions`` keeps each distribution's name and version, whose
+    metadata file is parsed again on every access (one distribution provides all the built-in plugins)."""
     dist = entry_point.dist
-    return Provider(entry_point.name, dist.name if dist else "<unknown>", dist.version if dist else "0")
+    if dist is None:
+        return Provider(entry_point.name, "<unknown>", "0")
+    if id(dist) not in distributions:
+        metadata = dist.metadata
+        distributions[id(dist)] = (metadata["Name"], metadata["Version"])
+    return Provider(entry_point.name, *distributions[id(dist)])
 
 
 def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:

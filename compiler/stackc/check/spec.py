@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -620,14 +621,41 @@ def _adapter_problems(spec: Spec, model: Model, registry: Registry, base: Path) 
 
 def bound_problems(obj: Any, path: Path = ()) -> Iterator[Diagnostic]:
     """Every value against the bounds its field declares (``stackc.spec.model.field``), through nested objects."""
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
-        here = path + (field.name,)
-        yield from _field_problems(value, field.metadata, here)
-        items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, tuple) else ()
-        for key, item in [(None, value), *items]:
+    problems: list[Diagnostic] = []
+    _collect_bound_problems(obj, path, problems)
+    return iter(problems)
+
+
+#: the metadata keys of ``stackc.spec.model.field`` that bound a value
+_BOUND_KEYS = ("minimum", "maximum", "form", "keys", "min_items")
+
+
+@functools.cache
+def _bounded_fields(cls: type) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """Each field of an attrs class with its bounds (empty when it declares none), computed once per class."""
+    return tuple((f.name, {k: f.metadata[k] for k in _BOUND_KEYS if k in f.metadata}) for f in attrs.fields(cls))
+
+
+def _collect_bound_problems(obj: Any, path: Path, problems: list[Diagnostic]) -> None:
+    # a spec has thousands of fields, most of them defaults without bounds: only values that can break a
+    # bound (or a float, which must be finite) are checked, and only attrs objects are walked into
+    for name, bounds in _bounded_fields(type(obj)):
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if bounds or isinstance(value, float):
+            problems.extend(_field_problems(value, bounds, path + (name,)))
+        if isinstance(value, tuple):
+            items: Iterable[tuple[Any, Any]] = enumerate(value)
+        elif isinstance(value, Mapping):
+            items = value.items()
+        else:
+            if attrs.has(type(value)):
+                _collect_bound_problems(value, path + (name,), problems)
+            continue
+        for key, item in items:
             if attrs.has(type(item)):
-                yield from bound_problems(item, here if key is None else here + (key,))
+                _collect_bound_problems(item, path + (name, key), problems)
 
 
 def _field_problems(value: Any, bounds: Mapping[str, Any], path: Path) -> Iterator[Diagnostic]:

@@ -30,8 +30,6 @@ from stackc.plan.model import (
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, PORT_MAX, PORT_NAME, SecretRef
 from stackc_router import metrics as router_metrics
-from stackc_router.config import Config, KubernetesDiscovery, to_data
-from stackc_router.from_plan import candidate_route, model_route, prefill_route
 
 IMAGE = images.ROUTER.image
 PORT = 8080
@@ -248,6 +246,10 @@ def models(plan: Plan) -> Iterator[tuple[Component, Component | None]]:
 
 def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
     """The ``stackc-router`` config file: one entry per model, each role discovered through its Service."""
+    # the router's own config classes: imported when a stack has a router, not by every build
+    from stackc_router.config import Config, KubernetesDiscovery, to_data
+    from stackc_router.from_plan import candidate_route, model_route, prefill_route
+
     def discovery(component: Component) -> KubernetesDiscovery:
         return KubernetesDiscovery(plan.stack.namespace, component.endpoint.service, component.endpoint.service_port)
 

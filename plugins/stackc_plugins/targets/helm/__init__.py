@@ -318,12 +318,24 @@ def _release_scalars(node: Any, blocks: _Blocks, chart: str, texts: Mapping[str,
     """``node`` with each one-line string that holds the namespace, and each digest of a namespaced text,
     as a sentinel of a quoted template (a namespace such as ``123`` stays a string). Multi-line
     strings render as literal blocks, always strings: the namespace is replaced in their lines."""
-    if isinstance(node, dict):
-        return {_release_scalars(k, blocks, chart, texts): _release_scalars(v, blocks, chart, texts)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_release_scalars(item, blocks, chart, texts) for item in node]
-    if not isinstance(node, str) or "\n" in node:
+    def scalar(value: Any) -> Any:
+        # most strings hold neither the namespace nor a digest: only those are looked at closely
+        if isinstance(value, str) and (RELEASE_NAMESPACE in value or texts and len(value) >= _DIGEST_MIN):
+            return _release_scalar(value, blocks, chart, texts)
+        return value
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {scalar(k): walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return scalar(value)
+
+    return walk(node)
+
+
+def _release_scalar(node: str, blocks: _Blocks, chart: str, texts: Mapping[str, str]) -> str:
+    if "\n" in node:
         return node
     if RELEASE_NAMESPACE in node:
         quoted = "'%s'" % node.replace("'", "''") if node.isprintable() else json.dumps(node, ensure_ascii=False)
@@ -343,7 +355,7 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
     text = to_yaml(_release_scalars(obj, blocks, chart, texts or {}))
     lines = list(head)
     for line in text.splitlines():
-        match = _SENTINEL.search(line)
+        match = _SENTINEL.search(line) if "@@" in line else None
         if not match:
             lines.append(_in_release(chart, line))
             continue
