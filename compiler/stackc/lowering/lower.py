@@ -527,7 +527,7 @@ def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation
     if role is None:
         return None
     return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port,
-                               result.kv_port.name if result.kv_port is not None else None)
+                               result.kv_port.name if result.kv_port is not None and role.kv_port is not None else None)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:
