@@ -457,7 +457,9 @@ def with_plain_objects(text: str, registry: Any) -> str:
     if "manifests" in targets or ("helm" not in targets and registry.targets_having("serves_models", targets)):
         return text
     targets.append("manifests")
-    return tomlkit.dumps(data)
+    augmented = tomlkit.dumps(data)
+    # deployed, a model may need what the spec's own targets did not ask (a scaling signal): then as it is
+    return text if compile_outcome(registry, augmented).kind == "invalid" else augmented
 
 
 def _deploys_a_model(data: Mapping[str, Any]) -> bool:

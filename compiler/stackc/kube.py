@@ -415,7 +415,7 @@ def api_reader(stack: Stack, name: str, labels: Mapping[str, str],
 
 def persistent_volume_claim(stack: Stack, labels: Mapping[str, str], claim: ClaimRequest) -> dict:
     spec: dict[str, Any] = {"accessModes": [claim.access_mode], "resources": {"requests": {"storage": claim.size}}}
-    if claim.storage_class:
+    if claim.storage_class is not None:  # "" too: a volume without a class, none provisioned
         spec["storageClassName"] = claim.storage_class
     elif claim.selector or claim.volume_name:
         spec["storageClassName"] = ""  # bind the given volume; the default class would provision another

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from stackc import pipeline
-from stackc.check.plan import addresses
+from stackc.check.plan import KUBERAY_HEAD_SUFFIX, addresses
 from stackc.check.pod_security import RESTRICTED_VOLUMES, SAFE_SYSCTLS, SELINUX_TYPES
 from stackc.plugins import load_registry
 
@@ -527,11 +527,18 @@ def wiring_problems(found: Sequence[Mapping[str, Any]]) -> list[str]:
                 if o["kind"] == "Service"}
     maps = {(_namespace(o), o["metadata"]["name"]): o.get("data") or {} for o in found if o["kind"] == "ConfigMap"}
     policies = [o for o in found if o["kind"] == "NetworkPolicy"]
+    # the output's own names: a host named like them that no Service has is an address nothing answers
+    stacks = {f"{labels['app.kubernetes.io/instance']}-" for o in found
+              if "app.kubernetes.io/instance" in (labels := (o.get("metadata") or {}).get("labels") or {})}
     problems = []
     for pod in pods:
         for text, origin in _configured_strings(pod, maps):
             for host, port in addresses(text):
                 service = _service(services, pod.namespace, host)
+                name = host.split(".")[0]
+                if service is None and name.startswith(tuple(stacks)) and not name.endswith(KUBERAY_HEAD_SUFFIX) \
+                        and ("." not in host or host.endswith((".svc", ".svc.cluster.local"))):
+                    problems.append(f"{pod.where}: {origin} reaches {host}:{port}, but the output has no Service {name}")
                 if service is None:
                     continue
                 problems += [f"{pod.where}: {origin} reaches {host}:{port}, {problem}"

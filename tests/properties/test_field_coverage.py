@@ -50,20 +50,28 @@ def _outcome(data: dict, base: pipeline.Compilation, path: Path, table: Path, va
     """How a value at ``path`` shows: refused, the default, changed the output, warned where it is set (not
     on its whole ``table``, nor a warning the stack had without it), or silent."""
     text = tomlkit.dumps(data)
+    dotted, before = ".".join(path), {(w.code, w.dotted_path, w.message) for w in base.warnings}
+
+    def here(where: str) -> bool:
+        """Located at the field (or inside it, or at a table holding it), not at the whole ``table``."""
+        return (dotted.startswith(where) or where.startswith(dotted)) and where != ".".join(table)
+
     try:
         if pipeline.check(["spec.toml"], REGISTRY, texts=[("spec.toml", text)]).spec == base.spec:
             return "default"
         compilation = _compile(data)
-    except DiagnosticsError:
-        return "refused"
+    except DiagnosticsError as error:
+        # an error elsewhere answers nothing about this field (the drawn value broke another rule)
+        return "refused" if any(here(d.dotted_path) for d in error.diagnostics) else "refused elsewhere"
     if compilation.files != base.files:
         return "changed"
-    dotted, before = ".".join(path), {(w.code, w.dotted_path, w.message) for w in base.warnings}
-    if any((dotted.startswith(w.dotted_path) or w.dotted_path.startswith(dotted)) and w.dotted_path != ".".join(table)
-           and (w.code, w.dotted_path, w.message) not in before for w in compilation.warnings):
+    if any(here(w.dotted_path) and (w.code, w.dotted_path, w.message) not in before for w in compilation.warnings):
         return "warned"
-    if isinstance(value, (int, str)) and any(str(value).encode() in content for content in base.files.values()):
-        return "already so"  # the engine's own default, written out by the spec
+    # what the engine or the target does anyway, written out by the spec (a target option's number is compared
+    # with its declared default above: a number found in the files by chance says nothing)
+    if (isinstance(value, str) or isinstance(value, int) and path[0] == "models") and \
+            any(str(value).encode() in content for content in base.files.values()):
+        return "already so"
     return "silent"
 
 

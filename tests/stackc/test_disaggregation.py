@@ -128,3 +128,11 @@ def test_the_model_is_checked_as_its_roles_run_it() -> None:
     # the prefill role inherits tensor_parallel: its problem is located at the model's field, once
     assert problems(text.replace("serving.tensor_parallel = 2", "serving.tensor_parallel = 4")) == [
         ("E030", "models.m.serving.tensor_parallel")]
+
+
+def test_a_kv_port_on_the_serving_port_is_located_where_the_spec_sets_it() -> None:
+    text = ('version = 1\n[stack]\nname = "pd"\n[models.m]\nengine = "vllm"\nmodel = "org/m"\naccelerators.count = 1\n'
+            '[models.m.disaggregation]\nkv_port = 8000\n')
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(text)
+    assert {(d.code, d.dotted_path) for d in caught.value.diagnostics} == {("E024", "models.m.disaggregation.kv_port")}

@@ -64,6 +64,9 @@ def test_a_created_claim_binds_a_labelled_volume_or_uses_a_class() -> None:
     assert claim["selector"] == {"matchLabels": {"pool": "models"}} and claim["storageClassName"] == ""
     found, _ = built('size = "2Ti"\nstorage_class = "efs-sc"')
     assert found[("PersistentVolumeClaim", "s-shared-cache")]["spec"]["storageClassName"] == "efs-sc"
+    # "" is Kubernetes' own: no class, a volume made without one (production-stack's storageClass: "")
+    found, _ = built('size = "2Ti"\nstorage_class = ""')
+    assert found[("PersistentVolumeClaim", "s-shared-cache")]["spec"]["storageClassName"] == ""
 
 
 def test_an_existing_claim_is_mounted_and_not_created() -> None:
@@ -82,6 +85,7 @@ def test_a_shared_cache_answers_the_large_emptydir_warning() -> None:
     ('nfs = { server = "n", path = "/m" }', "stack.shared_cache"),
     ('nfs = { server = "n", path = "/m" }\nsize = "1Ti"\nstorage_class = "c"', "stack.shared_cache.storage_class"),
     ('storage_class = "c"', "stack.shared_cache"),
+    ('existing_claim = "x"\nstorage_class = ""', "stack.shared_cache.storage_class"),
 ])
 def test_contradictions_are_located(shared: str, path: str) -> None:
     with pytest.raises(DiagnosticsError) as error:

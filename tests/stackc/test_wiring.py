@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stackc import pipeline
+from stackc.diagnostics import DiagnosticsError
 from stackc.fuzzing import SpecGenerator, compile_outcome, with_plain_objects
 from stackc.plugins import load_registry
 from stackc.testing import compile_text, objects, wiring_problems
@@ -122,3 +123,38 @@ def test_every_service_port_leads_to_a_port_its_pods_open() -> None:
             container["ports"] = [p for p in container["ports"] if p["name"] != "lmcache"]
     assert wiring_problems(found) == ["Service pd-router: port 9000 targets 'lmcache', which Deployment pd-router "
                                       "does not open"]
+
+
+def test_an_address_named_like_the_stacks_own_with_no_service_is_caught() -> None:
+    found = objects(compile_text(LMCACHE_PD).files)
+    for obj in found:  # the receiver's host misspelt: nothing answers at pd-m-decoder
+        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for var in container.get("env", []):
+                if var["name"] == "LMCACHE_NIXL_RECEIVER_HOST":
+                    var["value"] = "pd-m-decoder"
+    problems = wiring_problems(found)
+    assert any("reaches pd-m-decoder:55555, but the output has no Service pd-m-decoder" in p for p in problems), problems
+    # the compiler says so too, of an address the spec's env sets
+    with pytest.raises(DiagnosticsError) as caught:
+        compile_text(LMCACHE_PD + '[models.m.env]\nPEER = "http://pd-m-prefil:8000/v1"\n')
+    assert any(d.code == "E152" and "but the stack has no Service pd-m-prefil" in d.message
+               for d in caught.value.diagnostics)
+
+
+def test_the_pickers_tokenizer_dials_the_models_service_port() -> None:
+    text = """
+version = 1
+[stack]
+name = "g"
+targets = ["manifests", "gateway"]
+[models.m]
+engine = "vllm"
+model = "org/m"
+accelerators.count = 1
+service_port = 80
+routing = { kv_events = true }
+"""
+    found = objects(compile_text(text).files)
+    assert wiring_problems(found) == []
+    [config] = [o for o in found if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "g-m-epp"]
+    assert "http://g-m.default.svc:80" in next(iter(config["data"].values()))

@@ -152,6 +152,10 @@ def told_addresses(container: Container) -> Iterator[tuple[str, str]]:
         yield arg, "its command line"
 
 
+#: KubeRay names a Ray cluster's head Service CLUSTER-head-svc (made by KubeRay, not in the plan)
+KUBERAY_HEAD_SUFFIX = "-head-svc"
+
+
 def unserved_addresses(plan: Plan) -> Iterator[Diagnostic]:
     """A container told to reach a Service of the stack at a port that Service does not serve (the address
     is refused once deployed): the engines' wiring of one another, checked before any target builds."""
@@ -160,6 +164,9 @@ def unserved_addresses(plan: Plan) -> Iterator[Diagnostic]:
     server = plan.stack.kv_cache_server
     if server is not None:
         served[server.name] = {server.port.number}
+    engines = plan.stack.engines_service
+    if engines is not None and engines.port is not None:
+        served.setdefault(engines.name, {engines.port})
     for component in plan.components:
         pods = (component.pod, *((component.worker_pod,) if component.worker_pod else ()))
         for container in (c for pod in pods for c in (*pod.init_containers, *pod.containers)):
@@ -173,6 +180,13 @@ def unserved_addresses(plan: Plan) -> Iterator[Diagnostic]:
                                          ("models", component.key),
                                          "the Service lacks the port: please report this as a stackc bug, or fix "
                                          "the address set in env or engine_args")
+                    elif name is not None and name not in served and name.startswith(f"{plan.stack.name}-") \
+                            and not name.endswith(KUBERAY_HEAD_SUFFIX):
+                        # a name of the stack's own that no Service of the stack has: nothing answers there
+                        yield Diagnostic("E152", f"container '{container.name}' is told ({origin}) to reach {host}:{port}, "
+                                         f"but the stack has no Service {name}", ("models", component.key),
+                                         f"the Services of its models: {', '.join(sorted(served))}; fix the address "
+                                         "set in env or engine_args, or report this as a stackc bug")
 
 
 #: variables that put the engine's downloads and caches somewhere: engines point them at the cache volume
@@ -217,8 +231,11 @@ def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
         for index, port in enumerate(container.ports):
             # the engine's container lists the engine's ports, then the spec's `ports`; the engine's own clash
             # through the spec's `port` (the serving port moved onto another of the engine's)
+            roles = component.disaggregation
             if container.spec_path:
                 here = base + container.spec_path + ("ports", index)
+            elif roles is not None and port.name == roles.kv_port:
+                here = base + ("disaggregation", "kv_port")
             else:
                 here = base + (("ports", spec_ports.index(port.name)) if port.name in spec_ports else ("port",))
             if (port.number, port.protocol) in numbers:

@@ -335,7 +335,7 @@ def _shared_cache_problems(spec: Spec) -> Iterator[Diagnostic]:
     path = ("stack", "shared_cache")
     if shared.existing_claim:
         for name in ("size", "storage_class", "selector", "nfs"):
-            if getattr(shared, name):
+            if getattr(shared, name) not in (None, {}):  # storage_class "" is a setting too
                 yield Diagnostic("E017", f"an existing claim takes no {name}", path + (name,),
                                  "set existing_claim alone, or remove it")
         return
@@ -344,7 +344,7 @@ def _shared_cache_problems(spec: Spec) -> Iterator[Diagnostic]:
                          path, 'e.g. size = "2Ti" with a storage_class whose volumes many nodes mount')
     if shared.nfs is not None:
         for name in ("storage_class", "selector"):
-            if getattr(shared, name):
+            if getattr(shared, name) not in (None, {}):
                 yield Diagnostic("E017", f"an NFS export takes no {name}: stackc creates its volume", path + (name,))
 
 

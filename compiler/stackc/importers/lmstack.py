@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stackc.diagnostics import Diagnostic, Severity
 from stackc.importers import production_stack
 from stackc.importers.draft import Draft
 from stackc.importers.values import Path, Values
@@ -48,12 +49,30 @@ def convert(values: Values, name: str) -> Draft:
         if key is None or not isinstance(entry, dict):
             continue
         _as_lmstack(values, path, draft.models[key], runtime, budget)
-    if draft.models:
+    if not draft.models:
+        _documented_example(values, draft)
+    elif any(model.get("enabled", True) for model in draft.models.values()):
         # LMStack's one Service selects every engine pod (its own Services per model stackc adds beside it),
         # on the chart's servicePort (80 in its values.yaml)
         draft.engines_service = {"name": f"{draft.name}-engine-service",
                                  "port": values.get((*ENGINE, "servicePort"), int, SERVICE_PORT)}
     return draft
+
+
+#: the model the chart's values.yaml documents (commented out) for modelSpec
+EXAMPLE = {"engine": "vllm", "model": "mistralai/Mistral-7B-Instruct-v0.2", "image": "lmcache/vllm-openai:latest",
+           "image_pull_policy": "IfNotPresent", "enabled": False}
+
+
+def _documented_example(values: Values, draft: Draft) -> None:
+    """Values with no model (the chart's own values.yaml): the chart deploys its router alone. A spec has
+    models, so it keeps the chart's documented example, not deployed (enabled = false), and says so."""
+    path = (*ENGINE, "modelSpec")
+    key = draft.add_model("mistral", dict(EXAMPLE), "the chart's documented modelSpec example", values.location(path))
+    values.dropped.append(Diagnostic(
+        "W090", "the values list no model: the chart deploys its router alone; the spec keeps the chart's documented "
+        f"example {key!r} with enabled = false", path, f"set models.{key} to your model and enabled = true",
+        Severity.WARNING, values.location(path)))
 
 
 def _ignored(values: Values) -> None:

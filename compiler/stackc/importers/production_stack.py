@@ -537,7 +537,8 @@ def _scheduling(values: Values, path: Path, shared: dict[str, Any]) -> dict[str,
             "affinity": affinity or None,
             "runtime_class": (runtime or None) if values.has((*path, "runtimeClassName")) else shared["runtime_class"],
             "scheduler_name": shared["scheduler_name"],
-            "priority_class": values.text((*path, "priorityClassName"))}
+            # the chart sets priorityClassName only when it is not empty
+            "priority_class": values.text((*path, "priorityClassName")) or None}
 
 
 def _init_container(values: Values, path: Path) -> list[dict[str, Any]]:

@@ -47,14 +47,30 @@ def import_values(chart: str, paths: Sequence[str], name: str | None = None,
                                       location=Location(paths[-1]))])
     header = [f"Imported by `stackc import --from {chart} {' '.join(paths)}`.",
               "Values stackc could not map are listed on stderr; review them, then `stackc build` this file."]
-    text = render(draft, header)
-    _compile(text, draft.origins, Location(paths[-1]))
-    return Imported(text, tuple(sorted_unique(values.report())))
+    left_out: list[Diagnostic] = []
+    while True:
+        text = render(draft, header)
+        problems = _problems(text, draft.origins, Location(paths[-1]))
+        # the chart never renders a disabled model: what stackc can't take of one is left out, not refused
+        unrendered = [(p, d) for p, d in problems if _disabled_value(draft.models, p)]
+        if not problems or len(unrendered) < len(problems):
+            break
+        for path, diagnostic in unrendered:
+            _remove(draft.models, path)
+            left_out.append(attrs.evolve(diagnostic, code="W090", severity=Severity.WARNING,
+                                         message=f"not imported: {diagnostic.message.removeprefix(_INVALID)} (in a "
+                                         "disabled model, which the chart never renders)"))
+    if problems:
+        raise ValuesError([d for _, d in problems])
+    return Imported(text, tuple(sorted_unique([*values.report(), *left_out])))
 
 
-def _compile(text: str, origins: dict[str, Location], fallback: Location) -> None:
-    """Refuse to print a spec stackc would reject: its problems come from the values, so exit 2,
-    each located at the values entry the model came from."""
+_INVALID = "the imported spec is invalid: "
+
+
+def _problems(text: str, origins: dict[str, Location], fallback: Location) -> list[tuple[tuple, Diagnostic]]:
+    """What stackc rejects in the spec (a spec it would reject is never printed): its problems come from the
+    values, so exit 2, each located at the values entry the model came from; with each its spec path."""
     from stackc import pipeline
     from stackc.plugins import load_registry
 
@@ -62,9 +78,29 @@ def _compile(text: str, origins: dict[str, Location], fallback: Location) -> Non
     try:
         pipeline.compile_stack([name], load_registry(), texts=[(name, text)])
     except DiagnosticsError as error:
-        raise ValuesError([attrs.evolve(d, code="E092", message=f"the imported spec is invalid: {d.message}",
-                                        location=_origin(d.path, origins, fallback), hint=_hint(d))
-                           for d in error.diagnostics if d.severity is Severity.ERROR]) from None
+        return [(tuple(d.path), attrs.evolve(d, code="E092", message=f"{_INVALID}{d.message}",
+                                             location=_origin(d.path, origins, fallback), hint=_hint(d)))
+                for d in error.diagnostics if d.severity is Severity.ERROR]
+    return []
+
+
+def _disabled_value(models: dict, path: tuple) -> bool:
+    """Whether ``path`` is a value the draft set in a model it imports disabled."""
+    if len(path) < 3 or path[0] != "models" or models.get(path[1], {}).get("enabled") is not False:
+        return False
+    node = models[path[1]]
+    for key in path[2:]:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _remove(models: dict, path: tuple) -> None:
+    node = models[path[1]]
+    for key in path[2:-1]:
+        node = node[key]
+    node.pop(path[-1], None)
 
 
 def _hint(diagnostic: Diagnostic) -> str | None:

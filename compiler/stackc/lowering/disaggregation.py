@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
+from stackc.plan import images
 from stackc.plan import model as plan
 from stackc.plan.engine import Container, Port, Probe, RoleRequest
 from stackc.plan.model import DISAGGREGATION_ROLE_LABEL
@@ -22,7 +23,7 @@ from stackc.spec import disaggregation
 from stackc.spec.model import PORT_MAX, Model, Spec
 
 ROLE_LABEL = DISAGGREGATION_ROLE_LABEL
-PROXY_IMAGE = "ghcr.io/llm-d/llm-d-router-disagg-sidecar:v0.10.0"
+PROXY_IMAGE = images.PD_SIDECAR.image
 #: the engine's port behind the proxy: llm-d's own layout (8000 → 8200)
 PROXY_PORT_OFFSET = 200
 #: the engine's port once the proxy holds the serving port's name

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from stackc.lowering import disaggregation as pd
+from stackc.plan import images
 from stackc.plan import model as plan
 from stackc.plan.engine import (
     Adapter,
@@ -88,7 +89,7 @@ FETCHED_ADAPTERS_PATH = f"{ADAPTERS_PATH}/fetched"
 #: KServe's storage initializer (entrypoint arguments: SOURCE DESTINATION) fetches ``hf://REPO:REVISION``,
 #: ``s3://`` and ``gs://`` into a folder (a single object under its own name): what the engines can't do
 #: for an adapter, or for weights in object storage
-DOWNLOADER_IMAGE = "kserve/storage-initializer:v0.15.2"
+DOWNLOADER_IMAGE = images.STORAGE_INITIALIZER.image
 
 PluginCall = Callable[..., Any]
 
@@ -525,7 +526,8 @@ def _ray_cluster(model: Model, pod: plan.Pod, application: RayApplication, restr
 def _role(role: RoleRequest | None, result: EngineResult) -> plan.Disaggregation | None:
     if role is None:
         return None
-    return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port)
+    return plan.Disaggregation(role.role, role.protocol, result.bootstrap_port,
+                               result.kv_port.name if result.kv_port is not None and role.kv_port is not None else None)
 
 
 def autoscaler(model: Model, prometheus: str) -> plan.Autoscaler | None:

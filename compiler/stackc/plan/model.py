@@ -201,6 +201,8 @@ class Disaggregation:
     protocol: PrefillProtocol
     #: the prefill servers' bootstrap port (``bootstrap``)
     bootstrap_port: int | None = None
+    #: the name of the KV-transfer port the engine opened, when the spec's ``disaggregation.kv_port`` set its number
+    kv_port: str | None = None
 
 
 @attrs.frozen

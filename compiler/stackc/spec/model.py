@@ -31,6 +31,8 @@ NAME = Form(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "a valid name: lowercase letters, d
             "E008", 63)
 DNS_LABEL = Form(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a DNS label: lowercase letters, digits and '-'", "E008", 63)
 DNS_SUBDOMAIN = Form(f"^{_SUBDOMAIN}$", "a DNS subdomain: lowercase letters, digits, '-' and '.'", "E008", 253)
+#: a StorageClass's name, or "" (Kubernetes: no class, no dynamic provisioning)
+STORAGE_CLASS = Form(f"^({_SUBDOMAIN})?$", "a StorageClass name (a DNS subdomain), or '' for none", "E008", 253)
 HOSTNAME = Form(rf"^(\*\.)?{_SUBDOMAIN}$", "a host name (lowercase, an optional leading '*.')", "E008", 253)
 LABEL_KEY = Form(rf"^((?=[^/]{{1,253}}/){_SUBDOMAIN}/)?(?=[^/]{{1,63}}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
                  "a label or annotation key: an optional DNS-subdomain prefix and '/', then up to 63 letters, "
@@ -216,7 +218,9 @@ class Cache:
     """The model cache volume: a PersistentVolumeClaim stackc creates, or one that exists."""
 
     size: str | None = field("Size of the claim stackc creates, e.g. `200Gi`.", default=None, form=QUANTITY)
-    storage_class: str | None = field("StorageClass of the claim stackc creates.", default=None, form=DNS_SUBDOMAIN)
+    storage_class: str | None = field("StorageClass of the claim stackc creates; `\"\"` for none (the claim binds a "
+                                      "volume made without a class instead of provisioning one).", default=None,
+                                      form=STORAGE_CLASS)
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = field(
         "Access mode of the claim; use `ReadWriteMany` to share one cache across replicas.",
         default="ReadWriteOnce",
@@ -243,7 +247,8 @@ class SharedCache:
     size: str | None = field("Size of the claim stackc creates (for `nfs`: the volume's nominal capacity), "
                              "e.g. `2Ti`.", default=None, form=QUANTITY)
     storage_class: str | None = field("StorageClass of that claim (one whose volumes many nodes mount: EFS, "
-                                      "Filestore, Azure Files, CephFS, NFS).", default=None, form=DNS_SUBDOMAIN)
+                                      "Filestore, Azure Files, CephFS, NFS); `\"\"` for none (a volume made "
+                                      "without a class).", default=None, form=STORAGE_CLASS)
     selector: Mapping[str, str] = field(
         "Labels of the pre-provisioned PersistentVolume the claim binds to (production-stack's `pvcMatchLabels`); "
         "without `storage_class` the claim then waits for such a volume instead of provisioning one.",

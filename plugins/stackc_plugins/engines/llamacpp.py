@@ -8,6 +8,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -32,10 +33,8 @@ from stackc_plugins.engines._common import (
     model_location,
 )
 
-BUILD = "b10434"
-IMAGES = {"": f"ghcr.io/ggml-org/llama.cpp:server-{BUILD}",
-          "nvidia.com/": f"ghcr.io/ggml-org/llama.cpp:server-cuda-{BUILD}",
-          "amd.com/": f"ghcr.io/ggml-org/llama.cpp:server-rocm-{BUILD}"}
+BUILD = images.LLAMACPP_BUILD
+IMAGES = {prefix: known.image for prefix, known in images.LLAMACPP.items()}
 PORT = 8080
 BINARY = "/app/llama-server"  # the image entrypoint; not on the image's PATH
 METRICS = MetricNames(running="llamacpp:requests_processing", waiting="llamacpp:requests_deferred",

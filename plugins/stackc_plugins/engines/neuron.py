@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -31,7 +32,7 @@ from stackc_plugins.engines.vllm import (
     vllm_command_line,
 )
 
-IMAGE = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.16.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
+IMAGE = images.NEURON.image
 RESOURCES = ("aws.amazon.com/neuron", "aws.amazon.com/neuroncore")
 CORES_PER_DEVICE = 2  # Inf2 and Trn1; Trn2 exposes 4 logical cores per device at the default LNC=2
 

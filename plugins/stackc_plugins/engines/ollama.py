@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -26,7 +27,7 @@ from stackc.registry import Registry
 from stackc.spec.model import Model
 from stackc_plugins.engines._common import CACHE_PATH, listen_address
 
-IMAGE = "ollama/ollama:0.12.10"
+IMAGE = images.OLLAMA.image
 PORT = 11434
 BINARY = "/bin/ollama"
 

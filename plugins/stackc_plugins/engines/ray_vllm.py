@@ -17,6 +17,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan import ray
 from stackc.plan.engine import (
     Capability,
@@ -41,13 +42,8 @@ from stackc_plugins.engines._common import (
 from stackc_plugins.engines.vllm import engine_arguments
 
 RAY_VERSION = "2.50.1"
-#: Ray's LLM images (Ray Serve LLM and vLLM) known to exist, by Ray version: those KubeRay's own Serve LLM
-#: sample runs (ray-project/kuberay, ray-operator/config/samples/ray-service.llm-serve.yaml, at commits
-#: 262a7a12 and 0ca87180). Ray's CUDA suffix changes between releases, so a tag is never derived from a version.
-IMAGES = {
-    "2.46.0": "rayproject/ray-llm:2.46.0-py311-cu124",
-    "2.50.1": "rayproject/ray-llm:2.50.1-py311-cu124",
-}
+#: Ray's LLM images (Ray Serve LLM and vLLM) known to exist, by Ray version (``stackc.plan.images.RAY_LLM``)
+IMAGES = {version: known.image for version, known in images.RAY_LLM.items()}
 IMPORT_PATH = "ray.serve.llm:build_openai_app"
 #: the image's user ``ray`` (uid 1000, group 100 owns its home)
 USER, GROUP = 1000, 100

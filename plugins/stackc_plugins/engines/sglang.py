@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -36,7 +37,7 @@ from stackc_plugins.engines._common import (
     served_names,
 )
 
-IMAGE = "lmsysorg/sglang:v0.5.19"
+IMAGE = images.SGLANG.image
 PORT = 30000
 #: where rank 0 listens for the other ranks of a multi-node replica (``--dist-init-addr``)
 DIST_INIT_PORT = 20000

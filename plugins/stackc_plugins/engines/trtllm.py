@@ -11,6 +11,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -34,8 +35,8 @@ from stackc_plugins.engines._common import (
     model_location,
 )
 
-SERVE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+SERVE_IMAGE = images.TRTLLM_SERVE.image
+TRITON_IMAGE = images.TRITON_TRTLLM.image
 TRITON_USER = 1000  # the Triton images' user triton-server
 PORT = 8000
 SERVE_METRICS = MetricNames(
@@ -151,8 +152,10 @@ def _triton_port_clashes(model: Model, options: TrtllmOptions) -> Iterator[Diagn
                              f"set engine_options.{name} to another port" + (" (grpc_port = 0 turns gRPC off)"
                                                                              if name == "grpc_port" else ""))
     if options.grpc_port == options.metrics_port:
+        # the one the spec moved onto the other's default
+        moved = "grpc_port" if options.grpc_port != TrtllmOptions().grpc_port else "metrics_port"
         yield Diagnostic("E151", f"Triton's gRPC and metrics ports are both {options.metrics_port}",
-                         ("engine_options", "metrics_port"), "set engine_options.metrics_port to another port")
+                         ("engine_options", moved), f"set engine_options.{moved} to another port")
 
 
 def _triton(request: EngineRequest, options: TrtllmOptions) -> EngineResult:

@@ -10,6 +10,7 @@ import attrs
 
 from stackc import hookimpl
 from stackc.diagnostics import Diagnostic, Severity
+from stackc.plan import images
 from stackc.plan.engine import (
     Capability,
     Container,
@@ -43,12 +44,12 @@ from stackc_plugins.engines._common import (
     served_names,
 )
 
-IMAGE = "vllm/vllm-openai:v0.33.0"
+IMAGE = images.VLLM.image
 #: the images' non-root user ``vllm`` (group 0, which owns what it may write)
 USER, GROUP = 2000, 0
 #: flags stackc sets from the spec: engine_args repeating them would contradict probes, Service and router
 OWNED_FLAGS = {"--port": "port", "--served-model-name": "served_name and aliases"}
-CPU_IMAGE = "vllm/vllm-openai-cpu:v0.33.0-x86_64"
+CPU_IMAGE = images.VLLM_CPU.image
 PORT = 8000
 LOAD_ADAPTER_PATH = "/v1/load_lora_adapter"
 #: LMCache's vLLM connector, storing and loading blocks in both directions

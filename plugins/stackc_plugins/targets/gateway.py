@@ -15,8 +15,9 @@ from typing import Any, Literal
 import attrs
 
 from stackc import hookimpl, kube
-from stackc.diagnostics import Diagnostic, did_you_mean
+from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.output.render import to_yaml
+from stackc.plan import images
 from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD, Caller, Component, Exporter, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import (
@@ -29,7 +30,7 @@ from stackc.spec.model import (
     Form,
 )
 
-EPP_IMAGE = "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
+EPP_IMAGE = images.ENDPOINT_PICKER.image
 POOL_GROUP = "inference.networking.k8s.io"
 CONFIG_FILE = "default-plugins.yaml"
 #: the approximate prefix-cache scorer hashes prompts in blocks of this many characters (its default)
@@ -171,6 +172,10 @@ class GatewayTarget:
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
         yield from _extension_policy_problems(plan, options)
+        if options.scorers.lora_affinity != Scorers().lora_affinity and not any(
+                c.endpoint.adapters for c in kube.models(plan)):
+            yield Diagnostic("W060", "no model has LoRA adapters: no picker runs the LoRA-affinity scorer",
+                             ("targets", "gateway", "scorers", "lora_affinity"), "drop it", Severity.WARNING)
         for component in kube.models(plan):
             candidate = kube.candidate(plan, component.key)
             # a tester's header doubles the matches: each name with it (to the candidate), and without
@@ -347,7 +352,7 @@ def precise_prefix(plan: Plan, component: Component) -> tuple[dict, ...]:
     if events is None:
         return ()
     endpoint = component.endpoint
-    url = f"http://{endpoint.service}.{plan.stack.namespace}.svc:{endpoint.service_port}"
+    url = f"http://{endpoint.service}.{plan.stack.namespace}.svc:{endpoint.public_port or endpoint.service_port}"
     return ({"type": "token-producer", "parameters": {"modelName": endpoint.served_names[0], "vllm": {"url": url}}},
             {"type": "endpoint-notification-source"},
             {"type": PRECISE_PRODUCER, "parameters": {"kvEventsConfig": {

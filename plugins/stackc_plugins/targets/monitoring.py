@@ -64,6 +64,12 @@ class MonitoringTarget:
             yield Diagnostic("E153", f"scrape_timeout {timeout} is longer than the scrape interval {options.interval}",
                              ("targets", "monitoring", "scrape_timeout"), "keep it at most interval")
         yield from unused_settings(plan, options)
+        for key in sorted({c.key for c in plan.components if c.endpoint.metrics is None}):
+            engine = next(c.engine for c in plan.components if c.key == key)
+            yield Diagnostic("W197", f"engine '{engine}' exports no metrics: no monitor scrapes model '{key}', and no "
+                             "alert or dashboard panel shows it", ("models", key, "engine"),
+                             "the router's metrics (with the router target) still count its requests",
+                             Severity.WARNING)
 
     def emit(self, plan: Plan, options: MonitoringOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))

@@ -16,6 +16,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
+from stackc.plan import images
 from stackc.plan.model import (
     RESTRICTED_CONTAINER,
     RESTRICTED_POD,
@@ -30,7 +31,7 @@ from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, PORT_MAX, PORT_NAME, SecretRef
 from stackc_router import metrics as router_metrics
 
-IMAGE = "ghcr.io/stackc-dev/stackc-router:0.1.0"
+IMAGE = images.ROUTER.image
 PORT = 8080
 CONFIG_PATH = "/etc/stackc-router"
 KEYS_PATH = "/etc/stackc-router/keys"

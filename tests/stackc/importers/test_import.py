@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stackc.cli import main
 from stackc.importers.run import import_values
 from stackc.importers.values import ValuesError
-from stackc.testing import compile_text, objects
+from stackc.testing import charts_dir, compile_text, objects
 
 DATA = Path(__file__).parent / "data"
 
@@ -634,3 +634,36 @@ routerSpec:
     [router] = [o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-router")]
     assert {"name": "controller", "containerPort": 9101, "protocol": "TCP"} in \
         router["spec"]["template"]["spec"]["containers"][0]["ports"]
+
+
+@pytest.mark.parametrize("chart, values", [
+    ("production-stack", "production-stack/helm/values.yaml"),
+    ("lmstack", "lmstack/helm/values.yaml"),
+    ("doubleword", "doubleword-inference-stack/values.yaml"),
+])
+def test_each_charts_own_values_import_and_build(chart: str, values: str) -> None:
+    """The file a new user tries first: the chart deploys it as it is, so it is never refused; what the chart
+    never renders (a disabled example model, no model at all) is kept disabled and said."""
+    root = charts_dir()
+    if root is None:
+        pytest.skip("the seed charts are not here: set STACKC_CHARTS_DIR or put shared/charts beside the checkout")
+    result = import_values(chart, [str(root / values)])
+    spec = tomllib.loads(result.text)
+    assert all(d.severity.value == "warning" for d in result.report)
+    compile_text(result.text)
+    if chart != "doubleword":  # its values enable groups; the other two deploy no model as they are
+        assert all(model.get("enabled") is False for model in spec["models"].values())
+        assert any("disabled model" in d.message or "documented example" in d.message for d in result.report)
+
+
+def test_a_disabled_model_keeps_what_stackc_can_take_and_reports_the_rest(tmp_path: Path) -> None:
+    result = import_text(tmp_path, "production-stack", (
+        "servingEngineSpec:\n  modelSpec:\n  - name: spare\n    enabled: false\n    repository: vllm/vllm-openai\n"
+        "    tag: v0.11.0\n    modelURL: org/m\n    requestGPU: 1\n    pvcStorage: 10Gi\n    storageClass: \"\"\n    priorityClassName: \"\"\n"
+        "    vllmConfig:\n      tensorParallelSize: 2\n"))
+    model = tomllib.loads(result.text)["models"]["spare"]
+    assert model["enabled"] is False and model["cache"]["storage_class"] == ""  # the chart's "": no class
+    assert "priority_class" not in model.get("scheduling", {})  # the chart sets it only when not empty
+    assert "tensor_parallel" not in model.get("serving", {})
+    [left] = [d for d in result.report if "disabled model" in d.message]
+    assert left.code == "W090" and "tensor_parallel × pipeline_parallel = 2 needs 2 accelerators" in left.message

@@ -115,7 +115,8 @@ def test_triton_serves_http_on_8001_with_grpc_moved_or_off() -> None:
 @pytest.mark.parametrize("extra, path", [
     ("port = 8001\n" + TRITON % "", "models.m.port"),
     (TRITON % ", metrics_port = 8000", "models.m.engine_options.metrics_port"),
-    (TRITON % ", grpc_port = 8002", "models.m.engine_options.metrics_port"),
+    (TRITON % ", grpc_port = 8002", "models.m.engine_options.grpc_port"),
+    (TRITON % ", metrics_port = 8001", "models.m.engine_options.metrics_port"),
 ])
 def test_triton_ports_that_clash_are_located_where_the_spec_set_them(extra: str, path: str) -> None:
     with pytest.raises(DiagnosticsError) as error:

@@ -217,3 +217,14 @@ def test_every_monitor_of_every_example_scrapes_a_port_its_pods_have(spec: Path,
     compilation = pipeline.compile_stack([spec], registry, settings,
                                          targets=sorted({*checked.stack.targets, "monitoring"}))
     assert unscraped(compilation.files) == []
+
+
+def test_a_model_whose_engine_exports_no_metrics_is_a_located_warning() -> None:
+    text = ('version = 1\n[stack]\nname = "s"\ntargets = ["manifests", "monitoring"]\n[models.c]\nengine = "command"\n'
+            'model = "/models/x"\nimage = "example.com/server:1"\n[models.c.engine_options]\nport = 9000\n'
+            'command = ["server"]\n')
+    compilation = compile_text(text)
+    assert ("W197", "models.c.engine") in {(d.code, d.dotted_path) for d in compilation.warnings}
+    assert not [o for o in objects(compilation.files) if o["kind"] == "PodMonitor" and "s-c" == o["metadata"]["name"]]
+    with_metrics = compile_text(text + 'metrics_path = "/metrics"\n')
+    assert "W197" not in {d.code for d in with_metrics.warnings}
