@@ -23,8 +23,10 @@ VLLM_BLOCK = 16
 #: samples with top-k and top-p on purpose (vllm/v1/worker/gpu_model_runner.py ``_dummy_sampler_run``); the
 #: native top-k/top-p path (vllm/v1/sample/ops/topk_topp_sampler.py ``apply_top_k_top_p``) keeps at once: the
 #: model's 16-bit logits (2), their float32 copy (4), the sorted values (4) and int64 sort indices (8), the
-#: softmax of the sorted values that cumsum overwrites (4), the top-k and top-p masks (1 + 1)
-SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 8 + 4 + 1 + 1
+#: softmax of the sorted values that cumsum overwrites (4), the top-k and top-p masks (1 + 1), and, at the
+#: peak, the float32 tensor its last line allocates while all of those are still held: ``logits_sort.scatter(
+#: dim=-1, index=logits_idx, src=logits_sort)`` un-sorts into a new tensor, not in place (4)
+SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 8 + 4 + 1 + 1 + 4
 #: MXFP4 experts in vLLM's Marlin layout (the backend of devices without native FP4, vllm#23278's log):
 #: each expert's intermediate size per rank rounded up to 128, the hidden size to 256
 #: (vllm/model_executor/layers/quantization/mxfp4.py ``create_weights``); 32 weights share one scale byte

@@ -40,7 +40,7 @@ def codes(text: str) -> list[str]:
 
 
 def test_weights_that_leave_no_room_are_e140_with_the_smallest_tp_that_fits() -> None:
-    [diagnostic] = [d for d in problems(spec("meta-llama/Llama-3.3-70B-Instruct", extra=", max_context = 8192"))
+    [diagnostic] = [d for d in problems(spec("meta-llama/Llama-3.3-70B-Instruct", extra=", max_context = 4096"))
                     if d.code == "E140"]
     assert diagnostic.dotted_path == "models.m.serving.tensor_parallel"
     assert diagnostic.location.line == 8
@@ -52,7 +52,7 @@ def test_a_context_the_kv_cache_cannot_hold_is_e141_with_the_largest_that_fits()
     [diagnostic] = [d for d in problems(spec(type="L4")) if d.code == "E141"]
     assert diagnostic.dotted_path == "models.m.serving.max_context"
     assert "not one sequence of 131072" in diagnostic.message
-    assert "max_context = 40960 fits" in diagnostic.hint
+    assert "max_context = 39936 fits" in diagnostic.hint
 
 
 def test_fewer_full_context_sequences_than_asked_is_w140() -> None:
@@ -124,7 +124,7 @@ def test_plan_prints_a_table_and_json_the_schema_describes(tmp_path: Path, run_s
     assert table.returncode == 2 and "error[E141]" in table.stderr
     header, row = table.stdout.splitlines()
     assert header.split()[:2] == ["MODEL", "ACCELERATORS"]
-    assert row.startswith("m ") and "1 × L4" in row and "41,696" in row and "no-fit" in row
+    assert row.startswith("m ") and "1 × L4" in row and "40,694" in row and "no-fit" in row
     result = run_stackc("plan", "specs/disaggregated.toml", "--format", "json")
     envelope = json.loads(result.stdout)
     jsonschema.validate(envelope, json.loads((REPO / "docs" / "cli-output.schema.json").read_text()))
@@ -146,9 +146,9 @@ serving = { max_context = 8192 }
 """
     compilation = compile_text(text.replace("{type}", "H100-80GB"))
     [component] = compilation.plan.components
-    assert component.kv_tokens_per_replica == 446016  # `stackc plan`'s KV TOKENS/REPLICA
+    assert component.kv_tokens_per_replica == 442409  # `stackc plan`'s KV TOKENS/REPLICA
     config = compilation.files["router/configmap.yaml"].decode()
-    assert f"cache_chars: {446016 * 4}" in config
+    assert f"cache_chars: {442409 * 4}" in config
     untyped = compile_text(text.replace(', type = "{type}"', ""))
     assert untyped.plan.components[0].kv_tokens_per_replica is None
     assert "cache_chars" not in untyped.files["router/configmap.yaml"].decode()
