@@ -219,7 +219,10 @@ def _compile(args: argparse.Namespace) -> Any:
     # what is loaded by now (modules, classes, plugins) lives until the command exits: frozen, the cyclic
     # garbage collector stops walking it again and again while a large spec is compiled (~5 % of a build)
     gc.freeze()
-    compilation = pipeline.compile_stack(args.specs, registry, args.settings, args.targets)
+    try:
+        compilation = pipeline.compile_stack(args.specs, registry, args.settings, args.targets)
+    finally:
+        gc.unfreeze()  # main() may run in a long-lived process (tests, a plugin's tooling): collected as before
     _print_diagnostics(compilation.warnings)
     return compilation
 

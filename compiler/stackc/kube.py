@@ -691,6 +691,12 @@ def models(plan: Plan) -> list[Component]:
             if c.candidate is None and (c.disaggregation is None or c.disaggregation.role == "decode")]
 
 
+def version_key(component: Component) -> str:
+    """The model's key, KEY-candidate for its candidate version (no model has that name: E183): what names a
+    version's own objects and values."""
+    return component.key if component.candidate is None else component.selector["app.kubernetes.io/name"]
+
+
 def candidate(plan: Plan, key: str) -> Component | None:
     """The candidate version of model ``key``, if it has one."""
     return next((c for c in plan.components if c.key == key and c.candidate is not None), None)

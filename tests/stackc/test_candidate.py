@@ -186,3 +186,37 @@ def test_every_targets_objects_with_a_candidate_would_be_accepted(targets: str, 
         .replace('model = "meta-llama', 'model = "hf://meta-llama')
     count, problems = rejected_objects(compile_text(text).files)
     assert count and problems == []
+
+
+def test_new_weights_serve_the_models_names_without_the_models_revision() -> None:
+    text = (SPEC.replace('replicas = 2', 'replicas = 2\nrevision = "0e9e39f249a16976918f6564b8830bc894c89659"')
+            + '[[models.m.serving.lora_adapters]]\nname = "topic"\nsource = "org/topic-lora"\n'
+            + '[models.m.candidate]\nmodel = "meta-llama/Llama-3.2-3B-Instruct"\ntraffic = 10\n')
+    found = objects(compile_text(text).files)  # an adapter of the model is the candidate's too: no E012
+    [engine] = _named(found, "Deployment", "s-m-candidate")["spec"]["template"]["spec"]["containers"]
+    args = engine["args"]
+    assert args[args.index("--served-model-name") + 1] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "--revision" not in args and "meta-llama/Llama-3.2-3B-Instruct" in args
+
+
+def test_knatives_new_revision_keeps_the_services_objects_and_refuses_routing_targets() -> None:
+    text = (SPEC + CANDIDATE).replace('targets = ["manifests", "gateway"]', 'targets = ["kserve"]') \
+        .replace("replicas = 2", 'replicas = 2\ncache = { size = "100Gi", access_mode = "ReadWriteMany" }') \
+        + '[targets.kserve]\ndeployment_mode = "Knative"\n'
+    found = objects(compile_text(text).files)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in found if o["kind"] != "ServingRuntime") == [
+        ("InferenceService", "s-m"), ("PersistentVolumeClaim", "s-m-cache"), ("PodDisruptionBudget", "s-m"),
+        ("ServiceAccount", "s-m")]
+    predictor = _named(found, "InferenceService", "s-m")["spec"]["predictor"]
+    assert predictor["serviceAccountName"] == "s-m" and predictor["labels"]["app.kubernetes.io/name"] == "m"
+    assert predictor["minReplicas"] == predictor["maxReplicas"] == 2
+    assert {v["persistentVolumeClaim"]["claimName"] for v in predictor["volumes"] if "persistentVolumeClaim" in v} \
+        == {"s-m-cache"}
+    routed = text.replace('targets = ["kserve"]', 'targets = ["kserve", "router"]')
+    assert ("E075", "models.m.candidate") in {(d.code, d.dotted_path) for d in _problems(routed)}
+
+
+def test_a_mirror_beside_a_share_and_a_lone_header_value_are_warnings() -> None:
+    assert ("W061", "models.m.candidate.mirror") in _warnings(SPEC + CANDIDATE + "mirror = true\n")
+    lone = SPEC + CANDIDATE.replace('header = "x-candidate"\n', 'header_value = "yes"\n')
+    assert ("W183", "models.m.candidate.header_value") in _warnings(lone)

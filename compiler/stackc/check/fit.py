@@ -97,6 +97,8 @@ def _assess_candidate(key: str, model: Model, spec_file: Callable[[Path], str | 
     found, source, problems = _facts(served, base, spec_file)
     row, more = _assess_one(key, CANDIDATE, base, served, served.accelerators, served.serving.tensor_parallel,
                             found, source, registry)
+    # as for the model: a config that could not be read already says why it is unknown
+    more = [p for p in more if not (problems and p.code == "W142")]
     located = [attrs.evolve(p, path=base + candidate_path(model, tuple(p.path[2:])))
                if p.path[:2] == base else p for p in (*problems, *more)]
     return [attrs.evolve(row, replicas=served.replicas)], located

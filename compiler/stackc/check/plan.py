@@ -18,14 +18,16 @@ def served_name_conflicts(plan: Plan) -> list[Diagnostic]:
     """Every name a client may send must lead to one model, or one adapter (engines decide the primary names)."""
     owners: dict[str, str] = {}
     problems = []
-    for component in plan.components:
+    # a candidate version serves its model's names and adapters: the stable version's speak for both
+    components = [c for c in plan.components if c.candidate is None]
+    for component in components:
         for name in dict.fromkeys((*component.endpoint.served_names, *component.endpoint.aliases)):
             if name in owners and owners[name] != component.key:
                 problems.append(Diagnostic("E012", f"'{name}' is already a name of model '{owners[name]}'",
                                            ("models", component.key, "aliases"),
                                            "every served name and alias must be unique in a stack"))
             owners.setdefault(name, component.key)
-    for component in plan.components:
+    for component in components:
         for index, adapter in enumerate(component.endpoint.adapters):
             owner = owners.get(adapter.name)
             if owner is not None:

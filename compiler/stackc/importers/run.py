@@ -53,7 +53,7 @@ def import_values(chart: str, paths: Sequence[str], name: str | None = None,
         problems = _problems(text, draft.origins, Location(paths[-1]))
         # the chart never renders a disabled model: what stackc can't take of one is left out, not refused
         unrendered = [(p, d) for p, d in problems if _disabled_value(draft.models, p)]
-        if not problems or len(unrendered) < len(problems):
+        if not unrendered:  # each pass removes values the draft set: the loop ends
             break
         for path, diagnostic in unrendered:
             _remove(draft.models, path)

@@ -23,6 +23,7 @@ from stackc.diagnostics import Diagnostic
 from stackc.lowering.lower import CACHE_VOLUME
 from stackc.plan.engine import Container, Listen, LocalRun
 from stackc.plan.model import Component
+from stackc.spec.candidate import SUFFIX as CANDIDATE
 
 _HOST_PATHS = {"/dev/shm"}
 LOOPBACK = "127.0.0.1"
@@ -131,7 +132,8 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
                                        f"for engine '{component.engine}' is not installed", path + ("engine",),
                                        run.install_hint))
             continue
-        replicas = max(component.scale.replicas, 1)
+        # a model of no replicas still runs one here (to try it); a candidate of none is not deployed
+        replicas = component.scale.replicas if component.candidate is not None else max(component.scale.replicas, 1)
         for replica in range(replicas):
             listen = Listen(LOOPBACK, free_port())
             lowered = lower_replica(component, listen)
@@ -174,7 +176,7 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
 def _replica(component: Component, executable: str, replica: int, state: Path,
              environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
     container = component.pod.containers[0]
-    own_name = component.key + ("-candidate" if component.candidate is not None else "")
+    own_name = component.key + (f"-{CANDIDATE}" if component.candidate is not None else "")
     home = state / own_name
     paths: dict[str, str] = {}
     source = component.weights.source

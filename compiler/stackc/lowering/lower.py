@@ -356,7 +356,9 @@ def _components(spec: Spec, key: str, model: Model, registry: Registry, plugin_c
             return [stable]
         wanted = model.candidate
         version = plan.Candidate(wanted.traffic, wanted.header, wanted.header_value, wanted.mirror)
-        return [stable, _component(spec, key, candidate_model(model), registry, plugin_call, platform_weights,
+        # the model's names, whatever weights it serves: routers send it the requests of the model
+        served = attrs.evolve(candidate_model(model), served_name=stable.endpoint.served_names[0])
+        return [stable, _component(spec, key, served, registry, plugin_call, platform_weights,
                                    ray_head, kv_events=kv_events, listen=listen, candidate=version)]
     protocol = registry.engines[model.engine].traits.kv_connectors[model.disaggregation.connector]
     proxied = bool(registry.targets_having("proxies_pd_decode", targets))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import attrs
 
 from stackc.diagnostics import Diagnostic, Severity
-from stackc.spec.model import Autoscaling, Model, Spec
+from stackc.spec.model import Autoscaling, Candidate, Model, Spec
 
 #: the candidate's objects and pods are named KEY-SUFFIX
 SUFFIX = "candidate"
@@ -16,12 +16,15 @@ PATH = ("candidate",)
 
 
 def candidate_model(model: Model) -> Model:
-    """The model as its candidate serves it: the candidate's weights, image and engine arguments when set,
-    its env over the model's, its fixed replicas (no autoscaling), and no candidate of its own."""
+    """The model as its candidate serves it: the candidate's weights (and their revision), image and engine
+    arguments when set, its env over the model's, its fixed replicas (no autoscaling), and no candidate of its
+    own. Lowering gives it the stable version's served names, so requests for the model reach it."""
     candidate = model.candidate
     assert candidate is not None
     changes = {name: getattr(candidate, name) for name in ("model", "revision", "image", "engine_args")
                if getattr(candidate, name) is not None}
+    if candidate.model is not None and candidate.revision is None:
+        changes["revision"] = None  # the model's revision pins the model's weights, not these
     return attrs.evolve(model, **changes, env={**model.env, **candidate.env}, replicas=candidate.replicas,
                         autoscaling=Autoscaling(), candidate=None)
 
@@ -69,5 +72,9 @@ def problems(spec: Spec, key: str, splitters: list[str]) -> Iterator[Diagnostic]
                          where, "set traffic, header or mirror = true", Severity.WARNING)
     elif not splitters:
         yield Diagnostic("W182", "no target of the stack gives the candidate its requests (traffic, header, "
-                         "mirror): clients reach the stable version only, the candidate at its own Service", where,
+                         "mirror): clients reach the stable version only, the candidate at its own Service (KServe's "
+                         "Knative mode alone splits traffic, between revisions)", where,
                          "add the router or gateway target", Severity.WARNING)
+    if candidate.header is None and candidate.header_value != Candidate().header_value:
+        yield Diagnostic("W183", "header_value without header: no request is matched by it", (*where, "header_value"),
+                         "set header, or drop header_value", Severity.WARNING)

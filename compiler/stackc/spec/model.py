@@ -517,7 +517,8 @@ class Candidate:
 
     model: str | None = field("Weights of the candidate (a model source, as `model`; default: the model's).",
                               default=None)
-    revision: str | None = field("Model revision of the candidate (default: the model's).", default=None)
+    revision: str | None = field("Model revision of the candidate (default: the model's, unless the candidate "
+                                 "names weights of its own).", default=None)
     image: str | None = field("Container image of the candidate (default: the model's).", default=None)
     engine_args: tuple[str, ...] | None = field("Engine arguments of the candidate, in place of the model's "
                                                 "(default: the model's).", default=None)

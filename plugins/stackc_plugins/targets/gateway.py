@@ -172,6 +172,14 @@ class GatewayTarget:
                                  ("models", component.key, "disaggregation", roles.role, "nodes"),
                                  "keep disaggregated roles on one node each with the gateway, or use the router target")
         yield from _extension_policy_problems(plan, options)
+        for component in pooled(plan):
+            version = component.candidate
+            if version is not None and version.mirror and version.traffic:
+                yield Diagnostic("W061", f"an HTTPRoute mirrors every request of the rule it filters: the "
+                                 f"candidate's own {version.traffic} % are sent to it twice", ("models", component.key,
+                                                                                           "candidate", "mirror"),
+                                 "mirror with traffic = 0 (try the candidate on copies first), or drop mirror",
+                                 Severity.WARNING)
         if options.scorers.lora_affinity != Scorers().lora_affinity and not any(
                 c.endpoint.adapters for c in kube.models(plan)):
             yield Diagnostic("W060", "no model has LoRA adapters: no picker runs the LoRA-affinity scorer",
@@ -199,7 +207,7 @@ class GatewayTarget:
     def exporters(self, plan: Plan, options: GatewayOptions) -> Iterator[Exporter]:
         """Each model's endpoint picker exports its scheduling metrics on its metrics port."""
         for component in pooled(plan):
-            yield Exporter(f"{pool_key(component)}-endpoint-picker", picker_selector(plan, component), "metrics")
+            yield Exporter(f"{kube.version_key(component)}-endpoint-picker", picker_selector(plan, component), "metrics")
 
     def emit(self, plan: Plan, options: GatewayOptions) -> Iterator[Artifact]:
         return kube.kustomized(self._objects(plan, options))
@@ -262,17 +270,12 @@ def pooled(plan: Plan) -> Iterator[Component]:
             yield candidate
 
 
-def pool_key(component: Component) -> str:
-    """What names a pool's objects: the model's key, KEY-candidate for its candidate version."""
-    return component.key if component.candidate is None else component.selector["app.kubernetes.io/name"]
-
-
 def pool_name(plan: Plan, component: Component) -> str:
-    return f"{plan.stack.name}-{pool_key(component)}"
+    return f"{plan.stack.name}-{kube.version_key(component)}"
 
 
 def picker_selector(plan: Plan, component: Component) -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"{pool_key(component)}-epp", "app.kubernetes.io/instance": plan.stack.name}
+    return {"app.kubernetes.io/name": f"{kube.version_key(component)}-epp", "app.kubernetes.io/instance": plan.stack.name}
 
 
 def model_names(component: Component) -> tuple[str, ...]:

@@ -165,6 +165,14 @@ class KserveTarget:
                                  f"{'are' if len(unapplied) > 1 else 'is'} not applied", ("models", component.key, "candidate"),
                                  "testers reach the new revision at its own URL with the annotation "
                                  "serving.kserve.io/enable-tag-routing = \"true\" (latest-NAME)", Severity.WARNING)
+            routers = sorted({"router", "gateway"} & set(plan.stack.targets))
+            if knative and version is not None and routers:
+                yield Diagnostic("E075", "KServe's Knative mode makes the candidate the InferenceService's new "
+                                 "revision, with no Service of its own: the stack's " + " and ".join(routers) +
+                                 " would send the candidate's requests to a Service that does not exist",
+                                 ("models", component.key, "candidate"),
+                                 'use deployment_mode = "Standard" (the candidate is an InferenceService of its own, '
+                                 f"which the {' and '.join(routers)} reach), or drop the candidate's routing targets")
             if knative and version is not None:
                 yield Diagnostic("W078", "KServe's Knative mode gives canaryTrafficPercent to the InferenceService's "
                                  "new spec and the rest to its last ready revision: the candidate's settings become "
@@ -187,15 +195,15 @@ class KserveTarget:
                 continue  # Knative: the candidate is the InferenceService's new revision (``inference_service``)
             folder = kube.folder(component)
             candidate = kube.candidate(plan, component.key) if knative else None
-            served = candidate or component  # the spec KServe rolls out: the candidate's, beside the stable revision
+            # the spec KServe rolls out: the candidate's, as the next revision of the model's own service
+            served = new_revision(component, candidate) if candidate is not None else component
             container = serving_container(served, options)
             if model_options(component, options).runtime is None:
-                yield Artifact(f"{folder}/servingruntime.yaml",
-                               (serving_runtime(plan, attrs.evolve(served, name=component.name), container, options),))
-            for kind, obj in kube.supporting_objects(plan.stack, served):
+                yield Artifact(f"{folder}/servingruntime.yaml", (serving_runtime(plan, served, container, options),))
+            for kind, obj in kube.supporting_objects(plan.stack, component):
                 yield Artifact(f"{folder}/{kind}.yaml", (obj,))
             yield Artifact(f"{folder}/inferenceservice.yaml",
-                           (inference_service(plan, component, container, options, candidate),))
+                           (inference_service(plan, served, container, options, candidate),))
             if component.disruption_budget is not None:
                 yield Artifact(f"{folder}/poddisruptionbudget.yaml",
                                (kube.pod_disruption_budget(plan.stack, component),))
@@ -296,17 +304,24 @@ def serving_runtime(plan: Plan, component: Component, container: dict[str, Any],
     return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": metadata, "spec": spec}
 
 
+def new_revision(stable: Component, candidate: Component) -> Component:
+    """The model's InferenceService as Knative rolls the candidate out: the candidate's containers and weights in
+    the stable version's service (its name, labels, scale, account, claims and volumes, a new weights volume
+    excepted), so the revision it replaces keeps all it uses."""
+    weights = candidate.weights.mount.volume if candidate.weights.mount is not None else None
+    volumes = {volume.name: volume for volume in stable.pod.volumes}
+    volumes.update({v.name: v for v in candidate.pod.volumes if v.name == weights or v.name not in volumes})
+    pod = attrs.evolve(stable.pod, containers=candidate.pod.containers, init_containers=candidate.pod.init_containers,
+                       volumes=tuple(volumes.values()))
+    return attrs.evolve(stable, pod=pod, weights=candidate.weights, endpoint=attrs.evolve(
+        stable.endpoint, metrics=candidate.endpoint.metrics))
+
+
 def inference_service(plan: Plan, component: Component, container: dict[str, Any], options: KserveOptions,
                       candidate: Component | None = None) -> dict:
-    """The model's InferenceService; in Knative mode with a ``candidate``, the candidate's spec as the new revision
+    """The model's InferenceService; in Knative mode with a ``candidate``, ``component`` is its ``new_revision``
     with ``canaryTrafficPercent``: Knative keeps the last ready revision (the stable version) for the rest."""
     own = model_options(component, options)
-    if candidate is not None:
-        assert candidate.candidate is not None
-        service = inference_service(plan, attrs.evolve(candidate, name=component.name, labels=component.labels),
-                                    container, options)
-        service["spec"]["predictor"]["canaryTrafficPercent"] = candidate.candidate.traffic
-        return service
     model_spec: dict[str, Any] = {"modelFormat": {"name": own.model_format or component.engine},
                                   "runtime": own.runtime or component.name, **container}
     if component.weights.platform_uri:
@@ -352,6 +367,8 @@ def inference_service(plan: Plan, component: Component, container: dict[str, Any
     accelerators = component.accelerators
     if accelerators.count and not accelerators.resource.startswith(("nvidia.com/", "amd.com/")):
         service_annotations["serving.kserve.io/gpu-resource-types"] = f'["{accelerators.resource}"]'
+    if candidate is not None and candidate.candidate is not None:
+        predictor["canaryTrafficPercent"] = candidate.candidate.traffic
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": kube.metadata(plan.stack, component.name, component.labels, service_annotations),

@@ -93,7 +93,7 @@ class HelmTarget:
         for component in plan.components:
             roles = component.disaggregation
             if roles is None:
-                values["models"][values_key(component)] = model_values(component)
+                values["models"][kube.version_key(component)] = model_values(component)
             else:  # a disaggregated model's roles: models.KEY.ROLE
                 values["models"].setdefault(component.key, {})[roles.role] = model_values(component)
             # one file per component, as the manifests target writes them
@@ -224,14 +224,10 @@ def template(chart: str, component: Component | None, obj: dict[str, Any]) -> st
 
 
 def values_keys(component: Component) -> str:
-    """Where the component's values are under ``models``: its ``values_key``, then a disaggregated model's role."""
+    """Where the component's values are under ``models``: its ``kube.version_key``, then a disaggregated model's role."""
     roles = component.disaggregation
-    return " ".join(f'"{k}"' for k in (values_key(component), *([roles.role] if roles else [])))
+    return " ".join(f'"{k}"' for k in (kube.version_key(component), *([roles.role] if roles else [])))
 
-
-def values_key(component: Component) -> str:
-    """The model's key; a candidate version's KEY-candidate (no model has that name: E183)."""
-    return component.selector["app.kubernetes.io/name"] if component.candidate is not None else component.key
 
 
 def _lift_pod(pod_template: dict[str, Any], chart: str, component: Component, sentinel: Any,
