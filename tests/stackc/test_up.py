@@ -412,3 +412,11 @@ def test_a_candidate_version_gets_its_share_and_the_testers_header_under_up(tmp_
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 130
+
+
+def test_a_candidate_of_an_engine_that_keeps_its_port_is_a_located_error(tmp_path: Path) -> None:
+    spec = FAKE_SPEC.replace('"--port", "{port}"', '"--port", "9000"') + "[models.echo.candidate]\ntraffic = 10\n"
+    result = run_up(tmp_path, spec=spec)
+    assert result.returncode == 2, result.stderr
+    assert "error[E047] models.echo.candidate: model 'echo''s candidate runs an engine that listens on port 9000" \
+        in result.stderr

@@ -102,6 +102,7 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
     skipped = set(skip)
     processes: list[LocalProcess] = []
     problems: list[Diagnostic] = []
+    kept: dict[int, str] = {}  # ports engines keep whatever they are asked: the model that has each
     for component in components:
         if component.key in skipped:
             continue
@@ -137,7 +138,8 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
         for replica in range(replicas):
             listen = Listen(LOOPBACK, free_port())
             lowered = lower_replica(component, listen)
-            planned = _port_problem(lowered, listen, replicas) or _replica(lowered, executable, replica, state, environ)
+            planned = _port_problem(lowered, listen, replicas) or _kept_port_problem(lowered, listen, kept) \
+                or _replica(lowered, executable, replica, state, environ)
             if isinstance(planned, Diagnostic):
                 problems.append(planned)
                 break
@@ -161,6 +163,21 @@ def _port_problem(component: Component, listen: Listen, replicas: int) -> Diagno
         return Diagnostic("E048", f"port {port}, which model '{component.key}' listens on, is in use on this machine",
                           path + ("engine",), "stop what holds it; a command engine takes a free port where {port} "
                           "stands in engine_options.args")
+    return None
+
+
+def _kept_port_problem(component: Component, listen: Listen, kept: dict[int, str]) -> Diagnostic | None:
+    """An engine that keeps its port, run for a model and its candidate: both would bind it."""
+    port = component.endpoint.port.number
+    if port == listen.port:
+        return None
+    if port in kept and component.candidate is not None:
+        return Diagnostic("E047", f"model '{component.key}''s candidate runs an engine that listens on port {port} "
+                          "whatever stackc up asks, as the model's does: both would bind it",
+                          ("models", component.key, "candidate"),
+                          "a command engine takes its port where {port} stands in engine_options.args; or "
+                          f"--set models.{component.key}.candidate.replicas=0")
+    kept[port] = component.key
     return None
 
 
