@@ -8,7 +8,6 @@ decode pod and names a prefill pod to the P/D sidecar lowering put on decode pod
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -185,7 +184,7 @@ class GatewayTarget:
             yield Diagnostic("W060", "no model has LoRA adapters: no picker runs the LoRA-affinity scorer",
                              ("targets", "gateway", "scorers", "lora_affinity"), "drop it", Severity.WARNING)
         for component in kube.models(plan):
-            candidate = kube.candidate(plan, component.key)
+            candidate = kube.candidate(plan.components, component.key)
             # a tester's header doubles the matches: each name with it (to the candidate), and without
             count = len(model_names(component)) * (2 if candidate is not None and candidate.candidate.header else 1)
             if count > MATCHES_PER_ROUTE:
@@ -265,7 +264,7 @@ def pooled(plan: Plan) -> Iterator[Component]:
     """What gets a pool and a picker: each model as clients reach it, and its candidate version."""
     for component in kube.models(plan):
         yield component
-        candidate = kube.candidate(plan, component.key)
+        candidate = kube.candidate(plan.components, component.key)
         if candidate is not None:
             yield candidate
 
@@ -443,8 +442,8 @@ def http_route(plan: Plan, component: Component, pool: str, labels: dict, gatewa
     matches = [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": name}],
                 "path": {"type": "PathPrefix", "value": "/v1/"}} for name in names]
     stable = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}
-    backends, filters, tried = [stable], [], []
-    candidate = kube.candidate(plan, component.key)
+    backends, filters, tried = [stable], {}, []
+    candidate = kube.candidate(plan.components, component.key)
     if candidate is not None:
         version = candidate.candidate
         reached = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(plan, candidate)}
@@ -452,35 +451,27 @@ def http_route(plan: Plan, component: Component, pool: str, labels: dict, gatewa
             backends = [{**stable, "weight": 100 - version.traffic}, {**reached, "weight": version.traffic}]
         if version.mirror:
             service = candidate.endpoint
-            filters = [{"type": "RequestMirror", "requestMirror": {"backendRef": {
-                "name": service.service, "port": service.public_port or service.service_port}}}]
+            filters = {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {
+                "name": service.service, "port": service.public_port or service.service_port}}}]}
         if version.header:
             header = {"type": "Exact", "name": version.header, "value": version.header_value}
-            only_candidate = [reached]
-            tried = [({**match, "headers": [*match["headers"], header]}, only_candidate) for match in matches]
-    rules = [*tried, *((match, backends) for match in matches)]
+            with_header = [{**match, "headers": [*match["headers"], header]} for match in matches]
+            tried = _rules(with_header, {"backendRefs": [reached]}, options)
     return {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": kube.metadata(plan.stack, pool, labels),
         "spec": {
             "parentRefs": [{"name": gateway, **({"namespace": options.gateway_namespace}
                                                 if options.gateway_namespace else {})}],
-            "rules": [{
-                "matches": [match for match, _ in chunk],
-                "backendRefs": chunk[0][1],
-                **({"filters": filters} if filters and chunk[0][1] is backends else {}),
-                "timeouts": {"request": options.request_timeout},
-            } for chunk in _rules(rules)],
+            "rules": [*tried, *_rules(matches, {"backendRefs": backends, **filters}, options)],
         },
     }
 
 
-def _rules(matches: list[tuple[dict, list[dict]]]) -> Iterator[list[tuple[dict, list[dict]]]]:
-    """Matches with the same backends, in rules of at most ``MATCHES_PER_RULE``."""
-    for _, group in itertools.groupby(matches, key=lambda pair: id(pair[1])):
-        chunk = list(group)
-        for start in range(0, len(chunk), MATCHES_PER_RULE):
-            yield chunk[start:start + MATCHES_PER_RULE]
+def _rules(matches: list[dict], action: dict, options: GatewayOptions) -> list[dict]:
+    """Rules of at most ``MATCHES_PER_RULE`` matches, each sending them on as ``action`` says."""
+    return [{"matches": matches[start:start + MATCHES_PER_RULE], **action, "timeouts": {"request": options.request_timeout}}
+            for start in range(0, len(matches), MATCHES_PER_RULE)]
 
 
 def epp_deployment(plan: Plan, pool: str, name: str, labels: dict, selector: dict,
