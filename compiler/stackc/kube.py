@@ -697,9 +697,9 @@ def version_key(component: Component) -> str:
     return component.key if component.candidate is None else component.selector["app.kubernetes.io/name"]
 
 
-def candidate(plan: Plan, key: str) -> Component | None:
-    """The candidate version of model ``key``, if it has one."""
-    return next((c for c in plan.components if c.key == key and c.candidate is not None), None)
+def candidate(components: Iterable[Component], key: str) -> Component | None:
+    """The candidate version of model ``key`` among ``components`` (a plan's, or ``stackc up``'s), if it has one."""
+    return next((c for c in components if c.key == key and c.candidate is not None), None)
 
 
 def _peer(stack: Stack, pods: Mapping[str, str], namespace: str | None) -> dict:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import attrs
 
+from stackc import kube
 from stackc.diagnostics import Diagnostic
 from stackc.lowering.lower import CACHE_VOLUME
 from stackc.plan.engine import Container, Listen, LocalRun
 from stackc.plan.model import Component
-from stackc.spec.candidate import SUFFIX as CANDIDATE
 
 _HOST_PATHS = {"/dev/shm"}
 LOOPBACK = "127.0.0.1"
@@ -102,7 +102,7 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
     skipped = set(skip)
     processes: list[LocalProcess] = []
     problems: list[Diagnostic] = []
-    kept: dict[int, str] = {}  # ports engines keep whatever they are asked: the model that has each
+    kept: set[int] = set()  # ports engines keep whatever they are asked, already planned
     for component in components:
         if component.key in skipped:
             continue
@@ -138,8 +138,8 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
         for replica in range(replicas):
             listen = Listen(LOOPBACK, free_port())
             lowered = lower_replica(component, listen)
-            planned = _port_problem(lowered, listen, replicas) or _kept_port_problem(lowered, listen, kept) \
-                or _replica(lowered, executable, replica, state, environ)
+            planned = _port_problem(lowered, listen, replicas, kept) or _replica(lowered, executable, replica, state,
+                                                                                  environ)
             if isinstance(planned, Diagnostic):
                 problems.append(planned)
                 break
@@ -147,8 +147,9 @@ def plan(components: Sequence[Component], local_runs: Mapping[str, LocalRun | No
     return processes, problems
 
 
-def _port_problem(component: Component, listen: Listen, replicas: int) -> Diagnostic | None:
-    """An engine that keeps its port: several replicas would all bind it; one needs it free."""
+def _port_problem(component: Component, listen: Listen, replicas: int, kept: set[int]) -> Diagnostic | None:
+    """An engine that keeps its port: several replicas would all bind it, as would a model and its candidate
+    (``kept``: such ports already planned); one needs it free."""
     port = component.endpoint.port.number
     if port == listen.port:
         return None
@@ -159,25 +160,16 @@ def _port_problem(component: Component, listen: Listen, replicas: int) -> Diagno
             "stackc up asks: they would all bind that port", path + ("replicas",),
             f"a command engine takes its port where {{port}} stands in engine_options.args; "
             f"or --set models.{component.key}.replicas=1")
+    if port in kept and component.candidate is not None:
+        return Diagnostic("E047", f"model '{component.key}''s candidate runs an engine that listens on port {port} "
+                          "whatever stackc up asks, as the model's does: both would bind it", path + ("candidate",),
+                          "a command engine takes its port where {port} stands in engine_options.args; or "
+                          f"--set models.{component.key}.candidate.replicas=0")
+    kept.add(port)
     if port_in_use(port):
         return Diagnostic("E048", f"port {port}, which model '{component.key}' listens on, is in use on this machine",
                           path + ("engine",), "stop what holds it; a command engine takes a free port where {port} "
                           "stands in engine_options.args")
-    return None
-
-
-def _kept_port_problem(component: Component, listen: Listen, kept: dict[int, str]) -> Diagnostic | None:
-    """An engine that keeps its port, run for a model and its candidate: both would bind it."""
-    port = component.endpoint.port.number
-    if port == listen.port:
-        return None
-    if port in kept and component.candidate is not None:
-        return Diagnostic("E047", f"model '{component.key}''s candidate runs an engine that listens on port {port} "
-                          "whatever stackc up asks, as the model's does: both would bind it",
-                          ("models", component.key, "candidate"),
-                          "a command engine takes its port where {port} stands in engine_options.args; or "
-                          f"--set models.{component.key}.candidate.replicas=0")
-    kept[port] = component.key
     return None
 
 
@@ -193,7 +185,7 @@ def _find_executable(container: Container, run: LocalRun) -> str | None:
 def _replica(component: Component, executable: str, replica: int, state: Path,
              environ: Mapping[str, str]) -> LocalProcess | Diagnostic:
     container = component.pod.containers[0]
-    own_name = component.key + (f"-{CANDIDATE}" if component.candidate is not None else "")
+    own_name = kube.version_key(component)
     home = state / own_name
     paths: dict[str, str] = {}
     source = component.weights.source

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 
-from stackc import pipeline
+from stackc import kube, pipeline
 from stackc.diagnostics import Diagnostic, DiagnosticsError, Location, did_you_mean
 from stackc.local.processes import LOOPBACK, LocalProcess, base_environment, free_port, plan, port_in_use
 from stackc.local.supervisor import READY, Supervisor, last_lines
@@ -97,7 +97,7 @@ def router_process(components: Sequence[Component], replicas: Sequence[LocalProc
             continue
         variable = _engine_key_variable(component)
         key_file = _write_secret(state / "keys" / component.key, environ[variable]) if variable else None
-        candidate = next((c for c in components if c.key == component.key and c.candidate is not None), None)
+        candidate = kube.candidate(components, component.key)
         tried = backends_of(candidate) if candidate is not None else []
         route = model_route(component, backends=backends, upstream_key_file=key_file,
                             candidate=candidate_route(candidate, backends=tried) if candidate and tried else None)

@@ -256,7 +256,7 @@ def router_config(plan: Plan, options: RouterOptions) -> dict[str, Any]:
     routes = []
     for component, prefill in models(plan):
         engine_key = component.endpoint.api_key  # the engine demands its key: the router presents it (to both roles)
-        candidate = kube.candidate(plan, component.key)
+        candidate = kube.candidate(plan.components, component.key)
         routes.append(model_route(
             component, kubernetes=discovery(component),
             upstream_key_file=f"{UPSTREAM_KEYS_PATH}/{component.key}/{engine_key.key}" if engine_key else None,
