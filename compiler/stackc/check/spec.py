@@ -97,11 +97,12 @@ def _validate(spec: Spec, registry: Registry, plugin_call: Callable[..., Any]) -
     yield from _shared_cache_problems(spec)
     yield from _kv_cache_server_problems(spec)
     for key in sorted(spec.models):
-        yield from _validate_model(spec, key, spec.models[key], registry, plugin_call)
+        own = list(_validate_model(spec, key, spec.models[key], registry, plugin_call))
+        yield from own
         if spec.models[key].disaggregation is not None and spec.models[key].enabled:
             yield from disaggregation.name_problems(spec, key, _LONGEST_SUFFIX)
         if spec.models[key].candidate is not None:
-            yield from _candidate_problems(spec, key, registry, plugin_call)
+            yield from _candidate_problems(spec, key, registry, plugin_call, own)
 
 
 def extra_object_problems(spec: Spec) -> Iterator[Diagnostic]:
@@ -521,10 +522,10 @@ def _unapplied_routing(spec: Spec, model: Model, registry: Registry, base: Path)
                              Severity.WARNING)
 
 
-def _candidate_problems(spec: Spec, key: str, registry: Registry,
-                        plugin_call: Callable[..., Any]) -> Iterator[Diagnostic]:
+def _candidate_problems(spec: Spec, key: str, registry: Registry, plugin_call: Callable[..., Any],
+                        own: list[Diagnostic]) -> Iterator[Diagnostic]:
     """A model's candidate: what it can't be, and the candidate's model checked as the model is, its problems
-    located in the candidate's table where it sets the field (the model's own are reported once)."""
+    located in the candidate's table where it sets the field (the model's ``own`` are reported once)."""
     model = spec.models[key]
     yield from candidate.problems(spec, key, registry.targets_having("splits_traffic", spec.stack.targets))
     if not model.enabled:
@@ -535,7 +536,6 @@ def _candidate_problems(spec: Spec, key: str, registry: Registry,
                          f"('{spec.stack.name}-{key}-{candidate.SUFFIX}')", ("models", key, *candidate.PATH),
                          f"keep stack name + model name under {63 - _LONGEST_SUFFIX - len(candidate.SUFFIX) - 2} characters")
     base = ("models", key)
-    own = set(_validate_model(spec, key, model, registry, plugin_call))
     for problem in _validate_model(spec, key, candidate.candidate_model(model), registry, plugin_call):
         if problem not in own and problem.path[:2] == base:
             yield attrs.evolve(problem, path=base + candidate.candidate_path(model, tuple(problem.path[2:])))

@@ -13,6 +13,8 @@ from stackc.spec.model import Autoscaling, Candidate, Model, Spec
 #: the candidate's objects and pods are named KEY-SUFFIX
 SUFFIX = "candidate"
 PATH = ("candidate",)
+#: candidate fields that replace the model's field of the same name when set
+_REPLACED = ("model", "revision", "image", "engine_args")
 
 
 def candidate_model(model: Model) -> Model:
@@ -21,8 +23,7 @@ def candidate_model(model: Model) -> Model:
     own. Lowering gives it the stable version's served names, so requests for the model reach it."""
     candidate = model.candidate
     assert candidate is not None
-    changes = {name: getattr(candidate, name) for name in ("model", "revision", "image", "engine_args")
-               if getattr(candidate, name) is not None}
+    changes = {name: getattr(candidate, name) for name in _REPLACED if getattr(candidate, name) is not None}
     if candidate.model is not None and candidate.revision is None:
         changes["revision"] = None  # the model's revision pins the model's weights, not these
     return attrs.evolve(model, **changes, env={**model.env, **candidate.env}, replicas=candidate.replicas,
@@ -35,7 +36,7 @@ def candidate_path(model: Model, path: tuple[str | int, ...]) -> tuple[str | int
     candidate = model.candidate
     assert candidate is not None
     head = path[0] if path else None
-    if head in ("model", "revision", "image", "engine_args", "replicas") and getattr(candidate, str(head)) is not None:
+    if head == "replicas" or head in _REPLACED and getattr(candidate, str(head)) is not None:
         return (*PATH, *path)
     if head == "env" and len(path) > 1 and path[1] in candidate.env:
         return (*PATH, *path)
