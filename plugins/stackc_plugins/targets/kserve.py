@@ -22,7 +22,7 @@ from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import Container
-from stackc.plan.model import Autoscaler, Component, Plan
+from stackc.plan.model import Autoscaler, Candidate, Component, Plan
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
 
@@ -156,30 +156,8 @@ class KserveTarget:
                                  "alerts or autoscaling on them)", ("targets", "kserve", "deployment_mode"),
                                  'use deployment_mode = "Standard", or the manifests or helm target, for this model',
                                  Severity.WARNING)
-            version = component.candidate
-            unapplied = [name for name, on in (("header", version.header), ("mirror", version.mirror)) if on] \
-                if knative and version is not None else []
-            if unapplied:
-                yield Diagnostic("W077", "KServe's Knative mode splits an InferenceService's requests between its "
-                                 f"revisions by percentage only: the candidate's {' and '.join(unapplied)} "
-                                 f"{'are' if len(unapplied) > 1 else 'is'} not applied", ("models", component.key, "candidate"),
-                                 "testers reach the new revision at its own URL with the annotation "
-                                 "serving.kserve.io/enable-tag-routing = \"true\" (latest-NAME)", Severity.WARNING)
-            routers = sorted({"router", "gateway"} & set(plan.stack.targets))
-            if knative and version is not None and routers:
-                yield Diagnostic("E075", "KServe's Knative mode makes the candidate the InferenceService's new "
-                                 "revision, with no Service of its own: the stack's " + " and ".join(routers) +
-                                 " would send the candidate's requests to a Service that does not exist",
-                                 ("models", component.key, "candidate"),
-                                 'use deployment_mode = "Standard" (the candidate is an InferenceService of its own, '
-                                 f"which the {' and '.join(routers)} reach), or drop the candidate's routing targets")
-            if knative and version is not None:
-                yield Diagnostic("W078", "KServe's Knative mode gives canaryTrafficPercent to the InferenceService's "
-                                 "new spec and the rest to its last ready revision: the candidate's settings become "
-                                 "the spec, the stable version is whatever ran before", ("models", component.key,
-                                                                                         "candidate"),
-                                 "deploy the stable version first; promote with traffic = 100, then fold the "
-                                 "candidate into the model", Severity.WARNING)
+            if knative and component.candidate is not None:
+                yield from _knative_candidate_problems(plan, component.key, component.candidate)
             if options.deployment_mode == "Knative" and component.rollout != type(component.rollout)():
                 yield Diagnostic("W070", "KServe's Knative mode rolls out revisions itself: the rollout settings are "
                                  "not applied", ("models", component.key, "rollout"),
@@ -194,7 +172,7 @@ class KserveTarget:
             if knative and component.candidate is not None:
                 continue  # Knative: the candidate is the InferenceService's new revision (``inference_service``)
             folder = kube.folder(component)
-            candidate = kube.candidate(plan, component.key) if knative else None
+            candidate = kube.candidate(plan.components, component.key) if knative else None
             # the spec KServe rolls out: the candidate's, as the next revision of the model's own service
             served = new_revision(component, candidate) if candidate is not None else component
             container = serving_container(served, options)
@@ -212,6 +190,31 @@ class KserveTarget:
                 yield Artifact(f"{folder}/networkpolicy.yaml", (kube.network_policy(plan.stack, component),))
         for stem, obj in kube.stack_objects(plan.stack, engines_service=False):
             yield Artifact(f"objects/{stem}.yaml", (obj,))
+
+
+def _knative_candidate_problems(plan: Plan, key: str, version: Candidate) -> Iterator[Diagnostic]:
+    """Knative rolls a candidate out as the InferenceService's next revision: a percentage split only, no
+    Service of its own, the stable version being whatever ran before."""
+    where = ("models", key, "candidate")
+    unapplied = [name for name, on in (("header", version.header), ("mirror", version.mirror)) if on]
+    if unapplied:
+        yield Diagnostic("W077", "KServe's Knative mode splits an InferenceService's requests between its "
+                         f"revisions by percentage only: the candidate's {' and '.join(unapplied)} "
+                         f"{'are' if len(unapplied) > 1 else 'is'} not applied", where,
+                         "testers reach the new revision at its own URL with the annotation "
+                         "serving.kserve.io/enable-tag-routing = \"true\" (latest-NAME)", Severity.WARNING)
+    routers = sorted({"router", "gateway"} & set(plan.stack.targets))
+    if routers:
+        yield Diagnostic("E075", "KServe's Knative mode makes the candidate the InferenceService's new "
+                         "revision, with no Service of its own: the stack's " + " and ".join(routers) +
+                         " would send the candidate's requests to a Service that does not exist", where,
+                         'use deployment_mode = "Standard" (the candidate is an InferenceService of its own, '
+                         f"which the {' and '.join(routers)} reach), or drop the candidate's routing targets")
+    yield Diagnostic("W078", "KServe's Knative mode gives canaryTrafficPercent to the InferenceService's "
+                     "new spec and the rest to its last ready revision: the candidate's settings become "
+                     "the spec, the stable version is whatever ran before", where,
+                     "deploy the stable version first; promote with traffic = 100, then fold the "
+                     "candidate into the model", Severity.WARNING)
 
 
 def _init_container_cause(container: Container) -> tuple[str, ...]:
