@@ -52,11 +52,12 @@ def import_values(chart: str, paths: Sequence[str], name: str | None = None,
         text = render(draft, header)
         problems = _problems(text, draft.origins, Location(paths[-1]))
         # the chart never renders a disabled model: what stackc can't take of one is left out, not refused
-        unrendered = [(p, d) for p, d in problems if _disabled_value(draft.models, p)]
+        unrendered = [(table, path[-1], d) for path, d in problems
+                      if (table := _disabled_table(draft.models, path)) is not None]
         if not unrendered:  # each pass removes values the draft set: the loop ends
             break
-        for path, diagnostic in unrendered:
-            _remove(draft.models, path)
+        for table, key, diagnostic in unrendered:
+            table.pop(key, None)
             left_out.append(attrs.evolve(diagnostic, code="W090", severity=Severity.WARNING,
                                          message=f"not imported: {diagnostic.message.removeprefix(_INVALID)} (in a "
                                          "disabled model, which the chart never renders)"))
@@ -84,23 +85,14 @@ def _problems(text: str, origins: dict[str, Location], fallback: Location) -> li
     return []
 
 
-def _disabled_value(models: dict, path: tuple) -> bool:
-    """Whether ``path`` is a value the draft set in a model it imports disabled."""
+def _disabled_table(models: dict, path: tuple) -> dict | None:
+    """The draft's table holding the value at ``path``, when the draft set it in a model it imports disabled."""
     if len(path) < 3 or path[0] != "models" or models.get(path[1], {}).get("enabled") is not False:
-        return False
-    node = models[path[1]]
-    for key in path[2:]:
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return True
-
-
-def _remove(models: dict, path: tuple) -> None:
-    node = models[path[1]]
+        return None
+    table = models[path[1]]
     for key in path[2:-1]:
-        node = node[key]
-    node.pop(path[-1], None)
+        table = table.get(key) if isinstance(table, dict) else None
+    return table if isinstance(table, dict) and path[-1] in table else None
 
 
 def _hint(diagnostic: Diagnostic) -> str | None:
