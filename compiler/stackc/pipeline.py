@@ -209,10 +209,8 @@ def target_options(spec: Spec, registry: Registry, name: str) -> Any:
 
 
 def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, ray_head: str | None = None,
-          release_namespace: str | None = None, listen: Listen | None = None) -> Plan:
+          listen: Listen | None = None) -> Plan:
     """The plan of a checked spec (see ``stackc.lowering.lower``); engine crashes name the plugin."""
-    if release_namespace is not None:
-        spec = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
     return lowering.lower(spec, registry, _plugin_call, platform_weights, ray_head, listen)
 
 
@@ -225,6 +223,21 @@ NO_PLATFORM: Platform = (None, None, None)
 
 def platform(target: Registered) -> Platform:
     return target.traits.weights_path, target.traits.ray_head, target.traits.release_namespace
+
+
+def lower_platforms(spec: Spec, registry: Registry, platforms: Iterable[Platform]) -> dict[Platform, Plan]:
+    """The plan for each platform. Components never name the namespace, so a platform that picks it at
+    install time shares the components lowered for its other choices and has only its stack lowered again."""
+    plans: dict[Platform, Plan] = {}
+    for where in sorted(platforms, key=str):
+        weights_path, ray_head, release_namespace = where
+        if (weights_path, ray_head, None) not in plans:
+            plans[weights_path, ray_head, None] = lower(spec, registry, weights_path, ray_head)
+        if release_namespace is not None:
+            base = plans[weights_path, ray_head, None]
+            in_release = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
+            plans[where] = attrs.evolve(base, stack=lowering.lower_stack(in_release, registry, base.components))
+    return {where: plans[where] for where in platforms}
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
@@ -362,8 +375,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     rows = checked.fit_rows if checked.fit_rows is not None else plan_fit(checked, registry)[0]
     fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in rows if row.facts_source != HUB_CACHE}
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
-        lower(spec, registry, *where), registry, deployed), spec, registry, deployed), fits)
-             for where in sorted(platforms, key=str)}
+        lowered, registry, deployed), spec, registry, deployed), fits)
+             for where, lowered in sorted(lower_platforms(spec, registry, platforms).items(), key=str)}
     problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
                 + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM])) + list(limit_problems(plans[NO_PLATFORM]))

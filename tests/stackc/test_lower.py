@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 
+from stackc import pipeline
 from stackc.plan.engine import Mount
+from stackc.plugins import load_registry
 from stackc.lowering.lower import weights
 from stackc.spec import sources
 from stackc.testing import compile_text, objects, pod_templates
@@ -170,3 +175,20 @@ def test_llamacpp_needs_the_gguf_object() -> None:
         compile_text(OBJECT_STORE.format(engine="llamacpp", model="s3://bucket/models/", count=0))
     (problem,) = error.value.diagnostics
     assert problem.code == "E032" and "name the .gguf object" in problem.message
+
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = sorted(p for p in (REPO / "specs").rglob("*.toml") if "invalid" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(REPO)))
+def test_a_platform_that_picks_the_namespace_gets_the_plan_of_a_spec_written_in_it(path: Path) -> None:
+    """Components never name the namespace: a chart's plan lowers only its stack again, and that equals
+    lowering the whole spec in the placeholder namespace."""
+    registry = load_registry()
+    spec = pipeline.check([path], registry).spec
+    where = (None, None, "placeholder-namespace")
+    shared = pipeline.lower_platforms(spec, registry, [where, pipeline.NO_PLATFORM])
+    in_release = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace="placeholder-namespace"))
+    assert shared[where] == pipeline.lower(in_release, registry)
+    assert shared[where].components is shared[pipeline.NO_PLATFORM].components

@@ -115,16 +115,22 @@ def lower(spec: Spec, registry: Registry, plugin_call: PluginCall,
                        for component in _components(spec, key, spec.models[key], registry, plugin_call,
                                                     platform_weights, ray_head, tuple(targets), events_routed,
                                                     listen))
+    return plan.Plan(lower_stack(spec, registry, components), components)
+
+
+def lower_stack(spec: Spec, registry: Registry, components: tuple[plan.Component, ...]) -> plan.Stack:
+    """What the stack shares beside its components: the only part of a plan that names the namespace, so a
+    platform that picks it at install time (a chart's release) needs only this lowered for its placeholder."""
+    targets = tuple(sorted(set(spec.stack.targets)))
     policy = spec.stack.network_policy
-    stack = plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
-                       targets,
-                       plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
-                       if policy.enabled else None,
-                       extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
-                       claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
-                       kv_cache_server=kv_cache_server(spec), engines_service=engines_service(spec, components),
-                       monitored=bool(registry.targets_having("monitors_models", targets)))
-    return plan.Plan(stack, components)
+    return plan.Stack(spec.stack.name, spec.stack.namespace, dict(spec.stack.labels), dict(spec.stack.annotations),
+                      targets,
+                      plan.NetworkPolicy(policy.metrics_namespace, tuple(dict(p) for p in policy.allow_from))
+                      if policy.enabled else None,
+                      extra_objects=tuple(namespaced(obj, spec.stack.namespace) for obj in spec.stack.extra_objects),
+                      claims=tuple(shared_claims(spec)), nfs_volumes=tuple(shared_nfs_volumes(spec)),
+                      kv_cache_server=kv_cache_server(spec), engines_service=engines_service(spec, components),
+                      monitored=bool(registry.targets_having("monitors_models", targets)))
 
 
 def engines_service_name(spec: Spec) -> str | None:
