@@ -579,6 +579,8 @@ def target_annotation_problems(plan: Plan, target: str, annotations: Mapping[str
 
 def extra_object_clashes(plan: Plan) -> list[Diagnostic]:
     """An extra object must not replace one stackc emits for a model (checked once the plan is lowered)."""
+    if not plan.stack.extra_objects:
+        return []  # nothing to clash: the models' objects need not be built to learn their names
     own = {(obj["kind"], obj["metadata"]["name"]) for c in plan.components
            for _, obj in component_objects(plan.stack, c)}
     return [Diagnostic("E027", f"stackc already emits {obj['kind']} '{obj['metadata']['name']}'",

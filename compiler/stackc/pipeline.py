@@ -237,7 +237,7 @@ def lower_platforms(spec: Spec, registry: Registry, platforms: Iterable[Platform
             base = plans[weights_path, ray_head, None]
             in_release = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
             plans[where] = attrs.evolve(base, stack=lowering.lower_stack(in_release, registry, base.components))
-    return {where: plans[where] for where in platforms}
+    return {where: plans[where] for where in sorted(platforms, key=str)}
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
@@ -376,7 +376,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in rows if row.facts_source != HUB_CACHE}
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
         lowered, registry, deployed), spec, registry, deployed), fits)
-             for where, lowered in sorted(lower_platforms(spec, registry, platforms).items(), key=str)}
+             for where, lowered in lower_platforms(spec, registry, platforms).items()}
     problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
                 + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM])) + list(limit_problems(plans[NO_PLATFORM]))

@@ -201,14 +201,21 @@ def _cache_off_volume(component: Component) -> Iterator[Diagnostic]:
     serving = component.pod.containers[0]
     mounted = [m.path for m in serving.mounts] + [str(m.get("mountPath", "")) for m in serving.raw_mounts]
     for var in serving.env:
-        if var.name in CACHE_VARIABLES and var.value is not None and not any(
-                PurePosixPath(var.value).is_relative_to(path) for path in mounted if path):
+        if var.name in CACHE_VARIABLES and var.value is not None and not _on_a_mount(var.value, mounted):
             yield Diagnostic("W151", f"{var.name} = '{var.value}' is on no volume of the engine's container: weights "
                              "and caches go to the container's own file system (lost with the pod, often not "
                              "writable by its non-root user)", ("models", component.key, "env", var.name),
                              f"drop it (stackc points it at the cache volume), or mount a volume there "
                              f"(extra_volumes and extra_volume_mounts); mounted: {', '.join(sorted(mounted))}",
                              Severity.WARNING)
+
+
+def _on_a_mount(value: str, mounted: list[str]) -> bool:
+    """``value`` is a mount path or below one, as ``PurePosixPath.is_relative_to`` says; the plain prefix
+    answers the common case (an engine pointing the variable at its own mount) without parsing paths."""
+    paths = [path for path in mounted if path]
+    return "//" not in value and any(value == path or value.startswith(path + "/") for path in paths) \
+        or any(PurePosixPath(value).is_relative_to(path) for path in paths)
 
 
 def _pod_conflicts(component: Component) -> Iterator[Diagnostic]:
