@@ -83,22 +83,30 @@ def resolve(paths: Sequence[str | FsPath], settings: Sequence[str] = (),
     if diagnostics:
         return document, diagnostics
     data = copy.deepcopy(document.data)
-    keys, values = dict(document.source_map.keys), dict(document.source_map.values)
     if isinstance(data.get("stack"), dict) and "name" not in data["stack"] and texts:
         data["stack"]["name"] = _default_stack_name(texts[-1][0])
     defaults = data.pop("defaults", None)
     if defaults is not None and not isinstance(defaults, dict):
         return document, [Diagnostic("E006", "expected a table", ("defaults",))]
+    inheriting = []
     if defaults and isinstance(data.get("models"), dict):
-        inherited = [(table, [(path[1:], loc) for path, loc in table.items() if path[:1] == ("defaults",)])
-                     for table in (keys, values)]
         for name, model in data["models"].items():
             if isinstance(model, dict):
                 data["models"][name] = _inherit(defaults, model)
-                for table, entries in inherited:
-                    for rest, location in entries:
-                        table.setdefault(("models", name) + rest, location)
-    return Document(data, SourceMap(keys, values)), []
+                inheriting.append(name)
+    positions = document.source_map
+    return Document(data, SourceMap(lambda: _inherited_positions(positions, inheriting))), []
+
+
+def _inherited_positions(source_map: SourceMap, models: Sequence[str]) -> tuple[dict, dict]:
+    """A value a model inherits from ``[defaults]`` is located where ``[defaults]`` writes it."""
+    keys, values = dict(source_map.keys), dict(source_map.values)
+    for table in (keys, values):
+        entries = [(path[1:], location) for path, location in table.items() if path[:1] == ("defaults",)]
+        for name in models:
+            for rest, location in entries:
+                table.setdefault(("models", name) + rest, location)
+    return keys, values
 
 
 def _default_stack_name(file_name: str) -> str:

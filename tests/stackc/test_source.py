@@ -75,3 +75,15 @@ def test_scanner_finds_every_top_level_value_tomlkit_reads(data: dict) -> None:
             location = values.get((key,)) or keys[(key,)]  # an array of tables has a header, not a value
             line = text.split("\n")[location.line - 1]  # TOML lines end at LF only
             assert line[location.column - 1 :].lstrip()  # points at the value's text
+
+
+def test_positions_are_scanned_only_when_something_asks_where_a_value_was_written(monkeypatch) -> None:
+    from stackc.spec import source
+
+    scanned = []
+    monkeypatch.setattr(source, "scan_positions", lambda name, text: scanned.append(name) or ({}, {}))
+    document, problems = load_files([("a.toml", "[m]\nx = 1\n"), ("b.toml", "[m]\ny = 2\n")], ["m.z=3"])
+    assert problems == [] and scanned == []
+    document.source_map.locate(("m", "x"))
+    document.source_map.locate(("m", "y"))
+    assert scanned == ["a.toml", "b.toml"]  # once each, on first use

@@ -8,9 +8,10 @@ can stay small: it just records where each key and value starts.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,12 +24,30 @@ if TYPE_CHECKING:
 Path = tuple[str | int, ...]
 
 
-@attrs.frozen
-class SourceMap:
-    """Spec path -> where its key and its value were written (the last writer wins)."""
+Positions = tuple[dict[Path, Location], dict[Path, Location]]
 
-    keys: Mapping[Path, Location] = attrs.field(factory=dict)
-    values: Mapping[Path, Location] = attrs.field(factory=dict)
+
+class SourceMap:
+    """Spec path -> where its key and its value were written (the last writer wins).
+
+    Worked out on first use: scanning the files for positions costs twice what reading them does, and a
+    spec that compiles without a diagnostic never asks where anything was written.
+    """
+
+    def __init__(self, positions: Callable[[], Positions]):
+        self._positions = positions
+
+    @functools.cached_property
+    def _tables(self) -> Positions:
+        return self._positions()
+
+    @property
+    def keys(self) -> Mapping[Path, Location]:
+        return self._tables[0]
+
+    @property
+    def values(self) -> Mapping[Path, Location]:
+        return self._tables[1]
 
     def locate(self, path: Path, *, key: bool = False) -> Location | None:
         """The nearest known location of ``path``: itself, else its closest ancestor."""
@@ -49,31 +68,52 @@ class Document:
     source_map: SourceMap
 
 
+@attrs.frozen
+class _Written:
+    """What one file or ``--set`` did to the positions: paths whose earlier positions it replaced, then its own."""
+
+    replaced: tuple[Path, ...]
+    positions: Callable[[], Positions]
+
+
 def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] = ()) -> tuple[Document, list[Diagnostic]]:
     """Parse each file, overlay them in order, then apply ``--set PATH=VALUE`` settings."""
     data: dict[str, Any] = {}
-    keys: dict[Path, Location] = {}
-    values: dict[Path, Location] = {}
+    written: list[_Written] = []
     diagnostics: list[Diagnostic] = []
     stacks: dict[str, str] = {}  # stack name -> the first file naming it
+    first_file = None
     for name, text in named_texts:
         parsed, problem = parse_toml(name, text)
         if problem is not None:
             diagnostics.append(problem)
             continue
-        file_keys, file_values = scan_positions(name, text)
-        diagnostics.extend(_another_stack(name, parsed, file_values, stacks))
-        keys.setdefault((), Location(name, 1, 1))  # what no key explains is reported at the top
-        _overlay(data, parsed, (), values, keys)
-        keys.update(file_keys)
-        values.update(file_values)
+        diagnostics.extend(_another_stack(name, text, parsed, stacks))
+        first_file = first_file or name
+        replaced: list[Path] = []
+        _overlay(data, parsed, (), replaced)
+        written.append(_Written(tuple(replaced), functools.partial(scan_positions, name, text)))
     for index, setting in enumerate(settings, start=1):
-        diagnostics.extend(_apply_setting(data, keys, values, index, setting))
-    return Document(data, SourceMap(keys, values)), diagnostics
+        problems = _apply_setting(data, index, setting, written)
+        diagnostics.extend(problems)
+    return Document(data, SourceMap(functools.partial(_positions, first_file, written))), diagnostics
 
 
-def _another_stack(name: str, parsed: Mapping[str, Any], file_values: Mapping[Path, Location],
-                   stacks: dict[str, str]) -> list[Diagnostic]:
+def _positions(first_file: str | None, written: Iterable[_Written]) -> Positions:
+    keys: dict[Path, Location] = {}
+    values: dict[Path, Location] = {}
+    if first_file is not None:
+        keys[()] = Location(first_file, 1, 1)  # what no key explains is reported at the top
+    for step in written:
+        for path in step.replaced:
+            _forget_below(path, keys, values)
+        own_keys, own_values = step.positions()
+        keys.update(own_keys)
+        values.update(own_values)
+    return keys, values
+
+
+def _another_stack(name: str, text: str, parsed: Mapping[str, Any], stacks: dict[str, str]) -> list[Diagnostic]:
     """Files passed together are overlays of one stack; one naming another stack would merge two stacks."""
     stack = parsed.get("stack")
     own = stack.get("name") if isinstance(stack, Mapping) else None
@@ -85,7 +125,7 @@ def _another_stack(name: str, parsed: Mapping[str, Any], file_values: Mapping[Pa
     first_name, first_file = next(iter(stacks.items()))
     return [Diagnostic(
         "E029", f"stack '{own}' here, but {first_file} is stack '{first_name}': the files passed together are "
-        "overlays of one stack", ("stack", "name"), location=file_values.get(("stack", "name")),
+        "overlays of one stack", ("stack", "name"), location=scan_positions(name, text)[1].get(("stack", "name")),
         hint=f"compile each stack with its own command (`stackc build {first_file}`, then `stackc build {name}`), "
              f"or in a loop: `for spec in {first_file} {name}; do stackc build \"$spec\"; done`")]
 
@@ -151,14 +191,15 @@ def _semantic_error(name: str, text: str, error: tomlkit.exceptions.TOMLKitError
                       hint="each key and table may be defined only once")
 
 
-def _overlay(base: dict, top: Mapping, prefix: Path, values: dict, keys: dict) -> None:
-    """Later files override earlier ones: tables merge key by key, anything else replaces."""
+def _overlay(base: dict, top: Mapping, prefix: Path, replaced: list[Path]) -> None:
+    """Later files override earlier ones: tables merge key by key, anything else replaces (``replaced``
+    collects the paths whose earlier values, and so positions, are gone)."""
     for key, value in top.items():
         path = prefix + (key,)
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _overlay(base[key], value, path, values, keys)
+            _overlay(base[key], value, path, replaced)
             continue
-        _forget_below(path, values, keys)
+        replaced.append(path)
         base[key] = copy.deepcopy(value)
 
 
@@ -171,7 +212,7 @@ def _forget_below(path: Path, *tables: dict) -> None:
 _SETTING = re.compile(r"^(?P<path>[^=]+?)\s*=(?P<value>.*)$", re.DOTALL)
 
 
-def _apply_setting(data: dict, keys: dict, values: dict, index: int, setting: str) -> list[Diagnostic]:
+def _apply_setting(data: dict, index: int, setting: str, written: list[_Written]) -> list[Diagnostic]:
     where = Location("--set", index, 1)
     match = _SETTING.match(setting)
     path = _split_dotted(match.group("path").strip()) if match else None
@@ -190,11 +231,9 @@ def _apply_setting(data: dict, keys: dict, values: dict, index: int, setting: st
             return [Diagnostic("E002", f"--set cannot set below a {type(child).__name__} value",
                                path=path[: depth + 1], location=where)]
         node = child
-    _forget_below(path, values, keys)
     node[path[-1]] = value
-    value_column = setting.index("=") + 2
-    keys[path] = where
-    values[path] = Location("--set", index, value_column)
+    value_at = Location("--set", index, setting.index("=") + 2)
+    written.append(_Written((path,), lambda: ({path: where}, {path: value_at})))
     return []
 
 
