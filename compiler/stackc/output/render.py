@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -78,11 +78,25 @@ def _string_style(data: str) -> str | None:
     return None
 
 
-def to_yaml(obj: Any) -> str:
+#: ``to_yaml``'s ``rewrite``: strings holding the marker are written as the function returns them
+Rewrite = tuple[str, Callable[[str], str]]
+
+
+def to_yaml(obj: Any, rewrite: Rewrite | None = None) -> str:
+    """``rewrite``: each string (a key or a value) that holds its marker is written as its function returns
+    it, as though the data held that (Helm's templates put an expression where the namespace is)."""
     try:
-        return _block_yaml(obj)
+        return _block_yaml(obj, rewrite)
     except _Unusual:
-        return _pyyaml_text(obj)
+        return _pyyaml_text(obj if rewrite is None else _rewritten(obj, *rewrite))
+
+
+def _rewritten(node: Any, marker: str, function: Callable[[str], str]) -> Any:
+    if isinstance(node, dict):
+        return {_rewritten(k, marker, function): _rewritten(v, marker, function) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_rewritten(item, marker, function) for item in node]
+    return function(node) if isinstance(node, str) and marker in node else node
 
 
 def _pyyaml_text(obj: Any) -> str:
@@ -95,41 +109,49 @@ class _Unusual(Exception):
     """Data ``_block_yaml`` leaves to PyYAML: multi-line text, floats, non-string keys, other types."""
 
 
-def _block_yaml(obj: Any) -> str:
+def _block_yaml(obj: Any, rewrite: Rewrite | None = None) -> str:
     """PyYAML's output for the common shape of Kubernetes objects, written without building a node
     graph (which was most of a large build's time). Layout is block style with PyYAML's
     conventions (two-space indent, sequences in mappings not indented); every distinct scalar's
     text still comes from PyYAML, once."""
     lines: list[str] = []
+    marker, function = rewrite or ("", None)
     if type(obj) is dict and obj:
-        _mapping(obj, 0, "", lines)
+        _mapping(obj, 0, "", lines, marker, function)
     elif type(obj) in (list, tuple) and obj:
-        _sequence(obj, 0, lines)
+        _sequence(obj, 0, lines, marker, function)
     else:
         raise _Unusual
     return "".join(lines)
 
 
-def _mapping(data: dict[str, Any], indent: int, lead: str, lines: list[str]) -> None:
+def _mapping(data: dict[str, Any], indent: int, lead: str, lines: list[str], marker: str,
+             rewrite: Callable[[str], str] | None) -> None:
     pad = " " * indent
     start = lead
-    for key in _ordered(tuple(data)):
+    keys = _ordered(tuple(data))
+    if rewrite is not None and _marked(keys, marker):  # rewritten keys are ordered as written
+        data = {rewrite(key) if marker in key else key: value for key, value in data.items()}
+        keys = _ordered(tuple(data))
+    for key in keys:
         value = data[key]
         key_text = _key_text(key)
         kind = type(value)
         if kind is dict:
             if value:
                 lines.append(f"{start}{key_text}:\n")
-                _mapping(value, indent + 2, " " * (indent + 2), lines)
+                _mapping(value, indent + 2, " " * (indent + 2), lines, marker, rewrite)
             else:
                 lines.append(f"{start}{key_text}: {{}}\n")
         elif kind is list or kind is tuple:
             if value:
                 lines.append(f"{start}{key_text}:\n")
-                _sequence(value, indent, lines)
+                _sequence(value, indent, lines, marker, rewrite)
             else:
                 lines.append(f"{start}{key_text}: []\n")
         else:
+            if rewrite is not None and kind is str and marker in value:
+                value = rewrite(value)
             lines.append(f"{start}{key_text}: {_scalar_text(value)}\n")
         start = pad
 
@@ -142,28 +164,37 @@ def _ordered(keys: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(sorted(keys, key=_key_order))
 
 
-def _sequence(items: list[Any] | tuple[Any, ...], indent: int, lines: list[str]) -> None:
+@functools.lru_cache(maxsize=1 << 12)
+def _marked(keys: tuple[str, ...], marker: str) -> bool:
+    return any(marker in key for key in keys)
+
+
+def _sequence(items: list[Any] | tuple[Any, ...], indent: int, lines: list[str], marker: str,
+              rewrite: Callable[[str], str] | None) -> None:
     lead = " " * indent + "- "
     for item in items:
-        _item(item, indent, lead, lines)
+        _item(item, indent, lead, lines, marker, rewrite)
 
 
-def _item(item: Any, indent: int, lead: str, lines: list[str]) -> None:
+def _item(item: Any, indent: int, lead: str, lines: list[str], marker: str,
+          rewrite: Callable[[str], str] | None) -> None:
     kind = type(item)
     if kind is dict:
         if item:
-            _mapping(item, indent + 2, lead, lines)
+            _mapping(item, indent + 2, lead, lines, marker, rewrite)
         else:
             lines.append(f"{lead}{{}}\n")
     elif kind is list or kind is tuple:
         if item:
             inner = lead + "- "
             for sub in item:
-                _item(sub, indent + 2, inner, lines)
+                _item(sub, indent + 2, inner, lines, marker, rewrite)
                 inner = " " * (indent + 2) + "- "
         else:
             lines.append(f"{lead}[]\n")
     else:
+        if rewrite is not None and kind is str and marker in item:
+            item = rewrite(item)
         lines.append(f"{lead}{_scalar_text(item)}\n")
 
 

@@ -41,3 +41,12 @@ def test_multi_line_text_is_left_to_pyyaml() -> None:
     config_map = {"kind": "ConfigMap", "data": {"config.yaml": "a: 1\nb: 2\n"}}
     assert render.to_yaml(config_map) == render._pyyaml_text(config_map)
     assert "config.yaml: |" in render.to_yaml(config_map)
+
+
+@given(st.dictionaries(_TEXT, _DATA, min_size=1, max_size=5), st.sampled_from(["a", "x", "-", "{{", "\n"]))
+@settings(max_examples=300, deadline=None)
+def test_a_rewrite_writes_the_data_as_though_it_held_the_rewritten_strings(data, marker) -> None:
+    def rewrite(value: str) -> str:
+        return f"<{value.upper()}>"
+
+    assert render.to_yaml(data, (marker, rewrite)) == render.to_yaml(render._rewritten(data, marker, rewrite))

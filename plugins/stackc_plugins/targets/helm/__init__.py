@@ -352,7 +352,10 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
             texts: Mapping[str, str] | None = None) -> str:
     """Render ``obj`` and turn each sentinel line into its template expression; an observability add-on
     renders only where the cluster serves its API."""
-    text = to_yaml(_release_scalars(obj, blocks, chart, texts or {}))
+    if texts:  # a digest of a namespaced text may be any string: each one is looked at
+        text = to_yaml(_release_scalars(obj, blocks, chart, texts))
+    else:  # only strings holding the namespace change: the renderer hands them over as it writes them
+        text = to_yaml(obj, (RELEASE_NAMESPACE, lambda value: _release_scalar(value, blocks, chart, {})))
     lines = list(head)
     for line in text.splitlines():
         match = _SENTINEL.search(line) if "@@" in line else None
