@@ -357,11 +357,18 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
     else:  # only strings holding the namespace change: the renderer hands them over as it writes them
         text = to_yaml(obj, (RELEASE_NAMESPACE, lambda value: _release_scalar(value, blocks, chart, {})))
     lines = list(head)
-    for line in text.splitlines():
-        match = _SENTINEL.search(line) if "@@" in line else None
-        if not match:
-            lines.append(_in_release(chart, line))
+    plain = 0  # where the lines not yet in ``lines`` start: they hold no sentinel
+    search = 0
+    while (at := text.find("@@", search)) != -1:
+        start, end = text.rfind("\n", 0, at) + 1, text.index("\n", at)
+        search = end + 1
+        line = text[start:end]
+        match = _SENTINEL.search(line)
+        if match is None:
             continue
+        if start > plain:
+            lines.append(_in_release(chart, text[plain:start - 1]))
+        plain = end + 1
         kind, body = blocks[int(match.group(2))]
         indent = len(line) - len(line.lstrip())
         key = line.strip().split(":", 1)[0]
@@ -380,6 +387,8 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
             lines += ["{{- with (concat .Values.global.imagePullSecrets $model.imagePullSecrets) }}",
                       f"{' ' * indent}imagePullSecrets:", "  {{- range . }}",
                       f"{' ' * indent}- name: {{{{ . }}}}", "  {{- end }}", "{{- end }}"]
+    if plain < len(text):
+        lines.append(_in_release(chart, text[plain:-1]))
     body = "\n".join(lines) + "\n"
     if _observability(obj):
         body = f'{{{{- if .Capabilities.APIVersions.Has "{_api(obj)}" }}}}\n{body}{{{{- end }}}}\n'
