@@ -8,6 +8,7 @@ and lets users block plugins.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 
@@ -78,13 +79,14 @@ def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
     """Register plugins with pluggy, then ask each one, in order, for its engines and targets."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
+    implementations = {id(plugin): _implementations(plugin.module) for plugin in plugins}
     for plugin in plugins:
-        manager.register(plugin.module, name=plugin.provider.plugin)
+        manager.register(implementations[id(plugin)], name=plugin.provider.plugin)
     manager.check_pending()
     registry = Registry()
     for hook_name in ("stackc_add_engines", "stackc_add_targets"):
         for plugin in plugins:
-            others = [p.module for p in plugins if p is not plugin]
+            others = [implementations[id(p)] for p in plugins if p is not plugin]
             call = manager.subset_hook_caller(hook_name, remove_plugins=others)
             try:
                 call(registry=registry.providing(plugin.provider))
@@ -95,6 +97,21 @@ def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
             except Exception as error:
                 raise PluginError(plugin.provider, f"plugin {plugin.provider} crashed in {hook_name}: {error!r}") from error
     return registry
+
+
+def _implementations(plugin: object) -> ModuleType:
+    """The plugin's hook implementations (what ``hookimpl`` marked), all pluggy looks for: registering a
+    whole module makes pluggy inspect every name it imports."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    implementations = ModuleType(getattr(plugin, "__name__", type(plugin).__name__))
+    if isinstance(plugin, ModuleType):  # a module's names are plain values
+        found = {name: value for name, value in vars(plugin).items() if hasattr(value, marker)}
+    else:  # looked at statically first, as pluggy does, so that no property of a plugin object runs
+        found = {name: getattr(plugin, name) for name in dir(plugin)
+                 if hasattr(inspect.getattr_static(plugin, name, None), marker)}
+    for name, value in found.items():
+        setattr(implementations, name, value)
+    return implementations
 
 
 def load_registry(blocked: Iterable[str] = (), extra: Sequence[ModuleType] = ()) -> Registry:

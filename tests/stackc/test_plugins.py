@@ -117,3 +117,18 @@ def test_duplicate_detection_does_not_depend_on_order() -> None:
     clone.stackc_add_engines = vllm.module.stackc_add_engines
     with pytest.raises(PluginConflict, match="engine 'vllm' is provided twice"):
         build_registry([LoadedPlugin(clone, Provider("clone", "clone-dist", "1")), *plugins])
+
+
+def test_a_plugin_object_registers_its_marked_methods_and_none_of_its_properties_runs() -> None:
+    class Plugin:
+        @property
+        def broken(self):
+            raise AssertionError("a property ran while registering")
+
+        @hookimpl
+        def stackc_add_engines(self, registry):
+            vllm = next(p for p in discover() if p.provider.plugin == "vllm")
+            vllm.module.stackc_add_engines(registry)
+
+    registry = build_registry([LoadedPlugin(Plugin(), Provider("object", "object-dist", "1"))])
+    assert list(registry.engines) == ["vllm"]
