@@ -86,12 +86,11 @@ def assess(spec: Spec, registry: Registry, spec_file: Callable[[Path], str | Non
             rows.append(attrs.evolve(row, replicas=_most_replicas(served), nodes=nodes))
             # a config that could not be read already says why the model is unknown
             own += [p for p in role_problems if not (facts_problems and p.code == "W142")]
-            own += _node_problems(key, model, role, nodes)
+            own += _node_problems(key, model, role, served.accelerators, nodes)
         problems += own
         if model.candidate is not None and model.disaggregation is None:
             rows_of_candidate, candidate_problems = _assess_candidate(key, model, spec_file, registry)
-            # the candidate runs on the model's accelerators, scheduled as the model is: the model's nodes
-            rows += [attrs.evolve(r, nodes=rows[-1].nodes) for r in rows_of_candidate]
+            rows += rows_of_candidate
             problems += [p for p in candidate_problems if p not in own]
     return rows, problems
 
@@ -109,10 +108,12 @@ def _assess_candidate(key: str, model: Model, spec_file: Callable[[Path], str | 
     more = [p for p in more if not (problems and p.code == "W142")]
     located = [attrs.evolve(p, path=base + candidate_path(model, tuple(p.path[2:])))
                if p.path[:2] == base else p for p in (*problems, *more)]
-    return [attrs.evolve(row, replicas=served.replicas)], located
+    nodes = node_selection(served.accelerators, served.scheduling)
+    return [attrs.evolve(row, replicas=served.replicas, nodes=nodes)], located
 
 
-def _node_problems(key: str, model: Model, role: str | None, nodes: NodeSelection | None) -> list[Diagnostic]:
+def _node_problems(key: str, model: Model, role: str | None, accelerators: Accelerators,
+                   nodes: NodeSelection | None) -> list[Diagnostic]:
     """W145 where ``select_nodes`` is set and nothing selects the type's nodes; W146 where the spec's own
     selection of the label, which stands, names none of the type's values."""
     def where(*path: str | int) -> Path:
@@ -123,6 +124,7 @@ def _node_problems(key: str, model: Model, role: str | None, nodes: NodeSelectio
     if nodes.unmet:
         return [Diagnostic("W145", f"accelerators.select_nodes is set, but no node affinity is added: {nodes.note}",
                            where("accelerators", "select_nodes"),
+                           "drop it: a model on CPU needs no accelerator node" if accelerators.count == 0 else
                            "set accelerators.type to a catalogue device, or select the nodes with "
                            "scheduling.node_selector", Severity.WARNING)]
     if nodes.contradiction is not None:

@@ -85,9 +85,9 @@ def _affinity_contradiction(affinity: Mapping[str, Any] | None,
     """A required term of the spec's affinity that selects the label's key with ``In`` and none of its values."""
     for term in _terms(affinity) or ():
         for expression in _expressions_on(term, label.key):
-            values = tuple(str(v) for v in expression.get("values") or ())
-            if expression.get("operator") == "In" and not set(values) & set(label.values):
-                return ("affinity",), values
+            values = expression.get("values")
+            if expression.get("operator") == "In" and isinstance(values, list) and not set(values) & set(label.values):
+                return ("affinity",), tuple(str(v) for v in values)
     return None
 
 
@@ -108,7 +108,7 @@ def pod_affinity(accelerators: Accelerators, scheduling: Scheduling) -> dict[str
             return affinity  # not an affinity Kubernetes takes: the schema check reports it as written
         node = affinity["nodeAffinity"] = dict(node or {})
         required = node.get(_REQUIRED)
-        if required is not None and not isinstance(required, Mapping):
+        if required is not None and (not isinstance(required, Mapping) or "nodeSelectorTerms" in required):
             return affinity
         node[_REQUIRED] = {**(required or {}), "nodeSelectorTerms": [{"matchExpressions": [requirement]}]}
         return affinity
