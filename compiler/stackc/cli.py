@@ -350,18 +350,26 @@ def _fit_object(row: Any) -> dict[str, Any]:
             **{name: getattr(fit, name) for name in _FIT_NUMBERS}}
 
 
+def _nodes_object(nodes: Any) -> dict[str, Any]:
+    """``accelerators.select_nodes``: the node affinity required, or why none is."""
+    label = nodes.label
+    return {"key": label.key if label else None, "values": list(label.values) if label else [],
+            "source": label.source if label else None, "note": nodes.note or None}
+
+
 def _fit_json(rows: Sequence[Any]) -> dict[str, Any]:
     """``models.NAME.fit``; a disaggregated model's is its worst role's, each role's under ``roles``."""
     models: dict[str, Any] = {}
     for row in rows:
         entry = models.setdefault(row.model, {})
+        nodes = {"node_selection": _nodes_object(row.nodes)} if row.nodes is not None else {}
         if row.role is None:
-            entry["fit"] = _fit_object(row)
+            entry.update(fit=_fit_object(row), **nodes)
             continue
         if row.role == "candidate":  # the candidate version's own (the model's is the stable version's)
-            entry["candidate"] = {"fit": _fit_object(row)}
+            entry["candidate"] = {"fit": _fit_object(row), **nodes}
             continue
-        entry.setdefault("roles", {})[row.role] = {"fit": _fit_object(row)}
+        entry.setdefault("roles", {})[row.role] = {"fit": _fit_object(row), **nodes}
         worst = min(entry["roles"].values(), key=lambda r: ("no-fit", "unknown", "fits").index(r["fit"]["status"]))
         entry["fit"] = worst["fit"]
     return models
@@ -383,7 +391,7 @@ def _fit_table(rows: Sequence[Any]) -> str:
                       number(fit.kv_tokens_per_replica), context, verdict))
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] + "\n"
-                   for line in table) + "".join(_rollout_lines(rows))
+                   for line in table) + "".join(_rollout_lines(rows)) + "".join(_node_lines(rows))
 
 
 def _rollout_lines(rows: Sequence[Any]) -> Iterator[str]:
@@ -394,6 +402,14 @@ def _rollout_lines(rows: Sequence[Any]) -> Iterator[str]:
         versions = [r for r in rows if r.model == row.model and r.role != "candidate"] + [row]
         parts = " + ".join(f"{r.replicas} × ({r.accelerators})" for r in versions)
         yield f"{row.model}: during the rollout the stable and candidate versions hold {parts}\n"
+
+
+def _node_lines(rows: Sequence[Any]) -> Iterator[str]:
+    """The nodes ``accelerators.select_nodes`` requires of each model (a candidate's are its model's)."""
+    for row in rows:
+        if row.nodes is not None and row.role != "candidate":
+            name = row.model + (f" ({row.role})" if row.role else "")
+            yield f"{name}: nodes {row.nodes.describe()}\n"
 
 
 def _drop_none(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """The fit check of each model (and each P/D role) against its accelerators' memory: the rows of
-``stackc plan`` and the diagnostics of ``check`` and ``build`` (E140–E143, W140–W144)."""
+``stackc plan`` and the diagnostics of ``check`` and ``build`` (E140–E143, W140–W144); and the nodes
+``accelerators.select_nodes`` requires, with why none are (W145, W146)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.fit import arithmetic, facts as model_facts
 from stackc.fit.arithmetic import Deployment, Fit
 from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts
+from stackc.fit.nodes import NodeSelection, node_selection
 from stackc.registry import Registry
 from stackc.spec.candidate import SUFFIX as CANDIDATE, candidate_model, candidate_path
-from stackc.spec.disaggregation import role_model
+from stackc.spec.disaggregation import role_model, role_path
 from stackc.spec.model import Accelerators, Model, Serving, Spec
 from stackc.spec.source import Path
 
@@ -39,6 +41,8 @@ class ModelFit:
     facts_source: str | None = None
     #: replicas (or a scaled model's most), for what a version needs beside the other during a rollout
     replicas: int = 1
+    #: the nodes ``accelerators.select_nodes`` requires; None when it is off
+    nodes: NodeSelection | None = None
 
 
 def accelerator_memory(accelerators: Accelerators) -> tuple[float | None, str]:
@@ -77,9 +81,12 @@ def assess(spec: Spec, registry: Registry, spec_file: Callable[[Path], str | Non
         for role, path, accelerators, tensor_parallel in roles:
             row, role_problems = _assess_one(key, role, path, model, accelerators, tensor_parallel, found, source,
                                              registry)
-            rows.append(attrs.evolve(row, replicas=_most_replicas(role_model(model, role) if role else model)))
+            served = role_model(model, role) if role else model
+            nodes = node_selection(served.accelerators, served.scheduling)
+            rows.append(attrs.evolve(row, replicas=_most_replicas(served), nodes=nodes))
             # a config that could not be read already says why the model is unknown
             own += [p for p in role_problems if not (facts_problems and p.code == "W142")]
+            own += _node_problems(key, model, role, served.accelerators, nodes)
         problems += own
         if model.candidate is not None and model.disaggregation is None:
             rows_of_candidate, candidate_problems = _assess_candidate(key, model, spec_file, registry)
@@ -101,7 +108,34 @@ def _assess_candidate(key: str, model: Model, spec_file: Callable[[Path], str | 
     more = [p for p in more if not (problems and p.code == "W142")]
     located = [attrs.evolve(p, path=base + candidate_path(model, tuple(p.path[2:])))
                if p.path[:2] == base else p for p in (*problems, *more)]
-    return [attrs.evolve(row, replicas=served.replicas)], located
+    nodes = node_selection(served.accelerators, served.scheduling)
+    return [attrs.evolve(row, replicas=served.replicas, nodes=nodes)], located
+
+
+def _node_problems(key: str, model: Model, role: str | None, accelerators: Accelerators,
+                   nodes: NodeSelection | None) -> list[Diagnostic]:
+    """W145 where ``select_nodes`` is set and nothing selects the type's nodes; W146 where the spec's own
+    selection of the label, which stands, names none of the type's values."""
+    def where(*path: str | int) -> Path:
+        return ("models", key, *(role_path(model, role, path) if role else path))
+
+    if nodes is None:
+        return []
+    if nodes.unmet:
+        return [Diagnostic("W145", f"accelerators.select_nodes is set, but no node affinity is added: {nodes.note}",
+                           where("accelerators", "select_nodes"),
+                           "drop it: a model on CPU needs no accelerator node" if accelerators.count == 0 else
+                           "set accelerators.type to a catalogue device, or select the nodes with "
+                           "scheduling.node_selector", Severity.WARNING)]
+    if nodes.contradiction is not None:
+        path, values = nodes.contradiction
+        assert nodes.implied is not None
+        label = nodes.implied
+        return [Diagnostic("W146", f"scheduling.{path[0]} selects {label.key} in ({', '.join(values)}), which is no "
+                           f"{nodes.device} (its nodes have {', '.join(label.values)}): the spec's selection stands, "
+                           "and accelerators.select_nodes adds nothing against it", where("scheduling", *path),
+                           "fix the label's value, or accelerators.type", Severity.WARNING)]
+    return []
 
 
 def _most_replicas(model: Model) -> int:

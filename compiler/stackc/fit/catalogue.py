@@ -11,6 +11,16 @@ GIB = 2**30
 
 
 @attrs.frozen
+class NodeLabel:
+    """A node label that tells the nodes holding a device type apart: a node whose ``key`` has any of ``values``
+    holds it. ``source`` documents who sets the label and how its values are written."""
+
+    key: str
+    values: tuple[str, ...]
+    source: str
+
+
+@attrs.frozen
 class Accelerator:
     """One device type: memory as its datasheet states it (in GiB, as nvidia-smi shows it), per device."""
 
@@ -19,8 +29,37 @@ class Accelerator:
     source: str
     #: chips of AWS Neuron expose several cores; ``aws.amazon.com/neuroncore`` counts cores, each with its share
     cores: int = 1
-    #: ``nvidia.com/gpu.product`` values GPU feature discovery labels nodes with (one per board variant)
-    products: tuple[str, ...] = ()
+    #: the label the vendor's node labeller (or the cloud) puts on nodes with this device, for
+    #: ``accelerators.select_nodes``; None: no such label is known
+    node_label: NodeLabel | None = None
+
+
+#: NVIDIA GPU feature discovery (part of the GPU operator) labels each node with its GPUs' product name, the
+#: NVML name with blanks as '-': one value per board variant (SXM, PCIe, …)
+_GFD = "https://github.com/NVIDIA/k8s-device-plugin/blob/main/docs/gpu-feature-discovery/README.md"
+#: AMD's node labeller (AMD GPU operator, ROCm/k8s-device-plugin) labels a node whose GPUs are all alike with
+#: ``amd.com/gpu.device-id`` = their PCI device id without 0x; the ids are amdgpu.ids' (bare metal, HF, VF)
+_AMD_LABELLER = "https://github.com/ROCm/k8s-device-plugin/blob/master/cmd/k8s-node-labeller/main.go"
+_AMD_IDS = "https://github.com/ROCm/k8s-device-plugin/blob/master/cmd/k8s-node-labeller/amdgpu.ids"
+#: Neuron devices come only with their EC2 instance families (inf2, trn1/trn1n, trn2): the well-known
+#: ``node.kubernetes.io/instance-type`` label the cloud provider sets tells them apart, as the Neuron Kubernetes
+#: set-up guide requires of Neuron nodes
+_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+_NEURON_K8S = ("https://kubernetes.io/docs/reference/labels-annotations-taints/#nodekubernetesioinstance-type; "
+               "https://awsdocs-neuron.readthedocs-hosted.com/en/v2.9.1/containers/tutorials/k8s-setup.html")
+
+
+def _products(*names: str) -> NodeLabel:
+    return NodeLabel("nvidia.com/gpu.product", names, _GFD)
+
+
+def _amd(*device_ids: str) -> NodeLabel:
+    return NodeLabel("amd.com/gpu.device-id", device_ids, f"{_AMD_LABELLER}; {_AMD_IDS}")
+
+
+def _ec2(page: str, *instance_types: str) -> NodeLabel:
+    return NodeLabel(_INSTANCE_TYPE, instance_types,
+                     f"{_NEURON_K8S}; https://aws.amazon.com/ec2/instance-types/{page}/")
 
 
 _NV_H100 = "https://www.nvidia.com/en-us/data-center/h100/"
@@ -29,20 +68,26 @@ _NV_V100 = "https://www.nvidia.com/en-us/data-center/v100/"
 _AWS_NEURON = "https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-hardware/"
 
 ACCELERATORS: dict[str, Accelerator] = {a.name: a for a in (
-    Accelerator("H200", 141, "https://www.nvidia.com/en-us/data-center/h200/", products=("NVIDIA-H200",)),
-    Accelerator("H100-80GB", 80, _NV_H100, products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
-    Accelerator("A100-80GB", 80, _NV_A100, products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
-    Accelerator("A100-40GB", 40, _NV_A100, products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
-    Accelerator("L40S", 48, "https://www.nvidia.com/en-us/data-center/l40s/", products=("NVIDIA-L40S",)),
-    Accelerator("L4", 24, "https://www.nvidia.com/en-us/data-center/l4/", products=("NVIDIA-L4",)),
-    Accelerator("A10G", 24, "https://aws.amazon.com/ec2/instance-types/g5/", products=("NVIDIA-A10G",)),
-    Accelerator("V100-16GB", 16, _NV_V100, products=("Tesla-V100-SXM2-16GB",)),
-    Accelerator("V100-32GB", 32, _NV_V100, products=("Tesla-V100-SXM2-32GB",)),
-    Accelerator("MI300X", 192, "https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html"),
-    Accelerator("MI325X", 256, "https://www.amd.com/en/products/accelerators/instinct/mi300/mi325x.html"),
-    Accelerator("Inferentia2", 32, _AWS_NEURON + "inferentia2.html", cores=2),
-    Accelerator("Trainium", 32, _AWS_NEURON + "trainium.html", cores=2),
-    Accelerator("Trainium2", 96, _AWS_NEURON + "trainium2.html", cores=8),
+    Accelerator("H200", 141, "https://www.nvidia.com/en-us/data-center/h200/",
+                node_label=_products("NVIDIA-H200", "NVIDIA-H200-NVL")),
+    Accelerator("H100-80GB", 80, _NV_H100, node_label=_products("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
+    Accelerator("A100-80GB", 80, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
+    Accelerator("A100-40GB", 40, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
+    Accelerator("L40S", 48, "https://www.nvidia.com/en-us/data-center/l40s/", node_label=_products("NVIDIA-L40S")),
+    Accelerator("L4", 24, "https://www.nvidia.com/en-us/data-center/l4/", node_label=_products("NVIDIA-L4")),
+    Accelerator("A10G", 24, "https://aws.amazon.com/ec2/instance-types/g5/", node_label=_products("NVIDIA-A10G")),
+    Accelerator("V100-16GB", 16, _NV_V100, node_label=_products("Tesla-V100-SXM2-16GB", "Tesla-V100-PCIE-16GB")),
+    Accelerator("V100-32GB", 32, _NV_V100, node_label=_products("Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-32GB")),
+    Accelerator("MI300X", 192, "https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html",
+                node_label=_amd("74a1", "74a9", "74b5", "74bd")),
+    Accelerator("MI325X", 256, "https://www.amd.com/en/products/accelerators/instinct/mi300/mi325x.html",
+                node_label=_amd("74a5")),
+    Accelerator("Inferentia2", 32, _AWS_NEURON + "inferentia2.html", cores=2,
+                node_label=_ec2("inf2", "inf2.xlarge", "inf2.8xlarge", "inf2.24xlarge", "inf2.48xlarge")),
+    Accelerator("Trainium", 32, _AWS_NEURON + "trainium.html", cores=2,
+                node_label=_ec2("trn1", "trn1.2xlarge", "trn1.32xlarge", "trn1n.32xlarge")),
+    Accelerator("Trainium2", 96, _AWS_NEURON + "trainium2.html", cores=8,
+                node_label=_ec2("trn2", "trn2.48xlarge")),
 )}
 #: names people write for the same device
 ACCELERATOR_ALIASES = {"H100": "H100-80GB", "A100": "A100-80GB", "V100": "V100-32GB"}

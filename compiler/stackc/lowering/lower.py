@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from stackc.fit.nodes import pod_affinity
 from stackc.lowering import disaggregation as pd
 from stackc.plan import images
 from stackc.plan import model as plan
@@ -706,7 +707,7 @@ def _pod(model: Model, labels: Mapping[str, str], selector: Mapping[str, str], s
         security_context=_pod_security(model, result),
         image_pull_secrets=model.security.image_pull_secrets,
         node_selector=dict(scheduling.node_selector),
-        affinity=dict(scheduling.affinity) if scheduling.affinity else None,
+        affinity=pod_affinity(model.accelerators, scheduling),
         tolerations=tuple(_toleration(t) for t in scheduling.tolerations),
         topology_spread=tuple({"labelSelector": {"matchLabels": dict(selector)}, **c} for c in scheduling.topology_spread),
         priority_class=scheduling.priority_class, runtime_class=scheduling.runtime_class,

@@ -142,6 +142,12 @@ class Accelerators:
         "(a MIG profile's memory comes from `resource`).", default=None)
     memory: str | None = field("Memory per device, for a device the catalogue lacks (e.g. `24Gi`).", default=None,
                                form=QUANTITY)
+    select_nodes: bool = field(
+        "Require nodes holding `type`: every pod of the model gets a required node affinity on the label the "
+        "vendor's node labeller sets (NVIDIA GPU feature discovery's `nvidia.com/gpu.product`, AMD's "
+        "`amd.com/gpu.device-id`; `node.kubernetes.io/instance-type` for AWS Neuron). Off by default: on a "
+        "cluster without that labeller the pods stay Pending. A MIG profile is selected by its `resource` already; "
+        "a label `scheduling.node_selector` sets itself is left as written.", default=False)
 
 
 class Quantity(str):

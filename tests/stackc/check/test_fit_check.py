@@ -180,3 +180,80 @@ def test_facts_from_this_machines_hugging_face_cache_never_change_the_output(tmp
     assert compile_text(text).plan.components[0].kv_tokens_per_replica is None
     (snapshot / "config.json").write_text("{")
     assert codes(text) == ["W143"]
+
+
+def test_select_nodes_where_no_label_is_known_is_w145_at_the_field() -> None:
+    text = spec(type="H1000").replace('type = "H1000"', 'type = "H1000", select_nodes = true')
+    [diagnostic] = [d for d in problems(text) if d.code == "W145"]
+    assert diagnostic.dotted_path == "models.m.accelerators.select_nodes" and diagnostic.location.line == 7
+    assert "no node affinity is added: unknown accelerator type 'H1000'" in diagnostic.message
+    cpu = spec().replace("count = 1", "count = 0").replace('"H100-80GB"', '"H100-80GB", select_nodes = true')
+    assert [d.message for d in problems(cpu) if d.code == "W145"] == [
+        "accelerators.select_nodes is set, but no node affinity is added: no accelerators: the model runs on CPU"]
+
+
+def test_a_roles_own_accelerators_are_where_its_w145_is() -> None:
+    text = spec(extra=", max_context = 8192") + """[models.m.disaggregation.prefill]
+replicas = 1
+[models.m.disaggregation.decode]
+replicas = 1
+accelerators = { count = 1, memory = "80Gi", select_nodes = true }
+"""
+    assert [d.dotted_path for d in problems(text) if d.code == "W145"] == [
+        "models.m.disaggregation.decode.accelerators.select_nodes"]
+
+
+def test_the_specs_own_selection_contradicting_the_type_stands_with_w146() -> None:
+    typed = '"H100-80GB", select_nodes = true'
+    text = spec().replace('"H100-80GB"', typed) + \
+        '[models.m.scheduling]\nnode_selector = { "nvidia.com/gpu.product" = "NVIDIA-L4" }\n'
+    [diagnostic] = [d for d in problems(text) if d.code == "W146"]
+    assert diagnostic.dotted_path == 'models.m.scheduling.node_selector."nvidia.com/gpu.product"'
+    assert diagnostic.location.line == 10 and "NVIDIA-L4" in diagnostic.message
+    affinity = spec().replace('"H100-80GB"', typed) + """[models.m.scheduling.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution]
+nodeSelectorTerms = [{ matchExpressions = [{ key = "nvidia.com/gpu.product", operator = "In", values = ["NVIDIA-L4"] }] }]
+"""
+    assert [d.dotted_path for d in problems(affinity) if d.code == "W146"] == ["models.m.scheduling.affinity"]
+    agreeing = text.replace("NVIDIA-L4", "NVIDIA-H100-PCIe")
+    assert not [d for d in problems(agreeing) if d.code in ("W145", "W146")]
+
+
+def test_plan_shows_the_nodes_selected_in_a_line_and_in_json(run_stackc) -> None:
+    table = run_stackc("plan", "specs/disaggregated.toml")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert "llama (decode): nodes nvidia.com/gpu.product in (NVIDIA-H100-80GB-HBM3, NVIDIA-H100-PCIe)" in lines
+    assert "llama (prefill): nodes nvidia.com/gpu.product in (NVIDIA-H100-80GB-HBM3, NVIDIA-H100-PCIe)" in lines
+    envelope = json.loads(run_stackc("plan", "specs/disaggregated.toml", "--format", "json").stdout)
+    jsonschema.validate(envelope, json.loads((REPO / "docs" / "cli-output.schema.json").read_text()))
+    decode = envelope["models"]["llama"]["roles"]["decode"]["node_selection"]
+    assert decode["key"] == "nvidia.com/gpu.product" and decode["values"] == ["NVIDIA-H100-80GB-HBM3",
+                                                                              "NVIDIA-H100-PCIe"]
+    assert "gpu-feature-discovery" in decode["source"]
+    # off: no line, no key
+    prod = run_stackc("plan", "specs/prod.toml", "--format", "json")
+    assert all("node_selection" not in m for m in json.loads(prod.stdout)["models"].values())
+
+
+def test_a_candidate_and_a_mig_profile_show_their_nodes(tmp_path: Path, run_stackc) -> None:
+    text = spec().replace('"H100-80GB"', '"H100-80GB", select_nodes = true') + """[models.m.candidate]
+image = "vllm/vllm-openai:v0.12.0"
+traffic = 10
+[models.mig]
+engine = "vllm"
+model = "meta-llama/Llama-3.2-1B-Instruct"
+accelerators = { count = 1, resource = "nvidia.com/mig-3g.40gb", select_nodes = true }
+"""
+    (tmp_path / "s.toml").write_text(text)
+    result = run_stackc("plan", str(tmp_path / "s.toml"), "--format", "json")
+    envelope = json.loads(result.stdout)
+    jsonschema.validate(envelope, json.loads((REPO / "docs" / "cli-output.schema.json").read_text()))
+    models = envelope["models"]
+    assert models["m"]["candidate"]["node_selection"] == models["m"]["node_selection"]
+    assert models["mig"]["node_selection"]["key"] is None
+    assert "nvidia.com/mig-3g.40gb" in models["mig"]["node_selection"]["note"]
+    assert not [d for d in envelope["diagnostics"] if d["code"] in ("W145", "W146")]
+    lines = run_stackc("plan", str(tmp_path / "s.toml")).stdout.splitlines()
+    assert [line for line in lines if ": nodes " in line] == [
+        "m: nodes nvidia.com/gpu.product in (NVIDIA-H100-80GB-HBM3, NVIDIA-H100-PCIe)",
+        "mig: nodes by the resource nvidia.com/mig-3g.40gb: only nodes with that MIG profile offer it"]
