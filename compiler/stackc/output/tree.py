@@ -11,7 +11,6 @@ delete anything it didn't write.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import difflib
 import functools
 import os
@@ -131,8 +130,11 @@ def _write(path: str, content: bytes) -> None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    return ctypes.CDLL(name, use_errno=True) if name else None
+    """The process's own symbols, the C library's among them (``find_library`` would run ``ldconfig``)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):  # no such handle on this platform: the portable paths are taken
+        return None
 
 
 def _flush_to_disk(root: Path) -> None:
