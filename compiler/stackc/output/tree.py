@@ -14,7 +14,6 @@ import ctypes
 import difflib
 import functools
 import os
-import secrets
 import shutil
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -92,7 +91,7 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
         for name, content in read_tree(root, prefixes).items():
             merged.setdefault(name, content)
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = root.parent / f".{root.name}.new-{secrets.token_hex(6)}"
+    staging = root.parent / f".{root.name}.new-{os.urandom(6).hex()}"  # as secrets.token_hex, without its imports
     staging.mkdir()  # not tempfile.mkdtemp: the folder swapped in gets the user's umask, not 0700
     try:
         base = os.fspath(staging)  # plain strings: pathlib costs more than creating a file on a tmpfs
