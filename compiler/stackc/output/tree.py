@@ -11,7 +11,6 @@ delete anything it didn't write.
 from __future__ import annotations
 
 import ctypes
-import difflib
 import functools
 import os
 import shutil
@@ -215,6 +214,8 @@ class FileChange(NamedTuple):
 
 def file_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[FileChange]:
     """Per file that differs: lines added and removed, and the objects in it (``diff --stat`` with kinds)."""
+    import difflib  # only `stackc diff` compares trees: a build never imports it
+
     changes = []
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name), new.get(name)
@@ -253,6 +254,8 @@ def _objects(name: str, content: bytes) -> dict[str, object]:
 
 def diff_trees(old: Mapping[str, bytes], new: Mapping[str, bytes], old_label: str, new_label: str) -> str:
     """A unified diff of two file trees; empty when they are identical."""
+    import difflib  # only `stackc diff` compares trees: a build never imports it
+
     chunks = []
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name), new.get(name)
