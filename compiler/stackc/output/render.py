@@ -149,9 +149,10 @@ def _mapping(data: dict[str, Any], indent: int, lead: str, lines: list[str], mar
                 _sequence(value, indent, lines, marker, rewrite)
             else:
                 lines.append(f"{start}{key_text}: []\n")
+        elif kind is str:  # most values: no call to _scalar_text
+            lines.append(f"{start}{key_text}: "
+                         f"{_string_text(rewrite(value) if rewrite is not None and marker in value else value)}\n")
         else:
-            if rewrite is not None and kind is str and marker in value:
-                value = rewrite(value)
             lines.append(f"{start}{key_text}: {_scalar_text(value)}\n")
         start = pad
 
@@ -192,9 +193,9 @@ def _item(item: Any, indent: int, lead: str, lines: list[str], marker: str,
                 inner = " " * (indent + 2) + "- "
         else:
             lines.append(f"{lead}[]\n")
+    elif kind is str:
+        lines.append(f"{lead}{_string_text(rewrite(item) if rewrite is not None and marker in item else item)}\n")
     else:
-        if rewrite is not None and kind is str and marker in item:
-            item = rewrite(item)
         lines.append(f"{lead}{_scalar_text(item)}\n")
 
 
