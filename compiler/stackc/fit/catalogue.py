@@ -21,6 +21,19 @@ class Accelerator:
     cores: int = 1
     #: ``nvidia.com/gpu.product`` values GPU feature discovery labels nodes with (one per board variant)
     products: tuple[str, ...] = ()
+    #: the channels NCCL 2.26 gives a ring on the board's NVSwitch form (SXM), from its topology search
+    #: (``NVSWITCH_RING_CHANNELS``); 0: not derived for this device, and no NCCL term (docs/fit.md)
+    nccl_channels: int = 0
+
+
+#: NCCL 2.26.2's ring channels on an NVSwitch baseboard, derived from its source: a GPU's NVLinks to the
+#: switches (H100/H200: 18 × 20.6 GB/s, ``SM90_NVLINK_BW`` in src/graph/topo.h; A100: 12 × 20 GB/s) fit 6
+#: ring channels at the search's top speed (60 GB/s of ``sm90SpeedArrayIntra``, 40 of ``speedArrayIntra``,
+#: src/graph/search.cc); ``ncclTopoDupChannels`` doubles them (search.cc:898, the speed being >= 50 resp.
+#: 25 GB/s) and ``ncclTopoPostset`` doubles them again (src/graph/connect.cc:452): 24, as NCCL logs it on
+#: H100 ("24 coll channels", vllm-project/vllm#18567, NCCL 2.26.2, 4 ranks). PCIe boards get fewer channels:
+#: for them the term is an over-estimate, on the safe side
+NVSWITCH_RING_CHANNELS = 24
 
 
 _NV_H100 = "https://www.nvidia.com/en-us/data-center/h100/"
@@ -29,10 +42,14 @@ _NV_V100 = "https://www.nvidia.com/en-us/data-center/v100/"
 _AWS_NEURON = "https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-hardware/"
 
 ACCELERATORS: dict[str, Accelerator] = {a.name: a for a in (
-    Accelerator("H200", 141, "https://www.nvidia.com/en-us/data-center/h200/", products=("NVIDIA-H200",)),
-    Accelerator("H100-80GB", 80, _NV_H100, products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
-    Accelerator("A100-80GB", 80, _NV_A100, products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
-    Accelerator("A100-40GB", 40, _NV_A100, products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
+    Accelerator("H200", 141, "https://www.nvidia.com/en-us/data-center/h200/", products=("NVIDIA-H200",),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("H100-80GB", 80, _NV_H100, products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("A100-80GB", 80, _NV_A100, products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("A100-40GB", 40, _NV_A100, products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
     Accelerator("L40S", 48, "https://www.nvidia.com/en-us/data-center/l40s/", products=("NVIDIA-L40S",)),
     Accelerator("L4", 24, "https://www.nvidia.com/en-us/data-center/l4/", products=("NVIDIA-L4",)),
     Accelerator("A10G", 24, "https://aws.amazon.com/ec2/instance-types/g5/", products=("NVIDIA-A10G",)),
