@@ -56,8 +56,9 @@ NCCL_INIT_CHANNEL_BYTES = 3 * NCCL_GRANULE
 #: vLLM's custom all-reduce in the TP group: two ``cudaMalloc`` IPC buffers of ``max_size`` (8 MiB), one with its
 #: signal block (vllm/distributed/device_communicators/custom_all_reduce.py), in 2 MiB pages
 CUSTOM_ALLREDUCE_BYTES = 18 * 2**20
-#: the official image's tag: vllm/vllm-openai:v0.10.0 (a suffix after the version is allowed, v0.10.1.1 too)
-_VLLM_TAG = re.compile(r"(?:^|/)vllm-openai:v?(\d+)\.(\d+)(?:[.+-][\w.+-]*)?$")
+#: the official image's tag, any registry: vllm/vllm-openai:v0.10.0 (a suffix after the version is allowed, v0.10.1.1
+#: too); LMCache's lmcache/vllm-openai is tagged with LMCache's versions, not vLLM's
+_VLLM_TAG = re.compile(r"(?:^|/)vllm/vllm-openai:v?(\d+)\.(\d+)(?:[.+-][\w.+-]*)?$")
 Accounting = Literal["vllm", "sglang", "trtllm", "llamacpp"]
 Status = Literal["fits", "no-fit", "unknown"]
 

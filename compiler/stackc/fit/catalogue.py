@@ -30,9 +30,9 @@ class Accelerator:
 #: switches (H100/H200: 18 × 20.6 GB/s, ``SM90_NVLINK_BW`` in src/graph/topo.h; A100: 12 × 20 GB/s) fit 6
 #: ring channels at the search's top speed (60 GB/s of ``sm90SpeedArrayIntra``, 40 of ``speedArrayIntra``,
 #: src/graph/search.cc); ``ncclTopoDupChannels`` doubles them (search.cc:898, the speed being >= 50 resp.
-#: 25 GB/s) and ``ncclTopoPostset`` doubles them again (src/graph/connect.cc:452): 24, as NCCL logs it on
-#: H100 ("24 coll channels", vllm-project/vllm#18567, NCCL 2.26.2, 4 ranks). PCIe boards get fewer channels:
-#: for them the term is an over-estimate, on the safe side
+#: 25 GB/s) and ``ncclTopoPostset`` doubles them again (src/graph/connect.cc:452): 24, as NCCL logs say
+#: ("24 coll channels", NCCL 2.26.2, 4 ranks: vllm-project/vllm#18567; channels 00-23 on an H100 host,
+#: vllm-project/vllm#10453). PCIe boards get fewer channels: for them the term over-counts, on the safe side
 NVSWITCH_RING_CHANNELS = 24
 
 

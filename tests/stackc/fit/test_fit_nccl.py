@@ -26,7 +26,8 @@ MIB = 2**20
     ("vllm/vllm-openai", None),
     ("vllm/vllm-openai@sha256:" + "a" * 64, None),
     ("vllm/vllm-openai:v0.10.0@sha256:" + "a" * 64, None),
-    ("lmcache/vllm-openai-lmcache:v0.3.1", None),  # another project's tag: not vLLM's version
+    ("lmcache/vllm-openai:v0.3.1", None),  # LMCache's image, tagged with LMCache's version
+    ("lmcache/vllm-openai:latest", None),
     ("registry.example/team/engine:v0.10.0", None),
     (None, None),
 ])
