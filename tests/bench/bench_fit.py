@@ -46,17 +46,14 @@ ROWS = (
         'serving = { tensor_parallel = 2, gpu_memory_fraction = 0.98 }\n'
         'engine_options = { max_num_batched_tokens = 2048 }', 8.69, "max_context"),
     Row("https://github.com/vllm-project/vllm/issues/21348",
-        "Qwen3-235B-A22B-FP8, 4 × H100, TP 4, default 0.9 (LMCache connector loaded)",
+        "Qwen3-235B-A22B-FP8, 4 × H100, TP 4, default 0.9, vLLM of July 2025 (LMCache connector loaded)",
         'model = "Qwen/Qwen3-235B-A22B-FP8"\naccelerators = { count = 4, type = "H100-80GB" }\n'
-        'serving = { tensor_parallel = 4 }', 8.11,
-        note="stays a MISS, explained only in part (docs/fit.md, 'How close is it?'): the issue logs the KV cache "
-             "alone, no weights, peak or non-torch line. Ruled out by code: LMCache's connector (a 12 MB torch "
-             "buffer made before the profile, so outside vLLM's budget; its CPU cache is pinned host memory), CUDA "
-             "graphs (captured after the KV cache is sized in vLLM 0.9/0.10), NCCL's NVLink SHARP buffers (128 MiB "
-             "a 4-rank communicator since NCCL 2.22), the FP8 block scales (0.02 %). Left: vLLM of that date took "
-             "its memory snapshot before NCCL's init (vllm#25359 moved it), so NCCL's ring and tree buffers count, "
-             "at a size NCCL picks at run time (the same issue's SGLang run implies ~2.2 GiB in use per GPU before "
-             "the weights, where the model has 0.4); and the TP 1 H100 rows are over-predicted by 1-1.8 GiB too"),
+        'serving = { tensor_parallel = 4 }\nimage = "vllm/vllm-openai:v0.10.0"', 8.11,
+        note="the issue names no version; vLLM's releases of that month, 0.9.2 and 0.10.0, take the memory "
+             "snapshot before NCCL starts and hold the same communicators, so either gives the same NCCL term "
+             "(0.86 GiB: two communicators of 24 ring channels and the custom all-reduce, docs/fit.md, 'The "
+             "Qwen3-235B row, term by term'); with it the row is within bounds, without it 0.55 GiB beyond. "
+             "The rest of the gap (1.7 GiB) is not identified from the log: it holds the KV cache alone"),
     Row("https://github.com/vllm-project/vllm/issues/21348 (the same issue's SGLang run)",
         "Qwen3-235B-A22B-FP8, 4 × H100, SGLang --tp 4 --mem-fraction-static 0.93: 'K size: 8.23 GB, V size: "
         "8.23 GB' per rank",

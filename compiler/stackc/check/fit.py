@@ -212,7 +212,8 @@ def _assess_one(key: str, role: str | None, path: Path, model: Model, accelerato
             "W142", f"no fit check: stackc knows nothing of what '{model.model}' is made of",
             ("models", key, "model"), "set serving.model_config to its config.json", Severity.WARNING))
     role_args = getattr(model.disaggregation, role).engine_args if role in _ROLES else ()
-    deployment = _deployment(model, memory, accounting, tensor_parallel, (*model.engine_args, *role_args))
+    deployment = _deployment(model, memory, accounting, tensor_parallel, (*model.engine_args, *role_args),
+                             _nccl_channels(accelerators))
     result = arithmetic.fit(found, deployment)
     row = ModelFit(key, role, devices, result, source)
     return row, list(_diagnostics(found, deployment, result, path, ("models", key, "serving"), model, device))
@@ -229,8 +230,16 @@ def _flag(arguments: Sequence[str], name: str) -> str | None:
     return found
 
 
+def _nccl_channels(accelerators: Accelerators) -> int:
+    """NCCL's ring channels on the spec's device type (0 for a memory, a MIG slice or a type without them)."""
+    if accelerators.memory is not None or _MIG.match(accelerators.resource):
+        return 0
+    device = ACCELERATORS.get(ACCELERATOR_ALIASES.get(accelerators.type or "", accelerators.type or ""))
+    return device.nccl_channels if device is not None else 0
+
+
 def _deployment(model: Model, memory: float, accounting: Any, tensor_parallel: int,
-                engine_args: Sequence[str]) -> Deployment:
+                engine_args: Sequence[str], nccl_channels: int = 0) -> Deployment:
     serving = model.serving
     # the engine's structured options, when it has these two (vLLM's do), else its command line's flags
     batched = getattr(model.engine_options, "max_num_batched_tokens", None) or _flag(engine_args,
@@ -241,7 +250,8 @@ def _deployment(model: Model, memory: float, accounting: Any, tensor_parallel: i
     return Deployment(memory, accounting, tensor_parallel, serving.pipeline_parallel, serving.max_context,
                       serving.gpu_memory_fraction, serving.dtype, serving.quantization,
                       kv_dtype if isinstance(kv_dtype, str) else None,
-                      batched if isinstance(batched, int) else None, serving.max_concurrent_sequences)
+                      batched if isinstance(batched, int) else None, serving.max_concurrent_sequences,
+                      arithmetic.vllm_image_version(model.image), nccl_channels)
 
 
 def _diagnostics(found: ModelFacts, deployment: Deployment, result: Fit, path: Path, serving: Path, model: Model,

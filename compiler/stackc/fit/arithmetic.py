@@ -4,6 +4,7 @@ number comes from). Pure functions of data: no spec, no I/O."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 import attrs
@@ -37,6 +38,27 @@ MXFP4_BLOCK = 32
 QUANTIZATION_BYTES = {"fp8": 1.0, "fbgemm_fp8": 1.0, "modelopt": 1.0, "compressed-tensors": 1.0, "awq": 0.53,
                       "awq_marlin": 0.53, "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.53,
                       "mxfp4": 0.53, "int8": 1.0, "experts_int8": 1.0}
+#: vLLM before 0.11 took its memory snapshot (``init_device`` of vllm/v1/worker/gpu_worker.py) before
+#: ``init_worker_distributed_environment``, so the device memory NCCL holds by the end of the profile counts as
+#: non-torch memory inside the budget; vllm-project/vllm#25359, first released in 0.11.0, moved the snapshot after
+#: it. The sizes below are NCCL 2.26.2's (PyTorch 2.7, which vLLM 0.9.2 to 0.10.2 require), on the NVLink path:
+#: each buffer is a cuMem allocation rounded to the 2 MiB granularity (``ncclCuMemAlloc`` in src/include/alloc.h)
+SNAPSHOT_AFTER_NCCL = (0, 11)
+NCCL_GRANULE = 2 * 2**20
+#: a ring channel's connections on one rank: the receive side holds the LL (512 KiB), LL128 (4.6875 MiB) and
+#: Simple (4 MiB) buffers plus its header, 10 MiB once rounded; the send side its header, 2 MiB (src/transport/
+#: p2p.cc ``p2pRecvSetup``/``p2pSendSetup``; P2P read, which moves Simple to the sender, is on for SM80 only).
+#: NVIDIA/nccl#1685 counts allocations of exactly these two sizes on H100
+NCCL_RING_CHANNEL_BYTES = 10 * 2**20 + NCCL_GRANULE
+#: a communicator's own device allocations per channel at init: the shared and private peer tables and the ring's
+#: user ranks, one granule each (``initChannel`` in src/channel.cc)
+NCCL_INIT_CHANNEL_BYTES = 3 * NCCL_GRANULE
+#: vLLM's custom all-reduce in the TP group: two ``cudaMalloc`` IPC buffers of ``max_size`` (8 MiB), one with its
+#: signal block (vllm/distributed/device_communicators/custom_all_reduce.py), in 2 MiB pages
+CUSTOM_ALLREDUCE_BYTES = 18 * 2**20
+#: the official image's tag, any registry: vllm/vllm-openai:v0.10.0 (a suffix after the version is allowed, v0.10.1.1
+#: too); LMCache's lmcache/vllm-openai is tagged with LMCache's versions, not vLLM's
+_VLLM_TAG = re.compile(r"(?:^|/)vllm/vllm-openai:v?(\d+)\.(\d+)(?:[.+-][\w.+-]*)?$")
 Accounting = Literal["vllm", "sglang", "trtllm", "llamacpp"]
 Status = Literal["fits", "no-fit", "unknown"]
 
@@ -56,6 +78,8 @@ class Deployment:
     kv_cache_dtype: str | None = None
     max_batched_tokens: int | None = None
     max_sequences: int | None = None
+    engine_version: tuple[int, int] | None = None  # (major, minor) of the engine's image; None: stackc's default's
+    nccl_channels: int = 0  # NCCL's ring channels on these devices (``Accelerator.nccl_channels``); 0: not derived
 
 
 @attrs.frozen
@@ -141,6 +165,36 @@ def sequence_bytes(facts: ModelFacts, deployment: Deployment, context: int) -> f
     return full * blocks + sliding * min(blocks, facts.sliding_window or blocks)
 
 
+def vllm_image_version(image: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an official vLLM image's tag (``vllm/vllm-openai:v0.10.0``); None for no image (stackc's
+    default), a digest, ``latest`` or nightly tags, and any other repository, whose tag need not be vLLM's."""
+    if image is None or "@" in image:
+        return None
+    found = _VLLM_TAG.search(image)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def nccl_bytes(deployment: Deployment) -> float:
+    """The device memory NCCL holds by the end of vLLM's profile that a vLLM before 0.11 counts in its budget: 0
+    for later versions (and stackc's default image), one device, or devices whose channels are not derived. In
+    the TP group, vLLM 0.9.2 to 0.10.2 hold two NCCL communicators over the same ranks: PyNccl's, which connects
+    its rings with a warm-up all-reduce when it starts (vllm/distributed/device_communicators/pynccl.py), and
+    PyTorch's process group, which NCCL creates at its first collective, the logits' all-gather of the profile's
+    sampler run (``all_gather`` of base_device_communicator.py); NCCL 2.22 and later connect a ring only at the
+    first collective that uses it (``NCCL_RUNTIME_CONNECT``, src/init.cc), on every channel at once
+    (``ncclTransportRingConnect``, src/transport/generic.cc). The PP group holds PyNccl's, rings connected alike.
+    A lower bound: tree and NVLS buffers (if NCCL picks them), the PP group's send/receive connections and NCCL's
+    kernels are not counted (docs/fit.md)."""
+    version = deployment.engine_version
+    if deployment.accounting != "vllm" or version is None or version >= SNAPSHOT_AFTER_NCCL \
+            or not deployment.nccl_channels:
+        return 0.0
+    communicator = deployment.nccl_channels * (NCCL_INIT_CHANNEL_BYTES + NCCL_RING_CHANNEL_BYTES)
+    tensor = 2 * communicator + CUSTOM_ALLREDUCE_BYTES if deployment.tensor_parallel > 1 else 0
+    pipeline = communicator if deployment.pipeline_parallel > 1 else 0
+    return float(tensor + pipeline)
+
+
 def activation_bytes(facts: ModelFacts, deployment: Deployment, device_gib: float) -> float:
     """vLLM's profiled peak: one forward pass of ``max_num_batched_tokens`` in 16 bits, then the sampler over
     ``max_num_seqs`` requests (``SAMPLER_BYTES_PER_LOGIT`` per vocabulary entry). The forward pass holds the
@@ -188,7 +242,7 @@ def fit(facts: ModelFacts, deployment: Deployment) -> Fit:
     elif deployment.accounting == "trtllm":
         available = (total - per_device - activation_bytes(facts, deployment, deployment.memory_gib)) * fraction
     else:
-        available = total * fraction - per_device - NON_TORCH_BYTES - activation_bytes(
+        available = total * fraction - per_device - NON_TORCH_BYTES - nccl_bytes(deployment) - activation_bytes(
             facts, deployment, deployment.memory_gib)
     return _with_capacity(_result(per_device, available, context), facts, deployment, available, context)
 

@@ -32,6 +32,19 @@ class Accelerator:
     #: the label the vendor's node labeller (or the cloud) puts on nodes with this device, for
     #: ``accelerators.select_nodes``; None: no such label is known
     node_label: NodeLabel | None = None
+    #: the channels NCCL 2.26 gives a ring on the board's NVSwitch form (SXM), from its topology search
+    #: (``NVSWITCH_RING_CHANNELS``); 0: not derived for this device, and no NCCL term (docs/fit.md)
+    nccl_channels: int = 0
+
+
+#: NCCL 2.26.2's ring channels on an NVSwitch baseboard, derived from its source: a GPU's NVLinks to the
+#: switches (H100/H200: 18 × 20.6 GB/s, ``SM90_NVLINK_BW`` in src/graph/topo.h; A100: 12 × 20 GB/s) fit 6
+#: ring channels at the search's top speed (60 GB/s of ``sm90SpeedArrayIntra``, 40 of ``speedArrayIntra``,
+#: src/graph/search.cc); ``ncclTopoDupChannels`` doubles them (search.cc:898, the speed being >= 50 resp.
+#: 25 GB/s) and ``ncclTopoPostset`` doubles them again (src/graph/connect.cc:452): 24, as NCCL logs say
+#: ("24 coll channels", NCCL 2.26.2, 4 ranks: vllm-project/vllm#18567; channels 00-23 on an H100 host,
+#: vllm-project/vllm#10453). PCIe boards get fewer channels: for them the term over-counts, on the safe side
+NVSWITCH_RING_CHANNELS = 24
 
 
 #: NVIDIA GPU feature discovery (part of the GPU operator) labels each node with its GPUs' product name, the
@@ -69,10 +82,14 @@ _AWS_NEURON = "https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/a
 
 ACCELERATORS: dict[str, Accelerator] = {a.name: a for a in (
     Accelerator("H200", 141, "https://www.nvidia.com/en-us/data-center/h200/",
-                node_label=_products("NVIDIA-H200", "NVIDIA-H200-NVL")),
-    Accelerator("H100-80GB", 80, _NV_H100, node_label=_products("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
-    Accelerator("A100-80GB", 80, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
-    Accelerator("A100-40GB", 40, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
+                node_label=_products("NVIDIA-H200", "NVIDIA-H200-NVL"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("H100-80GB", 80, _NV_H100, node_label=_products("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("A100-80GB", 80, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
+    Accelerator("A100-40GB", 40, _NV_A100, node_label=_products("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
+                nccl_channels=NVSWITCH_RING_CHANNELS),
     Accelerator("L40S", 48, "https://www.nvidia.com/en-us/data-center/l40s/", node_label=_products("NVIDIA-L40S")),
     Accelerator("L4", 24, "https://www.nvidia.com/en-us/data-center/l4/", node_label=_products("NVIDIA-L4")),
     Accelerator("A10G", 24, "https://aws.amazon.com/ec2/instance-types/g5/", node_label=_products("NVIDIA-A10G")),

@@ -257,3 +257,18 @@ accelerators = { count = 1, resource = "nvidia.com/mig-3g.40gb", select_nodes = 
     assert [line for line in lines if ": nodes " in line] == [
         "m: nodes nvidia.com/gpu.product in (NVIDIA-H100-80GB-HBM3, NVIDIA-H100-PCIe)",
         "mig: nodes by the resource nvidia.com/mig-3g.40gb: only nodes with that MIG profile offer it"]
+
+
+def test_a_vllm_image_older_than_0_11_leaves_nccls_buffers_out_of_the_kv_cache(tmp_path: Path, run_stackc) -> None:
+    def kv(tp: int, image: str = "", model: str = "meta-llama/Llama-3.3-70B-Instruct") -> float:
+        (tmp_path / "s.toml").write_text(spec(model, tp=tp)
+                                         + (f'image = "{image}"\n' if image else ""))
+        result = run_stackc("plan", str(tmp_path / "s.toml"), "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["models"]["m"]["fit"]["kv_cache_gib_per_device"]
+
+    assert round(kv(4) - kv(4, "vllm/vllm-openai:v0.10.0"), 2) == 0.86
+    assert kv(4) == kv(4, "vllm/vllm-openai:v0.11.0") == kv(4, "vllm/vllm-openai:latest")
+    small = "meta-llama/Llama-3.1-8B-Instruct"
+    assert kv(2, "vllm/vllm-openai:v0.10.0", small) < kv(2, "", small)
+    assert kv(1, "vllm/vllm-openai:v0.10.0", small) == kv(1, "", small)  # one device: no NCCL
