@@ -128,10 +128,11 @@ def _node_problems(key: str, model: Model, role: str | None, accelerators: Accel
                            "set accelerators.type to a catalogue device, or select the nodes with "
                            "scheduling.node_selector", Severity.WARNING)]
     if nodes.contradiction is not None:
-        path, values = nodes.contradiction
+        path, (operator, *values) = nodes.contradiction
         assert nodes.implied is not None
         label = nodes.implied
-        return [Diagnostic("W146", f"scheduling.{path[0]} selects {label.key} in ({', '.join(values)}), which is no "
+        selected = f"{label.key} {operator}" + (f" ({', '.join(values)})" if values else "")
+        return [Diagnostic("W146", f"scheduling.{path[0]} selects {selected}, which admits no "
                            f"{nodes.device} (its nodes have {', '.join(label.values)}): the spec's selection stands, "
                            "and accelerators.select_nodes adds nothing against it", where("scheduling", *path),
                            "fix the label's value, or accelerators.type", Severity.WARNING)]

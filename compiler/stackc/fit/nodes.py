@@ -60,7 +60,7 @@ def node_selection(accelerators: Accelerators, scheduling: Scheduling) -> NodeSe
         return NodeSelection(None, f"no node label is known to tell {device.name} nodes apart", unmet=True)
     value = scheduling.node_selector.get(label.key)
     if value is not None:
-        contradiction = None if value in label.values else (("node_selector", label.key), (value,))
+        contradiction = None if value in label.values else (("node_selector", label.key), ("In", value))
         return NodeSelection(None, f"by scheduling.node_selector: {label.key}={value}", device=device.name,
                              implied=label, contradiction=contradiction)
     return NodeSelection(label, device=device.name, implied=label,
@@ -80,20 +80,38 @@ def _expressions_on(term: Any, key: str) -> list[Mapping[str, Any]]:
     return [e for e in expressions or () if isinstance(e, Mapping) and e.get("key") == key]
 
 
+def _excluding(expression: Mapping[str, Any], label: NodeLabel) -> bool:
+    """The expression on the label's key admits none of the device's nodes: ``In`` none of its values,
+    ``NotIn`` all of them, or ``DoesNotExist``."""
+    values = expression.get("values")
+    values = set(map(str, values)) if isinstance(values, list) else set()
+    operator = expression.get("operator")
+    return (operator == "In" and not values & set(label.values) or operator == "DoesNotExist"
+            or operator == "NotIn" and set(label.values) <= values)
+
+
 def _affinity_contradiction(affinity: Mapping[str, Any] | None,
                             label: NodeLabel) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """A required term of the spec's affinity that selects the label's key with ``In`` and none of its values."""
+    """A required term of the spec's affinity whose expression on the label's key admits none of the device's
+    nodes (``_excluding``), with that expression's operator and values."""
     for term in _terms(affinity) or ():
         for expression in _expressions_on(term, label.key):
-            values = expression.get("values")
-            if expression.get("operator") == "In" and isinstance(values, list) and not set(values) & set(label.values):
-                return ("affinity",), tuple(str(v) for v in values)
+            if _excluding(expression, label):
+                values = expression.get("values")
+                listed = tuple(str(v) for v in values) if isinstance(values, list) else ()
+                return ("affinity",), (str(expression.get("operator")), *listed)
     return None
+
+
+def _keeps_its_own(term: Any, label: NodeLabel) -> bool:
+    """A term that selects the label's key itself with ``In``, or excludes the device (W146 says so), is left as
+    written; any other expression on the key (``NotIn`` some, ``Exists``) is ANDed with the requirement."""
+    return any(e.get("operator") == "In" or _excluding(e, label) for e in _expressions_on(term, label.key))
 
 
 def pod_affinity(accelerators: Accelerators, scheduling: Scheduling) -> dict[str, Any] | None:
     """The pods' affinity: the spec's, with the type's label required in every required node selector term
-    (Kubernetes ORs the terms, so each must hold it); a term that already selects the key keeps its own."""
+    (Kubernetes ORs the terms, so each must hold it); a term that selects the key itself keeps its own."""
     selection = node_selection(accelerators, scheduling)
     affinity = copy.deepcopy(dict(scheduling.affinity)) if scheduling.affinity else None
     if selection is None or selection.label is None:
@@ -116,6 +134,6 @@ def pod_affinity(accelerators: Accelerators, scheduling: Scheduling) -> dict[str
         terms.append({})
     for index, term in enumerate(terms):
         expressions = term.get("matchExpressions", []) if isinstance(term, Mapping) else None
-        if isinstance(expressions, list) and not _expressions_on(term, label.key):
+        if isinstance(expressions, list) and not _keeps_its_own(term, label):
             terms[index] = {**term, "matchExpressions": [*expressions, requirement]}
     return affinity

@@ -73,6 +73,25 @@ def test_a_term_that_selects_the_key_itself_keeps_its_own() -> None:
     assert node_selection(ON, Scheduling(affinity=own)).contradiction is None
 
 
+@pytest.mark.parametrize("operator, values", [("NotIn", ["NVIDIA-L4"]), ("Exists", None)])
+def test_a_term_that_names_the_key_without_selecting_the_device_gains_the_requirement(operator, values) -> None:
+    """NotIn some other value, or Exists, admits other devices' nodes (NotIn even unlabelled ones): the type's
+    requirement is ANDed in, and nothing contradicts it."""
+    theirs = {"key": "nvidia.com/gpu.product", "operator": operator, **({"values": values} if values else {})}
+    own = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": [theirs]}]}}}
+    assert _terms(pod_affinity(ON, Scheduling(affinity=own))) == [{"matchExpressions": [theirs, _requirement()]}]
+    assert node_selection(ON, Scheduling(affinity=own)).contradiction is None
+
+
+@pytest.mark.parametrize("operator, values", [
+    ("DoesNotExist", None), ("NotIn", ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"]), ("In", ["NVIDIA-L4"])])
+def test_a_term_that_admits_none_of_the_devices_nodes_stands_and_is_a_contradiction(operator, values) -> None:
+    theirs = {"key": "nvidia.com/gpu.product", "operator": operator, **({"values": values} if values else {})}
+    own = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": [theirs]}]}}}
+    assert _terms(pod_affinity(ON, Scheduling(affinity=own))) == [{"matchExpressions": [theirs]}]
+    assert node_selection(ON, Scheduling(affinity=own)).contradiction == (("affinity",), (operator, *(values or ())))
+
+
 def test_an_affinity_kubernetes_would_reject_is_left_as_written_for_the_schema_check_to_report() -> None:
     for broken in ({"nodeAffinity": "x"}, {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": "x"}}},
                    {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": "x"}]}}}):
@@ -102,7 +121,7 @@ def test_the_specs_node_selector_on_the_same_key_stands() -> None:
     assert pod_affinity(ON, mine) is None and node_selection(ON, mine).contradiction is None
     other = Scheduling(node_selector={"nvidia.com/gpu.product": "NVIDIA-L4"})
     assert pod_affinity(ON, other) is None
-    assert node_selection(ON, other).contradiction == (("node_selector", "nvidia.com/gpu.product"), ("NVIDIA-L4",))
+    assert node_selection(ON, other).contradiction == (("node_selector", "nvidia.com/gpu.product"), ("In", "NVIDIA-L4"))
 
 
 SPEC = """version = 1
