@@ -409,7 +409,10 @@ def _node_lines(rows: Sequence[Any]) -> Iterator[str]:
     for row in rows:
         if row.nodes is not None and row.role != "candidate":
             name = row.model + (f" ({row.role})" if row.role else "")
-            yield f"{name}: nodes {row.nodes.describe()}\n"
+            nodes, label = row.nodes, row.nodes.label
+            selected = f"{label.key} in ({', '.join(label.values)})" if label is not None else \
+                f"not selected ({nodes.note})" if nodes.unmet else nodes.note
+            yield f"{name}: nodes {selected}\n"
 
 
 def _drop_none(value: Any) -> Any:

@@ -237,7 +237,8 @@ def lower_platforms(spec: Spec, registry: Registry, platforms: Iterable[Platform
     """The plan for each platform. Components never name the namespace, so a platform that picks it at
     install time shares the components lowered for its other choices and has only its stack lowered again."""
     plans: dict[Platform, Plan] = {}
-    for where in sorted(platforms, key=str):
+    ordered = sorted(platforms, key=str)
+    for where in ordered:
         weights_path, ray_head, release_namespace = where
         if (weights_path, ray_head, None) not in plans:
             plans[weights_path, ray_head, None] = lower(spec, registry, weights_path, ray_head)
@@ -245,7 +246,7 @@ def lower_platforms(spec: Spec, registry: Registry, platforms: Iterable[Platform
             base = plans[weights_path, ray_head, None]
             in_release = attrs.evolve(spec, stack=attrs.evolve(spec.stack, namespace=release_namespace))
             plans[where] = attrs.evolve(base, stack=lowering.lower_stack(in_release, registry, base.components))
-    return {where: plans[where] for where in sorted(platforms, key=str)}
+    return {where: plans[where] for where in ordered}
 
 
 def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:

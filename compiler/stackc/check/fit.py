@@ -15,7 +15,7 @@ from stackc.check.spec import quantity_value
 from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.fit import arithmetic, facts as model_facts
 from stackc.fit.arithmetic import Deployment, Fit
-from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts
+from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts, accelerator
 from stackc.fit.nodes import NodeSelection, node_selection
 from stackc.registry import Registry
 from stackc.spec.candidate import SUFFIX as CANDIDATE, candidate_model, candidate_path
@@ -53,7 +53,7 @@ def accelerator_memory(accelerators: Accelerators) -> tuple[float | None, str]:
         return (float(value) / GIB if value else None), accelerators.type or accelerators.memory
     if mig:
         return float(mig.group(1)), accelerators.resource.removeprefix("nvidia.com/")
-    device = ACCELERATORS.get(ACCELERATOR_ALIASES.get(accelerators.type or "", accelerators.type or ""))
+    device = accelerator(accelerators.type)
     if device is None:
         return None, accelerators.type or accelerators.resource
     per_core = accelerators.resource.endswith("/neuroncore")
@@ -235,7 +235,7 @@ def _nccl_channels(accelerators: Accelerators) -> int:
     """NCCL's ring channels on the spec's device type (0 for a memory, a MIG slice or a type without them)."""
     if accelerators.memory is not None or _MIG.match(accelerators.resource):
         return 0
-    device = ACCELERATORS.get(ACCELERATOR_ALIASES.get(accelerators.type or "", accelerators.type or ""))
+    device = accelerator(accelerators.type)
     return device.nccl_channels if device is not None else 0
 
 

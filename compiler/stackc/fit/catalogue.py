@@ -108,6 +108,11 @@ ACCELERATORS: dict[str, Accelerator] = {a.name: a for a in (
 )}
 #: names people write for the same device
 ACCELERATOR_ALIASES = {"H100": "H100-80GB", "A100": "A100-80GB", "V100": "V100-32GB"}
+
+
+def accelerator(name: str | None) -> Accelerator | None:
+    """The catalogue's device that ``accelerators.type`` names (an alias included), or None."""
+    return ACCELERATORS.get(ACCELERATOR_ALIASES.get(name, name)) if name is not None else None
 #: a MIG profile's memory is in its resource name (nvidia.com/mig-3g.40gb: 40 GB)
 MIG_SOURCE = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/#supported-mig-profiles"
 

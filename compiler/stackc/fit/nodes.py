@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, NodeLabel
+from stackc.fit.catalogue import NodeLabel, accelerator
 from stackc.spec.model import Accelerators, Scheduling
 
 #: a MIG profile's resource: only nodes whose GPUs are partitioned into that profile offer it
@@ -35,11 +35,6 @@ class NodeSelection:
     #: is the device's (W146)
     contradiction: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
-    def describe(self) -> str:
-        if self.label is not None:
-            return f"{self.label.key} in ({', '.join(self.label.values)})"
-        return f"not selected ({self.note})" if self.unmet else self.note
-
 
 def node_selection(accelerators: Accelerators, scheduling: Scheduling) -> NodeSelection | None:
     """The selection of a model's (or a P/D role's) pods; None when ``select_nodes`` is off."""
@@ -52,7 +47,7 @@ def node_selection(accelerators: Accelerators, scheduling: Scheduling) -> NodeSe
                                    "offer it")
     if accelerators.type is None:
         return NodeSelection(None, "accelerators.type is unset: no node label is known", unmet=True)
-    device = ACCELERATORS.get(ACCELERATOR_ALIASES.get(accelerators.type, accelerators.type))
+    device = accelerator(accelerators.type)
     if device is None:
         return NodeSelection(None, f"unknown accelerator type '{accelerators.type}'", unmet=True)
     label = device.node_label
