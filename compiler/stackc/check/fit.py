@@ -240,7 +240,7 @@ def _nccl_channels(accelerators: Accelerators) -> int:
 
 
 def _deployment(model: Model, memory: float, accounting: Any, tensor_parallel: int,
-                engine_args: Sequence[str], nccl_channels: int = 0) -> Deployment:
+                engine_args: Sequence[str], nccl_channels: int) -> Deployment:
     serving = model.serving
     # the engine's structured options, when it has these two (vLLM's do), else its command line's flags
     batched = getattr(model.engine_options, "max_num_batched_tokens", None) or _flag(engine_args,

@@ -94,8 +94,7 @@ def load_files(named_texts: Iterable[tuple[str, str]], settings: Iterable[str] =
         _overlay(data, parsed, (), replaced)
         written.append(_Written(tuple(replaced), functools.partial(scan_positions, name, text)))
     for index, setting in enumerate(settings, start=1):
-        problems = _apply_setting(data, index, setting, written)
-        diagnostics.extend(problems)
+        diagnostics.extend(_apply_setting(data, index, setting, written))
     return Document(data, SourceMap(functools.partial(_positions, first_file, written))), diagnostics
 
 
