@@ -22,6 +22,7 @@ from stackc.diagnostics import (
     did_you_mean,
     sorted_unique,
 )
+from stackc.output.parallel import in_parallel
 from stackc.output.render import render
 from stackc.lowering import lower as lowering
 from stackc.plan.engine import Listen
@@ -227,6 +228,8 @@ def lower(spec: Spec, registry: Registry, platform_weights: str | None = None, r
 #: platform picks it at install time (``release_namespace``: a placeholder Helm's chart templates)
 Platform = tuple[str | None, str | None, str | None]
 NO_PLATFORM: Platform = (None, None, None)
+#: components from which emitting the targets in worker processes pays for forking them (a few ms)
+_WORKERS_FROM = 20
 
 
 def platform(target: Registered) -> Platform:
@@ -249,17 +252,33 @@ def lower_platforms(spec: Spec, registry: Registry, platforms: Iterable[Platform
     return {where: plans[where] for where in ordered}
 
 
-def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str]) -> dict[str, bytes]:
-    """Each target translates the plan lowered for its platform."""
-    files: dict[str, bytes] = {}
-    emitted: dict[str, tuple[Artifact, ...]] = {}
-    for name in sorted(set(targets)):
+def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets: Iterable[str],
+         jobs: int | None = None) -> dict[str, bytes]:
+    """Each target translates the plan lowered for its platform, in up to ``jobs`` processes side by side
+    (by default as many as pay for themselves: a large stack's targets on every CPU)."""
+    names = sorted(set(targets))
+    if jobs is None:
+        jobs = len(names) if len(plans[NO_PLATFORM].components) >= _WORKERS_FROM else 1
+
+    def translated(name: str) -> tuple[dict[str, bytes], tuple[Artifact, ...]]:
+        """The target's files, and its artifacts when it is an add-on (a target that neither deploys the
+        models nor names their Services: router, monitoring, gateway), for the others to bundle."""
         registered = registry.targets[name]
-        emitted[name] = _emitted(spec, plans[platform(registered)], registry, name)
-        _add(files, name, emitted[name], registered.provider)
-    # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
-    addons = {name: artifacts for name, artifacts in emitted.items() if not registry.targets[name].traits.serves_models}
-    for name in sorted(set(targets)):
+        artifacts = _emitted(spec, plans[platform(registered)], registry, name)
+        made: dict[str, bytes] = {}
+        _add(made, name, artifacts, registered.provider)
+        return made, () if registered.traits.serves_models else artifacts
+
+    def weight(name: str) -> float:  # a target deploying the models writes several objects per model
+        return 3.0 if registry.targets[name].traits.serves_models else 1.0
+
+    files: dict[str, bytes] = {}
+    addons: dict[str, tuple[Artifact, ...]] = {}
+    for name, (made, artifacts) in zip(names, in_parallel(translated, names, jobs, weight)):
+        files.update(made)
+        if not registry.targets[name].traits.serves_models:
+            addons[name] = artifacts
+    for name in names:
         registered = registry.targets[name]
         options = target_options(spec, registry, name)
         plan = plans[platform(registered)]

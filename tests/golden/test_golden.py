@@ -23,6 +23,20 @@ def test_out_matches_a_fresh_build(spec: Path) -> None:
     assert not stale, f"out/ is stale for {spec.name}: run `stackc build {spec.relative_to(REPO)}`; differs: {stale}"
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_targets_emitted_in_worker_processes_write_the_same_files(spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stackc.output import parallel
+
+    forks: list[int] = []
+    fork = parallel.os.fork
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(parallel.os, "fork", lambda: forks.append(1) or fork())
+    monkeypatch.setattr(pipeline, "_WORKERS_FROM", 0)  # every spec, however small
+    compilation = pipeline.compile_stack([spec], load_registry())
+    assert forks == ([1] if len(compilation.spec.stack.targets) > 1 else [])
+    assert compilation.files == read_tree(REPO / "out" / compilation.spec.stack.name)
+
+
 @pytest.mark.parametrize("spec", sorted((REPO / "specs" / "invalid").glob("*.toml")), ids=lambda p: p.name)
 def test_invalid_specs_fail_with_located_errors(spec: Path, run_stackc) -> None:
     result = run_stackc("check", str(spec.relative_to(REPO)))
