@@ -14,8 +14,8 @@ import ctypes
 import functools
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,9 +100,7 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
         # creating files waits on the file system, not the CPU: a few threads overlap the waits, each
         # writing its share (a task per file would cost more in handing over than a file takes)
         items = list(merged.items())
-        shares = [(base, items[start::_WRITERS]) for start in range(_WRITERS)]
-        with ThreadPoolExecutor(max_workers=_WRITERS) as writers:
-            list(writers.map(_write_share, shares))  # raises the first error
+        _write_shares(base, [items[start::_WRITERS] for start in range(_WRITERS)])
         _flush_to_disk(staging)
         _swap_in(staging, root)
     finally:
@@ -110,10 +108,26 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_share(share: tuple[str, list[tuple[str, bytes]]]) -> None:
-    base, files = share
-    for name, content in files:
-        _write(os.path.join(base, name), content)
+def _write_shares(base: str, shares: list[list[tuple[str, bytes]]]) -> None:
+    """Each share in a thread of its own (plain threads: ``concurrent.futures`` imports ``logging``);
+    the first share's error is raised."""
+    errors: list[Exception | None] = [None] * len(shares)
+
+    def write_share(index: int) -> None:
+        try:
+            for name, content in shares[index]:
+                _write(os.path.join(base, name), content)
+        except Exception as error:  # raised by the caller's thread, where write_tree reports it
+            errors[index] = error
+
+    writers = [threading.Thread(target=write_share, args=(index,)) for index in range(len(shares))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def _write(path: str, content: bytes) -> None:
