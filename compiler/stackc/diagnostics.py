@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
-import attrs
+from stackc.records import frozen
 
 
 class Severity(str, Enum):
@@ -13,7 +13,7 @@ class Severity(str, Enum):
     WARNING = "warning"
 
 
-@attrs.frozen(order=True)
+@frozen(order=True)
 class Location:
     """Where a value came from: a spec file (or a ``--set`` argument), 1-based line and column."""
 
@@ -29,7 +29,7 @@ _PLAIN = {"bold": "", "error": "", "warning": "", "hint": "", "reset": ""}
 _ANSI = {"bold": "\x1b[1m", "error": "\x1b[1;31m", "warning": "\x1b[1;33m", "hint": "\x1b[2m", "reset": "\x1b[0m"}
 
 
-@attrs.frozen
+@frozen
 class Diagnostic:
     """One problem found in a spec, located and explained.
 

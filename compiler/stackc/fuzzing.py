@@ -25,6 +25,7 @@ import attrs
 import tomlkit
 
 from stackc.plan.engine import Capability
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import Model, Quantity, Spec, Stack
 
@@ -469,7 +470,7 @@ def _deploys_a_model(data: Mapping[str, Any]) -> bool:
                                                for m in models.values())
 
 
-@attrs.frozen
+@frozen
 class Outcome:
     """How one spec fared: ``ok``, ``invalid`` (located diagnostics) or ``internal`` (a bug)."""
 

@@ -27,6 +27,7 @@ from stackc.output.render import render
 from stackc.lowering import lower as lowering
 from stackc.plan.engine import Listen
 from stackc.plan.model import Plan
+from stackc.records import frozen
 from stackc.registry import Artifact, Provider, Registered, Registry
 from stackc.spec import convert
 from stackc.spec.candidate import SUFFIX as CANDIDATE
@@ -50,7 +51,7 @@ class PluginCrash(Exception):
         super().__init__(f"plugin {provider} crashed in {what}: {type(error).__name__}: {error}")
 
 
-@attrs.frozen
+@frozen
 class Compilation:
     """The result of compiling a spec: the checked spec, its plan and the rendered files."""
 
@@ -418,7 +419,7 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     return Compilation(spec, plans[NO_PLATFORM], selected, files, (*checked.warnings, *located))
 
 
-@attrs.frozen
+@frozen
 class Checked:
     spec: Spec
     source_map: SourceMap

@@ -12,10 +12,10 @@ import inspect
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 
-import attrs
 import pluggy
 
 from stackc import hookspecs
+from stackc.records import frozen
 from stackc.registry import ContractError, DuplicateNameError, Provider, Registry
 
 ENTRY_POINT_GROUP = "stackc"
@@ -33,7 +33,7 @@ class PluginConflict(PluginError):
     """Two installed plugins claim one name: the installation must change, not the code."""
 
 
-@attrs.frozen
+@frozen
 class LoadedPlugin:
     module: object
     provider: Provider

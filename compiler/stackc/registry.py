@@ -20,6 +20,7 @@ import attrs
 from stackc.diagnostics import did_you_mean
 from stackc.plan.engine import Capability, EngineRequest, EngineResult, LocalRun
 from stackc.plan.model import Plan
+from stackc.records import frozen
 
 
 def _declared(doc: str, default: Any = attrs.NOTHING, *, kind: type | tuple[type, ...]) -> Any:
@@ -29,7 +30,7 @@ def _declared(doc: str, default: Any = attrs.NOTHING, *, kind: type | tuple[type
     return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 
 
-@attrs.frozen
+@frozen
 class EngineTraits:
     """An engine's attributes, the plugin's value or the declared default."""
 
@@ -65,7 +66,7 @@ class EngineTraits:
         "`sglang`, `trtllm` or `llamacpp`; `None`: the fit check says \"unknown\"", None, kind=str)
 
 
-@attrs.frozen
+@frozen
 class TargetTraits:
     """A target's attributes, the plugin's value or the declared default: what it is, never who."""
 
@@ -112,7 +113,7 @@ class TargetTraits:
         "it as `stack.namespace`, and `bundle` gets the add-ons emitted for that plan", None, kind=str)
 
 
-@attrs.frozen
+@frozen
 class Method:
     """A method of the contract: its parameters (after ``self``) and, when optional, what its absence means."""
 
@@ -184,7 +185,7 @@ class Engine(Protocol):
         """The container (and its needs) that serves ``request.model``."""
 
 
-@attrs.frozen
+@frozen
 class Artifact:
     """One output file. ``objects`` become a YAML stream; ``data`` canonical JSON; ``text`` as is."""
 
@@ -206,7 +207,7 @@ class Target(Protocol):
         """Artifacts with paths relative to ``OUT/STACK/NAME/``."""
 
 
-@attrs.frozen
+@frozen
 class Provider:
     """Who provides a plugin: the entry point and its distribution."""
 
@@ -218,7 +219,7 @@ class Provider:
         return f"{self.distribution} {self.version} ({self.plugin})"
 
 
-@attrs.frozen
+@frozen
 class Registered:
     """A plugin object as the core reads it: its declared traits and its methods (or their defaults)."""
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import attrs
 import pytest
 import yaml
 
@@ -29,6 +28,7 @@ from stackc import pipeline
 from stackc.check.plan import KUBERAY_HEAD_SUFFIX, addresses
 from stackc.check.pod_security import RESTRICTED_VOLUMES, SAFE_SYSCTLS, SELINUX_TYPES
 from stackc.plugins import load_registry
+from stackc.records import frozen
 
 KUBERNETES_VERSION = "1.35.0"
 
@@ -506,7 +506,7 @@ def pod_security_problems(metadata: Mapping[str, Any], pod: Mapping[str, Any], l
 
 
 # Wiring: every address a pod is told to reach is served, and the NetworkPolicies let it through
-@attrs.frozen
+@frozen
 class _Pod:
     where: str
     namespace: str

@@ -17,6 +17,7 @@ from stackc.fit import arithmetic, facts as model_facts
 from stackc.fit.arithmetic import Deployment, Fit
 from stackc.fit.catalogue import ACCELERATOR_ALIASES, ACCELERATORS, GIB, ModelFacts, accelerator
 from stackc.fit.nodes import NodeSelection, node_selection
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.candidate import SUFFIX as CANDIDATE, candidate_model, candidate_path
 from stackc.spec.disaggregation import role_model, role_path
@@ -29,7 +30,7 @@ _ROLES = ("prefill", "decode")
 HUB_CACHE = "the Hugging Face cache"
 
 
-@attrs.frozen
+@frozen
 class ModelFit:
     """One row of ``stackc plan``: a model, or one role of a disaggregated model."""
 

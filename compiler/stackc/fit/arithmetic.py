@@ -10,6 +10,7 @@ from typing import Literal
 import attrs
 
 from stackc.fit.catalogue import ACCELERATORS, GIB, ModelFacts
+from stackc.records import frozen
 
 #: the driver keeps part of a device for itself: CUDA reports about 99 % of the datasheet's memory
 #: (79.35 GiB of an 80 GiB A100 in vllm-project/vllm#636, 23.58 of a 24 GiB RTX 3090 in #10517)
@@ -63,7 +64,7 @@ Accounting = Literal["vllm", "sglang", "trtllm", "llamacpp"]
 Status = Literal["fits", "no-fit", "unknown"]
 
 
-@attrs.frozen
+@frozen
 class Deployment:
     """What one replica (or one P/D role's replica) runs on and with, engine-neutral."""
 
@@ -82,7 +83,7 @@ class Deployment:
     nccl_channels: int = 0  # NCCL's ring channels on these devices (``Accelerator.nccl_channels``); 0: not derived
 
 
-@attrs.frozen
+@frozen
 class Fit:
     status: Status
     reason: str = ""

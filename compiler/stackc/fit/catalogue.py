@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import attrs
+from stackc.records import frozen
 
 GIB = 2**30
 
 
-@attrs.frozen
+@frozen
 class NodeLabel:
     """A node label that tells the nodes holding a device type apart: a node whose ``key`` has any of ``values``
     holds it. ``source`` documents who sets the label and how its values are written."""
@@ -20,7 +20,7 @@ class NodeLabel:
     source: str
 
 
-@attrs.frozen
+@frozen
 class Accelerator:
     """One device type: memory as its datasheet states it (in GiB, as nvidia-smi shows it), per device."""
 
@@ -119,7 +119,7 @@ MIG_SOURCE = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/#supported
 Attention = Literal["full", "sliding", "hybrid", "mla"]
 
 
-@attrs.frozen
+@frozen
 class ModelFacts:
     """What a model is made of, as its config.json says (``source``), and its parameter count (its model card)."""
 

@@ -9,9 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from stackc.fit.catalogue import NodeLabel, accelerator
+from stackc.records import frozen
 from stackc.spec.model import Accelerators, Scheduling
 
 #: a MIG profile's resource: only nodes whose GPUs are partitioned into that profile offer it
@@ -19,7 +18,7 @@ _MIG = re.compile(r"^nvidia\.com/mig-")
 _REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
-@attrs.frozen
+@frozen
 class NodeSelection:
     """What ``select_nodes = true`` does to a model's pods: ``label`` is the requirement every pod gets
     (``key In values``), or None with ``note`` saying why nothing is added or what selects the nodes instead."""

@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from stackc.records import define
+
 #: flag -> (serving field, converter); the value-taking flags of each engine that the spec types
 _VLLM = {
     "--tensor-parallel-size": ("tensor_parallel", int), "-tp": ("tensor_parallel", int),
@@ -40,7 +42,7 @@ SERVING = ("tensor_parallel", "pipeline_parallel", "max_context", "gpu_memory_fr
            "max_concurrent_sequences", "prefix_caching", "max_lora_rank")
 
 
-@attrs.define
+@define
 class EngineCommand:
     """What a command line serves: the engine, its model and the flags, sorted into spec fields."""
 

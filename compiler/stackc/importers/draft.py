@@ -11,13 +11,14 @@ import attrs
 
 from stackc.diagnostics import Location
 from stackc.importers.values import Path, Values
+from stackc.records import define
 
 #: extended resources that are accelerators; anything else stays in ``resources``
 ACCELERATOR_RESOURCE = re.compile(r"^(nvidia\.com/(gpu|mig-.+)|amd\.com/gpu|aws\.amazon\.com/neuron(core|device)?"
                                   r"|gpu\.intel\.com/.+|habana\.ai/gaudi|google\.com/tpu)$")
 
 
-@attrs.define
+@define
 class Draft:
     """A spec under construction: plain data in the order it will be written, plus table comments."""
 

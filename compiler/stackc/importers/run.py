@@ -18,9 +18,10 @@ from stackc.diagnostics import (
 from stackc.importers import CHARTS
 from stackc.importers.draft import render, stack_name
 from stackc.importers.values import Values, ValuesError, read_values
+from stackc.records import frozen
 
 
-@attrs.frozen
+@frozen
 class Imported:
     text: str
     #: every value that was not imported, located in the values files

@@ -17,13 +17,12 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-import attrs
-
 from stackc import kube
 from stackc.diagnostics import Diagnostic
 from stackc.lowering.lower import CACHE_VOLUME
 from stackc.plan.engine import Container, Listen, LocalRun
 from stackc.plan.model import Component
+from stackc.records import frozen
 
 _HOST_PATHS = {"/dev/shm"}
 LOOPBACK = "127.0.0.1"
@@ -37,7 +36,7 @@ BASE_ENVIRONMENT = frozenset({
 BASE_ENVIRONMENT_PREFIXES = ("LC_", "XDG_", "CUDA_", "NVIDIA_", "ROCR_", "HIP_", "OMP_")
 
 
-@attrs.frozen
+@frozen
 class LocalProcess:
     """One engine replica to start, or the router."""
 

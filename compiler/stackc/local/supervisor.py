@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import attrs
-
 from stackc.local.processes import LocalProcess
+from stackc.records import define
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -52,7 +51,7 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
-@attrs.define
+@define
 class Running:
     spec: LocalProcess
     popen: subprocess.Popen

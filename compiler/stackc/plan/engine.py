@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stackc.records import frozen
 from stackc.spec.model import Model, SecretRef
 from stackc.spec.sources import ModelSource
 
@@ -54,7 +55,7 @@ class Capability(str, Enum):
     KV_EVENTS = "kv_events"
 
 
-@attrs.frozen
+@frozen
 class EnvVar:
     name: str
     value: str | None = None
@@ -63,7 +64,7 @@ class EnvVar:
     value_from: Mapping[str, Any] | None = None
 
 
-@attrs.frozen
+@frozen
 class Port:
     name: str
     number: int
@@ -71,7 +72,7 @@ class Port:
     protocol: str = "TCP"
 
 
-@attrs.frozen
+@frozen
 class Probe:
     """An HTTP GET probe on a port (by name or number), a TCP probe when ``tcp``, or an exec probe when
     ``command`` is set."""
@@ -86,7 +87,7 @@ class Probe:
     failure_threshold: int = 3
 
 
-@attrs.frozen
+@frozen
 class Mount:
     volume: str
     path: str
@@ -94,7 +95,7 @@ class Mount:
     read_only: bool = False
 
 
-@attrs.frozen
+@frozen
 class Container:
     name: str
     image: str
@@ -118,7 +119,7 @@ class Container:
     spec_path: tuple[str | int, ...] = ()
 
 
-@attrs.frozen
+@frozen
 class Volume:
     """One pod volume; exactly one source is set."""
 
@@ -130,7 +131,7 @@ class Volume:
     raw: Mapping[str, Any] | None = None
 
 
-@attrs.frozen
+@frozen
 class MetricNames:
     """An engine's Prometheus series names, so routers and autoscalers need no engine knowledge."""
 
@@ -148,7 +149,7 @@ class MetricNames:
     kv_cache_capacity_labels: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@frozen
 class Metrics:
     port: str
     path: str
@@ -157,7 +158,7 @@ class Metrics:
     needs_api_key: bool = False
 
 
-@attrs.frozen
+@frozen
 class LocalRun:
     """How ``stackc up`` runs an engine's compiled command on this machine."""
 
@@ -167,7 +168,7 @@ class LocalRun:
     install_hint: str = ""
 
 
-@attrs.frozen
+@frozen
 class Weights:
     """Where the engine loads the model from: decided before the engine builds its command line."""
 
@@ -182,7 +183,7 @@ class Weights:
     revision: str | None = None
 
 
-@attrs.frozen
+@frozen
 class Adapter:
     """A LoRA adapter as the engine gets it, its weights' place decided by the core."""
 
@@ -194,7 +195,7 @@ class Adapter:
     runtime: bool = False
 
 
-@attrs.frozen
+@frozen
 class RoleRequest:
     """The role an engine serves of a disaggregated model, and where the other role is."""
 
@@ -208,7 +209,7 @@ class RoleRequest:
     decode_service: str
 
 
-@attrs.frozen
+@frozen
 class Listen:
     """Where an engine listens when it runs on one machine (``stackc up``), not in a pod."""
 
@@ -216,7 +217,7 @@ class Listen:
     port: int
 
 
-@attrs.frozen
+@frozen
 class EngineRequest:
     """What the core gives an engine to lower one model."""
 
@@ -250,7 +251,7 @@ class EngineRequest:
     listen: Listen | None = None
 
 
-@attrs.frozen
+@frozen
 class EngineResult:
     """What an engine returns for one model."""
 
@@ -287,7 +288,7 @@ class EngineResult:
     ray: RayApplication | None = None
 
 
-@attrs.frozen
+@frozen
 class ConfigMapData:
     name: str
     data: Mapping[str, str]
@@ -295,7 +296,7 @@ class ConfigMapData:
     spec_path: tuple[str | int, ...] = ()
 
 
-@attrs.frozen
+@frozen
 class ClaimRequest:
     name: str
     size: str
@@ -307,7 +308,7 @@ class ClaimRequest:
     volume_name: str | None = None
 
 
-@attrs.frozen
+@frozen
 class NfsVolumeRequest:
     """A PersistentVolume stackc creates for an NFS export (cluster-scoped: its name carries the namespace)."""
 

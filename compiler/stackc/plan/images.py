@@ -4,10 +4,10 @@ deploys nothing (ImagePullBackOff on every pod). Engines, targets and the core t
 
 from __future__ import annotations
 
-import attrs
+from stackc.records import frozen
 
 
-@attrs.frozen
+@frozen
 class KnownImage:
     image: str
     #: where the tag is known to exist (a release, a chart that pins it, the project's fact sheets)

@@ -26,6 +26,7 @@ from stackc.plan.engine import (
     Weights,
 )
 from stackc.plan.ray import RayCluster
+from stackc.records import frozen
 
 # the spec's own data classes where the plan carries the same values
 from stackc.spec.model import Accelerators, Rollout, Routing, SecretRef
@@ -43,7 +44,7 @@ KV_CACHE_SERVER = "kv-cache-server"
 DISAGGREGATION_ROLE_LABEL = "llm-d.ai/role"
 
 
-@attrs.frozen
+@frozen
 class Pod:
     """A pod template, merged: the serving container is first in ``containers``."""
 
@@ -69,7 +70,7 @@ class Pod:
     host_pid: bool = False
 
 
-@attrs.frozen
+@frozen
 class Topology:
     """How many pods make one replica: one, or a leader/worker group of ``size`` pods (the leader serves).
 
@@ -92,7 +93,7 @@ Signal = Literal["waiting", "running", "kv_cache_usage", "tokens_per_second", "r
                  "custom", "concurrency", "rps"]
 
 
-@attrs.frozen
+@frozen
 class Autoscaler:
     """Bounds and the signal of the autoscaler that owns a component's replica count.
 
@@ -113,7 +114,7 @@ class Autoscaler:
     prometheus: str = ""
 
 
-@attrs.frozen
+@frozen
 class Scale:
     """Replicas, or an autoscaler that owns the count (then nothing else sets it)."""
 
@@ -121,7 +122,7 @@ class Scale:
     autoscaler: Autoscaler | None = None
 
 
-@attrs.frozen
+@frozen
 class Endpoint:
     """How clients and routers reach a component."""
 
@@ -154,7 +155,7 @@ class Endpoint:
     kv_events_port: Port | None = None
 
 
-@attrs.frozen
+@frozen
 class ServiceAccount:
     """A ServiceAccount stackc creates."""
 
@@ -165,7 +166,7 @@ class ServiceAccount:
 PrefillProtocol = Literal["kv_transfer_params", "prefill_then_decode", "bootstrap"]
 
 
-@attrs.frozen
+@frozen
 class Candidate:
     """A model's candidate version: a component with the model's ``key``, its own pods, Service and fixed
     scale, beside the model's stable component; the requests it gets, which routing targets give it."""
@@ -179,7 +180,7 @@ class Candidate:
     mirror: bool = False
 
 
-@attrs.frozen
+@frozen
 class Disaggregation:
     """One role of a prefill/decode-disaggregated model, and how a router joins the two roles.
 
@@ -205,7 +206,7 @@ class Disaggregation:
     kv_port: str | None = None
 
 
-@attrs.frozen
+@frozen
 class Component:
     """One deployable unit: a model server (a model key, or one role of a disaggregated model)."""
 
@@ -240,7 +241,7 @@ class Component:
     kv_tokens_per_replica: int | None = None
 
 
-@attrs.frozen
+@frozen
 class Caller:
     """Pods that call model servers, which their NetworkPolicies admit (a target says who its pods are)."""
 
@@ -255,13 +256,13 @@ class Caller:
     candidate: bool | None = None
 
 
-@attrs.frozen
+@frozen
 class NetworkPolicy:
     metrics_namespace: str
     allow_from: tuple[Mapping[str, Any], ...] = ()
 
 
-@attrs.frozen
+@frozen
 class RouterMetricNames:
     """The per-model series a router in front of the models exports, labelled ``model_label``.
 
@@ -284,7 +285,7 @@ class RouterMetricNames:
     time_to_first_token: str | None = None
 
 
-@attrs.frozen
+@frozen
 class Exporter:
     """Pods a target adds (a router, an endpoint picker) that export Prometheus metrics."""
 
@@ -296,7 +297,7 @@ class Exporter:
     router: RouterMetricNames | None = None
 
 
-@attrs.frozen
+@frozen
 class KvCacheServer:
     """A KV-cache server the stack's model servers share: one pod behind a Service, admitting only them."""
 
@@ -309,7 +310,7 @@ class KvCacheServer:
     clients: Mapping[str, str]
 
 
-@attrs.frozen
+@frozen
 class EnginesService:
     """One Service over the serving pods of every model that can be behind it: lowering labels those pods
     with ``selector``. ``port`` is None when the spec names none and the models' Service ports disagree."""
@@ -324,7 +325,7 @@ class EnginesService:
     members: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@frozen
 class Stack:
     name: str
     namespace: str
@@ -353,7 +354,7 @@ class Stack:
     engines_service: EnginesService | None = None
 
 
-@attrs.frozen
+@frozen
 class Plan:
     """Everything targets get: the stack and its components, sorted by key (a disaggregated model's
     prefill and decode components share it: decode, then prefill)."""

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from stackc.plan.engine import Container
+from stackc.records import frozen
 
 #: Ray's ports: Serve's HTTP proxy (on every node), the metrics export, the head's GCS and dashboard
 SERVE_PORT = 8000
@@ -23,7 +24,7 @@ DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 
 
-@attrs.frozen
+@frozen
 class AutoscalingConfig:
     """Ray Serve scales a deployment's replicas on requests in flight per replica."""
 
@@ -35,7 +36,7 @@ class AutoscalingConfig:
     downscale_delay_s: int | None = None
 
 
-@attrs.frozen
+@frozen
 class DeploymentConfig:
     """Either a fixed ``num_replicas`` or an ``autoscaling_config``."""
 
@@ -44,7 +45,7 @@ class DeploymentConfig:
     max_ongoing_requests: int | None = None
 
 
-@attrs.frozen
+@frozen
 class ModelLoadingConfig:
     #: the name clients send as ``model``
     model_id: str
@@ -52,7 +53,7 @@ class ModelLoadingConfig:
     model_source: str
 
 
-@attrs.frozen
+@frozen
 class LLMConfig:
     """One model of a Ray Serve LLM application (``ray.serve.llm.LLMConfig``)."""
 
@@ -66,12 +67,12 @@ class LLMConfig:
     log_engine_metrics: bool = False
 
 
-@attrs.frozen
+@frozen
 class LLMApplicationArgs:
     llm_configs: tuple[LLMConfig, ...]
 
 
-@attrs.frozen
+@frozen
 class ServeApplication:
     name: str
     import_path: str
@@ -79,14 +80,14 @@ class ServeApplication:
     route_prefix: str = "/"
 
 
-@attrs.frozen
+@frozen
 class ServeConfig:
     """A Ray Serve config as ``serve deploy`` and KubeRay's ``serveConfigV2`` take it."""
 
     applications: tuple[ServeApplication, ...]
 
 
-@attrs.frozen
+@frozen
 class RayApplication:
     """What an engine that runs on a Ray cluster returns besides the worker container it puts in
     ``EngineResult.container``: the head's container and the Serve config the cluster runs."""
@@ -105,7 +106,7 @@ class RayApplication:
     head_node_selector: Mapping[str, str] = attrs.field(factory=dict)
 
 
-@attrs.frozen
+@frozen
 class RayCluster:
     """A component run as a Ray cluster (topology ``ray_cluster``): ``Component.pod`` is the head,
     ``Component.worker_pod`` the pods of its one worker group, which Ray's autoscaler sizes between

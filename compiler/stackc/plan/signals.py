@@ -13,9 +13,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-import attrs
-
 from stackc.plan.model import Component, Exporter, RouterMetricNames, Stack
+from stackc.records import frozen
 
 #: signals read from the engine's series, with the MetricNames field that names each and how replicas combine
 ENGINE_SIGNALS = {"waiting": "waiting", "running": "running", "kv_cache_usage": "kv_cache_usage",
@@ -30,7 +29,7 @@ DEPLOYMENT_REPLICAS = "kube_deployment_spec_replicas"
 DEPLOYMENT_AVAILABLE = "kube_deployment_status_replicas_available"
 
 
-@attrs.frozen
+@frozen
 class Trigger:
     """A Prometheus query and how an autoscaler compares it with the target."""
 

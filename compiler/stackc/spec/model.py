@@ -11,11 +11,13 @@ from typing import Any, Literal
 
 import attrs
 
+from stackc.records import frozen
+
 SPEC_VERSION = 1
 INT32_MAX = 2**31 - 1
 
 
-@attrs.frozen
+@frozen
 class Form:
     """A form of string Kubernetes insists on: one pattern both the validator and the JSON Schema use."""
 
@@ -80,7 +82,7 @@ def field(doc: str, *, minimum: int | None = None, maximum: int | None = None, f
     return attrs.field(metadata={"doc": doc, **{k: v for k, v in bounds.items() if v is not None}}, **kwargs)
 
 
-@attrs.frozen
+@frozen
 class SecretRef:
     """A key in a Kubernetes Secret; stackc never reads or inlines secret values."""
 
@@ -88,7 +90,7 @@ class SecretRef:
     key: str = field("Key inside the Secret.", form=SECRET_KEY)
 
 
-@attrs.frozen
+@frozen
 class EnvSource:
     """A variable's value taken from the pod (Kubernetes `valueFrom`): set exactly one of `field`,
     `resource`, `secret` or `config_map`, for example `env.POD_IP = { field = "status.podIP" }`."""
@@ -108,7 +110,7 @@ class EnvSource:
                               default=None, form=FIELD_PATH)
 
 
-@attrs.frozen
+@frozen
 class ContainerPort:
     """One more port a container listens on."""
 
@@ -120,7 +122,7 @@ class ContainerPort:
                                      maximum=PORT_MAX)
 
 
-@attrs.frozen
+@frozen
 class VolumeMount:
     volume: str = field("A volume of the pod: `model-cache`, `home` or one of `extra_volumes`.", form=DNS_LABEL)
     path: str = field("Absolute path in the container.")
@@ -128,7 +130,7 @@ class VolumeMount:
     read_only: bool = field("Mount read-only.", default=False)
 
 
-@attrs.frozen
+@frozen
 class Accelerators:
     count: int = field("Devices per replica (per pod). 0 serves on CPU.", default=0, minimum=0, maximum=INT32_MAX)
     resource: str = field(
@@ -155,7 +157,7 @@ class Quantity(str):
     (`cpu = 10`, `cpu = 0.5`); stackc keeps its text."""
 
 
-@attrs.frozen
+@frozen
 class Resources:
     requests: Mapping[str, Quantity] = field(
         "Container requests (`cpu`, `memory`, `ephemeral-storage`, …) as Kubernetes quantities "
@@ -165,7 +167,7 @@ class Resources:
                                            keys=RESOURCE_NAME, form=QUANTITY)
 
 
-@attrs.frozen
+@frozen
 class LoraAdapter:
     """A LoRA adapter on the model's base weights, served under a name of its own."""
 
@@ -181,7 +183,7 @@ class LoraAdapter:
         default="startup")
 
 
-@attrs.frozen
+@frozen
 class Serving:
     """Engine-neutral serving parameters; each engine maps them to its own flags."""
 
@@ -219,7 +221,7 @@ class Serving:
                                   "`--max-loras-per-batch`).", default=None, minimum=1, maximum=INT32_MAX)
 
 
-@attrs.frozen
+@frozen
 class Cache:
     """The model cache volume: a PersistentVolumeClaim stackc creates, or one that exists."""
 
@@ -235,7 +237,7 @@ class Cache:
                                        form=DNS_SUBDOMAIN)
 
 
-@attrs.frozen
+@frozen
 class NfsShare:
     """An NFS export, which stackc mounts through a PersistentVolume and a claim."""
 
@@ -243,7 +245,7 @@ class NfsShare:
     path: str = field("Exported path on the server.", form=ABSOLUTE_PATH)
 
 
-@attrs.frozen
+@frozen
 class SharedCache:
     """One cache every model without a `cache` of its own mounts, shared by all replicas: each model's
     weights are downloaded once per stack instead of once per pod. Its source: a ReadWriteMany claim
@@ -265,7 +267,7 @@ class SharedCache:
                                  "restricted admits claims, not inline NFS volumes).", default=None)
 
 
-@attrs.frozen
+@frozen
 class KvOffload:
     """KV-cache blocks the accelerators evict go to host memory, so a returning prefix (a long system
     prompt, the next turn of a chat) is copied back instead of computed again."""
@@ -287,7 +289,7 @@ class KvOffload:
                          "`backend = \"lmcache\"`).", default=False)
 
 
-@attrs.frozen
+@frozen
 class Toleration:
     key: str | None = field("Taint key (empty with `Exists` tolerates everything).", default=None, form=LABEL_KEY)
     operator: Literal["Exists", "Equal"] = field("`Equal` or `Exists`.", default="Equal")
@@ -296,7 +298,7 @@ class Toleration:
     toleration_seconds: int | None = field("How long a `NoExecute` taint is tolerated.", default=None)
 
 
-@attrs.frozen
+@frozen
 class Scheduling:
     node_selector: Mapping[str, str] = field("Node labels a pod must match.", factory=dict, keys=LABEL_KEY,
                                              form=LABEL_VALUE)
@@ -318,7 +320,7 @@ class Scheduling:
         default=None, form=LABEL_KEY)
 
 
-@attrs.frozen
+@frozen
 class ProbeOverride:
     """A probe: an HTTP GET on `path`, a TCP connect (`tcp = true`) or a command (`exec`). On the engine
     it replaces parts of the engine's probe (unset fields keep the engine's values); on a sidecar it is
@@ -338,14 +340,14 @@ class ProbeOverride:
                                           maximum=INT32_MAX)
 
 
-@attrs.frozen
+@frozen
 class Probes:
     startup: ProbeOverride | None = field("Startup probe (covers download and load).", default=None)
     readiness: ProbeOverride | None = field("Readiness probe.", default=None)
     liveness: ProbeOverride | None = field("Liveness probe.", default=None)
 
 
-@attrs.frozen
+@frozen
 class Rollout:
     strategy: Literal["RollingUpdate", "Recreate"] = field(
         "Deployment strategy; `Recreate` frees accelerators before new pods start.", default="RollingUpdate"
@@ -356,21 +358,21 @@ class Rollout:
                                               minimum=0, maximum=INT32_MAX, form=PERCENT)
 
 
-@attrs.frozen
+@frozen
 class DisruptionBudget:
     enabled: bool | None = field("Emit a PodDisruptionBudget (default: when replicas, or autoscaling.max_replicas, > 1).", default=None)
     max_unavailable: int | str = field("Pods a voluntary disruption may take down.", default=1, minimum=0,
                                        maximum=INT32_MAX, form=PERCENT)
 
 
-@attrs.frozen
+@frozen
 class ServiceAccount:
     create: bool = field("Create the ServiceAccount (else it must exist).", default=True)
     name: str | None = field("Name (default: the model's workload name).", default=None, form=DNS_SUBDOMAIN)
     annotations: Mapping[str, str] = field("Annotations, e.g. an IAM role for IRSA.", factory=dict, keys=LABEL_KEY)
 
 
-@attrs.frozen
+@frozen
 class Security:
     hf_token: SecretRef | None = field("Hugging Face token for gated models, from a Secret.", default=None)
     api_key: SecretRef | None = field("API key the engine requires from clients, from a Secret.", default=None)
@@ -391,7 +393,7 @@ class Security:
     )
 
 
-@attrs.frozen
+@frozen
 class Autoscaling:
     """Replica bounds and the signal an autoscaler owning the replica count scales on.
 
@@ -427,7 +429,7 @@ class Autoscaling:
                                    default=None, form=HTTP_URL)
 
 
-@attrs.frozen
+@frozen
 class Routing:
     """How a router in front of the model's replicas picks one (the `router` target)."""
 
@@ -443,7 +445,7 @@ class Routing:
         "index of them instead of guessing from the prompts it sent (see `docs/kv-offload.md`).", default=False)
 
 
-@attrs.frozen
+@frozen
 class InitContainer:
     """A container that runs to completion before the engine starts (Kubernetes init container)."""
 
@@ -459,7 +461,7 @@ class InitContainer:
     working_dir: str | None = field("Working directory.", default=None)
 
 
-@attrs.frozen
+@frozen
 class Sidecar(InitContainer):
     """A container running next to the engine for the pod's whole life (log shippers, adapter loaders,
     exporters). By default a native sidecar: an init container with `restartPolicy: Always`, which
@@ -472,7 +474,7 @@ class Sidecar(InitContainer):
                          "makes it a plain container of the pod, for clusters before Kubernetes 1.29.", default=True)
 
 
-@attrs.frozen
+@frozen
 class DisaggregationRole:
     """What one role (prefill or decode) of a disaggregated model sets for itself; unset fields inherit
     the model's."""
@@ -494,7 +496,7 @@ class DisaggregationRole:
                                            keys=LABEL_KEY)
 
 
-@attrs.frozen
+@frozen
 class Disaggregation:
     """Prefill/decode disaggregation: the model runs as two roles, prefill pods computing the prompt's KV
     cache and decode pods generating from it, with their own replicas, resources and scale. A router or
@@ -514,7 +516,7 @@ class Disaggregation:
     decode: DisaggregationRole = field("The decode role's own settings.", factory=DisaggregationRole)
 
 
-@attrs.frozen
+@frozen
 class Candidate:
     """A second version of the model, deployed beside the stable one while it is tried: its own pods
     (named KEY-candidate) with the settings below over the model's, and a share of the model's requests
@@ -541,7 +543,7 @@ class Candidate:
                          "answer is dropped): load and errors seen before any client is.", default=False)
 
 
-@attrs.frozen
+@frozen
 class Model:
     """One served model: what to serve, with which engine, on what."""
 
@@ -611,7 +613,7 @@ class Model:
                            default=False)
 
 
-@attrs.frozen
+@frozen
 class NetworkPolicy:
     """A NetworkPolicy per model: its pods accept only the stack's own callers and metric scrapers."""
 
@@ -623,7 +625,7 @@ class NetworkPolicy:
         "and them; without either, the serving port stays open).", default=())
 
 
-@attrs.frozen
+@frozen
 class KvCacheServer:
     """LMCache's cache server: one store of KV blocks the stack's models share (`kv_offload.remote`), so a
     prefix one replica computed is fetched by the others instead of computed again. One replica: a second
@@ -643,7 +645,7 @@ class KvCacheServer:
                              minimum=1, maximum=INT32_MAX)
 
 
-@attrs.frozen
+@frozen
 class EnginesService:
     """``[stack.engines_service]``: one Service over the serving pods of every model of the stack (LMStack's
     ``engine-service``), next to each model's own. It balances without knowing models apart: a client
@@ -654,7 +656,7 @@ class EnginesService:
                              minimum=1, maximum=PORT_MAX)
 
 
-@attrs.frozen
+@frozen
 class Stack:
     name: str = field("Stack name: prefixes object names and names the output folder.", form=NAME)
     namespace: str = field("Namespace every object goes to.", default="default", form=NAME)
@@ -676,7 +678,7 @@ class Stack:
         "`apiVersion`, `kind` and `metadata.name`; no Secrets with data: reference Secrets instead).", default=())
 
 
-@attrs.frozen
+@frozen
 class Spec:
     """A whole stack spec after overlays, `--set` and `[defaults]` have been applied."""
 

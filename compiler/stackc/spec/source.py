@@ -14,9 +14,8 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from stackc.diagnostics import Diagnostic, Location
+from stackc.records import frozen
 
 if TYPE_CHECKING:
     import tomlkit.exceptions
@@ -60,7 +59,7 @@ class SourceMap:
         return None
 
 
-@attrs.frozen
+@frozen
 class Document:
     """The merged spec as plain Python data, with its source map."""
 
@@ -68,7 +67,7 @@ class Document:
     source_map: SourceMap
 
 
-@attrs.frozen
+@frozen
 class _Written:
     """What one file or ``--set`` did to the positions: paths whose earlier positions it replaced, then its own."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import attrs
+from stackc.records import frozen
 
 SCHEMES = ("hf", "s3", "gs", "pvc", "oci", "ollama")
 #: where LoRA adapters may come from (an OCI image or the Ollama library holds no adapter engines load)
@@ -12,7 +12,7 @@ ADAPTER_SCHEMES = ("hf", "s3", "gs", "pvc", "path")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/.+)?$")
 
 
-@attrs.frozen
+@frozen
 class ModelSource:
     """A parsed ``model`` field: where weights come from (``stackc.plan.engine`` passes it to engines)."""
 

@@ -29,6 +29,7 @@ from stackc.plan.engine import (
     Mount,
     Port,
 )
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import INT32_MAX, Model
 from stackc_plugins.engines._common import (
@@ -42,7 +43,7 @@ from stackc_plugins.engines._common import (
 PLACEHOLDERS = ("model", "served_name", "aliases", "revision", "host", "port")
 
 
-@attrs.frozen
+@frozen
 class CommandOptions:
     """``[models.NAME.engine_options]`` for the command engine."""
 

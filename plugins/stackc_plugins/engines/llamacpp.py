@@ -21,6 +21,7 @@ from stackc.plan.engine import (
     Mount,
     Port,
 )
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import Model
 from stackc_plugins.engines._common import (
@@ -41,7 +42,7 @@ METRICS = MetricNames(running="llamacpp:requests_processing", waiting="llamacpp:
                       generation_tokens="llamacpp:tokens_predicted_total")
 
 
-@attrs.frozen
+@frozen
 class LlamacppOptions:
     """``[models.NAME.engine_options]`` for llama.cpp."""
 

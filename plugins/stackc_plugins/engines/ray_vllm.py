@@ -31,6 +31,7 @@ from stackc.plan.engine import (
     Port,
 )
 from stackc.plan.model import Autoscaler
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import ENV_NAME, QUANTITY, Autoscaling, Form, Model, Probes, Quantity, Rollout
 from stackc_plugins.engines._common import (
@@ -63,7 +64,7 @@ METRICS = MetricNames(
 )
 
 
-@attrs.frozen
+@frozen
 class RayVllmOptions:
     """``[models.NAME.engine_options]`` for ray-vllm."""
 

@@ -23,6 +23,7 @@ from stackc.plan.engine import (
     Port,
     Probe,
 )
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import PORT_MAX, Model
 from stackc_plugins.engines._common import (
@@ -51,7 +52,7 @@ TRITON_METRICS = MetricNames(
 )
 
 
-@attrs.frozen
+@frozen
 class TrtllmOptions:
     """``[models.NAME.engine_options]`` for TensorRT-LLM."""
 

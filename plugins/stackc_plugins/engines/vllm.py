@@ -24,6 +24,7 @@ from stackc.plan.engine import (
     Port,
     RoleRequest,
 )
+from stackc.records import frozen
 from stackc.registry import Registry
 from stackc.spec.model import Form, Model, Serving
 from stackc_plugins.engines._common import (
@@ -66,7 +67,7 @@ KV_FLAGS = ("--kv-transfer-config", "--kv-offloading-backend", "--kv-offloading-
 KV_EVENTS_PORT = 5557
 
 
-@attrs.frozen
+@frozen
 class VllmOptions:
     """``[models.NAME.engine_options]`` for vLLM."""
 

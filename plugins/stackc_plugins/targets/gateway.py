@@ -18,6 +18,7 @@ from stackc.diagnostics import Diagnostic, Severity, did_you_mean
 from stackc.output.render import to_yaml
 from stackc.plan import images
 from stackc.plan.model import RESTRICTED_CONTAINER, RESTRICTED_POD, Caller, Component, Exporter, Plan
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import (
     DNS_LABEL,
@@ -46,7 +47,7 @@ GATEWAY_DURATION = Form(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$", "a Gateway API duratio
 _WEIGHT = {"minimum": 0, "maximum": INT32_MAX}
 
 
-@attrs.frozen
+@frozen
 class Listener:
     name: str = attrs.field(metadata={"doc": "Listener name.", "form": DNS_SUBDOMAIN})
     port: int = attrs.field(metadata={"doc": "Port.", "minimum": 1, "maximum": 65535})
@@ -56,7 +57,7 @@ class Listener:
                                                                  "form": DNS_SUBDOMAIN})
 
 
-@attrs.frozen
+@frozen
 class Scorers:
     """Weights of the endpoint picker's scorers (llm-d's defaults: prefix 3, queue 2, KV 2)."""
 
@@ -68,7 +69,7 @@ class Scorers:
         "doc": "Prefer replicas with the request's LoRA adapter loaded (pickers of models with adapters).", **_WEIGHT})
 
 
-@attrs.frozen
+@frozen
 class GatewayOptions:
     """``[targets.gateway]``."""
 

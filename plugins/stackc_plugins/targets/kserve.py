@@ -23,6 +23,7 @@ from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.engine import Container
 from stackc.plan.model import Autoscaler, Candidate, Component, Plan
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_SUBDOMAIN, INT32_MAX, LABEL_KEY
 
@@ -38,7 +39,7 @@ PLATFORM_SIGNALS = ("concurrency", "rps", "cpu", "memory")
 _TIMEOUT = {"minimum": 1, "maximum": INT32_MAX}
 
 
-@attrs.frozen
+@frozen
 class KserveModel:
     """``[targets.kserve.models.NAME]``: one model's InferenceService."""
 
@@ -56,7 +57,7 @@ class KserveModel:
         "doc": "Annotations of the InferenceService, over `[targets.kserve] annotations`.", "keys": LABEL_KEY})
 
 
-@attrs.frozen
+@frozen
 class KserveOptions:
     """``[targets.kserve]``."""
 

@@ -19,6 +19,7 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.model import DISAGGREGATION_ROLE_LABEL, Component, Plan, Pod
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY
 
@@ -44,7 +45,7 @@ LWS_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 _PRESET = {"form": DNS_SUBDOMAIN}
 
 
-@attrs.frozen
+@frozen
 class LlmisvcModel:
     """``[targets.llmisvc.models.NAME]``: one model's LLMInferenceService."""
 
@@ -55,7 +56,7 @@ class LlmisvcModel:
         "doc": "Annotations of the LLMInferenceService, over `[targets.llmisvc] annotations`.", "keys": LABEL_KEY})
 
 
-@attrs.frozen
+@frozen
 class LlmisvcOptions:
     """``[targets.llmisvc]``."""
 

@@ -10,10 +10,11 @@ import attrs
 from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan.model import Plan
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 
 
-@attrs.frozen
+@frozen
 class ManifestsOptions:
     """``[targets.manifests]``."""
 

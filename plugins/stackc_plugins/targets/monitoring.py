@@ -18,6 +18,7 @@ from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic, Severity
 from stackc.plan import signals
 from stackc.plan.model import Component, Plan
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import LABEL_KEY, LABEL_VALUE, Form
 
@@ -26,7 +27,7 @@ PROMETHEUS_DURATION = Form(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)
                            "a Prometheus duration such as '15s' or '1m30s'")
 
 
-@attrs.frozen
+@frozen
 class MonitoringOptions:
     """``[targets.monitoring]``."""
 

@@ -27,6 +27,7 @@ from stackc.plan.model import (
     Plan,
     RouterMetricNames,
 )
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import DNS_LABEL, DNS_SUBDOMAIN, HOSTNAME, INT32_MAX, PORT_MAX, PORT_NAME, SecretRef
 from stackc_router import metrics as router_metrics
@@ -44,7 +45,7 @@ METRICS = RouterMetricNames(
     latency=router_metrics.LATENCY.name, time_to_first_token=router_metrics.TTFT.name)
 
 
-@attrs.frozen
+@frozen
 class Ingress:
     host: str = attrs.field(metadata={"doc": "Host name clients use.", "form": HOSTNAME})
     class_name: str | None = attrs.field(default=None, metadata={"doc": "IngressClass name.", "form": DNS_SUBDOMAIN})
@@ -52,7 +53,7 @@ class Ingress:
                                                                  "form": DNS_SUBDOMAIN})
 
 
-@attrs.frozen
+@frozen
 class HttpRoute:
     gateway: str = attrs.field(metadata={"doc": "Name of the Gateway to attach to.", "form": DNS_SUBDOMAIN})
     gateway_namespace: str | None = attrs.field(default=None, metadata={"doc": "Its namespace (default: the stack's).",
@@ -60,7 +61,7 @@ class HttpRoute:
     hostnames: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "Host names to match.", "form": HOSTNAME})
 
 
-@attrs.frozen
+@frozen
 class RouterAutoscaling:
     """An HPA on the router's CPU (the router is CPU-bound: it parses, picks and streams)."""
 
@@ -72,7 +73,7 @@ class RouterAutoscaling:
                                                  "minimum": 1, "maximum": INT32_MAX})
 
 
-@attrs.frozen
+@frozen
 class RouterPort:
     """A port more on the router's container and Service, for a program of the router's pod that listens
     beside it (production-stack's LMCache controller port)."""
@@ -84,7 +85,7 @@ class RouterPort:
     protocol: Literal["TCP", "UDP", "SCTP"] = attrs.field(default="TCP", metadata={"doc": "Protocol."})
 
 
-@attrs.frozen
+@frozen
 class RouterOptions:
     """``[targets.router]``."""
 

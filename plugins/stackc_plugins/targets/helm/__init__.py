@@ -28,6 +28,7 @@ from stackc import hookimpl, kube
 from stackc.diagnostics import Diagnostic
 from stackc.output.render import to_yaml
 from stackc.plan.model import Component, Plan, Pod
+from stackc.records import frozen
 from stackc.registry import Artifact, Registry
 from stackc.spec.model import Form
 
@@ -58,7 +59,7 @@ _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 
 
-@attrs.frozen
+@frozen
 class HelmOptions:
     """``[targets.helm]``."""
 
