@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import math
 import re
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Literal
 
 import attrs
 
@@ -631,20 +633,53 @@ _BOUND_KEYS = ("minimum", "maximum", "form", "keys", "min_items")
 
 
 @functools.cache
-def _bounded_fields(cls: type) -> tuple[tuple[str, Mapping[str, Any]], ...]:
-    """Each field of an attrs class with its bounds (empty when it declares none), computed once per class."""
-    return tuple((f.name, {k: f.metadata[k] for k in _BOUND_KEYS if k in f.metadata}) for f in attrs.fields(cls))
+def _walk_plan(cls: type) -> tuple[tuple[str, Mapping[str, Any], bool], ...]:
+    """The fields of an attrs class the bound walk looks at, each with its bounds and whether its value may be
+    a float or hold attrs objects, computed once per class from the declared types: most of a spec's thousands
+    of fields are unbounded strings, integers and booleans, which can break no bound and hold nothing."""
+    fields = attrs.fields(cls)
+    if any(isinstance(f.type, str) for f in fields):  # as cattrs does before structuring the class
+        try:
+            attrs.resolve_types(cls)
+        except Exception:  # an annotation naming what its module lacks stays a string: looked at
+            pass
+    plan = []
+    for f in fields:
+        bounds = {k: f.metadata[k] for k in _BOUND_KEYS if k in f.metadata}
+        plain = _plain(f.type)
+        if bounds or not plain:
+            plan.append((f.name, bounds, not plain))
+    return tuple(plan)
+
+
+def _plain(declared: Any, scalars: tuple[type, ...] = (str, int, bool, NoneType)) -> bool:
+    """Whether a value declared so is never a float nor an attrs object, nor a tuple or mapping holding an attrs
+    object (its items may be floats: only a field's own value must be finite). ``Any``, a string left
+    unresolved or anything unforeseen may be anything."""
+    if isinstance(declared, type):
+        return issubclass(declared, scalars)
+    origin = typing.get_origin(declared)
+    if origin is Literal:
+        return all(isinstance(choice, scalars) for choice in typing.get_args(declared))
+    if origin in (typing.Union, UnionType):
+        return all(_plain(member, scalars) for member in typing.get_args(declared))
+    if origin in (tuple, list, dict, Mapping):
+        items = [a for a in typing.get_args(declared) if a is not Ellipsis]
+        return bool(items) and all(_plain(item, (*scalars, float)) for item in items)
+    return False
 
 
 def _collect_bound_problems(obj: Any, path: Path, problems: list[Diagnostic]) -> None:
-    # a spec has thousands of fields, most of them defaults without bounds: only values that can break a
-    # bound (or a float, which must be finite) are checked, and only attrs objects are walked into
-    for name, bounds in _bounded_fields(type(obj)):
+    # only values that can break a bound (or a float, which must be finite) are checked, and only attrs objects
+    # are walked into
+    for name, bounds, may_hold in _walk_plan(type(obj)):
         value = getattr(obj, name)
         if value is None:
             continue
         if bounds or isinstance(value, float):
             problems.extend(_field_problems(value, bounds, path + (name,)))
+        if not may_hold:
+            continue
         if isinstance(value, tuple):
             items: Iterable[tuple[Any, Any]] = enumerate(value)
         elif isinstance(value, Mapping):
