@@ -152,8 +152,10 @@ _QUANTITY_SUFFIXES = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "
                       "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def quantity_value(text: str) -> Fraction | None:
-    """A Kubernetes quantity as an exact number (None when it is not one)."""
+    """A Kubernetes quantity as an exact number (None when it is not one); once per text, as every model of a
+    large spec repeats the same few quantities (parsing them into fractions was a tenth of its validation)."""
     match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+)|([KMGTPE]i?|[mkun])?)", text)
     if match is None or re.fullmatch(QUANTITY.pattern, text) is None:
         return None
