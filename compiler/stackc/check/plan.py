@@ -137,6 +137,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def addresses(text: str) -> Iterator[tuple[str, int]]:
     """(host, port) of every address in a value: ``host:port``, or a URL with its port or its scheme's."""
+    if ":" not in text:  # neither a port nor a scheme: most of a plan's arguments, not searched
+        return
     for match in ADDRESS.finditer(text):
         scheme, port = match["scheme"], match["port"]
         number = int(port) if port else DEFAULT_PORTS.get(scheme or "")
