@@ -340,7 +340,7 @@ def _reached_through_services(plan: Plan, registry: Registry, deployed: Sequence
         pods = _platform_answers(deployers, "model_pods", component)
         if pods:
             endpoint = attrs.evolve(endpoint, selector=dict(pods[0]))
-        components.append(attrs.evolve(component, endpoint=endpoint))
+        components.append(component if endpoint is component.endpoint else attrs.evolve(component, endpoint=endpoint))
     return attrs.evolve(plan, components=tuple(components))
 
 
@@ -467,11 +467,13 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
 
 
 def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:
-    """Each component with the KV tokens the fit check found for it (its model's, or its role's)."""
-    components = tuple(attrs.evolve(c, kv_tokens_per_replica=fits.get((c.key, c.disaggregation.role if c.disaggregation
-                                                                       else CANDIDATE if c.candidate else None)))
-                       for c in plan.components)
-    return attrs.evolve(plan, components=components)
+    """Each component with the KV tokens the fit check found for it (its model's, or its role's); a component
+    whose count is already that is kept (attrs.evolve rebuilds the whole object)."""
+    components = []
+    for c in plan.components:
+        tokens = fits.get((c.key, c.disaggregation.role if c.disaggregation else CANDIDATE if c.candidate else None))
+        components.append(c if tokens == c.kv_tokens_per_replica else attrs.evolve(c, kv_tokens_per_replica=tokens))
+    return attrs.evolve(plan, components=tuple(components))
 
 
 def _spec_file(source_map: SourceMap) -> Callable[[Path], str | None]:
