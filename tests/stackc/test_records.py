@@ -149,3 +149,38 @@ def test_the_decorators_keep_everything_else_attrs_makes_and_a_class_s_own_repr(
     mutable.items.append(1)
     assert mutable == Mutable([1]) and repr(mutable) == "mine"
     assert str(Location("f", 2, 3)) == "f:2:3" and repr(Location("f")) == "Location(file='f', line=1, column=1)"
+
+
+def test_every_frozen_class_shares_a_hash_that_follows_equality() -> None:
+    hashable = [cls for cls in CLASSES if cls.__hash__ is not None]
+    assert len(hashable) > 100
+    assert [cls.__qualname__ for cls in hashable if cls.__hash__ is not records._hash] == []
+    assert hash(Location("f", 2, 3)) == hash(Location("f", 2, 3)) != hash(Location("f", 2, 4))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([cls for cls in CLASSES if cls.__hash__ is not None]).flatmap(
+    lambda cls: st.fixed_dictionaries({f.name: _SCALARS for f in attrs.fields(cls)}).map(
+        lambda values: (_bare(cls, values), _bare(cls, dict(values))))))
+def test_equal_instances_hash_equal(pair) -> None:
+    first, second = pair
+    assert first == second and hash(first) == hash(second)
+
+
+def test_fields_left_out_of_equality_are_left_out_of_the_hash_and_a_class_s_own_hash_stays() -> None:
+    @frozen
+    class Cached:
+        key: str
+        note: str = attrs.field(eq=False)
+
+    @frozen
+    class Own:
+        a: int
+
+        def __hash__(self) -> int:
+            return 7
+
+    assert Cached("k", "x") == Cached("k", "y") and hash(Cached("k", "x")) == hash(Cached("k", "y"))
+    assert hash(Own(1)) == 7
+    with pytest.raises(TypeError):
+        hash(Location("f", 1, ["unhashable"]))

@@ -24,9 +24,12 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from stackc.codecache import cache_generated_code
 from stackc.diagnostics import Diagnostic, did_you_mean
 from stackc.spec.model import Quantity
 from stackc.spec.source import Path
+
+cache_generated_code(cattrs.gen)
 
 T = TypeVar("T")
 
