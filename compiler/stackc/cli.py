@@ -217,11 +217,16 @@ def _compile(args: argparse.Namespace) -> Any:
 
     registry = _registry(args)
     # what is loaded by now (modules, classes, plugins) lives until the command exits: frozen, the cyclic
-    # garbage collector stops walking it again and again while a large spec is compiled (~5 % of a build)
+    # garbage collector stops walking it again and again while a large spec is compiled (~5 % of a build);
+    # and a compile makes next to no cycles (its data are trees), so the collector waits until it is done
+    collecting = gc.isenabled()
     gc.freeze()
+    gc.disable()
     try:
         compilation = pipeline.compile_stack(args.specs, registry, args.settings, args.targets)
     finally:
+        if collecting:
+            gc.enable()
         gc.unfreeze()  # main() may run in a long-lived process (tests, a plugin's tooling): collected as before
     _print_diagnostics(compilation.warnings)
     return compilation
