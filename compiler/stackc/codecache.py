@@ -101,10 +101,13 @@ def _default_path() -> Path:
     return Path(pyc).with_suffix(".marshal")
 
 
-_CACHE = CodeCache(_default_path())
+_CACHE = CodeCache(_default_path() if sys.implementation.cache_tag is not None else Path(os.devnull))
 
 
 def cache_generated_code(*modules: ModuleType) -> None:
-    """Let ``modules`` (attrs' and cattrs' code generators) compile through the cache."""
+    """Let ``modules`` (attrs' and cattrs' code generators) compile through the cache, where this Python
+    keeps bytecode at all (``sys.implementation.cache_tag``)."""
+    if sys.implementation.cache_tag is None:
+        return
     for module in modules:
         module.compile = _CACHE.compile_for(module)  # type: ignore[attr-defined]

@@ -108,3 +108,10 @@ def test_stackc_models_generate_the_same_source_in_every_process() -> None:
             for seed in ("1", "2")}
     assert len(seen) == 1, seen
     assert int(seen.pop().split()[0]) > 100
+
+
+def test_a_python_that_keeps_no_bytecode_compiles_as_usual(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _generator(True)
+    monkeypatch.setattr(sys.implementation, "cache_tag", None)
+    codecache.cache_generated_code(module)
+    assert not hasattr(module, "compile")
