@@ -40,7 +40,7 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T], jobs: int,
         return [function(item) for item in items]
     heaviest_first = sorted(range(len(items)), key=lambda index: -weight(items[index]))
     shares = [heaviest_first[first::jobs] for first in range(jobs)]
-    workers = [_fork(function, items, share) for share in shares[1:]]
+    pending = [(*_fork(function, items, share), share) for share in shares[1:]]
     done: dict[int, R] = {}
     failed: dict[int, Exception] = {}
     try:
@@ -49,13 +49,15 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T], jobs: int,
                 done[index] = function(items[index])
             except Exception as error:  # raised below in item order, as a serial run would
                 failed[index] = error
-        for worker, share in zip(workers, shares[1:]):
-            results = _collect(*worker)
+        while pending:
+            pid, descriptor, share = pending[0]
+            results = _collect(pid, descriptor)
+            del pending[0]
+            os.close(descriptor)
             if results is not None:
                 done.update(zip(share, results))
-        workers = []
     finally:
-        for pid, descriptor in workers:  # interrupted: no worker outlives the build
+        for pid, descriptor, _ in pending:  # interrupted: no worker outlives the build
             _stop(pid, descriptor)
     for index, item in enumerate(items):
         if index in failed:
@@ -85,7 +87,7 @@ def _fork(function: Callable[[T], R], items: Sequence[T], share: list[int]) -> t
 
 def _collect(pid: int, descriptor: int) -> list[R] | None:
     """A worker's results, or None when it failed (exit status, a signal, or results that don't unpickle)."""
-    with os.fdopen(descriptor, "rb") as pipe:
+    with os.fdopen(descriptor, "rb", closefd=False) as pipe:  # the caller closes it, once
         payload = pipe.read()
     _, status = os.waitpid(pid, 0)
     if status != 0:
@@ -97,9 +99,9 @@ def _collect(pid: int, descriptor: int) -> list[R] | None:
 
 
 def _stop(pid: int, descriptor: int) -> None:
-    os.close(descriptor)
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):  # already gone
+    except (ProcessLookupError, ChildProcessError):  # already gone (or reaped by _collect)
         pass
+    os.close(descriptor)

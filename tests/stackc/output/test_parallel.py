@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -100,3 +102,32 @@ def test_a_process_with_other_threads_never_forks(monkeypatch: pytest.MonkeyPatc
     finally:
         stop.set()
         other.join()
+
+
+def _slow_in_a_worker(item: int) -> int:
+    if os.getpid() != PARENT:
+        time.sleep(5 if item == 2 else 0)
+    return item
+
+
+def test_an_interrupt_while_collecting_propagates_and_leaves_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 3)
+    forked: list[int] = []
+    fork = os.fork
+    monkeypatch.setattr(parallel.os, "fork", lambda: (lambda pid: forked.append(pid) or pid)(fork()))
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            parallel.in_parallel(_slow_in_a_worker, [0, 1, 2], jobs=3)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(forked) == 2
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped: none is left running
