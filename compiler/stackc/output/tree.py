@@ -111,20 +111,23 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
 def _write_shares(base: str, shares: list[list[tuple[str, bytes]]]) -> None:
     """Each share in a thread of its own (plain threads: ``concurrent.futures`` imports ``logging``);
     the first share's error is raised."""
-    errors: list[Exception | None] = [None] * len(shares)
+    errors: list[BaseException | None] = [None] * len(shares)
 
     def write_share(index: int) -> None:
         try:
             for name, content in shares[index]:
                 _write(os.path.join(base, name), content)
-        except Exception as error:  # raised by the caller's thread, where write_tree reports it
+        except BaseException as error:  # raised by the caller's thread, where write_tree reports it
             errors[index] = error
 
     writers = [threading.Thread(target=write_share, args=(index,)) for index in range(len(shares))]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join()
+    try:
+        for writer in writers:
+            writer.start()
+    finally:  # even when interrupted: the staging folder is removed only once nothing writes into it
+        for writer in writers:
+            if writer.ident is not None:
+                writer.join()
     for error in errors:
         if error is not None:
             raise error
