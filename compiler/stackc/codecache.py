@@ -63,9 +63,12 @@ class CodeCache:
         flags = __future__.annotations.compiler_flag if vars(module).get("annotations") is __future__.annotations else 0
 
         def cached_compile(source: Any, filename: Any, mode: str, *args: Any, **kwargs: Any) -> Any:
-            if args or kwargs or not isinstance(source, str) or not isinstance(filename, str) or _PER_PROCESS in source:
+            if args or kwargs:
                 return compile(source, filename, mode, *args, **kwargs)
-            key = hashlib.blake2b(f"{flags}\0{filename}\0{mode}\0{source}".encode(), digest_size=16).digest()
+            if not isinstance(source, str) or not isinstance(filename, str) or _PER_PROCESS in source:
+                return compile(source, filename, mode, flags, True)  # the module's flags, not this one's
+            key = hashlib.blake2b(f"{flags}\0{sys.flags.optimize}\0{filename}\0{mode}\0{source}".encode(),
+                                  digest_size=16).digest()
             code = self.entries.get(key) or self.new.get(key)
             if code is None:
                 code = self.new[key] = compile(source, filename, mode, flags, True)
