@@ -1,5 +1,3 @@
-import sys
+from stackc.cli import run
 
-from stackc.cli import main
-
-sys.exit(main())
+run()

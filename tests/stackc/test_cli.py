@@ -399,3 +399,17 @@ def test_a_build_that_cannot_write_keeps_its_warnings_in_the_json(tmp_path, run_
     assert codes[-1] == "E050" and "W020" in codes[:-1]
     shown = [line for line in text.stderr.splitlines() if re.search(r"(error|warning)\[[EW]\d{3}\]", line)]
     assert [rendered(d) for d in payload["diagnostics"]] == shown
+
+
+def test_the_command_exits_with_mains_code_and_runs_exit_handlers(tmp_path):
+    """``run`` (the console script and ``python -m stackc``) freezes what a build made out of the exit's
+    garbage collections: the exit code is main's, and atexit handlers (the code cache's save) still run."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "handler-ran"
+    code = ("import atexit, sys, stackc.cli as cli; "
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').close()); "
+            "cli.main = lambda: 3; cli.run()")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 3
+    assert marker.exists()
