@@ -19,7 +19,7 @@ CORE = REPO / "compiler"
 PLUGINS = REPO / "plugins"
 #: the core's layers, lowest first: a unit (a folder of stackc, or a module at its top) imports its own layer or lower
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("stackc.codecache", "stackc.records", "stackc.diagnostics"),
+    ("stackc.codecache", "stackc.entry_points", "stackc.records", "stackc.diagnostics"),
     ("stackc.spec",),
     ("stackc.plan", "stackc.fit"),
     ("stackc.registry", "stackc.hookspecs"),

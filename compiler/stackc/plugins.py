@@ -7,7 +7,6 @@ and lets users block plugins.
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -15,6 +14,7 @@ from types import ModuleType
 import pluggy
 
 from stackc import hookspecs
+from stackc.entry_points import EntryPoint, entry_points
 from stackc.records import frozen
 from stackc.registry import ContractError, DuplicateNameError, Provider, Registry
 
@@ -42,16 +42,15 @@ class LoadedPlugin:
 def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
     """Load every ``stackc`` entry point, sorted by name; two with one name are an error."""
     blocked = set(blocked)
-    found: dict[str, list[importlib.metadata.EntryPoint]] = {}
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    found: dict[str, list[EntryPoint]] = {}
+    for entry_point in entry_points(ENTRY_POINT_GROUP):
         found.setdefault(entry_point.name, []).append(entry_point)
     loaded = []
-    distributions: dict[int, tuple[str, str]] = {}
     for name in sorted(found):
         if name in blocked:
             continue
         entries = found[name]
-        providers = [_provider(e, distributions) for e in entries]
+        providers = [_provider(e) for e in entries]
         if len({(p.distribution, e.value) for p, e in zip(providers, entries, strict=True)}) > 1:
             raise PluginConflict(None, f"plugin '{name}' is provided twice: by "
                               + " and by ".join(sorted(map(str, providers))))
@@ -63,16 +62,10 @@ def discover(blocked: Iterable[str] = ()) -> list[LoadedPlugin]:
     return loaded
 
 
-def _provider(entry_point: importlib.metadata.EntryPoint, distributions: dict[int, tuple[str, str]]) -> Provider:
-    """Who provides the entry point; ``distributions`` keeps each distribution's name and version, whose
-    metadata file is parsed again on every access (one distribution provides all the built-in plugins)."""
-    dist = entry_point.dist
-    if dist is None:
+def _provider(entry_point: EntryPoint) -> Provider:
+    if entry_point.distribution is None:
         return Provider(entry_point.name, "<unknown>", "0")
-    if id(dist) not in distributions:
-        metadata = dist.metadata
-        distributions[id(dist)] = (metadata["Name"], metadata["Version"])
-    return Provider(entry_point.name, *distributions[id(dist)])
+    return Provider(entry_point.name, entry_point.distribution, entry_point.version or "0")
 
 
 def build_registry(plugins: Sequence[LoadedPlugin]) -> Registry:
