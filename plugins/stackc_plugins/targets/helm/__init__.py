@@ -56,6 +56,8 @@ _PLAIN_NAMESPACE = re.compile(rf"(^|: |- ){RELEASE_NAMESPACE}$", re.MULTILINE)
 NOT_PLAIN_LABELS = ("^(yes|no|true|false|on|off|null|0b[01]+|0[0-7]+|0|[1-9][0-9]*|0x[0-9a-f]+"
                     "|[0-9]{4}-[0-9]{2}-[0-9]{2})$")
 _SENTINEL = re.compile(r"'?@@(\w+):(\d+)@@'?")
+#: the sentinel without its quotes: a pattern that starts with a literal is searched for as fast as str.find
+_SENTINEL_BODY = re.compile(r"@@(\w+):(\d+)@@")
 _GO_DELIMITERS = re.compile(r"\{\{|\}\}")
 
 
@@ -357,25 +359,26 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
         text = to_yaml(_release_scalars(obj, blocks, chart, texts))
     else:  # only strings holding the namespace change: the renderer hands them over as it writes them
         text = to_yaml(obj, (RELEASE_NAMESPACE, lambda value: _release_scalar(value, blocks, chart, {})))
+    # most objects' text holds no namespace and no delimiters outside the sentinels: its lines are kept as written
+    escape = RELEASE_NAMESPACE in text or "{{" in text or "}}" in text
     lines = list(head)
     plain = 0  # where the lines not yet in ``lines`` start: they hold no sentinel
-    search = 0
-    while (at := text.find("@@", search)) != -1:
-        start, end = text.rfind("\n", 0, at) + 1, text.index("\n", at)
-        search = end + 1
-        line = text[start:end]
-        match = _SENTINEL.search(line)
-        if match is None:
+    for match in _SENTINEL_BODY.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        if start < plain:  # the line's first sentinel made it a template already (a key and its value)
             continue
+        end = text.index("\n", match.end())
         if start > plain:
-            lines.append(_in_release(chart, text[plain:start - 1]))
+            lines.append(_in_release(chart, text[plain:start - 1]) if escape else text[plain:start - 1])
         plain = end + 1
+        line = text[start:end]
         kind, body = blocks[int(match.group(2))]
-        indent = len(line) - len(line.lstrip())
-        key = line.strip().split(":", 1)[0]
         if kind == "SCALAR":  # a key and its value may both be one
             lines.append(_SENTINEL.sub(lambda m: blocks[int(m.group(2))][1], line))
-        elif kind == "BLOCK":
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = line.strip().split(":", 1)[0]
+        if kind == "BLOCK":
             lines += [f"{{{{- with {body} }}}}", f"{' ' * indent}{key}:",
                       f"  {{{{- toYaml . | nindent {indent + 2} }}}}", "{{- end }}"]
         elif kind == "ITEMS":
@@ -389,7 +392,7 @@ def _expand(chart: str, obj: dict[str, Any], blocks: _Blocks, head: list[str],
                       f"{' ' * indent}imagePullSecrets:", "  {{- range . }}",
                       f"{' ' * indent}- name: {{{{ . }}}}", "  {{- end }}", "{{- end }}"]
     if plain < len(text):
-        lines.append(_in_release(chart, text[plain:-1]))
+        lines.append(_in_release(chart, text[plain:-1]) if escape else text[plain:-1])
     body = "\n".join(lines) + "\n"
     if _observability(obj):
         body = f'{{{{- if .Capabilities.APIVersions.Has "{_api(obj)}" }}}}\n{body}{{{{- end }}}}\n'
