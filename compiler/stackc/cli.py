@@ -13,7 +13,6 @@ import gc
 import json
 import os
 import sys
-import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -157,12 +156,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
         print(f"stackc: error: {error}", file=sys.stderr)
         cause = error.__cause__
         if cause is not None:
+            import traceback  # only a failure prints one: not imported by every command
+
             print("".join(traceback.format_exception(cause)[-6:]), file=sys.stderr, end="")
         print("This is a bug in the plugin, not in your spec: please report it to its authors.", file=sys.stderr)
         return _failed(args, ExitCode.INTERNAL, str(error))
 
 
 def _internal_error(error: BaseException) -> ExitCode:
+    import traceback
+
     print("".join(traceback.format_exception(error)), file=sys.stderr, end="")
     print(f"stackc {__version__}: internal error: {type(error).__name__}: {error}\n"
           "This is a bug in stackc: please report it with the spec that triggered it.", file=sys.stderr)
