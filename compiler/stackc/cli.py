@@ -110,7 +110,24 @@ def _parser(files: object = None, folders: object = None) -> argparse.ArgumentPa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command (``argv``: its arguments, by default the process's) and return its exit code."""
+    return _main(argv, exiting=False)
+
+
+def run() -> NoReturn:
+    """The ``stackc`` command: ``main`` in a process of its own, which exits with its code."""
+    sys.exit(_main(None, exiting=True))
+
+
+def _main(argv: Sequence[str] | None, exiting: bool) -> int:
     args = _parser().parse_args(argv)
+    # a command makes next to no reference cycles (a compile's data are trees), yet it allocates enough for
+    # the cyclic garbage collector to walk everything alive again and again, the modules and classes it
+    # imports first among them (~5 % of a large build): the collector waits until the command is done,
+    # except in `stackc up`, which serves until it is stopped
+    collecting = gc.isenabled()
+    if args.command not in _LONG_RUNNING:
+        gc.disable()
     try:
         return int(_run(args))
     except KeyboardInterrupt:
@@ -122,18 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _internal_error(error)
         _failed(args, code, f"internal error: {type(error).__name__}: {error}")
         return code
-
-
-def run() -> NoReturn:
-    """The ``stackc`` command (``main`` for a process of its own): what a build made is left to the exit.
-
-    Everything is frozen out of the cyclic collector first: the interpreter's collections at exit walk
-    every object still alive (a large build's modules, plan and files, ~10 % of the command) only to
-    free what exiting frees anyway. ``atexit`` handlers and flushing the streams run as usual.
-    """
-    code = main()
-    gc.freeze()
-    sys.exit(code)
+    finally:
+        if exiting:
+            # the interpreter's collections at exit would walk every object still alive (a large build's
+            # modules, plan and files, ~10 % of the command) only to free what exiting frees anyway: all of
+            # it is frozen out of them (atexit handlers and flushing the streams run as usual)
+            gc.freeze()
+        if collecting:  # main() may run in a long-lived process (tests, a plugin's tooling): collected as before
+            gc.enable()
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
@@ -230,19 +243,7 @@ def _registry(args: argparse.Namespace) -> Any:
 def _compile(args: argparse.Namespace) -> Any:
     from stackc import pipeline
 
-    registry = _registry(args)
-    # what is loaded by now (modules, classes, plugins) lives until the command exits: frozen, the cyclic
-    # garbage collector stops walking it again and again while a large spec is compiled (~5 % of a build);
-    # and a compile makes next to no cycles (its data are trees), so the collector waits until it is done
-    collecting = gc.isenabled()
-    gc.freeze()
-    gc.disable()
-    try:
-        compilation = pipeline.compile_stack(args.specs, registry, args.settings, args.targets)
-    finally:
-        if collecting:
-            gc.enable()
-        gc.unfreeze()  # main() may run in a long-lived process (tests, a plugin's tooling): collected as before
+    compilation = pipeline.compile_stack(args.specs, _registry(args), args.settings, args.targets)
     _print_diagnostics(compilation.warnings)
     return compilation
 
@@ -582,6 +583,8 @@ def _completion(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+#: commands that run until they are stopped: the cyclic garbage collector runs as usual in them
+_LONG_RUNNING = frozenset({"up"})
 _COMMANDS = {
     "build": _build, "check": _check, "completion": _completion, "diff": _diff, "explain": _explain,
     "import": _import, "init": _init, "plan": _plan, "schema": _schema, "plugins": _plugins, "up": _up,

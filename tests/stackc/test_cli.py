@@ -401,15 +401,33 @@ def test_a_build_that_cannot_write_keeps_its_warnings_in_the_json(tmp_path, run_
     assert [rendered(d) for d in payload["diagnostics"]] == shown
 
 
-def test_the_command_exits_with_mains_code_and_runs_exit_handlers(tmp_path):
-    """``run`` (the console script and ``python -m stackc``) freezes what a build made out of the exit's
-    garbage collections: the exit code is main's, and atexit handlers (the code cache's save) still run."""
+def test_the_command_exits_with_its_code_and_runs_exit_handlers(tmp_path):
+    """``run`` (the console script and ``python -m stackc``) freezes what a command made out of the exit's
+    garbage collections: the exit code is the command's, and atexit handlers (the code cache's save) still run."""
     import subprocess
     import sys
 
     marker = tmp_path / "handler-ran"
     code = ("import atexit, sys, stackc.cli as cli; "
             f"atexit.register(lambda: open({str(marker)!r}, 'w').close()); "
-            "cli.main = lambda: 3; cli.run()")
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 3
+            "sys.argv[1:] = ['check', 'no/such.toml']; cli.run()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == ExitCode.INVALID and "spec file not found" in result.stderr
     assert marker.exists()
+
+
+def test_main_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    """A command runs without the cyclic collector (its data are trees); a caller's process gets it back."""
+    import gc
+
+    from stackc import cli
+
+    assert gc.isenabled()
+    assert cli.main(["check", str(tmp_path / "missing.toml")]) == ExitCode.INVALID
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        cli.main(["check", str(tmp_path / "missing.toml")])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
