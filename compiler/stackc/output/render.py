@@ -133,41 +133,41 @@ def _mapping(data: dict[str, Any], indent: int, lead: str, lines: list[str], mar
     if rewrite is not None and _marked(keys, marker):  # rewritten keys are ordered as written
         data = {rewrite(key) if marker in key else key: value for key, value in data.items()}
         keys = _ordered(tuple(data))
-    for key in keys:
+    for key, key_text in keys:
         value = data[key]
-        key_text = _key_text(key)
         kind = type(value)
-        if kind is dict:
+        if kind is str:  # most values: no call to _scalar_text
+            lines.append(f"{start}{key_text} "
+                         f"{_string_text(rewrite(value) if rewrite is not None and marker in value else value)}\n")
+        elif kind is dict:
             if value:
-                lines.append(f"{start}{key_text}:\n")
+                lines.append(f"{start}{key_text}\n")
                 _mapping(value, indent + 2, " " * (indent + 2), lines, marker, rewrite)
             else:
-                lines.append(f"{start}{key_text}: {{}}\n")
+                lines.append(f"{start}{key_text} {{}}\n")
         elif kind is list or kind is tuple:
             if value:
-                lines.append(f"{start}{key_text}:\n")
+                lines.append(f"{start}{key_text}\n")
                 _sequence(value, indent, lines, marker, rewrite)
             else:
-                lines.append(f"{start}{key_text}: []\n")
-        elif kind is str:  # most values: no call to _scalar_text
-            lines.append(f"{start}{key_text}: "
-                         f"{_string_text(rewrite(value) if rewrite is not None and marker in value else value)}\n")
+                lines.append(f"{start}{key_text} []\n")
         else:
-            lines.append(f"{start}{key_text}: {_scalar_text(value)}\n")
+            lines.append(f"{start}{key_text} {_scalar_text(value)}\n")
         start = pad
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _ordered(keys: tuple[Any, ...]) -> tuple[str, ...]:
-    """Canonical key order, once per key set (thousands of objects share a few dozen)."""
+def _ordered(keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """Canonical key order, each key with its text and colon, once per key set (thousands of objects share a
+    few dozen)."""
     if any(type(key) is not str for key in keys):
         raise _Unusual
-    return tuple(sorted(keys, key=_key_order))
+    return tuple((key, _key_text(key) + ":") for key in sorted(keys, key=_key_order))
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _marked(keys: tuple[str, ...], marker: str) -> bool:
-    return any(marker in key for key in keys)
+def _marked(keys: tuple[tuple[str, str], ...], marker: str) -> bool:
+    return any(marker in key for key, _ in keys)
 
 
 def _sequence(items: list[Any] | tuple[Any, ...], indent: int, lines: list[str], marker: str,
