@@ -406,17 +406,19 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     adds any target ``targets`` names that the stack lacks); ``targets`` then selects which folders are
     returned, last, so a partial build writes exactly what the full build writes there.
     """
-    checked = check(paths, registry, settings, targets, texts)
+    def lowered_platforms(spec: Spec) -> dict[Platform, Plan]:
+        deployed = sorted(set(spec.stack.targets))
+        return lower_platforms(spec, registry, {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM})
+
+    checked, lowered = _check(paths, registry, settings, targets, texts, ahead=lowered_platforms)
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
-    platforms = {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM}
     # facts from this machine's Hugging Face cache inform the check only: the output depends on the spec alone
     rows = checked.fit_rows if checked.fit_rows is not None else plan_fit(checked, registry)[0]
     fits = {(row.model, row.role): row.fit.kv_tokens_per_replica for row in rows if row.facts_source != HUB_CACHE}
     plans = {where: _with_kv_tokens(_with_callers(_reached_through_services(
-        lowered, registry, deployed), spec, registry, deployed), fits)
-             for where, lowered in lower_platforms(spec, registry, platforms).items()}
+        plan, registry, deployed), spec, registry, deployed), fits) for where, plan in lowered.items()}
     problems = (lowered_problems(plans[NO_PLATFORM]) + cluster_problems(plans[NO_PLATFORM])
                 + kube.extra_object_clashes(plans[NO_PLATFORM])
                 + list(autoscaling_problems(plans[NO_PLATFORM])) + list(limit_problems(plans[NO_PLATFORM]))
@@ -444,17 +446,42 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
           texts: Sequence[tuple[str, str]] | None = None, fit: bool = True) -> Checked:
     """The checked spec and its warnings, or DiagnosticsError with every located error; ``fit=False``
     leaves the fit check to the caller (``stackc plan`` shows models that don't fit)."""
+    return _check(paths, registry, settings, targets, texts, fit)[0]
+
+
+#: models from which validating a spec in a worker process, while this one goes ahead, pays for forking it
+_VALIDATE_ASIDE_FROM = 20
+
+
+def _check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
+           targets: Sequence[str] | None = None, texts: Sequence[tuple[str, str]] | None = None,
+           fit: bool = True, ahead: Callable[[Spec], T] | None = None) -> tuple[Checked, T | None]:
+    """``check``, and what ``ahead`` makes of the checked spec. A large spec is validated in a worker process
+    while this one checks its fit and goes ahead (a compile lowers it): what went ahead is kept only if the
+    spec checks out, and whatever it raised is raised only then (a spec with errors may break it)."""
     document, diagnostics = resolve(paths, settings, texts)
     spec = None
     rows = None
+    went_ahead: Any = None
     if not diagnostics:
         spec, diagnostics = structure(document, registry)
         if spec is not None:
-            spec = _deploying(spec, [name for name in targets or () if name in registry.targets])
-            diagnostics += validate_spec(spec, registry, _plugin_call)
-            if fit:
-                rows, problems = assess_fit(spec, registry, _spec_file(document.source_map))
-                diagnostics += problems
+            checking = _deploying(spec, [name for name in targets or () if name in registry.targets])
+
+            def validated() -> list[Diagnostic]:
+                return validate_spec(checking, registry, _plugin_call)
+
+            def fitted() -> tuple[Any, list[Diagnostic], Any]:
+                found, problems = (assess_fit(checking, registry, _spec_file(document.source_map)) if fit
+                                   else (None, []))
+                return found, problems, _attempted(ahead, checking)
+
+            jobs = 2 if ahead is not None and len(checking.models) >= _VALIDATE_ASIDE_FROM else 1
+            # the fit and what goes ahead stay here (a plan is costly to send back), validation goes aside
+            problems, (rows, fit_problems, went_ahead) = in_parallel(
+                _called, [validated, fitted], jobs, weight=lambda part: 2.0 if part is fitted else 1.0)
+            spec = checking
+            diagnostics += problems + fit_problems
     for name in targets or ():
         if name not in registry.targets:
             diagnostics.append(Diagnostic("E011", f"unknown target '{name}' (from --target)", (),
@@ -463,7 +490,28 @@ def check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[
     errors = [d for d in located if d.severity is Severity.ERROR]
     if errors or spec is None:
         raise DiagnosticsError(located)
-    return Checked(spec, document.source_map, tuple(located), None if rows is None else tuple(rows))
+    if isinstance(went_ahead, _Raised):
+        raise went_ahead.error
+    return Checked(spec, document.source_map, tuple(located), None if rows is None else tuple(rows)), went_ahead
+
+
+@frozen
+class _Raised:
+    error: BaseException
+
+
+def _attempted(ahead: Callable[[Spec], T] | None, spec: Spec) -> T | _Raised | None:
+    """``ahead(spec)``, or what it raised: a spec not yet validated may break what assumes it valid."""
+    if ahead is None:
+        return None
+    try:
+        return ahead(spec)
+    except Exception as error:
+        return _Raised(error)
+
+
+def _called(part: Callable[[], T]) -> T:
+    return part()
 
 
 def _with_kv_tokens(plan: Plan, fits: Mapping[tuple[str, str | None], int | None]) -> Plan:

@@ -154,3 +154,62 @@ def test_a_release_namespace_target_gets_its_plan_and_the_add_ons_in_that_namesp
     files = compile_text(text, plugins=[module]).files
     assert json.loads(files["release/seen.json"]) == {"plan": "placeholder-namespace", "addons": ["placeholder-namespace"]}
     assert {obj["metadata"]["namespace"] for obj in objects(files) if "namespace" in obj["metadata"]} == {"ns"}
+
+
+def many_models(count: int, engine: str = "vllm", broken: str | None = None) -> str:
+    """A spec of ``count`` models (enough for a compile to validate it in a worker process)."""
+    models = "".join(f'[models.m{i}]\nengine = "{broken if broken and i == count - 1 else engine}"\nmodel = "org/m{i}"\n'
+                     f'accelerators = {{ count = 1 }}\n' for i in range(count))
+    return f'version = 1\n[stack]\nname = "p"\n{models}'
+
+
+@pytest.fixture
+def validated_aside(monkeypatch):
+    """Validation in a worker process, as on a machine with two CPUs; the forks it makes."""
+    from stackc import pipeline
+    from stackc.output import parallel
+
+    forks: list[int] = []
+    fork = parallel.os.fork
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(parallel.os, "fork", lambda: forks.append(1) or fork())
+    monkeypatch.setattr(pipeline, "_WORKERS_FROM", 10**6)  # targets emitted here: only validation forks
+    return forks
+
+
+def test_a_large_spec_validated_aside_compiles_exactly_as_serially(validated_aside, monkeypatch) -> None:
+    from stackc import pipeline
+
+    text = many_models(30, engine="warns")
+    plugins = [engine_plugin("warns_plugin", WarningEngine())]
+    aside = compile_text(text, plugins=plugins)
+    assert validated_aside == [1]
+    monkeypatch.setattr(pipeline, "_VALIDATE_ASIDE_FROM", 10**6)
+    serial = compile_text(text, plugins=plugins)
+    assert validated_aside == [1]
+    assert aside.files == serial.files and aside.warnings == serial.warnings and len(aside.warnings) == 30
+
+
+def test_a_spec_with_errors_reports_them_whatever_lowering_it_ahead_raised(validated_aside) -> None:
+    """Lowering goes ahead of validation, and an invalid spec may break it: only the errors are reported."""
+    with pytest.raises(DiagnosticsError) as raised:
+        compile_text(many_models(30, broken="vlm"))
+    assert validated_aside == [1]
+    assert [d.code for d in raised.value.diagnostics] == ["E010"] and "did you mean 'vllm'" in str(raised.value.diagnostics[0].hint)
+
+
+def test_a_crash_of_what_went_ahead_is_raised_once_the_spec_checks_out(validated_aside) -> None:
+    with pytest.raises(PluginCrash, match=r"crashed in engine 'crashes' lower\(\): KeyError"):
+        compile_text(many_models(30, engine="crashes"), plugins=[engine_plugin("crashes_plugin", CrashingEngine())])
+    assert validated_aside == [1]
+
+
+def test_a_plugin_crash_while_validating_aside_is_raised_as_serially(validated_aside) -> None:
+    class CheckCrash(VllmEngine):
+        name = "checkcrash"
+
+        def check(self, key, model, options):
+            raise ValueError("broken check")
+
+    with pytest.raises(PluginCrash, match=r"crashed in engine 'checkcrash' check\(\): ValueError: broken check"):
+        compile_text(many_models(30, engine="checkcrash"), plugins=[engine_plugin("checkcrash_plugin", CheckCrash())])
