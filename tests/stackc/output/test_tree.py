@@ -62,3 +62,53 @@ def test_diff_after_an_interrupted_swap_compares_with_the_old_tree(monkeypatch: 
                           capture_output=True, text=True, timeout=60)
     assert diff.returncode == 0, diff.stderr  # not "every file added"
     assert diff.stdout == ""
+
+
+def test_a_file_the_previous_build_wrote_alike_is_kept_and_a_changed_one_is_new(tmp_path: Path) -> None:
+    """Unchanged files are linked from the old tree: on a disk, removing it then frees nothing."""
+    root = tmp_path / "out" / "stack"
+    write_tree(root, {"a/same.yaml": b"same\n", "a/changed.yaml": b"old\n", "gone.yaml": b"x\n"})
+    before = {name: os.stat(root / name).st_ino for name in ("a/same.yaml", "a/changed.yaml")}
+    write_tree(root, {"a/same.yaml": b"same\n", "a/changed.yaml": b"new\n", "added.yaml": b"y\n"})
+    assert os.stat(root / "a/same.yaml").st_ino == before["a/same.yaml"]
+    assert os.stat(root / "a/same.yaml").st_nlink == 1  # the old tree is gone
+    assert os.stat(root / "a/changed.yaml").st_ino != before["a/changed.yaml"]
+    assert read_tree(root) == {"a/same.yaml": b"same\n", "a/changed.yaml": b"new\n", "added.yaml": b"y\n"}
+    assert not (root / "gone.yaml").exists()
+
+
+@pytest.mark.parametrize("change", ["mode", "link", "symlink", "size"])
+def test_a_file_not_exactly_as_a_build_writes_it_is_written_afresh(tmp_path: Path, change: str) -> None:
+    """A file the user changed in a way that keeps its content (its mode, another name for it, a symlink in
+    its place) is not carried over: the new tree holds only files as a build writes them."""
+    root = tmp_path / "out" / "stack"
+    content = b"kind: ConfigMap\n"
+    write_tree(root, {"f.yaml": content})
+    path = root / "f.yaml"
+    if change == "mode":
+        path.chmod(0o600)
+    elif change == "link":
+        os.link(path, tmp_path / "elsewhere.yaml")
+    elif change == "symlink":
+        (tmp_path / "target.yaml").write_bytes(content)
+        path.unlink()
+        path.symlink_to(tmp_path / "target.yaml")
+    else:
+        path.write_bytes(content + b"# more\n")
+    inode = os.lstat(path).st_ino
+    write_tree(root, {"f.yaml": content})
+    status = os.lstat(path)
+    assert status.st_ino != inode and not path.is_symlink() and status.st_nlink == 1
+    assert path.read_bytes() == content and (status.st_mode & 0o777) == (os.stat(root / tree.MANIFEST).st_mode & 0o777)
+
+
+def test_a_file_system_without_hard_links_gets_every_file_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "out" / "stack"
+    write_tree(root, {"f.yaml": b"a\n", "g.yaml": b"b\n"})
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(tree.os, "link", refuse)
+    write_tree(root, {"f.yaml": b"a\n", "g.yaml": b"c\n"})
+    assert (root / "f.yaml").read_bytes() == b"a\n" and (root / "g.yaml").read_bytes() == b"c\n"
