@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 MANIFEST = ".stackc-manifest"
-#: threads creating files: two overlap the file system's waits (a 200-model build, ~400 files, on a disk or a
-#: tmpfs here: 15 and 9 ms with two, 16 and 15 ms with four, which contend for the interpreter)
+#: threads creating files, which overlap the file system's waits; a 200-model build (~400 files) here, with
+#: one, two and four: anew on a disk 55, 53, 48 ms, again on a disk 15, 15, 16 ms, again on a tmpfs 9, 9-12,
+#: 9-15 ms (more threads contend for the interpreter; again, most files are linked from the old tree)
 _WRITERS = 2
 _MANIFEST_HEADER = "# Files written by stackc; do not edit. stackc replaces this folder on every build.\n"
 
