@@ -4,6 +4,7 @@ them: the fit check then says "unknown" instead of guessing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -32,10 +33,15 @@ def catalogue_facts(model: str) -> ModelFacts | None:
 
 def hub_cache() -> Path:
     """Where huggingface_hub keeps downloads: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
+    return _hub_cache(os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_cache(hub_cache: str | None, hf_home: str | None, _home: str | None) -> Path:
+    """Once per environment: a check asks for every model."""
+    if hub_cache:
+        return Path(hub_cache)
+    return Path(hf_home or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")) / "hub"
 
 
 def cached_config(model: str, revision: str | None, cache: Path) -> Path | None:
@@ -43,12 +49,15 @@ def cached_config(model: str, revision: str | None, cache: Path) -> Path | None:
     name = hub_id(model)
     if name is None:
         return None
-    repo = cache / f"models--{name.replace('/', '--')}"
-    ref = repo / "refs" / (revision or "main")
-    commit = ref.read_text().strip() if ref.is_file() else revision
+    repo = os.path.join(cache, f"models--{name.replace('/', '--')}")
+    try:  # most models of a large stack are not downloaded here: one failed open says so
+        with open(os.path.join(repo, "refs", revision or "main"), encoding="utf-8") as ref:
+            commit = ref.read().strip()
+    except (OSError, ValueError):  # ValueError: a NUL in the revision
+        commit = revision
     if not commit:
         return None
-    config = repo / "snapshots" / commit / "config.json"
+    config = Path(repo, "snapshots", commit, "config.json")
     return config if config.is_file() else None
 
 

@@ -118,3 +118,13 @@ def test_a_config_json_with_mxfp4_experts_is_laid_out_as_vllm_pads_them(tmp_path
     assert read.parameters == pytest.approx(known.parameters, rel=0.01)
     (tmp_path / "config.json").write_text(json.dumps({**gpt_oss, "quantization_config": None}))
     assert not facts.read_config(tmp_path / "config.json", "config.json").mxfp4_experts
+
+
+def test_hub_cache_follows_home_and_an_unreadable_ref_is_no_download(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert facts.hub_cache() == tmp_path / ".cache" / "huggingface" / "hub"
+    (tmp_path / "models--acme--tiny" / "refs" / "main").mkdir(parents=True)  # a folder where the ref should be
+    assert facts.cached_config("acme/tiny", None, tmp_path) is None
