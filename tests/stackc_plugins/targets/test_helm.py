@@ -251,3 +251,17 @@ def test_a_disaggregated_models_roles_are_tuned_apart(tmp_path: Path) -> None:
     assert changed == [("Deployment", "sglang-pd-qwen-prefill", 4)]
     bad = helm("template", "sglang-pd", str(chart), "-n", "llm-pd", "--set", "models.qwen.replicas=4")
     assert bad.returncode != 0 and "replicas" in bad.stderr
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.relative_to(REPO / "specs").as_posix())
+def test_no_component_object_watches_the_stack(spec: Path) -> None:
+    """NOTES.txt counts the observability objects a cluster may skip among the spec's own objects and the
+    add-ons' only: a component's objects must never be one (else a cluster without the API would skip it
+    unannounced)."""
+    from stackc import kube
+
+    registry = load_registry()
+    plan = pipeline.compile_stack([spec], registry).plan
+    found = [obj["kind"] for component in plan.components for _, obj in kube.component_objects(plan.stack, component)
+             if obj["apiVersion"].rpartition("/")[0] in OBSERVABILITY_GROUPS]
+    assert found == []

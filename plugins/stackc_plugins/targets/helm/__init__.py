@@ -126,8 +126,9 @@ class HelmTarget:
                         addon_template(chart, json.loads(json.dumps(obj)), texts) for obj in artifact.objects))
         if texts:
             yield Artifact(f"{chart}/templates/_namespaced.tpl", text=namespaced_definitions(chart, texts))
-        own = [obj for component in plan.components for _, obj in kube.component_objects(plan.stack, component)]
-        own += [obj for _, obj in kube.stack_objects(plan.stack)]
+        # of the chart's own objects only the spec's may watch the stack: a component's are its workload and
+        # their plumbing (tests hold every example spec to that), so they are not built once more here
+        own = [obj for _, obj in kube.stack_objects(plan.stack)]
         yield Artifact(f"{chart}/templates/NOTES.txt", text=notes(plan, [*own, *objects]))
 
 
