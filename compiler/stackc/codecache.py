@@ -32,30 +32,46 @@ from typing import Any
 
 #: beyond this many entries, a rewrite keeps only what the last process used
 _MAX_ENTRIES = 4000
-_FORMAT = b"stackc-generated-code 1\n" + importlib.util.MAGIC_NUMBER
+_FORMAT = b"stackc-generated-code 2\n" + importlib.util.MAGIC_NUMBER
 #: attrs' ``__hash__`` embeds ``hash()`` of a string, another number in every process: never cached
 _PER_PROCESS = "def __hash__("
 
 
 class CodeCache:
-    """Compiled generated code by the digest of its source, loaded from and saved to one file."""
+    """Compiled generated code by the digest of its source, loaded from and saved to one file.
+
+    ``entries`` holds each one marshalled, unmarshalled when first used: the file also keeps what other
+    commands and earlier versions generated (a build uses a third of it)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.entries = self._read()
         self.used: set[bytes] = set()
         self.new: dict[bytes, CodeType] = {}
+        self.loaded: dict[bytes, CodeType] = {}
 
-    def _read(self) -> dict[bytes, CodeType]:
+    def _read(self) -> dict[bytes, bytes]:
         try:
             content = self.path.read_bytes()
             if content.startswith(_FORMAT):
                 entries = marshal.loads(content[len(_FORMAT):])
-                if isinstance(entries, dict):
+                if isinstance(entries, dict) and all(type(v) is bytes for v in entries.values()):
                     return entries
         except (OSError, ValueError, EOFError, TypeError):  # absent, or not ours: compile as usual
             pass
         return {}
+
+    def _entry(self, key: bytes) -> CodeType | None:
+        code = self.loaded.get(key) or self.new.get(key)
+        if code is None and key in self.entries:
+            try:
+                code = marshal.loads(self.entries[key])
+            except (ValueError, EOFError, TypeError):  # a damaged entry: compiled again
+                return None
+            if type(code) is not CodeType:
+                return None
+            self.loaded[key] = code
+        return code
 
     def compile_for(self, module: ModuleType) -> Callable[..., Any]:
         """``compile`` as ``module`` calls it (source text, a name, a mode), with the ``__future__`` flags
@@ -69,7 +85,7 @@ class CodeCache:
                 return compile(source, filename, mode, flags, True)  # the module's flags, not this one's
             key = hashlib.blake2b(f"{flags}\0{sys.flags.optimize}\0{filename}\0{mode}\0{source}".encode(),
                                   digest_size=16).digest()
-            code = self.entries.get(key) or self.new.get(key)
+            code = self._entry(key)
             if code is None:
                 code = self.new[key] = compile(source, filename, mode, flags, True)
                 if len(self.new) == 1:
@@ -83,7 +99,7 @@ class CodeCache:
         """Write the entries atomically; any failure leaves the old file (or none): the cache is optional."""
         if not self.new or sys.dont_write_bytecode:
             return
-        entries = {**self.entries, **self.new}
+        entries = {**self.entries, **{key: marshal.dumps(code) for key, code in self.new.items()}}
         if len(entries) > _MAX_ENTRIES:
             entries = {key: code for key, code in entries.items() if key in self.used}
         partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
@@ -95,6 +111,7 @@ class CodeCache:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
             return
+        self.loaded.update(self.new)
         self.entries, self.new = entries, {}
 
 

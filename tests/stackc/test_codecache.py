@@ -115,3 +115,19 @@ def test_a_python_that_keeps_no_bytecode_compiles_as_usual(monkeypatch: pytest.M
     monkeypatch.setattr(sys.implementation, "cache_tag", None)
     codecache.cache_generated_code(module)
     assert not hasattr(module, "compile")
+
+
+def test_only_the_entries_used_are_unmarshalled_and_a_damaged_one_is_compiled_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    cache = codecache.CodeCache(tmp_path / "generated.marshal")
+    for name in "ABC":
+        cache.compile_for(_generator(True))(SOURCE, f"<generated {name}>", "exec")
+    cache.save()
+    later = codecache.CodeCache(cache.path)
+    later.compile_for(_generator(True))(SOURCE, "<generated A>", "exec")
+    assert len(later.entries) == 3 and len(later.loaded) == 1 and later.new == {}
+    damaged = codecache.CodeCache(cache.path)
+    damaged.entries = {key: b"\x00" for key in damaged.entries}
+    code = damaged.compile_for(_generator(True))(SOURCE, "<generated B>", "exec")
+    assert code.co_filename == "<generated B>" and len(damaged.new) == 1
