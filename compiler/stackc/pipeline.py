@@ -271,24 +271,25 @@ def emit(spec: Spec, plans: Mapping[Platform, Plan], registry: Registry, targets
     names = sorted(set(targets))
     if jobs is None:
         jobs = len(names) if len(plans[NO_PLATFORM].components) >= _WORKERS_FROM else 1
+    # add-ons: targets that neither deploy the models nor name their Services (router, monitoring, gateway)
+    addon_names = {name for name in names if not registry.targets[name].traits.serves_models}
 
     def translated(name: str) -> tuple[dict[str, bytes], tuple[Artifact, ...]]:
-        """The target's files, and its artifacts when it is an add-on (a target that neither deploys the
-        models nor names their Services: router, monitoring, gateway), for the others to bundle."""
+        """The target's files, and its artifacts when it is an add-on, for the others to bundle."""
         registered = registry.targets[name]
         artifacts = _emitted(spec, plans[platform(registered)], registry, name)
         made: dict[str, bytes] = {}
         _add(made, name, artifacts, registered.provider)
-        return made, () if registered.traits.serves_models else artifacts
+        return made, artifacts if name in addon_names else ()
 
     def weight(name: str) -> float:  # a target deploying the models writes several objects per model
-        return 3.0 if registry.targets[name].traits.serves_models else 1.0
+        return 1.0 if name in addon_names else 3.0
 
     files: dict[str, bytes] = {}
     addons: dict[str, tuple[Artifact, ...]] = {}
     for name, (made, artifacts) in zip(names, in_parallel(translated, names, jobs, weight)):
         files.update(made)
-        if not registry.targets[name].traits.serves_models:
+        if name in addon_names:
             addons[name] = artifacts
     for name in names:
         registered = registry.targets[name]
