@@ -102,12 +102,12 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
         manifest = os.path.join(base, MANIFEST)
         _write(manifest, (_MANIFEST_HEADER + "".join(f"{n}\n" for n in sorted(merged))).encode())
         fresh = os.stat(manifest)  # what a file written now is like: the previous build's unchanged ones are kept
-        previous = os.fspath(root) if root.is_dir() and hasattr(os, "getuid") else None
+        previous = _Previous(os.fspath(root), (stat.S_IMODE(fresh.st_mode), fresh.st_uid, fresh.st_gid)) \
+            if root.is_dir() and not root.is_symlink() and hasattr(os, "getuid") else None
         # creating files waits on the file system, not the CPU: a few threads overlap the waits, each
         # writing its share (a task per file would cost more in handing over than a file takes)
         items = list(merged.items())
-        _write_shares(base, [items[start::_WRITERS] for start in range(_WRITERS)], previous,
-                      (stat.S_IMODE(fresh.st_mode), fresh.st_uid))
+        _write_shares(base, [items[start::_WRITERS] for start in range(_WRITERS)], previous)
         _flush_to_disk(staging)
         _swap_in(staging, root)
     finally:
@@ -115,25 +115,19 @@ def _write_tree(root: Path, files: Mapping[str, bytes], keep_prefixes: Iterable[
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_shares(base: str, shares: list[list[tuple[str, bytes]]], previous: str | None,
-                  fresh: tuple[int, int]) -> None:
+def _write_shares(base: str, shares: list[list[tuple[str, bytes]]], previous: _Previous | None) -> None:
     """Each share in a thread of its own (plain threads: ``concurrent.futures`` imports ``logging``);
-    the first share's error is raised. A file the previous build (``previous``) wrote exactly so is linked
-    into the new tree rather than written again: on a disk, removing the old tree then frees nothing, and
-    the flush before the swap has only the changed files to write."""
+    the first share's error is raised. A file the previous build wrote exactly so is linked into the new
+    tree rather than written again: on a disk, removing the old tree then frees nothing, and the flush
+    before the swap has only the changed files to write."""
     errors: list[BaseException | None] = [None] * len(shares)
 
     def write_share(index: int) -> None:
         try:
             for name, content in shares[index]:
                 path = os.path.join(base, name)
-                if previous is not None and _unchanged(os.path.join(previous, name), content, fresh):
-                    try:
-                        os.link(os.path.join(previous, name), path)
-                        continue
-                    except OSError:  # a file system without hard links: written as usual
-                        pass
-                _write(path, content)
+                if previous is None or not previous.linked(name, content, path):
+                    _write(path, content)
         except BaseException as error:  # raised by the caller's thread, where write_tree reports it
             errors[index] = error
 
@@ -150,22 +144,52 @@ def _write_shares(base: str, shares: list[list[tuple[str, bytes]]], previous: st
             raise error
 
 
-def _unchanged(path: str, content: bytes, fresh: tuple[int, int]) -> bool:
-    """Whether the previous build's file at ``path`` is what writing ``content`` now makes: a regular file of
-    that tree alone (one link), of the mode and owner a new file gets (``fresh``), holding ``content``."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return False
-    try:
-        status = os.fstat(descriptor)
-        return (stat.S_ISREG(status.st_mode) and status.st_nlink == 1 and status.st_size == len(content)
-                and (stat.S_IMODE(status.st_mode), status.st_uid) == fresh
-                and os.read(descriptor, len(content) + 1) == content)
-    except OSError:
-        return False
-    finally:
-        os.close(descriptor)
+class _Previous:
+    """The tree a build replaces, whose files that are exactly what the build writes are linked into the new
+    one. Exactly: a regular file of that tree alone (one link) inside its folders (no symbolic link on the
+    way), of the mode, owner and group a file written now gets (``fresh``), holding the same bytes. Their
+    modification times stay; extended attributes (ACLs, security labels) are the old file's, as a file
+    written there would get them from the same folder."""
+
+    def __init__(self, root: str, fresh: tuple[int, int, int]):
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.fresh = fresh
+        self.folders: dict[str, bool] = {}
+
+    def _plain_folder(self, folder: str) -> bool:
+        """Whether ``folder`` of the tree is in it (no symbolic link on the way), once per folder."""
+        plain = self.folders.get(folder)
+        if plain is None:
+            real = os.path.realpath(os.path.join(self.root, folder))
+            plain = self.folders[folder] = real == os.path.join(self.real_root, folder).rstrip(os.sep)
+        return plain
+
+    def linked(self, name: str, content: bytes, path: str) -> bool:
+        """Link the previous file of ``name`` at ``path`` when it is exactly ``content``; False: write it."""
+        if not self._plain_folder(os.path.dirname(name)):
+            return False
+        old = os.path.join(self.root, name)
+        try:
+            descriptor = os.open(old, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            status = os.fstat(descriptor)
+            if not (stat.S_ISREG(status.st_mode) and status.st_nlink == 1 and status.st_size == len(content)
+                    and (stat.S_IMODE(status.st_mode), status.st_uid, status.st_gid) == self.fresh
+                    and os.read(descriptor, len(content) + 1) == content):
+                return False
+            os.link(old, path)
+            linked = os.lstat(path)
+            if (linked.st_dev, linked.st_ino) == (status.st_dev, status.st_ino):
+                return True
+            os.unlink(path)  # another build swapped its tree in meanwhile: not the file that was read
+            return False
+        except OSError:  # a file system without hard links, among others: written as usual
+            return False
+        finally:
+            os.close(descriptor)
 
 
 def _write(path: str, content: bytes) -> None:

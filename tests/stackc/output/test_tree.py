@@ -77,7 +77,7 @@ def test_a_file_the_previous_build_wrote_alike_is_kept_and_a_changed_one_is_new(
     assert not (root / "gone.yaml").exists()
 
 
-@pytest.mark.parametrize("change", ["mode", "link", "symlink", "size"])
+@pytest.mark.parametrize("change", ["mode", "group", "link", "symlink", "size"])
 def test_a_file_not_exactly_as_a_build_writes_it_is_written_afresh(tmp_path: Path, change: str) -> None:
     """A file the user changed in a way that keeps its content (its mode, another name for it, a symlink in
     its place) is not carried over: the new tree holds only files as a build writes them."""
@@ -87,6 +87,11 @@ def test_a_file_not_exactly_as_a_build_writes_it_is_written_afresh(tmp_path: Pat
     path = root / "f.yaml"
     if change == "mode":
         path.chmod(0o600)
+    elif change == "group":  # a file written in a setgid folder, or by another member of a shared project
+        others = [gid for gid in ([4321] if os.geteuid() == 0 else os.getgroups()) if gid != os.stat(path).st_gid]
+        if not others:
+            pytest.skip("this user belongs to no other group to give the file")
+        os.chown(path, -1, others[0])
     elif change == "link":
         os.link(path, tmp_path / "elsewhere.yaml")
     elif change == "symlink":
@@ -99,7 +104,9 @@ def test_a_file_not_exactly_as_a_build_writes_it_is_written_afresh(tmp_path: Pat
     write_tree(root, {"f.yaml": content})
     status = os.lstat(path)
     assert status.st_ino != inode and not path.is_symlink() and status.st_nlink == 1
-    assert path.read_bytes() == content and (status.st_mode & 0o777) == (os.stat(root / tree.MANIFEST).st_mode & 0o777)
+    manifest = os.stat(root / tree.MANIFEST)
+    assert path.read_bytes() == content and (status.st_mode & 0o777, status.st_gid) == (manifest.st_mode & 0o777,
+                                                                                       manifest.st_gid)
 
 
 def test_a_file_system_without_hard_links_gets_every_file_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,3 +119,37 @@ def test_a_file_system_without_hard_links_gets_every_file_written(tmp_path: Path
     monkeypatch.setattr(tree.os, "link", refuse)
     write_tree(root, {"f.yaml": b"a\n", "g.yaml": b"c\n"})
     assert (root / "f.yaml").read_bytes() == b"a\n" and (root / "g.yaml").read_bytes() == b"c\n"
+
+
+def test_a_file_reached_through_a_symlinked_folder_is_written_afresh(tmp_path: Path) -> None:
+    """A folder of the old tree replaced by a symbolic link to elsewhere: its files are not the tree's, and
+    linking them would tie the new tree to files outside it."""
+    root = tmp_path / "out" / "stack"
+    write_tree(root, {"a/f.yaml": b"x: 1\n"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.yaml").write_bytes(b"x: 1\n")
+    (root / "a" / "f.yaml").unlink()
+    (root / "a").rmdir()
+    (root / "a").symlink_to(outside)
+    write_tree(root, {"a/f.yaml": b"x: 1\n"})
+    assert os.stat(root / "a" / "f.yaml").st_ino != os.stat(outside / "f.yaml").st_ino
+    assert not (root / "a").is_symlink() and (outside / "f.yaml").read_bytes() == b"x: 1\n"
+
+
+def test_a_file_another_build_swapped_in_meanwhile_is_not_linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old file is read through its descriptor, then linked by its path: if another build's tree took
+    its place in between, the link is the other build's file, and this build writes its own."""
+    root = tmp_path / "out" / "stack"
+    write_tree(root, {"f.yaml": b"replicas: 1\n"})
+    link = os.link
+
+    def swapped_first(source: str, destination: str) -> None:
+        os.replace(os.fspath(root / "f.yaml"), os.fspath(tmp_path / "gone.yaml"))
+        (root / "f.yaml").write_bytes(b"replicas: 9\n")  # the other build's file, the same size
+        os.chmod(root / "f.yaml", os.stat(tmp_path / "gone.yaml").st_mode & 0o777)
+        link(source, destination)
+
+    monkeypatch.setattr(tree.os, "link", swapped_first)
+    write_tree(root, {"f.yaml": b"replicas: 1\n"})
+    assert (root / "f.yaml").read_bytes() == b"replicas: 1\n"
