@@ -7,10 +7,9 @@ adds or removes a ``.dist-info`` (or ``.egg-info``) folder in a ``sys.path`` fol
 that folder's modification time: importlib.metadata's own lookup cache rests on the same fact
 within a process, and stevedore keeps entry points across processes the same way. So what
 importlib.metadata found is kept under a key of ``sys.path``, each of its folders' modification
-time, and the metadata folders in it with theirs (timestamps are coarse: the names tell a quick
-install from a removal), and asked again when any of these differs. Only an ``entry_points.txt``
-overwritten in place by hand, not through a new file renamed into its folder, goes unseen until
-something else changes there.
+time, and the metadata folders in it with theirs and their ``entry_points.txt``'s (timestamps are
+coarse: the names tell a quick install from a removal; setuptools rewrites an ``.egg-info``'s file in
+place), and asked again when any of these differs.
 """
 
 from __future__ import annotations
@@ -98,20 +97,24 @@ def _key(group: str) -> str | None:
 
 
 def _metadata_folders(folder: str) -> list[list[Any]]:
-    """The distributions' metadata in ``folder``, each with its modification time (which a file written
-    into it by renaming, as editors and installers do, changes)."""
+    """The distributions' metadata in ``folder``, each with its modification time and its
+    ``entry_points.txt``'s (which setuptools rewrites in place for a ``develop`` install)."""
     try:
         with os.scandir(folder) as entries:
             found = []
             for entry in entries:
                 if entry.name.lower().endswith(_METADATA):
-                    try:
-                        found.append([entry.name, entry.stat().st_mtime_ns])
-                    except OSError:
-                        found.append([entry.name, None])
+                    found.append([entry.name, _modified(entry.path), _modified(os.path.join(entry.path, "entry_points.txt"))])
     except OSError:  # a zip file: its modification time is its content's
         return []
     return sorted(found)
+
+
+def _modified(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> dict[str, list[EntryPoint]]:

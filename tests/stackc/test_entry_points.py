@@ -125,3 +125,20 @@ def test_a_warm_command_does_not_import_importlib_metadata(tmp_path):
 def test_the_default_file_is_beside_the_bytecode():
     path = cache._default_path()
     assert path is not None and path.parent.name == "__pycache__" and path.suffix == ".json"
+
+
+def test_an_entry_points_file_rewritten_in_place_is_seen(tmp_path, writing, monkeypatch):
+    """setuptools' develop install rewrites an .egg-info's entry_points.txt in place (no rename)."""
+    site = tmp_path / "site"
+    info = site / "demo.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[stackc-test]\nold = demo.old\n")
+    monkeypatch.syspath_prepend(str(site))
+    file = tmp_path / "cache.json"
+    assert [e.name for e in entry_points("stackc-test", file)] == ["old"]
+    before = os.stat(info / "entry_points.txt").st_mtime_ns
+    with open(info / "entry_points.txt", "w") as rewritten:  # in place, as setuptools' egg_info does
+        rewritten.write("[stackc-test]\nnew = demo.new\n")
+    os.utime(info / "entry_points.txt", ns=(before + 1, before + 1))  # a later time, even on a coarse clock
+    assert [e.name for e in entry_points("stackc-test", file)] == ["new"]
