@@ -22,7 +22,7 @@ from stackc.diagnostics import (
     did_you_mean,
     sorted_unique,
 )
-from stackc.output.parallel import in_parallel
+from stackc.output.parallel import in_parallel, usable_cpus
 from stackc.output.render import render
 from stackc.lowering import lower as lowering
 from stackc.plan.engine import Listen
@@ -407,11 +407,8 @@ def compile_stack(paths: Sequence[str | FsPath], registry: Registry, settings: S
     adds any target ``targets`` names that the stack lacks); ``targets`` then selects which folders are
     returned, last, so a partial build writes exactly what the full build writes there.
     """
-    def lowered_platforms(spec: Spec) -> dict[Platform, Plan]:
-        deployed = sorted(set(spec.stack.targets))
-        return lower_platforms(spec, registry, {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM})
-
-    checked, lowered = _check(paths, registry, settings, targets, texts, ahead=lowered_platforms)
+    checked, lowered = _check(paths, registry, settings, targets, texts, lower=True)
+    assert lowered is not None
     spec = checked.spec
     selected = tuple(sorted(set(targets or spec.stack.targets)))
     deployed = tuple(sorted(set(spec.stack.targets)))
@@ -456,31 +453,33 @@ _VALIDATE_ASIDE_FROM = 20
 
 def _check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence[str] = (),
            targets: Sequence[str] | None = None, texts: Sequence[tuple[str, str]] | None = None,
-           fit: bool = True, ahead: Callable[[Spec], T] | None = None) -> tuple[Checked, T | None]:
-    """``check``, and what ``ahead`` makes of the checked spec. A large spec is validated in a worker process
-    while this one checks its fit and goes ahead (a compile lowers it): what went ahead is kept only if the
-    spec checks out, and whatever it raised is raised only then (a spec with errors may break it)."""
+           fit: bool = True, lower: bool = False) -> tuple[Checked, dict[Platform, Plan] | None]:
+    """``check``, and with ``lower`` the checked spec's plan for each platform of its targets. Where a worker
+    process can be forked, a large spec is validated there while this process checks its fit and lowers it
+    ahead: the plans are kept only if the spec checks out, and what lowering raised (a spec with errors may
+    break it) is raised only then. Otherwise the spec is lowered once it checks out."""
     document, diagnostics = resolve(paths, settings, texts)
     spec = None
     rows = None
-    went_ahead: Any = None
+    plans: dict[Platform, Plan] | _Raised | None = None
+    aside = False
     if not diagnostics:
         spec, diagnostics = structure(document, registry)
         if spec is not None:
             checking = _deploying(spec, [name for name in targets or () if name in registry.targets])
+            aside = lower and len(checking.models) >= _VALIDATE_ASIDE_FROM and usable_cpus() > 1
 
             def validated() -> list[Diagnostic]:
                 return validate_spec(checking, registry, _plugin_call)
 
-            def fitted() -> tuple[Any, list[Diagnostic], Any]:
+            def fitted() -> tuple[Any, list[Diagnostic], dict[Platform, Plan] | _Raised | None]:
                 found, problems = (assess_fit(checking, registry, _spec_file(document.source_map)) if fit
                                    else (None, []))
-                return found, problems, _attempted(ahead, checking)
+                return found, problems, _lowered_ahead(checking, registry) if aside else None
 
-            jobs = 2 if ahead is not None and len(checking.models) >= _VALIDATE_ASIDE_FROM else 1
-            # the fit and what goes ahead stay here (a plan is costly to send back), validation goes aside
-            problems, (rows, fit_problems, went_ahead) = in_parallel(
-                _called, [validated, fitted], jobs, weight=lambda part: 2.0 if part is fitted else 1.0)
+            # the fit and the plans stay here (a plan is costly to send back), validation goes aside
+            problems, (rows, fit_problems, plans) = in_parallel(
+                _called, [validated, fitted], 2 if aside else 1, weight=lambda part: 2.0 if part is fitted else 1.0)
             spec = checking
             diagnostics += problems + fit_problems
     for name in targets or ():
@@ -491,9 +490,17 @@ def _check(paths: Sequence[str | FsPath], registry: Registry, settings: Sequence
     errors = [d for d in located if d.severity is Severity.ERROR]
     if errors or spec is None:
         raise DiagnosticsError(located)
-    if isinstance(went_ahead, _Raised):
-        raise went_ahead.error
-    return Checked(spec, document.source_map, tuple(located), None if rows is None else tuple(rows)), went_ahead
+    if isinstance(plans, _Raised):
+        raise plans.error
+    if lower and not aside:
+        plans = _lowered(spec, registry)
+    return Checked(spec, document.source_map, tuple(located), None if rows is None else tuple(rows)), plans
+
+
+def _lowered(spec: Spec, registry: Registry) -> dict[Platform, Plan]:
+    """The plan for each platform of the stack's targets (and for none)."""
+    deployed = sorted(set(spec.stack.targets))
+    return lower_platforms(spec, registry, {platform(registry.targets[name]) for name in deployed} | {NO_PLATFORM})
 
 
 @frozen
@@ -501,12 +508,10 @@ class _Raised:
     error: BaseException
 
 
-def _attempted(ahead: Callable[[Spec], T] | None, spec: Spec) -> T | _Raised | None:
-    """``ahead(spec)``, or what it raised: a spec not yet validated may break what assumes it valid."""
-    if ahead is None:
-        return None
+def _lowered_ahead(spec: Spec, registry: Registry) -> dict[Platform, Plan] | _Raised:
+    """``_lowered``, or what it raised: a spec not yet validated may break what assumes it valid."""
     try:
-        return ahead(spec)
+        return _lowered(spec, registry)
     except Exception as error:
         return _Raised(error)
 

@@ -31,6 +31,7 @@ def test_a_build_in_worker_processes_writes_the_same_files(spec: Path, monkeypat
     forks: list[int] = []
     fork = parallel.os.fork
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
     monkeypatch.setattr(parallel.os, "fork", lambda: forks.append(1) or fork())
     monkeypatch.setattr(pipeline, "_WORKERS_FROM", 0)  # every spec, however small
     monkeypatch.setattr(pipeline, "_VALIDATE_ASIDE_FROM", 0)

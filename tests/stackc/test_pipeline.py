@@ -172,6 +172,7 @@ def validated_aside(monkeypatch):
     forks: list[int] = []
     fork = parallel.os.fork
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
     monkeypatch.setattr(parallel.os, "fork", lambda: forks.append(1) or fork())
     monkeypatch.setattr(pipeline, "_WORKERS_FROM", 10**6)  # targets emitted here: only validation forks
     return forks
@@ -213,3 +214,20 @@ def test_a_plugin_crash_while_validating_aside_is_raised_as_serially(validated_a
 
     with pytest.raises(PluginCrash, match=r"crashed in engine 'checkcrash' check\(\): ValueError: broken check"):
         compile_text(many_models(30, engine="checkcrash"), plugins=[engine_plugin("checkcrash_plugin", CheckCrash())])
+
+
+@pytest.mark.parametrize("models", [3, 30])
+def test_a_spec_with_errors_is_not_lowered_where_validation_runs_here(models: int, monkeypatch) -> None:
+    """Lowering ahead of validation only pays beside a worker: a small spec, or a machine with one CPU, is
+    lowered once it checks out, so an invalid spec never reaches the engines' lower()."""
+    from stackc import pipeline
+
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 1)
+    lowered: list[int] = []
+    lower = pipeline.lower_platforms
+    monkeypatch.setattr(pipeline, "lower_platforms", lambda *args: lowered.append(1) or lower(*args))
+    with pytest.raises(DiagnosticsError):
+        compile_text(many_models(models, broken="vlm"))
+    assert lowered == []
+    compile_text(many_models(models))
+    assert lowered == [1]
