@@ -121,12 +121,11 @@ def run() -> NoReturn:
 
 def _main(argv: Sequence[str] | None, exiting: bool) -> int:
     args = _parser().parse_args(argv)
-    # a command makes next to no reference cycles (a compile's data are trees), yet it allocates enough for
-    # the cyclic garbage collector to walk everything alive again and again, the modules and classes it
-    # imports first among them (~5 % of a large build): the collector waits until the command is done,
-    # except in `stackc up`, which serves until it is stopped
+    # a compile makes next to no reference cycles (its data are trees), yet it allocates enough for the
+    # cyclic garbage collector to walk everything alive again and again, the modules and classes it imports
+    # first among them (~5 % of a large build): the collector waits until such a command is done
     collecting = gc.isenabled()
-    if args.command not in _LONG_RUNNING:
+    if args.command in _COMPILING:
         gc.disable()
     try:
         return int(_run(args))
@@ -583,8 +582,9 @@ def _completion(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-#: commands that run until they are stopped: the cyclic garbage collector runs as usual in them
-_LONG_RUNNING = frozenset({"up"})
+#: commands that compile and end: they run without the cyclic garbage collector (others make cycles, as
+#: tomlkit's documents in explain and import do, or serve until stopped, as up does)
+_COMPILING = frozenset({"build", "check", "diff", "plan"})
 _COMMANDS = {
     "build": _build, "check": _check, "completion": _completion, "diff": _diff, "explain": _explain,
     "import": _import, "init": _init, "plan": _plan, "schema": _schema, "plugins": _plugins, "up": _up,
