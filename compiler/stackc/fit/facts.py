@@ -33,15 +33,15 @@ def catalogue_facts(model: str) -> ModelFacts | None:
 
 def hub_cache() -> Path:
     """Where huggingface_hub keeps downloads: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    return _hub_cache(os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME"), os.environ.get("HOME"))
+    return _hub_cache(os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME"), os.path.expanduser("~"))
 
 
 @functools.lru_cache(maxsize=8)
-def _hub_cache(hub_cache: str | None, hf_home: str | None, _home: str | None) -> Path:
+def _hub_cache(hub_cache: str | None, hf_home: str | None, home: str) -> Path:
     """Once per environment: a check asks for every model."""
     if hub_cache:
         return Path(hub_cache)
-    return Path(hf_home or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")) / "hub"
+    return Path(hf_home or os.path.join(home, ".cache", "huggingface")) / "hub"
 
 
 def cached_config(model: str, revision: str | None, cache: Path) -> Path | None:
