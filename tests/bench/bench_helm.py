@@ -5,12 +5,14 @@ Run: python tests/bench/bench_helm.py [MODELS [ROUNDS]]     (needs helm: bash .c
 Everything is timed in the same run, process start-up included, so the ratios hold on a noisy
 machine: how long compiling takes, against how long Helm takes just to render the result to
 stdout. The commands take turns, round after round (best of 5 rounds each), so a burst of load
-from elsewhere slows them alike instead of the one that happened to run then. Two floors are measured beside them, because they bound what any Python build can
-reach here: starting Python and importing the libraries stackc is built on, and creating the same
-files with nothing else to do. The build is timed writing to the benchmark's disk and, where
-there is one, to a tmpfs (``/dev/shm``), which separates compile time from the disk's cost of
-creating files. Bytecode caches are written and used, as in an installed package (the workplace
-sets PYTHONDONTWRITEBYTECODE, which users don't): a first, untimed build writes them.
+from elsewhere slows them alike instead of the one that happened to run then. The build is timed
+into an empty out/ (a first build: every file created) and again into its own output (a rebuild:
+files that did not change are carried over), writing to the benchmark's disk and, where there is
+one, to a tmpfs (``/dev/shm``), which separates compile time from the disk's cost of creating
+files. Two floors are measured beside them, because they bound what any Python build can reach
+here: starting Python and importing the libraries stackc is built on, and creating the same files
+with nothing else to do. Bytecode caches are written and used, as in an installed package (the
+workplace sets PYTHONDONTWRITEBYTECODE, which users don't): a first, untimed build writes them.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def best_in_turns(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
-    """Each command's best time, the commands taking turns round after round."""
+def best_in_turns(commands: dict[str, tuple[list[str], Path | None]], rounds: int) -> dict[str, float]:
+    """Each command's best time, the commands taking turns round after round; a command's folder, if it
+    names one, is removed before each of its runs (untimed)."""
     best = dict.fromkeys(commands, float("inf"))
     for _ in range(rounds):
-        for name, command in commands.items():
+        for name, (command, emptied) in commands.items():
+            if emptied is not None:
+                shutil.rmtree(emptied, ignore_errors=True)
             best[name] = min(best[name], timed(command))
     return best
 
@@ -72,17 +77,20 @@ def main(models: int, rounds: int = 5) -> None:
         outputs = [("disk", Path(scratch) / "out")]
         if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
             outputs.append(("tmpfs", Path(tempfile.mkdtemp(dir="/dev/shm")) / "out"))
-        builds = {f"stackc build, out/ on {where}": [sys.executable, "-m", "stackc", "build", str(spec), "-o", str(out),
-                                                    "--target", "manifests", "--target", "helm"]
-                  for where, out in outputs}
-        for command in builds.values():  # writes the bytecode caches and a first out/, as a user's first build
+        builds: dict[str, tuple[list[str], Path | None]] = {}
+        for where, out in outputs:
+            command = [sys.executable, "-m", "stackc", "build", str(spec), "-o", str(out), "--target", "manifests",
+                       "--target", "helm"]
+            builds[f"stackc build into an empty out/ on {where}"] = (command, out)
+            builds[f"stackc build again (a rebuild) on {where}"] = (command, None)
+        for command, _ in builds.values():  # writes the bytecode caches and a first out/, as a user's first build
             timed(command)
         chart = outputs[0][1] / "bench" / "helm" / "bench"
-        best = best_in_turns({**builds, "helm": [helm, "template", "bench", str(chart), "-n", "bench"],
-                              "floor": [sys.executable, "-c", "import attrs, cattrs, pluggy, yaml"]}, rounds)
+        best = best_in_turns({**builds, "helm": ([helm, "template", "bench", str(chart), "-n", "bench"], None),
+                              "floor": ([sys.executable, "-c", "import attrs, cattrs, pluggy, yaml"], None)}, rounds)
         rows = []
-        for (where, out), label in zip(outputs, builds, strict=True):
-            rows.append((label, best[label]))
+        for where, out in outputs:
+            rows += [(label, best[label]) for label in builds if label.endswith(f" on {where}")]
             rows.append((f"  floor: create its files on {where}", create_files(out.parent / "copy", out / "bench")))
         rows.append(("  floor: python + import attrs, cattrs, pluggy, yaml", best["floor"]))
         template = best["helm"]
