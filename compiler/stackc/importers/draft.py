@@ -283,7 +283,7 @@ def render(draft: Draft, header: Sequence[str]) -> str:
     data = draft.data()
     document = tomlkit.document()
     for line in header:
-        document.add(tomlkit.comment(line))
+        document.add(tomlkit.comment(_comment_text(line)))
     document.add("version", data["version"])
     document.add(tomlkit.nl())
     document.add("stack", _table(data["stack"], ()))
@@ -292,7 +292,7 @@ def render(draft: Draft, header: Sequence[str]) -> str:
         table = _table(model, ("models", key))
         comment = draft.comments.get(("models", key))
         if comment:
-            table.comment(comment)
+            table.comment(_comment_text(comment))
         models.add(key, table)
     document.add("models", models)
     if "targets" in data:
@@ -301,6 +301,16 @@ def render(draft: Draft, header: Sequence[str]) -> str:
             targets.add(key, _table(options, ("targets", key)))
         document.add("targets", targets)
     return tomlkit.dumps(document)
+
+
+#: what a TOML comment may not hold: control characters but tab
+_NOT_IN_COMMENTS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _comment_text(text: str) -> str:
+    """``text`` (a values file's name for a model, a file's path) as a comment may hold it: a line break or
+    another control character in it written as its escape."""
+    return _NOT_IN_COMMENTS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def _table(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -667,3 +667,17 @@ def test_a_disabled_model_keeps_what_stackc_can_take_and_reports_the_rest(tmp_pa
     assert "tensor_parallel" not in model.get("serving", {})
     [left] = [d for d in result.report if "disabled model" in d.message]
     assert left.code == "W090" and "tensor_parallel × pipeline_parallel = 2 needs 2 accelerators" in left.message
+
+
+def test_a_line_break_in_a_comment_is_written_as_its_escape() -> None:
+    """A table's comment names where the model came from (a KServe object's name, say) and the header the
+    files read: a line break or another control character in them (which TOML comments can't hold) is
+    written as its escape."""
+    from stackc.diagnostics import Location
+    from stackc.importers.draft import Draft, render
+
+    draft = Draft("s")
+    draft.add_model("m", {"engine": "vllm", "model": "org/m"}, "metadata.name: llama\r\nx\x1f", Location("v.yaml", 1, 1))
+    text = render(draft, ["Imported from a\nfile"])
+    assert "llama\\x0d\\x0ax\\x1f" in text and "a\\x0afile" in text
+    assert tomllib.loads(text)["models"]["m"]["model"] == "org/m"
