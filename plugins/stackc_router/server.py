@@ -1,7 +1,8 @@
 """The router: requests routed on their ``model`` to a replica, responses relayed as they arrive.
 
 An alias is rewritten to the served name. A replica is retried only while nothing has reached
-the client, so streaming responses are never mixed; once a response has started, a failing
+the client, so streaming responses are never mixed; a response starts with its first body bytes
+(``UpstreamConnection.response_start``), not its head alone; once it has started, a failing
 replica cuts the client's connection (the only honest signal left). HTTP itself lives in
 ``downstream`` (clients) and ``upstream`` (replicas). A request for a model with no ready
 replica is held (``hold``) until one is ready, so a model scaled to zero wakes up instead of
@@ -671,8 +672,8 @@ class Router:
                     upstream = await backend.exchange(
                         _upstream_head(request, backend, len(body), route.upstream_key) + body,
                         self.config.connect_timeout_s, self.config.read_timeout_s,
-                        UpstreamConnection.response_head if prefill is None
-                        else functools.partial(_head_unless_prefill_fails, prefill=prefill))
+                        UpstreamConnection.response_start if prefill is None
+                        else functools.partial(_start_unless_prefill_fails, prefill=prefill))
                     if upstream.status >= 500 and (not last or fallback):
                         raise UpstreamError(f"status {upstream.status}")
                 except (OSError, TimeoutError, UpstreamError) as error:
@@ -710,17 +711,17 @@ class Router:
         return False
 
 
-async def _head_unless_prefill_fails(upstream: UpstreamConnection, *, prefill: asyncio.Future) -> None:
-    """The decode replica's response head, or the prefill's failure when that comes first (the
-    decode replica would wait for its KV cache in vain)."""
-    head = asyncio.ensure_future(upstream.response_head())
+async def _start_unless_prefill_fails(upstream: UpstreamConnection, *, prefill: asyncio.Future) -> None:
+    """The start of the decode replica's response (``response_start``), or the prefill's failure when
+    that comes first (the decode replica would wait for its KV cache in vain)."""
+    start = asyncio.ensure_future(upstream.response_start())
     try:
-        await asyncio.wait((head, prefill), return_when=asyncio.FIRST_COMPLETED)
-        if not head.done() and prefill.exception() is not None:
+        await asyncio.wait((start, prefill), return_when=asyncio.FIRST_COMPLETED)
+        if not start.done() and prefill.exception() is not None:
             raise prefill.exception()
-        await head
+        await start
     finally:
-        head.cancel()
+        start.cancel()
 
 
 async def _dropped(upstream: UpstreamConnection) -> None:

@@ -165,6 +165,15 @@ class UpstreamConnection(asyncio.Protocol):
     async def response_head(self) -> None:
         await self._until(lambda: self.headers_done)
 
+    async def response_start(self) -> None:
+        """The head and the first body bytes (or the end, for an empty body): what the client may be sent.
+
+        Servers write a head and its body apart (uvicorn; http.server flushes the head first), and
+        a streaming head comes before prefill: a replica that dies between the two has given the
+        client nothing usable yet, so the request can still go to another one.
+        """
+        await self._until(lambda: self.complete or (self.headers_done and self.first_byte_at is not None))
+
     async def response_end(self) -> None:
         await self._until(lambda: self.complete)
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from stackc_router.config import parse
-from stackc_router.testing import QUIET, connect, exchange, running_router, settled, wait_until
+from stackc_router.testing import QUIET, answers, connect, exchange, running_router, settled, wait_until
 
 CHAT = b'{"model":"tiny","messages":[{"role":"user","content":"hi"}]}'
 STREAM = b'{"model":"tiny","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -49,6 +49,12 @@ def head_then_die(replica, connection) -> str:
     return "close"
 
 
+def head_alone_then_die(replica, connection) -> str:
+    """Killed between its head and its body, which most servers write apart (http.server, uvicorn)."""
+    connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n")
+    return "close"
+
+
 @pytest.mark.parametrize(("script", "expected"), [
     pytest.param(lambda r, c: c.sendall(b"HTTP/1.1200 OK\r\ncontent-length: 0\r\n\r\n"), 502, id="status-line-without-space"),
     pytest.param(lambda r, c: c.sendall(b"HTTP/1.1 200 OK\r\nx: " + b"a" * 70_000 + b"\r\n\r\n"), 502, id="head-over-64KiB"),
@@ -61,6 +67,7 @@ def head_then_die(replica, connection) -> str:
     pytest.param(stall, 504, id="stalls-before-the-head"),
     pytest.param(head_then_stall, None, id="stalls-mid-body"),
     pytest.param(head_then_die, None, id="killed-mid-body"),
+    pytest.param(head_alone_then_die, 502, id="killed-between-head-and-body"),  # nothing reached the client yet
 ])
 def test_a_broken_replica_gets_a_502_or_504_or_a_cut_never_a_hang(scripted, script, expected) -> None:
     """None: the status had already gone out, so the client sees the response cut short."""
@@ -341,6 +348,29 @@ def test_a_pooled_connection_the_replica_closed_unanswered_is_retried_on_a_new_o
         assert exchange(base, post()) == [(200, b'{"n":3}')]
         backend = router.routes["tiny"].backends[replica.url]
         assert (backend.failures, backend.healthy) == (0, True)
+        assert settled(router) == QUIET
+
+
+@pytest.mark.parametrize(("body", "head"), [
+    (CHAT, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"),
+    (STREAM, EVENT_STREAM),  # the replica died during prefill
+], ids=["json", "sse"])
+def test_a_replica_killed_between_its_head_and_its_body_is_retried_on_another(scripted, body, head) -> None:
+    # the flake of test_router's killed replica: the client got the head, then the cut, with a replica to spare
+    def first_dies_after_its_head(replica, connection) -> str | None:
+        if len(first.requests) + len(second.requests) == 1:
+            connection.sendall(head)
+            return "close"
+        connection.sendall(answer(b'{"ok":1}'))
+        return None
+
+    first, second = scripted(first_dies_after_its_head), scripted(first_dies_after_its_head)
+    with running_router(config(first.url, second.url, retries=1)) as (router, base):
+        wait_until(lambda: all(b.healthy for b in router.routes["tiny"].backends.values()))
+        with connect(base) as client:  # one keep-alive connection: the retried request, then another on it
+            client.sendall(post(body).replace(b"Connection: close\r\n", b"") + post(body))
+            assert answers(client) == [(200, b'{"ok":1}')] * 2
+        assert len(first.requests) + len(second.requests) == 3
         assert settled(router) == QUIET
 
 
