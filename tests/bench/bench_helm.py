@@ -6,8 +6,8 @@ Everything is timed in the same run, process start-up included, so the ratios ho
 machine: how long compiling takes, against how long Helm takes just to render the result to
 stdout. The commands take turns, round after round (best of 5 rounds each), so a burst of load
 from elsewhere slows them alike instead of the one that happened to run then. The build is timed
-into an empty out/ (a first build: every file created) and again into its own output (a rebuild:
-files that did not change are carried over), writing to the benchmark's disk and, where there is
+into an empty out/ (a first build, into a folder never used: every file created) and again into
+its own output (a rebuild: files that did not change are carried over), writing to the benchmark's disk and, where there is
 one, to a tmpfs (``/dev/shm``), which separates compile time from the disk's cost of creating
 files. Two floors are measured beside them, because they bound what any Python build can reach
 here: starting Python and importing the libraries stackc is built on, and creating the same files
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,15 +38,12 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def best_in_turns(commands: dict[str, tuple[list[str], Path | None]], rounds: int) -> dict[str, float]:
-    """Each command's best time, the commands taking turns round after round; a command's folder, if it
-    names one, is removed before each of its runs (untimed)."""
+def best_in_turns(commands: dict[str, Callable[[int], list[str]]], rounds: int) -> dict[str, float]:
+    """Each command's best time (a command is made for each round), the commands taking turns round after round."""
     best = dict.fromkeys(commands, float("inf"))
-    for _ in range(rounds):
-        for name, (command, emptied) in commands.items():
-            if emptied is not None:
-                shutil.rmtree(emptied, ignore_errors=True)
-            best[name] = min(best[name], timed(command))
+    for round_number in range(rounds):
+        for name, command in commands.items():
+            best[name] = min(best[name], timed(command(round_number)))
     return best
 
 
@@ -77,17 +75,22 @@ def main(models: int, rounds: int = 5) -> None:
         outputs = [("disk", Path(scratch) / "out")]
         if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
             outputs.append(("tmpfs", Path(tempfile.mkdtemp(dir="/dev/shm")) / "out"))
-        builds: dict[str, tuple[list[str], Path | None]] = {}
+        def build(into: Path) -> list[str]:
+            return [sys.executable, "-m", "stackc", "build", str(spec), "-o", str(into), "--target", "manifests",
+                    "--target", "helm"]
+
+        builds: dict[str, Callable[[int], list[str]]] = {}
         for where, out in outputs:
-            command = [sys.executable, "-m", "stackc", "build", str(spec), "-o", str(out), "--target", "manifests",
-                       "--target", "helm"]
-            builds[f"stackc build into an empty out/ on {where}"] = (command, out)
-            builds[f"stackc build again (a rebuild) on {where}"] = (command, None)
-        for command, _ in builds.values():  # writes the bytecode caches and a first out/, as a user's first build
-            timed(command)
+            # a first build goes, each round, into a folder never used: removing one just before would time
+            # the file system still busy freeing it
+            builds[f"stackc build into an empty out/ on {where}"] = \
+                lambda n, out=out: build(out.with_name(f"first-{n}"))
+            builds[f"stackc build again (a rebuild) on {where}"] = lambda _, out=out: build(out)
+        for _, out in outputs:  # writes the bytecode caches, and the out/ the rounds build again
+            timed(build(out))
         chart = outputs[0][1] / "bench" / "helm" / "bench"
-        best = best_in_turns({**builds, "helm": ([helm, "template", "bench", str(chart), "-n", "bench"], None),
-                              "floor": ([sys.executable, "-c", "import attrs, cattrs, pluggy, yaml"], None)}, rounds)
+        best = best_in_turns({**builds, "helm": lambda _: [helm, "template", "bench", str(chart), "-n", "bench"],
+                              "floor": lambda _: [sys.executable, "-c", "import attrs, cattrs, pluggy, yaml"]}, rounds)
         rows = []
         for where, out in outputs:
             rows += [(label, best[label]) for label in builds if label.endswith(f" on {where}")]
