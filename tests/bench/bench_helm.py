@@ -9,9 +9,9 @@ from elsewhere slows them alike instead of the one that happened to run then. Th
 into an empty out/ (a first build, into a folder never used: every file created) and again into
 its own output (a rebuild: files that did not change are carried over), writing to the
 benchmark's disk and, where there is one, to a tmpfs (``/dev/shm``), which separates compile time
-from the disk's cost of creating files. Two floors are measured beside them, because they bound what any Python build can reach
-here: starting Python and importing the libraries stackc is built on, and creating the same files
-with nothing else to do. Bytecode caches are written and used, as in an installed package (the
+from the disk's cost of creating files. Two floors are measured beside them, because they bound
+what any Python build can reach here: starting Python and importing the libraries stackc is built
+on, and creating the same files with nothing else to do. Bytecode caches are written and used, as in an installed package (the
 workplace sets PYTHONDONTWRITEBYTECODE, which users don't): a first, untimed build writes them.
 """
 
