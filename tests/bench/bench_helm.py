@@ -11,8 +11,9 @@ its own output (a rebuild: files that did not change are carried over), writing 
 benchmark's disk and, where there is one, to a tmpfs (``/dev/shm``), which separates compile time
 from the disk's cost of creating files. Two floors are measured beside them, because they bound
 what any Python build can reach here: starting Python and importing the libraries stackc is built
-on, and creating the same files with nothing else to do. Bytecode caches are written and used, as in an installed package (the
-workplace sets PYTHONDONTWRITEBYTECODE, which users don't): a first, untimed build writes them.
+on, and creating the same files with nothing else to do. Bytecode caches are written and used, as
+in an installed package (the workplace sets PYTHONDONTWRITEBYTECODE, which users don't): a first,
+untimed build writes them.
 """
 
 from __future__ import annotations
