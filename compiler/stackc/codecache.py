@@ -102,26 +102,36 @@ class CodeCache:
         entries = {**self.entries, **{key: marshal.dumps(code) for key, code in self.new.items()}}
         if len(entries) > _MAX_ENTRIES:
             entries = {key: code for key, code in entries.items() if key in self.used}
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(_FORMAT + marshal.dumps(entries))
-            os.replace(partial, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
+        if not write_cache_file(self.path, _FORMAT + marshal.dumps(entries)):
             return
         self.loaded.update(self.new)
         self.entries, self.new = entries, {}
 
 
-def _default_path() -> Path:
-    # where Python puts this package's bytecode (PYTHONPYCACHEPREFIX included), under its own name
-    pyc = importlib.util.cache_from_source(str(Path(__file__).with_name("generated.py")))
-    return Path(pyc).with_suffix(".marshal")
+def beside_bytecode(name: str, suffix: str) -> Path | None:
+    """A cache file where Python puts this package's bytecode (PYTHONPYCACHEPREFIX included), under its own
+    ``name``; None where this Python keeps no bytecode."""
+    if sys.implementation.cache_tag is None:
+        return None
+    return Path(importlib.util.cache_from_source(str(Path(__file__).with_name(f"{name}.py")))).with_suffix(suffix)
 
 
-_CACHE = CodeCache(_default_path() if sys.implementation.cache_tag is not None else Path(os.devnull))
+def write_cache_file(path: Path, content: bytes) -> bool:
+    """Write atomically; any failure (a read-only install) leaves the old file or none, and says False: a
+    cache is optional."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(content)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        return False
+    return True
+
+
+_CACHE = CodeCache(beside_bytecode("generated", ".marshal") or Path(os.devnull))
 
 
 def cache_generated_code(*modules: ModuleType) -> None:

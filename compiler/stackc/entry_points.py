@@ -14,16 +14,16 @@ place), and asked again when any of these differs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
-import importlib.util
 import json
 import os
 import sys
 from functools import reduce
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from stackc.codecache import beside_bytecode, write_cache_file
 
 #: beyond this many keys (environments sharing one checkout, say), a rewrite keeps only the current one
 _MAX_KEYS = 8
@@ -49,7 +49,7 @@ class EntryPoint(NamedTuple):
 def entry_points(group: str, cache: Path | None = None) -> list[EntryPoint]:
     """The entry points of ``group`` in importlib.metadata's order, from the cache file when nothing was
     installed or removed since it was written (``cache``: its path, by default beside the bytecode)."""
-    path = cache if cache is not None else _default_path()
+    path = cache if cache is not None else beside_bytecode("entry-points", ".json")
     key = _key(group) if path is not None else None
     stored = _read(path) if key is not None and path is not None else {}
     if key is not None and key in stored:
@@ -140,20 +140,4 @@ def _valid(entry: Any) -> bool:
 
 
 def _write(path: Path, stored: dict[str, list[EntryPoint]]) -> None:
-    """Written atomically; any failure (a read-only install) leaves the old file or none: the cache is optional."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"format": _FORMAT, "keys": stored}, sort_keys=True))
-        os.replace(partial, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-
-
-def _default_path() -> Path | None:
-    """Where Python puts this package's bytecode (PYTHONPYCACHEPREFIX included), under its own name; None
-    where this Python keeps no bytecode."""
-    if sys.implementation.cache_tag is None:
-        return None
-    return Path(importlib.util.cache_from_source(str(Path(__file__).with_name("entry-points.py")))).with_suffix(".json")
+    write_cache_file(path, json.dumps({"format": _FORMAT, "keys": stored}, sort_keys=True).encode())

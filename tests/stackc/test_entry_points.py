@@ -123,7 +123,7 @@ def test_a_warm_command_does_not_import_importlib_metadata(tmp_path):
 
 
 def test_the_default_file_is_beside_the_bytecode():
-    path = cache._default_path()
+    path = cache.beside_bytecode("entry-points", ".json")
     assert path is not None and path.parent.name == "__pycache__" and path.suffix == ".json"
 
 
